@@ -1,0 +1,353 @@
+"""The slot store: named, lossless snapshots of IMAGE/MASK tensors on disk.
+
+A slot is a folder `<bus>/<id>/` holding `slot.safetensors` (the exact tensors plus a JSON-ish
+header of metadata) and `thumb.png` (what a person sees in pickers and the browser). Folders in
+the seed's layout (`image.png` + `mask.png`) still load, as 8-bit float32 tensors.
+
+Why safetensors and not torch.save: the header can be read without touching tensor data (a
+listing of thousands of slots stays fast), nothing in the file can execute code, and the
+library memory-maps the data so a load is a single copy.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from . import images
+from .atomic import atomic_write, clean_stale_temps, fsync_dir
+
+FORMAT = "dataset-gates.slot"
+FORMAT_VERSION = 1
+SLOT_FILE = "slot.safetensors"
+THUMB_FILE = "thumb.png"
+LEGACY_IMAGE = "image.png"
+LEGACY_MASK = "mask.png"
+
+ID_RULE = ("a slot id is 1-64 characters of letters, digits, '-', '_' and '.', "
+           "not starting or ending with '.'")
+_ID_RE = re.compile(r"[A-Za-z0-9_-](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9_-])?")
+# Names Windows cannot create, with or without an extension.
+_RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)
+
+
+class SlotError(Exception):
+    """Base for every failure the store reports; the message names the slot."""
+
+
+class SlotNotFound(SlotError, LookupError):
+    pass
+
+
+class SlotCorrupt(SlotError):
+    pass
+
+
+class SlotWriteError(SlotError, OSError):
+    pass
+
+
+def validate_id(slot_id: Any) -> str:
+    """Return `slot_id` if it is a safe folder name, else raise ValueError naming the rule."""
+    if not isinstance(slot_id, str) or not _ID_RE.fullmatch(slot_id) or _RESERVED.fullmatch(slot_id):
+        raise ValueError(f"invalid slot id {slot_id!r}: {ID_RULE}")
+    return slot_id
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _raw(t: torch.Tensor) -> memoryview:
+    """The tensor's bytes as stored (contiguous CPU); works for bfloat16, which numpy lacks."""
+    return memoryview(t.reshape(-1).view(torch.uint8).numpy())
+
+
+def checksum(tensors: list[torch.Tensor]) -> str:
+    """crc32 over the raw bytes: ~7 GB/s, cheap enough to verify on every load."""
+    crc = 0
+    for t in tensors:
+        crc = zlib.crc32(_raw(t), crc)
+    return f"crc32:{crc:08x}"
+
+
+@dataclass
+class SlotInfo:
+    """What a listing knows about a slot without reading its tensor data."""
+    id: str
+    image_shape: list[int]
+    image_dtype: str
+    mask_shape: list[int] | None
+    mask_dtype: str | None
+    created: float
+    bytes: int
+    thumb: str | None
+    layout: str = "safetensors"
+    checksum: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def batch(self) -> int:
+        return self.image_shape[0] if self.image_shape else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["batch"] = self.batch
+        return d
+
+
+def _check_tensors(image: Any, mask: Any) -> None:
+    if not isinstance(image, torch.Tensor) or image.ndim != 4:
+        raise ValueError(f"image must be a tensor [B,H,W,C], got {getattr(image, 'shape', type(image))}")
+    if not image.is_floating_point():
+        raise ValueError(f"image must be a float tensor, got {_dtype_name(image.dtype)}")
+    b, h, w, c = image.shape
+    if min(b, h, w) < 1 or not 1 <= c <= 4:
+        raise ValueError(f"image shape {list(image.shape)} is not [B>=1,H>=1,W>=1,C in 1..4]")
+    if mask is None:
+        return
+    if not isinstance(mask, torch.Tensor) or mask.ndim not in (2, 3) or not mask.is_floating_point():
+        raise ValueError(f"mask must be a float tensor [B,H,W] or [H,W], got "
+                         f"{getattr(mask, 'dtype', type(mask))} {list(getattr(mask, 'shape', []))}")
+    if tuple(mask.shape[-2:]) != (h, w):
+        raise ValueError(f"mask size {list(mask.shape[-2:])} does not match image size [{h}, {w}]")
+    if mask.ndim == 3 and mask.shape[0] not in (1, b):
+        raise ValueError(f"mask batch {mask.shape[0]} must be 1 or the image batch {b}")
+
+
+class SlotStore:
+    """All slots under one bus folder. Stateless: safe to share between threads and processes."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+
+    # -- paths -----------------------------------------------------------------------------
+    def slot_dir(self, slot_id: str) -> Path:
+        """The folder of a slot, guaranteed (after symlinks) to lie inside the bus folder."""
+        validate_id(slot_id)
+        root = self.root.resolve()
+        path = (root / slot_id).resolve()
+        if path.parent != root:
+            raise ValueError(f"slot {slot_id!r} resolves outside the bus folder {root}")
+        return path
+
+    def thumb_path(self, slot_id: str) -> Path:
+        return self.slot_dir(slot_id) / THUMB_FILE
+
+    def exists(self, slot_id: str) -> bool:
+        d = self.slot_dir(slot_id)
+        return (d / SLOT_FILE).is_file() or (d / LEGACY_IMAGE).is_file()
+
+    def fingerprint(self, slot_id: str) -> str:
+        """Changes whenever the slot is republished; what Bus Load's IS_CHANGED reports."""
+        d = self.slot_dir(slot_id)
+        for name in (SLOT_FILE, LEGACY_IMAGE):
+            try:
+                st = (d / name).stat()
+            except FileNotFoundError:
+                continue
+            return f"{st.st_mtime_ns}-{st.st_size}-{st.st_ino}"
+        return "missing"
+
+    # -- write -----------------------------------------------------------------------------
+    def publish(self, slot_id: str, image: torch.Tensor, mask: torch.Tensor | None = None,
+                meta: dict[str, Any] | None = None) -> SlotInfo:
+        """Store `image` (and `mask`) exactly, replacing the slot atomically.
+
+        The tensor file and its thumbnail are both fully written and fsynced under temporary
+        names before either replaces the old one, so a crash or a full disk leaves the previous
+        version whole.
+        """
+        _check_tensors(image, mask)
+        d = self.slot_dir(slot_id)
+        tensors = {"image": image.detach().to("cpu").contiguous()}
+        if mask is not None:
+            tensors["mask"] = mask.detach().to("cpu").contiguous()
+        created = time.time()
+        header = {
+            "format": FORMAT,
+            "version": str(FORMAT_VERSION),
+            "created": repr(created),
+            "image_shape": json.dumps(list(tensors["image"].shape)),
+            "image_dtype": _dtype_name(image.dtype),
+            "checksum": checksum(list(tensors.values())),
+            "meta": json.dumps(meta or {}, default=str),
+        }
+        if mask is not None:
+            header["mask_shape"] = json.dumps(list(tensors["mask"].shape))
+            header["mask_dtype"] = _dtype_name(mask.dtype)
+        thumb = images.png_bytes(images.thumbnail(tensors["image"]))
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            clean_stale_temps(d)
+            with atomic_write(d / SLOT_FILE, lambda tmp: save_file(tensors, tmp, metadata=header)) as commit_slot, \
+                    atomic_write(d / THUMB_FILE, lambda tmp: Path(tmp).write_bytes(thumb)) as commit_thumb:
+                commit_slot()
+                commit_thumb()
+            fsync_dir(d)
+        except (OSError, SafetensorError) as exc:
+            raise SlotWriteError(f"could not publish slot {slot_id!r} in {self.root}: {exc}; "
+                                 f"the previous version, if any, is unchanged") from exc
+        return self.info(slot_id)
+
+    def delete(self, slot_id: str) -> None:
+        """Move the folder aside in one rename, then remove it: never a half-deleted slot."""
+        d = self.slot_dir(slot_id)
+        if not self.exists(slot_id):
+            raise SlotNotFound(f"no slot {slot_id!r} in {self.root}")
+        trash = d.with_name(f".trash-{slot_id}-{secrets.token_hex(4)}")
+        os.replace(d, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def rename(self, old: str, new: str, overwrite: bool = False) -> SlotInfo:
+        src, dst = self.slot_dir(old), self.slot_dir(new)
+        if not self.exists(old):
+            raise SlotNotFound(f"no slot {old!r} in {self.root}")
+        if src == dst:
+            return self.info(new)
+        if dst.exists():
+            if not overwrite:
+                raise FileExistsError(f"slot {new!r} already exists; delete it first or overwrite")
+            self.delete(new)
+        os.rename(src, dst)
+        fsync_dir(self.root)
+        return self.info(new)
+
+    # -- read ------------------------------------------------------------------------------
+    def load(self, slot_id: str, device: str | torch.device = "cpu",
+             verify: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (image, mask) bit-identical to what was published.
+
+        The tensors are copies owned by the process (the memory map is closed before
+        returning), so the slot may be replaced or deleted right away, Windows included.
+        A slot without a mask yields zeros [B,H,W] float32, ComfyUI's MASK convention.
+        """
+        d = self.slot_dir(slot_id)
+        path = d / SLOT_FILE
+        if path.is_file():
+            image, mask = self._load_safetensors(slot_id, path, verify)
+        elif (d / LEGACY_IMAGE).is_file():
+            image, mask = self._load_legacy(slot_id, d)
+        else:
+            raise SlotNotFound(f"no slot {slot_id!r} in {self.root}")
+        if mask is None:
+            b, h, w, _ = image.shape
+            mask = torch.zeros((b, h, w), dtype=torch.float32)
+        return image.to(device), mask.to(device)
+
+    def _load_safetensors(self, slot_id: str, path: Path,
+                          verify: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        try:
+            with safe_open(path, framework="pt") as f:
+                header = f.metadata() or {}
+                keys = set(f.keys())
+                if header.get("format") != FORMAT or "image" not in keys:
+                    raise SlotCorrupt(f"slot {slot_id!r}: {path.name} is not a Dataset Gates slot")
+                image = f.get_tensor("image").clone()
+                mask = f.get_tensor("mask").clone() if "mask" in keys else None
+        except SlotError:
+            raise
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise SlotCorrupt(f"slot {slot_id!r} is unreadable ({path}): {exc}") from None
+        if verify:
+            stored = header.get("checksum")
+            actual = checksum([t for t in (image, mask) if t is not None])
+            if stored != actual:
+                raise SlotCorrupt(f"slot {slot_id!r} failed its checksum ({stored} stored, "
+                                  f"{actual} read): the file is damaged")
+        return image, mask
+
+    def _load_legacy(self, slot_id: str, d: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+        try:
+            image = images.read_image(d / LEGACY_IMAGE)
+            mask = images.read_mask(d / LEGACY_MASK) if (d / LEGACY_MASK).is_file() else None
+        except Exception as exc:  # Pillow's error types vary by format
+            raise SlotCorrupt(f"slot {slot_id!r} (PNG layout) is unreadable: {exc}") from None
+        if mask is not None:
+            mask = images.resize_mask(mask, image.shape[1], image.shape[2])
+        return image, mask
+
+    def info(self, slot_id: str) -> SlotInfo:
+        """Header-only description; raises SlotNotFound / SlotCorrupt."""
+        d = self.slot_dir(slot_id)
+        path = d / SLOT_FILE
+        thumb = d / THUMB_FILE
+        if path.is_file():
+            try:
+                size = path.stat().st_size
+                with safe_open(path, framework="pt") as f:
+                    h = f.metadata() or {}
+                    keys = set(f.keys())
+                    if h.get("format") != FORMAT or "image" not in keys:
+                        raise SlotCorrupt(f"slot {slot_id!r}: {path.name} is not a Dataset Gates slot")
+                    image_shape = list(f.get_slice("image").get_shape())
+                    mask_shape = list(f.get_slice("mask").get_shape()) if "mask" in keys else None
+                return SlotInfo(
+                    id=slot_id, image_shape=image_shape, image_dtype=h["image_dtype"],
+                    mask_shape=mask_shape, mask_dtype=h.get("mask_dtype"),
+                    created=float(h["created"]), bytes=size,
+                    thumb=str(thumb) if thumb.is_file() else None,
+                    checksum=h.get("checksum"), meta=json.loads(h.get("meta") or "{}"))
+            except SlotError:
+                raise
+            except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
+                raise SlotCorrupt(f"slot {slot_id!r} is unreadable ({path}): {exc}") from None
+        if (d / LEGACY_IMAGE).is_file():
+            return self._legacy_info(slot_id, d)
+        raise SlotNotFound(f"no slot {slot_id!r} in {self.root}")
+
+    def _legacy_info(self, slot_id: str, d: Path) -> SlotInfo:
+        from PIL import Image
+        try:
+            with Image.open(d / LEGACY_IMAGE) as img:
+                w, h = img.size
+        except Exception as exc:
+            raise SlotCorrupt(f"slot {slot_id!r} (PNG layout) is unreadable: {exc}") from None
+        has_mask = (d / LEGACY_MASK).is_file()
+        files = [d / LEGACY_IMAGE] + ([d / LEGACY_MASK] if has_mask else [])
+        return SlotInfo(
+            id=slot_id, image_shape=[1, h, w, 3], image_dtype="float32",
+            mask_shape=[1, h, w] if has_mask else None, mask_dtype="float32" if has_mask else None,
+            created=(d / LEGACY_IMAGE).stat().st_mtime, bytes=sum(p.stat().st_size for p in files),
+            thumb=str(d / LEGACY_IMAGE), layout="png")
+
+    def ids(self) -> list[str]:
+        """Ids of folders that hold a slot; temp and trash names start with '.' and never match."""
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return []
+        found = []
+        for e in entries:
+            if e.is_dir() and _ID_RE.fullmatch(e.name) and not _RESERVED.fullmatch(e.name):
+                if os.path.isfile(os.path.join(e.path, SLOT_FILE)) or \
+                        os.path.isfile(os.path.join(e.path, LEGACY_IMAGE)):
+                    found.append(e.name)
+        return sorted(found)
+
+    def list(self) -> list[SlotInfo]:
+        """Every slot, newest first; a damaged one is listed with `error` set rather than hidden."""
+        out = []
+        for slot_id in self.ids():
+            try:
+                out.append(self.info(slot_id))
+            except SlotNotFound:
+                continue  # deleted while we listed
+            except SlotError as exc:
+                out.append(SlotInfo(id=slot_id, image_shape=[], image_dtype="", mask_shape=None,
+                                    mask_dtype=None, created=0.0, bytes=0, thumb=None,
+                                    error=str(exc)))
+        out.sort(key=lambda s: s.created, reverse=True)
+        return out

@@ -1,0 +1,444 @@
+"""The slot store: bit-exact round trips, listing, ids, atomicity and damaged files."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from gates import slots
+from gates.slots import SlotCorrupt, SlotNotFound, SlotStore, SlotWriteError, validate_id
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SlotStore:
+    return SlotStore(tmp_path / "bus")
+
+
+def rand_image(b=2, h=24, w=16, c=3, dtype=torch.float32, seed=0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((b, h, w, c), generator=g).to(dtype)
+
+
+def assert_exact(a: torch.Tensor, b: torch.Tensor) -> None:
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert torch.equal(a.view(torch.uint8) if a.dtype == torch.bfloat16 else a,
+                       b.view(torch.uint8) if b.dtype == torch.bfloat16 else b)
+
+
+# -- round trips ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_round_trip_is_bit_exact_for_every_float_dtype(store, dtype):
+    image = rand_image(dtype=dtype)
+    image[0, 0, 0, 0] = float("nan")  # bit patterns, not just values, must survive
+    image[0, 0, 0, 1] = -0.0
+    image[1, 1, 1, 1] = 3.5  # out-of-range values are data too
+    mask = torch.rand(2, 24, 16).to(dtype)
+    store.publish("x", image, mask)
+    got_image, got_mask = store.load("x")
+    assert_exact(got_image.view(torch.uint8), image.view(torch.uint8))
+    assert_exact(got_mask, mask)
+
+
+def test_whole_batch_round_trip(store):
+    image = rand_image(b=16, h=33, w=17)
+    mask = torch.rand(16, 33, 17)
+    info = store.publish("batch", image, mask)
+    assert info.batch == 16
+    got_image, got_mask = store.load("batch")
+    assert_exact(got_image, image)
+    assert_exact(got_mask, mask)
+
+
+def test_non_contiguous_input_stores_its_values(store):
+    base = rand_image(b=2, h=16, w=24)
+    image = base.transpose(1, 2)  # [2,24,16,3], non-contiguous view
+    assert not image.is_contiguous()
+    mask = torch.rand(2, 16, 24).transpose(1, 2)
+    store.publish("nc", image, mask)
+    got_image, got_mask = store.load("nc")
+    assert_exact(got_image, image.contiguous())
+    assert_exact(got_mask, mask.contiguous())
+
+
+def test_missing_mask_loads_as_zeros_of_the_batch_shape(store):
+    store.publish("nomask", rand_image(b=3, h=10, w=12, dtype=torch.float16))
+    image, mask = store.load("nomask")
+    assert mask.shape == (3, 10, 12) and mask.dtype == torch.float32
+    assert not mask.any()
+    assert store.info("nomask").mask_shape is None
+
+
+def test_single_mask_for_a_batch_and_2d_mask_are_kept_as_given(store):
+    store.publish("m1", rand_image(b=4), torch.rand(1, 24, 16))
+    assert store.load("m1")[1].shape == (1, 24, 16)
+    store.publish("m2", rand_image(b=1), torch.rand(24, 16))
+    assert store.load("m2")[1].shape == (24, 16)
+
+
+@pytest.mark.parametrize("mask, message", [
+    (torch.rand(2, 20, 16), "does not match image size"),
+    (torch.rand(3, 24, 16), "must be 1 or the image batch"),
+    (torch.ones(2, 24, 16, dtype=torch.int64), "float tensor"),
+])
+def test_mask_mismatch_is_rejected_at_publish(store, mask, message):
+    store.publish("keep", rand_image())
+    before = store.load("keep")[0]
+    with pytest.raises(ValueError, match=message):
+        store.publish("keep", rand_image(seed=1), mask)
+    assert_exact(store.load("keep")[0], before)
+
+
+@pytest.mark.parametrize("image, message", [
+    (torch.rand(24, 16, 3), r"\[B,H,W,C\]"),
+    (torch.zeros(1, 4, 4, 3, dtype=torch.uint8), "float tensor"),
+    (torch.rand(1, 4, 4, 5), "C in 1..4"),
+    (torch.rand(0, 4, 4, 3), "B>=1"),
+    ("not a tensor", r"\[B,H,W,C\]"),
+])
+def test_bad_images_are_rejected(store, image, message):
+    with pytest.raises(ValueError, match=message):
+        store.publish("bad", image)
+    assert not store.exists("bad")
+
+
+def test_header_carries_metadata(store):
+    image = rand_image(dtype=torch.bfloat16)
+    store.publish("meta", image, torch.rand(2, 24, 16), meta={"node": "12:5", "prompt": "p1", "route": 2})
+    info = store.info("meta")
+    assert info.image_shape == [2, 24, 16, 3] and info.image_dtype == "bfloat16"
+    assert info.mask_shape == [2, 24, 16] and info.mask_dtype == "float32"
+    assert info.meta == {"node": "12:5", "prompt": "p1", "route": 2}
+    assert info.checksum and info.checksum.startswith("crc32:")
+    assert abs(info.created - time.time()) < 60
+    from safetensors import safe_open
+    with safe_open(store.slot_dir("meta") / slots.SLOT_FILE, "pt") as f:
+        header = f.metadata()
+    assert header["format"] == slots.FORMAT and header["version"] == str(slots.FORMAT_VERSION)
+    assert json.loads(header["image_shape"]) == [2, 24, 16, 3]
+
+
+def test_loaded_tensors_own_their_memory(store):
+    image = rand_image()
+    store.publish("own", image)
+    got, _ = store.load("own")
+    path = store.slot_dir("own") / slots.SLOT_FILE
+    with open(path, "r+b") as f:  # scribble over the file in place: a memory map would see it
+        size = f.seek(0, 2)
+        f.seek(size - image.numel() * 4)
+        f.write(b"\0" * image.numel() * 4)
+    store.delete("own")
+    assert_exact(got, image)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_load_straight_to_cuda(store):
+    image = rand_image(dtype=torch.bfloat16)
+    store.publish("gpu", image.cuda())
+    got, mask = store.load("gpu", device="cuda")
+    assert got.is_cuda and mask.is_cuda
+    assert_exact(got.cpu(), image)
+
+
+def test_seed_png_layout_still_loads(store):
+    d = store.root / "legacy"
+    d.mkdir(parents=True)
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 4, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(d / "image.png")
+    Image.fromarray(np.full((6, 4), 255, np.uint8), "L").save(d / "mask.png")
+    image, mask = store.load("legacy")
+    assert image.shape == (1, 6, 4, 3) and image.dtype == torch.float32
+    assert torch.equal(image, torch.from_numpy(rgb.astype(np.float32) / 255.0)[None])
+    assert mask.shape == (1, 6, 4) and bool((mask == 1.0).all())
+    info = store.info("legacy")
+    assert info.layout == "png" and info.image_shape == [1, 6, 4, 3]
+    assert "legacy" in [s.id for s in store.list()]
+
+
+# -- listing, thumbnails, delete, rename ---------------------------------------------------------
+
+def test_list_reports_every_slot_from_headers(store):
+    store.publish("a", rand_image(b=1, h=8, w=8))
+    time.sleep(0.01)
+    store.publish("b", rand_image(b=5, h=8, w=8, dtype=torch.float16), torch.rand(5, 8, 8))
+    listed = {s.id: s for s in store.list()}
+    assert set(listed) == {"a", "b"}
+    assert listed["b"].batch == 5 and listed["b"].image_dtype == "float16"
+    assert listed["b"].bytes == (store.slot_dir("b") / slots.SLOT_FILE).stat().st_size
+    assert Path(listed["a"].thumb).is_file()
+    assert [s.id for s in store.list()] == ["b", "a"]  # newest first
+    assert listed["b"].to_dict()["batch"] == 5
+
+
+def test_list_does_not_read_tensor_data(store, monkeypatch):
+    store.publish("a", rand_image())
+    from safetensors import safe_open as real_open
+
+    class NoData:
+        def __init__(self, *a, **k):
+            self.f = real_open(*a, **k)
+
+        def __enter__(self):
+            self.f.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+        def __getattr__(self, name):
+            if name == "get_tensor":
+                raise AssertionError("list() read tensor data")
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(slots, "safe_open", NoData)
+    assert [s.id for s in store.list()] == ["a"]
+
+
+def test_empty_or_missing_bus_lists_nothing(tmp_path):
+    assert SlotStore(tmp_path / "nowhere").list() == []
+
+
+def test_thumbnail_is_small_png_of_first_images(store):
+    image = torch.zeros(6, 600, 400, 3)
+    image[0, ..., 0] = 1.0  # first image red, the rest black
+    store.publish("big", image)
+    with Image.open(store.thumb_path("big")) as thumb:
+        assert thumb.format == "PNG" and max(thumb.size) <= 256
+        w, h = thumb.size
+        assert w > h  # a strip of several images side by side
+        first = thumb.convert("RGB").getpixel((2, h // 2))
+        last = thumb.convert("RGB").getpixel((w - 2, h // 2))
+    assert first[0] > 200 and first[1] < 30 and last == (0, 0, 0)
+
+
+def test_delete_and_rename(store):
+    image = rand_image()
+    store.publish("one", image)
+    store.publish("two", rand_image(seed=3))
+    with pytest.raises(FileExistsError):
+        store.rename("one", "two")
+    info = store.rename("one", "three")
+    assert info.id == "three" and not store.exists("one")
+    assert_exact(store.load("three")[0], image)
+    store.rename("three", "two", overwrite=True)
+    assert_exact(store.load("two")[0], image)
+    store.delete("two")
+    assert store.list() == [] and not any(p.name.startswith(".trash") for p in store.root.iterdir())
+    with pytest.raises(SlotNotFound, match="two"):
+        store.delete("two")
+    with pytest.raises(SlotNotFound, match="two"):
+        store.load("two")
+    with pytest.raises(SlotNotFound):
+        store.rename("two", "four")
+
+
+# -- ids and paths ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("good", ["a", "A-1_b.c", "x" * 64, "0", "run.2024-01-01", "_"])
+def test_valid_ids(good):
+    assert validate_id(good) == good
+
+
+@pytest.mark.parametrize("bad", [
+    "", ".", "..", ".hidden", "a/b", "a\\b", "../etc", "/abs", "C:\\x", "x" * 65, "a b",
+    "trailing.", "nul", "CON", "com1.txt", "slot@-1", "é", "a\0b", None, 3,
+])
+def test_invalid_ids_name_the_rule(store, bad):
+    with pytest.raises(ValueError, match="letters, digits"):
+        validate_id(bad)
+    with pytest.raises(ValueError, match="letters, digits"):
+        store.publish(bad, rand_image())
+    with pytest.raises(ValueError):
+        store.load(bad)
+
+
+def test_symlinked_slot_cannot_escape_the_bus(store, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    store.root.mkdir(parents=True)
+    (store.root / "evil").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ValueError, match="outside the bus"):
+        store.publish("evil", rand_image())
+    assert list(outside.iterdir()) == []
+
+
+# -- damaged files -----------------------------------------------------------------------------
+
+def _slot_file(store: SlotStore, slot_id: str) -> Path:
+    return store.slot_dir(slot_id) / slots.SLOT_FILE
+
+
+def test_truncated_file_is_a_clear_error(store):
+    store.publish("t", rand_image())
+    path = _slot_file(store, "t")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 100])
+    with pytest.raises(SlotCorrupt, match="'t'"):
+        store.load("t")
+    with pytest.raises(SlotCorrupt, match="'t'"):
+        store.info("t")
+    listed = store.list()
+    assert listed[0].id == "t" and "'t'" in listed[0].error
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10, b"\xff" * 8 + b"{}"])
+def test_garbage_file_is_a_clear_error(store, content):
+    store.publish("g", rand_image())
+    _slot_file(store, "g").write_bytes(content)
+    with pytest.raises(SlotCorrupt, match="'g'"):
+        store.load("g")
+
+
+def test_foreign_safetensors_file_is_refused(store):
+    store.slot_dir("f").mkdir(parents=True)
+    save_file({"weight": torch.zeros(3)}, str(_slot_file(store, "f")))
+    with pytest.raises(SlotCorrupt, match="not a Dataset Gates slot"):
+        store.load("f")
+
+
+def test_flipped_bit_fails_the_checksum(store):
+    image = rand_image()
+    store.publish("c", image)
+    path = _slot_file(store, "c")
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(SlotCorrupt, match="checksum"):
+        store.load("c")
+    got, _ = store.load("c", verify=False)
+    assert not torch.equal(got, image)
+
+
+def test_disk_full_keeps_the_old_slot(store, monkeypatch):
+    old = rand_image()
+    store.publish("full", old)
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(slots, "save_file", no_space)
+    with pytest.raises(SlotWriteError, match="previous version.*unchanged"):
+        store.publish("full", rand_image(seed=9))
+    assert_exact(store.load("full")[0], old)
+    assert sorted(p.name for p in store.slot_dir("full").iterdir()) == ["slot.safetensors", "thumb.png"]
+
+
+def test_thumbnail_write_failure_keeps_the_old_slot(store, monkeypatch):
+    old = rand_image()
+    store.publish("th", old)
+    monkeypatch.setattr(slots.images, "png_bytes", lambda img: (_ for _ in ()).throw(OSError(errno.EIO, "io")))
+    with pytest.raises(OSError):
+        store.publish("th", rand_image(seed=2))
+    assert_exact(store.load("th")[0], old)
+    assert not [p for p in store.slot_dir("th").iterdir() if p.name.endswith(".tmp")]
+
+
+# -- crashes and concurrency -------------------------------------------------------------------
+
+CHILD = textwrap.dedent("""
+    import os, signal, sys, torch
+    sys.path.insert(0, {repo!r})
+    from gates import slots
+    from gates.slots import SlotStore
+    mode, root, value = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    store = SlotStore(root)
+    image = torch.full((4, 256, 256, 3), value)
+    if mode == "die-mid-write":
+        real = slots.save_file
+        def half_then_die(tensors, path, metadata=None):
+            real(tensors, path, metadata=metadata)
+            with open(path, "r+b") as f:
+                f.truncate(os.path.getsize(path) // 2)
+            os.kill(os.getpid(), signal.SIGKILL)
+        slots.save_file = half_then_die
+        store.publish("s", image)
+    else:
+        i = 0
+        while True:
+            i += 1
+            store.publish("s", torch.full((4, 256, 256, 3), value + i))
+            print(i, flush=True)
+""")
+
+
+def _child(tmp_path: Path, mode: str, root: Path, value: float) -> subprocess.Popen:
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(repo=str(REPO)))
+    return subprocess.Popen([sys.executable, str(script), mode, str(root), str(value)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_writer_killed_mid_write_leaves_old_slot(store, tmp_path):
+    old = torch.full((4, 256, 256, 3), 7.0)
+    store.publish("s", old)
+    proc = _child(tmp_path, "die-mid-write", store.root, 1.0)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    leftovers = [p.name for p in store.slot_dir("s").iterdir() if p.name.endswith(".tmp")]
+    assert leftovers, "the child should have died with its temp file on disk"
+    assert [s.id for s in store.list()] == ["s"]
+    assert_exact(store.load("s")[0], old)
+    store.publish("s", old + 1)  # the next publish sweeps the dead writer's temp file
+    assert sorted(p.name for p in store.slot_dir("s").iterdir()) == ["slot.safetensors", "thumb.png"]
+
+
+def test_writer_killed_at_random_moments_never_leaves_a_mix(store, tmp_path):
+    store.publish("s", torch.full((4, 256, 256, 3), 0.0))
+    rng = random.Random(1)
+    for attempt in range(5):
+        proc = _child(tmp_path, "loop", store.root, 1000.0 * (attempt + 1))
+        proc.stdout.readline()  # at least one publish done, so it is busy writing
+        time.sleep(rng.uniform(0.0, 0.05))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        image, _ = store.load("s")
+        values = image.unique()
+        assert values.numel() == 1, "a load mixed two versions"
+        assert image.shape == (4, 256, 256, 3)
+
+
+def test_concurrent_writers_and_readers_never_mix(store):
+    store.publish("race", torch.full((2, 64, 64, 3), 0.0))
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer(base: float):
+        for i in range(15):
+            store.publish("race", torch.full((2, 64, 64, 3), base + i), torch.full((2, 64, 64), base + i))
+
+    def reader():
+        while not stop.is_set():
+            try:
+                image, mask = store.load("race")
+                assert image.unique().numel() == 1 and torch.equal(mask.unique(), image.unique())
+            except BaseException as exc:  # noqa: BLE001 - collected and re-raised below
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=writer, args=(b,)) for b in (100.0, 200.0)]
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads + readers:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    for t in readers:
+        t.join()
+    assert not errors, errors[0]
+    final = store.load("race")[0].unique().item()
+    assert final in (114.0, 214.0)  # the last complete write wins
