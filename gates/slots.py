@@ -19,7 +19,8 @@ import time
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from collections.abc import Callable
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -56,6 +57,23 @@ class SlotCorrupt(SlotError):
 
 class SlotWriteError(SlotError, OSError):
     pass
+
+
+class SlotIndexError(SlotError, ValueError):
+    """A batch index out of range: the caller's mistake, not damage."""
+
+
+T = TypeVar("T")
+_READ_ATTEMPTS = 5
+
+
+def _identity(path: Path) -> tuple[int, int, int, int] | None:
+    """Changes whenever the file is replaced (a new inode) or rewritten."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size
 
 
 def validate_id(slot_id: Any) -> str:
@@ -249,18 +267,16 @@ class SlotStore:
 
     def _load_safetensors(self, slot_id: str, path: Path,
                           verify: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        try:
+        def read() -> tuple[dict[str, str], torch.Tensor, torch.Tensor | None]:
             with safe_open(path, framework="pt") as f:
                 header = f.metadata() or {}
                 keys = set(f.keys())
                 if header.get("format") != FORMAT or "image" not in keys:
                     raise SlotCorrupt(f"slot {slot_id!r}: {path.name} is not a Dataset Gates slot")
-                image = f.get_tensor("image").clone()
-                mask = f.get_tensor("mask").clone() if "mask" in keys else None
-        except SlotError:
-            raise
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise SlotCorrupt(f"slot {slot_id!r} is unreadable ({path}): {exc}") from None
+                return (header, f.get_tensor("image").clone(),
+                        f.get_tensor("mask").clone() if "mask" in keys else None)
+
+        header, image, mask = self._read_stable(slot_id, path, read)
         if verify:
             stored = header.get("checksum")
             actual = checksum([t for t in (image, mask) if t is not None])
@@ -268,6 +284,54 @@ class SlotStore:
                 raise SlotCorrupt(f"slot {slot_id!r} failed its checksum ({stored} stored, "
                                   f"{actual} read): the file is damaged")
         return image, mask
+
+    def _read_stable(self, slot_id: str, path: Path, read: Callable[[], T]) -> T:
+        """Run `read` until the file was not replaced meanwhile.
+
+        safetensors opens the file once for the header and again for the data, so a publish
+        landing in between would pair one version's header with the next one's tensors.
+        """
+        for _ in range(_READ_ATTEMPTS):
+            before = _identity(path)
+            try:
+                result = read()
+            except SlotError:
+                raise
+            except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
+                if _identity(path) != before:
+                    continue
+                if isinstance(exc, FileNotFoundError):
+                    raise SlotNotFound(f"no slot {slot_id!r} in {self.root}") from None
+                raise SlotCorrupt(f"slot {slot_id!r} is unreadable ({path}): {exc}") from None
+            if _identity(path) == before:
+                return result
+        raise SlotCorrupt(f"slot {slot_id!r} was replaced {_READ_ATTEMPTS} times while being read")
+
+    def read_image(self, slot_id: str, index: int) -> torch.Tensor:
+        """One image [H,W,C] of the batch, reading only its bytes: paging a big batch stays cheap."""
+        path = self.slot_dir(slot_id) / SLOT_FILE
+        if not path.is_file():
+            batch_images = self.load(slot_id)[0]  # PNG layout: one small image
+        else:
+            def read() -> torch.Tensor:
+                with safe_open(path, framework="pt") as f:
+                    sliced = f.get_slice("image")
+                    count = sliced.get_shape()[0]
+                    if not 0 <= index < count:
+                        raise SlotIndexError(f"index must be from 0 to {count - 1}, got {index}")
+                    return sliced[index:index + 1].clone()
+            batch_images = self._read_stable(slot_id, path, read)
+            index = 0
+        if not 0 <= index < batch_images.shape[0]:
+            raise ValueError(f"index must be from 0 to {batch_images.shape[0] - 1}, got {index}")
+        return batch_images[index]
+
+    def tensor_file(self, slot_id: str) -> Path:
+        """The exact tensors as a downloadable file (safetensors slots only)."""
+        path = self.slot_dir(slot_id) / SLOT_FILE
+        if not path.is_file():
+            raise SlotNotFound(f"slot {slot_id!r} has no tensor file in {self.root}")
+        return path
 
     def _load_legacy(self, slot_id: str, d: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
         try:
@@ -285,7 +349,7 @@ class SlotStore:
         path = d / SLOT_FILE
         thumb = d / THUMB_FILE
         if path.is_file():
-            try:
+            def read() -> SlotInfo:
                 size = path.stat().st_size
                 with safe_open(path, framework="pt") as f:
                     h = f.metadata() or {}
@@ -300,10 +364,7 @@ class SlotStore:
                     created=float(h["created"]), bytes=size,
                     thumb=str(thumb) if thumb.is_file() else None,
                     checksum=h.get("checksum"), meta=json.loads(h.get("meta") or "{}"))
-            except SlotError:
-                raise
-            except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
-                raise SlotCorrupt(f"slot {slot_id!r} is unreadable ({path}): {exc}") from None
+            return self._read_stable(slot_id, path, read)
         if (d / LEGACY_IMAGE).is_file():
             return self._legacy_info(slot_id, d)
         raise SlotNotFound(f"no slot {slot_id!r} in {self.root}")
