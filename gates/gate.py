@@ -1,0 +1,136 @@
+"""What an Image Gate does with one run, free of ComfyUI so it can be tested directly.
+
+Data enters as the wired image or a slot (`resolve_source`), waits for a person in the
+`Waiter`, picks up a mask (`compose_mask`), is published to `send_id` if asked, and leaves on
+exactly one route (`route_outputs`). ComfyUI's pieces come in through `Hooks`.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from . import images
+from .slots import SlotNotFound, SlotStore, validate_id
+from .waiter import Decision, Waiter
+
+MAX_ROUTES = 10
+PAUSE_EVENT = "datasete_gate.pause"
+DONE_EVENT = "datasete_gate.done"
+
+log = logging.getLogger("dataset_gates")
+
+
+@dataclass
+class Hooks:
+    """The host's side of a run: ComfyUI's in the adapter, plain functions in tests."""
+    interrupted: Callable[[], bool]
+    notify: Callable[[str, dict[str, Any]], None]  # to the tab that queued the prompt
+    blocker: Callable[[], Any]  # a fresh ExecutionBlocker(None)
+    interrupt: Callable[[], BaseException]  # what to raise on Stop / Cancel
+    prompt_id: Callable[[], str | None]
+    client_id: Callable[[], str | None]
+
+
+@dataclass
+class Source:
+    image: torch.Tensor
+    mask: torch.Tensor | None
+    origin: str
+
+
+def parse_labels(text: str, routes: int) -> list[str]:
+    """Route labels from a comma- or newline-separated widget; blanks fall back to numbers."""
+    given = [part.strip() for part in text.replace("\n", ",").split(",")] if text else []
+    return [(given[i] if i < len(given) and given[i] else str(i + 1)) for i in range(routes)]
+
+
+def resolve_source(store: SlotStore, image: torch.Tensor | None, get_id: str) -> Source | None:
+    """A wired image always wins; else `get_id`'s slot; else nothing (the gate becomes a no-op).
+
+    A missing slot is expected between sessions, so it only warns; a bad id or a damaged slot
+    raises, because silently skipping those would hide lost work.
+    """
+    if image is not None:
+        return Source(image, None, "input")
+    get_id = (get_id or "").strip()
+    if not get_id:
+        return None
+    validate_id(get_id)
+    try:
+        loaded, mask = store.load(get_id)
+    except SlotNotFound:
+        log.warning("Image Gate: get_id %r names no slot in %s; nothing to gate, all routes blocked",
+                    get_id, store.root)
+        return None
+    return Source(loaded, mask, f"slot:{get_id}")
+
+
+def compose_mask(painted: dict[int | None, torch.Tensor], loaded: torch.Tensor | None,
+                 image: torch.Tensor) -> torch.Tensor:
+    """Painted at the gate > loaded from the slot > zeros, always [B,H,W] for the batch.
+
+    A painted mask of another size (it was drawn on a preview) is resized to the image; one
+    painted for every image (key None) is the base that per-image masks override.
+    """
+    b, h, w = (int(n) for n in image.shape[:3])
+    if painted:
+        out = torch.zeros((b, h, w), dtype=torch.float32)
+        if None in painted:
+            out[:] = images.resize_mask(painted[None][None].float(), h, w)[0]
+        for index, mask in painted.items():
+            if index is not None:
+                out[index] = images.resize_mask(mask[None].float(), h, w)[0]
+        return out
+    if loaded is not None:
+        if loaded.ndim == 2:
+            loaded = loaded[None]
+        if tuple(loaded.shape[-2:]) != (h, w):
+            loaded = images.resize_mask(loaded, h, w)
+        return loaded
+    return torch.zeros((b, h, w), dtype=torch.float32)
+
+
+def route_outputs(chosen: int | None, image: Any, blocker: Callable[[], Any]) -> tuple:
+    """Ten route outputs: the image on `chosen` (1-based), a blocker of its own on every other."""
+    return tuple(image if chosen == i + 1 else blocker() for i in range(MAX_ROUTES))
+
+
+def blocked(hooks: Hooks) -> tuple:
+    """The silent no-op: a harmless mask and every route blocked, so nothing downstream runs."""
+    return (torch.zeros((1, 1, 1), dtype=torch.float32),) + route_outputs(None, None, hooks.blocker)
+
+
+def run_gate(*, store: SlotStore, waiter: Waiter, hooks: Hooks, node: str, routes: int,
+             image: torch.Tensor | None, send_id: str = "", get_id: str = "",
+             labels: str = "") -> tuple:
+    """One gate run: pause, take the person's answer, publish, and route. Returns 11 outputs."""
+    if not 1 <= routes <= MAX_ROUTES:
+        raise ValueError(f"routes must be from 1 to {MAX_ROUTES}, got {routes}")
+    send_id = (send_id or "").strip()
+    if send_id:
+        validate_id(send_id)  # fail before the person spends time choosing
+    source = resolve_source(store, image, get_id)
+    if source is None:
+        return blocked(hooks)
+    pending = waiter.arm(node, source.image, routes, labels=parse_labels(labels, routes),
+                         prompt_id=hooks.prompt_id(), client_id=hooks.client_id(),
+                         source=source.origin)
+    hooks.notify(PAUSE_EVENT, pending.public())
+    try:
+        decision: Decision = waiter.wait(pending, hooks.interrupted)
+    except Exception:
+        hooks.notify(DONE_EVENT, {"node": node, "token": pending.token, "route": None})
+        raise hooks.interrupt() from None
+    hooks.notify(DONE_EVENT, {"node": node, "token": pending.token, "route": decision.route})
+    if decision.route is None:
+        raise hooks.interrupt()
+    mask = compose_mask(decision.masks, source.mask, source.image)
+    if send_id:
+        store.publish(send_id, source.image, mask, meta={
+            "node": node, "prompt_id": pending.prompt_id, "route": decision.route,
+            "route_label": pending.labels[decision.route - 1], "source": source.origin})
+    return (mask,) + route_outputs(decision.route, source.image, hooks.blocker)

@@ -1,0 +1,207 @@
+"""One gate run without ComfyUI: source rules, mask precedence, routing and publish on pass."""
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+import torch
+
+from gates import gate
+from gates.gate import Hooks, compose_mask, parse_labels, resolve_source, run_gate
+from gates.slots import SlotCorrupt, SlotStore
+from gates.waiter import Waiter
+
+
+class Blocker:
+    """Stands in for ExecutionBlocker(None)."""
+
+
+class Interrupt(Exception):
+    pass
+
+
+class Host:
+    """A fake host that answers the pause from another thread, as a click would."""
+
+    def __init__(self, waiter: Waiter, answer=None):
+        self.waiter = waiter
+        self.answer = answer  # callable(waiter, payload) run when the pause is announced
+        self.events: list[tuple[str, dict]] = []
+        self.flag = threading.Event()
+
+    def notify(self, event: str, payload: dict) -> None:
+        self.events.append((event, payload))
+        if event == gate.PAUSE_EVENT and self.answer:
+            threading.Timer(0.01, self.answer, args=(self.waiter, payload)).start()
+
+    def hooks(self) -> Hooks:
+        return Hooks(interrupted=self.flag.is_set, notify=self.notify, blocker=Blocker,
+                     interrupt=Interrupt, prompt_id=lambda: "prompt-1", client_id=lambda: "tab-1")
+
+
+def choose(route, mask=None, index=None):
+    def answer(waiter: Waiter, payload: dict) -> None:
+        if mask is not None:
+            waiter.set_mask(payload["node"], payload["token"], mask, index)
+        if route is None:
+            waiter.stop(payload["node"], payload["token"])
+        else:
+            waiter.choose(payload["node"], payload["token"], route)
+    return answer
+
+
+@pytest.fixture
+def store(tmp_path) -> SlotStore:
+    return SlotStore(tmp_path / "gate_bus")
+
+
+def run(store, host, **kw):
+    args = dict(store=store, waiter=host.waiter, hooks=host.hooks(), node="12:5", routes=3,
+                image=None)
+    args.update(kw)
+    return run_gate(**args)
+
+
+def test_chosen_route_carries_the_batch_and_every_other_is_blocked(store):
+    image = torch.rand(4, 8, 6, 3, dtype=torch.float16)
+    host = Host(Waiter(), choose(3))
+    out = run(store, host, image=image)
+    assert len(out) == 1 + gate.MAX_ROUTES
+    assert out[3] is image
+    blockers = [o for i, o in enumerate(out[1:], start=1) if i != 3]
+    assert all(isinstance(b, Blocker) for b in blockers)
+    assert len({id(b) for b in blockers}) == len(blockers)  # each its own blocker
+    assert out[0].shape == (4, 8, 6) and not out[0].any()
+
+
+def test_pause_event_describes_the_run(store):
+    host = Host(Waiter(), choose(1))
+    run(store, host, image=torch.rand(2, 8, 6, 3), labels="keep, , redo")
+    (event, payload), (done, result) = host.events
+    assert event == gate.PAUSE_EVENT and done == gate.DONE_EVENT
+    assert payload["node"] == "12:5" and payload["routes"] == 3 and payload["batch"] == 2
+    assert payload["labels"] == ["keep", "2", "redo"]
+    assert payload["prompt_id"] == "prompt-1" and payload["token"]
+    assert result == {"node": "12:5", "token": payload["token"], "route": 1}
+
+
+def test_publish_on_pass_stores_image_mask_and_meta(store):
+    image = torch.rand(2, 8, 6, 3, dtype=torch.bfloat16)
+    painted = torch.ones(8, 6)
+    host = Host(Waiter(), choose(2, mask=painted))
+    out = run(store, host, image=image, send_id="cp1", labels="a,b,c")
+    got, mask = store.load("cp1")
+    assert torch.equal(got.view(torch.uint8), image.view(torch.uint8)) and got.dtype == torch.bfloat16
+    assert torch.equal(mask, out[0]) and bool((mask == 1).all()) and mask.shape == (2, 8, 6)
+    meta = store.info("cp1").meta
+    assert meta == {"node": "12:5", "prompt_id": "prompt-1", "route": 2, "route_label": "b",
+                    "source": "input"}
+
+
+def test_get_id_resumes_from_the_slot_bit_exactly(store):
+    image = torch.rand(3, 8, 6, 3, dtype=torch.float16)
+    saved_mask = torch.rand(3, 8, 6)
+    store.publish("cp1", image, saved_mask)
+    host = Host(Waiter(), choose(1))
+    out = run(store, host, get_id=" cp1 ")
+    assert torch.equal(out[1], image) and out[1].dtype == torch.float16
+    assert torch.equal(out[0], saved_mask)  # the loaded mask, since nothing was painted
+    assert host.events[0][1]["source"] == "slot:cp1"
+
+
+def test_wired_image_wins_over_get_id(store):
+    store.publish("cp1", torch.zeros(1, 8, 6, 3))
+    wired = torch.ones(1, 8, 6, 3)
+    host = Host(Waiter(), choose(1))
+    out = run(store, host, image=wired, get_id="cp1")
+    assert out[1] is wired and not out[0].any()
+
+
+@pytest.mark.parametrize("get_id", ["", "   ", "missing"])
+def test_nothing_to_gate_is_a_silent_no_op(store, get_id, caplog):
+    host = Host(Waiter(), choose(1))
+    with caplog.at_level(logging.WARNING, logger="dataset_gates"):
+        out = run(store, host, get_id=get_id)
+    assert host.events == []  # no pause
+    assert all(isinstance(o, Blocker) for o in out[1:])
+    assert out[0].shape == (1, 1, 1)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == (1 if get_id == "missing" else 0)
+    if warnings:
+        assert "missing" in warnings[0].getMessage()
+
+
+def test_bad_ids_fail_before_pausing(store):
+    host = Host(Waiter(), choose(1))
+    with pytest.raises(ValueError, match="letters, digits"):
+        run(store, host, image=torch.rand(1, 4, 4, 3), send_id="../up")
+    with pytest.raises(ValueError, match="letters, digits"):
+        run(store, host, get_id="a/b")
+    assert host.events == []
+
+
+def test_corrupt_get_slot_raises_instead_of_skipping(store):
+    store.publish("bad", torch.rand(1, 4, 4, 3))
+    (store.slot_dir("bad") / "slot.safetensors").write_bytes(b"junk")
+    with pytest.raises(SlotCorrupt):
+        run(store, Host(Waiter(), choose(1)), get_id="bad")
+
+
+def test_stop_raises_the_interrupt_and_publishes_nothing(store):
+    host = Host(Waiter(), choose(None))
+    with pytest.raises(Interrupt):
+        run(store, host, image=torch.rand(1, 4, 4, 3), send_id="cp1")
+    assert not store.exists("cp1")
+    assert host.events[-1][1]["route"] is None
+
+
+def test_cancel_while_paused_raises_the_interrupt(store):
+    host = Host(Waiter())
+    threading.Timer(0.05, host.flag.set).start()
+    with pytest.raises(Interrupt):
+        run(store, host, image=torch.rand(1, 4, 4, 3), send_id="cp1")
+    assert not store.exists("cp1") and host.waiter.pending() == []
+
+
+@pytest.mark.parametrize("routes", [0, 11])
+def test_routes_out_of_range(store, routes):
+    with pytest.raises(ValueError, match="1 to 10"):
+        run(store, Host(Waiter()), image=torch.rand(1, 4, 4, 3), routes=routes)
+
+
+# -- mask precedence -----------------------------------------------------------------------------
+
+def test_painted_mask_beats_loaded_mask_and_is_resized():
+    image = torch.zeros(2, 8, 6, 3)
+    painted = torch.ones(4, 3)  # drawn on a half-size preview
+    out = compose_mask({None: painted}, torch.zeros(2, 8, 6), image)
+    assert out.shape == (2, 8, 6) and bool((out == 1).all())
+
+
+def test_per_image_masks_override_the_shared_one():
+    image = torch.zeros(3, 4, 4, 3)
+    out = compose_mask({None: torch.full((4, 4), 0.5), 1: torch.ones(4, 4)}, None, image)
+    assert torch.allclose(out[0], torch.full((4, 4), 0.5)) and bool((out[1] == 1).all())
+    assert torch.allclose(out[2], torch.full((4, 4), 0.5))
+    only_one = compose_mask({2: torch.ones(4, 4)}, None, image)
+    assert not only_one[:2].any() and bool((only_one[2] == 1).all())
+
+
+def test_loaded_mask_beats_zeros_and_keeps_its_dtype():
+    loaded = torch.rand(1, 4, 4, dtype=torch.float16)
+    out = compose_mask({}, loaded, torch.zeros(2, 4, 4, 3))
+    assert out is loaded
+    zeros = compose_mask({}, None, torch.zeros(2, 4, 4, 3))
+    assert zeros.shape == (2, 4, 4) and zeros.dtype == torch.float32 and not zeros.any()
+
+
+def test_parse_labels():
+    assert parse_labels("", 2) == ["1", "2"]
+    assert parse_labels("keep\nredo, x, y", 2) == ["keep", "redo"]
+
+
+def test_resolve_source_rules(store):
+    assert resolve_source(store, None, "") is None
+    img = torch.zeros(1, 2, 2, 3)
+    assert resolve_source(store, img, "whatever").image is img
