@@ -1,0 +1,256 @@
+"""The HTTP routes on a real aiohttp test server: bus browsing, answers to a paused gate, limits."""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from aiohttp import FormData, web
+from PIL import Image
+
+from gates import routes as routes_mod
+from gates.routes import GateRoutes
+from gates.slots import SlotStore
+from gates.waiter import Waiter
+
+P = routes_mod.PREFIX
+
+
+@pytest.fixture
+def store(tmp_path) -> SlotStore:
+    s = SlotStore(tmp_path / "gate_bus")
+    s.publish("a", torch.rand(3, 40, 30, 3), torch.rand(3, 40, 30), meta={"route": 1})
+    s.publish("b", torch.rand(1, 8, 8, 3, dtype=torch.bfloat16))
+    return s
+
+
+@pytest.fixture
+def waiter() -> Waiter:
+    return Waiter()
+
+
+@pytest.fixture
+async def client(aiohttp_client, store, waiter):
+    table = web.RouteTableDef()
+    GateRoutes(store, waiter).add_to(table)
+    app = web.Application()
+    app.add_routes(table)
+    return await aiohttp_client(app)
+
+
+def png(arr: np.ndarray, mode: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def mask_form(node, token, data: bytes | None = None, index=None, clear=False) -> FormData:
+    form = FormData(default_to_multipart=True)
+    form.add_field("node", node)
+    form.add_field("token", token)
+    if index is not None:
+        form.add_field("index", str(index))
+    if clear:
+        form.add_field("clear", "1")
+    if data is not None:
+        form.add_field("mask", data, filename="mask.png", content_type="image/png")
+    return form
+
+
+# -- bus ---------------------------------------------------------------------------------------
+
+async def test_list_returns_slots_with_thumbnail_urls(client, store):
+    resp = await client.get(f"{P}/bus/list")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["bus"] == str(store.root)
+    slots = {s["id"]: s for s in body["slots"]}
+    assert set(slots) == {"a", "b"}
+    assert slots["a"]["batch"] == 3 and slots["b"]["image_dtype"] == "bfloat16"
+    assert "thumb" not in slots["a"]  # no server paths leak
+    thumb = await client.get(slots["a"]["thumb_url"])
+    assert thumb.status == 200 and thumb.content_type == "image/png"
+    assert Image.open(io.BytesIO(await thumb.read())).size[0] <= 256
+
+
+async def test_info_image_and_tensor_download(client, store):
+    info = await (await client.get(f"{P}/bus/info/a")).json()
+    assert info["image_shape"] == [3, 40, 30, 3] and info["meta"] == {"route": 1}
+    page = await client.get(f"{P}/bus/image/a/2")
+    assert page.status == 200
+    img = Image.open(io.BytesIO(await page.read()))
+    assert img.size == (30, 40)
+    expected = (store.load("a")[0][2].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    assert np.array_equal(np.asarray(img.convert("RGB")), expected)
+    data = await (await client.get(f"{P}/bus/tensors/a")).read()
+    assert data == (store.slot_dir("a") / "slot.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/bus/info/missing", 404), ("/bus/thumb/missing", 404), ("/bus/tensors/missing", 404),
+    ("/bus/info/.hidden", 400), ("/bus/info/a..b.", 400), ("/bus/info/a%20b", 400),
+    ("/bus/image/a/3", 400), ("/bus/image/a/-1", 400), ("/bus/image/a/x", 400),
+    ("/bus/info/" + "x" * 65, 400),
+])
+async def test_bad_or_missing_ids_get_4xx_with_a_message(client, path, status):
+    resp = await client.get(P + path)
+    assert resp.status == status
+    assert (await resp.json())["error"]
+
+
+async def test_traversal_never_reaches_files_outside(client, tmp_path):
+    (tmp_path / "secret.txt").write_text("TOP-SECRET-CONTENT")
+    for path in ["/bus/thumb/..%2Fsecret.txt", "/bus/tensors/..%2F..%2Fsecret.txt",
+                 "/bus/thumb/../../secret.txt"]:
+        resp = await client.get(P + path)
+        assert resp.status in (400, 404)
+        assert "TOP-SECRET-CONTENT" not in await resp.text()
+
+
+async def test_delete_and_rename(client, store):
+    resp = await client.post(f"{P}/bus/a/rename", json={"to": "b"})
+    assert resp.status == 409 and store.exists("a")
+    resp = await client.post(f"{P}/bus/a/rename", json={"to": "../c"})
+    assert resp.status == 400 and "letters, digits" in (await resp.json())["error"]
+    resp = await client.post(f"{P}/bus/a/rename", json={"to": "c"})
+    assert resp.status == 200 and (await resp.json())["id"] == "c"
+    assert store.exists("c") and not store.exists("a")
+    resp = await client.post(f"{P}/bus/c/rename", data=b"not json")
+    assert resp.status == 400
+    assert (await client.delete(f"{P}/bus/c")).status == 200
+    assert not store.exists("c")
+    assert (await client.delete(f"{P}/bus/c")).status == 404
+
+
+async def test_corrupt_slot_is_422_not_500(client, store):
+    (store.slot_dir("b") / "slot.safetensors").write_bytes(b"\x00" * 3)
+    resp = await client.get(f"{P}/bus/info/b")
+    assert resp.status == 422 and "'b'" in (await resp.json())["error"]
+    listed = await (await client.get(f"{P}/bus/list")).json()
+    assert next(s for s in listed["slots"] if s["id"] == "b")["error"]
+
+
+# -- a paused gate -------------------------------------------------------------------------------
+
+def pause(waiter: Waiter, batch: int = 2, node: str = "12:5"):
+    image = torch.rand(batch, 16, 12, 3)
+    return waiter.arm(node, image, routes=3, client_id="tab-a"), image
+
+
+async def test_choice_wakes_the_gate(client, waiter):
+    pending, _ = pause(waiter)
+    decision = asyncio.get_running_loop().run_in_executor(None, waiter.wait, pending, lambda: False)
+    resp = await client.post(f"{P}/choice", json={"node": "12:5", "token": pending.token, "route": 3})
+    assert resp.status == 200
+    assert (await asyncio.wait_for(decision, 2.0)).route == 3
+    again = await client.post(f"{P}/choice", json={"node": "12:5", "token": pending.token, "route": 1})
+    assert again.status == 409
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"node": "12:5", "token": "old", "route": 1}, 409),
+    ({"node": "99", "token": "TOKEN", "route": 1}, 409),
+    ({"node": "12:5", "token": "TOKEN", "route": 4}, 400),
+    ({"node": "12:5", "token": "TOKEN", "route": "1"}, 400),
+    ({"node": ["12:5"], "token": "TOKEN", "route": 1}, 409),
+    ([1, 2], 400),
+])
+async def test_bad_choices_change_nothing(client, waiter, body, status):
+    pending, _ = pause(waiter)
+    if isinstance(body, dict) and body.get("token") == "TOKEN":
+        body = dict(body, token=pending.token)
+    resp = await client.post(f"{P}/choice", json=body)
+    assert resp.status == status
+    assert (await resp.json())["error"]
+    assert waiter.pending()[0]["token"] == pending.token  # still waiting
+
+
+async def test_oversized_json_is_413(client, waiter):
+    pending, _ = pause(waiter)
+    resp = await client.post(f"{P}/choice", data=json.dumps({"node": "x" * 100_000}),
+                             headers={"Content-Type": "application/json"})
+    assert resp.status == 413
+
+
+async def test_cancel_stops_the_gate(client, waiter):
+    pending, _ = pause(waiter)
+    resp = await client.post(f"{P}/cancel", json={"node": "12:5", "token": pending.token})
+    assert resp.status == 200
+    assert waiter.wait(pending, lambda: False).route is None
+
+
+async def test_pending_lists_waiting_gates_for_a_reloaded_tab(client, waiter):
+    pending, _ = pause(waiter)
+    body = await (await client.get(f"{P}/pending", params={"client_id": "tab-a"})).json()
+    assert [p["token"] for p in body["pending"]] == [pending.token]
+    other = await (await client.get(f"{P}/pending", params={"client_id": "tab-b"})).json()
+    assert other["pending"] == []
+
+
+async def test_preview_is_a_small_png_of_the_requested_image(client, waiter):
+    pending, image = pause(waiter)
+    resp = await client.get(f"{P}/preview", params={"node": "12:5", "token": pending.token, "index": 1})
+    assert resp.status == 200
+    got = np.asarray(Image.open(io.BytesIO(await resp.read())).convert("RGB"))
+    assert np.array_equal(got, (image[1] * 255).round().to(torch.uint8).numpy())
+    bad = await client.get(f"{P}/preview", params={"node": "12:5", "token": pending.token, "index": 2})
+    assert bad.status == 400
+    stale = await client.get(f"{P}/preview", params={"node": "12:5", "token": "nope"})
+    assert stale.status == 409
+
+
+async def test_mask_upload_alpha_and_grey_conventions(client, waiter):
+    pending, _ = pause(waiter)
+    rgba = np.zeros((8, 6, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[:4, :, 3] = 0  # transparent = painted = masked
+    resp = await client.post(f"{P}/mask", data=mask_form("12:5", pending.token, png(rgba, "RGBA")))
+    assert resp.status == 200 and (await resp.json())["painted"] == [-1]
+    grey = np.zeros((8, 6), np.uint8)
+    grey[:, :3] = 255
+    resp = await client.post(f"{P}/mask", data=mask_form("12:5", pending.token, png(grey, "L"), index=1))
+    assert resp.status == 200
+    waiter.choose("12:5", pending.token, 1)
+    masks = waiter.wait(pending, lambda: False).masks
+    assert bool((masks[None][:4] == 1).all()) and not masks[None][4:].any()
+    assert bool((masks[1][:, :3] == 1).all()) and not masks[1][:, 3:].any()
+
+
+async def test_mask_clear(client, waiter):
+    pending, _ = pause(waiter)
+    waiter.set_mask("12:5", pending.token, torch.ones(4, 4))
+    resp = await client.post(f"{P}/mask", data=mask_form("12:5", pending.token, clear=True))
+    assert resp.status == 200 and (await resp.json())["painted"] == []
+
+
+@pytest.mark.parametrize("kind, status", [
+    ("garbage", 400), ("stale", 409), ("index", 400), ("nofile", 400), ("bomb", 400),
+])
+async def test_bad_mask_uploads(client, waiter, kind, status, monkeypatch):
+    pending, _ = pause(waiter)
+    token = "stale" if kind == "stale" else pending.token
+    data = {"garbage": b"\x89PNG not really", "bomb": png(np.zeros((300, 300), np.uint8), "L")}.get(
+        kind, png(np.zeros((4, 4), np.uint8), "L"))
+    monkeypatch.setattr(routes_mod.images, "MAX_UPLOAD_PIXELS", 10_000)
+    monkeypatch.setattr(routes_mod.images.decode_mask_upload, "__defaults__", (10_000,))
+    form = mask_form("12:5", token, None if kind == "nofile" else data,
+                     index=5 if kind == "index" else None)
+    resp = await client.post(f"{P}/mask", data=form)
+    assert resp.status == status, await resp.text()
+    assert waiter.pending()[0]["painted"] == []
+
+
+async def test_mask_upload_over_the_size_cap_is_413(client, waiter, monkeypatch):
+    pending, _ = pause(waiter)
+    monkeypatch.setattr(routes_mod, "MAX_MASK_BYTES", 1000)
+    resp = await client.post(f"{P}/mask", data=mask_form("12:5", pending.token, b"\0" * 5000))
+    assert resp.status == 413
+
+
+async def test_mask_upload_must_be_multipart(client, waiter):
+    pending, _ = pause(waiter)
+    resp = await client.post(f"{P}/mask", json={"node": "12:5", "token": pending.token})
+    assert resp.status == 400
