@@ -1,0 +1,83 @@
+"""The one module that touches ComfyUI. Every ComfyUI import happens inside a function, so the
+rest of the pack (and its tests, and the command line) imports without ComfyUI present.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from .gate import Hooks
+from .routes import GateRoutes
+from .slots import SlotStore
+from .waiter import WAITER
+
+log = logging.getLogger("dataset_gates")
+_stores: dict[Path, SlotStore] = {}
+
+
+def bus_root() -> Path:
+    """Slots live under the input directory: ComfyUI wipes its temp directory at startup."""
+    import folder_paths
+    return Path(folder_paths.get_input_directory()) / "gate_bus"
+
+
+def store() -> SlotStore:
+    root = bus_root()
+    if root not in _stores:
+        _stores[root] = SlotStore(root)
+    return _stores[root]
+
+
+def _client_id() -> str | None:
+    from server import PromptServer
+    return PromptServer.instance.client_id
+
+
+def _prompt_id() -> str | None:
+    from comfy_execution.utils import get_executing_context
+    context = get_executing_context()
+    if context is not None:
+        return context.prompt_id
+    from server import PromptServer
+    return getattr(PromptServer.instance, "last_prompt_id", None)
+
+
+def _notify(event: str, data: dict[str, Any]) -> None:
+    """To the tab that queued the prompt only (sid=None would reach every open tab)."""
+    from server import PromptServer
+    PromptServer.instance.send_sync(event, data, sid=PromptServer.instance.client_id)
+
+
+def _interrupted() -> bool:
+    import comfy.model_management as mm
+    return mm.processing_interrupted()
+
+
+def _interrupt() -> BaseException:
+    """What Stop and Cancel raise; the flag is cleared as ComfyUI's own check does."""
+    import comfy.model_management as mm
+    mm.interrupt_current_processing(False)
+    return mm.InterruptProcessingException()
+
+
+def _blocker() -> Any:
+    from comfy_execution.graph_utils import ExecutionBlocker
+    return ExecutionBlocker(None)
+
+
+def hooks() -> Hooks:
+    return Hooks(interrupted=_interrupted, notify=_notify, blocker=_blocker,
+                 interrupt=_interrupt, prompt_id=_prompt_id, client_id=_client_id)
+
+
+def register_routes() -> bool:
+    """Mount the routes on ComfyUI's server at import time, as ComfyUI requires."""
+    try:
+        from server import PromptServer
+    except ImportError:
+        return False
+    if getattr(PromptServer, "instance", None) is None:
+        return False
+    GateRoutes(store(), WAITER).add_to(PromptServer.instance.routes)
+    return True

@@ -1,0 +1,129 @@
+"""The ComfyUI nodes. Thin on purpose: the work is in gate.py and slots.py."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from . import comfy_adapter
+from .gate import MAX_ROUTES, run_gate
+from .slots import validate_id
+from .waiter import WAITER
+
+CATEGORY = "Dataset Gates"
+
+
+def _check_ids(**ids: str) -> bool | str:
+    """Queue-time check, so a typo in an id fails before anything runs."""
+    for name, value in ids.items():
+        if value and value.strip():
+            try:
+                validate_id(value.strip())
+            except ValueError as exc:
+                return f"{name}: {exc}"
+    return True
+
+
+class ImageGate:
+    """Pause the run, show the image, and send it down the route a person clicks.
+
+    Caching: the gate always runs (IS_CHANGED is NaN), so every queue pauses again even when
+    nothing upstream changed; upstream nodes stay cached, and the chosen branch runs again
+    because its input came from a fresh decision.
+    """
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("MASK",) + ("IMAGE",) * MAX_ROUTES
+    RETURN_NAMES = ("mask",) + tuple(f"route_{i + 1}" for i in range(MAX_ROUTES))
+    DESCRIPTION = ("Pauses with the image in the node until you pick a route; the image goes down "
+                   "that route only. send_id publishes what passed to a lossless slot; with no "
+                   "image wired, get_id resumes from a slot.")
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {"routes": ("INT", {"default": 2, "min": 1, "max": MAX_ROUTES})},
+            "optional": {
+                "image": ("IMAGE",),
+                "send_id": ("STRING", {"default": "", "tooltip": "publish what passes to this slot"}),
+                "get_id": ("STRING", {"default": "", "tooltip": "with no image wired, load this slot"}),
+                "labels": ("STRING", {"default": "", "tooltip": "route labels, comma separated"}),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, **kwargs: Any) -> float:
+        return float("nan")
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, send_id: str = "", get_id: str = "") -> bool | str:
+        return _check_ids(send_id=send_id, get_id=get_id)
+
+    def run(self, routes: int, unique_id: str, image: torch.Tensor | None = None,
+            send_id: str = "", get_id: str = "", labels: str = "") -> tuple:
+        return run_gate(store=comfy_adapter.store(), waiter=WAITER, hooks=comfy_adapter.hooks(),
+                        node=str(unique_id), routes=routes, image=image, send_id=send_id,
+                        get_id=get_id, labels=labels)
+
+
+class BusSave:
+    """Checkpoint a batch to a slot without pausing; the image passes through unchanged."""
+    CATEGORY = CATEGORY
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"image": ("IMAGE",), "slot_id": ("STRING", {"default": "checkpoint"})},
+                "optional": {"mask": ("MASK",)},
+                "hidden": {"unique_id": "UNIQUE_ID"}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, slot_id: str = "") -> bool | str:
+        return _check_ids(slot_id=slot_id) if slot_id.strip() else "slot_id: a slot id is required"
+
+    def save(self, image: torch.Tensor, slot_id: str, unique_id: str = "",
+             mask: torch.Tensor | None = None) -> dict[str, Any]:
+        hooks = comfy_adapter.hooks()
+        info = comfy_adapter.store().publish(slot_id.strip(), image, mask, meta={
+            "node": str(unique_id), "prompt_id": hooks.prompt_id(), "source": "bus_save"})
+        return {"ui": {"text": [f"{info.id}: {info.batch} x {info.image_shape[1]}x"
+                                f"{info.image_shape[2]} {info.image_dtype}"]},
+                "result": (image,)}
+
+
+class BusLoad:
+    """Load a slot exactly as it was published; re-runs only when the slot file changes."""
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = ("IMAGE", "MASK", "INT")
+    RETURN_NAMES = ("image", "mask", "batch_size")
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"slot_id": ("STRING", {"default": "checkpoint"})}}
+
+    @classmethod
+    def IS_CHANGED(cls, slot_id: str = "") -> str:
+        try:
+            return comfy_adapter.store().fingerprint(slot_id.strip())
+        except ValueError:
+            return "invalid"
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, slot_id: str = "") -> bool | str:
+        return _check_ids(slot_id=slot_id) if slot_id.strip() else "slot_id: a slot id is required"
+
+    def load(self, slot_id: str) -> tuple:
+        image, mask = comfy_adapter.store().load(slot_id.strip())
+        return image, mask, int(image.shape[0])
+
+
+NODE_CLASS_MAPPINGS = {"ImageGate": ImageGate, "DatasetGatesBusSave": BusSave,
+                       "DatasetGatesBusLoad": BusLoad}
+NODE_DISPLAY_NAME_MAPPINGS = {"ImageGate": "Image Gate (Manual Router)",
+                              "DatasetGatesBusSave": "Bus Save (Dataset Gates)",
+                              "DatasetGatesBusLoad": "Bus Load (Dataset Gates)"}

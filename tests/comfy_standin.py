@@ -1,0 +1,88 @@
+"""A small stand-in for the ComfyUI modules the pack touches, so the nodes run in CI.
+
+It mirrors only what gates/comfy_adapter.py uses, with the same names and behaviour as
+ComfyUI 0.8.0: folder_paths.get_input_directory, server.PromptServer.instance (client_id,
+routes, send_sync, last_prompt_id), comfy_execution's ExecutionBlocker and
+get_executing_context, and comfy.model_management's interrupt flag and exception.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+import types
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ExecutionBlocker:
+    def __init__(self, message: Any):
+        self.message = message
+
+
+class InterruptProcessingException(Exception):
+    pass
+
+
+class FakePromptServer:
+    def __init__(self) -> None:
+        self.client_id: str | None = "tab-1"
+        self.last_prompt_id = "prompt-1"
+        self.routes = web.RouteTableDef()
+        self.sent: list[tuple[str, dict, str | None]] = []
+        self.on_send = lambda event, data: None
+
+    def send_sync(self, event: str, data: dict, sid: str | None = None) -> None:
+        self.sent.append((event, data, sid))
+        self.on_send(event, data)
+
+
+class ComfyStandIn:
+    """Installs the fake modules into sys.modules and loads the pack as ComfyUI would."""
+
+    def __init__(self, input_dir: Path):
+        self.input_dir = input_dir
+        self.server = FakePromptServer()
+        self.interrupt_flag = threading.Event()
+        self.modules = self._modules()
+
+    def _modules(self) -> dict[str, types.ModuleType]:
+        folder_paths = types.ModuleType("folder_paths")
+        folder_paths.get_input_directory = lambda: str(self.input_dir)
+
+        server = types.ModuleType("server")
+        server.PromptServer = type("PromptServer", (), {"instance": self.server})
+
+        comfy_execution = types.ModuleType("comfy_execution")
+        graph_utils = types.ModuleType("comfy_execution.graph_utils")
+        graph_utils.ExecutionBlocker = ExecutionBlocker
+        utils = types.ModuleType("comfy_execution.utils")
+        utils.get_executing_context = lambda: types.SimpleNamespace(prompt_id="prompt-ctx", node_id="1",
+                                                                    list_index=None)
+
+        comfy = types.ModuleType("comfy")
+        mm = types.ModuleType("comfy.model_management")
+        mm.InterruptProcessingException = InterruptProcessingException
+        mm.processing_interrupted = self.interrupt_flag.is_set
+
+        def interrupt_current_processing(value: bool = True) -> None:
+            (self.interrupt_flag.set if value else self.interrupt_flag.clear)()
+
+        mm.interrupt_current_processing = interrupt_current_processing
+        comfy.model_management = mm
+        return {"folder_paths": folder_paths, "server": server, "comfy_execution": comfy_execution,
+                "comfy_execution.graph_utils": graph_utils, "comfy_execution.utils": utils,
+                "comfy": comfy, "comfy.model_management": mm}
+
+    def load_pack(self, name: str = "dataset_gates_pack") -> types.ModuleType:
+        """Import the repository root the way ComfyUI's load_custom_node does."""
+        spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py",
+                                                      submodule_search_locations=[str(REPO)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module

@@ -1,0 +1,114 @@
+"""The nodes as ComfyUI sees them, through a stand-in for the ComfyUI modules they touch."""
+from __future__ import annotations
+
+import math
+import sys
+import threading
+
+import pytest
+import torch
+from aiohttp import web
+
+from comfy_standin import ComfyStandIn, ExecutionBlocker, InterruptProcessingException
+
+
+@pytest.fixture
+def comfy(tmp_path, monkeypatch):
+    standin = ComfyStandIn(tmp_path / "input")
+    for name, module in standin.modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    pack = standin.load_pack()
+    yield standin, pack
+    for name in [m for m in sys.modules if m.startswith("dataset_gates_pack")]:
+        del sys.modules[name]
+
+
+def answer_with(standin: ComfyStandIn, pack, route):
+    """Click `route` (None = Stop) as soon as the pause event goes out."""
+    waiter = pack.gates.waiter.WAITER
+
+    def on_send(event, data):
+        if event == "datasete_gate.pause":
+            act = (lambda: waiter.stop(data["node"], data["token"])) if route is None else \
+                (lambda: waiter.choose(data["node"], data["token"], route))
+            threading.Timer(0.01, act).start()
+
+    standin.server.on_send = on_send
+
+
+def test_pack_exports_nodes_web_dir_and_routes(comfy):
+    standin, pack = comfy
+    assert set(pack.NODE_CLASS_MAPPINGS) == {"ImageGate", "DatasetGatesBusSave", "DatasetGatesBusLoad"}
+    assert pack.NODE_DISPLAY_NAME_MAPPINGS["ImageGate"] == "Image Gate (Manual Router)"
+    assert pack.WEB_DIRECTORY == "./web"
+    paths = {route.path for route in standin.server.routes if isinstance(route, web.RouteDef)}
+    assert "/datasete_gate/bus/list" in paths and "/datasete_gate/choice" in paths
+
+
+def test_image_gate_declares_the_seed_interface(comfy):
+    _, pack = comfy
+    gate = pack.NODE_CLASS_MAPPINGS["ImageGate"]
+    types = gate.INPUT_TYPES()
+    assert types["required"]["routes"][1] == {"default": 2, "min": 1, "max": 10}
+    assert {"image", "send_id", "get_id"} <= set(types["optional"])
+    assert types["hidden"]["unique_id"] == "UNIQUE_ID"
+    assert gate.RETURN_TYPES == ("MASK",) + ("IMAGE",) * 10
+    assert gate.RETURN_NAMES[1] == "route_1" and gate.RETURN_NAMES[10] == "route_10"
+    assert gate.CATEGORY == "Dataset Gates"
+    assert math.isnan(gate.IS_CHANGED(routes=2))  # always pauses
+    assert gate.VALIDATE_INPUTS(send_id="ok", get_id="") is True
+    assert "letters, digits" in gate.VALIDATE_INPUTS(send_id="../x", get_id="")
+
+
+def test_gate_routes_publishes_and_targets_the_queuing_tab(comfy):
+    standin, pack = comfy
+    answer_with(standin, pack, 2)
+    image = torch.rand(2, 8, 8, 3)
+    out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=3, unique_id="12:5", image=image,
+                                                       send_id="cp1")
+    assert out[2] is image
+    assert all(isinstance(o, ExecutionBlocker) and o.message is None for i, o in enumerate(out[1:], 1) if i != 2)
+    events = [(e, sid) for e, _, sid in standin.server.sent]
+    assert events == [("datasete_gate.pause", "tab-1"), ("datasete_gate.done", "tab-1")]
+    pause = standin.server.sent[0][1]
+    assert pause["node"] == "12:5" and pause["prompt_id"] == "prompt-ctx"
+    slot = standin.input_dir / "gate_bus" / "cp1" / "slot.safetensors"
+    assert slot.is_file()
+
+
+def test_stop_raises_comfys_interrupt(comfy):
+    standin, pack = comfy
+    answer_with(standin, pack, None)
+    with pytest.raises(InterruptProcessingException):
+        pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="3", image=torch.rand(1, 4, 4, 3))
+
+
+def test_global_cancel_interrupts_the_pause_and_clears_the_flag(comfy):
+    standin, pack = comfy
+    standin.server.on_send = lambda e, d: e == "datasete_gate.pause" and \
+        threading.Timer(0.05, standin.interrupt_flag.set).start()
+    with pytest.raises(InterruptProcessingException):
+        pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="3", image=torch.rand(1, 4, 4, 3))
+    assert not standin.interrupt_flag.is_set()
+    assert pack.gates.waiter.WAITER.pending() == []
+
+
+def test_bus_save_then_load_is_bit_exact_and_fingerprinted(comfy):
+    _, pack = comfy
+    save = pack.NODE_CLASS_MAPPINGS["DatasetGatesBusSave"]
+    load = pack.NODE_CLASS_MAPPINGS["DatasetGatesBusLoad"]
+    image = torch.rand(3, 8, 8, 3, dtype=torch.float16)
+    mask = torch.rand(3, 8, 8)
+    assert load.IS_CHANGED(slot_id="ck") == "missing"
+    result = save().save(image=image, slot_id="ck", unique_id="4", mask=mask)
+    assert result["result"][0] is image and "ck" in result["ui"]["text"][0]
+    first = load.IS_CHANGED(slot_id="ck")
+    assert load.IS_CHANGED(slot_id="ck") == first  # unchanged slot: cached
+    got_image, got_mask, batch = load().load(slot_id="ck")
+    assert torch.equal(got_image, image) and got_image.dtype == torch.float16
+    assert torch.equal(got_mask, mask) and batch == 3
+    save().save(image=image + 1, slot_id="ck")
+    assert load.IS_CHANGED(slot_id="ck") != first  # republished: re-runs
+    assert save.OUTPUT_NODE is True
+    assert save.VALIDATE_INPUTS(slot_id="") != True  # noqa: E712 - an error string
+    assert "letters" in load.VALIDATE_INPUTS(slot_id="a/b")
