@@ -1,0 +1,313 @@
+"""`gates`: list, inspect, export, import and tidy bus slots from a shell, without ComfyUI.
+
+Run as `python -m gates` or through the `gates` console script. Every user mistake (bad id,
+missing or damaged slot, unreadable file) ends as one `gates: error: ...` line on stderr and
+exit status 1; argparse's own usage errors keep status 2. stdout carries only the result, so
+`--json` output can be piped straight into other tools.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from . import images
+from .slots import SlotError, SlotInfo, SlotNotFound, SlotStore
+
+BUS_ENV = "DATASET_GATES_BUS"
+LS_HEADER = ["id", "batch", "HxW", "channels", "dtype", "mask", "size", "created", "layout"]
+
+
+def default_bus_dir() -> Path:
+    """The bus folder used when `--bus` is not given.
+
+    Order: `$DATASET_GATES_BUS`; else, when this pack sits in `<ComfyUI>/custom_nodes/<pack>/`,
+    `<ComfyUI>/input/gate_bus`, the folder the nodes use, so the CLI sees the same slots as a
+    running ComfyUI (one started with a custom `--input-directory` needs `--bus` or the env
+    var); else `$XDG_DATA_HOME/dataset-gates/gate_bus` (~/.local/share/...), a per-user place
+    that is never the current directory. The ComfyUI check uses the path as imported, not
+    resolved, so a pack symlinked into custom_nodes is still recognised.
+    """
+    env = os.environ.get(BUS_ENV)
+    if env:
+        return Path(env).expanduser()
+    comfy = Path(os.path.abspath(__file__)).parents[2]
+    if comfy.name == "custom_nodes":
+        comfy = comfy.parent
+        if (comfy / "main.py").is_file() and (comfy / "input").is_dir():
+            return comfy / "input" / "gate_bus"
+    xdg = os.environ.get("XDG_DATA_HOME")
+    # The XDG spec says relative values are invalid and must be ignored.
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    return base / "dataset-gates" / "gate_bus"
+
+
+# -- small helpers ---------------------------------------------------------------------------
+def _error_message(exc: BaseException) -> str:
+    """One readable line; OSError's default str() ('[Errno 2] ...') reads like a crash."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
+
+
+def _table(rows: list[list[str]], header: list[str] | None = None) -> str:
+    """Left-aligned columns; the last column is not padded so long errors do not widen rows."""
+    rows = ([header] if header else []) + rows
+    widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(max(map(len, rows)))]
+    return "\n".join("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows)
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _note(message: str) -> None:
+    print(f"gates: note: {message}", file=sys.stderr)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _slot_row(s: SlotInfo) -> list[str]:
+    if s.error:
+        return [s.id] + ["-"] * (len(LS_HEADER) - 2) + [f"ERROR: {s.error}"]
+    _, h, w, c = s.image_shape
+    return [s.id, str(s.batch), f"{h}x{w}", str(c), s.image_dtype,
+            "yes" if s.mask_shape else "no", _human(s.bytes), _when(s.created), s.layout]
+
+
+def _refuse_existing(store: SlotStore, slot_id: str, force: bool) -> None:
+    """Replacing a slot loses its tensors for good, so it takes an explicit --force."""
+    if not force and store.exists(slot_id):
+        raise FileExistsError(f"slot {slot_id!r} already exists in {store.root}; "
+                              f"use --force to replace it")
+
+
+def _read_all(paths: list[Path], reader: Callable[[Path], torch.Tensor], what: str) -> torch.Tensor:
+    """Read files into one batch, naming the first one whose size differs from the first file."""
+    batch = []
+    for p in paths:
+        try:
+            t = reader(p)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # Pillow raises many types for junk input
+            raise ValueError(f"{p}: not a readable image ({exc})") from None
+        if batch and t.shape[1:3] != batch[0].shape[1:3]:
+            raise ValueError(f"{what} {p} is {t.shape[2]}x{t.shape[1]} but {paths[0]} is "
+                             f"{batch[0].shape[2]}x{batch[0].shape[1]}: all {what}s must share one size")
+        batch.append(t)
+    return torch.cat(batch)
+
+
+# -- commands --------------------------------------------------------------------------------
+def cmd_ls(store: SlotStore, args: argparse.Namespace) -> int:
+    print(f"bus: {store.root}", file=sys.stderr)
+    slots = store.list()
+    if args.json:
+        _print_json([s.to_dict() for s in slots])
+    elif not slots:
+        print(f"no slots in {store.root}")
+    else:
+        print(_table([_slot_row(s) for s in slots], LS_HEADER))
+    return 0
+
+
+def cmd_info(store: SlotStore, args: argparse.Namespace) -> int:
+    s = store.info(args.id)
+    data = s.to_dict()
+    data["path"] = str(store.slot_dir(args.id))
+    if args.verify:
+        store.load(args.id, verify=True)
+        data["verified"] = ("checksum OK" if s.checksum
+                            else f"loaded OK ({s.layout} layout has no checksum)")
+    if args.json:
+        _print_json(data)
+        return 0
+    rows = [["id", s.id], ["path", data["path"]], ["layout", s.layout],
+            ["image", f"{s.image_shape} {s.image_dtype}"],
+            ["mask", f"{s.mask_shape} {s.mask_dtype}" if s.mask_shape else "none"],
+            ["size", f"{_human(s.bytes)} ({s.bytes} bytes)"], ["created", _when(s.created)],
+            ["checksum", s.checksum or "-"], ["thumb", s.thumb or "-"],
+            ["meta", json.dumps(s.meta, default=str)]]
+    if args.verify:
+        rows.append(["verify", data["verified"]])
+    print(_table([[k + ":", v] for k, v in rows]))
+    return 0
+
+
+def cmd_export(store: SlotStore, args: argparse.Namespace) -> int:
+    s = store.info(args.id)
+    image, mask = store.load(args.id, verify=True)
+    has_mask = s.mask_shape is not None
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for i in range(image.shape[0]):
+        images.write_png(out / f"{args.id}_{i:04d}.png", image[i], args.bits)
+        written.append(out / f"{args.id}_{i:04d}.png")
+    if has_mask:
+        masks = mask if mask.ndim == 3 else mask[None]
+        for i in range(masks.shape[0]):
+            images.write_png(out / f"{args.id}_mask_{i:04d}.png", masks[i][:, :, None], args.bits)
+            written.append(out / f"{args.id}_mask_{i:04d}.png")
+    tensors = {"image": image} | ({"mask": mask} if has_mask else {})
+    if args.tensors == "safetensors":
+        path = out / f"{args.id}.safetensors"
+        save_file(tensors, path, metadata={"slot": args.id, "checksum": s.checksum or ""})
+        written.append(path)
+    elif args.tensors == "npy":
+        for name, t in tensors.items():
+            if t.dtype == torch.bfloat16:
+                # numpy has no bfloat16; float32 holds every bfloat16 value exactly.
+                _note(f"{name} is bfloat16, which numpy lacks: saved as float32 (values exact, "
+                      f"twice the size); use --tensors safetensors to keep the dtype")
+                t = t.float()
+            np.save(out / f"{args.id}_{name}.npy", t.numpy())
+            written.append(out / f"{args.id}_{name}.npy")
+    for p in written:
+        print(p)
+    return 0
+
+
+def cmd_import(store: SlotStore, args: argparse.Namespace) -> int:
+    _refuse_existing(store, args.id, args.force)
+    image = _read_all(args.files, images.read_image, "image")
+    mask = None
+    if args.mask:
+        if len(args.mask) not in (1, len(args.files)):
+            raise ValueError(f"got {len(args.mask)} mask files for {len(args.files)} images: "
+                             f"give one mask for all or one per image")
+        mask = _read_all(args.mask, images.read_mask, "mask")
+    s = store.publish(args.id, image, mask, meta={"source": "gates import",
+                                                  "files": [str(p) for p in args.files]})
+    _, h, w, c = s.image_shape
+    print(f"published {s.id!r}: {s.batch} x {h}x{w}x{c} {s.image_dtype}"
+          f"{', with mask' if mask is not None else ''} -> {store.slot_dir(s.id)}")
+    return 0
+
+
+def cmd_rm(store: SlotStore, args: argparse.Namespace) -> int:
+    if not store.exists(args.id):
+        raise SlotNotFound(f"no slot {args.id!r} in {store.root}")
+    if not args.yes:
+        try:
+            answer = input(f"delete slot {args.id!r} from {store.root}? [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not deleted", file=sys.stderr)
+            return 1
+    store.delete(args.id)
+    print(f"deleted {args.id!r}")
+    return 0
+
+
+def cmd_mv(store: SlotStore, args: argparse.Namespace) -> int:
+    if store.slot_dir(args.old) != store.slot_dir(args.new):
+        _refuse_existing(store, args.new, args.force)
+    store.rename(args.old, args.new, overwrite=args.force)
+    print(f"renamed {args.old!r} -> {args.new!r}")
+    return 0
+
+
+def cmd_serve(store: SlotStore, args: argparse.Namespace) -> int:
+    try:
+        from . import browser
+    except ImportError as exc:
+        print(f"gates: error: serve is not available yet ({exc})", file=sys.stderr)
+        return 2
+    browser.serve(store, args.host, args.port)
+    return 0
+
+
+# -- parser and entry point ------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """`--bus` lives on both levels so it works before or after the subcommand."""
+    bus = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand that is not given --bus must not reset one given before it. The
+    # action object is shared by every parser built from this parent, so no set_defaults.
+    bus.add_argument("--bus", type=Path, metavar="DIR", default=argparse.SUPPRESS,
+                     help=f"bus folder (default: ${BUS_ENV}, <ComfyUI>/input/gate_bus, "
+                          f"or ~/.local/share/dataset-gates/gate_bus)")
+    parser = argparse.ArgumentParser(prog="gates", parents=[bus],
+                                     description="Manage Dataset Gates bus slots.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("ls", parents=[bus], help="list slots")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("info", parents=[bus], help="show everything about one slot")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--verify", action="store_true", help="load the tensors and check the checksum")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("export", parents=[bus], help="write a slot as PNGs plus exact tensors")
+    p.add_argument("id")
+    p.add_argument("out", type=Path, metavar="OUT", help="output folder (created)")
+    p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="PNG bits per channel")
+    p.add_argument("--tensors", choices=("safetensors", "npy", "none"), default="safetensors",
+                   help="exact tensor copy format; npy widens bfloat16 to float32")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", parents=[bus], help="publish image files as a slot")
+    p.add_argument("id")
+    p.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    p.add_argument("--mask", type=Path, nargs="+", metavar="FILE",
+                   help="greyscale mask files, white = masked: one for all images or one each")
+    p.add_argument("--force", action="store_true", help="replace an existing slot")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("rm", parents=[bus], help="delete a slot")
+    p.add_argument("id")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask")
+    p.set_defaults(func=cmd_rm)
+
+    p = sub.add_parser("mv", parents=[bus], help="rename a slot")
+    p.add_argument("old")
+    p.add_argument("new")
+    p.add_argument("--force", action="store_true", help="replace an existing slot NEW")
+    p.set_defaults(func=cmd_mv)
+
+    p = sub.add_parser("serve", parents=[bus], help="browse the bus in a web browser")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8189)
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, run one command, and turn user mistakes into `gates: error:` and status 1."""
+    args = build_parser().parse_args(argv)
+    bus = getattr(args, "bus", None)  # absent when given nowhere (SUPPRESS, see build_parser)
+    store = SlotStore(bus if bus is not None else default_bus_dir())
+    try:
+        return args.func(store, args)
+    except BrokenPipeError:
+        # `gates ls | head`: the reader left; stop quietly as other Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (SlotError, ValueError, OSError) as exc:
+        print(f"gates: error: {_error_message(exc)}", file=sys.stderr)
+        return 1

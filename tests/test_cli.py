@@ -1,0 +1,424 @@
+"""The `gates` command line: every command in-process, plus the real `python -m gates` entry."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import png
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import gates
+from gates import cli, images
+from gates.slots import ID_RULE, SLOT_FILE, SlotStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def bus(tmp_path: Path) -> Path:
+    return tmp_path / "bus"
+
+
+@pytest.fixture
+def store(bus: Path) -> SlotStore:
+    return SlotStore(bus)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    rc = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def bits_of(t: torch.Tensor) -> bytes:
+    """Raw bytes, so bfloat16 and NaN compare exactly."""
+    return t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def quantize(t: torch.Tensor, bits: int) -> np.ndarray:
+    """Independent reference for an exported PNG: float32 math, round half to even."""
+    top = np.float32((1 << bits) - 1)
+    return np.rint(np.clip(t.float().numpy(), 0, 1) * top).astype(np.int64)
+
+
+def read_png(path: Path) -> tuple[np.ndarray, int]:
+    w, h, rows, info = png.Reader(filename=str(path)).asDirect()
+    arr = np.vstack([np.asarray(r, dtype=np.int64) for r in rows]).reshape(h, w, info["planes"])
+    return arr, info["bitdepth"]
+
+
+def save_rgb(path: Path, arr: np.ndarray) -> Path:
+    Image.fromarray(arr.astype(np.uint8), "RGB").save(path)
+    return path
+
+
+# -- ls ----------------------------------------------------------------------------------------
+def test_ls_empty_bus_says_so(capsys, bus):
+    rc, out, err = run(capsys, "--bus", bus, "ls")
+    assert rc == 0
+    assert out.strip() == f"no slots in {bus}"
+    assert str(bus) in err  # the header line goes to stderr
+
+
+@pytest.mark.parametrize("before", [True, False])
+def test_ls_lists_ids_and_shapes(capsys, bus, store, before):
+    store.publish("alpha", torch.rand(2, 5, 7, 3))
+    store.publish("beta", torch.rand(1, 4, 6, 4).bfloat16(), torch.rand(1, 4, 6))
+    argv = ["--bus", bus, "ls"] if before else ["ls", "--bus", bus]
+    rc, out, _ = run(capsys, *argv)
+    assert rc == 0
+    lines = out.splitlines()
+    assert lines[0].split() == cli.LS_HEADER
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert rows["alpha"][1:6] == ["2", "5x7", "3", "float32", "no"]
+    assert rows["beta"][1:6] == ["1", "4x6", "4", "bfloat16", "yes"]
+
+
+def test_ls_json_parses_and_keeps_stdout_clean(capsys, bus, store):
+    store.publish("alpha", torch.rand(2, 5, 7, 3))
+    rc, out, err = run(capsys, "ls", "--json", "--bus", bus)
+    assert rc == 0
+    data = json.loads(out)
+    assert [d["id"] for d in data] == ["alpha"]
+    assert data[0]["image_shape"] == [2, 5, 7, 3] and data[0]["batch"] == 2
+    assert "bus:" in err and "bus:" not in out
+
+
+def test_ls_json_empty_is_empty_list(capsys, bus):
+    rc, out, _ = run(capsys, "--bus", bus, "ls", "--json")
+    assert rc == 0 and json.loads(out) == []
+
+
+# -- info --------------------------------------------------------------------------------------
+def test_info_shows_fields_and_verify(capsys, bus, store):
+    s = store.publish("alpha", torch.rand(2, 5, 7, 3), torch.rand(2, 5, 7), meta={"seed": 7})
+    rc, out, _ = run(capsys, "--bus", bus, "info", "alpha", "--verify")
+    assert rc == 0
+    fields = dict(line.split(":", 1) for line in out.splitlines())
+    assert fields["image"].strip() == "[2, 5, 7, 3] float32"
+    assert fields["mask"].strip() == "[2, 5, 7] float32"
+    assert fields["checksum"].strip() == s.checksum
+    assert '"seed": 7' in fields["meta"]
+    assert fields["verify"].strip() == "checksum OK"
+
+    rc, out, _ = run(capsys, "--bus", bus, "info", "alpha", "--json", "--verify")
+    data = json.loads(out)
+    assert rc == 0 and data["id"] == "alpha" and data["verified"] == "checksum OK"
+    assert data["path"] == str(store.slot_dir("alpha"))
+
+
+def test_info_verify_catches_damaged_tensor_data(capsys, bus, store):
+    store.publish("alpha", torch.zeros(1, 8, 8, 3))
+    path = bus / "alpha" / SLOT_FILE
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF  # tensor data sits at the end; the header stays readable
+    path.write_bytes(bytes(raw))
+    assert run(capsys, "--bus", bus, "info", "alpha")[0] == 0  # header-only: still fine
+    rc, out, err = run(capsys, "--bus", bus, "info", "alpha", "--verify")
+    assert rc == 1 and out == ""
+    assert err.startswith("gates: error: ") and "checksum" in err
+
+
+# -- export ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bits", [8, 16])
+def test_export_png_matches_quantized_tensor(capsys, bus, store, tmp_path, bits):
+    image = torch.rand(2, 6, 5, 3)
+    image[0, 0, 0] = torch.tensor([-0.5, 1.5, 0.5])  # out of range values are clamped
+    mask = torch.rand(2, 6, 5)
+    store.publish("alpha", image, mask)
+    out_dir = tmp_path / "out" / "nested"
+    rc, out, _ = run(capsys, "--bus", bus, "export", "alpha", out_dir, "--bits", str(bits),
+                     "--tensors", "none")
+    assert rc == 0
+    names = sorted(p.name for p in out_dir.iterdir())
+    assert names == ["alpha_0000.png", "alpha_0001.png", "alpha_mask_0000.png", "alpha_mask_0001.png"]
+    assert sorted(Path(line).name for line in out.split()) == names
+    for i in range(2):
+        arr, depth = read_png(out_dir / f"alpha_{i:04d}.png")
+        assert depth == bits
+        np.testing.assert_array_equal(arr, quantize(image[i], bits))
+        arr, depth = read_png(out_dir / f"alpha_mask_{i:04d}.png")
+        assert depth == bits
+        np.testing.assert_array_equal(arr[:, :, 0], quantize(mask[i], bits))
+
+
+def test_export_8bit_png_reads_back_with_pillow(capsys, bus, store, tmp_path):
+    image = torch.rand(1, 4, 3, 3)
+    store.publish("alpha", image)
+    assert run(capsys, "--bus", bus, "export", "alpha", tmp_path / "o", "--tensors", "none")[0] == 0
+    with Image.open(tmp_path / "o" / "alpha_0000.png") as img:
+        assert img.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(img), quantize(image[0], 8))
+    assert not (tmp_path / "o" / "alpha_mask_0000.png").exists()  # slot had no mask
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_export_safetensors_is_bit_exact(capsys, bus, store, tmp_path, dtype):
+    image = torch.rand(3, 4, 5, 3).to(dtype)
+    mask = torch.rand(1, 4, 5).to(dtype)
+    store.publish("alpha", image, mask)
+    rc, out, _ = run(capsys, "--bus", bus, "export", "alpha", tmp_path / "o")
+    assert rc == 0
+    assert str(tmp_path / "o" / "alpha.safetensors") in out.splitlines()
+    got = load_file(tmp_path / "o" / "alpha.safetensors")
+    assert set(got) == {"image", "mask"}
+    for name, want in (("image", image), ("mask", mask)):
+        assert got[name].dtype == dtype and got[name].shape == want.shape
+        assert bits_of(got[name]) == bits_of(want)
+
+
+def test_export_safetensors_without_mask_has_only_image(capsys, bus, store, tmp_path):
+    store.publish("alpha", torch.rand(1, 4, 5, 3))
+    assert run(capsys, "--bus", bus, "export", "alpha", tmp_path / "o")[0] == 0
+    assert set(load_file(tmp_path / "o" / "alpha.safetensors")) == {"image"}
+
+
+def test_export_npy_float32_exact(capsys, bus, store, tmp_path):
+    image, mask = torch.rand(2, 4, 5, 3), torch.rand(2, 4, 5)
+    store.publish("alpha", image, mask)
+    rc, _, err = run(capsys, "--bus", bus, "export", "alpha", tmp_path / "o", "--tensors", "npy")
+    assert rc == 0 and "note" not in err
+    got = np.load(tmp_path / "o" / "alpha_image.npy")
+    assert got.dtype == np.float32 and got.tobytes() == image.numpy().tobytes()
+    np.testing.assert_array_equal(np.load(tmp_path / "o" / "alpha_mask.npy"), mask.numpy())
+    assert not (tmp_path / "o" / "alpha.safetensors").exists()
+
+
+def test_export_npy_widens_bfloat16_with_note(capsys, bus, store, tmp_path):
+    image = torch.rand(1, 4, 5, 3).bfloat16()
+    store.publish("alpha", image)
+    rc, _, err = run(capsys, "--bus", bus, "export", "alpha", tmp_path / "o", "--tensors", "npy")
+    assert rc == 0
+    assert "bfloat16" in err and "float32" in err
+    got = np.load(tmp_path / "o" / "alpha_image.npy")
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, image.float().numpy())  # widening is exact
+
+
+def test_export_missing_slot_creates_nothing(capsys, bus, tmp_path):
+    rc, _, err = run(capsys, "--bus", bus, "export", "nope", tmp_path / "o")
+    assert rc == 1 and "no slot 'nope'" in err
+    assert not (tmp_path / "o").exists()
+
+
+# -- import ------------------------------------------------------------------------------------
+def test_import_round_trip(capsys, bus, store, tmp_path):
+    rng = np.random.default_rng(0)
+    files = [save_rgb(tmp_path / f"{i}.png", rng.integers(0, 256, (6, 4, 3))) for i in range(3)]
+    mask_file = tmp_path / "m.png"
+    Image.fromarray(rng.integers(0, 256, (6, 4)).astype(np.uint8), "L").save(mask_file)
+    rc, out, _ = run(capsys, "--bus", bus, "import", "shots", *files, "--mask", mask_file)
+    assert rc == 0 and "shots" in out
+    image, mask = store.load("shots")
+    want = torch.cat([images.read_image(f) for f in files])
+    assert image.shape == (3, 6, 4, 3) and torch.equal(image, want)
+    assert mask.shape == (1, 6, 4) and torch.equal(mask, images.read_mask(mask_file))
+
+
+def test_import_refuses_mismatched_sizes(capsys, bus, store, tmp_path):
+    a = save_rgb(tmp_path / "a.png", np.zeros((6, 4, 3)))
+    b = save_rgb(tmp_path / "b.png", np.zeros((5, 4, 3)))
+    rc, out, err = run(capsys, "--bus", bus, "import", "shots", a, b)
+    assert rc == 1 and out == ""
+    assert err.startswith("gates: error:") and "one size" in err
+    assert str(b) in err and "Traceback" not in err
+    assert not store.exists("shots")
+
+
+def test_import_refuses_wrong_mask_count_and_size(capsys, bus, store, tmp_path):
+    files = [save_rgb(tmp_path / f"{i}.png", np.zeros((6, 4, 3))) for i in range(3)]
+    rc, _, err = run(capsys, "--bus", bus, "import", "shots", *files, "--mask", files[0], files[1])
+    assert rc == 1 and "2 mask files for 3 images" in err
+    small = tmp_path / "small.png"
+    Image.new("L", (2, 2)).save(small)
+    rc, _, err = run(capsys, "--bus", bus, "import", "shots", *files, "--mask", small)
+    assert rc == 1 and "does not match image size" in err
+    assert not store.exists("shots")
+
+
+def test_import_missing_or_junk_file(capsys, bus, tmp_path):
+    rc, _, err = run(capsys, "--bus", bus, "import", "shots", tmp_path / "nope.png")
+    assert rc == 1 and err.strip() == f"gates: error: {tmp_path / 'nope.png'}: No such file or directory"
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a png")
+    rc, _, err = run(capsys, "--bus", bus, "import", "shots", junk)
+    assert rc == 1 and "not a readable image" in err
+
+
+def test_import_over_existing_needs_force(capsys, bus, store, tmp_path):
+    store.publish("shots", torch.zeros(1, 2, 2, 3))
+    f = save_rgb(tmp_path / "a.png", np.full((6, 4, 3), 255))
+    rc, _, err = run(capsys, "--bus", bus, "import", "shots", f)
+    assert rc == 1 and "already exists" in err and "--force" in err
+    assert store.info("shots").image_shape == [1, 2, 2, 3]
+    assert run(capsys, "--bus", bus, "import", "shots", f, "--force")[0] == 0
+    assert torch.equal(store.load("shots")[0], torch.ones(1, 6, 4, 3))
+
+
+# -- rm / mv -----------------------------------------------------------------------------------
+def test_rm(capsys, bus, store, monkeypatch):
+    store.publish("alpha", torch.zeros(1, 2, 2, 3))
+    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    rc, _, err = run(capsys, "--bus", bus, "rm", "alpha")
+    assert rc == 1 and "not deleted" in err and store.exists("alpha")
+    monkeypatch.setattr("builtins.input", lambda prompt: "y")
+    assert run(capsys, "--bus", bus, "rm", "alpha")[0] == 0
+    assert not store.exists("alpha")
+    store.publish("beta", torch.zeros(1, 2, 2, 3))
+    rc, out, _ = run(capsys, "--bus", bus, "rm", "beta", "-y")
+    assert rc == 0 and "deleted 'beta'" in out and store.ids() == []
+    rc, _, err = run(capsys, "--bus", bus, "rm", "beta", "-y")
+    assert rc == 1 and "no slot 'beta'" in err
+
+
+def test_mv(capsys, bus, store):
+    image = torch.rand(1, 3, 3, 3)
+    store.publish("old", image)
+    store.publish("taken", torch.zeros(1, 2, 2, 3))
+    rc, _, err = run(capsys, "--bus", bus, "mv", "old", "taken")
+    assert rc == 1 and "already exists" in err and "--force" in err
+    assert store.ids() == ["old", "taken"]
+    assert run(capsys, "--bus", bus, "mv", "old", "new")[0] == 0
+    assert store.ids() == ["new", "taken"] and torch.equal(store.load("new")[0], image)
+    assert run(capsys, "--bus", bus, "mv", "new", "taken", "--force")[0] == 0
+    assert store.ids() == ["taken"] and torch.equal(store.load("taken")[0], image)
+    rc, _, err = run(capsys, "--bus", bus, "mv", "gone", "other")
+    assert rc == 1 and "no slot 'gone'" in err
+
+
+# -- errors ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv", [
+    ["info", "../x"], ["rm", "../x", "-y"], ["export", "../x", "OUT"],
+    ["import", "../x", "IMG"], ["mv", "ok", "../x"], ["mv", "../x", "ok"],
+])
+def test_invalid_id_is_a_clean_error(capsys, bus, store, tmp_path, argv):
+    store.publish("ok", torch.zeros(1, 2, 2, 3))
+    img = save_rgb(tmp_path / "img.png", np.zeros((2, 2, 3)))
+    argv = [{"OUT": str(tmp_path / "out"), "IMG": str(img)}.get(a, a) for a in argv]
+    rc, out, err = run(capsys, "--bus", bus, *argv)
+    assert rc == 1 and out == ""
+    assert err == f"gates: error: invalid slot id '../x': {ID_RULE}\n"
+    assert store.ids() == ["ok"] and not (tmp_path / "x").exists()
+
+
+def test_missing_slot(capsys, bus):
+    rc, out, err = run(capsys, "--bus", bus, "info", "nope")
+    assert rc == 1 and out == ""
+    assert err == f"gates: error: no slot 'nope' in {bus}\n"
+
+
+def test_corrupt_slot_fails_info_but_is_listed(capsys, bus, store):
+    store.publish("good", torch.zeros(1, 2, 2, 3))
+    (bus / "bad").mkdir()
+    (bus / "bad" / SLOT_FILE).write_bytes(b"garbage" * 20)
+    rc, out, err = run(capsys, "--bus", bus, "info", "bad")
+    assert rc == 1 and out == ""
+    assert err.startswith("gates: error: slot 'bad' is unreadable") and err.count("\n") == 1
+    rc, out, _ = run(capsys, "--bus", bus, "ls")
+    assert rc == 0
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert set(rows) == {"good", "bad"}
+    assert "ERROR: slot 'bad' is unreadable" in rows["bad"]
+    rc, out, _ = run(capsys, "--bus", bus, "ls", "--json")
+    errors = {d["id"]: d["error"] for d in json.loads(out)}
+    assert errors["good"] is None and "unreadable" in errors["bad"]
+
+
+@pytest.mark.parametrize("argv", [["export", "x"], ["export", "x", "o", "--bits", "12"], ["bogus"], []])
+def test_usage_errors_keep_argparse_status_2(capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    assert "usage: gates" in capsys.readouterr().err
+
+
+# -- serve -------------------------------------------------------------------------------------
+def test_serve_not_available(capsys, bus, monkeypatch):
+    monkeypatch.setitem(sys.modules, "gates.browser", None)  # makes the import fail
+    monkeypatch.delattr(gates, "browser", raising=False)
+    rc, _, err = run(capsys, "--bus", bus, "serve")
+    assert rc == 2 and "serve is not available yet" in err
+
+
+def test_serve_calls_browser(capsys, bus, monkeypatch):
+    calls = []
+    fake = types.ModuleType("gates.browser")
+    fake.serve = lambda store, host, port: calls.append((store.root, host, port))
+    monkeypatch.setitem(sys.modules, "gates.browser", fake)
+    monkeypatch.setattr(gates, "browser", fake, raising=False)
+    assert run(capsys, "serve", "--bus", bus, "--port", "9000")[0] == 0
+    assert run(capsys, "--bus", bus, "serve", "--host", "0.0.0.0")[0] == 0
+    assert calls == [(bus, "127.0.0.1", 9000), (bus, "0.0.0.0", 8189)]
+
+
+# -- default bus folder ------------------------------------------------------------------------
+def test_default_bus_dir_env_var(monkeypatch, tmp_path):
+    monkeypatch.setenv(cli.BUS_ENV, str(tmp_path / "from-env"))
+    assert cli.default_bus_dir() == tmp_path / "from-env"
+
+
+def test_default_bus_dir_comfyui_layout(monkeypatch, tmp_path):
+    monkeypatch.delenv(cli.BUS_ENV, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    comfy = tmp_path / "ComfyUI"
+    fake_file = comfy / "custom_nodes" / "dataset-gates" / "gates" / "cli.py"
+    monkeypatch.setattr(cli, "__file__", str(fake_file))
+    fallback = tmp_path / "xdg" / "dataset-gates" / "gate_bus"
+    assert cli.default_bus_dir() == fallback  # no ComfyUI there yet
+    (comfy / "input").mkdir(parents=True)
+    assert cli.default_bus_dir() == fallback  # input/ alone is not enough
+    (comfy / "main.py").write_text("")
+    assert cli.default_bus_dir() == comfy / "input" / "gate_bus"
+    monkeypatch.setenv(cli.BUS_ENV, str(tmp_path / "env"))
+    assert cli.default_bus_dir() == tmp_path / "env"  # the env var wins
+
+
+def test_default_bus_dir_xdg_and_home(monkeypatch, tmp_path):
+    monkeypatch.delenv(cli.BUS_ENV, raising=False)
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site" / "gates" / "cli.py"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/ignored")
+    assert cli.default_bus_dir() == tmp_path / "home" / ".local" / "share" / "dataset-gates" / "gate_bus"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert cli.default_bus_dir() == tmp_path / "home" / ".local" / "share" / "dataset-gates" / "gate_bus"
+
+
+def test_main_uses_default_bus(capsys, monkeypatch, tmp_path, bus, store):
+    store.publish("alpha", torch.zeros(1, 2, 2, 3))
+    monkeypatch.setenv(cli.BUS_ENV, str(bus))
+    rc, out, _ = run(capsys, "ls")
+    assert rc == 0 and "alpha" in out
+
+
+# -- the real entry point ----------------------------------------------------------------------
+def _python_m_gates(*argv: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "gates", *map(str, argv)], cwd=REPO,
+                          env=full_env, capture_output=True, text=True, timeout=120)
+
+
+def test_python_m_gates_ls(bus, store):
+    store.publish("alpha", torch.zeros(1, 3, 4, 3))
+    p = _python_m_gates("--bus", bus, "ls")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[1].split()[:3] == ["alpha", "1", "3x4"]
+    assert f"bus: {bus}" in p.stderr
+
+
+def test_python_m_gates_env_var_and_clean_errors(bus, store):
+    store.publish("alpha", torch.zeros(1, 3, 4, 3))
+    env = {cli.BUS_ENV: str(bus)}
+    p = _python_m_gates("ls", "--json", env=env)
+    assert p.returncode == 0, p.stderr
+    assert [d["id"] for d in json.loads(p.stdout)] == ["alpha"]
+    p = _python_m_gates("info", "../x", env=env)
+    assert p.returncode == 1
+    assert "Traceback" not in p.stderr and ID_RULE in p.stderr
