@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from . import images
-from .slots import SlotNotFound, SlotStore, validate_id
+from .slots import SlotNotFound, SlotStore, parse_ref, validate_id
 from .waiter import Decision, Waiter
 
 MAX_ROUTES = 10
@@ -49,7 +49,7 @@ def parse_labels(text: str, routes: int) -> list[str]:
 
 
 def resolve_source(store: SlotStore, image: torch.Tensor | None, get_id: str) -> Source | None:
-    """A wired image always wins; else `get_id`'s slot; else nothing (the gate becomes a no-op).
+    """A wired image always wins; else `get_id`'s slot (or 'id@-N'); else nothing (a no-op).
 
     A missing slot is expected between sessions, so it only warns; a bad id or a damaged slot
     raises, because silently skipping those would hide lost work.
@@ -59,7 +59,7 @@ def resolve_source(store: SlotStore, image: torch.Tensor | None, get_id: str) ->
     get_id = (get_id or "").strip()
     if not get_id:
         return None
-    validate_id(get_id)
+    parse_ref(get_id)
     try:
         loaded, mask = store.load(get_id)
     except SlotNotFound:

@@ -7,20 +7,20 @@ import torch
 
 from . import comfy_adapter
 from .gate import MAX_ROUTES, run_gate
-from .slots import validate_id
+from .slots import parse_ref, validate_id
 from .waiter import WAITER
 
 CATEGORY = "Dataset Gates"
 
 
-def _check_ids(**ids: str) -> bool | str:
-    """Queue-time check, so a typo in an id fails before anything runs."""
-    for name, value in ids.items():
-        if value and value.strip():
-            try:
-                validate_id(value.strip())
-            except ValueError as exc:
-                return f"{name}: {exc}"
+def _check_id(name: str, value: str, reading: bool, required: bool = False) -> bool | str:
+    """Queue-time check, so a typo fails before anything runs; reads may name 'id@-N'."""
+    if not (value or "").strip():
+        return f"{name}: a slot id is required" if required else True
+    try:
+        (parse_ref if reading else validate_id)(value.strip())
+    except ValueError as exc:
+        return f"{name}: {exc}"
     return True
 
 
@@ -46,7 +46,8 @@ class ImageGate:
             "optional": {
                 "image": ("IMAGE",),
                 "send_id": ("STRING", {"default": "", "tooltip": "publish what passes to this slot"}),
-                "get_id": ("STRING", {"default": "", "tooltip": "with no image wired, load this slot"}),
+                "get_id": ("STRING", {"default": "",
+                                     "tooltip": "with no image wired, load this slot (id@-1: the version before)"}),
                 "labels": ("STRING", {"default": "", "tooltip": "route labels, comma separated"}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
@@ -58,7 +59,8 @@ class ImageGate:
 
     @classmethod
     def VALIDATE_INPUTS(cls, send_id: str = "", get_id: str = "") -> bool | str:
-        return _check_ids(send_id=send_id, get_id=get_id)
+        sent = _check_id("send_id", send_id, reading=False)
+        return sent if sent is not True else _check_id("get_id", get_id, reading=True)
 
     def run(self, routes: int, unique_id: str, image: torch.Tensor | None = None,
             send_id: str = "", get_id: str = "", labels: str = "") -> tuple:
@@ -83,7 +85,7 @@ class BusSave:
 
     @classmethod
     def VALIDATE_INPUTS(cls, slot_id: str = "") -> bool | str:
-        return _check_ids(slot_id=slot_id) if slot_id.strip() else "slot_id: a slot id is required"
+        return _check_id("slot_id", slot_id, reading=False, required=True)
 
     def save(self, image: torch.Tensor, slot_id: str, unique_id: str = "",
              mask: torch.Tensor | None = None) -> dict[str, Any]:
@@ -109,13 +111,13 @@ class BusLoad:
     @classmethod
     def IS_CHANGED(cls, slot_id: str = "") -> str:
         try:
-            return comfy_adapter.store().fingerprint(slot_id.strip())
+            return comfy_adapter.store().fingerprint(parse_ref(slot_id.strip())[0])
         except ValueError:
             return "invalid"
 
     @classmethod
     def VALIDATE_INPUTS(cls, slot_id: str = "") -> bool | str:
-        return _check_ids(slot_id=slot_id) if slot_id.strip() else "slot_id: a slot id is required"
+        return _check_id("slot_id", slot_id, reading=True, required=True)
 
     def load(self, slot_id: str) -> tuple:
         image, mask = comfy_adapter.store().load(slot_id.strip())

@@ -14,7 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from . import images
-from .slots import SlotCorrupt, SlotNotFound, SlotStore, SlotWriteError, validate_id
+from .policy import Policy, write_policy
+from .slots import SlotCorrupt, SlotNotFound, SlotStore, SlotWriteError, parse_ref, validate_id
 from .waiter import StaleRun, Waiter
 
 PREFIX = "/datasete_gate"
@@ -73,6 +74,13 @@ def _int_param(value: Any, name: str, default: int | None = None) -> int | None:
         raise ValueError(f"{name} must be an integer, got {value!r}") from None
 
 
+def _ref(request: web.Request) -> str:
+    """A slot id or 'id@-N' from the path, validated before it goes near the filesystem."""
+    ref = request.match_info["id"]
+    parse_ref(ref)
+    return ref
+
+
 def _png(data: bytes) -> web.Response:
     return web.Response(body=data, content_type="image/png", headers={"Cache-Control": "no-store"})
 
@@ -93,6 +101,10 @@ class GateRoutes:
             ("GET", "/bus/thumb/{id}", self.bus_thumb),
             ("GET", "/bus/image/{id}/{index}", self.bus_image),
             ("GET", "/bus/tensors/{id}", self.bus_tensors),
+            ("GET", "/bus/history/{id}", self.bus_history),
+            ("GET", "/bus/policy", self.bus_policy),
+            ("POST", "/bus/policy", self.bus_set_policy),
+            ("POST", "/bus/{id}/pin", self.bus_pin),
             ("DELETE", "/bus/{id}", self.bus_delete),
             ("POST", "/bus/{id}/rename", self.bus_rename),
             ("POST", "/choice", self.choice),
@@ -106,7 +118,7 @@ class GateRoutes:
     def _slot_json(self, info: Any) -> dict[str, Any]:
         d = info.to_dict()
         d.pop("thumb")  # a server path; the page gets a URL instead
-        d["thumb_url"] = f"{self.prefix}/bus/thumb/{info.id}?v={int(info.created * 1000)}"
+        d["thumb_url"] = f"{self.prefix}/bus/thumb/{info.ref}?v={int(info.created * 1000)}"
         return d
 
     async def bus_list(self, request: web.Request) -> web.Response:
@@ -114,24 +126,28 @@ class GateRoutes:
                                   "slots": [self._slot_json(s) for s in self.store.list()]})
 
     async def bus_info(self, request: web.Request) -> web.Response:
-        return web.json_response(self._slot_json(self.store.info(validate_id(request.match_info["id"]))))
+        return web.json_response(self._slot_json(self.store.info(_ref(request))))
+
+    async def bus_history(self, request: web.Request) -> web.Response:
+        versions = self.store.history(validate_id(request.match_info["id"]))
+        return web.json_response({"versions": [self._slot_json(v) for v in versions]})
 
     async def bus_thumb(self, request: web.Request) -> web.StreamResponse:
-        info = self.store.info(validate_id(request.match_info["id"]))
+        info = self.store.info(_ref(request))
         if info.thumb is None:
             raise SlotNotFound(f"slot {info.id!r} has no thumbnail")
         return web.FileResponse(info.thumb, headers={"Cache-Control": "no-cache"})
 
     async def bus_image(self, request: web.Request) -> web.Response:
-        slot_id = validate_id(request.match_info["id"])
         index = _int_param(request.match_info["index"], "index")
-        return _png(images.preview(self.store.read_image(slot_id, index)))
+        return _png(images.preview(self.store.read_image(_ref(request), index)))
 
     async def bus_tensors(self, request: web.Request) -> web.StreamResponse:
-        slot_id = validate_id(request.match_info["id"])
-        path = self.store.tensor_file(slot_id)
+        ref = _ref(request)
+        path = self.store.tensor_file(ref)
+        filename = ref.replace("@", "_")
         return web.FileResponse(path, headers={
-            "Content-Disposition": f'attachment; filename="{slot_id}.safetensors"',
+            "Content-Disposition": f'attachment; filename="{filename}.safetensors"',
             "Content-Type": "application/octet-stream"})
 
     async def bus_delete(self, request: web.Request) -> web.Response:
@@ -144,6 +160,27 @@ class GateRoutes:
         body = await _json_body(request)
         info = self.store.rename(old, validate_id(body.get("to")), overwrite=body.get("overwrite") is True)
         return web.json_response(self._slot_json(info))
+
+    async def bus_pin(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        if not isinstance(body.get("pinned", True), bool):
+            raise ValueError("pinned must be true or false")
+        info = self.store.pin(validate_id(request.match_info["id"]), body.get("pinned", True))
+        return web.json_response(self._slot_json(info))
+
+    async def bus_policy(self, request: web.Request) -> web.Response:
+        policy = self.store.policy()
+        return web.json_response({"keep": policy.keep, "quota_bytes": policy.quota_bytes,
+                                  "used_bytes": self.store.usage()})
+
+    async def bus_set_policy(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        current = self.store.policy()
+        policy = Policy(keep=body.get("keep", current.keep),
+                        quota_bytes=body.get("quota_bytes", current.quota_bytes))
+        write_policy(self.store.root, policy)
+        self.store.enforce_quota()
+        return await self.bus_policy(request)
 
     async def choice(self, request: web.Request) -> web.Response:
         body = await _json_body(request)

@@ -11,6 +11,7 @@ library memory-maps the data so a load is a single copy.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -28,6 +29,7 @@ from safetensors.torch import save_file
 
 from . import images
 from .atomic import atomic_write, clean_stale_temps, fsync_dir
+from .policy import Policy, read_policy
 
 FORMAT = "dataset-gates.slot"
 FORMAT_VERSION = 1
@@ -35,12 +37,17 @@ SLOT_FILE = "slot.safetensors"
 THUMB_FILE = "thumb.png"
 LEGACY_IMAGE = "image.png"
 LEGACY_MASK = "mask.png"
+HISTORY_DIR = "history"
+PIN_FILE = "pinned"
 
 ID_RULE = ("a slot id is 1-64 characters of letters, digits, '-', '_' and '.', "
            "not starting or ending with '.'")
 _ID_RE = re.compile(r"[A-Za-z0-9_-](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9_-])?")
 # Names Windows cannot create, with or without an extension.
 _RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)
+
+
+log = logging.getLogger("dataset_gates")
 
 
 class SlotError(Exception):
@@ -83,6 +90,17 @@ def validate_id(slot_id: Any) -> str:
     return slot_id
 
 
+_REF_RE = re.compile(r"(?P<id>[^@]*)@-(?P<back>[1-9][0-9]{0,2})")
+
+
+def parse_ref(ref: Any) -> tuple[str, int]:
+    """'id' -> (id, 0), the latest version; 'id@-2' -> (id, 2), two publishes back."""
+    m = _REF_RE.fullmatch(ref) if isinstance(ref, str) else None
+    if m:
+        return validate_id(m["id"]), int(m["back"])
+    return validate_id(ref), 0
+
+
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
@@ -115,14 +133,23 @@ class SlotInfo:
     checksum: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    version: int = 0  # 0 = latest, -1 = the one before, ...
+    versions: int = 1  # how many are kept
+    pinned: bool = False
 
     @property
     def batch(self) -> int:
         return self.image_shape[0] if self.image_shape else 0
 
+    @property
+    def ref(self) -> str:
+        """What load() takes to get this exact version back."""
+        return f"{self.id}@{self.version}" if self.version else self.id
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["batch"] = self.batch
+        d["ref"] = self.ref
         return d
 
 
@@ -151,6 +178,10 @@ class SlotStore:
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
 
+    def policy(self) -> Policy:
+        """Read on every use, so a change made from the command line applies at once."""
+        return read_policy(self.root)
+
     # -- paths -----------------------------------------------------------------------------
     def slot_dir(self, slot_id: str) -> Path:
         """The folder of a slot, guaranteed (after symlinks) to lie inside the bus folder."""
@@ -163,6 +194,28 @@ class SlotStore:
 
     def thumb_path(self, slot_id: str) -> Path:
         return self.slot_dir(slot_id) / THUMB_FILE
+
+    def _history(self, d: Path) -> list[Path]:
+        """Older versions' tensor files, newest first (names are zero-padded mtime_ns)."""
+        try:
+            names = [n for n in os.listdir(d / HISTORY_DIR)
+                     if n.endswith(".safetensors") and not n.startswith(".")]
+        except FileNotFoundError:
+            return []
+        return [d / HISTORY_DIR / n for n in sorted(names, reverse=True)]
+
+    def _version(self, ref: str) -> tuple[str, int, Path, Path]:
+        """(slot id, steps back, tensor file, thumbnail) for 'id' or 'id@-N'."""
+        slot_id, back = parse_ref(ref)
+        d = self.slot_dir(slot_id)
+        if back == 0:
+            return slot_id, 0, d / SLOT_FILE, d / THUMB_FILE
+        older = self._history(d)
+        if back > len(older):
+            raise SlotNotFound(f"slot {slot_id!r} keeps {len(older)} older version(s); "
+                               f"{ref!r} asks for {back} back")
+        path = older[back - 1]
+        return slot_id, back, path, path.with_suffix(".png")
 
     def exists(self, slot_id: str) -> bool:
         d = self.slot_dir(slot_id)
@@ -210,15 +263,96 @@ class SlotStore:
         try:
             d.mkdir(parents=True, exist_ok=True)
             clean_stale_temps(d)
+            policy = self.policy()
             with atomic_write(d / SLOT_FILE, lambda tmp: save_file(tensors, tmp, metadata=header)) as commit_slot, \
                     atomic_write(d / THUMB_FILE, lambda tmp: Path(tmp).write_bytes(thumb)) as commit_thumb:
+                if policy.keep > 1:
+                    self._archive_current(d)
                 commit_slot()
                 commit_thumb()
             fsync_dir(d)
         except (OSError, SafetensorError) as exc:
             raise SlotWriteError(f"could not publish slot {slot_id!r} in {self.root}: {exc}; "
                                  f"the previous version, if any, is unchanged") from exc
+        self._prune_history(d, policy.keep - 1)
+        self.enforce_quota(protect=slot_id)
         return self.info(slot_id)
+
+    def _archive_current(self, d: Path) -> None:
+        """Hard-link the current version into history before it is replaced (no copy, no gap).
+
+        A crash after this and before the replace leaves the same version twice, never none.
+        """
+        current = d / SLOT_FILE
+        try:
+            stamp = f"{current.stat().st_mtime_ns:020d}"
+        except FileNotFoundError:
+            return
+        history = d / HISTORY_DIR
+        history.mkdir(exist_ok=True)
+        for src, dst in ((d / THUMB_FILE, history / f"{stamp}.png"),
+                         (current, history / f"{stamp}.safetensors")):
+            if src.is_file() and not dst.exists():
+                try:
+                    os.link(src, dst)
+                except OSError:  # a filesystem without hard links
+                    with atomic_write(dst, lambda tmp, src=src: shutil.copyfile(src, tmp)) as commit:
+                        commit()
+        fsync_dir(history)
+
+    def _prune_history(self, d: Path, keep_older: int) -> None:
+        """Drop versions beyond the policy, oldest first; each goes in one unlink of its tensors."""
+        for path in self._history(d)[keep_older:]:
+            path.unlink(missing_ok=True)
+            path.with_suffix(".png").unlink(missing_ok=True)
+
+    def pin(self, slot_id: str, pinned: bool = True) -> SlotInfo:
+        """A pinned slot is never removed to meet the quota."""
+        if not self.exists(slot_id):
+            raise SlotNotFound(f"no slot {slot_id!r} in {self.root}")
+        marker = self.slot_dir(slot_id) / PIN_FILE
+        if pinned:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
+        return self.info(slot_id)
+
+    def usage(self) -> int:
+        """Bytes used by everything in the bus folder."""
+        total = 0
+        for folder, _, files in os.walk(self.root):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(folder, name)).st_size
+                except FileNotFoundError:
+                    continue
+        return total
+
+    def enforce_quota(self, protect: str | None = None) -> list[str]:
+        """Delete the oldest unpinned slots until the bus fits its quota; returns their ids.
+
+        Damaged slots are never pruned (they may be recoverable), nor is `protect`, the slot
+        just published.
+        """
+        quota = self.policy().quota_bytes
+        if quota is None:
+            return []
+        used = self.usage()
+        removed: list[str] = []
+        for info in sorted(self.list(), key=lambda s: s.created):
+            if used <= quota:
+                break
+            if info.pinned or info.error or info.id == protect:
+                continue
+            before = used
+            self.delete(info.id)
+            used = self.usage()
+            removed.append(info.id)
+            log.info("bus quota: removed slot %r (%d bytes)", info.id, before - used)
+        if used > quota:
+            log.warning("bus %s uses %d bytes, over its quota of %d, with nothing left to prune",
+                        self.root, used, quota)
+        return removed
 
     def delete(self, slot_id: str) -> None:
         """Move the folder aside in one rename, then remove it: never a half-deleted slot."""
@@ -244,19 +378,19 @@ class SlotStore:
         return self.info(new)
 
     # -- read ------------------------------------------------------------------------------
-    def load(self, slot_id: str, device: str | torch.device = "cpu",
+    def load(self, ref: str, device: str | torch.device = "cpu",
              verify: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (image, mask) bit-identical to what was published.
+        """Return (image, mask) bit-identical to what was published; `ref` may be 'id@-N'.
 
         The tensors are copies owned by the process (the memory map is closed before
         returning), so the slot may be replaced or deleted right away, Windows included.
         A slot without a mask yields zeros [B,H,W] float32, ComfyUI's MASK convention.
         """
-        d = self.slot_dir(slot_id)
-        path = d / SLOT_FILE
+        slot_id, back, path, _ = self._version(ref)
+        d = path.parent if back else self.slot_dir(slot_id)
         if path.is_file():
-            image, mask = self._load_safetensors(slot_id, path, verify)
-        elif (d / LEGACY_IMAGE).is_file():
+            image, mask = self._load_safetensors(ref, path, verify)
+        elif back == 0 and (d / LEGACY_IMAGE).is_file():
             image, mask = self._load_legacy(slot_id, d)
         else:
             raise SlotNotFound(f"no slot {slot_id!r} in {self.root}")
@@ -307,11 +441,11 @@ class SlotStore:
                 return result
         raise SlotCorrupt(f"slot {slot_id!r} was replaced {_READ_ATTEMPTS} times while being read")
 
-    def read_image(self, slot_id: str, index: int) -> torch.Tensor:
+    def read_image(self, ref: str, index: int) -> torch.Tensor:
         """One image [H,W,C] of the batch, reading only its bytes: paging a big batch stays cheap."""
-        path = self.slot_dir(slot_id) / SLOT_FILE
+        slot_id, back, path, _ = self._version(ref)
         if not path.is_file():
-            batch_images = self.load(slot_id)[0]  # PNG layout: one small image
+            batch_images = self.load(ref)[0]  # PNG layout: one small image
         else:
             def read() -> torch.Tensor:
                 with safe_open(path, framework="pt") as f:
@@ -320,17 +454,17 @@ class SlotStore:
                     if not 0 <= index < count:
                         raise SlotIndexError(f"index must be from 0 to {count - 1}, got {index}")
                     return sliced[index:index + 1].clone()
-            batch_images = self._read_stable(slot_id, path, read)
+            batch_images = self._read_stable(ref, path, read)
             index = 0
         if not 0 <= index < batch_images.shape[0]:
-            raise ValueError(f"index must be from 0 to {batch_images.shape[0] - 1}, got {index}")
+            raise SlotIndexError(f"index must be from 0 to {batch_images.shape[0] - 1}, got {index}")
         return batch_images[index]
 
-    def tensor_file(self, slot_id: str) -> Path:
+    def tensor_file(self, ref: str) -> Path:
         """The exact tensors as a downloadable file (safetensors slots only)."""
-        path = self.slot_dir(slot_id) / SLOT_FILE
+        slot_id, _, path, _ = self._version(ref)
         if not path.is_file():
-            raise SlotNotFound(f"slot {slot_id!r} has no tensor file in {self.root}")
+            raise SlotNotFound(f"slot {ref!r} has no tensor file in {self.root}")
         return path
 
     def _load_legacy(self, slot_id: str, d: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -343,11 +477,12 @@ class SlotStore:
             mask = images.resize_mask(mask, image.shape[1], image.shape[2])
         return image, mask
 
-    def info(self, slot_id: str) -> SlotInfo:
-        """Header-only description; raises SlotNotFound / SlotCorrupt."""
+    def info(self, ref: str) -> SlotInfo:
+        """Header-only description of a slot (or of 'id@-N'); raises SlotNotFound / SlotCorrupt."""
+        slot_id, back, path, thumb = self._version(ref)
         d = self.slot_dir(slot_id)
-        path = d / SLOT_FILE
-        thumb = d / THUMB_FILE
+        extra = {"version": -back, "versions": 1 + len(self._history(d)),
+                 "pinned": (d / PIN_FILE).exists()}
         if path.is_file():
             def read() -> SlotInfo:
                 size = path.stat().st_size
@@ -355,7 +490,7 @@ class SlotStore:
                     h = f.metadata() or {}
                     keys = set(f.keys())
                     if h.get("format") != FORMAT or "image" not in keys:
-                        raise SlotCorrupt(f"slot {slot_id!r}: {path.name} is not a Dataset Gates slot")
+                        raise SlotCorrupt(f"slot {ref!r}: {path.name} is not a Dataset Gates slot")
                     image_shape = list(f.get_slice("image").get_shape())
                     mask_shape = list(f.get_slice("mask").get_shape()) if "mask" in keys else None
                 return SlotInfo(
@@ -363,11 +498,17 @@ class SlotStore:
                     mask_shape=mask_shape, mask_dtype=h.get("mask_dtype"),
                     created=float(h["created"]), bytes=size,
                     thumb=str(thumb) if thumb.is_file() else None,
-                    checksum=h.get("checksum"), meta=json.loads(h.get("meta") or "{}"))
-            return self._read_stable(slot_id, path, read)
-        if (d / LEGACY_IMAGE).is_file():
+                    checksum=h.get("checksum"), meta=json.loads(h.get("meta") or "{}"), **extra)
+            return self._read_stable(ref, path, read)
+        if back == 0 and (d / LEGACY_IMAGE).is_file():
             return self._legacy_info(slot_id, d)
         raise SlotNotFound(f"no slot {slot_id!r} in {self.root}")
+
+    def history(self, slot_id: str) -> list[SlotInfo]:
+        """Every kept version, newest first: the latest, then 'id@-1', 'id@-2', ..."""
+        d = self.slot_dir(slot_id)
+        refs = [slot_id] + [f"{slot_id}@-{n}" for n in range(1, len(self._history(d)) + 1)]
+        return [self.info(ref) for ref in refs]
 
     def _legacy_info(self, slot_id: str, d: Path) -> SlotInfo:
         from PIL import Image

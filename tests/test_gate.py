@@ -205,3 +205,12 @@ def test_resolve_source_rules(store):
     assert resolve_source(store, None, "") is None
     img = torch.zeros(1, 2, 2, 3)
     assert resolve_source(store, img, "whatever").image is img
+
+
+def test_get_id_can_resume_an_older_version(store):
+    from gates.policy import Policy, write_policy
+    write_policy(store.root, Policy(keep=2))
+    store.publish("cp1", torch.zeros(1, 4, 4, 3))
+    store.publish("cp1", torch.ones(1, 4, 4, 3))
+    out = run(store, Host(Waiter(), choose(1)), get_id="cp1@-1")
+    assert not out[1].any()

@@ -112,3 +112,12 @@ def test_bus_save_then_load_is_bit_exact_and_fingerprinted(comfy):
     assert save.OUTPUT_NODE is True
     assert save.VALIDATE_INPUTS(slot_id="") != True  # noqa: E712 - an error string
     assert "letters" in load.VALIDATE_INPUTS(slot_id="a/b")
+
+
+def test_validation_accepts_version_refs_only_where_reading(comfy):
+    _, pack = comfy
+    gate = pack.NODE_CLASS_MAPPINGS["ImageGate"]
+    assert gate.VALIDATE_INPUTS(send_id="", get_id="cp@-2") is True
+    assert "send_id" in gate.VALIDATE_INPUTS(send_id="cp@-2", get_id="")
+    load = pack.NODE_CLASS_MAPPINGS["DatasetGatesBusLoad"]
+    assert load.VALIDATE_INPUTS(slot_id="cp@-1") is True

@@ -254,3 +254,29 @@ async def test_mask_upload_must_be_multipart(client, waiter):
     pending, _ = pause(waiter)
     resp = await client.post(f"{P}/mask", json={"node": "12:5", "token": pending.token})
     assert resp.status == 400
+
+
+# -- history, pins, policy -----------------------------------------------------------------------
+
+async def test_versions_pins_and_policy(client, store):
+    resp = await client.post(f"{P}/bus/policy", json={"keep": 3})
+    assert resp.status == 200 and (await resp.json())["keep"] == 3
+    store.publish("a", torch.zeros(1, 4, 4, 3))
+    store.publish("a", torch.ones(1, 4, 4, 3))
+    history = (await (await client.get(f"{P}/bus/history/a")).json())["versions"]
+    assert [v["ref"] for v in history] == ["a", "a@-1", "a@-2"]
+    info = await (await client.get(f"{P}/bus/info/a@-1")).json()
+    assert info["version"] == -1 and info["image_shape"] == [1, 4, 4, 3]
+    assert (await client.get(history[2]["thumb_url"])).status == 200
+    old = await (await client.get(f"{P}/bus/tensors/a@-2")).read()
+    assert old == store.tensor_file("a@-2").read_bytes()
+    assert (await client.get(f"{P}/bus/info/a@-3")).status == 404
+    assert (await client.get(f"{P}/bus/info/a@-x")).status == 400
+    resp = await client.post(f"{P}/bus/a/pin", json={"pinned": True})
+    assert resp.status == 200 and (await resp.json())["pinned"] is True
+    assert (await client.post(f"{P}/bus/a/pin", json={"pinned": "yes"})).status == 400
+    bad = await client.post(f"{P}/bus/policy", json={"keep": 0})
+    assert bad.status == 400 and store.policy().keep == 3
+    resp = await client.post(f"{P}/bus/policy", json={"quota_bytes": 1})
+    body = await resp.json()
+    assert body["quota_bytes"] == 1 and store.ids() == ["a"]  # pinned a survives, b is pruned

@@ -257,7 +257,7 @@ def test_valid_ids(good):
 
 @pytest.mark.parametrize("bad", [
     "", ".", "..", ".hidden", "a/b", "a\\b", "../etc", "/abs", "C:\\x", "x" * 65, "a b",
-    "trailing.", "nul", "CON", "com1.txt", "slot@-1", "é", "a\0b", None, 3,
+    "trailing.", "nul", "CON", "com1.txt", "slot@-1x", "a@-0", "é", "a\0b", None, 3,
 ])
 def test_invalid_ids_name_the_rule(store, bad):
     with pytest.raises(ValueError, match="letters, digits"):

@@ -1,0 +1,63 @@
+"""The bus's storage policy: how many versions a slot keeps and how much disk the bus may use.
+
+It lives in the bus folder itself (`.policy.json`), not in ComfyUI's settings, so ComfyUI, the
+command line and the slot browser all obey the same rules for the same folder.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .atomic import atomic_write
+
+POLICY_FILE = ".policy.json"
+MAX_KEEP = 100
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+@dataclass
+class Policy:
+    keep: int = 1  # versions per slot; 1 = the latest write wins
+    quota_bytes: int | None = None  # None = no limit
+
+    def __post_init__(self) -> None:
+        if isinstance(self.keep, bool) or not isinstance(self.keep, int) or not 1 <= self.keep <= MAX_KEEP:
+            raise ValueError(f"keep must be an integer from 1 to {MAX_KEEP}, got {self.keep!r}")
+        if self.quota_bytes is not None and (isinstance(self.quota_bytes, bool) or
+                                             not isinstance(self.quota_bytes, int) or self.quota_bytes < 1):
+            raise ValueError(f"quota must be a positive number of bytes, got {self.quota_bytes!r}")
+
+
+def parse_size(text: str) -> int | None:
+    """'500M', '10G', '1.5GiB', '1048576' -> bytes; 'none' or '0' -> no quota."""
+    if text.strip().lower() in ("none", "off", "0", ""):
+        return None
+    m = _SIZE_RE.fullmatch(text)
+    if not m:
+        raise ValueError(f"size must look like 500M, 10G or 1048576, got {text!r}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def read_policy(root: Path) -> Policy:
+    """The folder's policy; defaults when there is none. A damaged file is an error, not a reset."""
+    path = Path(root) / POLICY_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Policy()
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"storage policy {path} is unreadable: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"storage policy {path} must be a JSON object")
+    return Policy(keep=data.get("keep", 1), quota_bytes=data.get("quota_bytes"))
+
+
+def write_policy(root: Path, policy: Policy) -> None:
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(asdict(policy), indent=2)
+    with atomic_write(root / POLICY_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8")) as commit:
+        commit()
