@@ -21,10 +21,12 @@ import torch
 from safetensors.torch import save_file
 
 from . import images
+from .policy import Policy, parse_size, write_policy
 from .slots import SlotError, SlotInfo, SlotNotFound, SlotStore
 
 BUS_ENV = "DATASET_GATES_BUS"
-LS_HEADER = ["id", "batch", "HxW", "channels", "dtype", "mask", "size", "created", "layout"]
+LS_HEADER = ["id", "batch", "HxW", "channels", "dtype", "mask", "size", "created", "versions",
+             "pinned", "layout"]
 
 
 def default_bus_dir() -> Path:
@@ -91,8 +93,9 @@ def _slot_row(s: SlotInfo) -> list[str]:
     if s.error:
         return [s.id] + ["-"] * (len(LS_HEADER) - 2) + [f"ERROR: {s.error}"]
     _, h, w, c = s.image_shape
-    return [s.id, str(s.batch), f"{h}x{w}", str(c), s.image_dtype,
-            "yes" if s.mask_shape else "no", _human(s.bytes), _when(s.created), s.layout]
+    return [s.ref, str(s.batch), f"{h}x{w}", str(c), s.image_dtype,
+            "yes" if s.mask_shape else "no", _human(s.bytes), _when(s.created), str(s.versions),
+            "yes" if s.pinned else "no", s.layout]
 
 
 def _refuse_existing(store: SlotStore, slot_id: str, force: bool) -> None:
@@ -135,7 +138,7 @@ def cmd_ls(store: SlotStore, args: argparse.Namespace) -> int:
 def cmd_info(store: SlotStore, args: argparse.Namespace) -> int:
     s = store.info(args.id)
     data = s.to_dict()
-    data["path"] = str(store.slot_dir(args.id))
+    data["path"] = str(store.slot_dir(s.id))
     if args.verify:
         store.load(args.id, verify=True)
         data["verified"] = ("checksum OK" if s.checksum
@@ -143,7 +146,9 @@ def cmd_info(store: SlotStore, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(data)
         return 0
-    rows = [["id", s.id], ["path", data["path"]], ["layout", s.layout],
+    rows = [["id", s.ref], ["path", data["path"]], ["layout", s.layout],
+            ["versions", f"{s.versions} kept" + (f" (this is {s.version})" if s.version else "")],
+            ["pinned", "yes" if s.pinned else "no"],
             ["image", f"{s.image_shape} {s.image_dtype}"],
             ["mask", f"{s.mask_shape} {s.mask_dtype}" if s.mask_shape else "none"],
             ["size", f"{_human(s.bytes)} ({s.bytes} bytes)"], ["created", _when(s.created)],
@@ -159,20 +164,21 @@ def cmd_export(store: SlotStore, args: argparse.Namespace) -> int:
     s = store.info(args.id)
     image, mask = store.load(args.id, verify=True)
     has_mask = s.mask_shape is not None
+    stem = args.id.replace("@", "_")  # 'id@-1' -> 'id_-1': '@' upsets some tools
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for i in range(image.shape[0]):
-        images.write_png(out / f"{args.id}_{i:04d}.png", image[i], args.bits)
-        written.append(out / f"{args.id}_{i:04d}.png")
+        images.write_png(out / f"{stem}_{i:04d}.png", image[i], args.bits)
+        written.append(out / f"{stem}_{i:04d}.png")
     if has_mask:
         masks = mask if mask.ndim == 3 else mask[None]
         for i in range(masks.shape[0]):
-            images.write_png(out / f"{args.id}_mask_{i:04d}.png", masks[i][:, :, None], args.bits)
-            written.append(out / f"{args.id}_mask_{i:04d}.png")
+            images.write_png(out / f"{stem}_mask_{i:04d}.png", masks[i][:, :, None], args.bits)
+            written.append(out / f"{stem}_mask_{i:04d}.png")
     tensors = {"image": image} | ({"mask": mask} if has_mask else {})
     if args.tensors == "safetensors":
-        path = out / f"{args.id}.safetensors"
+        path = out / f"{stem}.safetensors"
         save_file(tensors, path, metadata={"slot": args.id, "checksum": s.checksum or ""})
         written.append(path)
     elif args.tensors == "npy":
@@ -182,8 +188,8 @@ def cmd_export(store: SlotStore, args: argparse.Namespace) -> int:
                 _note(f"{name} is bfloat16, which numpy lacks: saved as float32 (values exact, "
                       f"twice the size); use --tensors safetensors to keep the dtype")
                 t = t.float()
-            np.save(out / f"{args.id}_{name}.npy", t.numpy())
-            written.append(out / f"{args.id}_{name}.npy")
+            np.save(out / f"{stem}_{name}.npy", t.numpy())
+            written.append(out / f"{stem}_{name}.npy")
     for p in written:
         print(p)
     return 0
@@ -227,6 +233,35 @@ def cmd_mv(store: SlotStore, args: argparse.Namespace) -> int:
         _refuse_existing(store, args.new, args.force)
     store.rename(args.old, args.new, overwrite=args.force)
     print(f"renamed {args.old!r} -> {args.new!r}")
+    return 0
+
+
+def cmd_history(store: SlotStore, args: argparse.Namespace) -> int:
+    versions = store.history(args.id)
+    if args.json:
+        _print_json([v.to_dict() for v in versions])
+    else:
+        print(_table([_slot_row(v) for v in versions], LS_HEADER))
+    return 0
+
+
+def cmd_pin(store: SlotStore, args: argparse.Namespace) -> int:
+    s = store.pin(args.id, args.command == "pin")
+    print(f"{s.id!r} is {'pinned: the quota never removes it' if s.pinned else 'unpinned'}")
+    return 0
+
+
+def cmd_config(store: SlotStore, args: argparse.Namespace) -> int:
+    policy = store.policy()
+    if args.keep is not None or args.quota is not None:
+        policy = Policy(keep=policy.keep if args.keep is None else args.keep,
+                        quota_bytes=policy.quota_bytes if args.quota is None else parse_size(args.quota))
+        write_policy(store.root, policy)
+        for slot_id in store.enforce_quota():
+            print(f"removed {slot_id!r} to meet the quota")
+    quota = "none" if policy.quota_bytes is None else _human(policy.quota_bytes)
+    print(_table([["bus:", str(store.root)], ["keep:", f"{policy.keep} version(s) per slot"],
+                  ["quota:", quota], ["used:", _human(store.usage())]]))
     return 0
 
 
@@ -289,6 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("new")
     p.add_argument("--force", action="store_true", help="replace an existing slot NEW")
     p.set_defaults(func=cmd_mv)
+
+    p = sub.add_parser("history", parents=[bus], help="list a slot's kept versions (id@-1, ...)")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_history)
+
+    for name, what in (("pin", "keep a slot when the quota prunes"), ("unpin", "undo pin")):
+        p = sub.add_parser(name, parents=[bus], help=what)
+        p.add_argument("id")
+        p.set_defaults(func=cmd_pin)
+
+    p = sub.add_parser("config", parents=[bus], help="show or set the bus's storage policy")
+    p.add_argument("--keep", type=int, metavar="K", help="versions kept per slot (1 = latest only)")
+    p.add_argument("--quota", metavar="SIZE", help="disk quota, e.g. 20G; 'none' to remove")
+    p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("serve", parents=[bus], help="browse the bus in a web browser")
     p.add_argument("--host", default="127.0.0.1")

@@ -422,3 +422,37 @@ def test_python_m_gates_env_var_and_clean_errors(bus, store):
     p = _python_m_gates("info", "../x", env=env)
     assert p.returncode == 1
     assert "Traceback" not in p.stderr and ID_RULE in p.stderr
+
+
+# -- history, pins, policy -----------------------------------------------------------------------
+def test_config_history_and_refs(capsys, bus, store, tmp_path):
+    rc, out, _ = run(capsys, "--bus", bus, "config", "--keep", "3", "--quota", "1G")
+    assert rc == 0 and "3 version(s)" in out and "1.0 GiB" in out
+    for v in (1.0, 2.0, 3.0):
+        store.publish("h", torch.full((1, 4, 4, 3), v, dtype=torch.bfloat16))
+    rc, out, _ = run(capsys, "--bus", bus, "history", "h")
+    assert rc == 0 and [line.split()[0] for line in out.splitlines()[1:]] == ["h", "h@-1", "h@-2"]
+    rc, out, _ = run(capsys, "--bus", bus, "info", "h@-2", "--verify", "--json")
+    assert rc == 0 and json.loads(out)["version"] == -2
+    rc, out, _ = run(capsys, "--bus", bus, "export", "h@-1", str(tmp_path / "ex"))
+    exported = load_file(str(tmp_path / "ex" / "h_-1.safetensors"))["image"]
+    assert rc == 0 and exported.dtype == torch.bfloat16 and exported.unique().item() == 2.0
+    rc, _, err = run(capsys, "--bus", bus, "info", "h@-3")
+    assert rc == 1 and "2 older version" in err
+    rc, _, err = run(capsys, "--bus", bus, "config", "--keep", "0")
+    assert rc == 1 and "keep must be" in err
+
+
+def test_pin_unpin_and_quota_from_the_cli(capsys, bus, store):
+    store.publish("old", torch.rand(1, 32, 32, 3))
+    store.publish("kept", torch.rand(1, 32, 32, 3))
+    store.publish("new", torch.rand(1, 32, 32, 3))
+    rc, out, _ = run(capsys, "--bus", bus, "pin", "kept")
+    assert rc == 0 and "pinned" in out and store.info("kept").pinned
+    rc, out, _ = run(capsys, "--bus", bus, "config", "--quota", "1")
+    assert rc == 0 and "removed 'old'" in out and "removed 'new'" in out
+    assert store.ids() == ["kept"]
+    rc, out, _ = run(capsys, "--bus", bus, "unpin", "kept")
+    assert rc == 0 and not store.info("kept").pinned
+    rc, out, _ = run(capsys, "--bus", bus, "ls")
+    assert "versions" in out.splitlines()[0] and "pinned" in out.splitlines()[0]
