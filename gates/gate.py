@@ -48,30 +48,32 @@ def parse_labels(text: str, routes: int) -> list[str]:
     return [(given[i] if i < len(given) and given[i] else str(i + 1)) for i in range(routes)]
 
 
-def resolve_source(store: SlotStore, image: torch.Tensor | None, get_id: str) -> Source | None:
+def resolve_source(store: SlotStore, image: torch.Tensor | None, get_id: str,
+                   mask: torch.Tensor | None = None) -> Source | None:
     """A wired image always wins; else `get_id`'s slot (or 'id@-N'); else nothing (a no-op).
 
-    A missing slot is expected between sessions, so it only warns; a bad id or a damaged slot
-    raises, because silently skipping those would hide lost work.
+    A wired mask goes with whichever image is gated, ahead of the slot's own mask. A missing
+    slot is expected between sessions, so it only warns; a bad id or a damaged slot raises,
+    because silently skipping those would hide lost work.
     """
     if image is not None:
-        return Source(image, None, "input")
+        return Source(image, mask, "input")
     get_id = (get_id or "").strip()
     if not get_id:
         return None
     parse_ref(get_id)
     try:
-        loaded, mask = store.load(get_id)
+        loaded, loaded_mask = store.load(get_id)
     except SlotNotFound:
         log.warning("Image Gate: get_id %r names no slot in %s; nothing to gate, all routes blocked",
                     get_id, store.root)
         return None
-    return Source(loaded, mask, f"slot:{get_id}")
+    return Source(loaded, mask if mask is not None else loaded_mask, f"slot:{get_id}")
 
 
 def compose_mask(painted: dict[int | None, torch.Tensor], loaded: torch.Tensor | None,
                  image: torch.Tensor) -> torch.Tensor:
-    """Painted at the gate > loaded from the slot > zeros, always [B,H,W] for the batch.
+    """Painted at the gate > wired or loaded from the slot > zeros, always [B,H,W] for the batch.
 
     A painted mask of another size (it was drawn on a preview) is resized to the image; one
     painted for every image (key None) is the base that per-image masks override.
@@ -100,20 +102,24 @@ def route_outputs(chosen: int | None, image: Any, blocker: Callable[[], Any]) ->
 
 
 def blocked(hooks: Hooks) -> tuple:
-    """The silent no-op: a harmless mask and every route blocked, so nothing downstream runs."""
-    return (torch.zeros((1, 1, 1), dtype=torch.float32),) + route_outputs(None, None, hooks.blocker)
+    """The silent no-op: the mask and every route blocked, so nothing downstream runs.
+
+    The mask is blocked too (not a placeholder zeros tensor): a node fed only by the mask
+    would otherwise still run, e.g. save a 1x1 black image on every empty run.
+    """
+    return (hooks.blocker(),) + route_outputs(None, None, hooks.blocker)
 
 
 def run_gate(*, store: SlotStore, waiter: Waiter, hooks: Hooks, node: str, routes: int,
              image: torch.Tensor | None, send_id: str = "", get_id: str = "",
-             labels: str = "") -> tuple:
+             labels: str = "", mask: torch.Tensor | None = None) -> tuple:
     """One gate run: pause, take the person's answer, publish, and route. Returns 11 outputs."""
     if not 1 <= routes <= MAX_ROUTES:
         raise ValueError(f"routes must be from 1 to {MAX_ROUTES}, got {routes}")
     send_id = (send_id or "").strip()
     if send_id:
         validate_id(send_id)  # fail before the person spends time choosing
-    source = resolve_source(store, image, get_id)
+    source = resolve_source(store, image, get_id, mask)
     if source is None:
         return blocked(hooks)
     pending = waiter.arm(node, source.image, routes, labels=parse_labels(labels, routes),

@@ -45,6 +45,7 @@ class ImageGate:
             "required": {"routes": ("INT", {"default": 2, "min": 1, "max": MAX_ROUTES})},
             "optional": {
                 "image": ("IMAGE",),
+                "mask": ("MASK", {"tooltip": "passed on unless a mask is painted at the gate"}),
                 "send_id": ("STRING", {"default": "", "tooltip": "publish what passes to this slot"}),
                 "get_id": ("STRING", {"default": "",
                                      "tooltip": "with no image wired, load this slot (id@-1: the version before)"}),
@@ -63,10 +64,11 @@ class ImageGate:
         return sent if sent is not True else _check_id("get_id", get_id, reading=True)
 
     def run(self, routes: int, unique_id: str, image: torch.Tensor | None = None,
-            send_id: str = "", get_id: str = "", labels: str = "") -> tuple:
+            send_id: str = "", get_id: str = "", labels: str = "",
+            mask: torch.Tensor | None = None) -> tuple:
         return run_gate(store=comfy_adapter.store(), waiter=WAITER, hooks=comfy_adapter.hooks(),
                         node=str(unique_id), routes=routes, image=image, send_id=send_id,
-                        get_id=get_id, labels=labels)
+                        get_id=get_id, labels=labels, mask=mask)
 
 
 class BusSave:

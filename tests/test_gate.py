@@ -124,8 +124,7 @@ def test_nothing_to_gate_is_a_silent_no_op(store, get_id, caplog):
     with caplog.at_level(logging.WARNING, logger="dataset_gates"):
         out = run(store, host, get_id=get_id)
     assert host.events == []  # no pause
-    assert all(isinstance(o, Blocker) for o in out[1:])
-    assert out[0].shape == (1, 1, 1)
+    assert all(isinstance(o, Blocker) for o in out)  # the mask too: nothing downstream runs
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == (1 if get_id == "missing" else 0)
     if warnings:
@@ -214,3 +213,18 @@ def test_get_id_can_resume_an_older_version(store):
     store.publish("cp1", torch.ones(1, 4, 4, 3))
     out = run(store, Host(Waiter(), choose(1)), get_id="cp1@-1")
     assert not out[1].any()
+
+
+def test_wired_mask_is_passed_on_and_published_unless_painted_over(store):
+    image = torch.rand(2, 8, 6, 3)
+    wired = torch.rand(2, 8, 6)
+    out = run(store, Host(Waiter(), choose(1)), image=image, mask=wired, send_id="w")
+    assert torch.equal(out[0], wired) and torch.equal(store.load("w")[1], wired)
+    out = run(store, Host(Waiter(), choose(1, mask=torch.ones(8, 6))), image=image, mask=wired)
+    assert bool((out[0] == 1).all())
+
+
+def test_wired_mask_beats_the_slot_mask_on_resume(store):
+    store.publish("cp", torch.rand(1, 4, 4, 3), torch.zeros(1, 4, 4))
+    out = run(store, Host(Waiter(), choose(1)), get_id="cp", mask=torch.ones(1, 4, 4))
+    assert bool((out[0] == 1).all())
