@@ -1,0 +1,375 @@
+"""Fixtures for end-to-end tests against a real ComfyUI process.
+
+Set COMFYUI_DIR (a ComfyUI checkout) and optionally COMFYUI_PYTHON (its interpreter; default:
+the one running pytest). Without COMFYUI_DIR every test in this folder is skipped.
+
+Fixtures (all reusable by other e2e modules):
+
+- ``comfy_server`` (session): one ComfyUI started with this pack in a temp folder. A
+  :class:`ComfyServer` with ``base_url``, ``ws_url``, ``input_dir``, ``output_dir``,
+  ``temp_dir``, ``bus_dir``, ``log_path``, and helpers ``get``/``post``/``queue``/
+  ``history``/``wait_history``/``wait_idle``/``pending_gates``/``ws()``/``log_tail()``.
+- ``comfy`` (function): the same server, left idle after the test (a test that fails while
+  a gate is paused would otherwise block the prompt worker for every later test).
+- ``ws`` (function): a :class:`WsClient` connected with a fresh client id; queue with
+  ``comfy.queue(prompt, ws.client_id)`` and the pack's events reach it.
+
+When an e2e test fails, the tail of ComfyUI's log is attached to the report.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+E2E_DIR = Path(__file__).resolve().parent
+REPO = E2E_DIR.parents[1]
+PACK_NAME = "dataset_gates"
+SKIP_REASON = ("e2e: set COMFYUI_DIR to a ComfyUI checkout (and COMFYUI_PYTHON to its "
+               "interpreter) to run the end-to-end tests")
+START_TIMEOUT_S = 120.0
+TERMINAL_EVENTS = ("execution_success", "execution_interrupted", "execution_error")
+
+_SERVER: "ComfyServer | None" = None
+
+
+def e2e_enabled() -> bool:
+    return bool(os.environ.get("COMFYUI_DIR", "").strip())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without COMFYUI_DIR, skip everything in this folder with one reason."""
+    if e2e_enabled():
+        return
+    skip = pytest.mark.skip(reason=SKIP_REASON)
+    for item in items:
+        if E2E_DIR in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(skip)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _SERVER is not None and \
+            E2E_DIR in Path(str(item.fspath)).resolve().parents:
+        report.sections.append((f"ComfyUI log tail ({_SERVER.log_path})", _SERVER.log_tail(80)))
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class WsClient:
+    """A websocket to ComfyUI that records every JSON frame on a background thread.
+
+    ``wait_for`` scans all frames received so far (from ``since``), so an event that arrived
+    before the call is still found.
+    """
+
+    def __init__(self, ws_url: str, client_id: str | None = None, timeout: float = 10.0):
+        import websocket  # websocket-client
+
+        self.client_id = client_id or f"e2e-{uuid.uuid4().hex[:12]}"
+        self.events: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._ws = websocket.create_connection(f"{ws_url}?clientId={self.client_id}",
+                                               timeout=timeout)
+        self._ws.settimeout(0.5)
+        self._thread = threading.Thread(target=self._reader, name=f"ws-{self.client_id}",
+                                        daemon=True)
+        self._thread.start()
+        self.wait_for("status", timeout=timeout)  # ComfyUI greets every new socket
+
+    def _reader(self) -> None:
+        import websocket
+
+        while not self._closed:
+            try:
+                frame = self._ws.recv()
+            except websocket.WebSocketTimeoutException:
+                continue
+            except Exception:  # closed by either side
+                break
+            if isinstance(frame, bytes):  # binary previews; not used by these tests
+                continue
+            try:
+                msg = json.loads(frame)
+            except ValueError:
+                continue
+            with self._cond:
+                self.events.append(msg)
+                self._cond.notify_all()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def mark(self) -> int:
+        """Index to pass as ``since`` to ignore everything received so far."""
+        with self._cond:
+            return len(self.events)
+
+    def find(self, type_: str | tuple[str, ...], pred: Callable[[dict], bool] | None = None,
+             since: int = 0) -> list[dict[str, Any]]:
+        """Data of the events received so far of this type (or types) matching ``pred``."""
+        types = (type_,) if isinstance(type_, str) else type_
+        with self._cond:
+            return [e["data"] for e in self.events[since:]
+                    if e.get("type") in types and (pred is None or pred(e.get("data") or {}))]
+
+    def wait_for(self, type_: str | tuple[str, ...], pred: Callable[[dict], bool] | None = None,
+                 timeout: float = 30.0, since: int = 0) -> dict[str, Any]:
+        """The first event of this type (or types) matching ``pred``; returns {"type", "data"}."""
+        types = (type_,) if isinstance(type_, str) else type_
+        deadline = time.monotonic() + timeout
+        i = since
+        with self._cond:
+            while True:
+                while i < len(self.events):
+                    e = self.events[i]
+                    i += 1
+                    if e.get("type") in types and (pred is None or pred(e.get("data") or {})):
+                        return e
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed:
+                    seen = [e.get("type") for e in self.events[since:]][-40:]
+                    raise TimeoutError(f"no {types} event within {timeout}s "
+                                       f"(socket closed: {self._closed}); last events: {seen}")
+                self._cond.wait(min(left, 0.5))
+
+    def wait_prompt_end(self, prompt_id: str, timeout: float = 60.0,
+                        since: int = 0) -> dict[str, Any]:
+        """The terminal event (success / interrupted / error) of one prompt."""
+        return self.wait_for(TERMINAL_EVENTS, lambda d: d.get("prompt_id") == prompt_id,
+                             timeout=timeout, since=since)
+
+    def wait_pause(self, prompt_id: str | None = None, node: str | None = None,
+                   timeout: float = 60.0, since: int = 0) -> dict[str, Any]:
+        """Data of the pack's pause event; fails at once if the prompt ends first."""
+        def match(d: dict) -> bool:
+            return (prompt_id is None or d.get("prompt_id") == prompt_id) and \
+                (node is None or d.get("node") == node)
+
+        e = self.wait_for(("datasete_gate.pause",) + TERMINAL_EVENTS, match, timeout, since)
+        if e["type"] != "datasete_gate.pause":
+            raise AssertionError(f"prompt ended ({e['type']}) before any gate paused: {e['data']}")
+        return e["data"]
+
+    def close(self) -> None:
+        self._closed = True
+        try:
+            self._ws.close()
+        except Exception:
+            pass
+        self._thread.join(timeout=2)
+
+    def __enter__(self) -> "WsClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class ComfyServer:
+    """A ComfyUI process with this pack loaded, in its own temp folders."""
+
+    def __init__(self, comfy_dir: Path, python: str, root: Path):
+        self.comfy_dir = comfy_dir
+        self.python = python
+        self.root = root
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
+        self.input_dir = root / "input"
+        self.output_dir = root / "output"
+        self.temp_dir = root / "temp"
+        self.user_dir = root / "user"
+        self.nodes_dir = root / "custom_nodes"
+        self.bus_dir = self.input_dir / "gate_bus"
+        self.log_path = root / "comfyui.log"
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+        import requests
+
+        self.http = requests.Session()
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        for d in (self.input_dir, self.output_dir, self.temp_dir, self.user_dir, self.nodes_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        (self.nodes_dir / PACK_NAME).symlink_to(REPO, target_is_directory=True)
+        config = self.root / "extra_model_paths.yaml"
+        config.write_text(f"e2e:\n    custom_nodes: {self.nodes_dir}\n")
+        cmd = [self.python, str(self.comfy_dir / "main.py"), "--cpu",
+               "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch",
+               "--disable-api-nodes",
+               "--input-directory", str(self.input_dir),
+               "--output-directory", str(self.output_dir),
+               "--temp-directory", str(self.temp_dir),
+               "--user-directory", str(self.user_dir),
+               "--database-url", f"sqlite:///{self.root / 'comfy.db'}",
+               "--extra-model-paths-config", str(config)]
+        self._log = open(self.log_path, "wb")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(cmd, cwd=self.comfy_dir, stdout=self._log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        import requests
+
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {self.proc.returncode} while starting:\n"
+                                   f"{self.log_tail(60)}")
+            try:
+                r = self.http.get(f"{self.base_url}/object_info/ImageGate", timeout=2)
+                if r.status_code == 200:
+                    if "ImageGate" not in r.json():
+                        raise RuntimeError("ComfyUI started without the Dataset Gates nodes "
+                                           f"(import failed?):\n{self.log_tail(60)}")
+                    return
+            except requests.RequestException:  # not listening yet
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ComfyUI not ready in {START_TIMEOUT_S}s:\n{self.log_tail(60)}")
+            time.sleep(0.25)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=15)
+        if self._log is not None:
+            self._log.close()
+        self.http.close()
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError as exc:
+            return f"(no log: {exc})"
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- HTTP --------------------------------------------------------------------------
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def get(self, path: str, **kw: Any):
+        kw.setdefault("timeout", 10)
+        return self.http.get(self.url(path), **kw)
+
+    def post(self, path: str, **kw: Any):
+        kw.setdefault("timeout", 10)
+        return self.http.post(self.url(path), **kw)
+
+    def queue(self, prompt: dict[str, Any], client_id: str | None = None) -> str:
+        """POST /prompt; returns the prompt id, or fails showing ComfyUI's validation errors."""
+        body: dict[str, Any] = {"prompt": prompt}
+        if client_id:
+            body["client_id"] = client_id
+        r = self.post("/prompt", json=body)
+        assert r.status_code == 200, f"/prompt refused ({r.status_code}): {r.text}"
+        data = r.json()
+        assert not data.get("node_errors"), f"/prompt node errors: {data['node_errors']}"
+        return data["prompt_id"]
+
+    def history(self, prompt_id: str) -> dict[str, Any] | None:
+        r = self.get(f"/history/{prompt_id}")
+        r.raise_for_status()
+        return r.json().get(prompt_id)
+
+    def wait_history(self, prompt_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The history entry once the prompt has finished (history is written after the run)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            entry = self.history(prompt_id)
+            if entry is not None and entry.get("status", {}).get("completed") is not None:
+                return entry
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"prompt {prompt_id} not in /history after {timeout}s")
+            time.sleep(0.1)
+
+    def pending_gates(self, client_id: str | None = None) -> list[dict[str, Any]]:
+        r = self.get("/datasete_gate/pending", params={"client_id": client_id} if client_id else None)
+        r.raise_for_status()
+        return r.json()["pending"]
+
+    def queue_busy(self) -> bool:
+        q = self.get("/queue").json()
+        return bool(q["queue_running"] or q["queue_pending"])
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.queue_busy():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"ComfyUI queue still busy after {timeout}s")
+            time.sleep(0.1)
+
+    def reset(self, timeout: float = 30.0) -> None:
+        """Leave the server idle: drop queued prompts, stop paused gates, interrupt the rest."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.post("/queue", json={"clear": True})
+        deadline = time.monotonic() + timeout
+        while self.queue_busy():
+            for p in self.pending_gates():
+                self.post("/datasete_gate/cancel", json={"node": p["node"], "token": p["token"]})
+            self.post("/interrupt", json={})
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not bring ComfyUI back to idle in {timeout}s")
+            time.sleep(0.2)
+
+    def ws(self, client_id: str | None = None) -> WsClient:
+        return WsClient(self.ws_url, client_id)
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
+    global _SERVER
+    if not e2e_enabled():
+        pytest.skip(SKIP_REASON)
+    pytest.importorskip("requests", reason="e2e tests need requests")
+    pytest.importorskip("websocket", reason="e2e tests need websocket-client")
+    comfy_dir = Path(os.environ["COMFYUI_DIR"]).expanduser().resolve()
+    if not (comfy_dir / "main.py").is_file():
+        pytest.fail(f"COMFYUI_DIR={comfy_dir} has no main.py")
+    python = os.environ.get("COMFYUI_PYTHON", "").strip() or sys.executable
+    server = ComfyServer(comfy_dir, python, tmp_path_factory.mktemp("comfyui"))
+    _SERVER = server
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        _SERVER = None
+
+
+@pytest.fixture
+def comfy(comfy_server: ComfyServer) -> Iterator[ComfyServer]:
+    comfy_server.reset()
+    yield comfy_server
+    comfy_server.reset()
+
+
+@pytest.fixture
+def ws(comfy: ComfyServer) -> Iterator[WsClient]:
+    client = comfy.ws()
+    try:
+        yield client
+    finally:
+        client.close()
