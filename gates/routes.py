@@ -122,8 +122,9 @@ class GateRoutes:
         return d
 
     async def bus_list(self, request: web.Request) -> web.Response:
-        return web.json_response({"bus": str(self.store.root),
-                                  "slots": [self._slot_json(s) for s in self.store.list()]})
+        slots = self.store.list()
+        return web.json_response({"bus": str(self.store.root), "ids": [s.id for s in slots],
+                                  "slots": [self._slot_json(s) for s in slots]})
 
     async def bus_info(self, request: web.Request) -> web.Response:
         return web.json_response(self._slot_json(self.store.info(_ref(request))))

@@ -69,6 +69,7 @@ async def test_list_returns_slots_with_thumbnail_urls(client, store):
     assert body["bus"] == str(store.root)
     slots = {s["id"]: s for s in body["slots"]}
     assert set(slots) == {"a", "b"}
+    assert body["ids"] == [s["id"] for s in body["slots"]]  # the seed's field, newest first
     assert slots["a"]["batch"] == 3 and slots["b"]["image_dtype"] == "bfloat16"
     assert "thumb" not in slots["a"]  # no server paths leak
     thumb = await client.get(slots["a"]["thumb_url"])
