@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import torch
+from filelock import FileLock, Timeout
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
@@ -39,6 +41,8 @@ THUMB_FILE = "thumb.png"
 LEGACY_IMAGE = "image.png"
 LEGACY_MASK = "mask.png"
 HISTORY_DIR = "history"
+LOCK_DIR = ".locks"
+LOCK_TIMEOUT_S = 120.0
 PIN_FILE = "pinned"
 
 ID_RULE = ("a slot id is 1-64 characters of letters, digits, '-', '_' and '.', "
@@ -281,23 +285,42 @@ class SlotStore:
             header["mask_shape"] = json.dumps(list(tensors["mask"].shape))
             header["mask_dtype"] = _dtype_name(mask.dtype)
         thumb = images.png_bytes(images.thumbnail(tensors["image"]))
+        policy = self.policy()
+        with self._locked(slot_id):
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+                clean_stale_temps(d)
+                with atomic_write(d / SLOT_FILE, lambda tmp: save_file(tensors, tmp, metadata=header)) as commit_slot, \
+                        atomic_write(d / THUMB_FILE, lambda tmp: Path(tmp).write_bytes(thumb)) as commit_thumb:
+                    if policy.keep > 1:
+                        self._archive_current(d)
+                    commit_slot()
+                    commit_thumb()
+                fsync_dir(d)
+            except (OSError, SafetensorError) as exc:
+                raise SlotWriteError(f"could not publish slot {slot_id!r} in {self.root}: {exc}; "
+                                     f"the previous version, if any, is unchanged") from exc
+            self._prune_history(d, policy.keep - 1)
+            info = self.info(slot_id)
+        self.enforce_quota(protect=slot_id)  # outside the lock: it takes other slots' locks
+        return info
+
+    @contextmanager
+    def _locked(self, slot_id: str) -> Iterator[None]:
+        """Serialize writers of one slot across threads and processes.
+
+        A publish replaces the tensors and the thumbnail in two renames and may archive the
+        old version; without the lock a second writer landing in between would leave one
+        version's thumbnail beside another's tensors, or archive over a kept version.
+        """
+        locks = self.root / LOCK_DIR
         try:
-            d.mkdir(parents=True, exist_ok=True)
-            clean_stale_temps(d)
-            policy = self.policy()
-            with atomic_write(d / SLOT_FILE, lambda tmp: save_file(tensors, tmp, metadata=header)) as commit_slot, \
-                    atomic_write(d / THUMB_FILE, lambda tmp: Path(tmp).write_bytes(thumb)) as commit_thumb:
-                if policy.keep > 1:
-                    self._archive_current(d)
-                commit_slot()
-                commit_thumb()
-            fsync_dir(d)
-        except (OSError, SafetensorError) as exc:
-            raise SlotWriteError(f"could not publish slot {slot_id!r} in {self.root}: {exc}; "
-                                 f"the previous version, if any, is unchanged") from exc
-        self._prune_history(d, policy.keep - 1)
-        self.enforce_quota(protect=slot_id)
-        return self.info(slot_id)
+            locks.mkdir(parents=True, exist_ok=True)
+            with FileLock(locks / f"{slot_id}.lock", timeout=LOCK_TIMEOUT_S):
+                yield
+        except Timeout:
+            raise SlotWriteError(f"slot {slot_id!r} is busy: another writer held it for "
+                                 f"{LOCK_TIMEOUT_S:.0f} s; nothing was changed") from None
 
     def _archive_current(self, d: Path) -> None:
         """Hard-link the current version into history before it is replaced (no copy, no gap).
@@ -377,15 +400,27 @@ class SlotStore:
 
     def delete(self, slot_id: str) -> None:
         """Move the folder aside in one rename, then remove it: never a half-deleted slot."""
+        with self._locked(validate_id(slot_id)):
+            self._delete_unlocked(slot_id)
+
+    def _delete_unlocked(self, slot_id: str) -> None:
         d = self.slot_dir(slot_id)
         if not self.exists(slot_id):
             raise SlotNotFound(f"no slot {slot_id!r} in {self.root}")
         trash = d.with_name(f".trash-{slot_id}-{secrets.token_hex(4)}")
-        os.replace(d, trash)
+        try:
+            os.replace(d, trash)
+        except FileNotFoundError:  # deleted or renamed by another thread/process since the check
+            raise SlotNotFound(f"no slot {slot_id!r} in {self.root}") from None
         shutil.rmtree(trash, ignore_errors=True)
 
     def rename(self, old: str, new: str, overwrite: bool = False) -> SlotInfo:
         src, dst = self.slot_dir(old), self.slot_dir(new)
+        first, second = sorted({old, new})  # one order everywhere: no deadlock
+        with self._locked(first), self._locked(second):
+            return self._rename_unlocked(old, new, src, dst, overwrite)
+
+    def _rename_unlocked(self, old: str, new: str, src: Path, dst: Path, overwrite: bool) -> SlotInfo:
         if not self.exists(old):
             raise SlotNotFound(f"no slot {old!r} in {self.root}")
         if src == dst:
@@ -393,8 +428,11 @@ class SlotStore:
         if dst.exists():
             if not overwrite:
                 raise FileExistsError(f"slot {new!r} already exists; delete it first or overwrite")
-            self.delete(new)
-        os.rename(src, dst)
+            self._delete_unlocked(new)
+        try:
+            os.rename(src, dst)
+        except FileNotFoundError:  # deleted or renamed by another thread/process since the check
+            raise SlotNotFound(f"no slot {old!r} in {self.root}") from None
         fsync_dir(self.root)
         return self.info(new)
 
