@@ -11,7 +11,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from . import images
 from .policy import Policy, write_policy
@@ -28,6 +29,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _STATUS: list[tuple[type[BaseException], int]] = [
     (StaleRun, 409), (FileExistsError, 409), (SlotNotFound, 404), (SlotCorrupt, 422),
     (SlotWriteError, 507), (ValueError, 400),
+    (HttpProcessingError, 400),  # a malformed multipart body (bad or oversized part headers)
 ]
 
 
@@ -204,6 +206,8 @@ class GateRoutes:
         total = 0
         reader = await request.multipart()
         async for part in reader:
+            if not isinstance(part, BodyPartReader):  # a nested multipart/* part
+                raise ValueError("mask upload fields must be plain form fields, not nested multipart")
             if part.name is None:
                 continue
             data = bytearray()
