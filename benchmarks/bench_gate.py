@@ -1,0 +1,229 @@
+"""Benchmark how soon a paused gate resumes after a click, and what a publish costs, without ComfyUI.
+
+Run from the repository root:
+
+    python benchmarks/bench_gate.py [--n 200] [--json OUT] [--strict]
+
+* `POST /choice -> wake (event)`: a real HTTP POST over loopback to an aiohttp server running
+  GateRoutes in its own thread, while a gate thread blocks in `Waiter.wait`; timed from just
+  before the request is sent to the gate thread returning from the wait.
+* `POST /choice -> wake (100 ms poll)`: the same, with the gate sleep-polling every 100 ms
+  instead (the naive approach; its mean is ~50 ms because a click lands at a random point of the
+  poll period, so each click is sent after a random delay of 0-100 ms).
+* `Waiter.choose -> wake`: the answer given in-process, no HTTP: the floor of the above.
+* `publish 1024x1024 f32 + thumbnail` and `thumbnail 1024x1024 alone`: `SlotStore.publish` of
+  a [1,1024,1024,3] image with its mask (tensor file, thumbnail, fsyncs), and the thumbnail's
+  share of it (downscale plus PNG encode).
+
+The target (median POST -> wake under 5 ms) is printed as PASS/FAIL; only --strict turns a
+FAIL into exit status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import platform
+import queue
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gates import images  # noqa: E402
+from gates.routes import PREFIX, GateRoutes  # noqa: E402
+from gates.slots import SlotStore  # noqa: E402
+from gates.waiter import Pending, Waiter  # noqa: E402
+
+WAKE_TARGET_MS = 5.0
+POLL_S = 0.1
+NODE = "bench:1"
+
+
+@dataclass
+class Row:
+    """One measured path: per-round times in ms."""
+    path: str
+    samples_ms: list[float]
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def p95_ms(self) -> float:
+        ordered = sorted(self.samples_ms)
+        return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+    @property
+    def mean_ms(self) -> float:
+        return statistics.fmean(self.samples_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "n": len(self.samples_ms), "median_ms": self.median_ms,
+                "p95_ms": self.p95_ms, "mean_ms": self.mean_ms}
+
+
+@contextmanager
+def gate_server(store: SlotStore, waiter: Waiter) -> Iterator[tuple[str, int]]:
+    """GateRoutes on an ephemeral loopback port, served by an event loop in its own thread
+    (as ComfyUI's aiohttp thread is separate from its prompt worker); yields (host, port)."""
+    started: queue.Queue = queue.Queue()
+    holder: dict[str, Any] = {}
+
+    async def main() -> None:
+        table = web.RouteTableDef()
+        GateRoutes(store, waiter).add_to(table)
+        app = web.Application()
+        app.add_routes(table)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        holder["loop"], holder["stop"] = asyncio.get_running_loop(), asyncio.Event()
+        started.put(runner.addresses[0][1])
+        try:
+            await holder["stop"].wait()
+        finally:
+            await runner.cleanup()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    port = started.get(timeout=30)
+    try:
+        yield "127.0.0.1", port
+    finally:
+        holder["loop"].call_soon_threadsafe(holder["stop"].set)
+        thread.join(10)
+
+
+def event_wait(waiter: Waiter, pending: Pending) -> None:
+    """What the gate does: block on the pending's event."""
+    waiter.wait(pending, interrupted=lambda: False)
+
+
+def poll_wait(waiter: Waiter, pending: Pending) -> None:
+    """The naive gate: look for an answer every 100 ms."""
+    while not pending._event.is_set():
+        time.sleep(POLL_S)
+
+
+def wake_latencies(waiter: Waiter, n: int, wait: Callable[[Waiter, Pending], None],
+                   answer: Callable[[Pending], None], spread_s: float) -> list[float]:
+    """`n` rounds of: arm a gate, block a thread in `wait`, then, after a random delay in
+    [2 ms, 2 ms + spread_s] (so the thread is surely waiting), time `answer` -> thread awake."""
+    image = torch.zeros(1, 8, 8, 3)
+    rng = random.Random(0)
+    samples = []
+    for _ in range(n):
+        pending = waiter.arm(NODE, image, routes=2)
+        ready, woke = threading.Event(), [0.0]
+
+        def gate() -> None:
+            ready.set()
+            wait(waiter, pending)
+            woke[0] = time.perf_counter()
+
+        thread = threading.Thread(target=gate)
+        thread.start()
+        ready.wait()
+        time.sleep(0.002 + rng.uniform(0.0, spread_s))
+        start = time.perf_counter()
+        answer(pending)
+        thread.join(10)
+        samples.append((woke[0] - start) * 1000.0)
+    return samples
+
+
+def http_answer(address: tuple[str, int]) -> Callable[[Pending], None]:
+    """A choice POST on one kept-alive connection, as a browser tab would send it."""
+    conn = http.client.HTTPConnection(*address, timeout=10)
+
+    def answer(pending: Pending) -> None:
+        body = json.dumps({"node": pending.node, "token": pending.token, "route": 1})
+        conn.request("POST", f"{PREFIX}/choice", body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"choice POST answered {resp.status}")
+    return answer
+
+
+def timed_ms(fn: Callable[[], Any], repeat: int) -> list[float]:
+    """`fn` once untimed (warm-up: caches, first allocation), then `repeat` timed runs."""
+    fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000.0)
+    return samples
+
+
+def run(n: int, repeat: int, folder: Path) -> list[Row]:
+    store, waiter = SlotStore(folder / "bus"), Waiter()
+    rows = []
+    with gate_server(store, waiter) as address:
+        post = http_answer(address)
+        rows.append(Row("POST /choice -> wake (event)", wake_latencies(waiter, n, event_wait, post, 0.003)))
+        rows.append(Row("POST /choice -> wake (100 ms poll)", wake_latencies(waiter, n, poll_wait, post, POLL_S)))
+    rows.append(Row("Waiter.choose -> wake (in-process)", wake_latencies(
+        waiter, n, event_wait, lambda p: waiter.choose(p.node, p.token, 1), 0.003)))
+
+    g = torch.Generator().manual_seed(0)
+    image, mask = torch.rand(1, 1024, 1024, 3, generator=g), torch.rand(1, 1024, 1024, generator=g)
+    rows.append(Row("publish 1024x1024 f32 + thumbnail", timed_ms(lambda: store.publish("bench", image, mask), repeat)))
+    rows.append(Row("thumbnail 1024x1024 alone", timed_ms(lambda: images.png_bytes(images.thumbnail(image)), repeat)))
+    return rows
+
+
+def print_table(rows: list[Row], verdict: str) -> None:
+    width = max(len(r.path) for r in rows)
+    print(f"{'path':<{width}}  {'n':>4}  {'median ms':>10}  {'p95 ms':>8}  {'mean ms':>8}")
+    for r in rows:
+        print(f"{r.path:<{width}}  {len(r.samples_ms):>4}  {r.median_ms:>10.3f}  {r.p95_ms:>8.3f}  {r.mean_ms:>8.3f}")
+    print(verdict)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=200, help="rounds per wake-up path (default 200)")
+    ap.add_argument("--repeat", type=int, default=10, help="timed runs of publish and thumbnail")
+    ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
+    ap.add_argument("--dir", help="folder for the bus (default: a temp folder)")
+    ap.add_argument("--strict", action="store_true", help="exit 1 when the target fails")
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        rows = run(args.n, args.repeat, Path(tmp))
+    wake = rows[0].median_ms
+    passed = wake < WAKE_TARGET_MS
+    verdict = (f"target: POST -> wake median < {WAKE_TARGET_MS:g} ms: {'PASS' if passed else 'FAIL'} "
+               f"({wake:.3f} ms; 100 ms polling: mean {rows[1].mean_ms:.1f} ms)")
+    print_table(rows, verdict)
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "rows": [r.to_dict() for r in rows],
+            "targets": {"wake_median_ms_max": WAKE_TARGET_MS, "pass": passed},
+            "env": {"python": platform.python_version(), "torch": torch.__version__,
+                    "platform": platform.platform(), "cpus": os.cpu_count(),
+                    "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
+        }, indent=2))
+    return 1 if args.strict and not passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
