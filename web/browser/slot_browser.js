@@ -1,0 +1,217 @@
+// The slot browser: every bus slot as a card; open one to page its batch, rename, delete it or
+// download its exact tensors. Used by the standalone page (web/browser/index.html, served by
+// `python -m gates serve`) and by the ComfyUI sidebar tab. Side-effect free: nothing happens
+// until mountBrowser() is called, and it never touches ComfyUI's own scripts.
+import { age, el, ensureStylesheet, errorText, humanBytes, shapeText, sizeText, when } from "../format.js";
+
+/**
+ * Render the browser into `root`.
+ * @param {HTMLElement} root
+ * @param {{apiBase?: string}} options apiBase: where the /datasete_gate routes live
+ *   ("/datasete_gate" standalone, api.apiURL("/datasete_gate") inside ComfyUI).
+ * @returns {{refresh: () => Promise<void>, destroy: () => void}}
+ */
+export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
+  ensureStylesheet("browser", new URL("./browser.css", import.meta.url));
+  const base = apiBase.replace(/\/+$/, "");
+  const url = (path) => base + path;
+  const slotPath = (id) => encodeURIComponent(id);
+  const state = { bus: "", slots: [], filter: "", open: null, index: 0 };
+
+  const status = el("div.dg-status", { role: "status" });
+  const grid = el("div.dg-grid");
+  const detail = el("section.dg-detail", { hidden: true });
+  const filter = el("input.dg-filter", {
+    type: "search", placeholder: "filter ids", oninput: () => { state.filter = filter.value; drawGrid(); },
+  });
+  const busLabel = el("span.dg-bus");
+  const frame = el("div.dg-root.dg-browser", { tabIndex: -1 },
+    el("header.dg-bar",
+      el("strong.dg-title", {}, "Slots"), busLabel,
+      el("span.dg-grow"), filter,
+      el("button.dg-btn.dg-refresh", { type: "button", onclick: () => refresh() }, "Refresh")),
+    status, grid, detail);
+  frame.addEventListener("keydown", onKey);
+  root.replaceChildren(frame);
+
+  function say(text, isError = false) {
+    status.dataset.kind = "";
+    status.textContent = text || "";
+    status.classList.toggle("dg-error", Boolean(isError && text));
+  }
+
+  async function call(path, init) {
+    const response = await fetch(url(path), { cache: "no-store", ...init });
+    if (!response.ok) throw new Error(await errorText(response));
+    return response.json();
+  }
+
+  async function refresh() {
+    try {
+      const data = await call("/bus/list");
+      state.bus = data.bus || "";
+      state.slots = Array.isArray(data.slots) ? data.slots : [];
+      busLabel.textContent = state.bus;
+      busLabel.title = state.bus;
+      if (status.dataset.kind === "list") say("");
+      drawGrid();
+      if (state.open) {
+        const fresh = state.slots.find((s) => s.id === state.open.id);
+        if (fresh) openSlot(fresh, state.index); else closeSlot();
+      }
+    } catch (err) {
+      say(`Could not list slots: ${err.message}`, true);
+      status.dataset.kind = "list";
+    }
+  }
+
+  function thumbUrl(slot) {
+    const v = Math.round((slot.created || 0) * 1000);
+    return url(`/bus/thumb/${slotPath(slot.id)}?v=${v}`);
+  }
+
+  function card(slot) {
+    const bad = Boolean(slot.error);
+    const thumb = bad
+      ? el("div.dg-thumb.dg-thumb-missing", {}, "damaged")
+      : el("img.dg-thumb", { src: thumbUrl(slot), alt: slot.id, loading: "lazy", decoding: "async" });
+    if (!bad) thumb.addEventListener("error", () => thumb.classList.add("dg-thumb-missing"), { once: true });
+    const facts = bad
+      ? [el("div.dg-card-error", {}, slot.error)]
+      : [
+        el("div.dg-card-line", {}, el("span.dg-shape", {}, shapeText(slot.image_shape)), " ",
+          el("span.dg-dtype", {}, slot.image_dtype)),
+        el("div.dg-card-line", {}, `batch ${slot.batch} · ${sizeText(slot.image_shape)} · `,
+          el("span.dg-bytes", {}, humanBytes(slot.bytes))),
+        el("div.dg-card-line.dg-muted", { title: when(slot.created) }, `${when(slot.created)} (${age(slot.created)})`),
+      ];
+    return el(`button.dg-card${bad ? ".dg-bad" : ""}`, {
+      type: "button", dataset: { slotId: slot.id }, title: `Open ${slot.id}`,
+      onclick: () => openSlot(slot, 0),
+    }, thumb, el("div.dg-card-id", {}, slot.id), ...facts);
+  }
+
+  function drawGrid() {
+    const needle = state.filter.trim().toLowerCase();
+    const shown = state.slots.filter((s) => !needle || s.id.toLowerCase().includes(needle));
+    grid.replaceChildren(...shown.map(card));
+    if (!shown.length) {
+      grid.append(el("div.dg-empty", {}, state.slots.length ? "No slot matches the filter." : "No slots yet."));
+    }
+  }
+
+  function openSlot(slot, index) {
+    state.open = slot;
+    state.index = Math.min(Math.max(0, index), Math.max(0, (slot.batch || 1) - 1));
+    grid.hidden = true;
+    detail.hidden = false;
+    drawDetail();
+    frame.focus({ preventScroll: true });
+  }
+
+  function closeSlot() {
+    state.open = null;
+    detail.hidden = true;
+    detail.replaceChildren();
+    grid.hidden = false;
+  }
+
+  function page(step) {
+    const slot = state.open;
+    if (!slot || slot.error) return;
+    const next = state.index + step;
+    if (next < 0 || next >= slot.batch) return;
+    state.index = next;
+    drawDetail();
+    // The pager buttons were just replaced: keep the keyboard on the browser.
+    if (!frame.contains(document.activeElement)) frame.focus({ preventScroll: true });
+  }
+
+  function drawDetail() {
+    const slot = state.open;
+    const bad = Boolean(slot.error);
+    const count = bad ? 0 : slot.batch;
+    const image = bad
+      ? el("div.dg-detail-missing", {}, slot.error)
+      : el("img.dg-detail-img", {
+        alt: `${slot.id} image ${state.index + 1}`,
+        src: url(`/bus/image/${slotPath(slot.id)}/${state.index}?v=${Math.round((slot.created || 0) * 1000)}`),
+      });
+    const pager = el("div.dg-pager",
+      el("button.dg-btn.dg-prev", { type: "button", disabled: state.index <= 0 || bad, onclick: () => page(-1) }, "◀"),
+      el("span.dg-page-label", {}, count ? `${state.index + 1} / ${count}` : "-"),
+      el("button.dg-btn.dg-next", { type: "button", disabled: bad || state.index >= count - 1, onclick: () => page(1) }, "▶"));
+    const rows = [
+      ["shape", shapeText(slot.image_shape)], ["dtype", slot.image_dtype || "-"],
+      ["mask", slot.mask_shape ? `${shapeText(slot.mask_shape)} ${slot.mask_dtype || ""}` : "none"],
+      ["size", `${humanBytes(slot.bytes)} (${slot.bytes} bytes)`], ["created", `${when(slot.created)} (${age(slot.created)})`],
+      ["layout", slot.layout || "-"], ["checksum", slot.checksum || "-"],
+      ...(slot.versions > 1 ? [["versions", `${slot.versions} kept (older ones load as ${slot.id}@-1, @-2, …)`]] : []),
+      ...(slot.pinned ? [["pinned", "yes: never pruned by the bus quota"]] : []),
+      ["meta", slot.meta && Object.keys(slot.meta).length ? JSON.stringify(slot.meta) : "-"],
+    ];
+    const renameInput = el("input.dg-rename-input", { type: "text", value: slot.id, spellcheck: false, "aria-label": "new id" });
+    const overwrite = el("input.dg-overwrite", { type: "checkbox" });
+    const doRename = () => rename(slot.id, renameInput.value.trim(), overwrite.checked);
+    renameInput.addEventListener("keydown", (e) => { if (e.key === "Enter") doRename(); });
+    detail.replaceChildren(
+      el("div.dg-bar",
+        el("button.dg-btn.dg-back", { type: "button", onclick: () => { closeSlot(); say(""); } }, "← All slots"),
+        el("strong.dg-detail-id", {}, slot.id)),
+      el("div.dg-viewer", {}, image), pager,
+      el("table.dg-facts", {}, ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))),
+      el("div.dg-actions",
+        el("label.dg-rename-row", {}, "Rename to ", renameInput),
+        el("label.dg-check", {}, overwrite, " overwrite"),
+        el("button.dg-btn.dg-rename", { type: "button", onclick: doRename }, "Rename")),
+      el("div.dg-actions",
+        el("a.dg-btn.dg-download", {
+          href: url(`/bus/tensors/${slotPath(slot.id)}`), download: `${slot.id}.safetensors`,
+        }, "Download tensors"),
+        el("button.dg-btn.dg-danger.dg-delete", { type: "button", onclick: () => remove(slot.id) }, "Delete…")));
+  }
+
+  async function rename(id, to, overwrite) {
+    try {
+      const info = await call(`/bus/${slotPath(id)}/rename`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ to, overwrite }),
+      });
+      state.open = info;
+      await refresh();
+      say(`Renamed ${id} to ${info.id}.`);
+    } catch (err) {
+      say(`Rename failed: ${err.message}`, true);
+    }
+  }
+
+  async function remove(id) {
+    if (!window.confirm(`Delete slot "${id}"? Its tensors are removed for good.`)) return;
+    try {
+      await call(`/bus/${slotPath(id)}`, { method: "DELETE" });
+      closeSlot();
+      await refresh();
+      say(`Deleted ${id}.`);
+    } catch (err) {
+      say(`Delete failed: ${err.message}`, true);
+    }
+  }
+
+  function onKey(event) {
+    if (!state.open || event.target.closest("input, textarea")) return;
+    const actions = { ArrowLeft: () => page(-1), ArrowRight: () => page(1), Escape: () => { closeSlot(); say(""); } };
+    const act = actions[event.key];
+    if (!act) return;
+    event.preventDefault();
+    event.stopPropagation();
+    act();
+  }
+
+  refresh();
+  return {
+    refresh,
+    destroy() {
+      frame.removeEventListener("keydown", onKey);
+      root.replaceChildren();
+    },
+  };
+}
