@@ -1,0 +1,332 @@
+"""The slot browser page (`python -m gates serve`) in a real headless Chromium, plus its
+cross-origin guard.
+
+The page tests need Debian's /usr/bin/chromium (or $DG_CHROMIUM) and the Python `playwright`
+package; without either they skip with the reason, or fail when DATASET_GATES_REQUIRE_BROWSER
+is set (as in CI). The origin tests are plain aiohttp and always run.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from gates.browser import make_app, same_origin
+from gates.slots import SlotStore
+
+CHROMIUM = os.environ.get("DG_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+SHOTS = os.environ.get("E2E_SHOTS")  # set to also keep screenshots of the page
+
+
+# -- fixtures ----------------------------------------------------------------------------------
+@pytest.fixture
+def bus(tmp_path: Path) -> Path:
+    """Three slots: a batch of 3 distinct colours, a bfloat16 one with a mask, a damaged one."""
+    root = tmp_path / "bus"
+    store = SlotStore(root)
+    colours = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.8, 0.2], [0.1, 0.2, 0.9]])
+    batch = colours[:, None, None, :].expand(3, 48, 64, 3).contiguous()
+    store.publish("batch3", batch, meta={"source": "test"})
+    store.publish("half", torch.rand(1, 40, 30, 3).to(torch.bfloat16), torch.ones(1, 40, 30))
+    store.publish("broken", torch.rand(1, 8, 8, 3))
+    (root / "broken" / "slot.safetensors").write_bytes(b"not a safetensors file")
+    return root
+
+
+def in_thread(coro_fn, *args):
+    """Run a coroutine on a fresh loop in its own thread: playwright's sync API owns this one."""
+    result: dict = {}
+
+    def target() -> None:
+        try:
+            result["value"] = asyncio.run(coro_fn(*args))
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(60)
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
+@pytest.fixture
+def server(bus: Path) -> Iterator[str]:
+    """make_app on an ephemeral port, served from a thread until the test ends."""
+    started: queue.Queue = queue.Queue()
+    holder: dict = {}
+
+    async def main() -> None:
+        runner = web.AppRunner(make_app(SlotStore(bus)))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        holder["loop"], holder["stop"] = asyncio.get_running_loop(), asyncio.Event()
+        started.put(runner.addresses[0][1])
+        try:
+            await holder["stop"].wait()
+        finally:
+            await runner.cleanup()
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    port = started.get(timeout=30)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        holder["loop"].call_soon_threadsafe(holder["stop"].set)
+        thread.join(10)
+
+
+def no_browser(reason: str) -> None:
+    """Skip, or fail where a browser is required (CI sets DATASET_GATES_REQUIRE_BROWSER=1)."""
+    if os.environ.get("DATASET_GATES_REQUIRE_BROWSER", "") not in ("", "0"):
+        pytest.fail(f"{reason} (DATASET_GATES_REQUIRE_BROWSER is set)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not os.path.exists(CHROMIUM):
+        no_browser(f"{CHROMIUM} not found (apt-get install chromium); the page tests need it")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        no_browser("the `playwright` Python package is not installed; the page tests need it")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium, server: str):
+    """The browser page at GET /, once its first card is drawn."""
+    context = chromium.new_context(viewport={"width": 1100, "height": 800}, accept_downloads=True)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.goto(server + "/")
+    pg.wait_for_selector(".dg-card[data-slot-id='batch3']")
+    yield pg
+    context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+def shot(page, name: str) -> None:
+    if SHOTS:
+        os.makedirs(SHOTS, exist_ok=True)
+        page.screenshot(path=os.path.join(SHOTS, f"browser_{name}.png"))
+
+
+def open_slot(page, slot_id: str) -> None:
+    page.click(f".dg-card[data-slot-id='{slot_id}']")
+    page.wait_for_selector(".dg-detail:not([hidden]) .dg-detail-id")
+
+
+# -- page tests --------------------------------------------------------------------------------
+def test_lists_every_slot_with_loaded_thumbnails(page) -> None:
+    ids = page.eval_on_selector_all(".dg-card", "cards => cards.map(c => c.dataset.slotId)")
+    assert sorted(ids) == ["batch3", "broken", "half"]
+    for slot_id in ("batch3", "half"):
+        selector = f".dg-card[data-slot-id='{slot_id}'] img.dg-thumb"
+        page.wait_for_function(
+            "sel => { const i = document.querySelector(sel); return i && i.complete && i.naturalWidth > 0 }",
+            arg=selector)
+    half = page.inner_text(".dg-card[data-slot-id='half']")
+    assert "bfloat16" in half and "1×40×30×3" in half
+    broken = page.locator(".dg-card[data-slot-id='broken']")
+    assert "dg-bad" in broken.get_attribute("class")
+    assert "unreadable" in broken.inner_text()
+    shot(page, "grid")
+
+
+def test_batch_paging_shows_image_two_of_three(page) -> None:
+    open_slot(page, "batch3")
+    assert page.inner_text(".dg-page-label") == "1 / 3"
+    page.click(".dg-next")
+    assert page.inner_text(".dg-page-label") == "2 / 3"
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.dg-detail-img'); "
+        "return i && i.complete && i.naturalWidth === 64 && i.src.includes('/bus/image/batch3/1') }")
+    # The second image is the green one: sample its centre pixel.
+    rgb = page.evaluate("""() => {
+        const img = document.querySelector('.dg-detail-img');
+        const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+        return Array.from(ctx.getImageData(32, 24, 1, 1).data.slice(0, 3));
+    }""")
+    assert rgb == [26, 204, 51]
+    shot(page, "paging")
+    page.keyboard.press("ArrowRight")
+    assert page.inner_text(".dg-page-label") == "3 / 3"
+    assert page.is_disabled(".dg-next")
+
+
+def test_delete_asks_and_removes_the_slot_on_disk(page, bus: Path) -> None:
+    open_slot(page, "half")
+    prompts: list[str] = []
+
+    def answer(dialog) -> None:
+        prompts.append(dialog.message)
+        dialog.accept()
+    page.on("dialog", answer)
+    page.click(".dg-delete")
+    page.wait_for_selector(".dg-card[data-slot-id='half']", state="detached")
+    assert prompts and "half" in prompts[0]
+    assert not (bus / "half").exists()
+    assert "Deleted half" in page.inner_text(".dg-status")
+
+
+def test_dismissed_delete_keeps_the_slot(page, bus: Path) -> None:
+    open_slot(page, "half")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click(".dg-delete")
+    page.wait_for_timeout(200)
+    assert (bus / "half" / "slot.safetensors").is_file()
+
+
+def test_rename_round_trips_on_disk(page, bus: Path) -> None:
+    before = (bus / "half" / "slot.safetensors").read_bytes()
+    open_slot(page, "half")
+    page.fill(".dg-rename-input", "half_renamed")
+    page.click(".dg-rename")
+    page.wait_for_function("() => document.querySelector('.dg-detail-id')?.textContent === 'half_renamed'")
+    assert not (bus / "half").exists()
+    assert (bus / "half_renamed" / "slot.safetensors").read_bytes() == before
+    page.click(".dg-back")
+    ids = page.eval_on_selector_all(".dg-card", "cards => cards.map(c => c.dataset.slotId)")
+    assert "half_renamed" in ids and "half" not in ids
+
+
+def test_bad_rename_shows_the_server_error(page, bus: Path) -> None:
+    open_slot(page, "half")
+    page.fill(".dg-rename-input", "no spaces allowed")
+    page.click(".dg-rename")
+    page.wait_for_selector(".dg-status.dg-error")
+    text = page.inner_text(".dg-status")
+    assert "invalid slot id 'no spaces allowed'" in text  # the server's own message
+    assert (bus / "half").is_dir()
+    shot(page, "rename_error")
+
+
+def test_rename_onto_an_existing_slot_needs_overwrite(page, bus: Path) -> None:
+    open_slot(page, "half")
+    page.fill(".dg-rename-input", "batch3")
+    page.click(".dg-rename")
+    page.wait_for_selector(".dg-status.dg-error")
+    assert "already exists" in page.inner_text(".dg-status")
+    page.check(".dg-overwrite")
+    page.click(".dg-rename")
+    page.wait_for_function("() => document.querySelector('.dg-detail-id')?.textContent === 'batch3'")
+    assert SlotStore(bus).info("batch3").image_dtype == "bfloat16"
+
+
+def test_download_gives_the_exact_slot_file(page, bus: Path) -> None:
+    open_slot(page, "batch3")
+    with page.expect_download() as download:
+        page.click(".dg-download")
+    assert download.value.suggested_filename == "batch3.safetensors"
+    got = Path(download.value.path()).read_bytes()
+    assert got == (bus / "batch3" / "slot.safetensors").read_bytes()
+
+
+def test_refresh_picks_up_new_slots(page, bus: Path) -> None:
+    SlotStore(bus).publish("late", torch.rand(2, 16, 16, 3))
+    page.click(".dg-refresh")
+    page.wait_for_selector(".dg-card[data-slot-id='late']")
+
+
+# -- origin guard (no browser) -----------------------------------------------------------------
+def _request(bus: Path, method: str, path: str, **kwargs) -> tuple[int, dict]:
+    async def go() -> tuple[int, dict]:
+        async with TestClient(TestServer(make_app(SlotStore(bus)))) as client:
+            response = await client.request(method, path, **kwargs)
+            return response.status, await response.json()
+    return in_thread(go)
+
+
+def test_cross_origin_post_is_refused(bus: Path) -> None:
+    status, body = _request(bus, "POST", "/datasete_gate/bus/half/rename",
+                            json={"to": "stolen"}, headers={"Origin": "http://evil.example"})
+    assert status == 403 and "cross-origin" in body["error"]
+    assert (bus / "half").is_dir() and not (bus / "stolen").exists()
+
+
+def test_cross_origin_delete_is_refused(bus: Path) -> None:
+    status, _ = _request(bus, "DELETE", "/datasete_gate/bus/half", headers={"Origin": "null"})
+    assert status == 403
+    assert (bus / "half").is_dir()
+
+
+def test_same_origin_post_is_allowed(bus: Path) -> None:
+    async def go() -> int:
+        async with TestClient(TestServer(make_app(SlotStore(bus)))) as client:
+            origin = f"http://{client.host}:{client.port}"
+            response = await client.post("/datasete_gate/bus/half/rename", json={"to": "renamed"},
+                                          headers={"Origin": origin})
+            return response.status
+    assert in_thread(go) == 200
+    assert (bus / "renamed").is_dir()
+
+
+def test_post_without_origin_and_cross_origin_get_are_allowed(bus: Path) -> None:
+    status, _ = _request(bus, "POST", "/datasete_gate/bus/half/rename", json={"to": "plain"})
+    assert status == 200
+    status, body = _request(bus, "GET", "/datasete_gate/bus/list", headers={"Origin": "http://evil.example"})
+    assert status == 200 and {s["id"] for s in body["slots"]} == {"batch3", "broken", "plain"}
+
+
+@pytest.mark.parametrize("origin, host, expected", [
+    ("http://127.0.0.1:8189", "127.0.0.1:8189", True),
+    ("http://LOCALHOST:8189", "localhost:8189", True),
+    ("http://localhost", "localhost:80", True),
+    ("https://example.com", "example.com", False),  # scheme default port differs from http's
+    ("http://127.0.0.1:8190", "127.0.0.1:8189", False),
+    ("http://evil.example", "127.0.0.1:8189", False),
+    ("http://[::1]:8189", "[::1]:8189", True),
+    ("null", "127.0.0.1:8189", False),
+    ("http://127.0.0.1:99999", "127.0.0.1:8189", False),
+])
+def test_same_origin_rule(origin: str, host: str, expected: bool) -> None:
+    assert same_origin(origin, host) is expected
+
+
+def test_page_and_static_files_are_served(bus: Path) -> None:
+    async def go() -> tuple[str, int, int]:
+        async with TestClient(TestServer(make_app(SlotStore(bus)))) as client:
+            page = await client.get("/")
+            module = await client.get("/web/browser/slot_browser.js")
+            escape = await client.get("/web/../gates/browser.py")
+            return await page.text(), module.status, escape.status
+    html, module_status, escape_status = in_thread(go)
+    assert '<base href="/web/browser/">' in html and "mountBrowser" in html
+    assert module_status == 200
+    assert escape_status in (403, 404)
+
+
+def test_missing_web_folder_is_a_clear_error(bus: Path, monkeypatch) -> None:
+    import gates.browser as browser
+    monkeypatch.setattr(browser, "PAGE", bus / "nowhere" / "index.html")
+    with pytest.raises(FileNotFoundError, match="slot browser page is missing"):
+        browser.make_app(SlotStore(bus))
+
+
+def test_serve_prints_url_and_bus(bus: Path, capsys) -> None:
+    """What `python -m gates serve` prints once it listens: the URL and the bus folder."""
+    import gates.browser as browser
+
+    class StopAtOnce:
+        async def wait(self) -> None:
+            return None
+    in_thread(browser._run, SlotStore(bus), "127.0.0.1", 0, StopAtOnce())
+    out = capsys.readouterr().out
+    assert "http://127.0.0.1:" in out and str(bus.resolve()) in out and "Ctrl-C" in out

@@ -1,0 +1,60 @@
+// The slot browser inside ComfyUI: a sidebar tab when the frontend has them, and a command
+// that opens it in a floating panel either way. No side effects until registered.
+import { mountBrowser } from "./browser/slot_browser.js";
+import { el } from "./format.js";
+import { gateApi } from "./gate_api.js";
+
+export const TAB_ID = "dataset-gates-slots";
+export const OPEN_COMMAND = "DatasetGates.OpenSlotBrowser";
+const live = new Set(); // mounted browsers, refreshed after every run
+
+function mount(target) {
+  const browser = mountBrowser(target, { apiBase: gateApi.base() });
+  live.add(browser);
+  return () => {
+    live.delete(browser);
+    browser.destroy();
+  };
+}
+
+/** Add the sidebar tab; returns false when this frontend has no sidebar tabs. */
+export function registerSlotBrowserTab(app) {
+  const manager = app.extensionManager;
+  if (typeof manager?.registerSidebarTab !== "function") return false;
+  let unmount = null;
+  manager.registerSidebarTab({
+    id: TAB_ID, icon: "pi pi-images", title: "Slots", tooltip: "Dataset Gates: bus slots", type: "custom",
+    render(target) {
+      if (target.dataset.dgMounted) return; // Vue may call render again for the same element
+      target.dataset.dgMounted = "1";
+      unmount?.();
+      unmount = mount(target);
+    },
+    destroy() {
+      unmount?.();
+      unmount = null;
+    },
+  });
+  return true;
+}
+
+/** The command's action: the browser in a floating panel (closed again by a second call). */
+export function toggleFloatingBrowser() {
+  const open = document.querySelector(".dg-floating-browser");
+  if (open) {
+    open.dgUnmount?.();
+    open.remove();
+    return;
+  }
+  const body = el("div.dg-floating-body");
+  const panel = el("div.dg-root.dg-floating-browser",
+    el("div.dg-floating-head", el("strong", {}, "Dataset Gates · slots"), el("span.dg-grow"),
+      el("button.dg-btn", { type: "button", onclick: () => toggleFloatingBrowser() }, "✕")),
+    body);
+  document.body.append(panel);
+  panel.dgUnmount = mount(body);
+}
+
+export function refreshSlotBrowsers() {
+  for (const browser of live) browser.refresh();
+}

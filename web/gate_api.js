@@ -1,0 +1,71 @@
+// The pack's HTTP routes as seen from the ComfyUI page (api.fetchApi adds /api and auth).
+// No side effects: ComfyUI imports every .js under web/ as a module.
+import { api } from "../../scripts/api.js";
+import { errorText } from "./format.js";
+
+export const PREFIX = "/datasete_gate";
+
+/** A refused request; `status` is the HTTP status (409 = that pause is no longer waiting). */
+export class GateError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function call(path, init = {}) {
+  const response = await api.fetchApi(PREFIX + path, { cache: "no-store", ...init });
+  if (!response.ok) throw new GateError(await errorText(response), response.status);
+  return response.json();
+}
+
+function postJson(path, body) {
+  return call(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+}
+
+/**
+ * This tab's websocket client id: the server targets pause events (and pending) at it.
+ * Before the socket's first status message, window.name holds the id a reloaded tab will
+ * reconnect with (ComfyUI keeps it there; sessionStorage is copied into duplicated tabs).
+ */
+export function clientId() {
+  return api.clientId ?? (window.name || null);
+}
+
+export const gateApi = {
+  /** Full URL of the routes, for code that builds <img src> or fetches on its own. */
+  base: () => api.apiURL(PREFIX),
+  previewUrl: (node, token, index) =>
+    api.apiURL(`${PREFIX}/preview?${new URLSearchParams({ node, token, index: String(index) })}`),
+  choose: (node, token, route) => postJson("/choice", { node, token, route }),
+  stop: (node, token) => postJson("/cancel", { node, token }),
+  /** Upload a painted mask (PNG: white = masked); index null = every image of the batch. */
+  uploadMask(node, token, blob, index = null) {
+    const form = new FormData();
+    form.append("node", node);
+    form.append("token", token);
+    if (index !== null && index !== undefined) form.append("index", String(index));
+    form.append("mask", blob, "mask.png");
+    return call("/mask", { method: "POST", body: form });
+  },
+  clearMask(node, token) {
+    const form = new FormData();
+    form.append("node", node);
+    form.append("token", token);
+    form.append("clear", "1");
+    return call("/mask", { method: "POST", body: form });
+  },
+  /** Gates waiting for this tab (after a reload); [] when the tab's id is not known yet. */
+  async pending() {
+    const id = clientId();
+    if (!id) return null;
+    const data = await call(`/pending?${new URLSearchParams({ client_id: id })}`);
+    return Array.isArray(data.pending) ? data.pending : [];
+  },
+  async listSlots() {
+    const data = await call("/bus/list");
+    return Array.isArray(data.slots) ? data.slots : [];
+  },
+  thumbUrl: (slot) =>
+    api.apiURL(`${PREFIX}/bus/thumb/${encodeURIComponent(slot.id)}?v=${Math.round((slot.created || 0) * 1000)}`),
+};

@@ -1,0 +1,102 @@
+// The Image Gate's outputs and route labels. Outputs follow the `routes` widget: slot 0 is the
+// mask, slot i is route_i, and routes are only ever added or removed at the tail so every
+// existing link keeps its slot index. Labels live in node.properties (saved with the workflow)
+// and are mirrored into the hidden `labels` widget, which is what the server reads.
+// No side effects.
+
+export const MAX_ROUTES = 10;
+export const LABELS_PROPERTY = "dg_labels";
+const MAX_LABEL = 40;
+
+export function widgetByName(node, name) {
+  return node.widgets?.find((w) => w.name === name);
+}
+
+/** One label as the server can take it: no commas or newlines (they separate labels). */
+export function cleanLabel(text) {
+  return String(text ?? "").replace(/[,\n\r]+/g, " ").replace(/\s+/g, " ").trim().slice(0, MAX_LABEL);
+}
+
+export function routeCount(node) {
+  const value = Number(widgetByName(node, "routes")?.value);
+  return Number.isFinite(value) ? Math.min(MAX_ROUTES, Math.max(1, Math.round(value))) : 2;
+}
+
+/** The user's labels, one per possible route ("" = unnamed). */
+export function readLabels(node) {
+  let labels = node.properties?.[LABELS_PROPERTY];
+  if (!Array.isArray(labels)) {
+    // A workflow made without this UI (or by the API) may only have the widget's text.
+    const text = String(widgetByName(node, "labels")?.value ?? "");
+    labels = text ? text.split(/[,\n]/) : [];
+  }
+  return Array.from({ length: MAX_ROUTES }, (_, i) => cleanLabel(labels[i]));
+}
+
+/** A route's own label, "" when unnamed (the server fills blanks with the route number). */
+export function labelOf(labels, route) {
+  const label = cleanLabel(labels?.[route - 1]);
+  return label === String(route) ? "" : label;
+}
+
+/** What a route is called in text: "route 2 · keep", or "route 2" when unnamed. */
+export function routeTitle(labels, route) {
+  const label = labelOf(labels, route);
+  return label ? `route ${route} · ${label}` : `route ${route}`;
+}
+
+/** Store labels in the node's properties and its hidden `labels` widget. */
+export function writeLabels(node, labels) {
+  const clean = Array.from({ length: MAX_ROUTES }, (_, i) => cleanLabel(labels[i]));
+  node.properties ??= {};
+  node.properties[LABELS_PROPERTY] = clean;
+  const widget = widgetByName(node, "labels");
+  if (widget) {
+    // Trailing blanks are dropped; inner blanks stay so label i still means route i.
+    const used = clean.slice(0, routeCount(node));
+    while (used.length && !used[used.length - 1]) used.pop();
+    widget.value = used.join(", ");
+  }
+  return clean;
+}
+
+/** Hide the raw `labels` text widget: the panel edits labels. */
+export function hideLabelsWidget(node) {
+  const widget = widgetByName(node, "labels");
+  if (!widget) return;
+  widget.hidden = true; // the LiteGraph canvas
+  widget.options ??= {};
+  widget.options.hidden = true; // Vue nodes mode
+}
+
+function isRouteOutput(output, index) {
+  return output?.name === `route_${index}`;
+}
+
+/**
+ * Make the outputs match `routes` and show the labels on them.
+ * `keepLinked`: when loading a saved graph, never drop a tail output that still has links.
+ */
+export function syncOutputs(node, { keepLinked = false } = {}) {
+  node.outputs ??= [];
+  const routes = routeCount(node);
+  const labels = readLabels(node);
+  for (let i = node.outputs.length; i <= routes; i++) {
+    node.addOutput(`route_${i}`, "IMAGE");
+  }
+  for (let i = node.outputs.length - 1; i > routes; i--) {
+    const output = node.outputs[i];
+    if (!isRouteOutput(output, i)) break;
+    if (keepLinked && output.links?.length) break;
+    node.removeOutput(i);
+  }
+  for (let i = 1; i < node.outputs.length; i++) {
+    const output = node.outputs[i];
+    if (!isRouteOutput(output, i)) continue;
+    const label = labelOf(labels, i);
+    if (label) output.label = `${label} (${i})`;
+    else delete output.label;
+  }
+  writeLabels(node, labels);
+  node.setDirtyCanvas?.(true, true);
+}
