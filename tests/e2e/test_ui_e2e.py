@@ -1,0 +1,493 @@
+"""The Image Gate's page UI in a real ComfyUI, driven in headless Chromium.
+
+Needs COMFYUI_DIR and COMFYUI_PYTHON (see README.md here), Debian's /usr/bin/chromium and the
+Python `playwright` package; otherwise every test skips with the reason. Screenshots of each
+step go to $E2E_SHOTS (default /tmp/e2e_shots), named ui_<test>_<step>.png.
+
+Graphs are built through the page's own `app` / `LiteGraph` objects and queued with the
+frontend's Comfy.QueuePrompt command, so the pause events go to this tab as they would for a
+person.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gates.slots import SlotStore
+
+CHROMIUM = os.environ.get("DG_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+SHOTS = Path(os.environ.get("E2E_SHOTS", "/tmp/e2e_shots"))
+INPUT_IMAGE = "dg_ui_input.png"
+PAUSED = ".dg-gate[data-mode='paused']"
+DECIDED = ".dg-gate[data-mode='decided']"
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not (os.environ.get("COMFYUI_DIR") and os.environ.get("COMFYUI_PYTHON")),
+                       reason="UI e2e: set COMFYUI_DIR and COMFYUI_PYTHON to run against a real ComfyUI"),
+]
+
+# Builds LoadImage -> ImageGate(routes) -> one SaveImage per route (+ mask -> MaskToImage ->
+# SaveImage), all prefixes given, and returns the node ids.
+BUILD_GRAPH = """
+({ prefixes, maskPrefix, image, routes }) => {
+  const LG = window.LiteGraph, app = window.app;
+  app.graph.clear();
+  const add = (type, x, y) => { const n = LG.createNode(type); n.pos = [x, y]; app.graph.add(n); return n; };
+  const load = add("LoadImage", 20, 120);
+  load.widgets.find(w => w.name === "image").value = image;
+  const gate = add("ImageGate", 380, 80);
+  const routesWidget = gate.widgets.find(w => w.name === "routes");
+  routesWidget.value = routes;
+  routesWidget.callback(routes);
+  load.connect(0, gate, gate.findInputSlot("image"));
+  const saves = prefixes.map((prefix, i) => {
+    const save = add("SaveImage", 800, 20 + i * 330);
+    save.widgets[0].value = prefix;
+    gate.connect(i + 1, save, 0);
+    return save.id;
+  });
+  let maskSave = null;
+  if (maskPrefix) {
+    const toImage = add("MaskToImage", 420, 760);
+    gate.connect(0, toImage, 0);
+    const save = add("SaveImage", 800, 700);
+    save.widgets[0].value = maskPrefix;
+    toImage.connect(0, save, 0);
+    maskSave = save.id;
+  }
+  app.canvas.ds.offset = [0, 0];
+  app.canvas.ds.scale = 1;
+  app.graph.setDirtyCanvas(true, true);
+  return { gate: gate.id, saves, maskSave };
+}
+"""
+
+
+# -- fixtures ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def chromium():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} not found; the UI e2e tests need Chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the `playwright` Python package is not installed; the UI e2e tests need it")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def ui(comfy, chromium, request):
+    """A fresh ComfyUI tab on the e2e server, with the input image in place."""
+    comfy.post("/settings", json={"Comfy.TutorialCompleted": True,
+                                  "DatasetGates.MaskPainter": "Built-in brush"}).raise_for_status()
+    picture = Image.new("RGB", (320, 240), (40, 90, 160))
+    for x in range(100, 220):
+        for y in range(60, 180):
+            if (x - 160) ** 2 + (y - 120) ** 2 < 55 ** 2:
+                picture.putpixel((x, y), (240, 200, 40))
+    picture.save(comfy.input_dir / INPUT_IMAGE)
+    page = Ui(comfy, chromium, request.node.name)
+    yield page
+    page.close()
+
+
+class Ui:
+    """One browser tab on ComfyUI plus the helpers these tests share."""
+
+    def __init__(self, comfy, chromium, test_name: str):
+        self.comfy = comfy
+        self.context = chromium.new_context(viewport={"width": 1400, "height": 950})
+        self.errors: list[str] = []
+        self.page = self.open_tab()
+        self.name = test_name.removeprefix("test_")
+        self.step = 0
+
+    def open_tab(self):
+        page = self.context.new_page()
+        page.on("pageerror", lambda exc: self.errors.append(f"{exc}\n{exc.stack}"))
+        page.goto(self.comfy.base_url + "/")
+        # Ready once the fresh tab's default workflow is in (it would replace a graph built
+        # before it) and the extension has added its sidebar button.
+        page.wait_for_function("() => window.app?.graph?.nodes?.length > 0 && window.LiteGraph"
+                               " && window.app.extensionManager?.workflow?.activeWorkflow"
+                               " && document.querySelector('.dataset-gates-slots-tab-button')",
+                               timeout=60000)
+        page.wait_for_timeout(300)
+        return page
+
+    def close(self) -> None:
+        self.context.close()
+        assert not self.errors, "uncaught errors in the page:\n" + "\n".join(self.errors)
+
+    def shot(self, what: str, page=None) -> Path:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.step += 1
+        path = SHOTS / f"ui_{self.name}_{self.step:02d}_{what}.png"
+        (page or self.page).screenshot(path=str(path))
+        return path
+
+    def build(self, prefixes: list[str], mask_prefix: str | None = None) -> dict:
+        return self.page.evaluate(BUILD_GRAPH, {"prefixes": prefixes, "maskPrefix": mask_prefix,
+                                                "image": INPUT_IMAGE, "routes": len(prefixes)})
+
+    def queue(self) -> None:
+        self.page.evaluate("() => window.app.extensionManager.command.execute('Comfy.QueuePrompt')")
+
+    def client_id(self, page=None) -> str:
+        return (page or self.page).evaluate("() => window.comfyAPI.api.api.clientId")
+
+    def wait_paused(self, old_token: str | None = None, page=None) -> dict:
+        """The pause shown in the node, once its preview has loaded; returns the server's data."""
+        page = page or self.page
+        try:
+            page.wait_for_selector(f"{PAUSED} .dg-route", timeout=60000)
+        except Exception:
+            self.shot("no_pause", page=page)
+            raise AssertionError(
+                f"no pause shown; pending for this tab: {self.comfy.pending_gates(self.client_id(page))}, "
+                f"all pending: {self.comfy.pending_gates()}, queue: {self.comfy.get('/queue').json()}") from None
+        page.wait_for_function("() => { const i = document.querySelector('.dg-preview-img');"
+                               " return i && i.complete && i.naturalWidth > 0 }", timeout=30000)
+        deadline = time.monotonic() + 30
+        while True:
+            pending = self.comfy.pending_gates(self.client_id(page))
+            if pending and pending[0]["token"] != old_token:
+                return pending[0]
+            assert time.monotonic() < deadline, f"no new pause for this tab: {pending}"
+            time.sleep(0.1)
+
+    def outputs(self, prefix: str) -> list[Path]:
+        return sorted(self.comfy.output_dir.glob(f"{prefix}_*.png"))
+
+    def paint_with_brush(self) -> None:
+        """Open the built-in brush, paint one horizontal stroke across the middle, save."""
+        self.page.click(".dg-edit-mask")
+        self.page.wait_for_selector(".dg-brush-canvas")
+        box = self.page.locator(".dg-brush-canvas").bounding_box()
+        y = box["y"] + box["height"] * 0.5
+        self.page.mouse.move(box["x"] + box["width"] * 0.2, y)
+        self.page.mouse.down()
+        self.page.mouse.move(box["x"] + box["width"] * 0.8, y, steps=12)
+        self.page.mouse.up()
+
+
+def history_nodes(entry: dict) -> set[str]:
+    return {node for node, out in entry.get("outputs", {}).items() if out.get("images")}
+
+
+# -- tests -------------------------------------------------------------------------------------
+def test_pause_in_node_click_and_keyboard_pick(ui) -> None:
+    """Queue, see the preview and route buttons in the node, click route 2: only branch 2
+    runs. Then "Run from here" pauses again and key 1 picks route 1."""
+    ids = ui.build(["dg_ui_a", "dg_ui_b"])
+    ui.shot("graph")
+    ui.queue()
+    pause = ui.wait_paused()
+    assert pause["node"] == str(ids["gate"]) and pause["routes"] == 2
+    page = ui.page
+    assert page.locator(f"{PAUSED} .dg-route").count() == 2
+    src = page.get_attribute(".dg-preview-img", "src")
+    assert "/datasete_gate/preview?" in src and "data:" not in src  # a server thumbnail, not base64
+    assert page.evaluate("() => document.querySelector('.dg-preview-img').naturalWidth") == 320
+    ui.shot("paused")
+
+    page.click(".dg-route[data-route='2']")
+    page.wait_for_selector(DECIDED)
+    entry = ui.comfy.wait_history(pause["prompt_id"])
+    assert history_nodes(entry) == {str(ids["saves"][1])}
+    assert len(ui.outputs("dg_ui_b")) == 1 and not ui.outputs("dg_ui_a")
+    assert "route 2" in page.inner_text(".dg-gate-status")
+    page.wait_for_selector(".dg-run:visible")
+    ui.shot("decided_route2")
+
+    page.click(".dg-run")  # "Run from here" queues the workflow again
+    second = ui.wait_paused(old_token=pause["token"])
+    page.click(".dg-gate-status")  # the gate has focus ...
+    page.keyboard.press("1")  # ... so key 1 picks route 1
+    page.wait_for_selector(DECIDED)
+    entry = ui.comfy.wait_history(second["prompt_id"])
+    assert history_nodes(entry) == {str(ids["saves"][0])}
+    assert len(ui.outputs("dg_ui_a")) == 1 and len(ui.outputs("dg_ui_b")) == 1
+    ui.shot("decided_key1")
+
+
+def test_escape_stops_the_run(ui) -> None:
+    ui.build(["dg_ui_esc_a", "dg_ui_esc_b"])
+    ui.queue()
+    pause = ui.wait_paused()
+    ui.page.click(".dg-gate-status")
+    ui.page.keyboard.press("Escape")
+    ui.page.wait_for_selector(DECIDED)
+    entry = ui.comfy.wait_history(pause["prompt_id"])
+    assert entry["status"]["status_str"] != "success" or not history_nodes(entry)
+    assert not ui.outputs("dg_ui_esc_a") and not ui.outputs("dg_ui_esc_b")
+    assert "Stopped" in ui.page.inner_text(".dg-gate-status")
+    ui.shot("stopped")
+
+
+def test_labels_show_on_buttons_and_outputs_and_survive_reload(ui) -> None:
+    ui.build(["dg_ui_lab_a", "dg_ui_lab_b"])
+    page = ui.page
+    page.click(".dg-labels summary")
+    page.fill(".dg-label-input[data-route='1']", "keep")
+    page.press(".dg-label-input[data-route='1']", "Enter")
+    page.fill(".dg-label-input[data-route='2']", "reject")
+    page.press(".dg-label-input[data-route='2']", "Enter")
+    state = page.evaluate("""() => { const g = app.graph.findNodesByType('ImageGate')[0];
+        return { outs: g.outputs.map(o => o.label || o.name), widget: g.widgets.find(w => w.name === 'labels').value,
+                 hidden: g.widgets.find(w => w.name === 'labels').hidden }; }""")
+    assert state == {"outs": ["mask", "keep (1)", "reject (2)"], "widget": "keep, reject", "hidden": True}
+    ui.shot("labels")
+    reloaded = page.evaluate("""async () => { await app.loadGraphData(app.graph.serialize());
+        const g = app.graph.findNodesByType('ImageGate')[0];
+        return { outs: g.outputs.map(o => o.label || o.name), props: g.properties.dg_labels.slice(0, 2) }; }""")
+    assert reloaded == {"outs": ["mask", "keep (1)", "reject (2)"], "props": ["keep", "reject"]}
+    ui.queue()
+    pause = ui.wait_paused()
+    assert pause["labels"] == ["keep", "reject"]  # the hidden widget reached the server
+    names = page.eval_on_selector_all(".dg-route .dg-route-name", "els => els.map(e => e.textContent)")
+    assert names == ["keep", "reject"]
+    ui.shot("labelled_buttons")
+    page.click(".dg-route[data-route='1']")
+    page.wait_for_selector(DECIDED)
+    entry = ui.comfy.wait_history(pause["prompt_id"])
+    assert len(history_nodes(entry)) == 1
+
+
+def test_routes_change_at_the_tail_only(ui) -> None:
+    ui.build(["dg_ui_r_a", "dg_ui_r_b"])
+    result = ui.page.evaluate("""() => {
+        const g = app.graph.findNodesByType('ImageGate')[0];
+        const w = g.widgets.find(w => w.name === 'routes');
+        const set = v => { w.value = v; w.callback(v); return g.outputs.map(o => [o.name, (o.links || []).length]); };
+        return { four: set(4), one: set(1) };
+    }""")
+    assert result["four"] == [["mask", 0], ["route_1", 1], ["route_2", 1], ["route_3", 0], ["route_4", 0]]
+    assert result["one"] == [["mask", 0], ["route_1", 1]]
+
+
+def test_painted_mask_is_sent_and_kept_for_the_next_run(ui) -> None:
+    """Built-in brush: the stroke shows as an overlay, reaches the mask output, and is sent
+    again on the next pause before the user picks."""
+    ids = ui.build(["dg_ui_m_a", "dg_ui_m_b"], mask_prefix="dg_ui_m_mask")
+    ui.queue()
+    pause = ui.wait_paused()
+    ui.paint_with_brush()
+    ui.shot("brush")
+    ui.page.click(".dg-brush-save")
+    ui.page.wait_for_selector(".dg-overlay:not([hidden])")
+    ui.page.wait_for_function("() => !document.querySelector('.dg-route').disabled")
+    assert ui.comfy.pending_gates(ui.client_id())[0]["painted"] == [-1]
+    ui.shot("overlay")
+    ui.page.click(".dg-route[data-route='1']")
+    ui.page.wait_for_selector(DECIDED)
+    entry = ui.comfy.wait_history(pause["prompt_id"])
+    assert history_nodes(entry) == {str(ids["saves"][0]), str(ids["maskSave"])}
+    mask = np.asarray(Image.open(ui.outputs("dg_ui_m_mask")[-1]).convert("L"))
+    assert mask.shape == (240, 320)
+    assert mask[120, 160] > 200 and mask[20, 20] < 30  # painted across the middle only
+
+    ui.page.click(".dg-run")
+    second = ui.wait_paused(old_token=pause["token"])
+    deadline = time.monotonic() + 10
+    while ui.comfy.pending_gates(ui.client_id())[0]["painted"] != [-1]:
+        assert time.monotonic() < deadline, "the kept mask was not sent again"
+        time.sleep(0.1)
+    assert ui.page.is_visible(".dg-overlay")
+    ui.shot("mask_kept_next_run")
+    ui.page.click(".dg-clear-mask")
+    ui.page.wait_for_selector(".dg-overlay", state="hidden")
+    assert ui.comfy.pending_gates(ui.client_id())[0]["painted"] == []
+    ui.page.click(".dg-route[data-route='2']")
+    ui.comfy.wait_history(second["prompt_id"])
+    mask = np.asarray(Image.open(ui.outputs("dg_ui_m_mask")[-1]).convert("L"))
+    assert mask.max() == 0
+
+
+def test_batch_paging(ui) -> None:
+    ids = ui.build(["dg_ui_p_a", "dg_ui_p_b"])
+    ui.page.evaluate("""(gateId) => {
+        const gate = app.graph.getNodeById(gateId);
+        const load = app.graph.findNodesByType('LoadImage')[0];
+        const rep = LiteGraph.createNode('RepeatImageBatch'); rep.pos = [20, 560]; app.graph.add(rep);
+        rep.widgets.find(w => w.name === 'amount').value = 3;
+        load.connect(0, rep, 0);
+        rep.connect(0, gate, gate.findInputSlot('image'));
+    }""", ids["gate"])
+    ui.queue()
+    pause = ui.wait_paused()
+    assert pause["batch"] == 3
+    assert ui.page.inner_text(".dg-page-label") == "1 / 3"
+    ui.page.click(".dg-next")
+    assert ui.page.inner_text(".dg-page-label") == "2 / 3"
+    ui.page.wait_for_function("() => document.querySelector('.dg-preview-img').src.includes('index=1')")
+    ui.shot("page2of3")
+    ui.page.click(".dg-route[data-route='2']")
+    ui.comfy.wait_history(pause["prompt_id"])
+    assert len(ui.outputs("dg_ui_p_b")) == 3
+
+
+def test_reload_shows_the_pause_again_only_in_the_queuing_tab(ui) -> None:
+    ui.build(["dg_ui_rl_a", "dg_ui_rl_b"])
+    ui.queue()
+    pause = ui.wait_paused()
+    other = ui.open_tab()  # a second tab: a different client id
+    ui.page.reload()
+    ui.page.wait_for_function("() => window.app?.graph && window.app.extensionManager")
+    # A reloaded tab restores its workflow, asks GET /pending, and shows the pause again.
+    again = ui.wait_paused()
+    assert again["token"] == pause["token"]
+    ui.shot("after_reload")
+    other.wait_for_timeout(1500)
+    assert other.locator(PAUSED).count() == 0
+    ui.shot("other_tab", page=other)
+    ui.page.click(".dg-route[data-route='2']")
+    ui.comfy.wait_history(pause["prompt_id"])
+    assert len(ui.outputs("dg_ui_rl_b")) == 1
+
+
+def test_gate_inside_a_subgraph(ui) -> None:
+    ui.build(["dg_ui_sg_a", "dg_ui_sg_b"])
+    info = ui.page.evaluate("""async () => {
+        const gate = app.graph.findNodesByType('ImageGate')[0];
+        app.canvas.deselectAll(); app.canvas.select(gate);
+        await app.extensionManager.command.execute('Comfy.Graph.ConvertToSubgraph');
+        const holder = app.graph.nodes.find(n => n.subgraph);
+        return { holder: holder.id, inner: holder.subgraph.nodes.find(n => n.type === 'ImageGate').id };
+    }""")
+    ui.queue()
+    deadline = time.monotonic() + 60
+    while not (pending := ui.comfy.pending_gates(ui.client_id())):
+        assert time.monotonic() < deadline, "the gate inside the subgraph never paused"
+        time.sleep(0.1)
+    assert pending[0]["node"] == f"{info['holder']}:{info['inner']}"
+    ui.shot("root_view_toast")
+    ui.page.evaluate("() => { const h = app.graph.nodes.find(n => n.subgraph); app.canvas.openSubgraph(h.subgraph, h); }")
+    ui.wait_paused()
+    ui.shot("inside_subgraph")
+    ui.page.click(".dg-route[data-route='2']")
+    ui.page.wait_for_selector(DECIDED)
+    ui.comfy.wait_history(pending[0]["prompt_id"])
+    assert len(ui.outputs("dg_ui_sg_b")) == 1 and not ui.outputs("dg_ui_sg_a")
+
+
+def test_get_id_picker_lists_published_slots(ui) -> None:
+    store = SlotStore(ui.comfy.bus_dir)
+    store.publish("dg_ui_picked", torch.rand(2, 24, 32, 3))
+    ui.build(["dg_ui_pk_a", "dg_ui_pk_b"])
+    ui.page.click(".dg-pick-get")
+    row = ".dg-picker .dg-pick-row[data-slot-id='dg_ui_picked']"
+    ui.page.wait_for_selector(row)
+    ui.page.wait_for_function(
+        "sel => { const i = document.querySelector(sel + ' img.dg-pick-thumb'); return i && i.complete && i.naturalWidth > 0 }",
+        arg=row)
+    assert "batch 2" in ui.page.inner_text(row) and "32×24" in ui.page.inner_text(row)
+    ui.shot("picker")
+    ui.page.click(row)
+    value = ui.page.evaluate("() => app.graph.findNodesByType('ImageGate')[0].widgets.find(w => w.name === 'get_id').value")
+    assert value == "dg_ui_picked"
+    # Free text still works, here for send_id.
+    ui.page.click(".dg-pick-send")
+    ui.page.fill(".dg-pick-input", "dg_ui_typed")
+    ui.page.press(".dg-pick-input", "Enter")
+    value = ui.page.evaluate("() => app.graph.findNodesByType('ImageGate')[0].widgets.find(w => w.name === 'send_id').value")
+    assert value == "dg_ui_typed"
+
+
+def test_sidebar_slot_browser(ui) -> None:
+    SlotStore(ui.comfy.bus_dir).publish("dg_ui_sidebar", torch.rand(3, 16, 16, 3))
+    ui.page.click(".dataset-gates-slots-tab-button")
+    card = ".dg-browser .dg-card[data-slot-id='dg_ui_sidebar']"
+    ui.page.wait_for_selector(card)
+    ui.page.wait_for_function(
+        "sel => { const i = document.querySelector(sel + ' img'); return i && i.complete && i.naturalWidth > 0 }", arg=card)
+    ui.page.click(card)
+    ui.page.click(".dg-browser .dg-next")
+    assert ui.page.inner_text(".dg-browser .dg-page-label") == "2 / 3"
+    ui.shot("sidebar")
+
+
+def test_mask_editor_integration(ui) -> None:
+    """Best effort: ComfyUI's MaskEditor paints the mask when selected in the settings."""
+    ui.page.evaluate("() => app.extensionManager.setting.set('DatasetGates.MaskPainter', 'ComfyUI MaskEditor')")
+    has_editor = ui.page.evaluate(
+        "() => app.extensionManager.command.commands.some(c => c.id === 'Comfy.MaskEditor.OpenMaskEditor')")
+    if not has_editor:
+        pytest.skip("this frontend has no MaskEditor command")
+    ui.build(["dg_ui_me_a", "dg_ui_me_b"])
+    ui.queue()
+    pause = ui.wait_paused()
+    ui.page.click(".dg-edit-mask")
+    ui.page.wait_for_selector(".mask-editor-dialog canvas", timeout=15000)
+    ui.page.wait_for_timeout(1500)  # the editor loads its layers
+    box = ui.page.locator(".mask-editor-dialog canvas").first.bounding_box()
+    for k in range(6):
+        y = box["y"] + box["height"] * (0.4 + 0.03 * k)
+        ui.page.mouse.move(box["x"] + box["width"] * 0.3, y)
+        ui.page.mouse.down()
+        ui.page.mouse.move(box["x"] + box["width"] * 0.7, y, steps=10)
+        ui.page.mouse.up()
+    ui.shot("mask_editor")
+    ui.page.click(".mask-editor-dialog button:has-text('Save')")
+    ui.page.wait_for_selector(".mask-editor-dialog", state="detached", timeout=20000)
+    ui.page.wait_for_selector(".dg-overlay:not([hidden])", timeout=20000)
+    ui.page.wait_for_function("() => !document.querySelector('.dg-route').disabled")
+    assert ui.comfy.pending_gates(ui.client_id())[0]["painted"] == [-1]
+    widgets = ui.page.evaluate("() => app.graph.findNodesByType('ImageGate')[0].widgets.map(w => w.name)")
+    assert "$$canvas-image-preview" not in widgets
+    ui.shot("after_mask_editor")
+    ui.page.keyboard.press("2")
+    ui.page.wait_for_selector(DECIDED)
+    ui.comfy.wait_history(pause["prompt_id"])
+    assert len(ui.outputs("dg_ui_me_b")) == 1
+
+
+def test_bus_load_slot_picker(ui) -> None:
+    SlotStore(ui.comfy.bus_dir).publish("dg_ui_busload", torch.rand(1, 8, 8, 3))
+    ui.page.evaluate("""() => {
+        app.graph.clear();
+        const n = LiteGraph.createNode('DatasetGatesBusLoad'); n.pos = [200, 200]; app.graph.add(n);
+        app.canvas.ds.offset = [0, 0]; app.canvas.ds.scale = 1; app.graph.setDirtyCanvas(true, true);
+    }""")
+    ui.page.wait_for_timeout(300)  # drawn once, so the button widget has its place
+    position = ui.page.evaluate("""() => {
+        const n = app.graph.findNodesByType('DatasetGatesBusLoad')[0];
+        const button = n.widgets.find(w => w.type === 'button');
+        const rect = app.canvas.canvas.getBoundingClientRect();
+        return { x: rect.left + n.pos[0] + n.size[0] / 2, y: rect.top + n.pos[1] + button.y + 10,
+                 serialize: button.serialize, values: n.serialize().widgets_values };
+    }""")
+    assert position["serialize"] is False and position["values"] == ["checkpoint"]
+    ui.page.mouse.click(position["x"], position["y"])
+    row = ".dg-picker .dg-pick-row[data-slot-id='dg_ui_busload']"
+    ui.page.wait_for_selector(row)
+    ui.shot("bus_load_picker")
+    ui.page.click(row)
+    value = ui.page.evaluate(
+        "() => app.graph.findNodesByType('DatasetGatesBusLoad')[0].widgets.find(w => w.name === 'slot_id').value")
+    assert value == "dg_ui_busload"
+
+
+def test_web_modules_are_side_effect_free(ui) -> None:
+    """ComfyUI imports every .js under web/; only image_gate.js may register anything."""
+    names = ui.comfy.get("/extensions").json()
+    ours = sorted(n for n in names if "/dataset_gates/" in n)
+    assert any(n.endswith("/image_gate.js") for n in ours) and any(n.endswith("/slot_browser.js") for n in ours)
+    extensions = ui.page.evaluate(
+        "() => window.comfyAPI?.app?.app?.extensions?.map(e => e.name).filter(n => n.startsWith('DatasetGates'))"
+        " ?? null")
+    if extensions is not None:
+        assert extensions == ["DatasetGates.ImageGate"], json.dumps(extensions)
