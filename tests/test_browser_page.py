@@ -330,3 +330,35 @@ def test_serve_prints_url_and_bus(bus: Path, capsys) -> None:
     in_thread(browser._run, SlotStore(bus), "127.0.0.1", 0, StopAtOnce())
     out = capsys.readouterr().out
     assert "http://127.0.0.1:" in out and str(bus.resolve()) in out and "Ctrl-C" in out
+
+
+def test_versions_can_be_viewed_and_pinned(page, bus: Path) -> None:
+    """With history kept, the page steps through id, id@-1, ... and pins the slot."""
+    from gates.policy import Policy, write_policy
+    store = SlotStore(bus)
+    write_policy(bus, Policy(keep=3))
+    for value in (0.2, 0.5, 0.8):  # three versions of one grey slot, darkest oldest
+        store.publish("grey", torch.full((1, 16, 16, 3), value))
+    page.click(".dg-refresh")
+    page.wait_for_selector(".dg-card[data-slot-id='grey']")
+    assert "3 versions" in page.inner_text(".dg-card[data-slot-id='grey']")
+    open_slot(page, "grey")
+    page.wait_for_selector(".dg-version[data-ref='grey@-2']")
+    assert page.eval_on_selector_all(".dg-version", "els => els.map(e => e.dataset.ref)") == \
+        ["grey", "grey@-1", "grey@-2"]
+    page.click(".dg-version[data-ref='grey@-2']")
+    page.wait_for_function("document.querySelector('.dg-detail-id').textContent === 'grey@-2'")
+    page.wait_for_function("document.querySelector('.dg-detail-img').complete")
+    shot(page, "versions")
+    grey = page.evaluate("""() => {
+        const img = document.querySelector('.dg-detail-img');
+        const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+        return g.getImageData(1, 1, 1, 1).data[0];
+    }""")
+    assert grey == round(0.2 * 255)  # the oldest version's pixels, not the latest's
+    href = page.get_attribute(".dg-download", "href")
+    assert href.endswith("/bus/tensors/grey%40-2")
+    page.click(".dg-pin")
+    page.wait_for_function("document.querySelector('.dg-pin').textContent === 'Unpin'")
+    assert store.info("grey").pinned

@@ -1,5 +1,5 @@
-// The slot browser: every bus slot as a card; open one to page its batch, rename, delete it or
-// download its exact tensors. Used by the standalone page (web/browser/index.html, served by
+// The slot browser: every bus slot as a card; open one to page its batch, step through its kept
+// versions (id@-1, ...), pin, rename, delete it or download its exact tensors. Used by the standalone page (web/browser/index.html, served by
 // `python -m gates serve`) and by the ComfyUI sidebar tab. Side-effect free: nothing happens
 // until mountBrowser() is called, and it never touches ComfyUI's own scripts.
 import { age, el, ensureStylesheet, errorText, humanBytes, shapeText, sizeText, when } from "../format.js";
@@ -16,7 +16,8 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
   const base = apiBase.replace(/\/+$/, "");
   const url = (path) => base + path;
   const slotPath = (id) => encodeURIComponent(id);
-  const state = { bus: "", slots: [], filter: "", open: null, index: 0 };
+  // versions: the open slot's kept versions (newest first); shown: the one on screen
+  const state = { bus: "", slots: [], filter: "", open: null, index: 0, versions: [], shown: null };
 
   const status = el("div.dg-status", { role: "status" });
   const grid = el("div.dg-grid");
@@ -67,7 +68,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
 
   function thumbUrl(slot) {
     const v = Math.round((slot.created || 0) * 1000);
-    return url(`/bus/thumb/${slotPath(slot.id)}?v=${v}`);
+    return url(`/bus/thumb/${slotPath(slot.ref || slot.id)}?v=${v}`);
   }
 
   function card(slot) {
@@ -84,6 +85,9 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
         el("div.dg-card-line", {}, `batch ${slot.batch} · ${sizeText(slot.image_shape)} · `,
           el("span.dg-bytes", {}, humanBytes(slot.bytes))),
         el("div.dg-card-line.dg-muted", { title: when(slot.created) }, `${when(slot.created)} (${age(slot.created)})`),
+        ...(slot.versions > 1 || slot.pinned ? [el("div.dg-card-line.dg-muted", {},
+          [slot.versions > 1 ? `${slot.versions} versions` : "", slot.pinned ? "📌 pinned" : ""]
+            .filter(Boolean).join(" · "))] : []),
       ];
     return el(`button.dg-card${bad ? ".dg-bad" : ""}`, {
       type: "button", dataset: { slotId: slot.id }, title: `Open ${slot.id}`,
@@ -101,7 +105,12 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
   }
 
   function openSlot(slot, index) {
+    if (!state.open || state.open.id !== slot.id) {
+      state.versions = [];
+      state.shown = null;
+    }
     state.open = slot;
+    if (slot.versions > 1) loadVersions(slot);
     state.index = Math.min(Math.max(0, index), Math.max(0, (slot.batch || 1) - 1));
     grid.hidden = true;
     detail.hidden = false;
@@ -109,15 +118,47 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
     frame.focus({ preventScroll: true });
   }
 
+  async function loadVersions(slot) {
+    try {
+      const data = await call(`/bus/history/${slotPath(slot.id)}`);
+      if (state.open?.id !== slot.id) return;
+      state.versions = Array.isArray(data.versions) ? data.versions : [];
+      state.shown = state.versions.find((v) => v.ref === state.shown?.ref) || null;
+      drawDetail();
+    } catch (err) {
+      say(`Could not list versions of ${slot.id}: ${err.message}`, true);
+    }
+  }
+
+  function showVersion(version) {
+    state.shown = version.version ? version : null;
+    state.index = Math.min(state.index, Math.max(0, (version.batch || 1) - 1));
+    drawDetail();
+  }
+
+  async function pin(id, pinned) {
+    try {
+      state.open = await call(`/bus/${slotPath(id)}/pin`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ pinned }),
+      });
+      await refresh();
+      say(pinned ? `Pinned ${id}: the bus quota never removes it.` : `Unpinned ${id}.`);
+    } catch (err) {
+      say(`Pin failed: ${err.message}`, true);
+    }
+  }
+
   function closeSlot() {
     state.open = null;
+    state.versions = [];
+    state.shown = null;
     detail.hidden = true;
     detail.replaceChildren();
     grid.hidden = false;
   }
 
   function page(step) {
-    const slot = state.open;
+    const slot = state.shown || state.open;
     if (!slot || slot.error) return;
     const next = state.index + step;
     if (next < 0 || next >= slot.batch) return;
@@ -127,15 +168,27 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
     if (!frame.contains(document.activeElement)) frame.focus({ preventScroll: true });
   }
 
+  function versionStrip() {
+    if (state.versions.length < 2) return [];
+    const current = (state.shown || state.open).ref || state.open.id;
+    return [el("div.dg-versions", { role: "group", "aria-label": "versions" },
+      ...state.versions.map((v) => el(`button.dg-version${v.ref === current ? ".dg-current" : ""}`, {
+        type: "button", title: `${v.ref} · ${when(v.created)}`, dataset: { ref: v.ref },
+        onclick: () => showVersion(v),
+      }, el("img.dg-version-thumb", { src: thumbUrl(v), alt: v.ref, loading: "lazy" }),
+      el("span", {}, v.version ? `@${v.version}` : "latest"))))];
+  }
+
   function drawDetail() {
-    const slot = state.open;
+    const slot = state.shown || state.open;
+    const ref = slot.ref || slot.id;
     const bad = Boolean(slot.error);
     const count = bad ? 0 : slot.batch;
     const image = bad
       ? el("div.dg-detail-missing", {}, slot.error)
       : el("img.dg-detail-img", {
-        alt: `${slot.id} image ${state.index + 1}`,
-        src: url(`/bus/image/${slotPath(slot.id)}/${state.index}?v=${Math.round((slot.created || 0) * 1000)}`),
+        alt: `${ref} image ${state.index + 1}`,
+        src: url(`/bus/image/${slotPath(ref)}/${state.index}?v=${Math.round((slot.created || 0) * 1000)}`),
       });
     const pager = el("div.dg-pager",
       el("button.dg-btn.dg-prev", { type: "button", disabled: state.index <= 0 || bad, onclick: () => page(-1) }, "◀"),
@@ -147,17 +200,20 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
       ["size", `${humanBytes(slot.bytes)} (${slot.bytes} bytes)`], ["created", `${when(slot.created)} (${age(slot.created)})`],
       ["layout", slot.layout || "-"], ["checksum", slot.checksum || "-"],
       ...(slot.versions > 1 ? [["versions", `${slot.versions} kept (older ones load as ${slot.id}@-1, @-2, …)`]] : []),
-      ...(slot.pinned ? [["pinned", "yes: never pruned by the bus quota"]] : []),
+      ...(slot.version ? [["showing", `${ref}: get_id "${ref}" resumes from this version`]] : []),
+      ["pinned", slot.pinned ? "yes: never pruned by the bus quota" : "no"],
       ["meta", slot.meta && Object.keys(slot.meta).length ? JSON.stringify(slot.meta) : "-"],
     ];
-    const renameInput = el("input.dg-rename-input", { type: "text", value: slot.id, spellcheck: false, "aria-label": "new id" });
+    const owner = state.open;  // rename, pin and delete act on the slot, not one version
+    const renameInput = el("input.dg-rename-input", { type: "text", value: owner.id, spellcheck: false, "aria-label": "new id" });
     const overwrite = el("input.dg-overwrite", { type: "checkbox" });
-    const doRename = () => rename(slot.id, renameInput.value.trim(), overwrite.checked);
+    const doRename = () => rename(owner.id, renameInput.value.trim(), overwrite.checked);
     renameInput.addEventListener("keydown", (e) => { if (e.key === "Enter") doRename(); });
     detail.replaceChildren(
       el("div.dg-bar",
         el("button.dg-btn.dg-back", { type: "button", onclick: () => { closeSlot(); say(""); } }, "← All slots"),
-        el("strong.dg-detail-id", {}, slot.id)),
+        el("strong.dg-detail-id", {}, ref)),
+      ...versionStrip(),
       el("div.dg-viewer", {}, image), pager,
       el("table.dg-facts", {}, ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))),
       el("div.dg-actions",
@@ -166,9 +222,11 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
         el("button.dg-btn.dg-rename", { type: "button", onclick: doRename }, "Rename")),
       el("div.dg-actions",
         el("a.dg-btn.dg-download", {
-          href: url(`/bus/tensors/${slotPath(slot.id)}`), download: `${slot.id}.safetensors`,
+          href: url(`/bus/tensors/${slotPath(ref)}`), download: `${ref.replace("@", "_")}.safetensors`,
         }, "Download tensors"),
-        el("button.dg-btn.dg-danger.dg-delete", { type: "button", onclick: () => remove(slot.id) }, "Delete…")));
+        el("button.dg-btn.dg-pin", { type: "button", onclick: () => pin(owner.id, !owner.pinned) },
+          owner.pinned ? "Unpin" : "Pin"),
+        el("button.dg-btn.dg-danger.dg-delete", { type: "button", onclick: () => remove(owner.id) }, "Delete…")));
   }
 
   async function rename(id, to, overwrite) {
