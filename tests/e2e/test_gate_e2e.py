@@ -426,3 +426,23 @@ def test_bus_load_reruns_only_when_the_slot_changes(comfy, ws, images):
     out = load_slot(comfy, "e2e_fp_out")
     assert_exact(out["image"], images[IMG_B][0], "load after republish")
     assert_exact(out["mask"], images[IMG_B][1], "mask after republish")
+
+
+# -- 7. ComfyUI's origin guard covers the pack's write routes --------------------------------
+
+def test_cross_origin_writes_to_the_pack_are_refused(comfy, ws):
+    """A page on another site must not steer a paused gate or delete slots through the
+    user's browser: ComfyUI's origin middleware answers 403 before our handlers run."""
+    prompt_id, pause, since = run_until_pause(comfy, ws, gate_prompt(send_id="e2e_origin",
+                                                                     saves={1: "t7_a"}))
+    evil = {"Origin": "http://evil.example"}
+    for path, body in [("/datasete_gate/choice", {"node": pause["node"], "token": pause["token"], "route": 1}),
+                       ("/api/datasete_gate/cancel", {"node": pause["node"], "token": pause["token"]}),
+                       ("/datasete_gate/bus/e2e_slot/rename", {"to": "stolen"})]:
+        assert comfy.post(path, json=body, headers=evil).status_code == 403, path
+    assert [p["token"] for p in comfy.pending_gates()] == [pause["token"]]  # still waiting
+    resp = comfy.post("/datasete_gate/choice", json={"node": pause["node"], "token": pause["token"],
+                                                     "route": 1})
+    assert resp.status_code == 200
+    end = ws.wait_prompt_end(prompt_id, timeout=ROUTE_TIMEOUT, since=since)
+    assert end["type"] == "execution_success"
