@@ -124,7 +124,7 @@ def test_header_carries_metadata(store):
     assert info.image_shape == [2, 24, 16, 3] and info.image_dtype == "bfloat16"
     assert info.mask_shape == [2, 24, 16] and info.mask_dtype == "float32"
     assert info.meta == {"node": "12:5", "prompt": "p1", "route": 2}
-    assert info.checksum and info.checksum.startswith("crc32x4m:")
+    assert info.checksum and info.checksum.startswith("crc32x2m:")
     assert abs(info.created - time.time()) < 60
     from safetensors import safe_open
     with safe_open(store.slot_dir("meta") / slots.SLOT_FILE, "pt") as f:
