@@ -21,12 +21,10 @@ FAIL into exit status 1.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import http.client
 import json
 import os
 import platform
-import queue
 import random
 import statistics
 import sys
@@ -45,6 +43,7 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gates import images  # noqa: E402
+from gates.browser import serving  # noqa: E402
 from gates.routes import PREFIX, GateRoutes  # noqa: E402
 from gates.slots import SlotStore  # noqa: E402
 from gates.waiter import Pending, Waiter  # noqa: E402
@@ -82,32 +81,12 @@ class Row:
 def gate_server(store: SlotStore, waiter: Waiter) -> Iterator[tuple[str, int]]:
     """GateRoutes on an ephemeral loopback port, served by an event loop in its own thread
     (as ComfyUI's aiohttp thread is separate from its prompt worker); yields (host, port)."""
-    started: queue.Queue = queue.Queue()
-    holder: dict[str, Any] = {}
-
-    async def main() -> None:
-        table = web.RouteTableDef()
-        GateRoutes(store, waiter).add_to(table)
-        app = web.Application()
-        app.add_routes(table)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        holder["loop"], holder["stop"] = asyncio.get_running_loop(), asyncio.Event()
-        started.put(runner.addresses[0][1])
-        try:
-            await holder["stop"].wait()
-        finally:
-            await runner.cleanup()
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-    thread.start()
-    port = started.get(timeout=30)
-    try:
-        yield "127.0.0.1", port
-    finally:
-        holder["loop"].call_soon_threadsafe(holder["stop"].set)
-        thread.join(10)
+    table = web.RouteTableDef()
+    GateRoutes(store, waiter).add_to(table)
+    app = web.Application()
+    app.add_routes(table)
+    with serving(app) as address:
+        yield address
 
 
 def event_wait(waiter: Waiter, pending: Pending) -> None:

@@ -10,7 +10,11 @@ could otherwise POST or DELETE to 127.0.0.1 from the user's own browser.
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from aiohttp import web
@@ -118,3 +122,34 @@ def serve(store: SlotStore, host: str = "127.0.0.1", port: int = 8189) -> None:
         asyncio.run(_run(store, host, port))
     except KeyboardInterrupt:
         print("stopped", flush=True)
+
+
+@contextmanager
+def serving(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> Iterator[tuple[str, int]]:
+    """Run `app` on its own event loop in a background thread; yields (host, port).
+
+    For embedding the browser next to other work (a notebook, a test, a benchmark); port 0
+    picks a free one.
+    """
+    started: queue.Queue = queue.Queue()
+    holder: dict = {}
+
+    async def main() -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        holder["loop"], holder["stop"] = asyncio.get_running_loop(), asyncio.Event()
+        started.put(runner.addresses[0][1])
+        try:
+            await holder["stop"].wait()
+        finally:
+            await runner.cleanup()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    bound = started.get(timeout=30)
+    try:
+        yield host, bound
+    finally:
+        holder["loop"].call_soon_threadsafe(holder["stop"].set)
+        thread.join(10)

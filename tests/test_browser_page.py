@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import queue
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from gates.browser import make_app, same_origin
+from gates.browser import make_app, same_origin, serving
 from gates.slots import SlotStore
 
 CHROMIUM = os.environ.get("DG_CHROMIUM", "/usr/bin/chromium")
@@ -63,27 +61,8 @@ def in_thread(coro_fn, *args):
 @pytest.fixture
 def server(bus: Path) -> Iterator[str]:
     """make_app on an ephemeral port, served from a thread until the test ends."""
-    started: queue.Queue = queue.Queue()
-    holder: dict = {}
-
-    async def main() -> None:
-        runner = web.AppRunner(make_app(SlotStore(bus)))
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        holder["loop"], holder["stop"] = asyncio.get_running_loop(), asyncio.Event()
-        started.put(runner.addresses[0][1])
-        try:
-            await holder["stop"].wait()
-        finally:
-            await runner.cleanup()
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-    thread.start()
-    port = started.get(timeout=30)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        holder["loop"].call_soon_threadsafe(holder["stop"].set)
-        thread.join(10)
+    with serving(make_app(SlotStore(bus))) as (host, port):
+        yield f"http://{host}:{port}"
 
 
 def no_browser(reason: str) -> None:

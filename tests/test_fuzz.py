@@ -10,15 +10,12 @@ exactly as given (`..`, `%2F`, odd bytes), where aiohttp's client would normaliz
 """
 from __future__ import annotations
 
-import asyncio
 import http.client
 import io
 import json
 import os
-import queue
 import resource
 import struct
-import threading
 import time
 import tracemalloc
 import urllib.parse
@@ -38,6 +35,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from gates import images
+from gates.browser import serving
 from gates.routes import PREFIX, GateRoutes
 from gates.slots import SlotStore, parse_ref, validate_id
 from gates.waiter import Waiter
@@ -62,32 +60,6 @@ def report(name: str, cases: int) -> None:
 
 
 # -- a real server on loopback ---------------------------------------------------------------
-
-@contextmanager
-def serving(app: web.Application) -> Iterator[tuple[str, int]]:
-    """Run `app` on an ephemeral loopback port in a thread; yields (host, port)."""
-    started: queue.Queue = queue.Queue()
-    holder: dict[str, Any] = {}
-
-    async def main() -> None:
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        holder["loop"], holder["stop"] = asyncio.get_running_loop(), asyncio.Event()
-        started.put(runner.addresses[0][1])
-        try:
-            await holder["stop"].wait()
-        finally:
-            await runner.cleanup()
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-    thread.start()
-    port = started.get(timeout=30)
-    try:
-        yield "127.0.0.1", port
-    finally:
-        holder["loop"].call_soon_threadsafe(holder["stop"].set)
-        thread.join(10)
 
 
 @dataclass
