@@ -3,7 +3,6 @@ rest of the pack (and its tests, and the command line) imports without ComfyUI p
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +10,6 @@ from .gate import Hooks
 from .routes import GateRoutes
 from .slots import SlotStore
 from .waiter import WAITER
-
-log = logging.getLogger("dataset_gates")
-_stores: dict[Path, SlotStore] = {}
 
 
 def bus_root() -> Path:
@@ -23,10 +19,8 @@ def bus_root() -> Path:
 
 
 def store() -> SlotStore:
-    root = bus_root()
-    if root not in _stores:
-        _stores[root] = SlotStore(root)
-    return _stores[root]
+    """A store for the current input directory; SlotStore is stateless, so nothing is cached."""
+    return SlotStore(bus_root())
 
 
 def _client_id() -> str | None:

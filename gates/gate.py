@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from . import images
-from .slots import SlotNotFound, SlotStore, parse_ref, validate_id
+from .slots import SlotNotFound, SlotStore, validate_id
 from .waiter import Decision, Waiter
 
 MAX_ROUTES = 10
@@ -61,9 +61,8 @@ def resolve_source(store: SlotStore, image: torch.Tensor | None, get_id: str,
     get_id = (get_id or "").strip()
     if not get_id:
         return None
-    parse_ref(get_id)
     try:
-        loaded, loaded_mask = store.load(get_id)
+        loaded, loaded_mask = store.load(get_id)  # a bad id or ref raises ValueError here
     except SlotNotFound:
         log.warning("Image Gate: get_id %r names no slot in %s; nothing to gate, all routes blocked",
                     get_id, store.root)
@@ -73,7 +72,8 @@ def resolve_source(store: SlotStore, image: torch.Tensor | None, get_id: str,
 
 def compose_mask(painted: dict[int | None, torch.Tensor], loaded: torch.Tensor | None,
                  image: torch.Tensor) -> torch.Tensor:
-    """Painted at the gate > wired or loaded from the slot > zeros, always [B,H,W] for the batch.
+    """Painted at the gate > wired or loaded from the slot > zeros, always [B,H,W] (a wired or
+    loaded mask of batch 1 stays [1,H,W], shared by the batch).
 
     A painted mask of another size (it was drawn on a preview) is resized to the image; one
     painted for every image (key None) is the base that per-image masks override.
@@ -88,11 +88,7 @@ def compose_mask(painted: dict[int | None, torch.Tensor], loaded: torch.Tensor |
                 out[index] = images.resize_mask(mask[None].float(), h, w)[0]
         return out
     if loaded is not None:
-        if loaded.ndim == 2:
-            loaded = loaded[None]
-        if tuple(loaded.shape[-2:]) != (h, w):
-            loaded = images.resize_mask(loaded, h, w)
-        return loaded
+        return images.resize_mask(loaded if loaded.ndim == 3 else loaded[None], h, w)
     return torch.zeros((b, h, w), dtype=torch.float32)
 
 

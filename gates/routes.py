@@ -15,8 +15,9 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from . import images
-from .policy import Policy, write_policy
-from .slots import SlotCorrupt, SlotNotFound, SlotStore, SlotWriteError, parse_ref, validate_id
+from .policy import Policy
+from .slots import (SlotCorrupt, SlotInfo, SlotNotFound, SlotStore, SlotWriteError, parse_ref,
+                    validate_id)
 from .waiter import StaleRun, Waiter
 
 PREFIX = "/datasete_gate"
@@ -117,7 +118,7 @@ class GateRoutes:
         ]:
             table.route(method, p + path)(_guard(handler))
 
-    def _slot_json(self, info: Any) -> dict[str, Any]:
+    def _slot_json(self, info: SlotInfo) -> dict[str, Any]:
         d = info.to_dict()
         d.pop("thumb")  # a server path; the page gets a URL instead
         d["thumb_url"] = f"{self.prefix}/bus/thumb/{info.ref}?v={int(info.created * 1000)}"
@@ -171,19 +172,17 @@ class GateRoutes:
         info = self.store.pin(validate_id(request.match_info["id"]), body.get("pinned", True))
         return web.json_response(self._slot_json(info))
 
-    async def bus_policy(self, request: web.Request) -> web.Response:
-        policy = self.store.policy()
+    def _policy_json(self, policy: Policy) -> web.Response:
         return web.json_response({"keep": policy.keep, "quota_bytes": policy.quota_bytes,
                                   "used_bytes": self.store.usage()})
 
+    async def bus_policy(self, request: web.Request) -> web.Response:
+        return self._policy_json(self.store.policy())
+
     async def bus_set_policy(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
-        current = self.store.policy()
-        policy = Policy(keep=body.get("keep", current.keep),
-                        quota_bytes=body.get("quota_bytes", current.quota_bytes))
-        write_policy(self.store.root, policy)
-        self.store.enforce_quota()
-        return await self.bus_policy(request)
+        policy, _ = self.store.set_policy(**{k: body[k] for k in ("keep", "quota_bytes") if k in body})
+        return self._policy_json(policy)
 
     async def choice(self, request: web.Request) -> web.Response:
         body = await _json_body(request)

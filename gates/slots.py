@@ -18,7 +18,7 @@ import secrets
 import shutil
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from collections.abc import Callable, Iterator
@@ -33,7 +33,7 @@ from safetensors.torch import save_file
 
 from . import images
 from .atomic import atomic_write, clean_stale_temps, fsync_dir
-from .policy import Policy, read_policy
+from .policy import Policy, read_policy, write_policy
 
 FORMAT = "dataset-gates.slot"
 FORMAT_VERSION = 1
@@ -78,6 +78,8 @@ class SlotIndexError(SlotError, ValueError):
 
 T = TypeVar("T")
 _READ_ATTEMPTS = 5
+# What safetensors and the OS raise for a file that is damaged, vanished or being replaced.
+_READ_ERRORS = (SafetensorError, OSError, ValueError, KeyError, RuntimeError)
 
 
 def _identity(path: Path) -> tuple[int, int, int, int] | None:
@@ -107,6 +109,11 @@ def parse_ref(ref: Any) -> tuple[str, int]:
     return validate_id(ref), 0
 
 
+def format_ref(slot_id: str, back: int) -> str:
+    """The inverse of parse_ref: (id, 0) -> 'id', (id, 2) -> 'id@-2'."""
+    return f"{slot_id}@-{back}" if back else slot_id
+
+
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
@@ -116,7 +123,7 @@ _pool: ThreadPoolExecutor | None = None
 
 
 def _in_parallel(work: Callable[[Any], int], jobs: list[Any]) -> list[int]:
-    """Run chunk jobs on every core: zlib and numpy copies release the GIL."""
+    """Run chunk jobs on up to eight cores: zlib and numpy copies release the GIL."""
     global _pool
     if len(jobs) < 2:
         return [work(job) for job in jobs]
@@ -188,13 +195,27 @@ class SlotInfo:
     @property
     def ref(self) -> str:
         """What load() takes to get this exact version back."""
-        return f"{self.id}@{self.version}" if self.version else self.id
+        return format_ref(self.id, -self.version)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["batch"] = self.batch
         d["ref"] = self.ref
         return d
+
+
+def _slot_header(f: Any, ref: str, path: Path) -> tuple[dict[str, str], set[str]]:
+    """The header and tensor names of an open slot file; SlotCorrupt for any other safetensors."""
+    header = f.metadata() or {}
+    keys = set(f.keys())
+    if header.get("format") != FORMAT or "image" not in keys:
+        raise SlotCorrupt(f"slot {ref!r}: {path.name} is not a Dataset Gates slot")
+    return header, keys
+
+
+def _check_index(index: int, count: int) -> None:
+    if not 0 <= index < count:
+        raise SlotIndexError(f"index must be from 0 to {count - 1}, got {index}")
 
 
 def _check_tensors(image: Any, mask: Any) -> None:
@@ -321,7 +342,7 @@ class SlotStore:
                                      f"the previous version, if any, is unchanged") from exc
             self._prune_history(d, policy.keep - 1)
             info = self.info(slot_id)
-        self.enforce_quota(protect=slot_id)  # outside the lock: it takes other slots' locks
+        self.enforce_quota(protect=slot_id, policy=policy)  # outside the lock: it takes other slots' locks
         return info
 
     @contextmanager
@@ -391,13 +412,23 @@ class SlotStore:
                     continue
         return total
 
-    def enforce_quota(self, protect: str | None = None) -> list[str]:
+    def set_policy(self, **changes: Any) -> tuple[Policy, list[str]]:
+        """Save the policy with `changes` (keep, quota_bytes) applied and meet it at once.
+
+        Returns the new policy and the ids the quota removed; a lowered `keep` applies at each
+        slot's next publish.
+        """
+        policy = replace(self.policy(), **changes)
+        write_policy(self.root, policy)
+        return policy, self.enforce_quota(policy=policy)
+
+    def enforce_quota(self, protect: str | None = None, policy: Policy | None = None) -> list[str]:
         """Delete the oldest unpinned slots until the bus fits its quota; returns their ids.
 
         Damaged slots are never pruned (they may be recoverable), nor is `protect`, the slot
-        just published.
+        just published. `policy` saves a second read of the file by a caller that has it.
         """
-        quota = self.policy().quota_bytes
+        quota = (policy or self.policy()).quota_bytes
         if quota is None:
             return []
         used = self.usage()
@@ -465,11 +496,10 @@ class SlotStore:
         A slot without a mask yields zeros [B,H,W] float32, ComfyUI's MASK convention.
         """
         slot_id, back, path, _ = self._version(ref)
-        d = path.parent if back else self.slot_dir(slot_id)
         if path.is_file():
             image, mask = self._load_safetensors(ref, path, verify)
-        elif back == 0 and (d / LEGACY_IMAGE).is_file():
-            image, mask = self._load_legacy(slot_id, d)
+        elif back == 0 and (path.parent / LEGACY_IMAGE).is_file():
+            image, mask = self._load_legacy(slot_id, path.parent)
         else:
             raise SlotNotFound(f"no slot {slot_id!r} in {self.root}")
         if mask is None:
@@ -477,26 +507,29 @@ class SlotStore:
             mask = torch.zeros((b, h, w), dtype=torch.float32)
         return image.to(device), mask.to(device)
 
-    def _load_safetensors(self, slot_id: str, path: Path,
+    def _load_safetensors(self, ref: str, path: Path,
                           verify: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         def read() -> tuple[dict[str, str], list[torch.Tensor], str | None]:
             with safe_open(path, framework="pt") as f:
-                header = f.metadata() or {}
-                keys = set(f.keys())
-                if header.get("format") != FORMAT or "image" not in keys:
-                    raise SlotCorrupt(f"slot {slot_id!r}: {path.name} is not a Dataset Gates slot")
+                header, keys = _slot_header(f, ref, path)
                 mapped = [f.get_tensor(k) for k in ("image", "mask") if k in keys]
                 if verify:
                     return (header, *copy_with_checksum(mapped))
                 return header, [t.clone() for t in mapped], None
 
-        header, tensors, actual = self._read_stable(slot_id, path, read)
+        header, tensors, actual = self._read_stable(ref, path, read)
         if verify and header.get("checksum") != actual:
-            raise SlotCorrupt(f"slot {slot_id!r} failed its checksum ({header.get('checksum')} "
+            raise SlotCorrupt(f"slot {ref!r} failed its checksum ({header.get('checksum')} "
                               f"stored, {actual} read): the file is damaged")
         return tensors[0], tensors[1] if len(tensors) > 1 else None
 
-    def _read_stable(self, slot_id: str, path: Path, read: Callable[[], T]) -> T:
+    def _read_failure(self, ref: str, path: Path, exc: BaseException) -> SlotError:
+        """What a failed read of `path` tells the caller: the slot is gone, or damaged."""
+        if isinstance(exc, FileNotFoundError):
+            return SlotNotFound(f"no slot {ref!r} in {self.root}")
+        return SlotCorrupt(f"slot {ref!r} is unreadable ({path}): {exc}")
+
+    def _read_stable(self, ref: str, path: Path, read: Callable[[], T]) -> T:
         """Run `read` until the file was not replaced meanwhile.
 
         safetensors opens the file once for the header and again for the data, so a publish
@@ -508,34 +541,28 @@ class SlotStore:
                 result = read()
             except SlotError:
                 raise
-            except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
+            except _READ_ERRORS as exc:
                 if _identity(path) != before:
                     continue
-                if isinstance(exc, FileNotFoundError):
-                    raise SlotNotFound(f"no slot {slot_id!r} in {self.root}") from None
-                raise SlotCorrupt(f"slot {slot_id!r} is unreadable ({path}): {exc}") from None
+                raise self._read_failure(ref, path, exc) from None
             if _identity(path) == before:
                 return result
-        raise SlotCorrupt(f"slot {slot_id!r} was replaced {_READ_ATTEMPTS} times while being read")
+        raise SlotCorrupt(f"slot {ref!r} was replaced {_READ_ATTEMPTS} times while being read")
 
     def read_image(self, ref: str, index: int) -> torch.Tensor:
         """One image [H,W,C] of the batch, reading only its bytes: paging a big batch stays cheap."""
-        slot_id, back, path, _ = self._version(ref)
+        _, _, path, _ = self._version(ref)
         if not path.is_file():
             batch_images = self.load(ref)[0]  # PNG layout: one small image
-        else:
-            def read() -> torch.Tensor:
-                with safe_open(path, framework="pt") as f:
-                    sliced = f.get_slice("image")
-                    count = sliced.get_shape()[0]
-                    if not 0 <= index < count:
-                        raise SlotIndexError(f"index must be from 0 to {count - 1}, got {index}")
-                    return sliced[index:index + 1].clone()
-            batch_images = self._read_stable(ref, path, read)
-            index = 0
-        if not 0 <= index < batch_images.shape[0]:
-            raise SlotIndexError(f"index must be from 0 to {batch_images.shape[0] - 1}, got {index}")
-        return batch_images[index]
+            _check_index(index, batch_images.shape[0])
+            return batch_images[index]
+
+        def read() -> torch.Tensor:
+            with safe_open(path, framework="pt") as f:
+                sliced = f.get_slice("image")
+                _check_index(index, sliced.get_shape()[0])
+                return sliced[index:index + 1].clone()[0]
+        return self._read_stable(ref, path, read)
 
     def tensor_file(self, ref: str) -> Path:
         """The exact tensors as a downloadable file (safetensors slots only)."""
@@ -566,11 +593,11 @@ class SlotStore:
 
     def _describe(self, slot_id: str, back: int, d: Path, names: set[str], path: Path,
                   thumb: Path) -> SlotInfo:
-        """SlotInfo from one listing of the slot folder and the file's header, nothing more.
+        """SlotInfo from one listing of the slot folder and the file's header, never tensor data.
 
         One safe_open reads the whole header, so unlike a load it cannot pair two versions.
         """
-        ref = f"{slot_id}@-{back}" if back else slot_id
+        ref = format_ref(slot_id, back)
         extra = {"version": -back, "pinned": PIN_FILE in names,
                  "versions": 1 + (len(self._history(d)) if HISTORY_DIR in names else 0)}
         if not back and SLOT_FILE not in names:
@@ -580,10 +607,7 @@ class SlotStore:
         try:
             size = os.stat(path).st_size
             with safe_open(path, framework="pt") as f:
-                h = f.metadata() or {}
-                keys = set(f.keys())
-                if h.get("format") != FORMAT or "image" not in keys:
-                    raise SlotCorrupt(f"slot {ref!r}: {path.name} is not a Dataset Gates slot")
+                h, keys = _slot_header(f, ref, path)
                 image_shape = list(f.get_slice("image").get_shape())
                 mask_shape = list(f.get_slice("mask").get_shape()) if "mask" in keys else None
             has_thumb = thumb.is_file() if back else THUMB_FILE in names
@@ -594,16 +618,13 @@ class SlotStore:
                 checksum=h.get("checksum"), meta=json.loads(h.get("meta") or "{}"), **extra)
         except SlotError:
             raise
-        except FileNotFoundError:
-            raise SlotNotFound(f"no slot {ref!r} in {self.root}") from None
-        except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise SlotCorrupt(f"slot {ref!r} is unreadable ({path}): {exc}") from None
+        except _READ_ERRORS as exc:
+            raise self._read_failure(ref, path, exc) from None
 
     def history(self, slot_id: str) -> list[SlotInfo]:
         """Every kept version, newest first: the latest, then 'id@-1', 'id@-2', ..."""
         d = self.slot_dir(slot_id)
-        refs = [slot_id] + [f"{slot_id}@-{n}" for n in range(1, len(self._history(d)) + 1)]
-        return [self.info(ref) for ref in refs]
+        return [self.info(format_ref(slot_id, n)) for n in range(len(self._history(d)) + 1)]
 
     def _legacy_info(self, slot_id: str, d: Path) -> SlotInfo:
         from PIL import Image

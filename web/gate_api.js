@@ -23,6 +23,15 @@ function postJson(path, body) {
   return call(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 }
 
+/** POST /mask as multipart: the pause's node and token, then what `fill` adds. */
+function postMask(node, token, fill) {
+  const form = new FormData();
+  form.append("node", node);
+  form.append("token", token);
+  fill(form);
+  return call("/mask", { method: "POST", body: form });
+}
+
 /**
  * This tab's websocket client id: the server targets pause events (and pending) at it.
  * Before the socket's first status message, window.name holds the id a reloaded tab will
@@ -41,20 +50,12 @@ export const gateApi = {
   stop: (node, token) => postJson("/cancel", { node, token }),
   /** Upload a painted mask (PNG: white = masked); index null = every image of the batch. */
   uploadMask(node, token, blob, index = null) {
-    const form = new FormData();
-    form.append("node", node);
-    form.append("token", token);
-    if (index !== null && index !== undefined) form.append("index", String(index));
-    form.append("mask", blob, "mask.png");
-    return call("/mask", { method: "POST", body: form });
+    return postMask(node, token, (form) => {
+      if (index !== null && index !== undefined) form.append("index", String(index));
+      form.append("mask", blob, "mask.png");
+    });
   },
-  clearMask(node, token) {
-    const form = new FormData();
-    form.append("node", node);
-    form.append("token", token);
-    form.append("clear", "1");
-    return call("/mask", { method: "POST", body: form });
-  },
+  clearMask: (node, token) => postMask(node, token, (form) => form.append("clear", "1")),
   /** Gates waiting for this tab (after a reload); [] when the tab's id is not known yet. */
   async pending() {
     const id = clientId();
@@ -66,6 +67,6 @@ export const gateApi = {
     const data = await call("/bus/list");
     return Array.isArray(data.slots) ? data.slots : [];
   },
-  thumbUrl: (slot) =>
-    api.apiURL(`${PREFIX}/bus/thumb/${encodeURIComponent(slot.id)}?v=${Math.round((slot.created || 0) * 1000)}`),
+  /** The server's own thumbnail URL for a listed slot (it carries the cache key). */
+  thumbUrl: (slot) => api.apiURL(slot.thumb_url),
 };

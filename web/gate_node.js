@@ -127,20 +127,21 @@ export class GateController {
   }
 
   async choose(route) {
-    if (this.mode !== "paused" || this.busy) return;
-    const { node, token } = this.info;
-    this.answeredToken = token;
-    const ok = await this.request("Choosing", () => gateApi.choose(node, token, route));
-    if (ok) this.decide(route);
-    else this.answeredToken = null;
+    if (this.busy) return; // a mask upload is in flight: the route must not overtake it
+    await this.answer("Choosing", route, (node, token) => gateApi.choose(node, token, route));
   }
 
-  async stop() {
+  stop() {
+    return this.answer("Stop", null, (node, token) => gateApi.stop(node, token));
+  }
+
+  /** Send this pause's answer (route null = Stop); a pause event for it meanwhile is ignored. */
+  async answer(what, route, send) {
     if (this.mode !== "paused") return;
     const { node, token } = this.info;
     this.answeredToken = token;
-    const ok = await this.request("Stop", () => gateApi.stop(node, token));
-    if (ok) this.decide(null);
+    const ok = await this.request(what, () => send(node, token));
+    if (ok) this.decide(route);
     else this.answeredToken = null;
   }
 

@@ -47,6 +47,15 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
     return response.json();
   }
 
+  function postJson(path, body) {
+    return call(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  }
+
+  /** A cache key that changes when the slot is republished (thumbnails and images are cached). */
+  function stamp(slot) {
+    return Math.round((slot.created || 0) * 1000);
+  }
+
   async function refresh() {
     try {
       const data = await call("/bus/list");
@@ -67,8 +76,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
   }
 
   function thumbUrl(slot) {
-    const v = Math.round((slot.created || 0) * 1000);
-    return url(`/bus/thumb/${slotPath(slot.ref || slot.id)}?v=${v}`);
+    return url(`/bus/thumb/${slotPath(slot.ref || slot.id)}?v=${stamp(slot)}`);
   }
 
   function card(slot) {
@@ -138,9 +146,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
 
   async function pin(id, pinned) {
     try {
-      state.open = await call(`/bus/${slotPath(id)}/pin`, {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ pinned }),
-      });
+      state.open = await postJson(`/bus/${slotPath(id)}/pin`, { pinned });
       await refresh();
       say(pinned ? `Pinned ${id}: the bus quota never removes it.` : `Unpinned ${id}.`);
     } catch (err) {
@@ -188,7 +194,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
       ? el("div.dg-detail-missing", {}, slot.error)
       : el("img.dg-detail-img", {
         alt: `${ref} image ${state.index + 1}`,
-        src: url(`/bus/image/${slotPath(ref)}/${state.index}?v=${Math.round((slot.created || 0) * 1000)}`),
+        src: url(`/bus/image/${slotPath(ref)}/${state.index}?v=${stamp(slot)}`),
       });
     const pager = el("div.dg-pager",
       el("button.dg-btn.dg-prev", { type: "button", disabled: state.index <= 0 || bad, onclick: () => page(-1) }, "◀"),
@@ -231,9 +237,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
 
   async function rename(id, to, overwrite) {
     try {
-      const info = await call(`/bus/${slotPath(id)}/rename`, {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ to, overwrite }),
-      });
+      const info = await postJson(`/bus/${slotPath(id)}/rename`, { to, overwrite });
       state.open = info;
       await refresh();
       say(`Renamed ${id} to ${info.id}.`);
