@@ -439,7 +439,11 @@ class SlotStore:
             if info.pinned or info.error or info.id == protect:
                 continue
             before = used
-            self.delete(info.id)
+            try:
+                self.delete(info.id)
+            except SlotNotFound:  # another process removed it first: just measure again
+                used = self.usage()
+                continue
             used = self.usage()
             removed.append(info.id)
             log.info("bus quota: removed slot %r (%d bytes)", info.id, before - used)
@@ -602,7 +606,7 @@ class SlotStore:
                  "versions": 1 + (len(self._history(d)) if HISTORY_DIR in names else 0)}
         if not back and SLOT_FILE not in names:
             if LEGACY_IMAGE in names:
-                return self._legacy_info(slot_id, d)
+                return self._legacy_info(slot_id, d, pinned=PIN_FILE in names)
             raise SlotNotFound(f"no slot {slot_id!r} in {self.root}")
         try:
             size = os.stat(path).st_size
@@ -626,7 +630,7 @@ class SlotStore:
         d = self.slot_dir(slot_id)
         return [self.info(format_ref(slot_id, n)) for n in range(len(self._history(d)) + 1)]
 
-    def _legacy_info(self, slot_id: str, d: Path) -> SlotInfo:
+    def _legacy_info(self, slot_id: str, d: Path, pinned: bool) -> SlotInfo:
         from PIL import Image
         try:
             with Image.open(d / LEGACY_IMAGE) as img:
@@ -639,7 +643,7 @@ class SlotStore:
             id=slot_id, image_shape=[1, h, w, 3], image_dtype="float32",
             mask_shape=[1, h, w] if has_mask else None, mask_dtype="float32" if has_mask else None,
             created=(d / LEGACY_IMAGE).stat().st_mtime, bytes=sum(p.stat().st_size for p in files),
-            thumb=str(d / LEGACY_IMAGE), layout="png")
+            thumb=str(d / LEGACY_IMAGE), layout="png", pinned=pinned)
 
     def _scan(self) -> Iterator[tuple[str, Path, set[str]]]:
         """(id, folder, file names) of every slot folder, one directory read each.

@@ -164,3 +164,28 @@ def test_real_full_disk_keeps_the_old_slot(tiny_disk):
     assert sorted(os.listdir(store.slot_dir("s"))) == ["slot.safetensors", "thumb.png"]
     store.publish("s", old + 1)  # space was given back: the next small publish works
     assert torch.equal(store.load("s")[0], old + 1)
+
+
+def test_a_pinned_png_layout_slot_survives_the_quota(store):
+    from PIL import Image
+    d = store.root / "legacy"
+    d.mkdir(parents=True)
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(d / "image.png")
+    assert store.pin("legacy").pinned and store.info("legacy").pinned
+    write_policy(store.root, Policy(quota_bytes=1))
+    store.publish("fresh", img(1.0))
+    assert store.ids() == ["fresh", "legacy"]
+
+
+def test_quota_pruning_that_loses_a_race_does_not_fail_the_publish(store, monkeypatch):
+    store.publish("old", img(1.0, size=64))
+    write_policy(store.root, Policy(quota_bytes=1))
+    real_delete = SlotStore.delete
+
+    def delete_raced(self, slot_id):
+        real_delete(self, slot_id)  # another process got there first
+        real_delete(self, slot_id)
+
+    monkeypatch.setattr(SlotStore, "delete", delete_raced)
+    info = store.publish("new", img(2.0, size=64))
+    assert info.id == "new" and store.ids() == ["new"]
