@@ -13,13 +13,13 @@ import asyncio
 import queue
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from aiohttp import web
 
-from .routes import GateRoutes
+from .routes import GateRoutes, Handler
 from .slots import SlotStore
 from .waiter import Waiter
 
@@ -58,7 +58,7 @@ def same_origin(origin: str, host: str, scheme: str = "http") -> bool:
 
 
 @web.middleware
-async def origin_only_middleware(request: web.Request, handler):
+async def origin_only_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """403 for a state-changing request whose Origin differs from its Host.
 
     Requests without an Origin header (curl, scripts, same-origin GETs) pass: browsers always
@@ -97,13 +97,23 @@ def make_app(store: SlotStore) -> web.Application:
     return app
 
 
+async def _serve_until(runner: web.AppRunner, host: str, port: int, stop: asyncio.Event,
+                       started: Callable[[], None]) -> None:
+    """Listen on host:port, call `started`, serve until `stop` is set, then close every socket."""
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        started()
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
 async def _run(store: SlotStore, host: str, port: int, stop: asyncio.Event | None = None) -> None:
     """Listen, say where, and wait for `stop` (forever by default: Ctrl-C ends it)."""
     runner = web.AppRunner(make_app(store), handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+
+    def say_where() -> None:
         for address in runner.addresses:
             shown_host, shown_port = address[0], address[1]
             if ":" in shown_host:
@@ -111,9 +121,8 @@ async def _run(store: SlotStore, host: str, port: int, stop: asyncio.Event | Non
             print(f"Dataset Gates slot browser: http://{shown_host}:{shown_port}/", flush=True)
         print(f"bus folder: {store.root.resolve()}", flush=True)
         print("press Ctrl-C to stop", flush=True)
-        await (stop or asyncio.Event()).wait()
-    finally:
-        await runner.cleanup()
+
+    await _serve_until(runner, host, port, stop or asyncio.Event(), say_where)
 
 
 def serve(store: SlotStore, host: str = "127.0.0.1", port: int = 8189) -> None:
@@ -136,18 +145,19 @@ def serving(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> Ite
 
     async def main() -> None:
         runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
         holder["loop"], holder["stop"] = asyncio.get_running_loop(), asyncio.Event()
-        started.put(runner.addresses[0][1])
         try:
-            await holder["stop"].wait()
-        finally:
-            await runner.cleanup()
+            await _serve_until(runner, host, port, holder["stop"],
+                               lambda: started.put(runner.addresses[0][1]))
+        except OSError as exc:  # e.g. the port is taken: hand it to the caller
+            started.put(exc)
 
     thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
     thread.start()
     bound = started.get(timeout=30)
+    if isinstance(bound, OSError):
+        thread.join(10)
+        raise bound
     try:
         yield host, bound
     finally:

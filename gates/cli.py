@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import save_file
 
 from . import images
-from .policy import Policy, parse_size, write_policy
+from .policy import parse_size
 from .slots import SlotError, SlotInfo, SlotNotFound, SlotStore
 
 BUS_ENV = "DATASET_GATES_BUS"
@@ -167,15 +167,14 @@ def cmd_export(store: SlotStore, args: argparse.Namespace) -> int:
     stem = args.id.replace("@", "_")  # 'id@-1' -> 'id_-1': '@' upsets some tools
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    for i in range(image.shape[0]):
-        images.write_png(out / f"{stem}_{i:04d}.png", image[i], args.bits)
-        written.append(out / f"{stem}_{i:04d}.png")
+    pngs = [(f"{stem}_{i:04d}.png", picture) for i, picture in enumerate(image)]
     if has_mask:
         masks = mask if mask.ndim == 3 else mask[None]
-        for i in range(masks.shape[0]):
-            images.write_png(out / f"{stem}_mask_{i:04d}.png", masks[i][:, :, None], args.bits)
-            written.append(out / f"{stem}_mask_{i:04d}.png")
+        pngs += [(f"{stem}_mask_{i:04d}.png", m[:, :, None]) for i, m in enumerate(masks)]
+    written: list[Path] = []
+    for name, picture in pngs:
+        images.write_png(out / name, picture, args.bits)
+        written.append(out / name)
     tensors = {"image": image} | ({"mask": mask} if has_mask else {})
     if args.tensors == "safetensors":
         path = out / f"{stem}.safetensors"
@@ -252,13 +251,17 @@ def cmd_pin(store: SlotStore, args: argparse.Namespace) -> int:
 
 
 def cmd_config(store: SlotStore, args: argparse.Namespace) -> int:
-    policy = store.policy()
-    if args.keep is not None or args.quota is not None:
-        policy = Policy(keep=policy.keep if args.keep is None else args.keep,
-                        quota_bytes=policy.quota_bytes if args.quota is None else parse_size(args.quota))
-        write_policy(store.root, policy)
-        for slot_id in store.enforce_quota():
+    changes: dict[str, Any] = {}
+    if args.keep is not None:
+        changes["keep"] = args.keep
+    if args.quota is not None:
+        changes["quota_bytes"] = parse_size(args.quota)
+    if changes:
+        policy, removed = store.set_policy(**changes)
+        for slot_id in removed:
             print(f"removed {slot_id!r} to meet the quota")
+    else:
+        policy = store.policy()
     quota = "none" if policy.quota_bytes is None else _human(policy.quota_bytes)
     print(_table([["bus:", str(store.root)], ["keep:", f"{policy.keep} version(s) per slot"],
                   ["quota:", quota], ["used:", _human(store.usage())]]))
@@ -266,12 +269,8 @@ def cmd_config(store: SlotStore, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(store: SlotStore, args: argparse.Namespace) -> int:
-    try:
-        from . import browser
-    except ImportError as exc:
-        print(f"gates: error: serve is not available yet ({exc})", file=sys.stderr)
-        return 2
-    browser.serve(store, args.host, args.port)
+    from . import browser  # aiohttp and the page are needed by this command only
+    browser.serve(store, args.host, args.port)  # a port in use is an OSError: a clean error
     return 0
 
 

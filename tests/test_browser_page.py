@@ -341,3 +341,16 @@ def test_versions_can_be_viewed_and_pinned(page, bus: Path) -> None:
     page.click(".dg-pin")
     page.wait_for_function("document.querySelector('.dg-pin').textContent === 'Unpin'")
     assert store.info("grey").pinned
+
+
+def test_serving_a_taken_port_raises_at_once(bus: Path) -> None:
+    import socket
+    import time
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        start = time.monotonic()
+        with pytest.raises(OSError):
+            with serving(make_app(SlotStore(bus)), port=taken.getsockname()[1]):
+                pass
+    assert time.monotonic() - start < 10

@@ -341,11 +341,15 @@ def test_usage_errors_keep_argparse_status_2(capsys, argv):
 
 
 # -- serve -------------------------------------------------------------------------------------
-def test_serve_not_available(capsys, bus, monkeypatch):
-    monkeypatch.setitem(sys.modules, "gates.browser", None)  # makes the import fail
-    monkeypatch.delattr(gates, "browser", raising=False)
-    rc, _, err = run(capsys, "--bus", bus, "serve")
-    assert rc == 2 and "serve is not available yet" in err
+def test_serve_on_a_busy_port_is_a_clean_error(capsys, bus):
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        rc, _, err = run(capsys, "--bus", bus, "serve", "--port", str(port))
+    assert rc == 1 and err.startswith("gates: error:") and "Traceback" not in err
+    assert str(port) in err
 
 
 def test_serve_calls_browser(capsys, bus, monkeypatch):
