@@ -91,6 +91,18 @@ def _identity(path: Path) -> tuple[int, int, int, int] | None:
     return st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size
 
 
+def _tree_bytes(folder: Path) -> int:
+    """Bytes of every file under `folder` (files vanishing meanwhile count as 0)."""
+    total = 0
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(parent, name)).st_size
+            except FileNotFoundError:
+                continue
+    return total
+
+
 def validate_id(slot_id: Any) -> str:
     """Return `slot_id` if it is a safe folder name, else raise ValueError naming the rule."""
     if not isinstance(slot_id, str) or not _ID_RE.fullmatch(slot_id) or _RESERVED.fullmatch(slot_id):
@@ -403,14 +415,7 @@ class SlotStore:
 
     def usage(self) -> int:
         """Bytes used by everything in the bus folder."""
-        total = 0
-        for folder, _, files in os.walk(self.root):
-            for name in files:
-                try:
-                    total += os.lstat(os.path.join(folder, name)).st_size
-                except FileNotFoundError:
-                    continue
-        return total
+        return _tree_bytes(self.root)
 
     def set_policy(self, **changes: Any) -> tuple[Policy, list[str]]:
         """Save the policy with `changes` (keep, quota_bytes) applied and meet it at once.
@@ -438,26 +443,28 @@ class SlotStore:
                 break
             if info.pinned or info.error or info.id == protect:
                 continue
-            before = used
             try:
-                self.delete(info.id)
+                freed = self.delete(info.id)
             except SlotNotFound:  # another process removed it first: just measure again
                 used = self.usage()
                 continue
-            used = self.usage()
+            used -= freed
             removed.append(info.id)
-            log.info("bus quota: removed slot %r (%d bytes)", info.id, before - used)
+            log.info("bus quota: removed slot %r (%d bytes)", info.id, freed)
         if used > quota:
             log.warning("bus %s uses %d bytes, over its quota of %d, with nothing left to prune",
                         self.root, used, quota)
         return removed
 
-    def delete(self, slot_id: str) -> None:
-        """Move the folder aside in one rename, then remove it: never a half-deleted slot."""
-        with self._locked(validate_id(slot_id)):
-            self._delete_unlocked(slot_id)
+    def delete(self, slot_id: str) -> int:
+        """Move the folder aside in one rename, then remove it: never a half-deleted slot.
 
-    def _delete_unlocked(self, slot_id: str) -> None:
+        Returns the bytes freed, so the quota need not walk the whole bus after each deletion.
+        """
+        with self._locked(validate_id(slot_id)):
+            return self._delete_unlocked(slot_id)
+
+    def _delete_unlocked(self, slot_id: str) -> int:
         d = self.slot_dir(slot_id)
         if not self.exists(slot_id):
             raise SlotNotFound(f"no slot {slot_id!r} in {self.root}")
@@ -466,7 +473,9 @@ class SlotStore:
             os.replace(d, trash)
         except FileNotFoundError:  # deleted or renamed by another thread/process since the check
             raise SlotNotFound(f"no slot {slot_id!r} in {self.root}") from None
+        freed = _tree_bytes(trash)
         shutil.rmtree(trash, ignore_errors=True)
+        return freed
 
     def rename(self, old: str, new: str, overwrite: bool = False) -> SlotInfo:
         src, dst = self.slot_dir(old), self.slot_dir(new)

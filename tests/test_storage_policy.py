@@ -189,3 +189,10 @@ def test_quota_pruning_that_loses_a_race_does_not_fail_the_publish(store, monkey
     monkeypatch.setattr(SlotStore, "delete", delete_raced)
     info = store.publish("new", img(2.0, size=64))
     assert info.id == "new" and store.ids() == ["new"]
+
+
+def test_delete_reports_the_bytes_it_freed(store):
+    store.publish("a", img(1.0, size=64))
+    before = store.usage()
+    freed = store.delete("a")
+    assert freed > 0 and store.usage() == before - freed
