@@ -547,6 +547,8 @@ class SlotStore:
 
         safetensors opens the file once for the header and again for the data, so a publish
         landing in between would pair one version's header with the next one's tensors.
+        Reads take no lock; only a reader that writers keep beating reads once more holding
+        the writers' lock, so it cannot starve and a busy slot is never called damaged.
         """
         for _ in range(_READ_ATTEMPTS):
             before = _identity(path)
@@ -560,7 +562,13 @@ class SlotStore:
                 raise self._read_failure(ref, path, exc) from None
             if _identity(path) == before:
                 return result
-        raise SlotCorrupt(f"slot {ref!r} was replaced {_READ_ATTEMPTS} times while being read")
+        with self._locked(parse_ref(ref)[0]):
+            try:
+                return read()
+            except SlotError:
+                raise
+            except _READ_ERRORS as exc:
+                raise self._read_failure(ref, path, exc) from None
 
     def read_image(self, ref: str, index: int) -> torch.Tensor:
         """One image [H,W,C] of the batch, reading only its bytes: paging a big batch stays cheap."""
