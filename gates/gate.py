@@ -14,7 +14,9 @@ from typing import Any
 import torch
 
 from . import images
-from .slots import SlotNotFound, SlotStore, validate_id
+from .bus import SlotBus
+from .errors import SlotNotFound
+from .slot_ids import validate_id
 from .waiter import Decision, Waiter
 
 MAX_ROUTES = 10
@@ -48,7 +50,7 @@ def parse_labels(text: str, routes: int) -> list[str]:
     return [(given[i] if i < len(given) and given[i] else str(i + 1)) for i in range(routes)]
 
 
-def resolve_source(store: SlotStore, image: torch.Tensor | None, get_id: str,
+def resolve_source(store: SlotBus, image: torch.Tensor | None, get_id: str,
                    mask: torch.Tensor | None = None) -> Source | None:
     """A wired image always wins; else `get_id`'s slot (or 'id@-N'); else nothing (a no-op).
 
@@ -65,7 +67,7 @@ def resolve_source(store: SlotStore, image: torch.Tensor | None, get_id: str,
         loaded, loaded_mask = store.load(get_id)  # a bad id or ref raises ValueError here
     except SlotNotFound:
         log.warning("Image Gate: get_id %r names no slot in %s; nothing to gate, all routes blocked",
-                    get_id, store.root)
+                    get_id, store.name)
         return None
     return Source(loaded, mask if mask is not None else loaded_mask, f"slot:{get_id}")
 
@@ -75,17 +77,17 @@ def compose_mask(painted: dict[int | None, torch.Tensor], loaded: torch.Tensor |
     """Painted at the gate > wired or loaded from the slot > zeros, always [B,H,W] (a wired or
     loaded mask of batch 1 stays [1,H,W], shared by the batch).
 
-    A painted mask of another size (it was drawn on a preview) is resized to the image; one
+    A painted mask (uint8, 255 = masked) of another size is resized to the image; one
     painted for every image (key None) is the base that per-image masks override.
     """
     b, h, w = (int(n) for n in image.shape[:3])
     if painted:
         out = torch.zeros((b, h, w), dtype=torch.float32)
         if None in painted:
-            out[:] = images.resize_mask(painted[None][None].float(), h, w)[0]
+            out[:] = images.resize_mask(images.mask_float(painted[None])[None], h, w)[0]
         for index, mask in painted.items():
             if index is not None:
-                out[index] = images.resize_mask(mask[None].float(), h, w)[0]
+                out[index] = images.resize_mask(images.mask_float(mask)[None], h, w)[0]
         return out
     if loaded is not None:
         return images.resize_mask(loaded if loaded.ndim == 3 else loaded[None], h, w)
@@ -106,7 +108,7 @@ def blocked(hooks: Hooks) -> tuple:
     return (hooks.blocker(),) + route_outputs(None, None, hooks.blocker)
 
 
-def run_gate(*, store: SlotStore, waiter: Waiter, hooks: Hooks, node: str, routes: int,
+def run_gate(*, store: SlotBus, waiter: Waiter, hooks: Hooks, node: str, routes: int,
              image: torch.Tensor | None, send_id: str = "", get_id: str = "",
              labels: str = "", mask: torch.Tensor | None = None) -> tuple:
     """One gate run: pause, take the person's answer, publish, and route. Returns 11 outputs."""

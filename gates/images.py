@@ -6,6 +6,7 @@ what a person looks at or asks to export; the bus itself never goes through PNG.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,15 @@ from PIL import Image
 
 THUMB_SIDE = 256
 STRIP_MAX = 4
-# An uploaded mask bigger than this is refused before it is decoded (decompression bombs).
+# An uploaded mask or a file to import bigger than this is refused before it is decoded
+# (decompression bombs: 500 KB of PNG can claim 13000x13000 pixels).
 MAX_UPLOAD_PIXELS = 8192 * 8192
+MAX_DECODE_PIXELS = 8192 * 8192
+# A stored image bigger than this is not rendered. Smaller ones render band by band, so the
+# memory a preview takes is about BAND_BYTES plus the downscaled result, whatever the size.
+MAX_RENDER_PIXELS = 16384 * 16384
+BAND_BYTES = 16 << 20
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def to_uint(image_hwc: torch.Tensor, bits: int = 8) -> np.ndarray:
@@ -26,13 +34,15 @@ def to_uint(image_hwc: torch.Tensor, bits: int = 8) -> np.ndarray:
     return arr.numpy().astype(np.uint8 if bits == 8 else np.uint16)
 
 
-def _fit(image_hwc: torch.Tensor, side: int) -> torch.Tensor:
+def _fit(image_hwc: torch.Tensor, side: int, factor: int | None = None) -> torch.Tensor:
     """Box-average a big image down by a whole factor before it is quantized.
 
     Quantizing a 2048x2048 image only to shrink it to 256 px cost most of a publish. The
-    result is between `side` and twice it, and Pillow's LANCZOS finishes the resize.
+    result is between `side` and twice it, and Pillow's LANCZOS finishes the resize. A band
+    of a bigger image passes the whole image's `factor`.
     """
-    factor = max(int(image_hwc.shape[0]), int(image_hwc.shape[1])) // side
+    if factor is None:
+        factor = max(int(image_hwc.shape[0]), int(image_hwc.shape[1])) // side
     if factor < 2:
         return image_hwc
     chw = image_hwc.detach().to("cpu", torch.float32).permute(2, 0, 1)[None]
@@ -69,12 +79,35 @@ def thumbnail(images: torch.Tensor, side: int = THUMB_SIDE, strip: int = STRIP_M
     return sheet
 
 
-def preview(image_hwc: torch.Tensor, side: int = 1024) -> bytes:
-    """PNG of one batch image, downscaled so a paused gate never ships a full tensor."""
-    img = _pil(_fit(image_hwc, side))
+RowReader = Callable[[int, int], torch.Tensor]
+
+
+def preview_rows(read_rows: RowReader, height: int, width: int, channels: int,
+                 side: int = 1024) -> bytes:
+    """PNG of an image read band by band (`read_rows(r0, r1)` -> [rows,W,C]), long side <= side.
+
+    Each band is box-averaged as it arrives, exactly as `_fit` averages the whole image, so
+    a 16384x16384 float32 image previews in about BAND_BYTES of memory plus the result.
+    """
+    if height * width > MAX_RENDER_PIXELS:
+        raise ValueError(f"image of {width}x{height} pixels is over the render limit of "
+                         f"{MAX_RENDER_PIXELS} pixels")
+    factor = max(1, max(height, width) // side)
+    row_bytes = width * channels * 4  # as float32
+    band = max(factor, BAND_BYTES // row_bytes // factor * factor)
+    usable = height - height % factor if factor > 1 else height
+    parts = [_fit(read_rows(r0, min(r0 + band, usable)), side, factor)
+             for r0 in range(0, usable, band)]
+    img = _pil(torch.cat(parts))
     if max(img.size) > side:
         img.thumbnail((side, side), Image.Resampling.LANCZOS)
     return png_bytes(img)
+
+
+def preview(image_hwc: torch.Tensor, side: int = 1024) -> bytes:
+    """PNG of one batch image in memory, downscaled so a paused gate never ships a full tensor."""
+    h, w, c = (int(n) for n in image_hwc.shape)
+    return preview_rows(lambda r0, r1: image_hwc[r0:r1], h, w, c, side)
 
 
 def write_png(path: Path, image_hwc: torch.Tensor, bits: int = 8) -> None:
@@ -88,47 +121,98 @@ def write_png(path: Path, image_hwc: torch.Tensor, bits: int = 8) -> None:
         writer.write(f, arr.reshape(h, w * c))
 
 
-def read_image(path: Path) -> torch.Tensor:
-    """Load a PNG/JPEG/... as ComfyUI does: float32 [1,H,W,3] in 0..1 (16-bit PNGs keep 16 bits)."""
-    with Image.open(path) as img:
-        if img.mode in ("I;16", "I;16B", "I"):
-            arr = np.asarray(img, dtype=np.float32) / 65535.0
-            arr = np.repeat(arr[:, :, None], 3, axis=2)
-        else:
-            arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+def _open(data: bytes, formats: tuple[str, ...], max_pixels: int, what: str) -> Image.Image:
+    """Open without decoding, in one of `formats` only, refusing a pixel count over the limit."""
+    try:
+        img = Image.open(io.BytesIO(data), formats=list(formats))
+        w, h = img.size
+    except Exception as exc:  # Pillow raises many types for junk input
+        raise ValueError(f"{what} is not a readable {'/'.join(formats)} image: {exc}") from None
+    if w < 1 or h < 1 or w * h > max_pixels:
+        raise ValueError(f"{what} of {w}x{h} pixels exceeds the limit of {max_pixels} pixels")
+    return img
+
+
+def _read_png16(data: bytes) -> np.ndarray:
+    """A 16-bit PNG as uint16 [H,W,planes] (Pillow reads 16-bit colour PNGs as 8 bits)."""
+    import png  # pypng
+
+    w, h, rows, info = png.Reader(bytes=data).asDirect()
+    return np.vstack([np.asarray(r, np.uint16) for r in rows]).reshape(h, w, info["planes"])
+
+
+ImageSource = Path | bytes
+
+
+def _decode(source: ImageSource, max_pixels: int) -> np.ndarray:
+    """Pixels of a PNG (8 or 16 bits kept) or JPEG/WebP as float32 [H,W,planes] in 0..1.
+
+    `source` is a file the user named, or bytes the store read without following links.
+    """
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    what = "image" if isinstance(source, bytes) else str(source)
+    img = _open(data, ("PNG", "JPEG", "WEBP"), max_pixels, what)
+    with img:
+        if data.startswith(PNG_SIGNATURE) and len(data) > 24 and data[24] == 16:
+            return _read_png16(data).astype(np.float32) / 65535.0
+        if img.mode not in ("L", "LA", "RGB", "RGBA"):
+            img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def read_image(source: ImageSource, max_pixels: int = MAX_DECODE_PIXELS) -> torch.Tensor:
+    """Load an image file as ComfyUI does: float32 [1,H,W,3] in 0..1, 16-bit PNGs at 16 bits.
+
+    Greyscale is repeated to RGB; alpha is dropped (ComfyUI's LoadImage gives it as the mask).
+    """
+    arr = _decode(source, max_pixels)
+    arr = np.repeat(arr[:, :, :1], 3, axis=2) if arr.shape[2] <= 2 else arr[:, :, :3]
     return torch.from_numpy(np.ascontiguousarray(arr))[None]
 
 
-def read_mask(path: Path) -> torch.Tensor:
-    """The seed's mask.png: a greyscale image where white means masked. Returns [1,H,W]."""
-    with Image.open(path) as img:
-        arr = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-    return torch.from_numpy(np.ascontiguousarray(arr))[None]
+def read_mask(source: ImageSource, max_pixels: int = MAX_DECODE_PIXELS) -> torch.Tensor:
+    """A mask file, white = masked: greyscale as it is (8 or 16 bits), colour by its luma. [1,H,W].
+
+    Reads back exactly what `gates export` writes for a mask, at either bit depth.
+    """
+    arr = _decode(source, max_pixels)
+    if arr.shape[2] >= 3:
+        arr = arr[:, :, :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    else:
+        arr = arr[:, :, 0]
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None]
 
 
 def decode_mask_upload(data: bytes, max_pixels: int = MAX_UPLOAD_PIXELS) -> torch.Tensor:
-    """Turn an uploaded mask image into [H,W] float32, refusing bombs before decoding.
+    """Turn an uploaded PNG mask into uint8 [H,W] (255 = masked), refusing bombs before decoding.
 
-    With an alpha channel the mask is 1 - alpha (ComfyUI's LoadImage and MaskEditor
-    convention: painted areas are transparent); without one, white means masked.
+    With an alpha channel the mask is 255 - alpha (ComfyUI's LoadImage and MaskEditor
+    convention: painted areas are transparent); without one, white means masked. uint8 is
+    what a painted mask holds anyway, at a quarter of float32's memory.
     """
-    try:
-        img = Image.open(io.BytesIO(data))
-        w, h = img.size
-    except Exception as exc:  # Pillow raises many types for junk input
-        raise ValueError(f"mask upload is not a readable image: {exc}") from None
-    if w * h > max_pixels or w < 1 or h < 1:
-        raise ValueError(f"mask upload of {w}x{h} pixels exceeds the limit of {max_pixels} pixels")
+    img = _open(data, ("PNG",), max_pixels, "mask upload")
     try:
         img.load()
         if "A" in img.getbands() or (img.mode == "P" and "transparency" in img.info):
-            alpha = np.asarray(img.convert("RGBA"), dtype=np.float32)[:, :, 3] / 255.0
-            arr = 1.0 - alpha
+            arr = 255 - np.asarray(img.convert("RGBA"))[:, :, 3]
         else:
-            arr = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+            arr = np.asarray(img.convert("L"))
     except Exception as exc:
         raise ValueError(f"mask upload could not be decoded: {exc}") from None
-    return torch.from_numpy(np.ascontiguousarray(arr))
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.uint8))
+
+
+def mask_float(mask: torch.Tensor) -> torch.Tensor:
+    """A painted mask (uint8, 255 = masked) or a float mask as float32 in 0..1."""
+    return mask.float() / 255.0 if mask.dtype == torch.uint8 else mask.float()
+
+
+def fit_mask(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """A painted uint8 mask [H,W] resized to the image, still uint8: what a pause keeps."""
+    if tuple(mask.shape) == (height, width):
+        return mask
+    return (resize_mask(mask_float(mask)[None], height, width)[0] * 255.0).round_().to(torch.uint8)
 
 
 def resize_mask(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:

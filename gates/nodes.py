@@ -7,7 +7,7 @@ import torch
 
 from . import comfy_adapter
 from .gate import MAX_ROUTES, run_gate
-from .slots import parse_ref, validate_id
+from .slot_ids import parse_ref, validate_id
 from .waiter import WAITER
 
 CATEGORY = "Dataset Gates"

@@ -124,7 +124,7 @@ def test_lists_every_slot_with_loaded_thumbnails(page) -> None:
     assert "bfloat16" in half and "1×40×30×3" in half
     broken = page.locator(".dg-card[data-slot-id='broken']")
     assert "dg-bad" in broken.get_attribute("class")
-    assert "unreadable" in broken.inner_text()
+    assert "not a valid Dataset Gates slot" in broken.inner_text()
     shot(page, "grid")
 
 

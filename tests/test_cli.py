@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 
 import gates
 from gates import cli, images
-from gates.slots import ID_RULE, SLOT_FILE, SlotStore
+from gates.slot_ids import ID_RULE
+from gates.slots import SLOT_FILE, SlotStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -312,7 +313,7 @@ def test_invalid_id_is_a_clean_error(capsys, bus, store, tmp_path, argv):
 def test_missing_slot(capsys, bus):
     rc, out, err = run(capsys, "--bus", bus, "info", "nope")
     assert rc == 1 and out == ""
-    assert err == f"gates: error: no slot 'nope' in {bus}\n"
+    assert err == f"gates: error: no slot 'nope' in bus {bus.name!r}\n"
 
 
 def test_corrupt_slot_fails_info_but_is_listed(capsys, bus, store):
@@ -321,15 +322,15 @@ def test_corrupt_slot_fails_info_but_is_listed(capsys, bus, store):
     (bus / "bad" / SLOT_FILE).write_bytes(b"garbage" * 20)
     rc, out, err = run(capsys, "--bus", bus, "info", "bad")
     assert rc == 1 and out == ""
-    assert err.startswith("gates: error: slot 'bad' is unreadable") and err.count("\n") == 1
+    assert err.startswith("gates: error: slot 'bad': not a valid Dataset Gates slot") and err.count("\n") == 1
     rc, out, _ = run(capsys, "--bus", bus, "ls")
     assert rc == 0
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
     assert set(rows) == {"good", "bad"}
-    assert "ERROR: slot 'bad' is unreadable" in rows["bad"]
+    assert "ERROR: slot 'bad': not a valid Dataset Gates slot" in rows["bad"]
     rc, out, _ = run(capsys, "--bus", bus, "ls", "--json")
     errors = {d["id"]: d["error"] for d in json.loads(out)}
-    assert errors["good"] is None and "unreadable" in errors["bad"]
+    assert errors["good"] is None and "not a valid Dataset Gates slot" in errors["bad"]
 
 
 @pytest.mark.parametrize("argv", [["export", "x"], ["export", "x", "o", "--bits", "12"], ["bogus"], []])

@@ -55,7 +55,7 @@ def test_history_uses_hard_links_not_copies(store):
     store.publish("s", img(1.0, size=64))
     first_inode = (store.slot_dir("s") / "slot.safetensors").stat().st_ino
     store.publish("s", img(2.0, size=64))
-    old = store.tensor_file("s@-1")
+    (old,) = (store.slot_dir("s") / "history").glob("*.safetensors")
     assert old.stat().st_ino == first_inode
 
 
