@@ -3,33 +3,46 @@
 ComfyUI mounts them on PromptServer.instance.routes (and mirrors them under /api); the slot
 browser mounts them on its own app. Every input is validated here: ids by the slot id rule,
 numbers by range, bodies by size, so a bad request gets a 4xx with a message and never a 500.
+
+In ComfyUI these handlers run on ComfyUI's own event loop, so none of them touches the disk or
+renders on it: store work goes to a small thread pool, renders and decodes to a separate,
+bounded one (a flood of previews gets 503, and a listing never waits behind a render).
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
+import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from . import images
 from .policy import Policy
-from .slots import (SlotCorrupt, SlotInfo, SlotNotFound, SlotStore, SlotWriteError, parse_ref,
-                    validate_id)
+from .errors import SlotCorrupt, SlotNotFound, SlotTooLarge, SlotWriteError
+from .slot_ids import parse_ref, validate_id
+from .slots import SlotInfo, SlotStore
 from .waiter import StaleRun, Waiter
 
 PREFIX = "/datasete_gate"
 MAX_JSON_BYTES = 64 * 1024
 MAX_MASK_BYTES = 32 * 1024 * 1024
+STORE_THREADS = 4
+RENDER_THREADS = 2
+MAX_WAITING_RENDERS = 8  # beyond this many renders queued or running, answer 503
+DOWNLOAD_CHUNK = 1 << 20
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+R = TypeVar("R")
 
 # Exceptions a request can cause, and what the client is told.
 _STATUS: list[tuple[type[BaseException], int]] = [
     (StaleRun, 409), (FileExistsError, 409), (SlotNotFound, 404), (SlotCorrupt, 422),
-    (SlotWriteError, 507), (ValueError, 400),
+    (SlotTooLarge, 413), (SlotWriteError, 507), (ValueError, 400),
     (HttpProcessingError, 400),  # a malformed multipart body (bad or oversized part headers)
 ]
 
@@ -56,9 +69,11 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES,
                                             actual_size=request.content_length)
-    raw = await request.content.read(MAX_JSON_BYTES + 1)
-    if len(raw) > MAX_JSON_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(raw))
+    raw = bytearray()
+    async for chunk in request.content.iter_any():  # the whole body, however it was split
+        raw += chunk
+        if len(raw) > MAX_JSON_BYTES:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(raw))
     try:
         body = json.loads(raw or b"{}")
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -95,6 +110,30 @@ class GateRoutes:
         self.store = store
         self.waiter = waiter
         self.prefix = prefix
+        self._store_pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="gates-store")
+        self._render_pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="gates-render")
+        self._renders = 0
+        self._renders_lock = threading.Lock()
+
+    async def _store(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run store work on the store pool: disk reads never block the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._store_pool, functools.partial(fn, *args))
+
+    async def _render(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run a render or decode on the render pool; 503 when too many are already waiting."""
+        with self._renders_lock:
+            if self._renders >= MAX_WAITING_RENDERS:
+                raise web.HTTPServiceUnavailable(
+                    text=json.dumps({"error": "too many previews are being rendered; try again"}),
+                    content_type="application/json", headers={"Retry-After": "1"})
+            self._renders += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._render_pool, functools.partial(fn, *args))
+        finally:
+            with self._renders_lock:
+                self._renders -= 1
 
     def add_to(self, table: web.RouteTableDef) -> None:
         p = self.prefix
@@ -125,64 +164,81 @@ class GateRoutes:
         return d
 
     async def bus_list(self, request: web.Request) -> web.Response:
-        slots = self.store.list()
-        return web.json_response({"bus": str(self.store.root), "ids": [s.id for s in slots],
+        slots = await self._store(self.store.list)
+        return web.json_response({"bus": self.store.root.name, "ids": [s.id for s in slots],
                                   "slots": [self._slot_json(s) for s in slots]})
 
     async def bus_info(self, request: web.Request) -> web.Response:
-        return web.json_response(self._slot_json(self.store.info(_ref(request))))
+        return web.json_response(self._slot_json(await self._store(self.store.info, _ref(request))))
 
     async def bus_history(self, request: web.Request) -> web.Response:
-        versions = self.store.history(validate_id(request.match_info["id"]))
+        versions = await self._store(self.store.history, validate_id(request.match_info["id"]))
         return web.json_response({"versions": [self._slot_json(v) for v in versions]})
 
-    async def bus_thumb(self, request: web.Request) -> web.StreamResponse:
-        info = self.store.info(_ref(request))
-        if info.thumb is None:
-            raise SlotNotFound(f"slot {info.id!r} has no thumbnail")
-        return web.FileResponse(info.thumb, headers={"Cache-Control": "no-cache"})
+    async def bus_thumb(self, request: web.Request) -> web.Response:
+        data = await self._render(self.store.thumbnail, _ref(request))
+        return web.Response(body=data, content_type="image/png", headers={"Cache-Control": "no-cache"})
 
     async def bus_image(self, request: web.Request) -> web.Response:
         index = _int_param(request.match_info["index"], "index")
-        return _png(images.preview(self.store.read_image(_ref(request), index)))
+        return _png(await self._render(self.store.render, _ref(request), index))
 
     async def bus_tensors(self, request: web.Request) -> web.StreamResponse:
+        """The exact slot file, verified first, then streamed from the same open file."""
         ref = _ref(request)
-        path = self.store.tensor_file(ref)
-        filename = ref.replace("@", "_")
-        return web.FileResponse(path, headers={
-            "Content-Disposition": f'attachment; filename="{filename}.safetensors"',
-            "Content-Type": "application/octet-stream"})
+        opened = self.store.verified_file(ref)
+        f, size = await self._render(opened.__enter__)
+        try:
+            def read_at(offset: int) -> bytes:
+                f.seek(offset)
+                return f.read(DOWNLOAD_CHUNK)
+
+            resp = web.StreamResponse(headers={
+                "Content-Disposition": f'attachment; filename="{ref.replace("@", "_")}.safetensors"',
+                "Content-Type": "application/octet-stream", "Cache-Control": "no-store"})
+            resp.content_length = size
+            await resp.prepare(request)
+            offset = 0
+            while chunk := await self._store(read_at, offset):
+                await resp.write(chunk)
+                offset += len(chunk)
+            await resp.write_eof()
+            return resp
+        finally:
+            await self._store(opened.__exit__, None, None, None)
 
     async def bus_delete(self, request: web.Request) -> web.Response:
         slot_id = validate_id(request.match_info["id"])
-        self.store.delete(slot_id)
+        await self._store(self.store.delete, slot_id)
         return web.json_response({"deleted": slot_id})
 
     async def bus_rename(self, request: web.Request) -> web.Response:
         old = validate_id(request.match_info["id"])
         body = await _json_body(request)
-        info = self.store.rename(old, validate_id(body.get("to")), overwrite=body.get("overwrite") is True)
+        info = await self._store(functools.partial(
+            self.store.rename, old, validate_id(body.get("to")), overwrite=body.get("overwrite") is True))
         return web.json_response(self._slot_json(info))
 
     async def bus_pin(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
         if not isinstance(body.get("pinned", True), bool):
             raise ValueError("pinned must be true or false")
-        info = self.store.pin(validate_id(request.match_info["id"]), body.get("pinned", True))
+        info = await self._store(self.store.pin, validate_id(request.match_info["id"]),
+                                 body.get("pinned", True))
         return web.json_response(self._slot_json(info))
 
-    def _policy_json(self, policy: Policy) -> web.Response:
-        return web.json_response({"keep": policy.keep, "quota_bytes": policy.quota_bytes,
-                                  "used_bytes": self.store.usage()})
+    def _policy_json(self, policy: Policy) -> dict[str, Any]:
+        return {"keep": policy.keep, "quota_bytes": policy.quota_bytes,
+                "used_bytes": self.store.usage()}
 
     async def bus_policy(self, request: web.Request) -> web.Response:
-        return self._policy_json(self.store.policy())
+        return web.json_response(await self._store(lambda: self._policy_json(self.store.policy())))
 
     async def bus_set_policy(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
-        policy, _ = self.store.set_policy(**{k: body[k] for k in ("keep", "quota_bytes") if k in body})
-        return self._policy_json(policy)
+        changes = {k: body[k] for k in ("keep", "quota_bytes") if k in body}
+        return web.json_response(await self._store(
+            lambda: self._policy_json(self.store.set_policy(**changes)[0])))
 
     async def choice(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
@@ -207,26 +263,37 @@ class GateRoutes:
         async for part in reader:
             if not isinstance(part, BodyPartReader):  # a nested multipart/* part
                 raise ValueError("mask upload fields must be plain form fields, not nested multipart")
-            if part.name is None:
-                continue
             data = bytearray()
-            while chunk := await part.read_chunk(1 << 16):
+            while chunk := await part.read_chunk(1 << 16):  # unnamed parts count too
                 total += len(chunk)
                 if total > MAX_MASK_BYTES:
                     raise web.HTTPRequestEntityTooLarge(max_size=MAX_MASK_BYTES, actual_size=total)
                 data += chunk
-            fields[part.name] = bytes(data)
+            if part.name is not None:
+                fields[part.name] = bytes(data)
         node = fields.get("node", b"").decode("utf-8", "replace")
         token = fields.get("token", b"").decode("utf-8", "replace")
         index = _int_param(fields.get("index", b"").decode("ascii", "replace"), "index")
-        self.waiter.get(node, token)  # refuse a stale run before decoding anything
+        pending = self.waiter.get(node, token)  # refuse a stale run before decoding anything
         if "clear" in fields:
             pending = self.waiter.set_mask(node, token, None)
         elif "mask" in fields:
-            pending = self.waiter.set_mask(node, token, images.decode_mask_upload(fields["mask"]), index)
+            _, h, w, _ = pending.image.shape
+            mask = await self._render(self._decode_mask, fields["mask"], int(h), int(w))
+            pending = self.waiter.set_mask(node, token, mask, index)
         else:
             raise ValueError("mask upload needs a `mask` file field or a `clear` field")
         return web.json_response({"node": pending.node, "painted": pending.public()["painted"]})
+
+    @staticmethod
+    def _decode_mask(data: bytes, height: int, width: int) -> Any:
+        """A painted mask kept small: uint8 at the image's size, whatever size was uploaded.
+
+        An upload may be a few times the image (drawn on a bigger screen), never more, so a
+        pause holds at most one image-sized byte plane per batch image plus a shared one.
+        """
+        limit = min(images.MAX_UPLOAD_PIXELS, max(4 * height * width, 1 << 20))
+        return images.fit_mask(images.decode_mask_upload(data, limit), height, width)
 
     async def pending(self, request: web.Request) -> web.Response:
         return web.json_response({"pending": self.waiter.pending(request.query.get("client_id") or None)})
@@ -236,4 +303,4 @@ class GateRoutes:
         index = _int_param(request.query.get("index"), "index", 0)
         if not 0 <= index < pending.image.shape[0]:
             raise ValueError(f"index must be from 0 to {pending.image.shape[0] - 1}, got {index}")
-        return _png(images.preview(pending.image[index]))
+        return _png(await self._render(images.preview, pending.image[index]))

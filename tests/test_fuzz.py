@@ -343,7 +343,7 @@ def bounded_memory(limit_mb: float) -> Iterator[None]:
 def test_bomb_headers_are_refused_before_decoding(name: str) -> None:
     data = bomb_headers()[name]
     start = time.perf_counter()
-    with bounded_memory(16), pytest.raises(ValueError, match="limit|not a readable image"):
+    with bounded_memory(16), pytest.raises(ValueError, match="limit|not a readable (PNG )?image"):
         images.decode_mask_upload(data)
     assert time.perf_counter() - start < 1.0
 
@@ -512,11 +512,14 @@ def test_same_origin_writes_work(browser_site: tuple[Site, tuple[str, int]]) -> 
     assert not s.store.exists("b")
 
 
-# An id that is not a slot id, or that resolves outside the bus, is a 400 with the id rule (the
-# routes' contract, see test_routes); every other path that is not an API route or a file under
-# web/ is a 404, and a folder under web/ a 403 (no listings).
+# An id that is not a slot id is a 400 with the id rule (the routes' contract, see test_routes);
+# a planted symlink where a slot folder belongs is a damaged slot, 422, never followed; every
+# other path that is not an API route or a file under web/ is a 404, and a folder under web/
+# a 403 (no listings).
 API_PROBES = [f"{PREFIX}/bus/{view}/{ref}" for view in ("thumb", "tensors", "info")
-              for ref in ("..%2F..%2Fetc%2Fpasswd", "..%2Foutside%2Fvictim", "link", "filelink.png")]
+              for ref in ("..%2F..%2Fetc%2Fpasswd", "..%2Foutside%2Fvictim")]
+PLANTED_PROBES = [f"{PREFIX}/bus/{view}/{ref}" for view in ("thumb", "tensors", "info")
+                  for ref in ("link", "filelink.png")]
 OTHER_PROBES = [
     f"{PREFIX}/bus/thumb/../../outside/secret.txt", f"{PREFIX}/bus/../../outside/secret.txt",
     f"{PREFIX}/../outside/secret.txt", "/static/../gates/slots.py", "/static/slots.py",
@@ -526,7 +529,8 @@ OTHER_PROBES = [
     "/bus/slot.safetensors", "/a/slot.safetensors", "/outside/secret.txt", "//etc/passwd",
     "/%2e%2e/%2e%2e/etc/passwd", "/web//etc/passwd",
 ]
-GET_PROBES = {**{p: 400 for p in API_PROBES}, **{p: 404 for p in OTHER_PROBES},
+GET_PROBES = {**{p: 400 for p in API_PROBES}, **{p: 422 for p in PLANTED_PROBES},
+              **{p: 404 for p in OTHER_PROBES},
               "/web/browser/index.html/..": 403, "/web/browser/": 403}
 
 
