@@ -15,6 +15,7 @@ import functools
 import json
 import threading
 from collections.abc import Awaitable, Callable
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -35,6 +36,7 @@ STORE_THREADS = 4
 RENDER_THREADS = 2
 MAX_WAITING_RENDERS = 8  # beyond this many renders queued or running, answer 503
 DOWNLOAD_CHUNK = 1 << 20
+PREVIEW_CACHE = 32  # rendered pause previews kept, by (node, token, index)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 R = TypeVar("R")
@@ -114,6 +116,7 @@ class GateRoutes:
         self._render_pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="gates-render")
         self._renders = 0
         self._renders_lock = threading.Lock()
+        self._previews: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
 
     async def _store(self, fn: Callable[..., R], *args: Any) -> R:
         """Run store work on the store pool: disk reads never block the event loop."""
@@ -303,4 +306,11 @@ class GateRoutes:
         index = _int_param(request.query.get("index"), "index", 0)
         if not 0 <= index < pending.image.shape[0]:
             raise ValueError(f"index must be from 0 to {pending.image.shape[0] - 1}, got {index}")
-        return _png(await self._render(images.preview, pending.image[index]))
+        key = (pending.node, pending.token, index)
+        data = self._previews.get(key)
+        if data is None:  # paging back and forth, or a second look, costs nothing
+            data = await self._render(images.preview, pending.image[index])
+            self._previews[key] = data
+            while len(self._previews) > PREVIEW_CACHE:
+                self._previews.popitem(last=False)
+        return _png(data)
