@@ -11,12 +11,17 @@ and the API deletes things:
   own name in Host, so refusing unknown names stops that (DNS rebinding).
 - A state-changing request with an Origin must come from exactly our scheme, host and port:
   a page on another site could otherwise POST or DELETE to 127.0.0.1 from the user's browser.
+- With a token (required when listening beyond loopback), every request must carry it as the
+  cookie that GET /?token=... sets, or as the X-Dataset-Gates-Token header.
 """
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 import queue
+import re
+import secrets
+import sys
 import threading
 import urllib.parse
 from collections.abc import Callable, Collection, Iterator
@@ -37,6 +42,9 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Binding one of these listens on every address of the machine; see host_allowed.
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+TOKEN_HEADER = "X-Dataset-Gates-Token"
+TOKEN_COOKIE = "dataset_gates_token"  # + "_<port>": cookies ignore ports, two servers must not clash
+_TOKEN_RULE = re.compile(r"[A-Za-z0-9_-]{16,}")  # token_urlsafe's alphabet: safe in URLs and cookies
 
 
 def _host_name(host: str) -> str:
@@ -51,12 +59,23 @@ def _is_ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+def is_loopback(host: str) -> bool:
+    """Whether listening on `host` keeps the server on this machine: 127.0.0.0/8, ::1, localhost.
+
+    Other names count as non-loopback even if they resolve to 127.0.0.1 today: what they
+    resolve to can change, and a wrong "yes" here drops the token.
+    """
+    name = _host_name(host)
+    address = _is_ip(name)
+    return name == "localhost" or (address is not None and address.is_loopback)
+
+
 def allowed_hosts_for(bind: str) -> frozenset[str]:
     """The Host names a server listening on `bind` answers to: the loopback names and `bind`.
 
     For a wildcard bind (0.0.0.0, ::) the entry stands for "any IP address" (see
-    host_allowed), not for the machine's other names: its DNS names are not known for sure.
-    Bind a name with --host to use it.
+    host_allowed), not for the machine's other names: its DNS names are not known for sure,
+    and the token, required there, is what protects. Bind a name with --host to use it.
     """
     return LOOPBACK_HOSTS | {_host_name(bind)}
 
@@ -125,18 +144,72 @@ def refusal(method: str, host: str | None, origin: str | None, *, allowed_hosts:
     return None
 
 
+def choose_token(host: str, token: str | None = None, no_auth: bool = False) -> str | None:
+    """The token `serve` requires: the one given, a fresh one for a non-loopback bind, or None.
+
+    Raises ValueError for a token that is too short or not URL/cookie safe, or for a token
+    together with no_auth.
+    """
+    if token is not None:
+        if no_auth:
+            raise ValueError("--token and --no-auth contradict each other")
+        if not _TOKEN_RULE.fullmatch(token):
+            raise ValueError("a --token must be 16 or more of the characters A-Z a-z 0-9 _ -")
+        return token
+    if no_auth or is_loopback(host):
+        return None
+    return secrets.token_urlsafe(24)
+
+
+def bind_warnings(host: str, port: int, token: str | None) -> list[str]:
+    """What `serve` prints to stderr before listening on `host`: nothing on loopback."""
+    if is_loopback(host):
+        return []
+    exposed = (f"warning: {host or '*'} is not a loopback address: other machines that can "
+               f"reach port {port} can reach the slot browser.")
+    if token is None:
+        return [exposed, (f"warning: --no-auth: anyone who can reach port {port} can list, "
+                          f"download, rename and delete slots and change the quota.")]
+    return [exposed, (f"Every request needs the token: open the URL printed below (it sets a "
+                      f"cookie) or send the {TOKEN_HEADER} header.")]
+
+
 def _served_port(request: web.Request) -> int | None:
     """The local port the request came in on (the served port, even when bound to port 0)."""
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     return sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
 
 
+def _same_secret(given: str | None, token: str) -> bool:
+    """Constant-time comparison; header text may hold any byte, so compare bytes."""
+    return given is not None and secrets.compare_digest(
+        given.encode("utf-8", "surrogateescape"), token.encode())
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def guard(allowed_hosts: Collection[str]) -> Middleware:
-    """The middleware that runs `refusal`: a 403 with the reason, or the handler."""
+# A page, not a 303: a Strict cookie is not sent after a redirect chain that started on
+# another site (the URL clicked in a web mail), while a navigation started by our own page
+# is. location.replace also drops the token URL from the tab's history (no Back loop).
+_LOGIN_PAGE = ('<!doctype html><meta charset="utf-8"><title>Dataset Gates</title>'
+               '<script>location.replace("/")</script>'
+               '<noscript><meta http-equiv="refresh" content="0; url=/"></noscript>'
+               '<a href="/">Open the slot browser</a>')
+
+
+def _login(cookie: str, token: str) -> web.Response:
+    """Trade the URL's token for an HttpOnly, SameSite=Strict cookie and go on to /, so the
+    token leaves the address bar and the page's own requests carry it without any script."""
+    page = web.Response(text=_LOGIN_PAGE, content_type="text/html",
+                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    page.set_cookie(cookie, token, httponly=True, samesite="Strict", path="/")
+    return page
+
+
+def guard(allowed_hosts: Collection[str], token: str | None = None) -> Middleware:
+    """The middleware that runs `refusal` (403) and, with a token, the token check (401)."""
     names = frozenset(map(_host_name, allowed_hosts))
 
     @web.middleware
@@ -146,6 +219,17 @@ def guard(allowed_hosts: Collection[str]) -> Middleware:
                       allowed_hosts=names, port=port, scheme=request.scheme)
         if why:
             return _error(403, why)
+        if token is None:
+            return await handler(request)
+        cookie = f"{TOKEN_COOKIE}_{port}"
+        if request.method == "GET" and request.path == "/" and "token" in request.query:
+            if not _same_secret(request.query["token"], token):
+                return _error(401, "wrong token in the URL: use the one `gates serve` printed")
+            return _login(cookie, token)
+        if not (_same_secret(request.headers.get(TOKEN_HEADER), token)
+                or _same_secret(request.cookies.get(cookie), token)):
+            return _error(401, f"token required: open the URL `gates serve` printed (/?token=...) "
+                               f"or send the {TOKEN_HEADER} header")
         return await handler(request)
 
     return guard_middleware
@@ -161,16 +245,17 @@ async def _index(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "no-cache"})
 
 
-def make_app(store: SlotStore, *, allowed_hosts: Collection[str] = LOOPBACK_HOSTS) -> web.Application:
+def make_app(store: SlotStore, *, allowed_hosts: Collection[str] = LOOPBACK_HOSTS,
+             token: str | None = None) -> web.Application:
     """The browser app on one slot store: API at /datasete_gate, files at /web/, page at /.
 
     allowed_hosts: the Host names it answers to (allowed_hosts_for(bind) for a server bound
-    elsewhere than loopback).
+    elsewhere than loopback); token: required on every request when given (see guard).
     """
     if not PAGE.is_file():
         raise FileNotFoundError(f"the slot browser page is missing: {PAGE} (web/ must ship "
                                 f"next to the gates package)")
-    app = web.Application(middlewares=[guard(allowed_hosts)])
+    app = web.Application(middlewares=[guard(allowed_hosts, token)])
     routes = web.RouteTableDef()
     GateRoutes(store, Waiter()).add_to(routes)
     app.add_routes(routes)
@@ -191,26 +276,37 @@ async def _serve_until(runner: web.AppRunner, host: str, port: int, stop: asynci
         await runner.cleanup()
 
 
-async def _run(store: SlotStore, host: str, port: int, stop: asyncio.Event | None = None) -> None:
-    """Listen, say where, and wait for `stop` (forever by default: Ctrl-C ends it)."""
-    runner = web.AppRunner(make_app(store, allowed_hosts=allowed_hosts_for(host)), handle_signals=False)
+async def _run(store: SlotStore, host: str, port: int, stop: asyncio.Event | None = None,
+               token: str | None = None) -> None:
+    """Listen, say where (with the token, the only place it is printed), and wait for `stop`
+    (forever by default: Ctrl-C ends it)."""
+    app = make_app(store, allowed_hosts=allowed_hosts_for(host), token=token)
+    runner = web.AppRunner(app, handle_signals=False)
+    query = "" if token is None else "?" + urllib.parse.urlencode({"token": token})
 
     def say_where() -> None:
         for address in runner.addresses:
             shown_host, shown_port = address[0], address[1]
             if ":" in shown_host:
                 shown_host = f"[{shown_host}]"
-            print(f"Dataset Gates slot browser: http://{shown_host}:{shown_port}/", flush=True)
+            print(f"Dataset Gates slot browser: http://{shown_host}:{shown_port}/{query}", flush=True)
         print(f"bus folder: {store.root.resolve()}", flush=True)
         print("press Ctrl-C to stop", flush=True)
 
     await _serve_until(runner, host, port, stop or asyncio.Event(), say_where)
 
 
-def serve(store: SlotStore, host: str = "127.0.0.1", port: int = 8189) -> None:
-    """Serve the browser until Ctrl-C. A port already in use raises OSError."""
+def serve(store: SlotStore, host: str = "127.0.0.1", port: int = 8189, *,
+          token: str | None = None, no_auth: bool = False) -> None:
+    """Serve the browser until Ctrl-C; beyond loopback, behind a token unless no_auth.
+
+    A port already in use raises OSError; a bad token (see choose_token) ValueError.
+    """
+    token = choose_token(host, token, no_auth)
+    for line in bind_warnings(host, port, token):
+        print(line, file=sys.stderr, flush=True)
     try:
-        asyncio.run(_run(store, host, port))
+        asyncio.run(_run(store, host, port, token=token))
     except KeyboardInterrupt:
         print("stopped", flush=True)
 

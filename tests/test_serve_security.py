@@ -1,4 +1,4 @@
-"""`gates serve` against DNS rebinding and cross-origin writes.
+"""`gates serve` against DNS rebinding, cross-origin writes and other machines.
 
 The rule tests call the pure functions in gates/browser.py. The process tests start a real
 `python -m gates serve` and attack it over 127.0.0.1 with raw HTTP, setting Host and Origin
@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
@@ -23,7 +24,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gates.browser import LOOPBACK_HOSTS, allowed_hosts_for, host_allowed, refusal
+from gates.browser import (LOOPBACK_HOSTS, allowed_hosts_for, bind_warnings, choose_token,
+                           host_allowed, is_loopback, make_app, refusal, serving)
 from gates.slots import SlotStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,6 +81,38 @@ def test_a_named_bind_admits_that_name() -> None:
     assert host_allowed(f"mybox.lan:{P}", allowed, P) and host_allowed(f"[::1]:{P}", allowed, P)
     assert not host_allowed(f"other.lan:{P}", allowed, P)
     assert host_allowed(f"[::1]:{P}", allowed_hosts_for("[::1]"), P)
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("127.0.0.1", True), ("127.8.9.10", True), ("localhost", True), ("LocalHost", True),
+    ("::1", True), ("[::1]", True), ("0.0.0.0", False), ("::", False), ("", False),
+    ("192.168.1.5", False), ("mybox.lan", False), ("localhost.evil.example", False),
+])
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_choose_token() -> None:
+    assert choose_token("127.0.0.1") is None and choose_token("localhost") is None
+    fresh = choose_token("0.0.0.0")
+    assert fresh and re.fullmatch(r"[A-Za-z0-9_-]{32}", fresh) and fresh != choose_token("0.0.0.0")
+    assert choose_token("0.0.0.0", no_auth=True) is None
+    assert choose_token("127.0.0.1", "k" * 16) == "k" * 16  # a given token applies on loopback too
+    with pytest.raises(ValueError, match="16 or more"):
+        choose_token("0.0.0.0", "short")
+    with pytest.raises(ValueError, match="16 or more"):
+        choose_token("0.0.0.0", "x" * 20 + ";")
+    with pytest.raises(ValueError, match="contradict"):
+        choose_token("0.0.0.0", "k" * 16, no_auth=True)
+
+
+def test_bind_warnings() -> None:
+    assert bind_warnings("127.0.0.1", P, None) == [] and bind_warnings("localhost", P, "k" * 16) == []
+    with_token = "\n".join(bind_warnings("0.0.0.0", P, "k" * 16))
+    assert "not a loopback address" in with_token and "X-Dataset-Gates-Token" in with_token
+    assert "k" * 16 not in with_token  # the token is printed once, in the URL line
+    no_auth = "\n".join(bind_warnings("0.0.0.0", P, None))
+    assert "--no-auth" in no_auth and "delete slots" in no_auth
 
 
 # -- raw HTTP against a live server --------------------------------------------------------------
@@ -221,8 +255,99 @@ def test_loopback_serve_refuses_dns_rebinding_and_foreign_origins(bus: Path) -> 
         assert slot_ids(served.store) == {"a"}
 
 
+def token_of(url: str) -> str:
+    match = re.fullmatch(r"http://0\.0\.0\.0:\d+/\?token=([A-Za-z0-9_-]+)", url)
+    assert match, url
+    return match.group(1)
+
+
+def test_wildcard_serve_needs_the_printed_token(bus: Path) -> None:
+    with gates_serve(bus, "--host", "0.0.0.0", bind="0.0.0.0") as served:
+        assert "warning: 0.0.0.0 is not a loopback address" in served.stderr
+        token = token_of(served.url)
+        assert token not in served.stderr
+        header = {"X-Dataset-Gates-Token": token}
+        for path in (LIST, "/", "/web/browser/slot_browser.js", "/datasete_gate/bus/tensors/a"):
+            reply = served.send("GET", path)
+            assert reply.status == 401 and "token required" in reply.json()["error"], path
+        reply = served.send("POST", POLICY, body={"quota_bytes": 1})
+        assert reply.status == 401
+        assert served.send("GET", LIST, headers={"X-Dataset-Gates-Token": token[:-1] + "x"}).status == 401
+        assert served.send("GET", LIST, headers=header).status == 200
+        # Another machine's browser sends this machine's IP address as Host: fine with the token.
+        assert served.send("GET", LIST, "192.0.2.7", headers=header).status == 200
+        # A rebinding page could not have the token, and its Host is refused before that anyway.
+        assert served.send("GET", LIST, "evil.example", headers=header).status == 403
+
+        assert served.send("GET", "/?token=" + token[:-1] + "x").status == 401
+        login = served.send("GET", "/?token=" + token)
+        assert login.status == 200 and b'location.replace("/")' in login.body
+        cookie = login.headers["Set-Cookie"]
+        name = f"dataset_gates_token_{served.port}"
+        assert cookie.startswith(f"{name}={token};")
+        assert {"HttpOnly", "Path=/", "SameSite=Strict"} <= {part.strip() for part in cookie.split(";")}
+        jar = {"Cookie": f"{name}={token}"}
+        page = served.send("GET", "/", headers=jar)
+        assert page.status == 200 and b"mountBrowser" in page.body
+        assert served.send("GET", LIST, headers=jar).status == 200
+        assert served.send("GET", LIST, headers={"Cookie": f"dataset_gates_token_1={token}"}).status == 401
+        origin = {"Origin": f"http://127.0.0.1:{served.port}"}
+        reply = served.send("DELETE", "/datasete_gate/bus/b", headers={**jar, **origin})
+        assert reply.status == 200 and slot_ids(served.store) == {"a"}
+
+
+def test_no_auth_warns_and_needs_no_token(bus: Path) -> None:
+    with gates_serve(bus, "--host", "0.0.0.0", "--no-auth", bind="0.0.0.0") as served:
+        assert "not a loopback address" in served.stderr
+        assert "--no-auth: anyone who can reach port" in served.stderr
+        assert served.url == f"http://0.0.0.0:{served.port}/"
+        assert served.send("GET", LIST).status == 200
+        assert served.send("GET", LIST, "evil.example").status == 403  # still no rebinding
+
+
+def test_a_given_token_is_required_even_on_loopback(bus: Path) -> None:
+    token = "scripted-token-0123456789"
+    with gates_serve(bus, "--token", token) as served:
+        assert served.url == f"http://127.0.0.1:{served.port}/?token={token}"
+        assert served.send("GET", LIST).status == 401
+        assert served.send("GET", LIST, headers={"X-Dataset-Gates-Token": token}).status == 200
+
+
 def test_host_localhost_answers_to_localhost(bus: Path) -> None:
     with gates_serve(bus, "--host", "localhost") as served:
         assert served.stderr == "" and "?token=" not in served.url
         assert served.send("GET", LIST, "localhost").status == 200
         assert served.send("GET", LIST, "evil.example").status == 403
+
+
+# -- a real browser ----------------------------------------------------------------------------
+def test_printed_url_opens_the_page_even_from_a_link_on_another_site(bus: Path) -> None:
+    """The cookie is SameSite=Strict: a plain 303 would lose it after a cross-site click."""
+    from test_browser_page import CHROMIUM, CHROMIUM_ARGS, no_browser
+    if not os.path.exists(CHROMIUM):
+        no_browser(f"{CHROMIUM} not found (apt-get install chromium); this test needs it")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        no_browser("the `playwright` Python package is not installed; this test needs it")
+    from aiohttp import web
+    token = "k" * 24
+    with serving(make_app(SlotStore(bus), token=token)) as (host, port):
+        target = f"http://{host}:{port}/?token={token}"
+        mail = web.Application()
+
+        async def message(request: web.Request) -> web.Response:
+            return web.Response(text=f'<a id="go" href="{target}">slots</a>', content_type="text/html")
+        mail.router.add_get("/", message)
+        with serving(mail, host="localhost") as (_, mail_port), sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(f"http://localhost:{mail_port}/")
+                page.click("#go")
+                page.wait_for_selector(".dg-card[data-slot-id='a']", timeout=20_000)
+                assert page.url == f"http://{host}:{port}/"
+                page.go_back()
+                page.wait_for_url(f"http://localhost:{mail_port}/")  # no Back loop to the login
+            finally:
+                browser.close()
