@@ -4,20 +4,32 @@ It mounts the same routes ComfyUI gets (`GateRoutes`, at /datasete_gate) on a bu
 serves the pack's web/ folder at /web/, and answers GET / with the browser page. Nothing runs
 gates here, so the waiter is a fresh, empty one.
 
-Like ComfyUI, it refuses cross-origin requests that change things: a page on another site
-could otherwise POST or DELETE to 127.0.0.1 from the user's own browser.
+Every request passes `guard` first, because the list, the images and the tensors are private
+and the API deletes things:
+- Its Host must be a name the server is bound to. A page on another site can rebind its own
+  DNS name to 127.0.0.1 and then talk to us as "same origin"; its requests still carry its
+  own name in Host, so refusing unknown names stops that (DNS rebinding).
+- A state-changing request with an Origin must come from exactly our scheme, host and port:
+  a page on another site could otherwise POST or DELETE to 127.0.0.1 from the user's browser.
+- With a token (required when listening beyond loopback), every request must carry it as the
+  cookie that GET /?token=... sets, or as the X-Dataset-Gates-Token header.
 """
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import queue
+import re
+import secrets
+import sys
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from .routes import GateRoutes, Handler
 from .slots import SlotStore
@@ -27,50 +39,200 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 PAGE = WEB_DIR / "browser" / "index.html"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# Binding one of these listens on every address of the machine; see host_allowed.
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+TOKEN_HEADER = "X-Dataset-Gates-Token"
+TOKEN_COOKIE = "dataset_gates_token"  # + "_<port>": cookies ignore ports, two servers must not clash
+_TOKEN_RULE = re.compile(r"[A-Za-z0-9_-]{16,}")  # token_urlsafe's alphabet: safe in URLs and cookies
 
 
-def _host_port(netloc: str, scheme: str) -> tuple[str, int | None] | None:
-    """(hostname, port) of "host[:port]", the port defaulted by scheme; None if unparsable."""
+def _host_name(host: str) -> str:
+    """A bind address or Host name as compared here: lowercase, IPv6 without brackets."""
+    return host.strip().strip("[]").lower()
+
+
+def _is_ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(name)
+    except ValueError:
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on `host` keeps the server on this machine: 127.0.0.0/8, ::1, localhost.
+
+    Other names count as non-loopback even if they resolve to 127.0.0.1 today: what they
+    resolve to can change, and a wrong "yes" here drops the token.
+    """
+    name = _host_name(host)
+    address = _is_ip(name)
+    return name == "localhost" or (address is not None and address.is_loopback)
+
+
+def allowed_hosts_for(bind: str) -> frozenset[str]:
+    """The Host names a server listening on `bind` answers to: the loopback names and `bind`.
+
+    For a wildcard bind (0.0.0.0, ::) the entry stands for "any IP address" (see
+    host_allowed), not for the machine's other names: its DNS names are not known for sure,
+    and the token, required there, is what protects. Bind a name with --host to use it.
+    """
+    return LOOPBACK_HOSTS | {_host_name(bind)}
+
+
+def _split_netloc(netloc: str) -> tuple[str, int | None] | None:
+    """(hostname, port or None) of a bare "host[:port]"; None if it is anything more or less."""
     try:
         parts = urllib.parse.urlsplit("//" + netloc)
         port = parts.port
     except ValueError:
         return None
-    if not parts.hostname:
+    if not parts.hostname or parts.path or parts.query or parts.fragment or "@" in parts.netloc:
         return None
-    return parts.hostname.lower(), port if port is not None else _DEFAULT_PORTS.get(scheme)
+    return parts.hostname.lower(), port
+
+
+def host_allowed(host: str | None, allowed_hosts: Collection[str], port: int | None) -> bool:
+    """Whether a Host header names this server: an allowed name, and our port if it has one.
+
+    A missing Host is refused. An allowed wildcard address (0.0.0.0, ::) admits every IP
+    literal: a rebinding page always sends its own DNS name, never an IP address, because a
+    browser only sends Host: 192.0.2.7 to 192.0.2.7 itself.
+    """
+    parsed = _split_netloc(host) if host else None
+    if parsed is None:
+        return False
+    name, given_port = parsed
+    if given_port is not None and given_port != port:
+        return False
+    return name in allowed_hosts or (
+        _is_ip(name) is not None and not WILDCARD_HOSTS.isdisjoint(allowed_hosts))
 
 
 def same_origin(origin: str, host: str, scheme: str = "http") -> bool:
-    """Whether an Origin header names the host:port the request was sent to (its Host header).
+    """Whether an Origin header is exactly `scheme`://`host` (the request's Host header).
 
+    Scheme, name and port must all match, a missing port standing for the scheme's default.
     "null" (sandboxed frames, file: pages) and anything unparsable count as foreign.
     """
     try:
         parsed = urllib.parse.urlsplit(origin)
     except ValueError:
         return False
-    if parsed.scheme not in _DEFAULT_PORTS:
+    if parsed.scheme != scheme or scheme not in _DEFAULT_PORTS or parsed.path:
         return False
-    theirs = _host_port(parsed.netloc, parsed.scheme)
-    ours = _host_port(host, scheme)
-    return theirs is not None and theirs == ours
+    theirs, ours = _split_netloc(parsed.netloc), _split_netloc(host)
+    if theirs is None or ours is None:
+        return False
+    default = _DEFAULT_PORTS[scheme]
+    return (theirs[0], theirs[1] or default) == (ours[0], ours[1] or default)
 
 
-@web.middleware
-async def origin_only_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """403 for a state-changing request whose Origin differs from its Host.
+def refusal(method: str, host: str | None, origin: str | None, *, allowed_hosts: Collection[str],
+            port: int | None, scheme: str = "http") -> str | None:
+    """Why a request must get a 403, or None: a foreign Host, or a foreign Origin on a write.
 
-    Requests without an Origin header (curl, scripts, same-origin GETs) pass: browsers always
-    send Origin on cross-origin POST/DELETE, which is what this guards against.
+    Writes without an Origin pass (curl, scripts): browsers always send Origin on cross-origin
+    POST/DELETE, which is what that part guards against. Reads are not checked for Origin:
+    without CORS headers another site's page cannot read the reply.
     """
-    origin = request.headers.get("Origin")
-    if request.method not in SAFE_METHODS and origin is not None:
-        if not same_origin(origin, request.headers.get("Host", ""), request.scheme):
-            return web.json_response(
-                {"error": f"cross-origin {request.method} refused: Origin {origin!r} does not "
-                          f"match Host {request.headers.get('Host', '')!r}"}, status=403)
-    return await handler(request)
+    if not host_allowed(host, allowed_hosts, port):
+        return (f"Host {host!r} refused: this server answers to {', '.join(sorted(allowed_hosts))} "
+                f"on port {port} only (DNS rebinding guard)")
+    if method not in SAFE_METHODS and origin is not None and not same_origin(origin, host or "", scheme):
+        return f"cross-origin {method} refused: Origin {origin!r} is not {scheme}://{host}"
+    return None
+
+
+def choose_token(host: str, token: str | None = None, no_auth: bool = False) -> str | None:
+    """The token `serve` requires: the one given, a fresh one for a non-loopback bind, or None.
+
+    Raises ValueError for a token that is too short or not URL/cookie safe, or for a token
+    together with no_auth.
+    """
+    if token is not None:
+        if no_auth:
+            raise ValueError("--token and --no-auth contradict each other")
+        if not _TOKEN_RULE.fullmatch(token):
+            raise ValueError("a --token must be 16 or more of the characters A-Z a-z 0-9 _ -")
+        return token
+    if no_auth or is_loopback(host):
+        return None
+    return secrets.token_urlsafe(24)
+
+
+def bind_warnings(host: str, port: int, token: str | None) -> list[str]:
+    """What `serve` prints to stderr before listening on `host`: nothing on loopback."""
+    if is_loopback(host):
+        return []
+    exposed = (f"warning: {host or '*'} is not a loopback address: other machines that can "
+               f"reach port {port} can reach the slot browser.")
+    if token is None:
+        return [exposed, (f"warning: --no-auth: anyone who can reach port {port} can list, "
+                          f"download, rename and delete slots and change the quota.")]
+    return [exposed, (f"Every request needs the token: open the URL printed below (it sets a "
+                      f"cookie) or send the {TOKEN_HEADER} header.")]
+
+
+def _served_port(request: web.Request) -> int | None:
+    """The local port the request came in on (the served port, even when bound to port 0)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
+
+
+def _same_secret(given: str | None, token: str) -> bool:
+    """Constant-time comparison; header text may hold any byte, so compare bytes."""
+    return given is not None and secrets.compare_digest(
+        given.encode("utf-8", "surrogateescape"), token.encode())
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+# A page, not a 303: a Strict cookie is not sent after a redirect chain that started on
+# another site (the URL clicked in a web mail), while a navigation started by our own page
+# is. location.replace also drops the token URL from the tab's history (no Back loop).
+_LOGIN_PAGE = ('<!doctype html><meta charset="utf-8"><title>Dataset Gates</title>'
+               '<script>location.replace("/")</script>'
+               '<noscript><meta http-equiv="refresh" content="0; url=/"></noscript>'
+               '<a href="/">Open the slot browser</a>')
+
+
+def _login(cookie: str, token: str) -> web.Response:
+    """Trade the URL's token for an HttpOnly, SameSite=Strict cookie and go on to /, so the
+    token leaves the address bar and the page's own requests carry it without any script."""
+    page = web.Response(text=_LOGIN_PAGE, content_type="text/html",
+                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    page.set_cookie(cookie, token, httponly=True, samesite="Strict", path="/")
+    return page
+
+
+def guard(allowed_hosts: Collection[str], token: str | None = None) -> Middleware:
+    """The middleware that runs `refusal` (403) and, with a token, the token check (401)."""
+    names = frozenset(map(_host_name, allowed_hosts))
+
+    @web.middleware
+    async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        port = _served_port(request)
+        why = refusal(request.method, request.headers.get("Host"), request.headers.get("Origin"),
+                      allowed_hosts=names, port=port, scheme=request.scheme)
+        if why:
+            return _error(403, why)
+        if token is None:
+            return await handler(request)
+        cookie = f"{TOKEN_COOKIE}_{port}"
+        if request.method == "GET" and request.path == "/" and "token" in request.query:
+            if not _same_secret(request.query["token"], token):
+                return _error(401, "wrong token in the URL: use the one `gates serve` printed")
+            return _login(cookie, token)
+        if not (_same_secret(request.headers.get(TOKEN_HEADER), token)
+                or _same_secret(request.cookies.get(cookie), token)):
+            return _error(401, f"token required: open the URL `gates serve` printed (/?token=...) "
+                               f"or send the {TOKEN_HEADER} header")
+        return await handler(request)
+
+    return guard_middleware
 
 
 def _page_html() -> str:
@@ -83,12 +245,17 @@ async def _index(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "no-cache"})
 
 
-def make_app(store: SlotStore) -> web.Application:
-    """The browser app on one slot store: API at /datasete_gate, files at /web/, page at /."""
+def make_app(store: SlotStore, *, allowed_hosts: Collection[str] = LOOPBACK_HOSTS,
+             token: str | None = None) -> web.Application:
+    """The browser app on one slot store: API at /datasete_gate, files at /web/, page at /.
+
+    allowed_hosts: the Host names it answers to (allowed_hosts_for(bind) for a server bound
+    elsewhere than loopback); token: required on every request when given (see guard).
+    """
     if not PAGE.is_file():
         raise FileNotFoundError(f"the slot browser page is missing: {PAGE} (web/ must ship "
                                 f"next to the gates package)")
-    app = web.Application(middlewares=[origin_only_middleware])
+    app = web.Application(middlewares=[guard(allowed_hosts, token)])
     routes = web.RouteTableDef()
     GateRoutes(store, Waiter()).add_to(routes)
     app.add_routes(routes)
@@ -109,26 +276,37 @@ async def _serve_until(runner: web.AppRunner, host: str, port: int, stop: asynci
         await runner.cleanup()
 
 
-async def _run(store: SlotStore, host: str, port: int, stop: asyncio.Event | None = None) -> None:
-    """Listen, say where, and wait for `stop` (forever by default: Ctrl-C ends it)."""
-    runner = web.AppRunner(make_app(store), handle_signals=False)
+async def _run(store: SlotStore, host: str, port: int, stop: asyncio.Event | None = None,
+               token: str | None = None) -> None:
+    """Listen, say where (with the token, the only place it is printed), and wait for `stop`
+    (forever by default: Ctrl-C ends it)."""
+    app = make_app(store, allowed_hosts=allowed_hosts_for(host), token=token)
+    runner = web.AppRunner(app, handle_signals=False)
+    query = "" if token is None else "?" + urllib.parse.urlencode({"token": token})
 
     def say_where() -> None:
         for address in runner.addresses:
             shown_host, shown_port = address[0], address[1]
             if ":" in shown_host:
                 shown_host = f"[{shown_host}]"
-            print(f"Dataset Gates slot browser: http://{shown_host}:{shown_port}/", flush=True)
+            print(f"Dataset Gates slot browser: http://{shown_host}:{shown_port}/{query}", flush=True)
         print(f"bus folder: {store.root.resolve()}", flush=True)
         print("press Ctrl-C to stop", flush=True)
 
     await _serve_until(runner, host, port, stop or asyncio.Event(), say_where)
 
 
-def serve(store: SlotStore, host: str = "127.0.0.1", port: int = 8189) -> None:
-    """Serve the browser until Ctrl-C. A port already in use raises OSError."""
+def serve(store: SlotStore, host: str = "127.0.0.1", port: int = 8189, *,
+          token: str | None = None, no_auth: bool = False) -> None:
+    """Serve the browser until Ctrl-C; beyond loopback, behind a token unless no_auth.
+
+    A port already in use raises OSError; a bad token (see choose_token) ValueError.
+    """
+    token = choose_token(host, token, no_auth)
+    for line in bind_warnings(host, port, token):
+        print(line, file=sys.stderr, flush=True)
     try:
-        asyncio.run(_run(store, host, port))
+        asyncio.run(_run(store, host, port, token=token))
     except KeyboardInterrupt:
         print("stopped", flush=True)
 

@@ -270,7 +270,8 @@ def cmd_config(store: SlotStore, args: argparse.Namespace) -> int:
 
 def cmd_serve(store: SlotStore, args: argparse.Namespace) -> int:
     from . import browser  # aiohttp and the page are needed by this command only
-    browser.serve(store, args.host, args.port)  # a port in use is an OSError: a clean error
+    # a port in use is an OSError, a bad --token a ValueError: both clean errors
+    browser.serve(store, args.host, args.port, token=args.token, no_auth=args.no_auth)
     return 0
 
 
@@ -340,8 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("serve", parents=[bus], help="browse the bus in a web browser")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address or name to listen on; beyond loopback a token is required")
     p.add_argument("--port", type=int, default=8189)
+    p.add_argument("--token", metavar="TOKEN",
+                   help="require this token instead of a random one (16+ of A-Z a-z 0-9 _ -); "
+                        "other local users can see it in the process list")
+    p.add_argument("--no-auth", action="store_true",
+                   help="no token beyond loopback: anyone who can reach the port can delete slots")
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -269,6 +269,7 @@ def test_post_without_origin_and_cross_origin_get_are_allowed(bus: Path) -> None
     ("http://LOCALHOST:8189", "localhost:8189", True),
     ("http://localhost", "localhost:80", True),
     ("https://example.com", "example.com", False),  # scheme default port differs from http's
+    ("https://127.0.0.1:8189", "127.0.0.1:8189", False),  # same host and port, other scheme
     ("http://127.0.0.1:8190", "127.0.0.1:8189", False),
     ("http://evil.example", "127.0.0.1:8189", False),
     ("http://[::1]:8189", "[::1]:8189", True),

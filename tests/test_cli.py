@@ -356,12 +356,26 @@ def test_serve_on_a_busy_port_is_a_clean_error(capsys, bus):
 def test_serve_calls_browser(capsys, bus, monkeypatch):
     calls = []
     fake = types.ModuleType("gates.browser")
-    fake.serve = lambda store, host, port: calls.append((store.root, host, port))
+    fake.serve = lambda store, host, port, **options: calls.append((store.root, host, port, options))
     monkeypatch.setitem(sys.modules, "gates.browser", fake)
     monkeypatch.setattr(gates, "browser", fake, raising=False)
     assert run(capsys, "serve", "--bus", bus, "--port", "9000")[0] == 0
-    assert run(capsys, "--bus", bus, "serve", "--host", "0.0.0.0")[0] == 0
-    assert calls == [(bus, "127.0.0.1", 9000), (bus, "0.0.0.0", 8189)]
+    assert run(capsys, "--bus", bus, "serve", "--host", "0.0.0.0", "--no-auth")[0] == 0
+    assert run(capsys, "serve", "--host", "::", "--token", "t" * 16)[0] == 0
+    assert [call[1:] for call in calls] == [
+        ("127.0.0.1", 9000, {"token": None, "no_auth": False}),
+        ("0.0.0.0", 8189, {"token": None, "no_auth": True}),
+        ("::", 8189, {"token": "t" * 16, "no_auth": False})]
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--token", "short"], "16 or more"),
+    (["--token", "x" * 15 + "!"], "16 or more"),
+    (["--token", "x" * 16, "--no-auth"], "contradict"),
+])
+def test_serve_bad_token_options_are_clean_errors(capsys, bus, options, message):
+    rc, _, err = run(capsys, "--bus", bus, "serve", "--port", "0", *options)
+    assert rc == 1 and err.startswith("gates: error:") and message in err
 
 
 # -- default bus folder ------------------------------------------------------------------------

@@ -482,10 +482,9 @@ WRITE_BODIES = {"/bus/{id}/rename": {"to": "moved", "overwrite": True}, "/bus/{i
 def test_cross_origin_writes_are_403_and_change_nothing(browser_site: tuple[Site, tuple[str, int]]) -> None:
     s, address = browser_site
     host = f"{address[0]}:{address[1]}"
-    # Like ComfyUI, the check compares host and port, not the scheme: https on our own port
-    # could only be served by this server, so it is not listed.
+    # The check compares scheme, host and port: https on our own port is foreign too.
     foreign = ["http://evil.example", "null", f"http://127.0.0.1:{address[1] + 1}",
-               "https://127.0.0.1", f"http://localhost:{address[1]}", f"http://127.0.0.1.evil.example:{address[1]}",
+               "https://127.0.0.1", f"https://{host}", f"http://localhost:{address[1]}", f"http://127.0.0.1.evil.example:{address[1]}",
                "file://", f"http://{host}.evil.example", "javascript:x"]
     before = tree(s.store.root)
     cases = 0
