@@ -204,8 +204,14 @@ def decode_mask_upload(data: bytes, max_pixels: int = MAX_UPLOAD_PIXELS) -> torc
 
 
 def mask_float(mask: torch.Tensor) -> torch.Tensor:
-    """A painted mask (uint8, 255 = masked) or a float mask as float32 in 0..1."""
-    return mask.float() / 255.0 if mask.dtype == torch.uint8 else mask.float()
+    """A painted mask (uint8, 255 = masked) or a float mask as float32 in 0..1.
+
+    uint8 is turned back as ComfyUI's LoadImage computes a mask from alpha, `1 - alpha / 255`
+    in float32, so a mask painted at the gate is bit-identical to the same PNG loaded there.
+    """
+    if mask.dtype != torch.uint8:
+        return mask.float()
+    return 1.0 - (255 - mask).float() / 255.0
 
 
 def fit_mask(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:

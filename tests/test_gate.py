@@ -228,3 +228,12 @@ def test_wired_mask_beats_the_slot_mask_on_resume(store):
     store.publish("cp", torch.rand(1, 4, 4, 3), torch.zeros(1, 4, 4))
     out = run(store, Host(Waiter(), choose(1)), get_id="cp", mask=torch.ones(1, 4, 4))
     assert bool((out[0] == 1).all())
+
+
+def test_painted_uint8_mask_matches_comfyuis_alpha_convention_bit_for_bit():
+    """LoadImage computes 1 - alpha/255 in float32; a mask painted at the gate must equal it."""
+    alpha = torch.arange(256, dtype=torch.uint8).reshape(16, 16)
+    comfy = 1.0 - torch.from_numpy(alpha.numpy().astype("float32") / 255.0)
+    image = torch.zeros(1, 16, 16, 3)
+    out = compose_mask({None: 255 - alpha}, None, image)
+    assert torch.equal(out[0], comfy)
