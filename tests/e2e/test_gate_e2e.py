@@ -182,12 +182,14 @@ def test_choice_runs_only_the_chosen_branch_and_publishes(comfy, ws, images):
     assert pause["source"] == "input"
     assert pause["token"]
 
-    # A tab that reloads finds the pause again (both route spellings).
+    # A tab that reloads finds the pause again (both route spellings); other tabs (and a
+    # request without a client id) see that it waits, but never its token.
     for path in ("/datasete_gate/pending", "/api/datasete_gate/pending"):
-        listed = comfy.get(path).json()["pending"]
+        listed = comfy.get(path, params={"client_id": ws.client_id}).json()["pending"]
         assert [(p["node"], p["token"]) for p in listed] == [("2", pause["token"])], path
-    assert comfy.pending_gates(ws.client_id), "pending filtered by our client id lost the gate"
-    assert not comfy.pending_gates("some-other-tab")
+    for other in (comfy.pending_gates("some-other-tab"), comfy.pending_gates()):
+        assert [(p["node"], p["owner"], p["orphaned"]) for p in other] == [("2", "other", False)]
+        assert "token" not in other[0]
 
     # The preview of the paused image is served, at the image size.
     r = comfy.get("/datasete_gate/preview", params={"node": "2", "token": pause["token"]})
@@ -440,7 +442,7 @@ def test_cross_origin_writes_to_the_pack_are_refused(comfy, ws):
                        ("/api/datasete_gate/cancel", {"node": pause["node"], "token": pause["token"]}),
                        ("/datasete_gate/bus/e2e_slot/rename", {"to": "stolen"})]:
         assert comfy.post(path, json=body, headers=evil).status_code == 403, path
-    assert [p["token"] for p in comfy.pending_gates()] == [pause["token"]]  # still waiting
+    assert [p["token"] for p in comfy.pending_gates(ws.client_id)] == [pause["token"]]  # still waiting
     resp = comfy.post("/datasete_gate/choice", json={"node": pause["node"], "token": pause["token"],
                                                      "route": 1})
     assert resp.status_code == 200
