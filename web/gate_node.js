@@ -47,11 +47,13 @@ export class GateController {
     });
     this.widget.serialize = false;
     hideLabelsWidget(node);
-    const routes = widgetByName(node, "routes");
-    if (routes) {
-      const callback = routes.callback;
-      routes.callback = (...args) => {
-        const result = callback?.apply(routes, args);
+    // Loading a workflow sets widgets with `value = v; callback?.(v)` (app.loadApiJson does):
+    // outputs, buttons and the label editor follow both widgets.
+    for (const widget of [widgetByName(node, "routes"), widgetByName(node, "labels")]) {
+      if (!widget) continue;
+      const callback = widget.callback;
+      widget.callback = (...args) => {
+        const result = callback?.apply(widget, args);
         this.sync();
         return result;
       };
