@@ -37,10 +37,20 @@ def _prompt_id() -> str | None:
     return getattr(PromptServer.instance, "last_prompt_id", None)
 
 
-def _notify(event: str, data: dict[str, Any]) -> None:
-    """To the tab that queued the prompt only (sid=None would reach every open tab)."""
+def _notify(event: str, data: dict[str, Any], client_id: str | None) -> None:
+    """To one tab's socket; client_id None reaches every open tab."""
     from server import PromptServer
-    PromptServer.instance.send_sync(event, data, sid=PromptServer.instance.client_id)
+    PromptServer.instance.send_sync(event, data, sid=client_id)
+
+
+def _connected(client_id: str) -> bool:
+    """Whether a tab with this client id has an open websocket (ComfyUI keeps them by id)."""
+    from server import PromptServer
+    sockets = getattr(PromptServer.instance, "sockets", None)
+    if sockets is None:  # unknown: never let another tab take a pause from a live one
+        return True
+    ws = sockets.get(client_id)
+    return ws is not None and not getattr(ws, "closed", False)
 
 
 def _interrupted() -> bool:
@@ -73,5 +83,5 @@ def register_routes() -> bool:
         return False
     if getattr(PromptServer, "instance", None) is None:
         return False
-    GateRoutes(store(), WAITER).add_to(PromptServer.instance.routes)
+    GateRoutes(store(), WAITER, connected=_connected).add_to(PromptServer.instance.routes)
     return True

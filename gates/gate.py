@@ -17,7 +17,7 @@ from . import images
 from .bus import SlotBus
 from .errors import SlotNotFound
 from .slot_ids import validate_id
-from .waiter import Decision, Waiter
+from .waiter import Decision, Pending, Waiter
 
 MAX_ROUTES = 10
 PAUSE_EVENT = "datasete_gate.pause"
@@ -30,7 +30,7 @@ log = logging.getLogger("dataset_gates")
 class Hooks:
     """The host's side of a run: ComfyUI's in the adapter, plain functions in tests."""
     interrupted: Callable[[], bool]
-    notify: Callable[[str, dict[str, Any]], None]  # to the tab that queued the prompt
+    notify: Callable[[str, dict[str, Any], str | None], None]  # to one client id; None = every tab
     blocker: Callable[[], Any]  # a fresh ExecutionBlocker(None)
     interrupt: Callable[[], BaseException]  # what to raise on Stop / Cancel
     prompt_id: Callable[[], str | None]
@@ -108,6 +108,12 @@ def blocked(hooks: Hooks) -> tuple:
     return (hooks.blocker(),) + route_outputs(None, None, hooks.blocker)
 
 
+def _done(hooks: Hooks, pending: Pending, route: int | None) -> None:
+    """Tell the pause's owner now, which a take-over may have changed since the pause event."""
+    hooks.notify(DONE_EVENT, {"node": pending.node, "token": pending.token, "route": route},
+                 pending.client_id)
+
+
 def run_gate(*, store: SlotBus, waiter: Waiter, hooks: Hooks, node: str, routes: int,
              image: torch.Tensor | None, send_id: str = "", get_id: str = "",
              labels: str = "", mask: torch.Tensor | None = None) -> tuple:
@@ -123,13 +129,16 @@ def run_gate(*, store: SlotBus, waiter: Waiter, hooks: Hooks, node: str, routes:
     pending = waiter.arm(node, source.image, routes, labels=parse_labels(labels, routes),
                          prompt_id=hooks.prompt_id(), client_id=hooks.client_id(),
                          source=source.origin)
-    hooks.notify(PAUSE_EVENT, pending.public())
+    if pending.client_id:
+        hooks.notify(PAUSE_EVENT, pending.public(), pending.client_id)
+    else:  # queued without a tab: every tab hears of it, none gets the token (see take_over)
+        hooks.notify(PAUSE_EVENT, pending.elsewhere(lambda _client: False), None)
     try:
         decision: Decision = waiter.wait(pending, hooks.interrupted)
     except Exception:
-        hooks.notify(DONE_EVENT, {"node": node, "token": pending.token, "route": None})
+        _done(hooks, pending, None)
         raise hooks.interrupt() from None
-    hooks.notify(DONE_EVENT, {"node": node, "token": pending.token, "route": decision.route})
+    _done(hooks, pending, decision.route)
     if decision.route is None:
         raise hooks.interrupt()
     mask = compose_mask(decision.masks, source.mask, source.image)

@@ -27,7 +27,7 @@ from .policy import Policy
 from .errors import SlotCorrupt, SlotNotFound, SlotTooLarge, SlotWriteError
 from .slot_ids import parse_ref, validate_id
 from .slots import SlotInfo, SlotStore
-from .waiter import StaleRun, Waiter
+from .waiter import Connected, StaleRun, Waiter
 
 PREFIX = "/datasete_gate"
 MAX_JSON_BYTES = 64 * 1024
@@ -108,10 +108,12 @@ def _png(data: bytes) -> web.Response:
 class GateRoutes:
     """The pack's endpoints, bound to one slot store and one waiter."""
 
-    def __init__(self, store: SlotStore, waiter: Waiter, prefix: str = PREFIX):
+    def __init__(self, store: SlotStore, waiter: Waiter, prefix: str = PREFIX,
+                 connected: Connected = lambda _client: True):
         self.store = store
         self.waiter = waiter
         self.prefix = prefix
+        self.connected = connected  # does a tab with this client id have an open socket?
         self._store_pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="gates-store")
         self._render_pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="gates-render")
         self._renders = 0
@@ -156,6 +158,7 @@ class GateRoutes:
             ("POST", "/mask", self.mask),
             ("POST", "/cancel", self.cancel),
             ("GET", "/pending", self.pending),
+            ("POST", "/takeover", self.takeover),
             ("GET", "/preview", self.preview),
         ]:
             table.route(method, p + path)(_guard(handler))
@@ -299,7 +302,16 @@ class GateRoutes:
         return images.fit_mask(images.decode_mask_upload(data, limit), height, width)
 
     async def pending(self, request: web.Request) -> web.Response:
-        return web.json_response({"pending": self.waiter.pending(request.query.get("client_id") or None)})
+        """This tab's pauses with their tokens; other tabs' pauses without (see Waiter.pending)."""
+        client_id = request.query.get("client_id") or None
+        return web.json_response({"pending": self.waiter.pending(client_id, self.connected)})
+
+    async def takeover(self, request: web.Request) -> web.Response:
+        """{node, client_id}: this tab answers an orphaned pause from now on (409 while its
+        owner tab is open); the reply is the pause with its new token."""
+        body = await _json_body(request)
+        pending = self.waiter.take_over(body.get("node"), body.get("client_id"), self.connected)
+        return web.json_response(pending.public())
 
     async def preview(self, request: web.Request) -> web.Response:
         pending = self.waiter.get(request.query.get("node"), request.query.get("token"))

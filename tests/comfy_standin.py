@@ -2,7 +2,7 @@
 
 It mirrors only what gates/comfy_adapter.py uses, with the same names and behaviour as
 ComfyUI 0.8.0: folder_paths.get_input_directory, server.PromptServer.instance (client_id,
-routes, send_sync, last_prompt_id), comfy_execution's ExecutionBlocker and
+routes, send_sync, last_prompt_id, sockets), comfy_execution's ExecutionBlocker and
 get_executing_context, and comfy.model_management's interrupt flag and exception.
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ class FakePromptServer:
         self.client_id: str | None = "tab-1"
         self.last_prompt_id = "prompt-1"
         self.routes = web.RouteTableDef()
+        self.sockets: dict[str, Any] = {}  # client id -> open websocket
         self.sent: list[tuple[str, dict, str | None]] = []
         self.on_send = lambda event, data: None
 

@@ -127,7 +127,7 @@ class Site:
             self.store.publish("a", torch.rand(2, 20, 12, 3), torch.rand(2, 20, 12), meta={"x": 1})
         if not self.store.exists("b"):
             self.store.publish("b", torch.rand(1, 8, 8, 3, dtype=torch.float32).to(torch.bfloat16))
-        if not any(p["token"] == self.token for p in self.waiter.pending()):
+        if not any(p["token"] == self.token for p in self.waiter.paused()):
             self.token = self.waiter.arm(self.node, torch.rand(2, 16, 12, 3), routes=3).token
 
     def untouched(self) -> None:

@@ -24,20 +24,24 @@ class Interrupt(Exception):
 class Host:
     """A fake host that answers the pause from another thread, as a click would."""
 
-    def __init__(self, waiter: Waiter, answer=None):
+    def __init__(self, waiter: Waiter, answer=None, client_id: str | None = "tab-1"):
         self.waiter = waiter
         self.answer = answer  # callable(waiter, payload) run when the pause is announced
+        self.client_id = client_id  # the tab that queued the prompt
         self.events: list[tuple[str, dict]] = []
+        self.sent_to: list[str | None] = []  # the client id of each event (None = every tab)
         self.flag = threading.Event()
 
-    def notify(self, event: str, payload: dict) -> None:
+    def notify(self, event: str, payload: dict, client_id: str | None) -> None:
         self.events.append((event, payload))
+        self.sent_to.append(client_id)
         if event == gate.PAUSE_EVENT and self.answer:
             threading.Timer(0.01, self.answer, args=(self.waiter, payload)).start()
 
     def hooks(self) -> Hooks:
         return Hooks(interrupted=self.flag.is_set, notify=self.notify, blocker=Blocker,
-                     interrupt=Interrupt, prompt_id=lambda: "prompt-1", client_id=lambda: "tab-1")
+                     interrupt=Interrupt, prompt_id=lambda: "prompt-1",
+                     client_id=lambda: self.client_id)
 
 
 def choose(route, mask=None, index=None):
@@ -84,6 +88,33 @@ def test_pause_event_describes_the_run(store):
     assert payload["labels"] == ["keep", "2", "redo"]
     assert payload["prompt_id"] == "prompt-1" and payload["token"]
     assert result == {"node": "12:5", "token": payload["token"], "route": 1}
+    assert host.sent_to == ["tab-1", "tab-1"]  # only the tab that queued
+
+
+def take_over_then_choose(route, client_id="tab-2"):
+    """Another tab takes the pause over (its owner has gone) and answers with its new token."""
+    def answer(waiter: Waiter, payload: dict) -> None:
+        pending = waiter.take_over(payload["node"], client_id, connected=lambda _client: False)
+        waiter.choose(payload["node"], pending.token, route)
+    return answer
+
+
+def test_after_a_take_over_the_done_event_goes_to_the_new_owner(store):
+    host = Host(Waiter(), take_over_then_choose(2))
+    out = run(store, host, image=torch.rand(1, 8, 6, 3))
+    assert not isinstance(out[2], Blocker)
+    (_, pause), (_, done) = host.events
+    assert host.sent_to == ["tab-1", "tab-2"]
+    assert done["route"] == 2 and done["token"] != pause["token"]  # the new owner's token
+
+
+def test_a_pause_queued_without_a_tab_is_announced_to_every_tab_without_its_token(store):
+    host = Host(Waiter(), take_over_then_choose(1), client_id=None)
+    run(store, host, image=torch.rand(1, 8, 6, 3))
+    (_, pause), (_, done) = host.events
+    assert host.sent_to == [None, "tab-2"]
+    assert "token" not in pause and pause["owner"] == "other" and pause["orphaned"] is True
+    assert done["route"] == 1
 
 
 def test_publish_on_pass_stores_image_mask_and_meta(store):

@@ -1,9 +1,11 @@
 """The nodes as ComfyUI sees them, through a stand-in for the ComfyUI modules they touch."""
 from __future__ import annotations
 
+import asyncio
 import math
 import sys
 import threading
+import types
 
 import pytest
 import torch
@@ -76,6 +78,32 @@ def test_gate_routes_publishes_and_targets_the_queuing_tab(comfy):
     assert slot.is_file()
 
 
+async def test_take_over_follows_comfys_open_sockets_and_done_goes_to_the_new_owner(comfy, aiohttp_client):
+    standin, pack = comfy
+    app = web.Application()
+    app.add_routes(standin.server.routes)
+    client = await aiohttp_client(app)
+    standin.server.sockets["tab-1"] = types.SimpleNamespace(closed=False)
+    paused = threading.Event()
+    standin.server.on_send = lambda event, data: event == "datasete_gate.pause" and paused.set()
+    gate = pack.NODE_CLASS_MAPPINGS["ImageGate"]()
+    run = asyncio.get_running_loop().run_in_executor(
+        None, lambda: gate.run(routes=2, unique_id="4", image=torch.rand(1, 4, 4, 3)))
+    assert await asyncio.get_running_loop().run_in_executor(None, paused.wait, 5.0)
+    take = {"node": "4", "client_id": "tab-2"}
+    resp = await client.post("/datasete_gate/takeover", json=take)
+    assert resp.status == 409  # tab-1's socket is open
+    standin.server.sockets["tab-1"].closed = True  # closing, not yet removed
+    resp = await client.post("/datasete_gate/takeover", json=take)
+    assert resp.status == 200
+    token = (await resp.json())["token"]
+    resp = await client.post("/datasete_gate/choice", json={"node": "4", "token": token, "route": 1})
+    assert resp.status == 200
+    await asyncio.wait_for(run, 5.0)
+    assert [(e, sid) for e, _, sid in standin.server.sent] == [
+        ("datasete_gate.pause", "tab-1"), ("datasete_gate.done", "tab-2")]
+
+
 def test_stop_raises_comfys_interrupt(comfy):
     standin, pack = comfy
     answer_with(standin, pack, None)
@@ -90,7 +118,7 @@ def test_global_cancel_interrupts_the_pause_and_clears_the_flag(comfy):
     with pytest.raises(InterruptProcessingException):
         pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="3", image=torch.rand(1, 4, 4, 3))
     assert not standin.interrupt_flag.is_set()
-    assert pack.gates.waiter.WAITER.pending() == []
+    assert pack.gates.waiter.WAITER.paused() == []
 
 
 def test_bus_save_then_load_is_bit_exact_and_fingerprinted(comfy):

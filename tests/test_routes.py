@@ -33,9 +33,15 @@ def waiter() -> Waiter:
 
 
 @pytest.fixture
-async def client(aiohttp_client, store, waiter):
+def sockets() -> set[str]:
+    """Client ids with an open websocket, as ComfyUI's PromptServer.instance.sockets would say."""
+    return {"tab-a", "tab-b"}
+
+
+@pytest.fixture
+async def client(aiohttp_client, store, waiter, sockets):
     table = web.RouteTableDef()
-    GateRoutes(store, waiter).add_to(table)
+    GateRoutes(store, waiter, connected=sockets.__contains__).add_to(table)
     app = web.Application()
     app.add_routes(table)
     return await aiohttp_client(app)
@@ -166,7 +172,7 @@ async def test_bad_choices_change_nothing(client, waiter, body, status):
     resp = await client.post(f"{P}/choice", json=body)
     assert resp.status == status
     assert (await resp.json())["error"]
-    assert waiter.pending()[0]["token"] == pending.token  # still waiting
+    assert waiter.paused()[0]["token"] == pending.token  # still waiting
 
 
 async def test_oversized_json_is_413(client, waiter):
@@ -183,12 +189,70 @@ async def test_cancel_stops_the_gate(client, waiter):
     assert waiter.wait(pending, lambda: False).route is None
 
 
-async def test_pending_lists_waiting_gates_for_a_reloaded_tab(client, waiter):
+async def test_pending_lists_waiting_gates_for_a_reloaded_tab(client, waiter, sockets):
     pending, _ = pause(waiter)
+    sockets.discard("tab-a")  # the owner reloads: its socket is closed for a moment ...
     body = await (await client.get(f"{P}/pending", params={"client_id": "tab-a"})).json()
-    assert [p["token"] for p in body["pending"]] == [pending.token]
-    other = await (await client.get(f"{P}/pending", params={"client_id": "tab-b"})).json()
-    assert other["pending"] == []
+    assert [p["token"] for p in body["pending"]] == [pending.token]  # ... and it still owns it
+
+
+async def test_pending_hands_tokens_to_the_owner_tab_only(client, waiter):
+    pending, _ = pause(waiter)
+    other = (await (await client.get(f"{P}/pending", params={"client_id": "tab-b"})).json())["pending"]
+    assert len(other) == 1 and "token" not in other[0]
+    assert (other[0]["node"], other[0]["owner"], other[0]["orphaned"]) == ("12:5", "other", False)
+    anonymous = (await (await client.get(f"{P}/pending")).json())["pending"]
+    assert len(anonymous) == 1 and "token" not in anonymous[0]
+    assert pending.token not in json.dumps([other, anonymous])
+
+
+async def test_takeover_only_when_the_owner_tab_is_gone(client, waiter, sockets):
+    pending, _ = pause(waiter)
+    old = pending.token
+    resp = await client.post(f"{P}/takeover", json={"node": "12:5", "client_id": "tab-b"})
+    assert resp.status == 409 and "still open" in (await resp.json())["error"]
+    assert waiter.paused()[0]["token"] == old
+    sockets.discard("tab-a")  # the owner tab was closed
+    listed = (await (await client.get(f"{P}/pending", params={"client_id": "tab-b"})).json())["pending"]
+    assert listed[0]["orphaned"] is True and "token" not in listed[0]
+    resp = await client.post(f"{P}/takeover", json={"node": "12:5", "client_id": "tab-b"})
+    assert resp.status == 200
+    taken = await resp.json()
+    assert taken["node"] == "12:5" and taken["token"] not in (None, old) and taken["routes"] == 3
+    # The old token is dead everywhere, with a message that says why.
+    for call in (client.post(f"{P}/choice", json={"node": "12:5", "token": old, "route": 1}),
+                 client.post(f"{P}/cancel", json={"node": "12:5", "token": old}),
+                 client.post(f"{P}/mask", data=mask_form("12:5", old, clear=True)),
+                 client.get(f"{P}/preview", params={"node": "12:5", "token": old})):
+        resp = await call
+        assert resp.status == 409
+        assert "taken over by another tab" in (await resp.json())["error"]
+    mine = (await (await client.get(f"{P}/pending", params={"client_id": "tab-b"})).json())["pending"]
+    assert [p["token"] for p in mine] == [taken["token"]]
+    decision = asyncio.get_running_loop().run_in_executor(None, waiter.wait, pending, lambda: False)
+    resp = await client.post(f"{P}/choice", json={"node": "12:5", "token": taken["token"], "route": 2})
+    assert resp.status == 200
+    assert (await asyncio.wait_for(decision, 2.0)).route == 2
+
+
+async def test_a_non_owner_answer_is_409_and_says_the_pause_is_another_tabs(client, waiter):
+    pause(waiter)
+    resp = await client.post(f"{P}/choice", json={"node": "12:5", "token": "guessed", "route": 1})
+    assert resp.status == 409
+    assert "belongs to another tab" in (await resp.json())["error"]
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"node": "12:5"}, 400), ({"node": "12:5", "client_id": ""}, 400),
+    ({"node": "12:5", "client_id": ["tab-c"]}, 400), ({"node": "99", "client_id": "tab-c"}, 409),
+    ([1], 400),
+])
+async def test_bad_takeovers_change_nothing(client, waiter, sockets, body, status):
+    pending, _ = pause(waiter)
+    sockets.clear()
+    resp = await client.post(f"{P}/takeover", json=body)
+    assert resp.status == status and (await resp.json())["error"]
+    assert waiter.paused()[0]["token"] == pending.token
 
 
 async def test_preview_is_a_small_png_of_the_requested_image(client, waiter):
@@ -243,7 +307,7 @@ async def test_bad_mask_uploads(client, waiter, kind, status, monkeypatch):
                      index=5 if kind == "index" else None)
     resp = await client.post(f"{P}/mask", data=form)
     assert resp.status == status, await resp.text()
-    assert waiter.pending()[0]["painted"] == []
+    assert waiter.paused()[0]["painted"] == []
 
 
 async def test_mask_upload_over_the_size_cap_is_413(client, waiter, monkeypatch):

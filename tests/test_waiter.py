@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from gates.waiter import GateInterrupted, StaleRun, Waiter
+from gates.waiter import GateInterrupted, OwnerConnected, StaleRun, Waiter
 
 
 def image(b: int = 1) -> torch.Tensor:
@@ -41,7 +41,7 @@ def test_choice_wakes_the_gate_without_polling_delay():
     t.join(timeout=2.0)
     assert not t.is_alive(), "the gate did not wake on the choice"
     assert out["d"].route == 2
-    assert waiter.pending() == []
+    assert waiter.paused() == []
 
 
 def test_stale_token_is_refused_and_changes_nothing():
@@ -57,7 +57,7 @@ def test_stale_token_is_refused_and_changes_nothing():
         waiter.choose("8", second.token, 1)  # right token, wrong node
     with pytest.raises(StaleRun):
         waiter.stop("7", "forged")
-    assert [p["token"] for p in waiter.pending()] == [second.token]
+    assert [p["token"] for p in waiter.paused()] == [second.token]
     t, out = wait_in_thread(waiter, second)
     waiter.choose("7", second.token, 1)
     t.join(timeout=2.0)
@@ -79,7 +79,7 @@ def test_route_out_of_range_is_a_value_error(route):
     pending = waiter.arm("1", image(), routes=3)
     with pytest.raises(ValueError, match="1 to 3"):
         waiter.choose("1", pending.token, route)
-    assert waiter.pending()[0]["token"] == pending.token  # still waiting
+    assert waiter.paused()[0]["token"] == pending.token  # still waiting
 
 
 def test_stop_gives_no_route():
@@ -102,7 +102,7 @@ def test_interrupt_flag_is_noticed_within_the_poll_interval():
     t.join(timeout=2.0)
     assert isinstance(out["error"], GateInterrupted)
     assert out["woke"] - set_at < 0.5
-    assert waiter.pending() == []
+    assert waiter.paused() == []
 
 
 def test_masks_are_handed_over_with_the_decision():
@@ -112,7 +112,7 @@ def test_masks_are_handed_over_with_the_decision():
     waiter.set_mask("1", pending.token, torch.zeros(4, 4), index=2)
     with pytest.raises(ValueError, match="0 to 2"):
         waiter.set_mask("1", pending.token, torch.ones(4, 4), index=3)
-    assert waiter.pending()[0]["painted"] == [-1, 2]
+    assert waiter.paused()[0]["painted"] == [-1, 2]
     waiter.choose("1", pending.token, 2)
     decision = waiter.wait(pending, lambda: False)
     assert set(decision.masks) == {None, 2}
@@ -127,12 +127,104 @@ def test_clearing_masks():
     assert waiter.wait(pending, lambda: False).masks == {}
 
 
-def test_pending_filters_by_client_and_hides_tensors():
+def test_pending_gives_tokens_to_the_owner_only_and_hides_tensors():
     waiter = Waiter()
-    waiter.arm("1", image(b=2), routes=2, client_id="tab-a", labels=["keep", "drop"])
+    mine = waiter.arm("1", image(b=2), routes=2, client_id="tab-a", labels=["keep", "drop"])
     waiter.arm("2", image(), routes=2, client_id="tab-b")
-    mine = waiter.pending("tab-a")
-    assert [p["node"] for p in mine] == ["1"]
-    assert mine[0]["batch"] == 2 and mine[0]["labels"] == ["keep", "drop"]
-    assert "image" not in mine[0]
-    assert {p["node"] for p in waiter.pending()} == {"1", "2"}
+    open_tabs = {"tab-a", "tab-b"}
+    seen = {p["node"]: p for p in waiter.pending("tab-a", open_tabs.__contains__)}
+    assert seen["1"]["token"] == mine.token and "owner" not in seen["1"]
+    assert seen["1"]["batch"] == 2 and seen["1"]["labels"] == ["keep", "drop"]
+    assert "image" not in seen["1"]
+    assert "token" not in seen["2"]  # another tab's pause: seen, but not answerable
+    assert seen["2"]["owner"] == "other" and seen["2"]["orphaned"] is False
+    assert seen["2"]["routes"] == 2
+    anonymous = waiter.pending(None, open_tabs.__contains__)
+    assert {p["node"] for p in anonymous} == {"1", "2"}
+    assert not any("token" in p for p in anonymous)  # no client id: nobody's owner
+    assert all(p["owner"] == "other" for p in anonymous)
+
+
+def test_a_pause_is_orphaned_when_its_owner_has_no_socket_or_there_is_no_owner():
+    waiter = Waiter()
+    waiter.arm("1", image(), routes=2, client_id="tab-a")
+    waiter.arm("2", image(), routes=2)  # queued through the API without a client id
+    seen = {p["node"]: p["orphaned"] for p in waiter.pending("tab-c", {"tab-a"}.__contains__)}
+    assert seen == {"1": False, "2": True}
+    seen = {p["node"]: p["orphaned"] for p in waiter.pending("tab-c", lambda _client: False)}
+    assert seen == {"1": True, "2": True}
+
+
+def test_the_owner_still_gets_its_pause_after_a_reload():
+    waiter = Waiter()
+    pending = waiter.arm("1", image(), routes=2, client_id="tab-a")
+    # Between the old page's socket closing and the new one opening, the owner has no socket;
+    # it reconnects with the same client id and gets the same token back.
+    assert waiter.pending("tab-a", lambda _client: False)[0]["token"] == pending.token
+    assert waiter.take_over("1", "tab-a", lambda _client: False).token == pending.token
+
+
+def test_take_over_is_refused_while_the_owner_tab_is_open():
+    waiter = Waiter()
+    pending = waiter.arm("1", image(), routes=2, client_id="tab-a")
+    with pytest.raises(OwnerConnected, match="another tab.*still open"):
+        waiter.take_over("1", "tab-b", {"tab-a", "tab-b"}.__contains__)
+    assert waiter.paused()[0]["token"] == pending.token  # nothing changed
+    assert isinstance(OwnerConnected("x"), StaleRun)  # so the routes answer 409
+
+
+def test_take_over_moves_the_pause_to_a_new_token_and_the_old_one_is_dead():
+    waiter = Waiter()
+    pending = waiter.arm("1", image(b=2), routes=2, client_id="tab-a")
+    old = pending.token
+    waiter.set_mask("1", old, torch.ones(4, 4))
+    taken = waiter.take_over("1", "tab-b", lambda client: client == "tab-b")
+    assert taken is pending and taken.token != old and taken.client_id == "tab-b"
+    for answer in (lambda: waiter.choose("1", old, 1), lambda: waiter.stop("1", old),
+                   lambda: waiter.set_mask("1", old, None), lambda: waiter.get("1", old)):
+        with pytest.raises(StaleRun, match="taken over by another tab"):
+            answer()
+    # The old tab, should it come back, sees a pause of another tab; the new owner has it.
+    back = waiter.pending("tab-a", lambda _client: True)[0]
+    assert "token" not in back and back["owner"] == "other" and back["orphaned"] is False
+    assert waiter.pending("tab-b")[0]["token"] == taken.token
+    assert waiter.pending("tab-b")[0]["painted"] == [-1]  # the mask painted before stays
+    t, out = wait_in_thread(waiter, pending)
+    waiter.choose("1", taken.token, 2)
+    t.join(timeout=2.0)
+    assert out["decision"].route == 2
+
+
+def test_anyone_may_take_over_a_pause_without_an_owner():
+    waiter = Waiter()
+    pending = waiter.arm("1", image(), routes=2)
+    assert waiter.take_over("1", "tab-z", lambda _client: True).token == pending.token
+    assert pending.client_id == "tab-z"
+    with pytest.raises(OwnerConnected):  # tab-z owns it now and is open
+        waiter.take_over("1", "tab-y", lambda _client: True)
+
+
+@pytest.mark.parametrize("node, client_id, error", [
+    ("1", "", ValueError), ("1", None, ValueError), ("1", 7, ValueError),
+    ("9", "tab-b", StaleRun), (["1"], "tab-b", StaleRun),
+])
+def test_take_over_needs_a_client_id_and_a_waiting_gate(node, client_id, error):
+    waiter = Waiter()
+    waiter.arm("1", image(), routes=2, client_id="tab-a")
+    with pytest.raises(error):
+        waiter.take_over(node, client_id, lambda _client: False)
+
+
+def test_an_answered_pause_cannot_be_taken_over():
+    waiter = Waiter()
+    pending = waiter.arm("1", image(), routes=2, client_id="tab-a")
+    waiter.choose("1", pending.token, 1)
+    with pytest.raises(StaleRun, match="answered"):
+        waiter.take_over("1", "tab-b", lambda _client: False)
+
+
+def test_a_foreign_token_is_refused_with_a_message_that_says_why():
+    waiter = Waiter()
+    waiter.arm("1", image(), routes=2, client_id="tab-a")
+    with pytest.raises(StaleRun, match="belongs to another tab"):
+        waiter.choose("1", "a-token-from-somewhere-else", 1)

@@ -5,7 +5,7 @@ import { errorText } from "./format.js";
 
 export const PREFIX = "/datasete_gate";
 
-/** A refused request; `status` is the HTTP status (409 = that pause is no longer waiting). */
+/** A refused request; `status` is the HTTP status (409 = that pause is not this tab's, or over). */
 export class GateError extends Error {
   constructor(message, status) {
     super(message);
@@ -41,6 +41,9 @@ export function clientId() {
   return api.clientId ?? (window.name || null);
 }
 
+/** One pause across GET /pending answers, with or without its token (a take-over keeps `created`). */
+export const pauseKey = (data) => `${data.node}@${data.created}`;
+
 export const gateApi = {
   /** Full URL of the routes, for code that builds <img src> or fetches on its own. */
   base: () => api.apiURL(PREFIX),
@@ -56,7 +59,16 @@ export const gateApi = {
     });
   },
   clearMask: (node, token) => postMask(node, token, (form) => form.append("clear", "1")),
-  /** Gates waiting for this tab (after a reload); [] when the tab's id is not known yet. */
+  /** Take over an orphaned pause (its tab is gone): resolves to the pause with its new token. */
+  takeOver(node) {
+    const id = clientId();
+    if (!id) return Promise.reject(new GateError("this tab's client id is not known yet", 0));
+    return postJson("/takeover", { node, client_id: id });
+  },
+  /**
+   * Gates waiting now: this tab's with their tokens, other tabs' without (`owner: "other"`,
+   * `orphaned`); null when the tab's id is not known yet.
+   */
   async pending() {
     const id = clientId();
     if (!id) return null;

@@ -1,7 +1,7 @@
 // One Image Gate node in the page: its panel, its outputs and labels, its kept masks, and
 // what happens on pause / done events and on clicks. The extension entry creates one
 // GateController per node (node.dgGate). No side effects at import.
-import { GateError, gateApi } from "./gate_api.js";
+import { GateError, gateApi, pauseKey } from "./gate_api.js";
 import {
   cleanLabel, hideLabelsWidget, readLabels, routeCount, routeTitle, syncOutputs, widgetByName, writeLabels,
 } from "./gate_outputs.js";
@@ -18,11 +18,17 @@ const ALL = -1; // a mask for every image of the batch
 const PREVIEW_MAX = 420;
 
 export class GateController {
-  constructor(app, node) {
+  /**
+   * @param {object} hooks  from the extension entry: `claimed(pause)` when this node took a
+   *   pause over (the entry tracks it like a pause event), `refresh()` to ask GET /pending now.
+   */
+  constructor(app, node, hooks = {}) {
     this.app = app;
     this.node = node;
-    this.mode = "idle";
+    this.hooks = hooks;
+    this.mode = "idle"; // idle | paused | decided | elsewhere (another tab's pause)
     this.info = null;
+    this.other = null; // another tab's pause (no token) while mode is "elsewhere"
     this.index = 0;
     this.busy = 0;
     this.decided = null;
@@ -38,6 +44,7 @@ export class GateController {
       clearMask: () => this.clearMask(),
       page: (step) => this.page(step),
       runAgain: () => this.runAgain(),
+      takeOver: () => this.takeOver(),
       pickSlot: (name, anchor) => this.pickSlot(name, anchor),
       labelChanged: (route, text) => this.setLabel(route, text),
       layout: () => this.fit({ shrink: this.mode === "idle" }),
@@ -47,11 +54,13 @@ export class GateController {
     });
     this.widget.serialize = false;
     hideLabelsWidget(node);
-    const routes = widgetByName(node, "routes");
-    if (routes) {
-      const callback = routes.callback;
-      routes.callback = (...args) => {
-        const result = callback?.apply(routes, args);
+    // Loading a workflow sets widgets with `value = v; callback?.(v)` (app.loadApiJson does):
+    // outputs, buttons and the label editor follow both widgets.
+    for (const widget of [widgetByName(node, "routes"), widgetByName(node, "labels")]) {
+      if (!widget) continue;
+      const callback = widget.callback;
+      widget.callback = (...args) => {
+        const result = callback?.apply(widget, args);
         this.sync();
         return result;
       };
@@ -80,6 +89,7 @@ export class GateController {
     if (data.token === this.answeredToken) return; // answered here; the done event is on its way
     const fresh = this.info?.token !== data.token;
     this.info = data;
+    this.other = null;
     this.mode = "paused";
     this.decided = null;
     if (fresh) {
@@ -97,14 +107,58 @@ export class GateController {
     this.decide(data.route);
   }
 
-  /** The server no longer waits on `token` (answered elsewhere, interrupted, restarted). */
-  expire(token) {
+  /** The server no longer waits on `token` (answered elsewhere, taken over, run ended). */
+  expire(token, reason = "That pause is over: the run ended or was answered elsewhere.") {
     if (this.info?.token !== token || this.mode !== "paused") return;
     this.mode = "idle";
     this.info = null;
-    this.say("That pause is over: the run ended or was answered elsewhere.");
+    this.say(reason);
     this.render();
     this.fit({ shrink: true });
+  }
+
+  /** Another tab's pause of this node: a notice, and "Take over" once that tab is gone. */
+  elsewhere(data) {
+    const ours = this.mode === "paused" && this.info && pauseKey(this.info) === pauseKey(data);
+    const fresh = !this.other || pauseKey(this.other) !== pauseKey(data);
+    this.other = data;
+    this.info = null;
+    this.decided = null;
+    this.mode = "elsewhere";
+    if (ours) this.say("Another tab took this pause over.");
+    else if (fresh) this.say("");
+    this.render();
+    this.fit({ shrink: true });
+  }
+
+  /** That other tab's pause is no longer waiting. */
+  elsewhereOver(key) {
+    if (this.mode !== "elsewhere" || pauseKey(this.other) !== key) return;
+    this.mode = "idle";
+    this.other = null;
+    this.say("");
+    this.fit({ shrink: true });
+  }
+
+  /** Answer an orphaned pause from this tab: it gets a new token, the old tab's is dead. */
+  async takeOver() {
+    if (this.mode !== "elsewhere" || this.busy) return;
+    const { node } = this.other;
+    this.busy++;
+    this.render();
+    let data;
+    try {
+      data = await gateApi.takeOver(node);
+    } catch (err) {
+      this.say(`Could not take over: ${err.message}`, true);
+      this.hooks.refresh?.();
+      return;
+    } finally {
+      this.busy--;
+      this.render();
+    }
+    if (this.hooks.claimed) this.hooks.claimed(data);
+    else this.pause(data);
   }
 
   // -- actions -----------------------------------------------------------------------------
@@ -115,7 +169,8 @@ export class GateController {
       return await fn();
     } catch (err) {
       if (err instanceof GateError && err.status === 409) {
-        this.expire(this.info?.token);
+        this.expire(this.info?.token, `That pause cannot be answered here: ${err.message}`);
+        this.hooks.refresh?.(); // a pause of another tab now? then its notice shows
       } else {
         this.say(`${what} failed: ${err.message}`, true);
       }
@@ -258,10 +313,15 @@ export class GateController {
     if (this.mode === "decided") {
       return this.decided ? `Sent down ${routeTitle(labels, this.decided)}` : "Stopped: nothing was sent on";
     }
+    if (this.mode === "elsewhere") return "A gate is waiting in another tab.";
     return "Image Gate: each run pauses here until you pick a route.";
   }
 
   maskNote() {
+    if (this.mode === "elsewhere") {
+      return this.other.orphaned ? "That tab is gone: take the pause over to answer it here."
+        : "Answer it in the tab that queued the run.";
+    }
     const kept = [...this.masks.keys()];
     if (kept.length) {
       const where = kept.includes(ALL) ? "every image" : `${kept.length} image${kept.length > 1 ? "s" : ""}`;
@@ -282,6 +342,7 @@ export class GateController {
       overlayUrl: this.overlays.get(this.maskKey()) ?? this.overlays.get(ALL) ?? null,
       labels: readLabels(this.node),
       routes: routeCount(this.node),
+      orphaned: this.mode === "elsewhere" && Boolean(this.other?.orphaned),
       busy: this.busy > 0,
       status: this.statusText(),
       note: this.message || this.maskNote(),

@@ -22,14 +22,21 @@ export function routeCount(node) {
   return Number.isFinite(value) ? Math.min(MAX_ROUTES, Math.max(1, Math.round(value))) : 2;
 }
 
-/** The user's labels, one per possible route ("" = unnamed). */
+/**
+ * The user's labels, one per possible route ("" = unnamed).
+ *
+ * The `labels` widget is what the server reads, and what a loaded workflow sets (an API-format
+ * one, or a UI one saved without the property); the property also keeps the labels of routes
+ * beyond `routes`. So the property counts only while it agrees with every label the widget
+ * lists; otherwise the widget was set from outside (after the node was created with blank
+ * labels) and wins.
+ */
 export function readLabels(node) {
-  let labels = node.properties?.[LABELS_PROPERTY];
-  if (!Array.isArray(labels)) {
-    // A workflow made without this UI (or by the API) may only have the widget's text.
-    const text = String(widgetByName(node, "labels")?.value ?? "");
-    labels = text ? text.split(/[,\n]/) : [];
-  }
+  const text = String(widgetByName(node, "labels")?.value ?? "");
+  const listed = text ? text.split(/[,\n]/).map(cleanLabel) : [];
+  const kept = node.properties?.[LABELS_PROPERTY];
+  const agrees = Array.isArray(kept) && listed.every((label, i) => cleanLabel(kept[i]) === label);
+  const labels = agrees ? kept : listed;
   return Array.from({ length: MAX_ROUTES }, (_, i) => cleanLabel(labels[i]));
 }
 

@@ -1,6 +1,7 @@
 // The Image Gate's panel inside the node: preview with batch paging and mask overlay, one
 // button per route, mask tools and Stop while paused; the route taken and "Run from here"
-// after a choice; route labels and slot pickers always. A view only: it reports clicks and
+// after a choice; a notice (and "Take over" once its tab is gone) while another tab's pause
+// waits here; route labels and slot pickers always. A view only: it reports clicks and
 // keys to its handlers and draws the model it is given. No side effects.
 import { el } from "./format.js";
 import { labelOf } from "./gate_outputs.js";
@@ -10,13 +11,14 @@ const GAP = 6;
 
 /**
  * @typedef {object} PanelModel
- * @property {"idle"|"paused"|"decided"} mode
+ * @property {"idle"|"paused"|"decided"|"elsewhere"} mode  elsewhere: another tab's pause
  * @property {object|null} pause   the server's pause event
  * @property {number} index        the batch image shown
  * @property {string|null} previewUrl
  * @property {string|null} overlayUrl  tinted mask over the shown image
  * @property {string[]} labels     the user's labels, one per route
  * @property {number} routes       the routes widget
+ * @property {boolean} orphaned    another tab's pause whose tab is gone: offer "Take over"
  * @property {boolean} busy        requests in flight: route buttons wait
  * @property {string} status       the first line
  * @property {string} note         mask state, errors
@@ -25,7 +27,7 @@ const GAP = 6;
  */
 
 export class GatePanel {
-  /** @param {Record<string, Function>} on choose, stop, editMask, clearMask, page, runAgain, pickSlot, labelChanged */
+  /** @param {Record<string, Function>} on choose, stop, editMask, clearMask, page, runAgain, takeOver, pickSlot, labelChanged */
   constructor(on) {
     this.on = on;
     this.model = null;
@@ -43,7 +45,11 @@ export class GatePanel {
     this.clearMask = el("button.dg-btn.dg-clear-mask", { type: "button", onclick: () => on.clearMask() }, "Clear mask");
     this.stop = el("button.dg-btn.dg-danger.dg-stop", { type: "button", title: "Stop the run (Esc)", onclick: () => on.stop() }, "Stop");
     this.runAgain = el("button.dg-btn.dg-primary.dg-run", { type: "button", onclick: () => on.runAgain() }, "▶ Run from here");
-    this.tools = el("div.dg-tools", {}, this.editMask, this.clearMask, el("span.dg-grow"), this.stop, this.runAgain);
+    this.takeOver = el("button.dg-btn.dg-primary.dg-take-over", {
+      type: "button", title: "Answer this pause here: its tab is gone", onclick: () => on.takeOver(),
+    }, "Take over");
+    this.tools = el("div.dg-tools", {}, this.editMask, this.clearMask, el("span.dg-grow"), this.stop, this.runAgain,
+      this.takeOver);
     this.note = el("div.dg-gate-note");
     this.labelRows = el("div.dg-label-rows");
     this.labels = el("details.dg-labels", { ontoggle: () => on.layout() },
@@ -86,9 +92,11 @@ export class GatePanel {
       this.routeRow.replaceChildren(...this.routeButtons(m.pause));
     }
     for (const button of this.routeRow.children) button.disabled = m.busy;
-    this.tools.hidden = m.mode === "idle";
     for (const b of [this.editMask, this.clearMask, this.stop]) b.hidden = !paused;
     this.runAgain.hidden = m.mode !== "decided";
+    this.takeOver.hidden = !(m.mode === "elsewhere" && m.orphaned);
+    this.takeOver.disabled = m.busy;
+    this.tools.hidden = m.mode === "idle" || (m.mode === "elsewhere" && !m.orphaned);
     this.note.textContent = m.note;
     this.note.hidden = !m.note;
     this.note.classList.toggle("dg-error", Boolean(m.noteIsError));

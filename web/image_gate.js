@@ -1,21 +1,27 @@
 // Dataset Gates: the ComfyUI extension entry (the only module here with side effects).
 // Wires the Image Gate panel into its nodes, slot pickers into the bus nodes, the pause /
-// done socket events into the right node, and the slot browser into the sidebar.
+// done socket events and GET /pending (this tab's pauses, and other tabs') into the right
+// node, and the slot browser into the sidebar.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { OPEN_COMMAND, refreshSlotBrowsers, registerSlotBrowserTab, toggleFloatingBrowser } from "./browser_tab.js";
 import { ensureStylesheet } from "./format.js";
-import { gateApi } from "./gate_api.js";
+import { gateApi, pauseKey } from "./gate_api.js";
 import { GateController, PAINTER_BRUSH, PAINTER_EDITOR, PAINTER_SETTING } from "./gate_node.js";
-import { findNodeByPath } from "./node_lookup.js";
+import { findNodeByPath, hasNodeOfType } from "./node_lookup.js";
 import { addSlotPickerButton, refreshOpenPicker } from "./slot_picker.js";
 
 const PAUSE_EVENT = "datasete_gate.pause";
 const DONE_EVENT = "datasete_gate.done";
 const BUS_NODES = { DatasetGatesBusLoad: "get", DatasetGatesBusSave: "send" };
+/** Other tabs' pauses reach this one only through GET /pending: asked this often while the
+ *  tab is visible and its graph has an Image Gate (or a pause is shown). */
+const POLL_MS = 3000;
 
-/** Pauses this tab was told about, by node path, until their done event. */
+/** This tab's pauses (with their tokens), by node path, until their done event. */
 const waiting = new Map();
+/** Pauses of other tabs (no token), by node path: the node shows a notice. */
+const elsewhere = new Map();
 /** Tokens whose done event came: a slow GET /pending must not bring them back. */
 const finished = new Set();
 
@@ -25,22 +31,40 @@ function controllerAt(path) {
 }
 
 function showPause(data) {
+  if (!data.token) {
+    showElsewhere(data);
+    return;
+  }
   if (finished.has(data.token)) return;
+  elsewhere.delete(data.node);
   waiting.set(data.node, data);
   controllerAt(data.node)?.pause(data);
+}
+
+/** A pause this tab may not answer: a notice, with "Take over" once its tab is gone. */
+function showElsewhere(data) {
+  waiting.delete(data.node); // if it was ours, another tab took it over
+  elsewhere.set(data.node, data);
+  controllerAt(data.node)?.elsewhere(data);
 }
 
 function showDone(data) {
   finished.add(data.token);
   if (waiting.get(data.node)?.token === data.token) waiting.delete(data.node);
   controllerAt(data.node)?.done(data);
+  const other = elsewhere.get(data.node); // a pause queued without a tab ends for everyone
+  if (other) {
+    elsewhere.delete(data.node);
+    controllerAt(data.node)?.elsewhereOver(pauseKey(other));
+  }
 }
 
-/** Ask the server which gates wait for this tab: after a reload, a reconnect, a graph load. */
-async function syncPending() {
+/** Ask the server which gates wait: after a reload, a reconnect, a graph load, and by poll. */
+async function askPending() {
   // Only pauses known before asking can be declared over: one that arrives while the request
   // is in flight is missing from its (older) answer.
   const known = new Set([...waiting.values()].map((data) => data.token));
+  const knownElsewhere = new Set([...elsewhere.values()].map(pauseKey));
   let pending;
   try {
     pending = await gateApi.pending();
@@ -49,13 +73,52 @@ async function syncPending() {
     return;
   }
   if (pending === null) return; // this tab's client id is not known yet
-  const live = new Set(pending.map((p) => p.token));
+  for (const data of pending) {
+    const mine = waiting.get(data.node);
+    if (!data.token && mine && !known.has(mine.token)) continue; // ours since we asked (a take-over)
+    showPause(data);
+  }
+  const live = new Set(pending.map((p) => p.token ?? pauseKey(p)));
   for (const [path, data] of waiting) {
     if (live.has(data.token) || !known.has(data.token)) continue;
     waiting.delete(path);
     controllerAt(path)?.expire(data.token);
   }
-  for (const data of pending) showPause(data);
+  for (const [path, data] of elsewhere) {
+    const key = pauseKey(data);
+    if (live.has(key) || !knownElsewhere.has(key)) continue;
+    elsewhere.delete(path);
+    controllerAt(path)?.elsewhereOver(key);
+  }
+}
+
+let asking = null;
+let askAgain = false;
+
+/** askPending, one request at a time; a call while one is out asks once more after it. */
+function syncPending() {
+  if (asking) {
+    askAgain = true;
+    return asking;
+  }
+  asking = askPending().finally(() => {
+    asking = null;
+    if (askAgain) {
+      askAgain = false;
+      syncPending();
+    }
+  });
+  return asking;
+}
+
+function pollPending() {
+  if (document.visibilityState !== "visible") return;
+  if (waiting.size || elsewhere.size || hasNodeOfType(app, "ImageGate")) syncPending();
+}
+
+/** This tab took a pause over: it is ours now, under its new token. */
+function claimed(data) {
+  showPause(data);
 }
 
 function afterEveryRun() {
@@ -101,13 +164,15 @@ app.registerExtension({
     };
     api.addEventListener("status", onStatus);
     registerSlotBrowserTab(app);
+    setInterval(pollPending, POLL_MS);
+    document.addEventListener("visibilitychange", pollPending);
     syncPending();
   },
 
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name === "ImageGate") {
       chain(nodeType.prototype, "onNodeCreated", function () {
-        this.dgGate = new GateController(app, this);
+        this.dgGate = new GateController(app, this, { claimed, refresh: syncPending });
       });
       chain(nodeType.prototype, "onConfigure", function () {
         this.dgGate?.sync({ loading: true });
@@ -122,6 +187,7 @@ app.registerExtension({
   async afterConfigureGraph() {
     // A graph was (re)loaded: its gate nodes are new objects, so show known pauses again.
     for (const data of waiting.values()) controllerAt(data.node)?.pause(data);
+    for (const data of elsewhere.values()) controllerAt(data.node)?.elsewhere(data);
     syncPending();
   },
 });

@@ -15,3 +15,14 @@ export function findNodeByPath(app, path) {
   }
   return node;
 }
+
+/** Whether any node of `type` is in the root graph or in a subgraph reachable from it. */
+export function hasNodeOfType(app, type) {
+  const seen = new Set();
+  const search = (graph) => {
+    if (!graph || seen.has(graph)) return false;
+    seen.add(graph);
+    return (graph.nodes ?? graph._nodes ?? []).some((node) => node.type === type || search(node.subgraph));
+  };
+  return search(app.rootGraph ?? app.graph);
+}

@@ -39,6 +39,7 @@ SKIP_REASON = ("e2e: set COMFYUI_DIR to a ComfyUI checkout (and COMFYUI_PYTHON t
                "interpreter) to run the end-to-end tests")
 START_TIMEOUT_S = 120.0
 TERMINAL_EVENTS = ("execution_success", "execution_interrupted", "execution_error")
+RESET_CLIENT = "e2e-reset"  # the client id the between-tests cleanup takes pauses over with
 
 _SERVER: "ComfyServer | None" = None
 
@@ -327,8 +328,13 @@ class ComfyServer:
         self.post("/queue", json={"clear": True})
         deadline = time.monotonic() + timeout
         while self.queue_busy():
-            for p in self.pending_gates():
-                self.post("/datasete_gate/cancel", json={"node": p["node"], "token": p["token"]})
+            for p in self.pending_gates(RESET_CLIENT):  # tokens only go to a pause's owner tab:
+                token = p.get("token")  # take over the orphaned ones, interrupt the rest
+                if token is None and p.get("orphaned"):
+                    r = self.post("/datasete_gate/takeover", json={"node": p["node"], "client_id": RESET_CLIENT})
+                    token = r.json().get("token") if r.ok else None
+                if token:
+                    self.post("/datasete_gate/cancel", json={"node": p["node"], "token": token})
             self.post("/interrupt", json={})
             if time.monotonic() > deadline:
                 raise TimeoutError(f"could not bring ComfyUI back to idle in {timeout}s")

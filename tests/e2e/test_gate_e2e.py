@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -182,12 +183,14 @@ def test_choice_runs_only_the_chosen_branch_and_publishes(comfy, ws, images):
     assert pause["source"] == "input"
     assert pause["token"]
 
-    # A tab that reloads finds the pause again (both route spellings).
+    # A tab that reloads finds the pause again (both route spellings); other tabs (and a
+    # request without a client id) see that it waits, but never its token.
     for path in ("/datasete_gate/pending", "/api/datasete_gate/pending"):
-        listed = comfy.get(path).json()["pending"]
+        listed = comfy.get(path, params={"client_id": ws.client_id}).json()["pending"]
         assert [(p["node"], p["token"]) for p in listed] == [("2", pause["token"])], path
-    assert comfy.pending_gates(ws.client_id), "pending filtered by our client id lost the gate"
-    assert not comfy.pending_gates("some-other-tab")
+    for other in (comfy.pending_gates("some-other-tab"), comfy.pending_gates()):
+        assert [(p["node"], p["owner"], p["orphaned"]) for p in other] == [("2", "other", False)]
+        assert "token" not in other[0]
 
     # The preview of the paused image is served, at the image size.
     r = comfy.get("/datasete_gate/preview", params={"node": "2", "token": pause["token"]})
@@ -440,9 +443,51 @@ def test_cross_origin_writes_to_the_pack_are_refused(comfy, ws):
                        ("/api/datasete_gate/cancel", {"node": pause["node"], "token": pause["token"]}),
                        ("/datasete_gate/bus/e2e_slot/rename", {"to": "stolen"})]:
         assert comfy.post(path, json=body, headers=evil).status_code == 403, path
-    assert [p["token"] for p in comfy.pending_gates()] == [pause["token"]]  # still waiting
+    assert [p["token"] for p in comfy.pending_gates(ws.client_id)] == [pause["token"]]  # still waiting
     resp = comfy.post("/datasete_gate/choice", json={"node": pause["node"], "token": pause["token"],
                                                      "route": 1})
     assert resp.status_code == 200
     end = ws.wait_prompt_end(prompt_id, timeout=ROUTE_TIMEOUT, since=since)
     assert end["type"] == "execution_success"
+
+
+# -- 8. a pause belongs to the tab that queued it --------------------------------------------
+
+def test_take_over_follows_comfys_sockets_and_the_done_event_follows_the_owner(comfy, ws, images):
+    """Through ComfyUI's own socket table: no take-over while the owner's socket is open; once
+    it closes, another client takes over, the old token is dead and the done event reaches the
+    new owner."""
+    owner = comfy.ws()
+    prompt_id = comfy.queue(gate_prompt(saves={1: "t8_a", 2: "t8_b"}), owner.client_id)
+    pause = owner.wait_pause(prompt_id, timeout=ROUTE_TIMEOUT)
+    take = {"node": pause["node"], "client_id": ws.client_id}
+    refused = comfy.post("/datasete_gate/takeover", json=take)
+    assert refused.status_code == 409 and "still open" in refused.json()["error"]
+    owner.close()
+    deadline = time.monotonic() + 10
+    while not comfy.pending_gates(ws.client_id)[0]["orphaned"]:
+        assert time.monotonic() < deadline, "the owner's closed socket still counts as open"
+        time.sleep(0.1)
+    since = ws.mark()
+    taken = comfy.post("/datasete_gate/takeover", json=take)
+    assert taken.status_code == 200, taken.text
+    token = taken.json()["token"]
+    stale = choose(comfy, pause, 1)
+    assert stale.status_code == 409 and "taken over by another tab" in stale.json()["error"]
+    assert choose(comfy, pause, 2, token=token).status_code == 200
+    done = ws.wait_for(DONE, lambda d: d.get("token") == token, timeout=ROUTE_TIMEOUT, since=since)
+    assert done["data"]["route"] == 2
+    assert comfy.wait_history(prompt_id)["status"]["status_str"] == "success"  # (its events went to the closed tab)
+    assert saved(comfy, "t8_b") and not saved(comfy, "t8_a")
+
+
+def test_a_prompt_queued_without_a_client_id_is_announced_to_every_tab_without_its_token(comfy, ws, images):
+    since = ws.mark()
+    prompt_id = comfy.queue(gate_prompt(saves={1: "t8n_a"}))  # no client id: an API script
+    pause = ws.wait_pause(prompt_id, timeout=ROUTE_TIMEOUT, since=since)
+    assert "token" not in pause and pause["owner"] == "other" and pause["orphaned"] is True
+    taken = comfy.post("/datasete_gate/takeover", json={"node": pause["node"], "client_id": ws.client_id})
+    assert taken.status_code == 200, taken.text
+    assert choose(comfy, pause, 1, token=taken.json()["token"]).status_code == 200
+    assert comfy.wait_history(prompt_id)["status"]["status_str"] == "success"
+    assert saved(comfy, "t8n_a")

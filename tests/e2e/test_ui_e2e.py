@@ -29,6 +29,8 @@ SHOTS = Path(os.environ.get("E2E_SHOTS", "/tmp/e2e_shots"))
 INPUT_IMAGE = "dg_ui_input.png"
 PAUSED = ".dg-gate[data-mode='paused']"
 DECIDED = ".dg-gate[data-mode='decided']"
+ELSEWHERE = ".dg-gate[data-mode='elsewhere']"
+TAKE_OVER = f"{ELSEWHERE} .dg-take-over"
 
 pytestmark = [
     pytest.mark.e2e,
@@ -357,6 +359,107 @@ def test_reload_shows_the_pause_again_only_in_the_queuing_tab(ui) -> None:
     ui.page.click(".dg-route[data-route='2']")
     ui.comfy.wait_history(pause["prompt_id"])
     assert len(ui.outputs("dg_ui_rl_b")) == 1
+
+
+POST_FROM_PAGE = """async ([path, body]) => {
+    const r = await fetch('/api/datasete_gate' + path, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+                                                       body: JSON.stringify(body) });
+    return { status: r.status, body: await r.json() };
+}"""
+
+
+def test_a_pause_belongs_to_the_tab_that_queued_it_and_can_be_taken_over(ui) -> None:
+    """The owner tab pauses; a second tab with the same workflow shows a notice and no
+    buttons, and cannot answer. Once the owner tab is closed a fresh tab offers "Take over",
+    which moves the pause to it: its click completes the prompt, the old token is dead."""
+    ids = ui.build(["dg_ui_own_a", "dg_ui_own_b"])
+    owner = ui.page
+    ui.queue()
+    pause = ui.wait_paused()
+    workflow = owner.evaluate("() => JSON.stringify(app.graph.serialize())")  # (JSON drops undefined)
+    ui.shot("owner_paused")
+
+    second = ui.open_tab()
+    second.evaluate("w => app.loadGraphData(JSON.parse(w))", workflow)
+    second.wait_for_selector(ELSEWHERE, timeout=15000)  # learnt by its GET /pending poll
+    assert "waiting in another tab" in second.inner_text(".dg-gate-status")
+    assert second.locator(".dg-route").count() == 0
+    assert not second.is_visible(".dg-take-over")  # the owner tab is open
+    assert second.locator(".dg-preview-img[src*='token']").count() == 0
+    assert "token" not in json.dumps(ui.comfy.pending_gates(ui.client_id(second)))
+    ui.shot("second_tab_notice", page=second)
+    # A non-owner cannot answer (it has no token; a guess is refused) nor take over.
+    refused = second.evaluate(POST_FROM_PAGE, ["/choice", {"node": pause["node"], "token": "guess", "route": 1}])
+    assert refused["status"] == 409 and "belongs to another tab" in refused["body"]["error"]
+    refused = second.evaluate(POST_FROM_PAGE, ["/takeover", {"node": pause["node"], "client_id": ui.client_id(second)}])
+    assert refused["status"] == 409 and "still open" in refused["body"]["error"]
+    second.close()
+
+    owner.close()  # the owner's socket closes: the pause is orphaned
+    fresh = ui.page = ui.open_tab()
+    fresh.evaluate("w => app.loadGraphData(JSON.parse(w))", workflow)
+    fresh.wait_for_selector(f"{TAKE_OVER}:visible", timeout=15000)
+    assert "waiting in another tab" in fresh.inner_text(".dg-gate-status")
+    assert fresh.locator(".dg-route").count() == 0
+    ui.shot("fresh_tab_take_over")
+    fresh.click(".dg-take-over")
+    taken = ui.wait_paused(old_token=pause["token"])
+    assert taken["node"] == pause["node"] and taken["prompt_id"] == pause["prompt_id"]
+    ui.shot("taken_over")
+    # The old owner's token is dead, and the answer says why.
+    stale = ui.comfy.post("/datasete_gate/choice", json={"node": pause["node"], "token": pause["token"], "route": 1})
+    assert stale.status_code == 409 and "taken over by another tab" in stale.json()["error"]
+    fresh.click(".dg-route[data-route='2']")
+    fresh.wait_for_selector(DECIDED)  # the done event reached the new owner
+    entry = ui.comfy.wait_history(pause["prompt_id"])
+    assert history_nodes(entry) == {str(ids["saves"][1])}
+    assert len(ui.outputs("dg_ui_own_b")) == 1 and not ui.outputs("dg_ui_own_a")
+    assert "route 2" in fresh.inner_text(".dg-gate-status")
+    ui.shot("taken_over_decided")
+
+
+def test_labels_from_an_api_workflow_show_everywhere_and_one_edit_keeps_the_rest(ui) -> None:
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": INPUT_IMAGE}},
+        "2": {"class_type": "ImageGate", "inputs": {"routes": 3, "labels": "keep,fix,drop", "image": ["1", 0]}},
+        **{str(2 + r): {"class_type": "SaveImage", "inputs": {"images": ["2", r], "filename_prefix": f"dg_ui_api_{r}"}}
+           for r in (1, 2, 3)},
+    }
+    page = ui.page
+    page.evaluate("p => app.loadApiJson(p, 'dg_api_labels.json')", prompt)  # as when an API file is dropped
+
+    def labels_state() -> dict:
+        return page.evaluate("""() => { const g = app.graph.getNodeById(2);
+            return { outs: g.outputs.map(o => o.label || o.name), widget: g.widgets.find(w => w.name === 'labels').value,
+                     editor: [...document.querySelectorAll('.dg-label-input')].map(i => i.value) }; }""")
+
+    page.click(".dg-labels summary")
+    assert labels_state() == {"outs": ["mask", "keep (1)", "fix (2)", "drop (3)"], "widget": "keep, fix, drop",
+                              "editor": ["keep", "fix", "drop"]}
+    prompt_id = ui.comfy.queue(prompt, ui.client_id())  # the API prompt, to this tab
+    ui.wait_paused()
+    names = page.eval_on_selector_all(".dg-route .dg-route-name", "els => els.map(e => e.textContent)")
+    assert names == ["keep", "fix", "drop"]
+    ui.shot("api_labels")
+
+    page.fill(".dg-label-input[data-route='2']", "repair")
+    page.press(".dg-label-input[data-route='2']", "Enter")
+    assert labels_state() == {"outs": ["mask", "keep (1)", "repair (2)", "drop (3)"], "widget": "keep, repair, drop",
+                              "editor": ["keep", "repair", "drop"]}
+    ui.shot("one_label_edited")
+    page.click(".dg-route[data-route='3']")
+    page.wait_for_selector(DECIDED)
+    ui.comfy.wait_history(prompt_id)
+    assert len(ui.outputs("dg_ui_api_3")) == 1
+
+    ui.queue()  # from the page now: the edited labels reach the server
+    pause = ui.wait_paused()
+    assert pause["labels"] == ["keep", "repair", "drop"]
+    names = page.eval_on_selector_all(".dg-route .dg-route-name", "els => els.map(e => e.textContent)")
+    assert names == ["keep", "repair", "drop"]
+    page.click(".dg-route[data-route='2']")
+    ui.comfy.wait_history(pause["prompt_id"])
+    assert len(ui.outputs("dg_ui_api_2")) == 1
 
 
 def test_gate_inside_a_subgraph(ui) -> None:

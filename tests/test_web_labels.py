@@ -1,0 +1,82 @@
+"""web/gate_outputs.js on its own in headless Chromium: route labels from the `labels` widget.
+
+gate_outputs.js imports nothing from ComfyUI, so it runs in any page: here the standalone
+slot browser's server (which serves web/ at /web/) and a stand-in LiteGraph node. Needs
+Chromium and playwright like tests/test_browser_page.py (skips without them, fails in CI).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_browser_page import chromium  # noqa: F401 - the shared browser fixture
+
+from gates.browser import make_app, serving
+from gates.slots import SlotStore
+
+# A node as LiteGraph makes it for ImageGate (the routes and labels widgets, the mask output,
+# addOutput/removeOutput), created with default widgets and then given the workflow's values
+# the way the frontend loads one (app.loadApiJson: `widget.value = v; widget.callback?.(v)`,
+# and the Image Gate's widget callbacks run syncOutputs).
+NODE = """
+async ({ routes, labels, labelsFirst }) => {
+  const m = await import('/web/gate_outputs.js');
+  const node = {
+    properties: {}, outputs: [{ name: 'mask' }],
+    widgets: [{ name: 'routes', value: 2 }, { name: 'labels', value: '' }],
+    addOutput(name) { this.outputs.push({ name, links: [] }); },
+    removeOutput(i) { this.outputs.splice(i, 1); },
+  };
+  const widget = (name) => node.widgets.find((w) => w.name === name);
+  m.syncOutputs(node);  // onNodeCreated: the widgets still hold their defaults
+  const inputs = [['routes', routes], ['labels', labels]];
+  for (const [name, value] of labelsFirst ? inputs.reverse() : inputs) {
+    widget(name).value = value;
+    m.syncOutputs(node);  // what the widget callbacks do
+  }
+  const state = () => ({
+    labels: m.readLabels(node).slice(0, m.routeCount(node)),
+    outputs: node.outputs.map((o) => o.label || o.name),
+    widget: widget('labels').value,
+  });
+  const loaded = state();
+  const labels2 = m.readLabels(node);  // the editor changes route 2, as GateController.setLabel does
+  labels2[1] = m.cleanLabel('repair');
+  m.writeLabels(node, labels2);
+  m.syncOutputs(node);
+  const edited = state();
+  widget('routes').value = 1;  // fewer routes: the widget lists one label ...
+  m.syncOutputs(node);
+  widget('routes').value = routes;  // ... and the others come back
+  m.syncOutputs(node);
+  return { loaded, edited, restored: state() };
+}
+"""
+
+
+@pytest.fixture
+def blank(chromium, tmp_path: Path) -> Iterator:  # noqa: F811 - the imported fixture
+    with serving(make_app(SlotStore(tmp_path / "bus"))) as (host, port):
+        context = chromium.new_context()
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"http://{host}:{port}/")
+        yield page
+        context.close()
+        assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("labels", ["keep,fix,drop", "keep, fix\ndrop"])
+@pytest.mark.parametrize("labels_first", [False, True])  # the workflow's input order
+def test_labels_from_a_loaded_workflow_show_and_one_edit_keeps_the_rest(blank, labels, labels_first) -> None:
+    got = blank.evaluate(NODE, {"routes": 3, "labels": labels, "labelsFirst": labels_first})
+    assert got["loaded"] == {"labels": ["keep", "fix", "drop"],
+                             "outputs": ["mask", "keep (1)", "fix (2)", "drop (3)"],
+                             "widget": "keep, fix, drop"}
+    assert got["edited"] == {"labels": ["keep", "repair", "drop"],
+                             "outputs": ["mask", "keep (1)", "repair (2)", "drop (3)"],
+                             "widget": "keep, repair, drop"}
+    assert got["restored"] == got["edited"]
