@@ -59,9 +59,11 @@ class ImageGate:
         return float("nan")
 
     @classmethod
-    def VALIDATE_INPUTS(cls, send_id: str = "", get_id: str = "") -> bool | str:
-        sent = _check_id("send_id", send_id, reading=False)
-        return sent if sent is not True else _check_id("get_id", get_id, reading=True)
+    def VALIDATE_INPUTS(cls, get_id: str = "") -> bool | str:
+        """Only get_id: ComfyUI attaches the returned error to every input named here, so a
+        bad get_id is reported once, against get_id. A bad send_id fails when the gate runs,
+        before it pauses (run_gate checks it first)."""
+        return _check_id("get_id", get_id, reading=True)
 
     def run(self, routes: int, unique_id: str, image: torch.Tensor | None = None,
             send_id: str = "", get_id: str = "", labels: str = "",

@@ -1,6 +1,7 @@
 """The nodes as ComfyUI sees them, through a stand-in for the ComfyUI modules they touch."""
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 import threading
@@ -56,8 +57,8 @@ def test_image_gate_declares_the_seed_interface(comfy):
     assert gate.RETURN_NAMES[1] == "route_1" and gate.RETURN_NAMES[10] == "route_10"
     assert gate.CATEGORY == "Dataset Gates"
     assert math.isnan(gate.IS_CHANGED(routes=2))  # always pauses
-    assert gate.VALIDATE_INPUTS(send_id="ok", get_id="") is True
-    assert "letters, digits" in gate.VALIDATE_INPUTS(send_id="../x", get_id="")
+    assert gate.VALIDATE_INPUTS(get_id="") is True
+    assert "letters, digits" in gate.VALIDATE_INPUTS(get_id="../x")
 
 
 def test_gate_routes_publishes_and_targets_the_queuing_tab(comfy):
@@ -93,6 +94,17 @@ def test_global_cancel_interrupts_the_pause_and_clears_the_flag(comfy):
     assert pack.gates.waiter.WAITER.pending() == []
 
 
+def test_gate_queue_time_error_names_only_get_id(comfy):
+    """ComfyUI (execution.validate_inputs) attaches VALIDATE_INPUTS's error to every argument
+    the function names, so naming only get_id reports a bad get_id once, against get_id."""
+    _, pack = comfy
+    gate = pack.NODE_CLASS_MAPPINGS["ImageGate"]
+    spec = inspect.getfullargspec(gate.VALIDATE_INPUTS)
+    assert spec.args == ["cls", "get_id"] and spec.varkw is None
+    error = gate.VALIDATE_INPUTS(get_id="nul@-1")
+    assert error.startswith("get_id: ") and "Windows reserves" in error
+
+
 def test_bus_save_then_load_is_bit_exact_and_fingerprinted(comfy):
     _, pack = comfy
     save = pack.NODE_CLASS_MAPPINGS["DatasetGatesBusSave"]
@@ -115,9 +127,11 @@ def test_bus_save_then_load_is_bit_exact_and_fingerprinted(comfy):
 
 
 def test_validation_accepts_version_refs_only_where_reading(comfy):
-    _, pack = comfy
+    standin, pack = comfy
     gate = pack.NODE_CLASS_MAPPINGS["ImageGate"]
-    assert gate.VALIDATE_INPUTS(send_id="", get_id="cp@-2") is True
-    assert "send_id" in gate.VALIDATE_INPUTS(send_id="cp@-2", get_id="")
+    assert gate.VALIDATE_INPUTS(get_id="cp@-2") is True
+    with pytest.raises(ValueError, match="invalid slot id 'cp@-2'"):  # a send_id is no ref
+        gate().run(routes=2, unique_id="3", image=torch.rand(1, 4, 4, 3), send_id="cp@-2")
+    assert standin.server.sent == []  # refused before the pause
     load = pack.NODE_CLASS_MAPPINGS["DatasetGatesBusLoad"]
     assert load.VALIDATE_INPUTS(slot_id="cp@-1") is True
