@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from . import ordering
 from .gate import Hooks
 from .routes import GateRoutes
 from .slots import SlotStore
@@ -65,13 +66,17 @@ def hooks() -> Hooks:
                  interrupt=_interrupt, prompt_id=_prompt_id, client_id=_client_id)
 
 
-def register_routes() -> bool:
-    """Mount the routes on ComfyUI's server at import time, as ComfyUI requires."""
+def register() -> bool:
+    """At import: mount the routes and the slot-ordering prompt handler on ComfyUI's server."""
     try:
         from server import PromptServer
     except ImportError:
         return False
-    if getattr(PromptServer, "instance", None) is None:
+    server = getattr(PromptServer, "instance", None)
+    if server is None:
         return False
-    GateRoutes(store(), WAITER).add_to(PromptServer.instance.routes)
+    GateRoutes(store(), WAITER).add_to(server.routes)
+    add_handler = getattr(server, "add_on_prompt_handler", None)
+    if add_handler is not None:
+        add_handler(ordering.on_prompt)
     return True

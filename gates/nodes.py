@@ -7,10 +7,19 @@ import torch
 
 from . import comfy_adapter
 from .gate import MAX_ROUTES, run_gate
+from .ordering import AFTER, HIDDEN_AFTER, after_input
 from .slot_ids import parse_ref, validate_id
 from .waiter import WAITER
 
 CATEGORY = "Dataset Gates"
+
+
+def _ordering(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Add the ordering inputs (see gates/ordering.py): `after`, a socket that accepts
+    anything and only orders, and hidden spares for the links the pack adds itself."""
+    inputs.setdefault("optional", {})[AFTER] = after_input()
+    inputs.setdefault("hidden", {}).update({key: after_input() for key in HIDDEN_AFTER})
+    return inputs
 
 
 def _check_id(name: str, value: str, reading: bool, required: bool = False) -> bool | str:
@@ -41,7 +50,7 @@ class ImageGate:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {
+        return _ordering({
             "required": {"routes": ("INT", {"default": 2, "min": 1, "max": MAX_ROUTES})},
             "optional": {
                 "image": ("IMAGE",),
@@ -52,7 +61,7 @@ class ImageGate:
                 "labels": ("STRING", {"default": "", "tooltip": "route labels, comma separated"}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
-        }
+        })
 
     @classmethod
     def IS_CHANGED(cls, **kwargs: Any) -> float:
@@ -67,8 +76,9 @@ class ImageGate:
 
     def run(self, routes: int, unique_id: str, image: torch.Tensor | None = None,
             send_id: str = "", get_id: str = "", labels: str = "",
-            mask: torch.Tensor | None = None) -> tuple:
-        return run_gate(store=comfy_adapter.store(), waiter=WAITER, hooks=comfy_adapter.hooks(),
+            mask: torch.Tensor | None = None, **ordering: Any) -> tuple:
+        return run_gate(store=comfy_adapter.store(), waiter=WAITER,
+                        hooks=comfy_adapter.hooks(),
                         node=str(unique_id), routes=routes, image=image, send_id=send_id,
                         get_id=get_id, labels=labels, mask=mask)
 
@@ -83,16 +93,17 @@ class BusSave:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"image": ("IMAGE",), "slot_id": ("STRING", {"default": "checkpoint"})},
-                "optional": {"mask": ("MASK",)},
-                "hidden": {"unique_id": "UNIQUE_ID"}}
+        return _ordering({"required": {"image": ("IMAGE",),
+                                       "slot_id": ("STRING", {"default": "checkpoint"})},
+                          "optional": {"mask": ("MASK",)},
+                          "hidden": {"unique_id": "UNIQUE_ID"}})
 
     @classmethod
     def VALIDATE_INPUTS(cls, slot_id: str = "") -> bool | str:
         return _check_id("slot_id", slot_id, reading=False, required=True)
 
     def save(self, image: torch.Tensor, slot_id: str, unique_id: str = "",
-             mask: torch.Tensor | None = None) -> dict[str, Any]:
+             mask: torch.Tensor | None = None, **ordering: Any) -> dict[str, Any]:
         hooks = comfy_adapter.hooks()
         info = comfy_adapter.store().publish(slot_id.strip(), image, mask, meta={
             "node": str(unique_id), "prompt_id": hooks.prompt_id(), "source": "bus_save"})
@@ -110,10 +121,11 @@ class BusLoad:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"slot_id": ("STRING", {"default": "checkpoint"})}}
+        return _ordering({"required": {"slot_id": ("STRING", {"default": "checkpoint"})}})
 
     @classmethod
-    def IS_CHANGED(cls, slot_id: str = "") -> str:
+    def IS_CHANGED(cls, slot_id: str = "", **ordering: Any) -> str:
+        """ComfyUI passes the raw ordering links here too; they do not change the slot."""
         try:
             return comfy_adapter.store().fingerprint(parse_ref(slot_id.strip())[0])
         except ValueError:
@@ -123,7 +135,7 @@ class BusLoad:
     def VALIDATE_INPUTS(cls, slot_id: str = "") -> bool | str:
         return _check_id("slot_id", slot_id, reading=True, required=True)
 
-    def load(self, slot_id: str) -> tuple:
+    def load(self, slot_id: str, **ordering: Any) -> tuple:
         image, mask = comfy_adapter.store().load(slot_id.strip())
         return image, mask, int(image.shape[0])
 

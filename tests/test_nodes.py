@@ -135,3 +135,50 @@ def test_validation_accepts_version_refs_only_where_reading(comfy):
     assert standin.server.sent == []  # refused before the pause
     load = pack.NODE_CLASS_MAPPINGS["DatasetGatesBusLoad"]
     assert load.VALIDATE_INPUTS(slot_id="cp@-1") is True
+
+
+# -- ordering inputs and the prompt handler ------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["ImageGate", "DatasetGatesBusSave", "DatasetGatesBusLoad"])
+def test_every_node_declares_the_ordering_inputs_as_raw_links(comfy, name):
+    """`after` is a visible optional socket of any type; the spares are hidden. rawLink makes
+    ComfyUI pass the link itself, so a blocked upstream node does not block this one."""
+    _, pack = comfy
+    types = pack.NODE_CLASS_MAPPINGS[name].INPUT_TYPES()
+    assert types["optional"]["after"][0] == "*"
+    assert types["optional"]["after"][1]["rawLink"] is True
+    for key in ("after_2", "after_3"):
+        assert types["hidden"][key][0] == "*" and types["hidden"][key][1]["rawLink"] is True
+    assert "after" not in types["required"] and "after" not in types["hidden"]
+
+
+def test_the_ordering_module_knows_the_node_class_names(comfy):
+    _, pack = comfy
+    ordering = pack.gates.ordering
+    assert {ordering.GATE, ordering.BUS_SAVE, ordering.BUS_LOAD} == set(pack.NODE_CLASS_MAPPINGS)
+
+
+def test_nodes_take_ordering_links_as_keywords_and_ignore_them(comfy):
+    standin, pack = comfy
+    nodes = pack.NODE_CLASS_MAPPINGS
+    link = {"after": ["5", 0], "after_2": ["6", 0], "after_3": ["7", 0]}
+    image = torch.rand(1, 4, 4, 3)
+    nodes["DatasetGatesBusSave"]().save(image=image, slot_id="ord", **link)
+    fingerprint = nodes["DatasetGatesBusLoad"].IS_CHANGED(slot_id="ord")
+    assert nodes["DatasetGatesBusLoad"].IS_CHANGED(slot_id="ord", **link) == fingerprint
+    assert torch.equal(nodes["DatasetGatesBusLoad"]().load(slot_id="ord", **link)[0], image)
+    answer_with(standin, pack, 1)
+    out = nodes["ImageGate"]().run(routes=2, unique_id="3", image=image, **link)
+    assert out[1] is image
+
+
+def test_loading_the_pack_registers_the_ordering_handler(comfy):
+    standin, pack = comfy
+    assert standin.server.on_prompt_handlers == [pack.gates.ordering.on_prompt]
+    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+              "2": {"class_type": "ImageGate", "inputs": {"routes": 2, "image": ["1", 0],
+                                                          "send_id": "s", "get_id": ""}},
+              "3": {"class_type": "ImageGate", "inputs": {"routes": 2, "get_id": "s"}}}
+    out = standin.server.trigger_on_prompt({"prompt": prompt, "client_id": "tab-1"})
+    assert out["prompt"]["3"]["inputs"]["after"] == ["2", 0]
+    assert out["client_id"] == "tab-1"
