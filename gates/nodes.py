@@ -9,7 +9,6 @@ from . import comfy_adapter
 from .gate import MAX_ROUTES, run_gate
 from .ordering import AFTER, HIDDEN_AFTER, after_input
 from .slot_ids import parse_ref, validate_id
-from .waiter import WAITER
 
 CATEGORY = "Dataset Gates"
 
@@ -77,7 +76,7 @@ class ImageGate:
     def run(self, routes: int, unique_id: str, image: torch.Tensor | None = None,
             send_id: str = "", get_id: str = "", labels: str = "",
             mask: torch.Tensor | None = None, **ordering: Any) -> tuple:
-        return run_gate(store=comfy_adapter.store(), waiter=WAITER,
+        return run_gate(store=comfy_adapter.store(), waiter=comfy_adapter.waiter(),
                         hooks=comfy_adapter.hooks(),
                         node=str(unique_id), routes=routes, image=image, send_id=send_id,
                         get_id=get_id, labels=labels, mask=mask)

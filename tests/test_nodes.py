@@ -1,7 +1,9 @@
 """The nodes as ComfyUI sees them, through a stand-in for the ComfyUI modules they touch."""
 from __future__ import annotations
 
+import asyncio
 import inspect
+import logging
 import math
 import sys
 import threading
@@ -10,7 +12,7 @@ import pytest
 import torch
 from aiohttp import web
 
-from comfy_standin import ComfyStandIn, ExecutionBlocker, InterruptProcessingException
+from comfy_standin import REPO, ComfyStandIn, ExecutionBlocker, InterruptProcessingException
 
 
 @pytest.fixture
@@ -182,3 +184,64 @@ def test_loading_the_pack_registers_the_ordering_handler(comfy):
     out = standin.server.trigger_on_prompt({"prompt": prompt, "client_id": "tab-1"})
     assert out["prompt"]["3"]["inputs"]["after"] == ["2", 0]
     assert out["client_id"] == "tab-1"
+
+
+# -- the pack installed twice ---------------------------------------------------------------------
+
+def test_a_second_copy_of_the_pack_reuses_the_first_copys_routes_and_waiter(comfy, tmp_path, caplog):
+    """Two folders in custom_nodes with the same pack: both import, ComfyUI keeps the last
+    copy's node classes and aiohttp serves the first copy's routes. The second copy must not
+    register routes again, and its nodes must pause in the waiter those routes answer."""
+    standin, first = comfy
+    nodes_dir = tmp_path / "custom_nodes"
+    nodes_dir.mkdir()
+    (nodes_dir / "dataset-gates-copy").symlink_to(REPO, target_is_directory=True)
+    with caplog.at_level(logging.ERROR, logger="dataset_gates"):
+        second = standin.load_pack("dataset_gates_pack_copy", nodes_dir / "dataset-gates-copy")
+    assert second.gates.waiter.WAITER is not first.gates.waiter.WAITER  # two modules indeed
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "installed twice" in errors[0]
+    assert str(REPO) in errors[0] and str(nodes_dir / "dataset-gates-copy") in errors[0]
+    paths = [r.path for r in standin.server.routes if isinstance(r, web.RouteDef)]
+    assert paths.count("/datasete_gate/choice") == 1
+    assert standin.server.on_prompt_handlers == [first.gates.ordering.on_prompt]
+    assert first.WEB_DIRECTORY == "./web" and second.WEB_DIRECTORY is None
+    assert second.gates.comfy_adapter.waiter() is first.gates.waiter.WAITER
+
+    answer_with(standin, first, 2)  # answered through the first copy's waiter: the routes'
+    image = torch.rand(1, 4, 4, 3)
+    out = second.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="7", image=image)
+    assert out[2] is image
+    for name in [m for m in sys.modules if m.startswith("dataset_gates_pack_copy")]:
+        del sys.modules[name]
+
+
+async def test_the_first_copys_choice_route_answers_a_gate_of_the_second_copy(comfy, tmp_path,
+                                                                              aiohttp_client):
+    standin, first = comfy
+    (tmp_path / "copy").symlink_to(REPO, target_is_directory=True)
+    second = standin.load_pack("dataset_gates_pack_copy2", tmp_path / "copy")
+    app = web.Application()
+    app.add_routes(standin.server.routes)
+    client = await aiohttp_client(app)
+    paused = threading.Event()
+    standin.server.on_send = lambda event, data: event == "datasete_gate.pause" and paused.set()
+    image = torch.rand(1, 4, 4, 3)
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(
+        second.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="8", image=image)))
+    worker.start()
+    try:
+        assert await asyncio.to_thread(paused.wait, 5)
+        pause = standin.server.sent[-1][1]
+        resp = await client.post("/datasete_gate/choice",
+                                 json={"node": "8", "token": pause["token"], "route": 1})
+        assert resp.status == 200, await resp.text()
+    finally:
+        worker.join(5)
+        if worker.is_alive():  # the route did not answer: do not leave the thread waiting
+            standin.interrupt_flag.set()
+            worker.join(5)
+    assert result and result[0][1] is image
+    for name in [m for m in sys.modules if m.startswith("dataset_gates_pack_copy2")]:
+        del sys.modules[name]
