@@ -21,9 +21,14 @@ def _ordering(inputs: dict[str, Any]) -> dict[str, Any]:
     return inputs
 
 
-def _check_id(name: str, value: str, reading: bool, required: bool = False) -> bool | str:
-    """Queue-time check, so a typo fails before anything runs; reads may name 'id@-N'."""
-    if not (value or "").strip():
+def _check_id(name: str, value: str | None, reading: bool, required: bool = False) -> bool | str:
+    """Queue-time check, so a typo fails before anything runs; reads may name 'id@-N'.
+
+    ComfyUI passes None for an input fed by a link (e.g. a primitive node): its value is
+    unknown until the run, where the node checks it."""
+    if value is None:
+        return True
+    if not value.strip():
         return f"{name}: a slot id is required" if required else True
     try:
         (parse_ref if reading else validate_id)(value.strip())
@@ -123,8 +128,11 @@ class BusLoad:
         return _ordering({"required": {"slot_id": ("STRING", {"default": "checkpoint"})}})
 
     @classmethod
-    def IS_CHANGED(cls, slot_id: str = "", **ordering: Any) -> str:
-        """ComfyUI passes the raw ordering links here too; they do not change the slot."""
+    def IS_CHANGED(cls, slot_id: str | None = "", **ordering: Any) -> str | float:
+        """ComfyUI passes the raw ordering links here too; they do not change the slot. A
+        slot_id fed by a link arrives as None: unknown, so the load always runs."""
+        if slot_id is None:
+            return float("nan")
         try:
             return comfy_adapter.store().fingerprint(parse_ref(slot_id.strip())[0])
         except ValueError:

@@ -96,6 +96,17 @@ def test_global_cancel_interrupts_the_pause_and_clears_the_flag(comfy):
     assert pack.gates.waiter.WAITER.pending() == []
 
 
+def test_slot_ids_fed_by_links_pass_queue_time_validation(comfy):
+    """ComfyUI's validation passes None for a linked widget (e.g. from a primitive node)."""
+    _, pack = comfy
+    nodes = pack.NODE_CLASS_MAPPINGS
+    assert nodes["ImageGate"].VALIDATE_INPUTS(get_id=None) is True
+    assert nodes["DatasetGatesBusSave"].VALIDATE_INPUTS(slot_id=None) is True
+    assert nodes["DatasetGatesBusLoad"].VALIDATE_INPUTS(slot_id=None) is True
+    assert math.isnan(nodes["DatasetGatesBusLoad"].IS_CHANGED(slot_id=None))
+    assert "required" in nodes["DatasetGatesBusSave"].VALIDATE_INPUTS(slot_id=" ")
+
+
 def test_gate_queue_time_error_names_only_get_id(comfy):
     """ComfyUI (execution.validate_inputs) attaches VALIDATE_INPUTS's error to every argument
     the function names, so naming only get_id reports a bad get_id once, against get_id."""
