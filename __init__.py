@@ -2,7 +2,8 @@
 from .gates import comfy_adapter
 from .gates.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
-WEB_DIRECTORY = "./web"
-comfy_adapter.register_routes()
+# A second copy of the pack (installed twice) reuses the first one's routes and serves no
+# second copy of the frontend extension.
+WEB_DIRECTORY = None if comfy_adapter.register() == "duplicate" else "./web"
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -3,13 +3,24 @@ rest of the pack (and its tests, and the command line) imports without ComfyUI p
 """
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
+from . import ordering
 from .gate import Hooks
 from .routes import GateRoutes
 from .slots import SlotStore
-from .waiter import WAITER
+from .waiter import WAITER, Waiter
+
+log = logging.getLogger("dataset_gates")
+
+# The first copy of the pack to load leaves this on PromptServer.instance, so a second copy
+# (the pack installed twice under two folder names) can find it: {"folder", "waiter"}.
+SHARED_ATTR = "dataset_gates_first_copy"
+PACK_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # symlinks kept
+_waiter: Waiter = WAITER
 
 
 def bus_root() -> Path:
@@ -75,13 +86,37 @@ def hooks() -> Hooks:
                  interrupt=_interrupt, prompt_id=_prompt_id, client_id=_client_id)
 
 
-def register_routes() -> bool:
-    """Mount the routes on ComfyUI's server at import time, as ComfyUI requires."""
+def waiter() -> Waiter:
+    """The paused-gate registry the routes answer from: this copy's, or the first copy's."""
+    return _waiter
+
+
+def register() -> str:
+    """At import: mount the routes and the prompt handler on ComfyUI's server, once per process.
+
+    Returns "registered", "duplicate" (another copy of the pack loaded first: this copy reuses
+    its routes and waiter and registers nothing) or "no server" (not inside ComfyUI).
+    """
+    global _waiter
     try:
         from server import PromptServer
     except ImportError:
-        return False
-    if getattr(PromptServer, "instance", None) is None:
-        return False
-    GateRoutes(store(), WAITER, connected=_connected).add_to(PromptServer.instance.routes)
-    return True
+        return "no server"
+    server = getattr(PromptServer, "instance", None)
+    if server is None:
+        return "no server"
+    first = getattr(server, SHARED_ATTR, None)
+    if isinstance(first, dict) and first.get("waiter") is not None:  # another copy's Waiter class
+        _waiter = first["waiter"]
+        if first.get("folder") != PACK_FOLDER:
+            log.error("Dataset Gates is installed twice: %s and %s. The first one's routes "
+                      "answer the paused gates, and both copies' nodes share them, but "
+                      "remove one of the two folders and restart ComfyUI.",
+                      first.get("folder"), PACK_FOLDER)
+        return "duplicate"
+    setattr(server, SHARED_ATTR, {"folder": PACK_FOLDER, "waiter": WAITER})
+    GateRoutes(store(), WAITER, connected=_connected).add_to(server.routes)
+    add_handler = getattr(server, "add_on_prompt_handler", None)
+    if add_handler is not None:
+        add_handler(ordering.on_prompt)
+    return "registered"

@@ -7,15 +7,28 @@ import torch
 
 from . import comfy_adapter
 from .gate import MAX_ROUTES, run_gate
+from .ordering import AFTER, HIDDEN_AFTER, after_input
 from .slot_ids import parse_ref, validate_id
-from .waiter import WAITER
 
 CATEGORY = "Dataset Gates"
 
 
-def _check_id(name: str, value: str, reading: bool, required: bool = False) -> bool | str:
-    """Queue-time check, so a typo fails before anything runs; reads may name 'id@-N'."""
-    if not (value or "").strip():
+def _ordering(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Add the ordering inputs (see gates/ordering.py): `after`, a socket that accepts
+    anything and only orders, and hidden spares for the links the pack adds itself."""
+    inputs.setdefault("optional", {})[AFTER] = after_input()
+    inputs.setdefault("hidden", {}).update({key: after_input() for key in HIDDEN_AFTER})
+    return inputs
+
+
+def _check_id(name: str, value: str | None, reading: bool, required: bool = False) -> bool | str:
+    """Queue-time check, so a typo fails before anything runs; reads may name 'id@-N'.
+
+    ComfyUI passes None for an input fed by a link (e.g. a primitive node): its value is
+    unknown until the run, where the node checks it."""
+    if value is None:
+        return True
+    if not value.strip():
         return f"{name}: a slot id is required" if required else True
     try:
         (parse_ref if reading else validate_id)(value.strip())
@@ -41,7 +54,7 @@ class ImageGate:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {
+        return _ordering({
             "required": {"routes": ("INT", {"default": 2, "min": 1, "max": MAX_ROUTES})},
             "optional": {
                 "image": ("IMAGE",),
@@ -52,21 +65,24 @@ class ImageGate:
                 "labels": ("STRING", {"default": "", "tooltip": "route labels, comma separated"}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
-        }
+        })
 
     @classmethod
     def IS_CHANGED(cls, **kwargs: Any) -> float:
         return float("nan")
 
     @classmethod
-    def VALIDATE_INPUTS(cls, send_id: str = "", get_id: str = "") -> bool | str:
-        sent = _check_id("send_id", send_id, reading=False)
-        return sent if sent is not True else _check_id("get_id", get_id, reading=True)
+    def VALIDATE_INPUTS(cls, get_id: str = "") -> bool | str:
+        """Only get_id: ComfyUI attaches the returned error to every input named here, so a
+        bad get_id is reported once, against get_id. A bad send_id fails when the gate runs,
+        before it pauses (run_gate checks it first)."""
+        return _check_id("get_id", get_id, reading=True)
 
     def run(self, routes: int, unique_id: str, image: torch.Tensor | None = None,
             send_id: str = "", get_id: str = "", labels: str = "",
-            mask: torch.Tensor | None = None) -> tuple:
-        return run_gate(store=comfy_adapter.store(), waiter=WAITER, hooks=comfy_adapter.hooks(),
+            mask: torch.Tensor | None = None, **ordering: Any) -> tuple:
+        return run_gate(store=comfy_adapter.store(), waiter=comfy_adapter.waiter(),
+                        hooks=comfy_adapter.hooks(),
                         node=str(unique_id), routes=routes, image=image, send_id=send_id,
                         get_id=get_id, labels=labels, mask=mask)
 
@@ -81,16 +97,17 @@ class BusSave:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"image": ("IMAGE",), "slot_id": ("STRING", {"default": "checkpoint"})},
-                "optional": {"mask": ("MASK",)},
-                "hidden": {"unique_id": "UNIQUE_ID"}}
+        return _ordering({"required": {"image": ("IMAGE",),
+                                       "slot_id": ("STRING", {"default": "checkpoint"})},
+                          "optional": {"mask": ("MASK",)},
+                          "hidden": {"unique_id": "UNIQUE_ID"}})
 
     @classmethod
     def VALIDATE_INPUTS(cls, slot_id: str = "") -> bool | str:
         return _check_id("slot_id", slot_id, reading=False, required=True)
 
     def save(self, image: torch.Tensor, slot_id: str, unique_id: str = "",
-             mask: torch.Tensor | None = None) -> dict[str, Any]:
+             mask: torch.Tensor | None = None, **ordering: Any) -> dict[str, Any]:
         hooks = comfy_adapter.hooks()
         info = comfy_adapter.store().publish(slot_id.strip(), image, mask, meta={
             "node": str(unique_id), "prompt_id": hooks.prompt_id(), "source": "bus_save"})
@@ -108,10 +125,14 @@ class BusLoad:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"slot_id": ("STRING", {"default": "checkpoint"})}}
+        return _ordering({"required": {"slot_id": ("STRING", {"default": "checkpoint"})}})
 
     @classmethod
-    def IS_CHANGED(cls, slot_id: str = "") -> str:
+    def IS_CHANGED(cls, slot_id: str | None = "", **ordering: Any) -> str | float:
+        """ComfyUI passes the raw ordering links here too; they do not change the slot. A
+        slot_id fed by a link arrives as None: unknown, so the load always runs."""
+        if slot_id is None:
+            return float("nan")
         try:
             return comfy_adapter.store().fingerprint(parse_ref(slot_id.strip())[0])
         except ValueError:
@@ -121,7 +142,7 @@ class BusLoad:
     def VALIDATE_INPUTS(cls, slot_id: str = "") -> bool | str:
         return _check_id("slot_id", slot_id, reading=True, required=True)
 
-    def load(self, slot_id: str) -> tuple:
+    def load(self, slot_id: str, **ordering: Any) -> tuple:
         image, mask = comfy_adapter.store().load(slot_id.strip())
         return image, mask, int(image.shape[0])
 

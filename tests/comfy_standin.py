@@ -2,12 +2,14 @@
 
 It mirrors only what gates/comfy_adapter.py uses, with the same names and behaviour as
 ComfyUI 0.8.0: folder_paths.get_input_directory, server.PromptServer.instance (client_id,
-routes, send_sync, last_prompt_id, sockets), comfy_execution's ExecutionBlocker and
-get_executing_context, and comfy.model_management's interrupt flag and exception.
+routes, send_sync, last_prompt_id, sockets, add_on_prompt_handler, trigger_on_prompt),
+comfy_execution's ExecutionBlocker and get_executing_context, and comfy.model_management's
+interrupt flag and exception.
 """
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 import threading
 import types
@@ -36,6 +38,19 @@ class FakePromptServer:
         self.sockets: dict[str, Any] = {}  # client id -> open websocket
         self.sent: list[tuple[str, dict, str | None]] = []
         self.on_send = lambda event, data: None
+        self.on_prompt_handlers: list[Any] = []
+
+    def add_on_prompt_handler(self, handler: Any) -> None:
+        self.on_prompt_handlers.append(handler)
+
+    def trigger_on_prompt(self, json_data: dict) -> dict:
+        """As server.py: each handler's result feeds the next; an exception is only logged."""
+        for handler in self.on_prompt_handlers:
+            try:
+                json_data = handler(json_data)
+            except Exception:
+                logging.warning("[ERROR] An error occurred during the on_prompt_handler processing")
+        return json_data
 
     def send_sync(self, event: str, data: dict, sid: str | None = None) -> None:
         self.sent.append((event, data, sid))
@@ -79,10 +94,11 @@ class ComfyStandIn:
                 "comfy_execution.graph_utils": graph_utils, "comfy_execution.utils": utils,
                 "comfy": comfy, "comfy.model_management": mm}
 
-    def load_pack(self, name: str = "dataset_gates_pack") -> types.ModuleType:
-        """Import the repository root the way ComfyUI's load_custom_node does."""
-        spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py",
-                                                      submodule_search_locations=[str(REPO)])
+    def load_pack(self, name: str = "dataset_gates_pack", root: Path = REPO) -> types.ModuleType:
+        """Import the repository root (or `root`, e.g. a symlink to it in a custom_nodes
+        folder) the way ComfyUI's load_custom_node does."""
+        spec = importlib.util.spec_from_file_location(name, root / "__init__.py",
+                                                      submodule_search_locations=[str(root)])
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)

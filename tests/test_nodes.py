@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 import math
 import sys
 import threading
@@ -11,7 +13,7 @@ import pytest
 import torch
 from aiohttp import web
 
-from comfy_standin import ComfyStandIn, ExecutionBlocker, InterruptProcessingException
+from comfy_standin import REPO, ComfyStandIn, ExecutionBlocker, InterruptProcessingException
 
 
 @pytest.fixture
@@ -58,8 +60,8 @@ def test_image_gate_declares_the_seed_interface(comfy):
     assert gate.RETURN_NAMES[1] == "route_1" and gate.RETURN_NAMES[10] == "route_10"
     assert gate.CATEGORY == "Dataset Gates"
     assert math.isnan(gate.IS_CHANGED(routes=2))  # always pauses
-    assert gate.VALIDATE_INPUTS(send_id="ok", get_id="") is True
-    assert "letters, digits" in gate.VALIDATE_INPUTS(send_id="../x", get_id="")
+    assert gate.VALIDATE_INPUTS(get_id="") is True
+    assert "letters, digits" in gate.VALIDATE_INPUTS(get_id="../x")
 
 
 def test_gate_routes_publishes_and_targets_the_queuing_tab(comfy):
@@ -121,6 +123,28 @@ def test_global_cancel_interrupts_the_pause_and_clears_the_flag(comfy):
     assert pack.gates.waiter.WAITER.paused() == []
 
 
+def test_slot_ids_fed_by_links_pass_queue_time_validation(comfy):
+    """ComfyUI's validation passes None for a linked widget (e.g. from a primitive node)."""
+    _, pack = comfy
+    nodes = pack.NODE_CLASS_MAPPINGS
+    assert nodes["ImageGate"].VALIDATE_INPUTS(get_id=None) is True
+    assert nodes["DatasetGatesBusSave"].VALIDATE_INPUTS(slot_id=None) is True
+    assert nodes["DatasetGatesBusLoad"].VALIDATE_INPUTS(slot_id=None) is True
+    assert math.isnan(nodes["DatasetGatesBusLoad"].IS_CHANGED(slot_id=None))
+    assert "required" in nodes["DatasetGatesBusSave"].VALIDATE_INPUTS(slot_id=" ")
+
+
+def test_gate_queue_time_error_names_only_get_id(comfy):
+    """ComfyUI (execution.validate_inputs) attaches VALIDATE_INPUTS's error to every argument
+    the function names, so naming only get_id reports a bad get_id once, against get_id."""
+    _, pack = comfy
+    gate = pack.NODE_CLASS_MAPPINGS["ImageGate"]
+    spec = inspect.getfullargspec(gate.VALIDATE_INPUTS)
+    assert spec.args == ["cls", "get_id"] and spec.varkw is None
+    error = gate.VALIDATE_INPUTS(get_id="nul@-1")
+    assert error.startswith("get_id: ") and "Windows reserves" in error
+
+
 def test_bus_save_then_load_is_bit_exact_and_fingerprinted(comfy):
     _, pack = comfy
     save = pack.NODE_CLASS_MAPPINGS["DatasetGatesBusSave"]
@@ -143,9 +167,119 @@ def test_bus_save_then_load_is_bit_exact_and_fingerprinted(comfy):
 
 
 def test_validation_accepts_version_refs_only_where_reading(comfy):
-    _, pack = comfy
+    standin, pack = comfy
     gate = pack.NODE_CLASS_MAPPINGS["ImageGate"]
-    assert gate.VALIDATE_INPUTS(send_id="", get_id="cp@-2") is True
-    assert "send_id" in gate.VALIDATE_INPUTS(send_id="cp@-2", get_id="")
+    assert gate.VALIDATE_INPUTS(get_id="cp@-2") is True
+    with pytest.raises(ValueError, match="invalid slot id 'cp@-2'"):  # a send_id is no ref
+        gate().run(routes=2, unique_id="3", image=torch.rand(1, 4, 4, 3), send_id="cp@-2")
+    assert standin.server.sent == []  # refused before the pause
     load = pack.NODE_CLASS_MAPPINGS["DatasetGatesBusLoad"]
     assert load.VALIDATE_INPUTS(slot_id="cp@-1") is True
+
+
+# -- ordering inputs and the prompt handler ------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["ImageGate", "DatasetGatesBusSave", "DatasetGatesBusLoad"])
+def test_every_node_declares_the_ordering_inputs_as_raw_links(comfy, name):
+    """`after` is a visible optional socket of any type; the spares are hidden. rawLink makes
+    ComfyUI pass the link itself, so a blocked upstream node does not block this one."""
+    _, pack = comfy
+    types = pack.NODE_CLASS_MAPPINGS[name].INPUT_TYPES()
+    assert types["optional"]["after"][0] == "*"
+    assert types["optional"]["after"][1]["rawLink"] is True
+    for key in ("after_2", "after_3"):
+        assert types["hidden"][key][0] == "*" and types["hidden"][key][1]["rawLink"] is True
+    assert "after" not in types["required"] and "after" not in types["hidden"]
+
+
+def test_the_ordering_module_knows_the_node_class_names(comfy):
+    _, pack = comfy
+    ordering = pack.gates.ordering
+    assert {ordering.GATE, ordering.BUS_SAVE, ordering.BUS_LOAD} == set(pack.NODE_CLASS_MAPPINGS)
+
+
+def test_nodes_take_ordering_links_as_keywords_and_ignore_them(comfy):
+    standin, pack = comfy
+    nodes = pack.NODE_CLASS_MAPPINGS
+    link = {"after": ["5", 0], "after_2": ["6", 0], "after_3": ["7", 0]}
+    image = torch.rand(1, 4, 4, 3)
+    nodes["DatasetGatesBusSave"]().save(image=image, slot_id="ord", **link)
+    fingerprint = nodes["DatasetGatesBusLoad"].IS_CHANGED(slot_id="ord")
+    assert nodes["DatasetGatesBusLoad"].IS_CHANGED(slot_id="ord", **link) == fingerprint
+    assert torch.equal(nodes["DatasetGatesBusLoad"]().load(slot_id="ord", **link)[0], image)
+    answer_with(standin, pack, 1)
+    out = nodes["ImageGate"]().run(routes=2, unique_id="3", image=image, **link)
+    assert out[1] is image
+
+
+def test_loading_the_pack_registers_the_ordering_handler(comfy):
+    standin, pack = comfy
+    assert standin.server.on_prompt_handlers == [pack.gates.ordering.on_prompt]
+    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+              "2": {"class_type": "ImageGate", "inputs": {"routes": 2, "image": ["1", 0],
+                                                          "send_id": "s", "get_id": ""}},
+              "3": {"class_type": "ImageGate", "inputs": {"routes": 2, "get_id": "s"}}}
+    out = standin.server.trigger_on_prompt({"prompt": prompt, "client_id": "tab-1"})
+    assert out["prompt"]["3"]["inputs"]["after"] == ["2", 0]
+    assert out["client_id"] == "tab-1"
+
+
+# -- the pack installed twice ---------------------------------------------------------------------
+
+def test_a_second_copy_of_the_pack_reuses_the_first_copys_routes_and_waiter(comfy, tmp_path, caplog):
+    """Two folders in custom_nodes with the same pack: both import, ComfyUI keeps the last
+    copy's node classes and aiohttp serves the first copy's routes. The second copy must not
+    register routes again, and its nodes must pause in the waiter those routes answer."""
+    standin, first = comfy
+    nodes_dir = tmp_path / "custom_nodes"
+    nodes_dir.mkdir()
+    (nodes_dir / "dataset-gates-copy").symlink_to(REPO, target_is_directory=True)
+    with caplog.at_level(logging.ERROR, logger="dataset_gates"):
+        second = standin.load_pack("dataset_gates_pack_copy", nodes_dir / "dataset-gates-copy")
+    assert second.gates.waiter.WAITER is not first.gates.waiter.WAITER  # two modules indeed
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "installed twice" in errors[0]
+    assert str(REPO) in errors[0] and str(nodes_dir / "dataset-gates-copy") in errors[0]
+    paths = [r.path for r in standin.server.routes if isinstance(r, web.RouteDef)]
+    assert paths.count("/datasete_gate/choice") == 1
+    assert standin.server.on_prompt_handlers == [first.gates.ordering.on_prompt]
+    assert first.WEB_DIRECTORY == "./web" and second.WEB_DIRECTORY is None
+    assert second.gates.comfy_adapter.waiter() is first.gates.waiter.WAITER
+
+    answer_with(standin, first, 2)  # answered through the first copy's waiter: the routes'
+    image = torch.rand(1, 4, 4, 3)
+    out = second.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="7", image=image)
+    assert out[2] is image
+    for name in [m for m in sys.modules if m.startswith("dataset_gates_pack_copy")]:
+        del sys.modules[name]
+
+
+async def test_the_first_copys_choice_route_answers_a_gate_of_the_second_copy(comfy, tmp_path,
+                                                                              aiohttp_client):
+    standin, first = comfy
+    (tmp_path / "copy").symlink_to(REPO, target_is_directory=True)
+    second = standin.load_pack("dataset_gates_pack_copy2", tmp_path / "copy")
+    app = web.Application()
+    app.add_routes(standin.server.routes)
+    client = await aiohttp_client(app)
+    paused = threading.Event()
+    standin.server.on_send = lambda event, data: event == "datasete_gate.pause" and paused.set()
+    image = torch.rand(1, 4, 4, 3)
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(
+        second.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="8", image=image)))
+    worker.start()
+    try:
+        assert await asyncio.to_thread(paused.wait, 5)
+        pause = standin.server.sent[-1][1]
+        resp = await client.post("/datasete_gate/choice",
+                                 json={"node": "8", "token": pause["token"], "route": 1})
+        assert resp.status == 200, await resp.text()
+    finally:
+        worker.join(5)
+        if worker.is_alive():  # the route did not answer: do not leave the thread waiting
+            standin.interrupt_flag.set()
+            worker.join(5)
+    assert result and result[0][1] is image
+    for name in [m for m in sys.modules if m.startswith("dataset_gates_pack_copy2")]:
+        del sys.modules[name]

@@ -13,6 +13,9 @@ Fixtures (all reusable by other e2e modules):
   a gate is paused would otherwise block the prompt worker for every later test).
 - ``ws`` (function): a :class:`WsClient` connected with a fresh client id; queue with
   ``comfy.queue(prompt, ws.client_id)`` and the pack's events reach it.
+- ``comfy_factory`` (function): ``comfy_factory(name, env=..., pack_names=...)`` starts an
+  extra ComfyUI (e.g. with ``PYTHONHASHSEED`` set, or with the pack symlinked under two
+  folder names) and stops it after the test. The session server is not affected.
 
 When an e2e test fails, the tail of ComfyUI's log is attached to the report.
 """
@@ -42,6 +45,7 @@ TERMINAL_EVENTS = ("execution_success", "execution_interrupted", "execution_erro
 RESET_CLIENT = "e2e-reset"  # the client id the between-tests cleanup takes pauses over with
 
 _SERVER: "ComfyServer | None" = None
+_EXTRA_SERVERS: "list[ComfyServer]" = []
 
 
 def e2e_enabled() -> bool:
@@ -62,9 +66,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
-    if report.failed and _SERVER is not None and \
-            E2E_DIR in Path(str(item.fspath)).resolve().parents:
-        report.sections.append((f"ComfyUI log tail ({_SERVER.log_path})", _SERVER.log_tail(80)))
+    if report.failed and E2E_DIR in Path(str(item.fspath)).resolve().parents:
+        for server in ([_SERVER] if _SERVER is not None else []) + _EXTRA_SERVERS:
+            report.sections.append((f"ComfyUI log tail ({server.log_path})", server.log_tail(80)))
 
 
 def _free_port() -> int:
@@ -187,7 +191,10 @@ class WsClient:
 class ComfyServer:
     """A ComfyUI process with this pack loaded, in its own temp folders."""
 
-    def __init__(self, comfy_dir: Path, python: str, root: Path):
+    def __init__(self, comfy_dir: Path, python: str, root: Path,
+                 pack_names: tuple[str, ...] = (PACK_NAME,), env: dict[str, str] | None = None):
+        self.pack_names = pack_names  # one symlink to this repository per name
+        self.env = dict(env or {})
         self.comfy_dir = comfy_dir
         self.python = python
         self.root = root
@@ -211,7 +218,8 @@ class ComfyServer:
     def start(self) -> None:
         for d in (self.input_dir, self.output_dir, self.temp_dir, self.user_dir, self.nodes_dir):
             d.mkdir(parents=True, exist_ok=True)
-        (self.nodes_dir / PACK_NAME).symlink_to(REPO, target_is_directory=True)
+        for name in self.pack_names:
+            (self.nodes_dir / name).symlink_to(REPO, target_is_directory=True)
         config = self.root / "extra_model_paths.yaml"
         config.write_text(f"e2e:\n    custom_nodes: {self.nodes_dir}\n")
         cmd = [self.python, str(self.comfy_dir / "main.py"), "--cpu",
@@ -224,7 +232,7 @@ class ComfyServer:
                "--database-url", f"sqlite:///{self.root / 'comfy.db'}",
                "--extra-model-paths-config", str(config)]
         self._log = open(self.log_path, "wb")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self.proc = subprocess.Popen(cmd, cwd=self.comfy_dir, stdout=self._log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         import requests
@@ -344,9 +352,8 @@ class ComfyServer:
         return WsClient(self.ws_url, client_id)
 
 
-@pytest.fixture(scope="session")
-def comfy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
-    global _SERVER
+def _comfy_setup() -> tuple[Path, str]:
+    """(COMFYUI_DIR, the interpreter for ComfyUI), or skip / fail as the session server does."""
     if not e2e_enabled():
         pytest.skip(SKIP_REASON)
     pytest.importorskip("requests", reason="e2e tests need requests")
@@ -354,7 +361,13 @@ def comfy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServ
     comfy_dir = Path(os.environ["COMFYUI_DIR"]).expanduser().resolve()
     if not (comfy_dir / "main.py").is_file():
         pytest.fail(f"COMFYUI_DIR={comfy_dir} has no main.py")
-    python = os.environ.get("COMFYUI_PYTHON", "").strip() or sys.executable
+    return comfy_dir, os.environ.get("COMFYUI_PYTHON", "").strip() or sys.executable
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
+    global _SERVER
+    comfy_dir, python = _comfy_setup()
     server = ComfyServer(comfy_dir, python, tmp_path_factory.mktemp("comfyui"))
     _SERVER = server
     try:
@@ -379,3 +392,27 @@ def ws(comfy: ComfyServer) -> Iterator[WsClient]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def comfy_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ComfyServer]]:
+    """Start extra ComfyUI servers for one test: ``comfy_factory(name, env=..., pack_names=...)``.
+    Each has its own temp folders and port, and is stopped when the test ends."""
+    comfy_dir, python = _comfy_setup()
+    started: list[ComfyServer] = []
+
+    def start(name: str, env: dict[str, str] | None = None,
+              pack_names: tuple[str, ...] = (PACK_NAME,)) -> ComfyServer:
+        server = ComfyServer(comfy_dir, python, tmp_path_factory.mktemp(name),
+                             pack_names=pack_names, env=env)
+        started.append(server)
+        _EXTRA_SERVERS.append(server)
+        server.start()
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+            _EXTRA_SERVERS.remove(server)
