@@ -19,6 +19,7 @@ import logging
 import os
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -145,7 +146,11 @@ class SlotStore:
     def slot_dir(self, slot_id: str) -> Path:
         """The folder of a slot: one validated name under the bus, never a symlink."""
         path = self.root / validate_id(slot_id)
-        if os.path.lexists(path) and not is_real_dir(path):
+        try:
+            mode = os.lstat(path).st_mode  # one look: a folder deleted meanwhile is just absent
+        except FileNotFoundError:
+            return path
+        if not stat.S_ISDIR(mode):
             raise SlotCorrupt(f"slot {slot_id!r} is a symbolic link or a file, not a slot folder")
         return path
 
