@@ -13,3 +13,9 @@ def test_layout_table_names_exactly_the_gates_modules() -> None:
     named = set(re.findall(r"`gates/([a-z_]+\.py)`", table))
     on_disk = {p.name for p in (REPO / "gates").glob("*.py")} - {"__init__.py", "__main__.py"}
     assert named == on_disk
+
+
+def test_every_picture_the_docs_show_is_committed() -> None:
+    for doc in [REPO / "README.md", *(REPO / "docs").glob("*.md")]:
+        for target in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", doc.read_text(encoding="utf-8")):
+            assert (doc.parent / target).is_file(), f"{doc.name} shows a missing {target}"
