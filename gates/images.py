@@ -144,14 +144,17 @@ def _read_png16(data: bytes) -> np.ndarray:
 ImageSource = Path | bytes
 
 
-def _decode(source: ImageSource, max_pixels: int) -> np.ndarray:
-    """Pixels of a PNG (8 or 16 bits kept) or JPEG/WebP as float32 [H,W,planes] in 0..1.
+IMPORT_FORMATS = ("PNG", "JPEG", "WEBP")
+
+
+def _decode(source: ImageSource, max_pixels: int, formats: tuple[str, ...]) -> np.ndarray:
+    """Pixels of a PNG (8 or 16 bits kept) or another of `formats` as float32 [H,W,planes] in 0..1.
 
     `source` is a file the user named, or bytes the store read without following links.
     """
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
     what = "image" if isinstance(source, bytes) else str(source)
-    img = _open(data, ("PNG", "JPEG", "WEBP"), max_pixels, what)
+    img = _open(data, formats, max_pixels, what)
     with img:
         if data.startswith(PNG_SIGNATURE) and len(data) > 24 and data[24] == 16:
             return _read_png16(data).astype(np.float32) / 65535.0
@@ -161,22 +164,24 @@ def _decode(source: ImageSource, max_pixels: int) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def read_image(source: ImageSource, max_pixels: int = MAX_DECODE_PIXELS) -> torch.Tensor:
+def read_image(source: ImageSource, max_pixels: int = MAX_DECODE_PIXELS,
+               formats: tuple[str, ...] = IMPORT_FORMATS) -> torch.Tensor:
     """Load an image file as ComfyUI does: float32 [1,H,W,3] in 0..1, 16-bit PNGs at 16 bits.
 
     Greyscale is repeated to RGB; alpha is dropped (ComfyUI's LoadImage gives it as the mask).
     """
-    arr = _decode(source, max_pixels)
+    arr = _decode(source, max_pixels, formats)
     arr = np.repeat(arr[:, :, :1], 3, axis=2) if arr.shape[2] <= 2 else arr[:, :, :3]
     return torch.from_numpy(np.ascontiguousarray(arr))[None]
 
 
-def read_mask(source: ImageSource, max_pixels: int = MAX_DECODE_PIXELS) -> torch.Tensor:
+def read_mask(source: ImageSource, max_pixels: int = MAX_DECODE_PIXELS,
+              formats: tuple[str, ...] = IMPORT_FORMATS) -> torch.Tensor:
     """A mask file, white = masked: greyscale as it is (8 or 16 bits), colour by its luma. [1,H,W].
 
     Reads back exactly what `gates export` writes for a mask, at either bit depth.
     """
-    arr = _decode(source, max_pixels)
+    arr = _decode(source, max_pixels, formats)
     if arr.shape[2] >= 3:
         arr = arr[:, :, :3] @ np.array([0.299, 0.587, 0.114], np.float32)
     else:
@@ -200,7 +205,7 @@ def decode_mask_upload(data: bytes, max_pixels: int = MAX_UPLOAD_PIXELS) -> torc
             arr = np.asarray(img.convert("L"))
     except Exception as exc:
         raise ValueError(f"mask upload could not be decoded: {exc}") from None
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.uint8))
+    return torch.from_numpy(np.array(arr, dtype=np.uint8))  # an owned, writable copy
 
 
 def mask_float(mask: torch.Tensor) -> torch.Tensor:

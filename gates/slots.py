@@ -536,8 +536,9 @@ class SlotStore:
     def _load_legacy(self, slot_id: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         d = self.slot_dir(slot_id)
         try:
-            image = images.read_image(self._legacy_bytes(d, LEGACY_IMAGE))
-            mask = images.read_mask(self._legacy_bytes(d, LEGACY_MASK)) \
+            png = ("PNG",)  # the seed's layout is PNG; anything else there was put there
+            image = images.read_image(self._legacy_bytes(d, LEGACY_IMAGE), formats=png)
+            mask = images.read_mask(self._legacy_bytes(d, LEGACY_MASK), formats=png) \
                 if os.path.lexists(d / LEGACY_MASK) else None
         except FileNotFoundError:
             raise SlotNotFound(f"no slot {slot_id!r} in {self.name}") from None
