@@ -2,7 +2,7 @@
 
 A gate publishes what passed and resumes from a slot; it needs nothing else of the storage.
 `SlotStore` (a bus folder) is the one implementation today; a bus shared by several ComfyUI
-machines (an object store, say) implements these four methods and the gate, the nodes and
+machines (an object store, say) implements these few methods and the gate, the nodes and
 their tests stay as they are.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import torch
 
-from .slots import SlotInfo
+from .slots import SlotData, SlotInfo
 
 
 class SlotBus(Protocol):
@@ -22,8 +22,11 @@ class SlotBus(Protocol):
         """How messages name the bus (never a server path)."""
 
     def publish(self, slot_id: str, image: torch.Tensor, mask: torch.Tensor | None = None,
-                meta: dict[str, Any] | None = None) -> SlotInfo:
+                meta: dict[str, Any] | None = None, latent: dict[str, Any] | None = None) -> SlotInfo:
         """Store the tensors exactly under `slot_id`, replacing it atomically."""
+
+    def read(self, ref: str, device: str | torch.device = "cpu", verify: bool = True) -> SlotData:
+        """Image, mask, latent and meta, bit-identical to what was published."""
 
     def load(self, ref: str, device: str | torch.device = "cpu",
              verify: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,11 @@ Why this module reads and writes the layout itself instead of through `safetenso
 - `save_file` leaves its own `.tmpXXXXXX` files behind when killed; here the store's atomic
   temp file is the only file written.
 
-The checksum is xxh3-64 (the `xxhash` package) over the tensors' bytes, image then mask:
+A slot holds up to four tensors, always in this order: `image` [B,H,W,C], `mask` [B|1,H,W]
+or [H,W], and a LATENT's `latent.samples` and `latent.noise_mask`, so a resume before decode
+gets the latent exactly as the sampler left it.
+
+The checksum is xxh3-64 (the `xxhash` package) over the tensors' bytes, in that order:
 about 29 GB/s on one core of the 2-core CI machine, against about 5 GB/s for zlib.crc32,
 so verifying costs a fraction of the copy. Slots written before it carry `crc32x2m:`
 (crc32 of each 2 MiB chunk, folded) and still verify, at the old speed.
@@ -49,6 +53,9 @@ READ_CHUNK = 1 << 20  # fits in L2 with room to spare: hashed while still in cac
 XXH3_TAG = "xxh3"
 LEGACY_CRC_TAG = "crc32x2m"
 LEGACY_CRC_CHUNK = 2 << 20
+
+TENSORS = ("image", "mask", "latent.samples", "latent.noise_mask")  # file and checksum order
+LATENT_PREFIX = "latent."
 
 DTYPES: dict[str, torch.dtype] = {"F16": torch.float16, "BF16": torch.bfloat16,
                                   "F32": torch.float32, "F64": torch.float64}
@@ -89,6 +96,10 @@ class Header:
     def mask(self) -> Entry | None:
         return self.entries.get("mask")
 
+    @property
+    def latent(self) -> Entry | None:
+        return self.entries.get("latent.samples")
+
 
 # -- tensors in -------------------------------------------------------------------------------
 def check_tensors(image: Any, mask: Any) -> None:
@@ -111,6 +122,18 @@ def check_tensors(image: Any, mask: Any) -> None:
         raise ValueError(f"mask batch {mask.shape[0]} must be 1 or the image batch {b}")
 
 
+def check_latent(latent: Any) -> None:
+    """ValueError unless `latent` is a ComfyUI LATENT: float `samples` [B,C,(T,)H,W], an
+    optional float `noise_mask`, nothing else that is a tensor."""
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if not isinstance(samples, torch.Tensor) or samples.dtype not in _CODES or not 3 <= samples.ndim <= 5:
+        raise ValueError("latent must be a LATENT dict with float 'samples' of 3 to 5 dimensions")
+    noise_mask = latent.get("noise_mask")
+    if noise_mask is not None and (not isinstance(noise_mask, torch.Tensor) or
+                                   noise_mask.dtype not in _CODES or not 2 <= noise_mask.ndim <= 5):
+        raise ValueError("latent noise_mask must be a float tensor of 2 to 5 dimensions")
+
+
 def _raw(t: torch.Tensor) -> memoryview:
     """The bytes of a contiguous CPU tensor, bfloat16 included (numpy has no bfloat16)."""
     return memoryview(t.reshape(-1).view(torch.uint8).numpy())
@@ -124,17 +147,16 @@ def checksum(tensors: list[torch.Tensor]) -> str:
     return f"{XXH3_TAG}:{h.hexdigest()}"
 
 
-def write(path: str, image: torch.Tensor, mask: torch.Tensor | None, meta: dict[str, Any],
-          created: float) -> None:
+def write(path: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], created: float) -> None:
     """Write a slot file at `path` (a new temp file; the store makes it durable and swaps it in).
 
-    `image` and `mask` must be contiguous CPU tensors that passed check_tensors.
+    `tensors` are contiguous CPU tensors named from TENSORS (image required), already checked
+    by check_tensors / check_latent; they are written in TENSORS order.
     """
-    tensors = {"image": image} | ({"mask": mask} if mask is not None else {})
+    tensors = {name: tensors[name] for name in TENSORS if name in tensors}
     header: dict[str, Any] = {"__metadata__": {
         "format": FORMAT, "version": str(FORMAT_VERSION), "created": repr(created),
-        "checksum": checksum(list(tensors.values())), "meta": json.dumps(meta, default=str),
-        "image_dtype": dtype_name(image.dtype)}}
+        "checksum": checksum(list(tensors.values())), "meta": json.dumps(meta, default=str)}}
     offset = 0
     for name, t in tensors.items():
         nbytes = t.numel() * t.element_size()
@@ -189,7 +211,12 @@ def _entry(name: str, raw: Any, data_start: int, file_size: int) -> Entry:
     return Entry(dtype, tuple(shape), start, end)
 
 
-def _check_shapes(image: Entry, mask: Entry | None) -> None:
+def _check_shapes(entries: dict[str, Entry]) -> None:
+    image, mask = entries["image"], entries.get("mask")
+    latent, noise_mask = entries.get("latent.samples"), entries.get("latent.noise_mask")
+    if (latent is None and noise_mask is not None) or (latent and not 3 <= len(latent.shape) <= 5) \
+            or (noise_mask and not 2 <= len(noise_mask.shape) <= 5):
+        raise _bad("the latent tensors have impossible shapes")
     if len(image.shape) != 4 or min(image.shape[:3]) < 1 or not 1 <= image.shape[3] <= 4:
         raise _bad(f"image shape {list(image.shape)} is not [B>=1,H>=1,W>=1,C in 1..4]")
     if mask is None:
@@ -219,14 +246,14 @@ def read_header(f: io.RawIOBase) -> Header:
         raise _bad("the header is not a JSON object") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "image" not in raw:
         raise _bad("it has no Dataset Gates header")
-    if set(raw) - {"image", "mask"}:
-        raise _bad(f"unexpected tensors {sorted(set(raw) - {'image', 'mask'})}")
-    entries = {name: _entry(name, raw[name], 8 + length, file_size) for name in ("image", "mask")
+    if set(raw) - set(TENSORS):
+        raise _bad(f"unexpected tensors {sorted(set(raw) - set(TENSORS))}")
+    entries = {name: _entry(name, raw[name], 8 + length, file_size) for name in TENSORS
                if name in raw}
-    _check_shapes(entries["image"], entries.get("mask"))
+    _check_shapes(entries)
     spans = sorted((e.start, e.end) for e in entries.values())
-    if len(spans) == 2 and spans[0][1] > spans[1][0]:
-        raise _bad("the image and mask bytes overlap")
+    if any(a[1] > b[0] for a, b in zip(spans, spans[1:])):
+        raise _bad("tensor bytes overlap")
     try:
         created = float(meta.get("created", ""))
         user_meta = json.loads(meta.get("meta") or "{}")
@@ -258,9 +285,10 @@ def read_tensors(f: io.RawIOBase, header: Header, verify: bool,
     """The slot's tensors, read once into memory the caller owns (pinned for a CUDA copy).
 
     With `verify`, each chunk is hashed as it lands and a mismatch is SlotCorrupt. Our files
-    hold image then mask back to back, so the stream is exactly the checksummed bytes.
+    hold the tensors back to back in TENSORS order, so the stream is exactly the checksummed bytes.
     """
-    entries = [header.entries[n] for n in ("image", "mask") if n in header.entries]
+    names = [n for n in TENSORS if n in header.entries]
+    entries = [header.entries[n] for n in names]
     start, end = entries[0].start, entries[-1].end
     contiguous = all(a.end == b.start for a, b in zip(entries, entries[1:]))
     tag = header.checksum.split(":", 1)[0]
@@ -274,18 +302,15 @@ def read_tensors(f: io.RawIOBase, header: Header, verify: bool,
             if stream_hash is not None:
                 stream_hash.update(chunk)
         tensors, offset = {}, 0
-        for name in ("image", "mask"):
-            if name in header.entries:
-                tensors[name] = _view(buf, offset, header.entries[name])
-                offset += header.entries[name].nbytes
+        for name, e in zip(names, entries):
+            tensors[name] = _view(buf, offset, e)
+            offset += e.nbytes
     else:  # a foreign layout (mask before image, a gap): read each tensor on its own
         tensors = {}
-        for name in ("image", "mask"):
-            if name in header.entries:
-                e = header.entries[name]
-                buf = _owned(e.nbytes, pinned)
-                _pread_exact(f, e.start, memoryview(buf.numpy()))
-                tensors[name] = buf.view(e.dtype).reshape(e.shape)
+        for name, e in zip(names, entries):
+            buf = _owned(e.nbytes, pinned)
+            _pread_exact(f, e.start, memoryview(buf.numpy()))
+            tensors[name] = buf.view(e.dtype).reshape(e.shape)
     if verify:
         actual = f"{XXH3_TAG}:{stream_hash.hexdigest()}" if stream_hash is not None \
             else _checksum_as(tag, list(tensors.values()))

@@ -35,10 +35,10 @@ from .atomic import atomic_write, clean_stale_temps, fsync_dir
 from .errors import SlotCorrupt, SlotError, SlotIndexError, SlotNotFound, SlotTooLarge, SlotWriteError
 from .policy import Policy, read_policy, write_policy
 from .safe_files import UnsafeFile, ensure_real_dir, is_real_dir, open_regular, read_regular
-from .slot_format import check_tensors
+from .slot_format import LATENT_PREFIX, check_latent, check_tensors
 from .slot_ids import format_ref, is_slot_name, parse_ref, validate_id
 
-__all__ = ["SlotStore", "SlotInfo", "SlotError", "SlotNotFound", "SlotCorrupt", "SlotWriteError",
+__all__ = ["SlotStore", "SlotInfo", "SlotData", "SlotError", "SlotNotFound", "SlotCorrupt", "SlotWriteError",
            "SlotIndexError", "SlotTooLarge", "validate_id", "parse_ref", "format_ref"]
 
 SLOT_FILE = "slot.safetensors"
@@ -96,6 +96,8 @@ class SlotInfo:
     version: int = 0  # 0 = latest, -1 = the one before, ...
     versions: int = 1  # how many are kept
     pinned: bool = False
+    latent_shape: list[int] | None = None
+    latent_dtype: str | None = None
 
     @property
     def batch(self) -> int:
@@ -111,6 +113,15 @@ class SlotInfo:
         d["batch"] = self.batch
         d["ref"] = self.ref
         return d
+
+
+@dataclass
+class SlotData:
+    """Everything a slot holds: what a resume needs. `mask` and `latent` are None when absent."""
+    image: torch.Tensor
+    mask: torch.Tensor | None
+    latent: dict[str, Any] | None
+    meta: dict[str, Any]
 
 
 @dataclass
@@ -234,17 +245,25 @@ class SlotStore:
 
     # -- write -----------------------------------------------------------------------------
     def publish(self, slot_id: str, image: torch.Tensor, mask: torch.Tensor | None = None,
-                meta: dict[str, Any] | None = None) -> SlotInfo:
-        """Store `image` (and `mask`) exactly, replacing the slot atomically.
+                meta: dict[str, Any] | None = None, latent: dict[str, Any] | None = None) -> SlotInfo:
+        """Store `image` (and `mask`, and a ComfyUI LATENT) exactly, replacing the slot atomically.
 
         The tensor file and its thumbnail are both fully written and fsynced under temporary
         names before either replaces the old one, so a crash or a full disk leaves the previous
-        version whole.
+        version whole. A latent's `samples` and `noise_mask` are stored as tensors; its
+        `batch_index`, if any, goes in the meta.
         """
         check_tensors(image, mask)
+        meta = dict(meta or {})
+        tensors = {"image": image, "mask": mask}
+        if latent is not None:
+            check_latent(latent)
+            tensors |= {LATENT_PREFIX + k: latent.get(k) for k in ("samples", "noise_mask")}
+            if latent.get("batch_index") is not None:
+                meta["latent_batch_index"] = [int(i) for i in latent["batch_index"]]
+        tensors = {k: t.detach().to("cpu").contiguous() for k, t in tensors.items() if t is not None}
+        image = tensors["image"]
         d = self.slot_dir(slot_id)
-        image = image.detach().to("cpu").contiguous()
-        mask = mask.detach().to("cpu").contiguous() if mask is not None else None
         created = time.time()
         thumb = images.png_bytes(images.thumbnail(image))
         policy = self.policy()
@@ -253,7 +272,7 @@ class SlotStore:
                 ensure_real_dir(d)
                 clean_stale_temps(d)
                 with atomic_write(d / SLOT_FILE, lambda tmp: slot_format.write(
-                        tmp, image, mask, meta or {}, created)) as commit_slot, \
+                        tmp, tensors, meta, created)) as commit_slot, \
                         atomic_write(d / THUMB_FILE, lambda tmp: Path(tmp).write_bytes(thumb)) as commit_thumb:
                     if policy.keep > 1:
                         self._archive_current(d)
@@ -458,28 +477,37 @@ class SlotStore:
         return self.info(new)
 
     # -- read ------------------------------------------------------------------------------
-    def load(self, ref: str, device: str | torch.device = "cpu",
-             verify: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (image, mask) bit-identical to what was published; `ref` may be 'id@-N'.
+    def read(self, ref: str, device: str | torch.device = "cpu", verify: bool = True) -> SlotData:
+        """Everything the slot holds, bit-identical to what was published; `ref` may be 'id@-N'.
 
         The tensors are copies owned by the process (read, not memory-mapped), so the slot
         may be replaced or deleted right away, Windows included. For a CUDA device the read
-        goes into pinned memory and one non-blocking copy moves it. A slot without a mask
-        yields zeros [B,H,W] float32, ComfyUI's MASK convention.
+        goes into pinned memory and one non-blocking copy moves it.
         """
         device = torch.device(device)
         if self._is_legacy(ref):
             image, mask = self._load_legacy(parse_ref(ref)[0])
-        else:
-            with self._open(ref) as (v, f, header):
-                tensors = self._checked(v.ref, lambda: slot_format.read_tensors(
-                    f, header, verify, pinned=device.type == "cuda"))
-            image, mask = tensors["image"], tensors.get("mask")
-        if mask is None:
-            b, h, w, _ = image.shape
-            mask = torch.zeros((b, h, w), dtype=torch.float32)
-        non_blocking = device.type == "cuda"
-        return image.to(device, non_blocking=non_blocking), mask.to(device, non_blocking=non_blocking)
+            return SlotData(image.to(device), mask.to(device) if mask is not None else None, None, {})
+        with self._open(ref) as (v, f, header):
+            tensors = self._checked(v.ref, lambda: slot_format.read_tensors(
+                f, header, verify, pinned=device.type == "cuda"))
+        moved = {k: t.to(device, non_blocking=device.type == "cuda") for k, t in tensors.items()}
+        latent = None
+        if "latent.samples" in moved:
+            latent = {k[len(LATENT_PREFIX):]: t for k, t in moved.items() if k.startswith(LATENT_PREFIX)}
+            if "latent_batch_index" in header.meta:
+                latent["batch_index"] = header.meta["latent_batch_index"]
+        return SlotData(moved["image"], moved.get("mask"), latent, header.meta)
+
+    def load(self, ref: str, device: str | torch.device = "cpu",
+             verify: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image, mask) exactly as published, as `read` gives them; a slot without a mask
+        yields zeros [B,H,W] float32, ComfyUI's MASK convention."""
+        data = self.read(ref, device, verify)
+        if data.mask is not None:
+            return data.image, data.mask
+        b, h, w, _ = data.image.shape
+        return data.image, torch.zeros((b, h, w), dtype=torch.float32, device=data.image.device)
 
     def _is_legacy(self, ref: str) -> bool:
         slot_id, back = parse_ref(ref)
@@ -567,7 +595,7 @@ class SlotStore:
             raise SlotNotFound(f"no slot {v.slot_id!r} in {self.name}")
         with self._open(v.ref) as (_, f, h):
             size = os.fstat(f.fileno()).st_size
-        mask = h.mask
+        mask, latent = h.mask, h.latent
         has_thumb = os.path.lexists(v.thumb) if v.back else THUMB_FILE in names
         return SlotInfo(
             id=v.slot_id, image_shape=list(h.image.shape),
@@ -575,7 +603,9 @@ class SlotStore:
             mask_shape=list(mask.shape) if mask else None,
             mask_dtype=slot_format.dtype_name(mask.dtype) if mask else None,
             created=h.created, bytes=size, thumb=str(v.thumb) if has_thumb else None,
-            checksum=h.checksum, meta=h.meta, **extra)
+            checksum=h.checksum, meta=h.meta,
+            latent_shape=list(latent.shape) if latent else None,
+            latent_dtype=slot_format.dtype_name(latent.dtype) if latent else None, **extra)
 
     def history(self, slot_id: str) -> list[SlotInfo]:
         """Every kept version, newest first; a damaged older one is listed with `error` set."""

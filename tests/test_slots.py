@@ -429,3 +429,43 @@ def test_concurrent_writers_and_readers_never_mix(store):
     assert not errors, errors[0]
     final = store.load("race")[0].unique().item()
     assert final in (114.0, 214.0)  # the last complete write wins
+
+
+# -- latents ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_latent_rides_along_bit_exact_with_noise_mask_and_batch_index(store, dtype):
+    image, mask = rand_image(b=3), torch.rand(3, 24, 16)
+    samples = torch.randn(3, 4, 3, 2).to(dtype)
+    noise_mask = torch.rand(3, 1, 24, 16)
+    store.publish("lat", image, mask, latent={"samples": samples, "noise_mask": noise_mask,
+                                              "batch_index": [4, 5, 6]})
+    data = store.read("lat")
+    assert_exact(data.image, image)
+    assert_exact(data.mask, mask)
+    assert set(data.latent) == {"samples", "noise_mask", "batch_index"}
+    assert_exact(data.latent["samples"], samples)
+    assert_exact(data.latent["noise_mask"], noise_mask)
+    assert data.latent["batch_index"] == [4, 5, 6]
+    info = store.info("lat")
+    assert info.latent_shape == [3, 4, 3, 2] and info.latent_dtype == slot_format.dtype_name(dtype)
+
+
+def test_slot_without_latent_reads_none_and_damage_in_the_latent_is_caught(store):
+    store.publish("plain", rand_image())
+    assert store.read("plain").latent is None and store.info("plain").latent_shape is None
+    store.publish("lat", rand_image(), latent={"samples": torch.randn(2, 4, 3, 2)})
+    path = _slot_file(store, "lat")
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01  # the last bytes are the latent's
+    path.write_bytes(bytes(data))
+    with pytest.raises(SlotCorrupt, match="checksum"):
+        store.read("lat")
+
+
+@pytest.mark.parametrize("latent", [{"samples": torch.zeros(2, 2)}, {"samples": torch.zeros(1, 4, 2, 2, dtype=torch.int32)},
+                                    {}, {"samples": torch.zeros(1, 4, 2, 2), "noise_mask": "x"}])
+def test_a_latent_that_is_not_a_latent_is_refused_before_writing(store, latent):
+    with pytest.raises(ValueError, match="latent"):
+        store.publish("bad", rand_image(), latent=latent)
+    assert not store.exists("bad")
