@@ -22,6 +22,7 @@ import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -66,6 +67,17 @@ def _tree_bytes(folder: Path) -> int:
             except FileNotFoundError:
                 continue
     return total
+
+
+_thumbs: ThreadPoolExecutor | None = None
+
+
+def _thumb_pool() -> ThreadPoolExecutor:
+    """Two threads that make thumbnails beside the publishes writing their tensor files."""
+    global _thumbs
+    if _thumbs is None:
+        _thumbs = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gates-thumb")
+    return _thumbs
 
 
 def _check_index(index: int, count: int) -> None:
@@ -265,7 +277,9 @@ class SlotStore:
         image = tensors["image"]
         d = self.slot_dir(slot_id)
         created = time.time()
-        thumb = images.png_bytes(images.thumbnail(image))
+        # The thumbnail (downscale + PNG, which release the GIL) is made while the tensor file
+        # is written and fsynced, so a publish costs about the larger of the two, not both.
+        thumb = _thumb_pool().submit(lambda: images.png_bytes(images.thumbnail(image)))
         policy = self.policy()
         with self._locked(slot_id):
             try:
@@ -273,7 +287,7 @@ class SlotStore:
                 clean_stale_temps(d)
                 with atomic_write(d / SLOT_FILE, lambda tmp: slot_format.write(
                         tmp, tensors, meta, created)) as commit_slot, \
-                        atomic_write(d / THUMB_FILE, lambda tmp: Path(tmp).write_bytes(thumb)) as commit_thumb:
+                        atomic_write(d / THUMB_FILE, lambda tmp: Path(tmp).write_bytes(thumb.result())) as commit_thumb:
                     if policy.keep > 1:
                         self._archive_current(d)
                     commit_slot()
