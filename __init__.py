@@ -1,9 +1,15 @@
-"""ComfyUI entry point: the nodes, their HTTP routes, and the web extension folder."""
-from .gates import comfy_adapter
-from .gates.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+"""ComfyUI entry point: the nodes, their HTTP routes, and the web extension folder.
 
-# A second copy of the pack (installed twice) reuses the first one's routes and serves no
-# second copy of the frontend extension.
-WEB_DIRECTORY = None if comfy_adapter.register() == "duplicate" else "./web"
+ComfyUI imports this folder as a package under whatever name it has (`dataset-gates`
+included). pytest, run from a folder whose name is not an identifier, imports this file on
+its own, with no package: then there is no ComfyUI either, and nothing is registered.
+"""
+if __package__:
+    from .gates import comfy_adapter
+    from .gates.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
+    # A second copy of the pack (installed twice) reuses the first one's routes and serves no
+    # second copy of the frontend extension.
+    WEB_DIRECTORY = None if comfy_adapter.register() == "duplicate" else "./web"
+
+    __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -1,0 +1,45 @@
+"""The pack works from a folder of any name: the README's `git clone ... dataset-gates` included."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from comfy_standin import REPO, ComfyStandIn
+
+
+def _copy_named(tmp_path: Path, name: str) -> Path:
+    """The tracked files of this checkout in a folder called `name`, as a clone would be."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    dest = tmp_path / name
+    for rel in filter(None, files):
+        if (REPO / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, dest / rel)
+    return dest
+
+
+def test_comfyui_loads_the_pack_from_a_hyphenated_folder(tmp_path, monkeypatch):
+    clone = _copy_named(tmp_path, "dataset-gates")
+    standin = ComfyStandIn(tmp_path / "input")
+    for name, module in standin.modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    pack = standin.load_pack("dataset-gates", clone)
+    try:
+        assert {"ImageGate", "DatasetGatesBusSave", "DatasetGatesBusLoad"} <= set(pack.NODE_CLASS_MAPPINGS)
+        assert pack.WEB_DIRECTORY == "./web"
+    finally:
+        for name in [m for m in sys.modules if m.startswith("dataset-gates")]:
+            monkeypatch.delitem(sys.modules, name)
+
+
+def test_the_test_command_passes_in_a_clone_named_dataset_gates(tmp_path):
+    """pytest imports the root __init__.py on its own there; it must not fail every test."""
+    clone = _copy_named(tmp_path, "dataset-gates")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "tests/test_gate.py"], cwd=clone, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and "error" not in run.stdout.lower()
