@@ -133,6 +133,16 @@ def _open(data: bytes, formats: tuple[str, ...], max_pixels: int, what: str) -> 
     return img
 
 
+def shrink_png(data: bytes, side: int, max_pixels: int = MAX_DECODE_PIXELS) -> bytes:
+    """A PNG file's picture, at most `side` pixels long, as PNG: shrunk by Pillow in 8 bits."""
+    img = _open(data, ("PNG",), max_pixels, "image")
+    with img:
+        if img.mode not in ("RGB", "RGBA"):  # a convert of an RGB image would copy it whole
+            img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
+        img.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+        return png_bytes(img)
+
+
 def _read_png16(data: bytes) -> np.ndarray:
     """A 16-bit PNG as uint16 [H,W,planes] (Pillow reads 16-bit colour PNGs as 8 bits)."""
     import png  # pypng

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .atomic import atomic_write
+from .errors import SlotCorrupt
+from .safe_files import read_regular
 
 POLICY_FILE = ".policy.json"
 MAX_KEEP = 100
@@ -44,14 +46,17 @@ def parse_size(text: str) -> int | None:
 def read_policy(root: Path) -> Policy:
     """The folder's policy; defaults when there is none. A damaged file is an error, not a reset."""
     path = Path(root) / POLICY_FILE
+    where = f"storage policy of bus {Path(root).name!r}"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular(path, 64 << 10).decode("utf-8"))
     except FileNotFoundError:
         return Policy()
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"storage policy {path} is unreadable: {exc}") from None
+    except OSError as exc:
+        raise ValueError(f"{where} is unreadable: {exc.strerror}") from None
+    except (SlotCorrupt, ValueError) as exc:
+        raise ValueError(f"{where} is unreadable: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"storage policy {path} must be a JSON object")
+        raise ValueError(f"{where} must be a JSON object")
     return Policy(keep=data.get("keep", 1), quota_bytes=data.get("quota_bytes"))
 
 

@@ -49,6 +49,7 @@ FORMAT = "dataset-gates.slot"
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 1 << 20  # ours are < 4 KB; a bigger claim is damage, not a slot
 MAX_SIDE = 1 << 16
+MAX_CREATED = 1e11  # seconds since 1970: year 5138; beyond it (or inf, nan) is damage
 READ_CHUNK = 1 << 20  # fits in L2 with room to spare: hashed while still in cache
 XXH3_TAG = "xxh3"
 LEGACY_CRC_TAG = "crc32x2m"
@@ -259,8 +260,8 @@ def read_header(f: io.RawIOBase) -> Header:
         user_meta = json.loads(meta.get("meta") or "{}")
     except (TypeError, ValueError):
         raise _bad("created or meta is unreadable") from None
-    if not math.isfinite(created) or not isinstance(user_meta, dict):
-        raise _bad(f"created must be a finite time and meta an object, got {meta.get('created')!r}")
+    if not 0 <= created < MAX_CREATED or not isinstance(user_meta, dict):
+        raise _bad(f"created must be a time since 1970 and meta an object, got {meta.get('created')!r}")
     checksum_text = meta.get("checksum")
     if not isinstance(checksum_text, str) or ":" not in checksum_text:
         raise _bad("it has no checksum")

@@ -535,9 +535,8 @@ class SlotStore:
         and an image too big to render is refused from its header alone.
         """
         if self._is_legacy(ref):
-            image = self._load_legacy(parse_ref(ref)[0])[0]
-            _check_index(index, image.shape[0])
-            return images.preview(image[index], side)
+            _check_index(index, 1)
+            return self._legacy_picture(parse_ref(ref)[0], side)
         with self._open(ref) as (v, f, header):
             b, h, w, c = header.image.shape
             _check_index(index, b)
@@ -550,7 +549,7 @@ class SlotStore:
     def thumbnail(self, ref: str) -> bytes:
         """The version's PNG thumbnail, checked to be a small regular PNG file."""
         if self._is_legacy(ref):
-            return images.png_bytes(images.thumbnail(self._load_legacy(parse_ref(ref)[0])[0]))
+            return self._legacy_picture(parse_ref(ref)[0], images.THUMB_SIDE)
         v = self._version(ref)
         try:
             data = read_regular(v.thumb, MAX_THUMB_BYTES)
@@ -574,6 +573,16 @@ class SlotStore:
 
     def _legacy_bytes(self, d: Path, name: str) -> bytes:
         return read_regular(d / name, MAX_LEGACY_BYTES)
+
+    def _legacy_picture(self, slot_id: str, side: int) -> bytes:
+        """A seed-layout slot's image as a PNG of long side <= side, shrunk as 8-bit pixels
+        (never as float32), so even the largest allowed image.png costs its decoded bytes only."""
+        try:
+            return images.shrink_png(self._legacy_bytes(self.slot_dir(slot_id), LEGACY_IMAGE), side)
+        except FileNotFoundError:
+            raise SlotNotFound(f"no slot {slot_id!r} in {self.name}") from None
+        except (ValueError, OSError, SlotCorrupt) as exc:
+            raise SlotCorrupt(f"slot {slot_id!r} (PNG layout) is unreadable: {exc}") from None
 
     def _load_legacy(self, slot_id: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         d = self.slot_dir(slot_id)
@@ -643,11 +652,11 @@ class SlotStore:
     def _legacy_info(self, slot_id: str, d: Path, pinned: bool) -> SlotInfo:
         from PIL import Image
         try:
-            data = self._legacy_bytes(d, LEGACY_IMAGE)
-            with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
-                w, h = img.size
+            with open_regular(d / LEGACY_IMAGE) as f, Image.open(f, formats=["PNG"]) as img:
+                w, h = img.size  # from the header alone
+                size = os.fstat(f.fileno()).st_size
             has_mask = os.path.lexists(d / LEGACY_MASK)
-            size = len(data) + (os.lstat(d / LEGACY_MASK).st_size if has_mask else 0)
+            size += os.lstat(d / LEGACY_MASK).st_size if has_mask else 0
             created = os.lstat(d / LEGACY_IMAGE).st_mtime
         except Exception as exc:  # Pillow's error types vary by format
             raise SlotCorrupt(f"slot {slot_id!r} (PNG layout) is unreadable: {exc}") from None
