@@ -475,3 +475,21 @@ def test_pin_unpin_and_quota_from_the_cli(capsys, bus, store):
     assert rc == 0 and not store.info("kept").pinned
     rc, out, _ = run(capsys, "--bus", bus, "ls")
     assert "versions" in out.splitlines()[0] and "pinned" in out.splitlines()[0]
+
+
+def test_import_refuses_a_decompression_bomb_before_decoding(capsys, bus, tmp_path):
+    """A small PNG claiming 13000x13000 pixels is refused from its header: one error line."""
+    import struct
+    import zlib as _zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", _zlib.crc32(kind + body))
+
+    w = h = 13000
+    raw = _zlib.compress(b"\0" * (1 + 3 * w) * 64, 9)  # a few rows: the header is what counts
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+    rc, out, err = run(capsys, "--bus", bus, "import", "x", bomb)
+    assert rc == 1 and "exceeds the limit" in err and err.count("\n") == 1
+    assert not (bus / "x").exists()
