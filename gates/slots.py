@@ -568,7 +568,7 @@ class SlotStore:
         The same open file is then streamed, so what was verified is what is sent.
         """
         with self._open(ref) as (v, f, header):
-            self._checked(v.ref, lambda: slot_format.read_tensors(f, header, verify=True))
+            self._checked(v.ref, lambda: slot_format.verify(f, header))
             yield f, os.fstat(f.fileno()).st_size
 
     def _legacy_bytes(self, d: Path, name: str) -> bytes:

@@ -469,3 +469,22 @@ def test_a_latent_that_is_not_a_latent_is_refused_before_writing(store, latent):
     with pytest.raises(ValueError, match="latent"):
         store.publish("bad", rand_image(), latent=latent)
     assert not store.exists("bad")
+
+
+def test_a_download_is_verified_in_bounded_memory(store, monkeypatch):
+    """verified_file hashes the file chunk by chunk: it never reads the slot into memory."""
+    image = rand_image(b=4, h=256, w=256)
+    store.publish("dl", image)
+
+    def whole_read(*args, **kwargs):
+        raise AssertionError("a download read the whole slot into memory")
+
+    monkeypatch.setattr(slot_format, "read_tensors", whole_read)
+    with store.verified_file("dl") as (f, size):
+        assert size == _slot_file(store, "dl").stat().st_size
+    path = _slot_file(store, "dl")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x80
+    path.write_bytes(bytes(data))
+    with pytest.raises(SlotCorrupt, match="checksum"), store.verified_file("dl"):
+        pass
