@@ -26,7 +26,7 @@ from .slots import SlotError, SlotInfo, SlotNotFound, SlotStore
 
 BUS_ENV = "DATASET_GATES_BUS"
 LS_HEADER = ["id", "batch", "HxW", "channels", "dtype", "mask", "size", "created", "versions",
-             "pinned", "layout"]
+             "pinned"]
 
 
 def default_bus_dir() -> Path:
@@ -95,7 +95,7 @@ def _slot_row(s: SlotInfo) -> list[str]:
     _, h, w, c = s.image_shape
     return [s.ref, str(s.batch), f"{h}x{w}", str(c), s.image_dtype,
             "yes" if s.mask_shape else "no", _human(s.bytes), _when(s.created), str(s.versions),
-            "yes" if s.pinned else "no", s.layout]
+            "yes" if s.pinned else "no"]
 
 
 def _refuse_existing(store: SlotStore, slot_id: str, force: bool) -> None:
@@ -141,12 +141,11 @@ def cmd_info(store: SlotStore, args: argparse.Namespace) -> int:
     data["path"] = str(store.slot_dir(s.id))
     if args.verify:
         store.load(args.id, verify=True)
-        data["verified"] = ("checksum OK" if s.checksum
-                            else f"loaded OK ({s.layout} layout has no checksum)")
+        data["verified"] = "checksum OK"
     if args.json:
         _print_json(data)
         return 0
-    rows = [["id", s.ref], ["path", data["path"]], ["layout", s.layout],
+    rows = [["id", s.ref], ["path", data["path"]],
             ["versions", f"{s.versions} kept" + (f" (this is {s.version})" if s.version else "")],
             ["pinned", "yes" if s.pinned else "no"],
             ["image", f"{s.image_shape} {s.image_dtype}"],
@@ -268,6 +267,16 @@ def cmd_config(store: SlotStore, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(store: SlotStore, args: argparse.Namespace) -> int:
+    found = store.migrate_all(dry_run=args.dry_run)
+    if not found:
+        print(f"nothing to migrate in {store.root}: no folder in the PNG layout")
+    for slot_id, error in found:
+        verb = "would migrate" if args.dry_run else "migrated"
+        print(f"{slot_id}: {'ERROR: ' + error if error else verb}")
+    return 1 if any(error for _, error in found) else 0
+
+
 def cmd_serve(store: SlotStore, args: argparse.Namespace) -> int:
     from . import browser  # aiohttp and the page are needed by this command only
     # a port in use is an OSError, a bad --token a ValueError: both clean errors
@@ -339,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=int, metavar="K", help="versions kept per slot (1 = latest only)")
     p.add_argument("--quota", metavar="SIZE", help="disk quota, e.g. 20G; 'none' to remove")
     p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("migrate", parents=[bus],
+                       help="convert folders of the old PNG layout (image.png + mask.png) to slots")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be converted")
+    p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("serve", parents=[bus], help="browse the bus in a web browser")
     p.add_argument("--host", default="127.0.0.1",

@@ -6,8 +6,11 @@ what a person looks at or asks to export; the bus itself never goes through PNG.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -121,10 +124,10 @@ def write_png(path: Path, image_hwc: torch.Tensor, bits: int = 8) -> None:
         writer.write(f, arr.reshape(h, w * c))
 
 
-def _open(data: bytes, formats: tuple[str, ...], max_pixels: int, what: str) -> Image.Image:
+def _open(f: BinaryIO, formats: tuple[str, ...], max_pixels: int, what: str) -> Image.Image:
     """Open without decoding, in one of `formats` only, refusing a pixel count over the limit."""
     try:
-        img = Image.open(io.BytesIO(data), formats=list(formats))
+        img = Image.open(f, formats=list(formats))
         w, h = img.size
     except Exception as exc:  # Pillow raises many types for junk input
         raise ValueError(f"{what} is not a readable {'/'.join(formats)} image: {exc}") from None
@@ -133,44 +136,44 @@ def _open(data: bytes, formats: tuple[str, ...], max_pixels: int, what: str) -> 
     return img
 
 
-def shrink_png(data: bytes, side: int, max_pixels: int = MAX_DECODE_PIXELS) -> bytes:
-    """A PNG file's picture, at most `side` pixels long, as PNG: shrunk by Pillow in 8 bits."""
-    img = _open(data, ("PNG",), max_pixels, "image")
-    with img:
-        if img.mode not in ("RGB", "RGBA"):  # a convert of an RGB image would copy it whole
-            img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
-        img.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=2.0)
-        return png_bytes(img)
-
-
-def _read_png16(data: bytes) -> np.ndarray:
+def _read_png16(f: BinaryIO) -> np.ndarray:
     """A 16-bit PNG as uint16 [H,W,planes] (Pillow reads 16-bit colour PNGs as 8 bits)."""
     import png  # pypng
 
-    w, h, rows, info = png.Reader(bytes=data).asDirect()
+    w, h, rows, info = png.Reader(file=f).asDirect()
     return np.vstack([np.asarray(r, np.uint16) for r in rows]).reshape(h, w, info["planes"])
 
 
-ImageSource = Path | bytes
-
-
+ImageSource = Path | bytes | BinaryIO
 IMPORT_FORMATS = ("PNG", "JPEG", "WEBP")
 
 
-def _decode(source: ImageSource, max_pixels: int, formats: tuple[str, ...]) -> np.ndarray:
-    """Pixels of a PNG (8 or 16 bits kept) or another of `formats` as float32 [H,W,planes] in 0..1.
+@contextmanager
+def _opened(source: ImageSource) -> Iterator[tuple[BinaryIO, str]]:
+    """A binary file for `source`, read lazily: a path the user named, bytes, or a file the
+    store opened without following links (a sparse 255 MiB PNG is never read whole)."""
+    if isinstance(source, bytes):
+        yield io.BytesIO(source), "image"
+    elif isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            yield f, str(source)
+    else:
+        yield source, "image"
 
-    `source` is a file the user named, or bytes the store read without following links.
-    """
-    data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    what = "image" if isinstance(source, bytes) else str(source)
-    img = _open(data, formats, max_pixels, what)
-    with img:
-        if data.startswith(PNG_SIGNATURE) and len(data) > 24 and data[24] == 16:
-            return _read_png16(data).astype(np.float32) / 65535.0
-        if img.mode not in ("L", "LA", "RGB", "RGBA"):
-            img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")
-        arr = np.asarray(img, dtype=np.float32) / 255.0
+
+def _decode(source: ImageSource, max_pixels: int, formats: tuple[str, ...]) -> np.ndarray:
+    """Pixels of a PNG (8 or 16 bits kept) or another of `formats` as float32 [H,W,planes] in 0..1."""
+    with _opened(source) as (f, what):
+        head = f.read(26)
+        f.seek(0)
+        img = _open(f, formats, max_pixels, what)
+        with img:
+            if head.startswith(PNG_SIGNATURE) and len(head) > 24 and head[24] == 16:
+                f.seek(0)
+                return _read_png16(f).astype(np.float32) / 65535.0
+            if img.mode not in ("L", "LA", "RGB", "RGBA"):
+                img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")
+            arr = np.asarray(img, dtype=np.float32) / 255.0
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
@@ -206,7 +209,7 @@ def decode_mask_upload(data: bytes, max_pixels: int = MAX_UPLOAD_PIXELS) -> torc
     convention: painted areas are transparent); without one, white means masked. uint8 is
     what a painted mask holds anyway, at a quarter of float32's memory.
     """
-    img = _open(data, ("PNG",), max_pixels, "mask upload")
+    img = _open(io.BytesIO(data), ("PNG",), max_pixels, "mask upload")
     try:
         img.load()
         if "A" in img.getbands() or (img.mode == "P" and "transparency" in img.info):

@@ -2,8 +2,8 @@
 
 A slot is a folder `<bus>/<id>/` holding `slot.safetensors` (the exact tensors, in the format
 of `slot_format`) and `thumb.png` (what a person sees in pickers and the browser); older
-versions, when the policy keeps them, sit in `history/`. Folders in the seed's layout
-(`image.png` + `mask.png`) still load, as 8-bit float32 tensors.
+versions, when the policy keeps them, sit in `history/`. A folder in the seed's layout
+(`image.png` + `mask.png`) is migrated to a slot the first time anything reads it.
 
 This module owns paths, locks, atomic replacement, listing, history and the quota; what is
 inside a slot file is `slot_format`'s business. Every file is opened through `safe_files`,
@@ -51,7 +51,6 @@ LOCK_DIR = ".locks"
 LOCK_TIMEOUT_S = 120.0
 PIN_FILE = "pinned"
 MAX_THUMB_BYTES = 8 << 20  # ours are ~100 KB
-MAX_LEGACY_BYTES = 256 << 20
 
 log = logging.getLogger("dataset_gates")
 T = TypeVar("T")
@@ -80,6 +79,11 @@ def _thumb_pool() -> ThreadPoolExecutor:
     return _thumbs
 
 
+def _seed_layout(d: Path) -> bool:
+    """A folder in the seed's PNG layout, not yet migrated."""
+    return not os.path.lexists(d / SLOT_FILE) and os.path.lexists(d / LEGACY_IMAGE)
+
+
 def _check_index(index: int, count: int) -> None:
     if not 0 <= index < count:
         raise SlotIndexError(f"index must be from 0 to {count - 1}, got {index}")
@@ -101,7 +105,6 @@ class SlotInfo:
     created: float
     bytes: int
     thumb: str | None
-    layout: str = "safetensors"
     checksum: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -196,6 +199,7 @@ class SlotStore:
         """Where 'id' or 'id@-N' lives; SlotNotFound when fewer versions are kept."""
         slot_id, back = parse_ref(ref)
         d = self.slot_dir(slot_id)
+        self.migrate(slot_id)
         if back == 0:
             return _Version(slot_id, 0, d, d / SLOT_FILE, d / THUMB_FILE)
         older = self._history(d)
@@ -206,9 +210,9 @@ class SlotStore:
         return _Version(slot_id, back, d, path, path.with_suffix(".png"))
 
     def exists(self, slot_id: str) -> bool:
-        """Whether the slot has a current version (in either layout)."""
-        d = self.slot_dir(slot_id)
-        return os.path.lexists(d / SLOT_FILE) or os.path.lexists(d / LEGACY_IMAGE)
+        """Whether the slot has a current version."""
+        self.migrate(slot_id)
+        return os.path.lexists(self.slot_dir(slot_id) / SLOT_FILE)
 
     def ids(self) -> list[str]:
         """The ids of every slot folder, sorted; no file is opened."""
@@ -216,14 +220,12 @@ class SlotStore:
 
     def fingerprint(self, slot_id: str) -> str:
         """Changes whenever the slot is republished; what Bus Load's IS_CHANGED reports."""
-        d = self.slot_dir(slot_id)
-        for name in (SLOT_FILE, LEGACY_IMAGE):
-            try:
-                st = os.lstat(d / name)
-            except FileNotFoundError:
-                continue
-            return f"{st.st_mtime_ns}-{st.st_size}-{st.st_ino}"
-        return "missing"
+        self.migrate(slot_id)
+        try:
+            st = os.lstat(self.slot_dir(slot_id) / SLOT_FILE)
+        except FileNotFoundError:
+            return "missing"
+        return f"{st.st_mtime_ns}-{st.st_size}-{st.st_ino}"
 
     # -- reading one file -------------------------------------------------------------------
     @contextmanager
@@ -274,36 +276,102 @@ class SlotStore:
             if latent.get("batch_index") is not None:
                 meta["latent_batch_index"] = [int(i) for i in latent["batch_index"]]
         tensors = {k: t.detach().to("cpu").contiguous() for k, t in tensors.items() if t is not None}
-        image = tensors["image"]
-        d = self.slot_dir(slot_id)
-        created = time.time()
-        # The thumbnail (downscale + PNG, which release the GIL) is made while the tensor file
-        # is written and fsynced, so a publish costs about the larger of the two, not both.
-        thumb = _thumb_pool().submit(lambda: images.png_bytes(images.thumbnail(image)))
         policy = self.policy()
         with self._locked(slot_id):
-            try:
-                ensure_real_dir(d)
-                clean_stale_temps(d)
-                with atomic_write(d / SLOT_FILE, lambda tmp: slot_format.write(
-                        tmp, tensors, meta, created)) as commit_slot, \
-                        atomic_write(d / THUMB_FILE, lambda tmp: Path(tmp).write_bytes(thumb.result())) as commit_thumb:
-                    if policy.keep > 1:
-                        self._archive_current(d)
-                    commit_slot()
-                    commit_thumb()
-                fsync_dir(d)
-            except UnsafeFile as exc:
-                raise SlotWriteError(f"could not publish slot {slot_id!r}: {exc}; nothing was "
-                                     f"changed") from None
-            except OSError as exc:
-                raise SlotWriteError(f"could not publish slot {slot_id!r} in {self.name}: "
-                                     f"{_os_reason(exc)}; the previous version, if any, is "
-                                     f"unchanged") from None
-            self._prune_history(d, policy.keep - 1)
+            self._write(slot_id, tensors, meta, time.time(), policy.keep)
             info = self.info(slot_id)
         self.enforce_quota(protect=slot_id, policy=policy)  # outside the lock: it takes other slots' locks
         return info
+
+    def _write(self, slot_id: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any],
+               created: float, keep: int) -> None:
+        """Write a new current version, the caller holding the slot's lock.
+
+        The tensor file and its thumbnail are both fully written and fsynced under temporary
+        names before either replaces the old one, so a crash or a full disk leaves the previous
+        version whole. The thumbnail (downscale + PNG, which release the GIL) is made while the
+        tensor file is written and fsynced, so a publish costs about the larger of the two.
+        """
+        d = self.slot_dir(slot_id)
+        thumb = _thumb_pool().submit(lambda: images.png_bytes(images.thumbnail(tensors["image"])))
+        try:
+            ensure_real_dir(d)
+            clean_stale_temps(d)
+            with atomic_write(d / SLOT_FILE, lambda tmp: slot_format.write(
+                    tmp, tensors, meta, created)) as commit_slot, \
+                    atomic_write(d / THUMB_FILE, lambda tmp: Path(tmp).write_bytes(thumb.result())) as commit_thumb:
+                if keep > 1:
+                    self._archive_current(d)
+                commit_slot()
+                commit_thumb()
+            fsync_dir(d)
+        except UnsafeFile as exc:
+            raise SlotWriteError(f"could not publish slot {slot_id!r}: {exc}; nothing was "
+                                 f"changed") from None
+        except OSError as exc:
+            raise SlotWriteError(f"could not publish slot {slot_id!r} in {self.name}: "
+                                 f"{_os_reason(exc)}; the previous version, if any, is "
+                                 f"unchanged") from None
+        self._prune_history(d, keep - 1)
+
+    # -- the seed's PNG layout --------------------------------------------------------------
+    def migrate(self, slot_id: str, dry_run: bool = False) -> bool:
+        """Convert a seed-layout folder (`image.png` + `mask.png`) into a slot, in place.
+
+        The 8-bit values are kept exactly (as float32 v/255, what the seed's loader gave), the
+        creation time is the PNG's, and the PNGs are removed only once the new slot has been
+        read back bit-identical. Returns whether the folder needed it. Every read of the store
+        runs this first, under the writer lock, so an upgraded bus never shows a missing slot.
+        """
+        d = self.slot_dir(slot_id)
+        if not _seed_layout(d):
+            return False
+        if dry_run:
+            return True
+        with self._locked(slot_id):
+            if not _seed_layout(d):
+                return False  # another thread or process converted it meanwhile
+            image, mask = self._read_seed_pngs(slot_id, d)
+            tensors = {"image": image} | ({"mask": mask} if mask is not None else {})
+            self._write(slot_id, tensors, {"source": "migrated from the PNG layout"},
+                        os.lstat(d / LEGACY_IMAGE).st_mtime, keep=1)
+            back = self.read(slot_id)
+            if not (torch.equal(back.image, image) and
+                    (mask is None or (back.mask is not None and torch.equal(back.mask, mask)))):
+                (d / SLOT_FILE).unlink(missing_ok=True)
+                raise SlotCorrupt(f"slot {slot_id!r}: the migrated slot did not read back "
+                                  f"exactly; the PNG files are kept")
+            for name in (LEGACY_IMAGE, LEGACY_MASK):
+                (d / name).unlink(missing_ok=True)
+            fsync_dir(d)
+        log.info("migrated slot %r from the PNG layout", slot_id)
+        return True
+
+    def migrate_all(self, dry_run: bool = False) -> list[tuple[str, str | None]]:
+        """Every seed-layout folder of the bus as (id, error or None), converted unless dry_run."""
+        out = []
+        for slot_id, d, _ in self._scan():
+            if _seed_layout(d):
+                try:
+                    self.migrate(slot_id, dry_run)
+                    out.append((slot_id, None))
+                except SlotError as exc:
+                    out.append((slot_id, str(exc)))
+        return out
+
+    def _read_seed_pngs(self, slot_id: str, d: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The seed's image.png and mask.png, PNG only, pixel-capped, read through safe opens."""
+        try:
+            with open_regular(d / LEGACY_IMAGE) as f:
+                image = images.read_image(f, formats=("PNG",))
+            mask = None
+            if os.path.lexists(d / LEGACY_MASK):
+                with open_regular(d / LEGACY_MASK) as f:
+                    mask = images.resize_mask(images.read_mask(f, formats=("PNG",)),
+                                              image.shape[1], image.shape[2])
+        except (ValueError, OSError, SlotCorrupt) as exc:
+            raise SlotCorrupt(f"slot {slot_id!r} (PNG layout) cannot be migrated: {exc}") from None
+        return image, mask
 
     @contextmanager
     def _locked(self, slot_id: str) -> Iterator[None]:
@@ -331,6 +399,7 @@ class SlotStore:
 
     def _lock_path(self, slot_id: str) -> Path:
         """The slot's lock file in a real `.locks` folder, with any planted symlink removed."""
+        validate_id(slot_id)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             locks = ensure_real_dir(self.root / LOCK_DIR)
@@ -499,9 +568,6 @@ class SlotStore:
         goes into pinned memory and one non-blocking copy moves it.
         """
         device = torch.device(device)
-        if self._is_legacy(ref):
-            image, mask = self._load_legacy(parse_ref(ref)[0])
-            return SlotData(image.to(device), mask.to(device) if mask is not None else None, None, {})
         with self._open(ref) as (v, f, header):
             tensors = self._checked(v.ref, lambda: slot_format.read_tensors(
                 f, header, verify, pinned=device.type == "cuda"))
@@ -523,20 +589,12 @@ class SlotStore:
         b, h, w, _ = data.image.shape
         return data.image, torch.zeros((b, h, w), dtype=torch.float32, device=data.image.device)
 
-    def _is_legacy(self, ref: str) -> bool:
-        slot_id, back = parse_ref(ref)
-        d = self.slot_dir(slot_id)
-        return not back and not os.path.lexists(d / SLOT_FILE) and os.path.lexists(d / LEGACY_IMAGE)
-
     def render(self, ref: str, index: int, side: int = 1024) -> bytes:
         """PNG preview of batch image `index`, long side <= side, in bounded memory.
 
         Only that image's bytes are read, band by band, so paging a big batch stays cheap
         and an image too big to render is refused from its header alone.
         """
-        if self._is_legacy(ref):
-            _check_index(index, 1)
-            return self._legacy_picture(parse_ref(ref)[0], side)
         with self._open(ref) as (v, f, header):
             b, h, w, c = header.image.shape
             _check_index(index, b)
@@ -548,8 +606,6 @@ class SlotStore:
 
     def thumbnail(self, ref: str) -> bytes:
         """The version's PNG thumbnail, checked to be a small regular PNG file."""
-        if self._is_legacy(ref):
-            return self._legacy_picture(parse_ref(ref)[0], images.THUMB_SIDE)
         v = self._version(ref)
         try:
             data = read_regular(v.thumb, MAX_THUMB_BYTES)
@@ -571,34 +627,6 @@ class SlotStore:
             self._checked(v.ref, lambda: slot_format.verify(f, header))
             yield f, os.fstat(f.fileno()).st_size
 
-    def _legacy_bytes(self, d: Path, name: str) -> bytes:
-        return read_regular(d / name, MAX_LEGACY_BYTES)
-
-    def _legacy_picture(self, slot_id: str, side: int) -> bytes:
-        """A seed-layout slot's image as a PNG of long side <= side, shrunk as 8-bit pixels
-        (never as float32), so even the largest allowed image.png costs its decoded bytes only."""
-        try:
-            return images.shrink_png(self._legacy_bytes(self.slot_dir(slot_id), LEGACY_IMAGE), side)
-        except FileNotFoundError:
-            raise SlotNotFound(f"no slot {slot_id!r} in {self.name}") from None
-        except (ValueError, OSError, SlotCorrupt) as exc:
-            raise SlotCorrupt(f"slot {slot_id!r} (PNG layout) is unreadable: {exc}") from None
-
-    def _load_legacy(self, slot_id: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        d = self.slot_dir(slot_id)
-        try:
-            png = ("PNG",)  # the seed's layout is PNG; anything else there was put there
-            image = images.read_image(self._legacy_bytes(d, LEGACY_IMAGE), formats=png)
-            mask = images.read_mask(self._legacy_bytes(d, LEGACY_MASK), formats=png) \
-                if os.path.lexists(d / LEGACY_MASK) else None
-        except FileNotFoundError:
-            raise SlotNotFound(f"no slot {slot_id!r} in {self.name}") from None
-        except (ValueError, OSError, SlotCorrupt) as exc:
-            raise SlotCorrupt(f"slot {slot_id!r} (PNG layout) is unreadable: {exc}") from None
-        if mask is not None:
-            mask = images.resize_mask(mask, image.shape[1], image.shape[2])
-        return image, mask
-
     def info(self, ref: str) -> SlotInfo:
         """Header-only description of a slot (or of 'id@-N'); raises SlotNotFound / SlotCorrupt."""
         v = self._version(ref)
@@ -613,8 +641,6 @@ class SlotStore:
         extra = {"version": -v.back, "pinned": PIN_FILE in names,
                  "versions": 1 + (len(self._history(v.folder)) if HISTORY_DIR in names else 0)}
         if not v.back and SLOT_FILE not in names:
-            if LEGACY_IMAGE in names:
-                return self._legacy_info(v.slot_id, v.folder, pinned=PIN_FILE in names)
             raise SlotNotFound(f"no slot {v.slot_id!r} in {self.name}")
         with self._open(v.ref) as (_, f, h):
             size = os.fstat(f.fileno()).st_size
@@ -649,22 +675,6 @@ class SlotStore:
                             mask_dtype=None, created=0.0, bytes=0, thumb=None, error=str(exc),
                             version=-back)
 
-    def _legacy_info(self, slot_id: str, d: Path, pinned: bool) -> SlotInfo:
-        from PIL import Image
-        try:
-            with open_regular(d / LEGACY_IMAGE) as f, Image.open(f, formats=["PNG"]) as img:
-                w, h = img.size  # from the header alone
-                size = os.fstat(f.fileno()).st_size
-            has_mask = os.path.lexists(d / LEGACY_MASK)
-            size += os.lstat(d / LEGACY_MASK).st_size if has_mask else 0
-            created = os.lstat(d / LEGACY_IMAGE).st_mtime
-        except Exception as exc:  # Pillow's error types vary by format
-            raise SlotCorrupt(f"slot {slot_id!r} (PNG layout) is unreadable: {exc}") from None
-        return SlotInfo(
-            id=slot_id, image_shape=[1, h, w, 3], image_dtype="float32",
-            mask_shape=[1, h, w] if has_mask else None, mask_dtype="float32" if has_mask else None,
-            created=created, bytes=size, thumb=str(d / LEGACY_IMAGE), layout="png", pinned=pinned)
-
     def _scan(self) -> Iterator[tuple[str, Path, set[str]]]:
         """(id, folder, file names) of every slot folder, one directory read each.
 
@@ -689,6 +699,8 @@ class SlotStore:
         out = []
         for slot_id, d, names in self._scan():
             try:
+                if SLOT_FILE not in names and self.migrate(slot_id):
+                    names = set(os.listdir(d))
                 out.append(self._describe(_Version(slot_id, 0, d, d / SLOT_FILE, d / THUMB_FILE), names))
             except SlotNotFound:
                 continue  # deleted while we listed

@@ -493,3 +493,17 @@ def test_import_refuses_a_decompression_bomb_before_decoding(capsys, bus, tmp_pa
     rc, out, err = run(capsys, "--bus", bus, "import", "x", bomb)
     assert rc == 1 and "exceeds the limit" in err and err.count("\n") == 1
     assert not (bus / "x").exists()
+
+
+def test_migrate_dry_run_lists_then_migrate_converts(capsys, bus, store):
+    from PIL import Image
+    (bus / "old").mkdir(parents=True)
+    Image.new("RGB", (8, 6), (255, 0, 51)).save(bus / "old" / "image.png")
+    rc, out, _ = run(capsys, "--bus", bus, "migrate", "--dry-run")
+    assert (rc, out) == (0, "old: would migrate\n") and (bus / "old" / "image.png").is_file()
+    rc, out, _ = run(capsys, "--bus", bus, "migrate")
+    assert (rc, out) == (0, "old: migrated\n") and not (bus / "old" / "image.png").exists()
+    image, _ = store.load("old")
+    assert torch.equal(image[0, 0, 0], torch.tensor([1.0, 0.0, 51 / 255], dtype=torch.float32))
+    rc, out, _ = run(capsys, "--bus", bus, "migrate")
+    assert rc == 0 and out.startswith("nothing to migrate")

@@ -155,19 +155,45 @@ def test_load_straight_to_cuda(store):
     assert_exact(got.cpu(), image)
 
 
-def test_seed_png_layout_still_loads(store):
-    d = store.root / "legacy"
+def _seed_folder(store: SlotStore, slot_id: str = "legacy") -> tuple[Path, np.ndarray]:
+    """A folder as the seed's pack wrote it: image.png and a white mask.png."""
+    d = store.root / slot_id
     d.mkdir(parents=True)
     rgb = np.random.default_rng(0).integers(0, 256, (6, 4, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(d / "image.png")
     Image.fromarray(np.full((6, 4), 255, np.uint8), "L").save(d / "mask.png")
+    return d, rgb
+
+
+def test_a_seed_png_folder_migrates_on_first_access_with_the_same_values(store):
+    d, rgb = _seed_folder(store)
+    mtime = (d / "image.png").stat().st_mtime
     image, mask = store.load("legacy")
     assert image.shape == (1, 6, 4, 3) and image.dtype == torch.float32
     assert torch.equal(image, torch.from_numpy(rgb.astype(np.float32) / 255.0)[None])
     assert mask.shape == (1, 6, 4) and bool((mask == 1.0).all())
+    assert sorted(p.name for p in d.iterdir()) == ["slot.safetensors", "thumb.png"]
     info = store.info("legacy")
-    assert info.layout == "png" and info.image_shape == [1, 6, 4, 3]
-    assert "legacy" in [s.id for s in store.list()]
+    assert info.image_shape == [1, 6, 4, 3] and info.created == mtime
+    assert info.meta == {"source": "migrated from the PNG layout"} and info.checksum.startswith("xxh3:")
+
+
+def test_listing_migrates_and_a_dry_run_changes_nothing(store):
+    d, _ = _seed_folder(store)
+    assert store.migrate_all(dry_run=True) == [("legacy", None)]
+    assert (d / "image.png").is_file() and not (d / "slot.safetensors").exists()
+    assert [s.id for s in store.list()] == ["legacy"]
+    assert (d / "slot.safetensors").is_file() and not (d / "image.png").exists()
+    assert store.migrate_all() == []
+
+
+def test_a_seed_folder_that_cannot_be_read_keeps_its_pngs_and_lists_damaged(store):
+    d = store.root / "broken"
+    d.mkdir(parents=True)
+    (d / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    assert [(s.id, "cannot be migrated" in (s.error or "")) for s in store.list()] == [("broken", True)]
+    assert (d / "image.png").is_file() and not (d / "slot.safetensors").exists()
+    assert store.migrate_all() == [("broken", store.migrate_all()[0][1])] and store.migrate_all()[0][1]
 
 
 # -- listing, thumbnails, delete, rename ---------------------------------------------------------
