@@ -204,7 +204,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
       ["shape", shapeText(slot.image_shape)], ["dtype", slot.image_dtype || "-"],
       ["mask", slot.mask_shape ? `${shapeText(slot.mask_shape)} ${slot.mask_dtype || ""}` : "none"],
       ["size", `${humanBytes(slot.bytes)} (${slot.bytes} bytes)`], ["created", `${when(slot.created)} (${age(slot.created)})`],
-      ["layout", slot.layout || "-"], ["checksum", slot.checksum || "-"],
+      ["checksum", slot.checksum || "-"],
       ...(slot.versions > 1 ? [["versions", `${slot.versions} kept (older ones load as ${slot.id}@-1, @-2, …)`]] : []),
       ...(slot.version ? [["showing", `${ref}: get_id "${ref}" resumes from this version`]] : []),
       ["pinned", slot.pinned ? "yes: never pruned by the bus quota" : "no"],
