@@ -9,6 +9,7 @@ from . import comfy_adapter
 from .gate import MAX_ROUTES, run_gate
 from .ordering import AFTER, HIDDEN_AFTER, after_input
 from .slot_ids import parse_ref, validate_id
+from .split import DECISIONS_TYPE
 
 CATEGORY = "Dataset Gates"
 
@@ -46,11 +47,14 @@ class ImageGate:
     """
     CATEGORY = CATEGORY
     FUNCTION = "run"
-    RETURN_TYPES = ("MASK",) + ("IMAGE",) * MAX_ROUTES
-    RETURN_NAMES = ("mask",) + tuple(f"route_{i + 1}" for i in range(MAX_ROUTES))
-    DESCRIPTION = ("Pauses with the image in the node until you pick a route; the image goes down "
-                   "that route only. send_id publishes what passed to a lossless slot; with no "
-                   "image wired, get_id resumes from a slot.")
+    RETURN_TYPES = ("MASK",) + ("IMAGE",) * MAX_ROUTES + (DECISIONS_TYPE, "LATENT")
+    RETURN_NAMES = ("mask",) + tuple(f"route_{i + 1}" for i in range(MAX_ROUTES)) + \
+        ("decisions", "latent")
+    DESCRIPTION = ("Pauses with the batch in the node until you pick a route for each image; each "
+                   "route output carries the images sent down it, in batch order, and a route "
+                   "with none is blocked. mask and latent carry the whole batch; decisions "
+                   "carries each image's route, for Gate Split. send_id publishes what passed "
+                   "to a lossless slot; with no image wired, get_id resumes from a slot.")
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -63,6 +67,8 @@ class ImageGate:
                 "get_id": ("STRING", {"default": "",
                                      "tooltip": "with no image wired, load this slot (id@-1: the version before)"}),
                 "labels": ("STRING", {"default": "", "tooltip": "route labels, comma separated"}),
+                "latent": ("LATENT", {"tooltip": "carried along with the batch, published with "
+                                                 "send_id, resumed with get_id"}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         })
@@ -80,11 +86,12 @@ class ImageGate:
 
     def run(self, routes: int, unique_id: str, image: torch.Tensor | None = None,
             send_id: str = "", get_id: str = "", labels: str = "",
-            mask: torch.Tensor | None = None, **ordering: Any) -> tuple:
+            mask: torch.Tensor | None = None, latent: dict[str, Any] | None = None,
+            **ordering: Any) -> tuple:
         return run_gate(store=comfy_adapter.store(), waiter=comfy_adapter.waiter(),
                         hooks=comfy_adapter.hooks(),
                         node=str(unique_id), routes=routes, image=image, send_id=send_id,
-                        get_id=get_id, labels=labels, mask=mask)
+                        get_id=get_id, labels=labels, mask=mask, latent=latent)
 
 
 class BusSave:

@@ -40,6 +40,17 @@ def answer_with(standin: ComfyStandIn, pack, route):
     standin.server.on_send = on_send
 
 
+def answer_each(standin: ComfyStandIn, pack, routes):
+    """Answer the pause with one route per image, as soon as it goes out."""
+    waiter = pack.gates.waiter.WAITER
+
+    def on_send(event, data):
+        if event == "datasete_gate.pause":
+            threading.Timer(0.01, lambda: waiter.choose_each(data["node"], data["token"], routes)).start()
+
+    standin.server.on_send = on_send
+
+
 def test_pack_exports_nodes_web_dir_and_routes(comfy):
     standin, pack = comfy
     assert set(pack.NODE_CLASS_MAPPINGS) == {"ImageGate", "DatasetGatesBusSave", "DatasetGatesBusLoad"}
@@ -56,8 +67,10 @@ def test_image_gate_declares_the_seed_interface(comfy):
     assert types["required"]["routes"][1] == {"default": 2, "min": 1, "max": 10}
     assert {"image", "send_id", "get_id"} <= set(types["optional"])
     assert types["hidden"]["unique_id"] == "UNIQUE_ID"
-    assert gate.RETURN_TYPES == ("MASK",) + ("IMAGE",) * 10
+    assert gate.RETURN_TYPES == ("MASK",) + ("IMAGE",) * 10 + ("DG_DECISIONS", "LATENT")
     assert gate.RETURN_NAMES[1] == "route_1" and gate.RETURN_NAMES[10] == "route_10"
+    assert gate.RETURN_NAMES[11:] == ("decisions", "latent")
+    assert types["optional"]["latent"][0] == "LATENT"
     assert gate.CATEGORY == "Dataset Gates"
     assert math.isnan(gate.IS_CHANGED(routes=2))  # always pauses
     assert gate.VALIDATE_INPUTS(get_id="") is True
@@ -71,7 +84,8 @@ def test_gate_routes_publishes_and_targets_the_queuing_tab(comfy):
     out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=3, unique_id="12:5", image=image,
                                                        send_id="cp1")
     assert out[2] is image
-    assert all(isinstance(o, ExecutionBlocker) and o.message is None for i, o in enumerate(out[1:], 1) if i != 2)
+    assert all(isinstance(o, ExecutionBlocker) and o.message is None for i, o in enumerate(out[1:11], 1) if i != 2)
+    assert out[11].routes == (2, 2) and isinstance(out[12], ExecutionBlocker)  # no latent wired
     events = [(e, sid) for e, _, sid in standin.server.sent]
     assert events == [("datasete_gate.pause", "tab-1"), ("datasete_gate.done", "tab-1")]
     pause = standin.server.sent[0][1]
@@ -283,3 +297,4 @@ async def test_the_first_copys_choice_route_answers_a_gate_of_the_second_copy(co
     assert result and result[0][1] is image
     for name in [m for m in sys.modules if m.startswith("dataset_gates_pack_copy2")]:
         del sys.modules[name]
+
