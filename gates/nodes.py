@@ -9,7 +9,7 @@ from . import comfy_adapter
 from .gate import MAX_ROUTES, run_gate
 from .ordering import AFTER, HIDDEN_AFTER, after_input
 from .slot_ids import parse_ref, validate_id
-from .split import DECISIONS_TYPE
+from .split import DECISIONS_TYPE, Decisions, format_indices, split_latent, split_mask, take
 
 CATEGORY = "Dataset Gates"
 
@@ -154,8 +154,39 @@ class BusLoad:
         return image, mask, int(image.shape[0])
 
 
+class GateSplit:
+    """The images, masks and latents of one route, cut by a gate's per-image decisions."""
+    CATEGORY = CATEGORY
+    FUNCTION = "split"
+    RETURN_TYPES = ("IMAGE", "MASK", "LATENT", "STRING", "INT")
+    RETURN_NAMES = ("image", "mask", "latent", "indices", "count")
+    DESCRIPTION = ("Takes a gate's decisions and gives the sub-batch of image, mask and latent "
+                   "that went down one route, in batch order, with their batch indices (\"0,2,5\") "
+                   "and count. A mask or latent of batch 1 is shared, not indexed. A route no "
+                   "image took, and an input left unwired, are blocked.")
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"decisions": (DECISIONS_TYPE,),
+                             "route": ("INT", {"default": 1, "min": 1, "max": MAX_ROUTES})},
+                "optional": {"image": ("IMAGE",), "mask": ("MASK",), "latent": ("LATENT",)}}
+
+    def split(self, decisions: Decisions, route: int, image: torch.Tensor | None = None,
+              mask: torch.Tensor | None = None, latent: dict[str, Any] | None = None) -> tuple:
+        blocker = comfy_adapter.blocker
+        indices = decisions.indices(route)
+        if not indices:
+            return tuple(blocker() for _ in self.RETURN_TYPES)
+        b = decisions.batch
+        return (take(image, indices, b) if image is not None else blocker(),
+                split_mask(mask, indices, b) if mask is not None else blocker(),
+                split_latent(latent, indices, b) if latent is not None else blocker(),
+                format_indices(indices), len(indices))
+
+
 NODE_CLASS_MAPPINGS = {"ImageGate": ImageGate, "DatasetGatesBusSave": BusSave,
-                       "DatasetGatesBusLoad": BusLoad}
+                       "DatasetGatesBusLoad": BusLoad, "DatasetGatesSplit": GateSplit}
 NODE_DISPLAY_NAME_MAPPINGS = {"ImageGate": "Image Gate (Manual Router)",
                               "DatasetGatesBusSave": "Bus Save (Dataset Gates)",
-                              "DatasetGatesBusLoad": "Bus Load (Dataset Gates)"}
+                              "DatasetGatesBusLoad": "Bus Load (Dataset Gates)",
+                              "DatasetGatesSplit": "Gate Split (Dataset Gates)"}
