@@ -170,8 +170,11 @@ class Waiter:
     def _check(self, pending: Pending | None, node: Any, token: Any) -> Pending:
         """`pending` if `token` is its live token; else StaleRun saying why. Call under the lock."""
         if pending is not None and isinstance(token, str) and \
-                secrets.compare_digest(pending.token, token) and not pending._event.is_set():
-            return pending
+                secrets.compare_digest(pending.token, token):
+            if not pending._event.is_set():
+                return pending
+            if pending._decision is not None and pending._decision.timed_out:
+                raise StaleRun(f"gate {node!r} timed out before this answer came")
         if isinstance(token, str) and self._revoked.get(token) == node:
             raise StaleRun(f"gate {node!r} was taken over by another tab: this pause belongs to "
                            f"that tab now and can no longer be answered here")
@@ -206,11 +209,10 @@ class Waiter:
     def _answer(self, pending: Pending, token: str, routes: list[int] | None) -> Pending:
         self._expire(pending)  # an answer after the deadline is too late, even if unnoticed yet
         with self._lock:
-            if pending._event.is_set():  # two clicks racing: the first one counts
-                if pending._decision is not None and pending._decision.timed_out:
-                    raise StaleRun(f"gate {pending.node} timed out before this answer came")
+            timed_out = pending._decision is not None and pending._decision.timed_out
+            if pending._event.is_set() and not timed_out:  # two clicks racing: the first counts
                 raise StaleRun(f"gate {pending.node} was already answered")
-            self._check(pending, pending.node, token)  # a take-over may have raced the click
+            self._check(pending, pending.node, token)  # a take-over or the deadline may have raced
             pending._decision = Decision(routes=routes, masks=dict(pending._masks))
             pending._event.set()
         return pending
