@@ -18,6 +18,7 @@ import torch
 from . import images
 from .bus import SlotBus
 from .errors import SlotNotFound
+from .parking import PARK, STOP, parked_meta, parked_slot_id, timeout_action
 from .slot_ids import validate_id
 from .split import Decisions, route_images
 from .waiter import Decision, Pending, Waiter, single_route
@@ -142,11 +143,22 @@ def _done(hooks: Hooks, pending: Pending, routes: list[int] | None, timed_out: b
 def run_gate(*, store: SlotBus, waiter: Waiter, hooks: Hooks, node: str, routes: int,
              image: torch.Tensor | None, send_id: str = "", get_id: str = "",
              labels: str = "", mask: torch.Tensor | None = None,
-             latent: dict[str, Any] | None = None) -> tuple:
+             latent: dict[str, Any] | None = None, timeout: float = 0,
+             on_timeout: str = PARK, prompt: dict[str, Any] | None = None) -> tuple:
     """One gate run: pause, take the person's answer, publish, and route. Returns 13 outputs:
-    mask, route_1..route_10, decisions, latent."""
+    mask, route_1..route_10, decisions, latent.
+
+    With `timeout` > 0 (seconds) an unanswered pause does what `on_timeout` says: "route K"
+    as if every image was sent to K, "stop" as Stop, "park" publishes the batch (to send_id,
+    else to a slot named after the run and node) with `prompt` (the API prompt) and the node
+    id, and blocks every output, so the prompt ends successfully and the queue moves on.
+    """
     if not 1 <= routes <= MAX_ROUTES:
         raise ValueError(f"routes must be from 1 to {MAX_ROUTES}, got {routes}")
+    if timeout < 0:
+        raise ValueError(f"timeout must be 0 (wait forever) or more seconds, got {timeout}")
+    # fail before pausing; without a countdown on_timeout never applies
+    action, timeout_route = timeout_action(on_timeout, routes) if timeout > 0 else (None, None)
     send_id = (send_id or "").strip()
     if send_id:
         validate_id(send_id)  # fail before the person spends time choosing
@@ -156,7 +168,8 @@ def run_gate(*, store: SlotBus, waiter: Waiter, hooks: Hooks, node: str, routes:
     preselect = source.routes if source.routes and max(source.routes) <= routes else None
     pending = waiter.arm(node, source.image, routes, labels=parse_labels(labels, routes),
                          prompt_id=hooks.prompt_id(), client_id=hooks.client_id(),
-                         source=source.origin, preselect=preselect)
+                         source=source.origin, preselect=preselect, timeout=timeout,
+                         on_timeout=on_timeout)
     if pending.client_id:
         hooks.notify(PAUSE_EVENT, pending.public(), pending.client_id)
     else:  # queued without a tab: every tab hears of it, none gets the token (see take_over)
@@ -166,7 +179,23 @@ def run_gate(*, store: SlotBus, waiter: Waiter, hooks: Hooks, node: str, routes:
     except Exception:
         _done(hooks, pending, None)
         raise hooks.interrupt() from None
-    _done(hooks, pending, decision.routes)
+    if decision.timed_out and action == PARK:
+        try:
+            parked = park(store, source, compose_mask(decision.masks, source.mask, source.image),
+                          send_id or parked_slot_id(pending.prompt_id, node), node,
+                          pending.prompt_id, prompt)
+        except Exception:
+            _done(hooks, pending, None, timed_out=True)
+            raise
+        _done(hooks, pending, None, timed_out=True, parked=parked)
+        return blocked(hooks)
+    if decision.timed_out and action == STOP:
+        _done(hooks, pending, None, timed_out=True)
+        log.info("Image Gate %s: no answer in %ss; stopped the run as on_timeout says", node, timeout)
+        raise hooks.interrupt()
+    if decision.timed_out:
+        decision = Decision([timeout_route] * int(source.image.shape[0]), decision.masks, True)
+    _done(hooks, pending, decision.routes, timed_out=decision.timed_out)
     if decision.routes is None:
         raise hooks.interrupt()
     mask = compose_mask(decision.masks, source.mask, source.image)
@@ -179,3 +208,13 @@ def run_gate(*, store: SlotBus, waiter: Waiter, hooks: Hooks, node: str, routes:
     return (mask,) + route_outputs(decision.routes, source.image, hooks.blocker) + \
         (Decisions(tuple(decision.routes)),
          source.latent if source.latent is not None else hooks.blocker())
+
+
+def park(store: SlotBus, source: Source, mask: torch.Tensor, slot_id: str, node: str,
+         prompt_id: str | None, prompt: dict[str, Any] | None) -> str:
+    """Publish an unanswered batch (image, mask, latent) with what resuming it needs."""
+    store.publish(slot_id, source.image, mask, latent=source.latent,
+                  meta=parked_meta(prompt, node, prompt_id, source.origin))
+    log.info("Image Gate %s: no answer in time; parked the batch in slot %r (resume it from the "
+             "bus browser)", node, slot_id)
+    return slot_id

@@ -8,10 +8,12 @@ import torch
 from . import comfy_adapter
 from .gate import MAX_ROUTES, run_gate
 from .ordering import AFTER, HIDDEN_AFTER, after_input
+from .parking import ON_TIMEOUT, PARK
 from .slot_ids import parse_ref, validate_id
 from .split import DECISIONS_TYPE, Decisions, format_indices, split_latent, split_mask, take
 
 CATEGORY = "Dataset Gates"
+MAX_TIMEOUT_S = 7 * 24 * 3600
 
 
 def _ordering(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +56,10 @@ class ImageGate:
                    "route output carries the images sent down it, in batch order, and a route "
                    "with none is blocked. mask and latent carry the whole batch; decisions "
                    "carries each image's route, for Gate Split. send_id publishes what passed "
-                   "to a lossless slot; with no image wired, get_id resumes from a slot.")
+                   "to a lossless slot; with no image wired, get_id resumes from a slot. With a "
+                   "timeout, an unanswered pause does what on_timeout says: park (store the "
+                   "batch and this run in a slot, end the run with every route blocked; resume "
+                   "it from the bus browser), stop, or send every image down one route.")
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -69,8 +74,14 @@ class ImageGate:
                 "labels": ("STRING", {"default": "", "tooltip": "route labels, comma separated"}),
                 "latent": ("LATENT", {"tooltip": "carried along with the batch, published with "
                                                  "send_id, resumed with get_id"}),
+                "timeout": ("INT", {"default": 0, "min": 0, "max": MAX_TIMEOUT_S,
+                                    "tooltip": "seconds to wait for an answer; 0 = forever"}),
+                "on_timeout": (list(ON_TIMEOUT), {"default": PARK,
+                                                  "tooltip": "park: store the batch and this "
+                                                             "run in a slot to resume later; stop; "
+                                                             "or send every image down a route"}),
             },
-            "hidden": {"unique_id": "UNIQUE_ID"},
+            "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"},
         })
 
     @classmethod
@@ -87,11 +98,13 @@ class ImageGate:
     def run(self, routes: int, unique_id: str, image: torch.Tensor | None = None,
             send_id: str = "", get_id: str = "", labels: str = "",
             mask: torch.Tensor | None = None, latent: dict[str, Any] | None = None,
+            timeout: int = 0, on_timeout: str = PARK, prompt: dict[str, Any] | None = None,
             **ordering: Any) -> tuple:
         return run_gate(store=comfy_adapter.store(), waiter=comfy_adapter.waiter(),
                         hooks=comfy_adapter.hooks(),
                         node=str(unique_id), routes=routes, image=image, send_id=send_id,
-                        get_id=get_id, labels=labels, mask=mask, latent=latent)
+                        get_id=get_id, labels=labels, mask=mask, latent=latent,
+                        timeout=timeout, on_timeout=on_timeout, prompt=prompt)
 
 
 class BusSave:

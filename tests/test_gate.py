@@ -338,3 +338,100 @@ def test_a_wired_latent_beats_the_slot_latent(store):
 def test_a_no_op_gate_blocks_decisions_and_latent_too(store):
     out = run(store, Host(Waiter(), choose(1)), latent={"samples": torch.zeros(1, 4, 1, 1)})
     assert len(out) == 13 and all(isinstance(o, Blocker) for o in out)
+
+
+# -- timeouts and parking ------------------------------------------------------------------------
+
+def no_answer(waiter: Waiter, payload: dict) -> None:
+    """Nobody clicks."""
+
+
+def test_route_k_on_timeout_sends_every_image_to_k(store):
+    image = torch.rand(3, 4, 4, 3)
+    host = Host(Waiter(), no_answer)
+    out = run(store, host, image=image, timeout=0.1, on_timeout="route 2", send_id="t")
+    assert out[2] is image and all(isinstance(o, Blocker) for i, o in enumerate(out[1:11], 1) if i != 2)
+    assert out[11].routes == (2, 2, 2)
+    (_, pause), (_, done) = host.events
+    assert pause["timeout"] == 0.1 and pause["on_timeout"] == "route 2" and pause["deadline"]
+    assert done["route"] == 2 and done["timed_out"] is True and done["parked"] is None
+    assert store.info("t").meta["routes"] == [2, 2, 2]
+
+
+def test_stop_on_timeout_interrupts_and_publishes_nothing(store):
+    host = Host(Waiter(), no_answer)
+    with pytest.raises(Interrupt):
+        run(store, host, image=torch.rand(1, 4, 4, 3), timeout=0.1, on_timeout="stop", send_id="t")
+    assert not store.exists("t")
+    assert host.events[-1][1] | {"token": None} == {"node": "12:5", "token": None, "route": None,
+                                                     "routes": None, "timed_out": True, "parked": None}
+
+
+def test_park_on_timeout_stores_the_batch_the_prompt_and_the_node_and_blocks_everything(store):
+    image = torch.rand(2, 4, 4, 3, dtype=torch.float16)
+    mask = torch.rand(2, 4, 4)
+    latent = {"samples": torch.randn(2, 4, 1, 1)}
+    prompt = {"12:5": {"class_type": "ImageGate", "inputs": {"routes": 3}}}
+    host = Host(Waiter(), no_answer)
+    out = run(store, host, image=image, mask=mask, latent=latent, timeout=0.1, prompt=prompt)
+    assert len(out) == 13 and all(isinstance(o, Blocker) for o in out)
+    slot_id = "parked-prompt1-12-5"
+    data = store.read(slot_id)
+    assert torch.equal(data.image, image) and data.image.dtype == torch.float16
+    assert torch.equal(data.mask, mask) and torch.equal(data.latent["samples"], latent["samples"])
+    assert data.meta == {"parked": True, "prompt": prompt, "node": "12:5",
+                         "prompt_id": "prompt-1", "source": "input"}
+    done = host.events[-1][1]
+    assert done["parked"] == slot_id and done["timed_out"] is True and done["routes"] is None
+
+
+def test_park_goes_to_send_id_when_there_is_one(store):
+    host = Host(Waiter(), no_answer)
+    run(store, host, image=torch.rand(1, 4, 4, 3), timeout=0.1, on_timeout="park", send_id="mine")
+    assert store.info("mine").meta["parked"] is True
+    assert host.events[-1][1]["parked"] == "mine"
+
+
+def test_a_mask_painted_before_the_timeout_is_parked_with_the_batch(store):
+    def paint(waiter: Waiter, payload: dict) -> None:
+        pending = waiter.get(payload["node"], payload["token"])
+        with waiter._lock:  # painting holds the countdown; here the mask lands without a hold
+            pending._masks[None] = torch.full((4, 4), 255, dtype=torch.uint8)
+    run(store, Host(Waiter(), paint), image=torch.rand(1, 4, 4, 3), timeout=0.2)
+    assert bool((store.read("parked-prompt1-12-5").mask == 1).all())
+
+
+def test_a_held_pause_does_not_time_out(store):
+    def hold_then_choose(waiter: Waiter, payload: dict) -> None:
+        waiter.hold(payload["node"], payload["token"])
+        threading.Timer(0.3, waiter.choose, args=(payload["node"], payload["token"], 1)).start()
+    out = run(store, Host(Waiter(), hold_then_choose), image=torch.rand(1, 4, 4, 3), timeout=0.1,
+              on_timeout="stop")
+    assert out[11].routes == (1,)
+
+
+@pytest.mark.parametrize("on_timeout, error", [("route 4", "only 3 route"), ("route 11", "one of"),
+                                               ("wait", "one of"), ("Route 1", "one of")])
+def test_a_bad_on_timeout_fails_before_pausing(store, on_timeout, error):
+    host = Host(Waiter(), choose(1))
+    with pytest.raises(ValueError, match=error):
+        run(store, host, image=torch.rand(1, 4, 4, 3), timeout=5, on_timeout=on_timeout)
+    assert host.events == []
+
+
+def test_without_a_countdown_on_timeout_does_not_matter(store):
+    out = run(store, Host(Waiter(), choose(1)), image=torch.rand(1, 4, 4, 3), routes=2,
+              on_timeout="route 7")
+    assert out[11].routes == (1,)
+
+
+def test_a_negative_timeout_fails_before_pausing(store):
+    with pytest.raises(ValueError, match="timeout"):
+        run(store, Host(Waiter(), choose(1)), image=torch.rand(1, 4, 4, 3), timeout=-1)
+
+
+def test_no_timeout_waits_however_long(store):
+    host = Host(Waiter())
+    threading.Timer(0.4, lambda: host.waiter.choose("12:5", host.waiter.paused()[0]["token"], 3)).start()
+    out = run(store, host, image=torch.rand(1, 4, 4, 3), timeout=0, on_timeout="stop")
+    assert out[11].routes == (3,) and host.events[0][1]["deadline"] is None

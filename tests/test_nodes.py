@@ -73,6 +73,11 @@ def test_image_gate_declares_the_seed_interface(comfy):
     assert gate.RETURN_NAMES[1] == "route_1" and gate.RETURN_NAMES[10] == "route_10"
     assert gate.RETURN_NAMES[11:] == ("decisions", "latent")
     assert types["optional"]["latent"][0] == "LATENT"
+    assert types["optional"]["timeout"] == ("INT", {"default": 0, "min": 0, "max": 604800,
+                                                    "tooltip": "seconds to wait for an answer; 0 = forever"})
+    assert types["optional"]["on_timeout"][0] == ["park", "stop"] + [f"route {k}" for k in range(1, 11)]
+    assert types["optional"]["on_timeout"][1]["default"] == "park"
+    assert types["hidden"]["prompt"] == "PROMPT"
     assert gate.CATEGORY == "Dataset Gates"
     assert math.isnan(gate.IS_CHANGED(routes=2))  # always pauses
     assert gate.VALIDATE_INPUTS(get_id="") is True
@@ -354,3 +359,15 @@ def test_gate_split_shares_a_mask_and_latent_of_batch_1(comfy):
     _, m, lat, _, _ = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]().split(decisions, 2, mask=mask,
                                                                             latent=latent)
     assert m is mask and lat["samples"] is latent["samples"]
+
+
+def test_a_gate_that_times_out_parks_the_run_with_the_prompt_it_was_given(comfy):
+    standin, pack = comfy
+    prompt = {"2": {"class_type": "ImageGate", "inputs": {"routes": 2}}}
+    image = torch.rand(1, 4, 4, 3)
+    out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="2", image=image,
+                                                       timeout=1, prompt=prompt)
+    assert all(isinstance(o, ExecutionBlocker) for o in out)
+    slot = pack.gates.comfy_adapter.store().read("parked-promptct-2")  # "prompt-ctx"
+    assert slot.meta["prompt"] == prompt and slot.meta["parked"] is True
+    assert torch.equal(slot.image, image)
