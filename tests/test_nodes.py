@@ -175,9 +175,11 @@ def test_bus_save_then_load_is_bit_exact_and_fingerprinted(comfy):
     assert load.IS_CHANGED(slot_id="ck") == "missing"
     result = save().save(image=image, slot_id="ck", unique_id="4", mask=mask)
     assert result["result"][0] is image and "ck" in result["ui"]["text"][0]
+    assert isinstance(result["result"][1], ExecutionBlocker)  # no latent given
     first = load.IS_CHANGED(slot_id="ck")
     assert load.IS_CHANGED(slot_id="ck") == first  # unchanged slot: cached
-    got_image, got_mask, batch = load().load(slot_id="ck")
+    got_image, got_mask, batch, latent = load().load(slot_id="ck")
+    assert isinstance(latent, ExecutionBlocker)  # the slot holds no latent
     assert torch.equal(got_image, image) and got_image.dtype == torch.float16
     assert torch.equal(got_mask, mask) and batch == 3
     save().save(image=image + 1, slot_id="ck")
@@ -420,3 +422,23 @@ async def test_a_resumed_prompt_comfyui_refuses_is_400_with_its_node_errors(comf
     assert resp.status == 400 and body == {"error": "Prompt outputs failed validation",
                                            "node_errors": {"2": {"errors": ["x"]}}}
     assert standin.server.prompt_queue.items == []
+
+
+def test_bus_save_and_load_carry_a_latent_exactly(comfy):
+    _, pack = comfy
+    save = pack.NODE_CLASS_MAPPINGS["DatasetGatesBusSave"]
+    load = pack.NODE_CLASS_MAPPINGS["DatasetGatesBusLoad"]
+    assert save.INPUT_TYPES()["optional"]["latent"][0] == "LATENT"
+    assert save.RETURN_TYPES == ("IMAGE", "LATENT") and save.RETURN_NAMES == ("image", "latent")
+    assert load.RETURN_TYPES == ("IMAGE", "MASK", "INT", "LATENT")
+    assert load.RETURN_NAMES == ("image", "mask", "batch_size", "latent")
+    latent = {"samples": torch.randn(2, 4, 3, 5, dtype=torch.bfloat16),
+              "noise_mask": torch.rand(2, 1, 24, 40), "batch_index": [3, 4]}
+    image = torch.rand(2, 24, 40, 3)
+    result = save().save(image=image, slot_id="lat", latent=latent)
+    assert result["result"] == (image, latent) and "latent 2x4x3x5" in result["ui"]["text"][0]
+    got_image, mask, batch, got = load().load(slot_id="lat")
+    assert torch.equal(got_image, image) and batch == 2 and not mask.any()
+    assert got["samples"].dtype == torch.bfloat16
+    assert torch.equal(got["samples"].view(torch.int16), latent["samples"].view(torch.int16))
+    assert torch.equal(got["noise_mask"], latent["noise_mask"]) and got["batch_index"] == [3, 4]
