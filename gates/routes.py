@@ -25,9 +25,10 @@ from aiohttp.http_exceptions import HttpProcessingError
 from . import images
 from .policy import Policy
 from .errors import SlotCorrupt, SlotNotFound, SlotTooLarge, SlotWriteError
+from .parking import NotParked, resume_prompt
 from .slot_ids import parse_ref, validate_id
 from .slots import SlotInfo, SlotStore
-from .waiter import Connected, StaleRun, Waiter
+from .waiter import Connected, StaleRun, Waiter, single_route
 
 PREFIX = "/datasete_gate"
 MAX_JSON_BYTES = 64 * 1024
@@ -36,14 +37,26 @@ STORE_THREADS = 4
 RENDER_THREADS = 2
 MAX_WAITING_RENDERS = 8  # beyond this many renders queued or running, answer 503
 DOWNLOAD_CHUNK = 1 << 20
-PREVIEW_CACHE = 32  # rendered pause previews kept, by (node, token, index)
+PREVIEW_CACHE = 32  # rendered pause previews kept, by (node, token, index, side)
+PREVIEW_SIDES = (64, 1024)  # the long side a pause preview may ask for (grid thumbnails: 160)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+QueuePrompt = Callable[[dict[str, Any], "str | None"], Awaitable[str]]
+"""Queue an API prompt as POST /prompt would, for this client id; returns the prompt id."""
 R = TypeVar("R")
+RESUME_NEEDS_COMFY = "Resume needs ComfyUI: open this bus in ComfyUI's sidebar"
+
+
+class PromptRejected(ValueError):
+    """ComfyUI's validation refused a prompt; `node_errors` as POST /prompt reports them."""
+
+    def __init__(self, message: str, node_errors: Any = None):
+        super().__init__(message)
+        self.node_errors = node_errors or {}
 
 # Exceptions a request can cause, and what the client is told.
 _STATUS: list[tuple[type[BaseException], int]] = [
-    (StaleRun, 409), (FileExistsError, 409), (SlotNotFound, 404), (SlotCorrupt, 422),
+    (StaleRun, 409), (FileExistsError, 409), (NotParked, 409), (SlotNotFound, 404), (SlotCorrupt, 422),
     (SlotTooLarge, 413), (SlotWriteError, 507), (ValueError, 400),
     (HttpProcessingError, 400),  # a malformed multipart body (bad or oversized part headers)
 ]
@@ -109,16 +122,18 @@ class GateRoutes:
     """The pack's endpoints, bound to one slot store and one waiter."""
 
     def __init__(self, store: SlotStore, waiter: Waiter, prefix: str = PREFIX,
-                 connected: Connected = lambda _client: True):
+                 connected: Connected = lambda _client: True,
+                 queue_prompt: QueuePrompt | None = None):
         self.store = store
         self.waiter = waiter
         self.prefix = prefix
         self.connected = connected  # does a tab with this client id have an open socket?
+        self.queue_prompt = queue_prompt  # ComfyUI's queue; None where there is none (gates serve)
         self._store_pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="gates-store")
         self._render_pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="gates-render")
         self._renders = 0
         self._renders_lock = threading.Lock()
-        self._previews: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
+        self._previews: OrderedDict[tuple[str, str, int, int], bytes] = OrderedDict()
 
     async def _store(self, fn: Callable[..., R], *args: Any) -> R:
         """Run store work on the store pool: disk reads never block the event loop."""
@@ -154,7 +169,9 @@ class GateRoutes:
             ("POST", "/bus/{id}/pin", self.bus_pin),
             ("DELETE", "/bus/{id}", self.bus_delete),
             ("POST", "/bus/{id}/rename", self.bus_rename),
+            ("POST", "/resume/{id}", self.resume),
             ("POST", "/choice", self.choice),
+            ("POST", "/hold", self.hold),
             ("POST", "/mask", self.mask),
             ("POST", "/cancel", self.cancel),
             ("GET", "/pending", self.pending),
@@ -233,6 +250,26 @@ class GateRoutes:
                                  body.get("pinned", True))
         return web.json_response(self._slot_json(info))
 
+    async def resume(self, request: web.Request) -> web.Response:
+        """{client_id}: queue the run parked in this slot again, its gate resuming from the
+        slot (see parking.resume_prompt), so the pause comes back at once; the pause goes to
+        `client_id`'s tab. 404 no slot, 409 not a parked run, 400 when ComfyUI refuses the
+        prompt (with its node_errors), 501 without ComfyUI."""
+        if self.queue_prompt is None:
+            return _error(501, RESUME_NEEDS_COMFY)
+        slot_id = validate_id(request.match_info["id"])
+        body = await _json_body(request)
+        client_id = body.get("client_id")
+        if client_id is not None and not isinstance(client_id, str):
+            raise ValueError("client_id must be a string (this tab's websocket client id)")
+        info = await self._store(self.store.info, slot_id)
+        prompt = resume_prompt(info.meta, slot_id)
+        try:
+            prompt_id = await self.queue_prompt(prompt, client_id or None)
+        except PromptRejected as exc:
+            return web.json_response({"error": str(exc), "node_errors": exc.node_errors}, status=400)
+        return web.json_response({"prompt_id": prompt_id})
+
     def _policy_json(self, policy: Policy) -> dict[str, Any]:
         return {"keep": policy.keep, "quota_bytes": policy.quota_bytes,
                 "used_bytes": self.store.usage()}
@@ -247,9 +284,24 @@ class GateRoutes:
             lambda: self._policy_json(self.store.set_policy(**changes)[0])))
 
     async def choice(self, request: web.Request) -> web.Response:
+        """{node, token, routes: [r0, r1, ...]}: one route per batch image; or {node, token,
+        route: k}: every image to k. The reply has both: routes, and route (the one route
+        when every image took it, else null)."""
         body = await _json_body(request)
-        pending = self.waiter.choose(body.get("node"), body.get("token"), body.get("route"))
-        return web.json_response({"node": pending.node, "route": body["route"]})
+        if "routes" in body:
+            pending = self.waiter.choose_each(body.get("node"), body.get("token"), body["routes"])
+            routes = list(body["routes"])
+        else:
+            pending = self.waiter.choose(body.get("node"), body.get("token"), body.get("route"))
+            routes = [body["route"]] * int(pending.image.shape[0])
+        return web.json_response({"node": pending.node, "routes": routes,
+                                  "route": single_route(routes)})
+
+    async def hold(self, request: web.Request) -> web.Response:
+        """{node, token}: stop the pause's countdown; it then waits however long it takes."""
+        body = await _json_body(request)
+        pending = self.waiter.hold(body.get("node"), body.get("token"))
+        return web.json_response({"node": pending.node, "deadline": pending.deadline})
 
     async def cancel(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
@@ -318,10 +370,13 @@ class GateRoutes:
         index = _int_param(request.query.get("index"), "index", 0)
         if not 0 <= index < pending.image.shape[0]:
             raise ValueError(f"index must be from 0 to {pending.image.shape[0] - 1}, got {index}")
-        key = (pending.node, pending.token, index)
+        side = _int_param(request.query.get("side"), "side", PREVIEW_SIDES[1])
+        if not PREVIEW_SIDES[0] <= side <= PREVIEW_SIDES[1]:
+            raise ValueError(f"side must be from {PREVIEW_SIDES[0]} to {PREVIEW_SIDES[1]}, got {side}")
+        key = (pending.node, pending.token, index, side)
         data = self._previews.get(key)
         if data is None:  # paging back and forth, or a second look, costs nothing
-            data = await self._render(images.preview, pending.image[index])
+            data = await self._render(images.preview, pending.image[index], side)
             self._previews[key] = data
             while len(self._previews) > PREVIEW_CACHE:
                 self._previews.popitem(last=False)
