@@ -18,19 +18,9 @@ from safetensors.torch import load_file
 import gates
 from gates import cli, images
 from gates.slot_ids import ID_RULE
-from gates.slots import SLOT_FILE, SlotStore
+from gates.slots import SLOT_FILE
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def bus(tmp_path: Path) -> Path:
-    return tmp_path / "bus"
-
-
-@pytest.fixture
-def store(bus: Path) -> SlotStore:
-    return SlotStore(bus)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:

@@ -9,7 +9,7 @@ import torch
 
 from gates import gate
 from gates.gate import Hooks, compose_mask, parse_labels, resolve_source, run_gate
-from gates.slots import SlotCorrupt, SlotStore
+from gates.slots import SlotCorrupt
 from gates.waiter import Waiter
 
 
@@ -56,11 +56,6 @@ def choose(route, mask=None, index=None):
         else:
             waiter.choose(payload["node"], payload["token"], route)
     return answer
-
-
-@pytest.fixture
-def store(tmp_path) -> SlotStore:
-    return SlotStore(tmp_path / "gate_bus")
 
 
 def run(store, host, **kw):

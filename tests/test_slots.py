@@ -24,11 +24,6 @@ from gates.slots import SlotCorrupt, SlotNotFound, SlotStore, SlotWriteError, va
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> SlotStore:
-    return SlotStore(tmp_path / "bus")
-
-
 def rand_image(b=2, h=24, w=16, c=3, dtype=torch.float32, seed=0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.rand((b, h, w, c), generator=g).to(dtype)

@@ -18,11 +18,6 @@ def img(value: float, size: int = 16, dtype=torch.float32) -> torch.Tensor:
     return torch.full((1, size, size, 3), value, dtype=dtype)
 
 
-@pytest.fixture
-def store(tmp_path) -> SlotStore:
-    return SlotStore(tmp_path / "bus")
-
-
 def test_default_keeps_only_the_latest(store):
     for v in (1.0, 2.0, 3.0):
         store.publish("s", img(v))
