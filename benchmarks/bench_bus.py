@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from gates import images  # noqa: E402
-from gates.slots import SlotStore  # noqa: E402
+from gates import images
+from gates.slots import SlotStore
+from report import Row, Target, print_targets
 
 WORKLOADS: list[tuple[int, int, int]] = [(1, 1024, 1024), (1, 2048, 2048), (16, 1024, 1024)]
 LIST_SLOTS = 1000
@@ -50,19 +49,6 @@ LIST_MAX_MS = 100.0
 
 LOAD_PATHS = ("load", "load_noverify", "load_cold", "load_cuda", "png_load", "torch_load")
 SLOT_PATHS = ("publish", "load", "load_noverify", "load_cold", "load_cuda")
-
-
-@dataclass
-class Row:
-    """One measured path: per-run times and how far its result is from the original tensors."""
-    path: str
-    samples_ms: list[float]
-    max_abs_err: float
-    note: str = ""
-
-    @property
-    def median_ms(self) -> float:
-        return statistics.median(self.samples_ms)
 
 
 @dataclass
@@ -284,12 +270,12 @@ def print_table(wl: Workload) -> None:
               f"{row.max_abs_err:>12.3g}  {row.note}")
 
 
-def check_targets(workloads: list[Workload], list_ms: float | None) -> list[dict[str, Any]]:
-    """Each target as {name, value, limit, ok}; the load-vs-PNG one applies to 1x1024x1024."""
-    out: list[dict[str, Any]] = []
+def check_targets(workloads: list[Workload], list_ms: float | None) -> list[Target]:
+    """Every target; the load-vs-PNG one applies to 1x1024x1024."""
+    out: list[Target] = []
 
     def target(name: str, value: float, limit: str, ok: bool, extra: str = "") -> None:
-        out.append({"name": name, "value": value, "limit": limit, "ok": ok, "extra": extra})
+        out.append(Target(name, value, limit, ok, extra))
 
     for wl in workloads:
         r = {k: v.median_ms for k, v in wl.rows.items()}
@@ -380,11 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nlist() of {listed} slots {LIST_SHAPE[0]}x{LIST_SHAPE[1]}x{LIST_SHAPE[2]}x3: "
               f"median {list_ms:.1f} ms")
     results = check_targets(workloads, list_ms)
-    print("\ntargets:")
-    for t in results:
-        extra = f"  ({t['extra']})" if t["extra"] else ""
-        verdict = "PASS" if t["ok"] else "FAIL"
-        print(f"  {verdict}  {t['name']}: {t['value']:.3g} (target {t['limit']}){extra}")
+    passed = print_targets(results)
 
     if args.json is not None:
         doc = {
@@ -395,11 +377,11 @@ def main(argv: list[str] | None = None) -> int:
                     "x_memcopy": r.median_ms / wl.rows["memcopy"].median_ms}
                 for p, r in wl.rows.items()}} for wl in workloads},
             "list": {"slots": listed, "median_ms": list_ms, "samples_ms": list_samples},
-            "targets": results,
+            "targets": [asdict(t) for t in results],
         }
         args.json.write_text(json.dumps(doc, indent=2))
         print(f"wrote {args.json}")
-    return 1 if args.strict and not all(t["ok"] for t in results) else 0
+    return 1 if args.strict and not passed else 0
 
 
 if __name__ == "__main__":
