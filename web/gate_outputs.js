@@ -94,7 +94,7 @@ export function syncOutputs(node, { keepLinked = false } = {}) {
   for (let i = node.outputs.length - 1; i > routes; i--) {
     const output = node.outputs[i];
     if (!isRouteOutput(output, i)) break;
-    if (keepLinked && output.links?.length) break;
+    if (keepLinked && node.isOutputConnected?.(i)) break; // not output.links: deprecated in 1.58
     node.removeOutput(i);
   }
   for (let i = 1; i < node.outputs.length; i++) {
