@@ -20,9 +20,11 @@ function mount(target) {
 /** Add the sidebar tab; returns false when this frontend has no sidebar tabs. */
 export function registerSlotBrowserTab(app) {
   const manager = app.extensionManager;
-  if (typeof manager?.registerSidebarTab !== "function") return false;
+  // extensionManager.sidebarTab (1.35 has it too); its registerSidebarTab alias is deprecated.
+  const tabs = typeof manager?.sidebarTab?.registerSidebarTab === "function" ? manager.sidebarTab : manager;
+  if (typeof tabs?.registerSidebarTab !== "function") return false;
   let unmount = null;
-  manager.registerSidebarTab({
+  tabs.registerSidebarTab({
     id: TAB_ID, icon: "pi pi-images", title: "Slots", tooltip: "Dataset Gates: bus slots", type: "custom",
     render(target) {
       if (target.dataset.dgMounted) return; // Vue may call render again for the same element

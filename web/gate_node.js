@@ -8,7 +8,7 @@ import {
 import { GatePanel, PREVIEW_MIN } from "./gate_panel.js";
 import { openBrush } from "./mask_brush.js";
 import { isEmptyMask, maskToPng, overlayUrl } from "./mask_data.js";
-import { editWithMaskEditor, maskEditorAvailable } from "./mask_editor_bridge.js";
+import { editWithMaskEditor, maskEditorAvailable, maskEditorOpen } from "./mask_editor_bridge.js";
 import { openSlotPicker, setWidget } from "./slot_picker.js";
 
 export const PAINTER_SETTING = "DatasetGates.MaskPainter";
@@ -251,6 +251,10 @@ export class GateController {
       try {
         mask = await editWithMaskEditor({ app: this.app, node: this.node, image, mask: existing });
       } catch (err) {
+        if (maskEditorOpen()) { // never paint over an editor that is still open
+          this.say(`ComfyUI's MaskEditor is still open: ${err.message}`, true);
+          return;
+        }
         console.warn("[Dataset Gates] MaskEditor failed, using the built-in brush:", err);
         mask = await openBrush({ image, mask: existing, title });
       }

@@ -80,6 +80,39 @@ function isRouteOutput(output, index) {
   return output?.name === `route_${index}`;
 }
 
+/** LiteGraph's NodeSlotType.OUTPUT (LiteGraph.OUTPUT); this module imports nothing from ComfyUI. */
+const OUTPUT_SLOT = 2;
+/** The supported way to say a node's slot labels changed (frontend 1.4x+, as its subgraph nodes do). */
+const SLOT_LABEL_EVENT = "node:slot-label:changed";
+/** The only event after which 1.3x's Vue nodes re-read a node's slots. */
+const LEGACY_SLOTS_EVENT = "node:slot-errors:changed";
+
+/**
+ * Tell the graph the node's outputs changed, the way the frontend does for its own slot renames.
+ * Returns whether this frontend knows that event (it hands it to graph.events); one that does
+ * not (1.3x) ignores it, and its Vue nodes show `localized_name || name`, never `label`.
+ */
+function announceOutputs(node) {
+  const graph = node.graph;
+  if (typeof graph?.trigger !== "function") return null; // not in a graph yet: drawn once added
+  const events = graph.events;
+  let heard = false;
+  const hear = () => { heard = true; };
+  events?.addEventListener?.(SLOT_LABEL_EVENT, hear);
+  try {
+    graph.trigger(SLOT_LABEL_EVENT, { nodeId: node.id, slotType: OUTPUT_SLOT });
+  } finally {
+    events?.removeEventListener?.(SLOT_LABEL_EVENT, hear);
+  }
+  return heard;
+}
+
+/** A new slot object with the same fields (and class) as `slot`. */
+function renewedSlot(slot, node) {
+  const Slot = slot.constructor;
+  return typeof Slot === "function" && Slot !== Object ? new Slot(slot, node) : { ...slot };
+}
+
 /**
  * Make the outputs match `routes` and show the labels on them.
  * `keepLinked`: when loading a saved graph, never drop a tail output that still has links.
@@ -94,16 +127,36 @@ export function syncOutputs(node, { keepLinked = false } = {}) {
   for (let i = node.outputs.length - 1; i > routes; i--) {
     const output = node.outputs[i];
     if (!isRouteOutput(output, i)) break;
-    if (keepLinked && output.links?.length) break;
+    if (keepLinked && node.isOutputConnected?.(i)) break; // not output.links: deprecated in 1.58
     node.removeOutput(i);
   }
+  const shown = [];
   for (let i = 1; i < node.outputs.length; i++) {
     const output = node.outputs[i];
     if (!isRouteOutput(output, i)) continue;
     const label = labelOf(labels, i);
     if (label) output.label = `${label} (${i})`;
     else delete output.label;
+    shown.push([i, output]);
   }
   writeLabels(node, labels);
+  const current = announceOutputs(node);
+  if (current !== null) {
+    // 1.3x: its Vue nodes show localized_name only, redraw a slot only when handed a new slot
+    // object (LGraphNode.configure() makes them the same way) and re-read a node's slots on
+    // LEGACY_SLOTS_EVENT alone. Elsewhere a label copied there (a workflow saved by 1.3x
+    // carries it) goes again.
+    for (const [i, output] of shown) {
+      if (current) {
+        if (output.localized_name?.endsWith(` (${i})`)) output.localized_name = output.name;
+        continue;
+      }
+      const text = output.label ?? output.name;
+      if (output.localized_name === text) continue;
+      output.localized_name = text;
+      node.outputs[i] = renewedSlot(output, node);
+    }
+    if (!current) node.graph.trigger(LEGACY_SLOTS_EVENT, { nodeId: node.id, slotType: OUTPUT_SLOT });
+  }
   node.setDirtyCanvas?.(true, true);
 }

@@ -9,6 +9,9 @@ export function blankMask(width, height) {
   const canvas = document.createElement("canvas");
   canvas.width = Math.max(1, width);
   canvas.height = Math.max(1, height);
+  // Masks are read back (getImageData); the first getContext fixes this for later calls, and
+  // without it Chromium warns on the console after a few readbacks.
+  canvas.getContext("2d", { willReadFrequently: true });
   return canvas;
 }
 

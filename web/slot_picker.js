@@ -101,6 +101,33 @@ function place(box, at) {
   box.style.top = `${Math.max(4, Math.min(y, window.innerHeight - height - 4))}px`;
 }
 
+/** The last pointer press anywhere on the page (see anchorFor). */
+let lastPress = null;
+const PRESS_MAX_AGE_MS = 2000;
+
+function rememberPress(event) {
+  lastPress = { target: event.target, x: event.clientX, y: event.clientY, at: event.timeStamp };
+}
+
+function listenForPresses() {
+  if (lastPress !== null) return;
+  lastPress = { target: null, at: -Infinity };
+  document.addEventListener("pointerdown", rememberPress, { capture: true, passive: true });
+}
+
+/**
+ * Where a button widget was clicked, for the picker. The LiteGraph canvas passes its pointer
+ * event; Vue nodes mode calls the callback from its own <button>'s click with no event, so the
+ * press that led to it (or, from the keyboard, the focused button) names the element.
+ */
+function anchorFor(event) {
+  if (event && Number.isFinite(event.clientX)) return { x: event.clientX, y: event.clientY };
+  const fresh = lastPress?.target instanceof Element && performance.now() - lastPress.at < PRESS_MAX_AGE_MS;
+  if (fresh) return lastPress.target.closest("button") ?? { x: lastPress.x, y: lastPress.y };
+  const focused = document.activeElement;
+  return focused instanceof HTMLButtonElement ? focused : null;
+}
+
 /**
  * Give a node a "pick slot" button (a serialize:false widget, added last so saved widget
  * values keep their positions) that fills the STRING widget `name`.
@@ -108,10 +135,10 @@ function place(box, at) {
 export function addSlotPickerButton(node, name, mode) {
   const target = node.widgets?.find((w) => w.name === name);
   if (!target) return null;
+  listenForPresses();
   const button = node.addWidget("button", `pick ${name} ▾`, null, (_w, _canvas, _node, _pos, event) => {
     openSlotPicker({
-      at: event && Number.isFinite(event.clientX) ? { x: event.clientX, y: event.clientY } : null,
-      mode, value: String(target.value ?? ""), title: name,
+      at: anchorFor(event), mode, value: String(target.value ?? ""), title: name,
       onPick: (id) => setWidget(node, target, id),
     });
   }, { serialize: false });

@@ -18,6 +18,11 @@ Fixtures (all reusable by other e2e modules):
   folder names) and stops it after the test. The session server is not affected.
 
 When an e2e test fails, the tail of ComfyUI's log is attached to the report.
+
+The frontend every server here serves is chosen by ``E2E_FRONTEND``: unset or ``bundled`` for
+the one ComfyUI's venv ships, else a frontend's static folder, passed as ``--front-end-root``.
+``E2E_NODES`` (``classic`` or ``vue``) is read by the UI tests: ``vue`` turns the frontend's
+Vue nodes mode ("Nodes 2.0", setting ``Comfy.VueNodes.Enabled``) on in every tab they open.
 """
 from __future__ import annotations
 
@@ -44,12 +49,39 @@ START_TIMEOUT_S = 120.0
 TERMINAL_EVENTS = ("execution_success", "execution_interrupted", "execution_error")
 RESET_CLIENT = "e2e-reset"  # the client id the between-tests cleanup takes pauses over with
 
+NODES_MODES = ("classic", "vue")
+
 _SERVER: "ComfyServer | None" = None
 _EXTRA_SERVERS: "list[ComfyServer]" = []
 
 
 def e2e_enabled() -> bool:
     return bool(os.environ.get("COMFYUI_DIR", "").strip())
+
+
+def frontend_root() -> Path | None:
+    """The ``--front-end-root`` folder E2E_FRONTEND names, or None for the bundled frontend."""
+    value = os.environ.get("E2E_FRONTEND", "").strip()
+    if value in ("", "bundled"):
+        return None
+    root = Path(value).expanduser().resolve()
+    if not (root / "index.html").is_file():
+        raise pytest.UsageError(f"E2E_FRONTEND={value}: no index.html there (want 'bundled' or a "
+                                "frontend's static folder)")
+    return root
+
+
+def nodes_mode() -> str:
+    """``classic`` (the LiteGraph canvas draws nodes) or ``vue`` (Vue nodes mode), from E2E_NODES."""
+    value = os.environ.get("E2E_NODES", "").strip().lower() or "classic"
+    if value not in NODES_MODES:
+        raise pytest.UsageError(f"E2E_NODES={value!r}: want one of {', '.join(NODES_MODES)}")
+    return value
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    root = frontend_root()
+    return f"e2e frontend: {root or 'bundled'}; nodes mode: {nodes_mode()}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -231,6 +263,9 @@ class ComfyServer:
                "--user-directory", str(self.user_dir),
                "--database-url", f"sqlite:///{self.root / 'comfy.db'}",
                "--extra-model-paths-config", str(config)]
+        root = frontend_root()
+        if root is not None:
+            cmd += ["--front-end-root", str(root)]
         self._log = open(self.log_path, "wb")
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self.proc = subprocess.Popen(cmd, cwd=self.comfy_dir, stdout=self._log,
@@ -376,6 +411,12 @@ def comfy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServ
     finally:
         server.stop()
         _SERVER = None
+
+
+@pytest.fixture(scope="session")
+def e2e_nodes_mode() -> str:
+    """E2E_NODES: ``classic`` or ``vue`` (the UI tests turn Vue nodes mode on in their tabs)."""
+    return nodes_mode()
 
 
 @pytest.fixture

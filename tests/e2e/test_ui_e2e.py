@@ -2,7 +2,12 @@
 
 Needs COMFYUI_DIR and COMFYUI_PYTHON (see README.md here), Debian's /usr/bin/chromium and the
 Python `playwright` package; otherwise every test skips with the reason. Screenshots of each
-step go to $E2E_SHOTS (default /tmp/e2e_shots), named ui_<test>_<step>.png.
+step go to $E2E_SHOTS (default /tmp/e2e_shots), named ui_<test>_<step>.png. The frontend is the
+one E2E_FRONTEND picks, in the nodes mode E2E_NODES picks (classic or vue); see README.md.
+
+Every tab records console messages: one whose stack (or text) names /extensions/dataset_gates/
+fails the test, with LiteGraph.alwaysRepeatWarnings on from the first script, so a deprecation
+the frontend reported once before the pack's code ran is reported again for the pack.
 
 Graphs are built through the page's own `app` / `LiteGraph` objects and queued with the
 frontend's Comfy.QueuePrompt command, so the pause events go to this tab as they would for a
@@ -31,6 +36,36 @@ PAUSED = ".dg-gate[data-mode='paused']"
 DECIDED = ".dg-gate[data-mode='decided']"
 ELSEWHERE = ".dg-gate[data-mode='elsewhere']"
 TAKE_OVER = f"{ELSEWHERE} .dg-take-over"
+PACK_PATH = "/extensions/dataset_gates/"
+# The slot browser's sidebar button, by its accessible name (the tab's tooltip): 1.35 marks it
+# with a class, 1.58 with a data-testid, both with this aria-label.
+SIDEBAR_BUTTON = "button[aria-label^='Dataset Gates: bus slots']"
+# The MaskEditor, by the key the frontend's dialog store gives it (aria-labelledby in 1.35's
+# PrimeVue dialog and in 1.58's Reka dialog alike).
+EDITOR = "[role='dialog'][aria-labelledby='global-mask-editor']"
+
+# Runs before any page script: wraps console.* to keep each message with the stack that logged
+# it (LiteGraph reports deprecations through console.warn, captured when LiteGraph is built,
+# so after this) and turns LiteGraph.alwaysRepeatWarnings on as soon as LiteGraph exists.
+CONSOLE_PROBE = """
+(() => {
+  const PACK = '%s';
+  const seen = window.__dgConsole = [];
+  const text = (a) => { try { return a instanceof Error ? a.message + '\\n' + a.stack : String(a); } catch { return '?'; } };
+  for (const level of ['warn', 'error', 'log', 'info', 'debug', 'trace']) {
+    const original = console[level];
+    console[level] = function (...args) {
+      const entry = { level, text: args.map(text).join(' '), stack: String(new Error().stack) };
+      if (seen.length < 2000) seen.push(entry);
+      if ((entry.stack + entry.text).includes(PACK)) window.__dgPackConsole?.(entry);
+      return original.apply(this, args);
+    };
+  }
+  let litegraph;
+  Object.defineProperty(window, 'LiteGraph', { configurable: true, enumerable: true, get: () => litegraph,
+    set(value) { litegraph = value; try { value.alwaysRepeatWarnings = true; } catch {} } });
+})();
+""" % PACK_PATH
 
 pytestmark = [
     pytest.mark.e2e,
@@ -91,9 +126,10 @@ def chromium():
 
 
 @pytest.fixture
-def ui(comfy, chromium, request):
+def ui(comfy, chromium, request, e2e_nodes_mode):
     """A fresh ComfyUI tab on the e2e server, with the input image in place."""
     comfy.post("/settings", json={"Comfy.TutorialCompleted": True,
+                                  "Comfy.VueNodes.Enabled": e2e_nodes_mode == "vue",
                                   "DatasetGates.MaskPainter": "Built-in brush"}).raise_for_status()
     picture = Image.new("RGB", (320, 240), (40, 90, 160))
     for x in range(100, 220):
@@ -101,7 +137,7 @@ def ui(comfy, chromium, request):
             if (x - 160) ** 2 + (y - 120) ** 2 < 55 ** 2:
                 picture.putpixel((x, y), (240, 200, 40))
     picture.save(comfy.input_dir / INPUT_IMAGE)
-    page = Ui(comfy, chromium, request.node.name)
+    page = Ui(comfy, chromium, request.node.name, e2e_nodes_mode)
     yield page
     page.close()
 
@@ -109,10 +145,14 @@ def ui(comfy, chromium, request):
 class Ui:
     """One browser tab on ComfyUI plus the helpers these tests share."""
 
-    def __init__(self, comfy, chromium, test_name: str):
+    def __init__(self, comfy, chromium, test_name: str, nodes_mode: str = "classic"):
         self.comfy = comfy
+        self.vue = nodes_mode == "vue"
         self.context = chromium.new_context(viewport={"width": 1400, "height": 950})
         self.errors: list[str] = []
+        self.pack_console: list[dict] = []  # console messages logged from the pack's files
+        self.context.add_init_script(CONSOLE_PROBE)
+        self.context.expose_function("__dgPackConsole", lambda entry: self.pack_console.append(entry))
         self.page = self.open_tab()
         self.name = test_name.removeprefix("test_")
         self.step = 0
@@ -120,12 +160,14 @@ class Ui:
     def open_tab(self):
         page = self.context.new_page()
         page.on("pageerror", lambda exc: self.errors.append(f"{exc}\n{exc.stack}"))
+        page.on("console", lambda msg: PACK_PATH in (msg.location or {}).get("url", "") and self.pack_console.append(
+            {"level": msg.type, "text": msg.text, "stack": str(msg.location)}))
         page.goto(self.comfy.base_url + "/")
         # Ready once the fresh tab's default workflow is in (it would replace a graph built
         # before it) and the extension has added its sidebar button.
         page.wait_for_function("() => window.app?.graph?.nodes?.length > 0 && window.LiteGraph"
                                " && window.app.extensionManager?.workflow?.activeWorkflow"
-                               " && document.querySelector('.dataset-gates-slots-tab-button')",
+                               f" && document.querySelector(\"{SIDEBAR_BUTTON}\")",
                                timeout=60000)
         page.wait_for_timeout(300)
         return page
@@ -133,6 +175,8 @@ class Ui:
     def close(self) -> None:
         self.context.close()
         assert not self.errors, "uncaught errors in the page:\n" + "\n".join(self.errors)
+        assert not self.pack_console, "console messages from the pack's files:\n" + "\n".join(
+            f"[{m['level']}] {m['text']}\n{m['stack']}" for m in self.pack_console)
 
     def shot(self, what: str, page=None) -> Path:
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -274,11 +318,42 @@ def test_routes_change_at_the_tail_only(ui) -> None:
     result = ui.page.evaluate("""() => {
         const g = app.graph.findNodesByType('ImageGate')[0];
         const w = g.widgets.find(w => w.name === 'routes');
-        const set = v => { w.value = v; w.callback(v); return g.outputs.map(o => [o.name, (o.links || []).length]); };
+        const set = v => { w.value = v; w.callback(v); return g.outputs.map((o, i) => [o.name, g.isOutputConnected(i) ? 1 : 0]); };
         return { four: set(4), one: set(1) };
     }""")
     assert result["four"] == [["mask", 0], ["route_1", 1], ["route_2", 1], ["route_3", 0], ["route_4", 0]]
     assert result["one"] == [["mask", 0], ["route_1", 1]]
+
+
+def test_vue_node_shows_route_outputs_and_labels(ui) -> None:
+    """Vue nodes mode draws the outputs from the frontend's own node data: routes added or
+    removed and labels edited after the node is on screen show there as on the canvas."""
+    if not ui.vue:
+        pytest.skip("Vue nodes mode only (E2E_NODES=vue): the canvas draws outputs from node.outputs")
+    ids = ui.build(["dg_ui_vo_a", "dg_ui_vo_b"])
+    page = ui.page
+    node = f"[data-node-id='{ids['gate']}']"
+
+    def shown() -> list[str]:
+        return page.evaluate("""sel => {  // texts in the node outside the gate's own panel
+            const texts = [...document.querySelectorAll(sel + ' *')]
+                .filter(e => !e.closest('.dg-root') && !e.children.length).map(e => e.textContent.trim());
+            return ['mask', 'route_1', 'route_2', 'route_3', 'route_4', 'keep (1)', 'drop (3)']
+                .filter(name => texts.includes(name)); }""", node)
+
+    page.evaluate("""(gateId) => { const w = app.graph.getNodeById(gateId).widgets.find(w => w.name === 'routes');
+        w.value = 3; w.callback(3); }""", ids["gate"])
+    page.click(".dg-labels summary")
+    for route, label in ((1, "keep"), (3, "drop")):
+        page.fill(f".dg-label-input[data-route='{route}']", label)
+        page.press(f".dg-label-input[data-route='{route}']", "Enter")
+    page.wait_for_timeout(300)
+    assert shown() == ["mask", "route_2", "keep (1)", "drop (3)"]
+    ui.shot("vue_outputs_labelled")
+    page.evaluate("""(gateId) => { const w = app.graph.getNodeById(gateId).widgets.find(w => w.name === 'routes');
+        w.value = 1; w.callback(1); }""", ids["gate"])
+    page.wait_for_timeout(300)
+    assert shown() == ["mask", "keep (1)"]
 
 
 def test_painted_mask_is_sent_and_kept_for_the_next_run(ui) -> None:
@@ -512,7 +587,7 @@ def test_get_id_picker_lists_published_slots(ui) -> None:
 
 def test_sidebar_slot_browser(ui) -> None:
     SlotStore(ui.comfy.bus_dir).publish("dg_ui_sidebar", torch.rand(3, 16, 16, 3))
-    ui.page.click(".dataset-gates-slots-tab-button")
+    ui.page.click(SIDEBAR_BUTTON)
     card = ".dg-browser .dg-card[data-slot-id='dg_ui_sidebar']"
     ui.page.wait_for_selector(card)
     ui.page.wait_for_function(
@@ -523,63 +598,121 @@ def test_sidebar_slot_browser(ui) -> None:
     ui.shot("sidebar")
 
 
-def test_mask_editor_integration(ui) -> None:
-    """Best effort: ComfyUI's MaskEditor paints the mask when selected in the settings."""
-    ui.page.evaluate("() => app.extensionManager.setting.set('DatasetGates.MaskPainter', 'ComfyUI MaskEditor')")
-    has_editor = ui.page.evaluate(
+NODE_STATE = """(gateId) => {
+    const g = app.graph.getNodeById(gateId);
+    const key = String(app.extensionManager.workflow?.nodeToNodeLocatorId?.(g) ?? g.id);
+    const el = document.querySelector(`[data-node-id="${g.id}"]`);  // Vue nodes mode only
+    return { widgets: g.widgets.map(w => w.name), size: [...g.size], imgs: g.imgs?.length ?? null,
+             images: g.images ?? null, stored: app.nodeOutputs?.[key] ?? null,
+             foreignImages: el ? [...el.querySelectorAll('img')].map(i => i.getAttribute('src') ?? '')
+                 .filter(src => src && !src.includes('/datasete_gate/preview') && !src.startsWith('data:')) : [] };
+}"""
+
+
+def test_mask_editor_round_trip(ui) -> None:
+    """ComfyUI's MaskEditor opens on the gate's preview; Cancel leaves the node as it was;
+    a painted and saved mask reaches the gate and the branch that uses it, and the editor's
+    saved image does not stay on the node (no canvas preview widget, node-output entry or
+    <img> of it)."""
+    page = ui.page
+    page.evaluate("() => app.extensionManager.setting.set('DatasetGates.MaskPainter', 'ComfyUI MaskEditor')")
+    has_editor = page.evaluate(
         "() => app.extensionManager.command.commands.some(c => c.id === 'Comfy.MaskEditor.OpenMaskEditor')")
     if not has_editor:
         pytest.skip("this frontend has no MaskEditor command")
-    ui.build(["dg_ui_me_a", "dg_ui_me_b"])
+    ids = ui.build(["dg_ui_me_a", "dg_ui_me_b"], mask_prefix="dg_ui_me_mask")
     ui.queue()
     pause = ui.wait_paused()
-    ui.page.click(".dg-edit-mask")
-    ui.page.wait_for_selector(".mask-editor-dialog canvas", timeout=15000)
-    ui.page.wait_for_timeout(1500)  # the editor loads its layers
-    box = ui.page.locator(".mask-editor-dialog canvas").first.bounding_box()
-    for k in range(6):
+    before = page.evaluate(NODE_STATE, ids["gate"])
+    assert before["imgs"] is None and before["stored"] is None and before["foreignImages"] == []
+
+    def open_editor() -> dict:
+        page.click(".dg-edit-mask")
+        page.wait_for_selector(f"{EDITOR} canvas", timeout=15000)
+        page.wait_for_function(  # the editor has loaded the gate's preview into its canvases
+            "sel => [...document.querySelectorAll(sel + ' canvas')].some(c => c.width === 320 && c.height === 240)",
+            arg=EDITOR, timeout=15000)
+        page.wait_for_timeout(500)
+        assert page.locator(".dg-brush").count() == 0  # no built-in brush over the editor
+        return page.evaluate("""sel => { const c = [...document.querySelectorAll(sel + ' canvas')]
+            .map(c => c.getBoundingClientRect()).sort((a, b) => b.width * b.height - a.width * a.height)[0];
+            return { x: c.x, y: c.y, width: c.width, height: c.height }; }""", EDITOR)
+
+    open_editor()
+    ui.shot("mask_editor_opened")
+    page.locator(EDITOR).get_by_role("button", name="Cancel").click()
+    page.wait_for_selector(EDITOR, state="detached", timeout=15000)
+    page.wait_for_timeout(500)  # a late preview would land by now
+    assert page.evaluate(NODE_STATE, ids["gate"]) == before
+    assert ui.comfy.pending_gates(ui.client_id())[0]["painted"] == []
+    assert page.is_hidden(".dg-overlay")
+
+    box = open_editor()
+    for k in range(6):  # a band across the middle of the picture
         y = box["y"] + box["height"] * (0.4 + 0.03 * k)
-        ui.page.mouse.move(box["x"] + box["width"] * 0.3, y)
-        ui.page.mouse.down()
-        ui.page.mouse.move(box["x"] + box["width"] * 0.7, y, steps=10)
-        ui.page.mouse.up()
-    ui.shot("mask_editor")
-    ui.page.click(".mask-editor-dialog button:has-text('Save')")
-    ui.page.wait_for_selector(".mask-editor-dialog", state="detached", timeout=20000)
-    ui.page.wait_for_selector(".dg-overlay:not([hidden])", timeout=20000)
-    ui.page.wait_for_function("() => !document.querySelector('.dg-route').disabled")
+        page.mouse.move(box["x"] + box["width"] * 0.25, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.75, y, steps=10)
+        page.mouse.up()
+    ui.shot("mask_editor_painted")
+    page.locator(EDITOR).get_by_role("button", name="Save").click()
+    page.wait_for_selector(EDITOR, state="detached", timeout=20000)
+    page.wait_for_selector(".dg-overlay:not([hidden])", timeout=20000)
+    page.wait_for_function("() => !document.querySelector('.dg-route').disabled")
     assert ui.comfy.pending_gates(ui.client_id())[0]["painted"] == [-1]
-    widgets = ui.page.evaluate("() => app.graph.findNodesByType('ImageGate')[0].widgets.map(w => w.name)")
-    assert "$$canvas-image-preview" not in widgets
-    ui.shot("after_mask_editor")
-    ui.page.keyboard.press("2")
-    ui.page.wait_for_selector(DECIDED)
-    ui.comfy.wait_history(pause["prompt_id"])
-    assert len(ui.outputs("dg_ui_me_b")) == 1
+    page.wait_for_timeout(500)
+    after = page.evaluate(NODE_STATE, ids["gate"])
+    # The panel grows for its mask note; everything else is as before the editor opened.
+    assert {k: v for k, v in after.items() if k != "size"} == {k: v for k, v in before.items() if k != "size"}
+    assert "$$canvas-image-preview" not in after["widgets"]
+    ui.shot("mask_editor_saved")
+
+    page.click(".dg-route[data-route='1']")
+    page.wait_for_selector(DECIDED)
+    entry = ui.comfy.wait_history(pause["prompt_id"])
+    assert history_nodes(entry) == {str(ids["saves"][0]), str(ids["maskSave"])}
+    mask = np.asarray(Image.open(ui.outputs("dg_ui_me_mask")[-1]).convert("L"))
+    assert mask.shape == (240, 320)
+    assert mask[120, 160] > 100 and mask[20, 20] < 30 and mask[120, 10] < 30  # the band only
+    assert len(ui.outputs("dg_ui_me_a")) == 1 and not ui.outputs("dg_ui_me_b")
+    ui.shot("mask_editor_decided")
 
 
 def test_bus_load_slot_picker(ui) -> None:
+    """The Bus Load "pick slot_id" button opens the picker next to itself: where the canvas
+    was clicked (classic), or under the node's <button> (Vue nodes call it with no event)."""
     SlotStore(ui.comfy.bus_dir).publish("dg_ui_busload", torch.rand(1, 8, 8, 3))
-    ui.page.evaluate("""() => {
+    page = ui.page
+    node_id = page.evaluate("""() => {
         app.graph.clear();
         const n = LiteGraph.createNode('DatasetGatesBusLoad'); n.pos = [200, 200]; app.graph.add(n);
         app.canvas.ds.offset = [0, 0]; app.canvas.ds.scale = 1; app.graph.setDirtyCanvas(true, true);
+        return n.id;
     }""")
-    ui.page.wait_for_timeout(300)  # drawn once, so the button widget has its place
-    position = ui.page.evaluate("""() => {
+    page.wait_for_timeout(300)  # drawn once, so the button widget has its place
+    widget = page.evaluate("""() => {
         const n = app.graph.findNodesByType('DatasetGatesBusLoad')[0];
         const button = n.widgets.find(w => w.type === 'button');
         const rect = app.canvas.canvas.getBoundingClientRect();
-        return { x: rect.left + n.pos[0] + n.size[0] / 2, y: rect.top + n.pos[1] + button.y + 10,
+        return { name: button.name, x: rect.left + n.pos[0] + n.size[0] / 2, y: rect.top + n.pos[1] + button.y + 10,
                  serialize: button.serialize, values: n.serialize().widgets_values };
     }""")
-    assert position["serialize"] is False and position["values"] == ["checkpoint"]
-    ui.page.mouse.click(position["x"], position["y"])
+    assert widget["serialize"] is False and widget["values"] == ["checkpoint"]
+    if ui.vue:
+        button = page.locator(f"[data-node-id='{node_id}']").get_by_role("button", name=widget["name"])
+        box = button.bounding_box()
+        button.click()
+        near = (box["x"], box["y"] + box["height"])  # the picker hangs under the button
+    else:
+        page.mouse.click(widget["x"], widget["y"])
+        near = (widget["x"], widget["y"])  # the picker opens where the canvas was clicked
     row = ".dg-picker .dg-pick-row[data-slot-id='dg_ui_busload']"
-    ui.page.wait_for_selector(row)
+    page.wait_for_selector(row)
+    picker = page.locator(".dg-picker").bounding_box()
+    assert abs(picker["x"] - near[0]) < 40 and abs(picker["y"] - near[1]) < 40, (picker, near)
     ui.shot("bus_load_picker")
-    ui.page.click(row)
-    value = ui.page.evaluate(
+    page.click(row)
+    value = page.evaluate(
         "() => app.graph.findNodesByType('DatasetGatesBusLoad')[0].widgets.find(w => w.name === 'slot_id').value")
     assert value == "dg_ui_busload"
 
@@ -594,3 +727,50 @@ def test_web_modules_are_side_effect_free(ui) -> None:
         " ?? null")
     if extensions is not None:
         assert extensions == ["DatasetGates.ImageGate"], json.dumps(extensions)
+
+
+def test_no_console_messages_from_the_pack(ui) -> None:
+    """With LiteGraph.alwaysRepeatWarnings on from the start, the pack's node code logs nothing:
+    outputs following `routes` up and down, labels, a saved graph whose `routes` is below its
+    linked outputs (those are kept), a pause answered by key, the pickers and the sidebar.
+    LiteGraph reports deprecated use (e.g. output.links on 1.58) through console.warn."""
+    page = ui.page
+    assert page.evaluate("() => window.LiteGraph.alwaysRepeatWarnings") is True
+    ids = ui.build(["dg_ui_con_a", "dg_ui_con_b", "dg_ui_con_c"])
+    outputs = page.evaluate("""async (gateId) => {
+        const gate = () => app.graph.getNodeById(gateId);
+        const set = (v) => { const w = gate().widgets.find(w => w.name === 'routes'); w.value = v; w.callback(v); };
+        set(5); set(3);
+        gate().dgGate.setLabel(2, 'keep');
+        const data = app.graph.serialize();
+        data.nodes.find(n => n.type === 'ImageGate').widgets_values[0] = 1;
+        await app.loadGraphData(data);
+        const kept = gate().outputs.map(o => o.label || o.name);
+        set(3);
+        return kept;
+    }""", ids["gate"])
+    assert outputs == ["mask", "route_1", "keep (2)", "route_3"]
+    # The probe sees LiteGraph's deprecation warnings, every time (where the getter warns).
+    repeated = page.evaluate("""(gateId) => {
+        const output = app.graph.getNodeById(gateId).outputs[1];
+        if (!Object.getOwnPropertyDescriptor(Object.getPrototypeOf(output), 'links')?.get) return null;
+        const start = window.__dgConsole.length;
+        void output.links; void output.links;
+        return window.__dgConsole.slice(start).filter(m => m.text.includes('output.links is deprecated')).length;
+    }""", ids["gate"])
+    assert repeated in (None, 2)
+    ui.queue()
+    pause = ui.wait_paused()
+    page.click(".dg-pick-get")
+    page.wait_for_selector(".dg-picker")
+    page.keyboard.press("Escape")
+    page.click(SIDEBAR_BUTTON)
+    page.wait_for_selector(".dg-browser")
+    page.click(SIDEBAR_BUTTON)  # closed again: it would cover the gate
+    page.wait_for_selector(".dg-browser", state="detached")
+    page.click(".dg-gate-status")
+    page.keyboard.press("2")
+    page.wait_for_selector(DECIDED)
+    ui.comfy.wait_history(pause["prompt_id"])
+    assert len(ui.outputs("dg_ui_con_b")) == 1
+    assert ui.pack_console == [], ui.pack_console
