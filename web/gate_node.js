@@ -71,7 +71,7 @@ export class GateController {
   // -- outputs and labels ---------------------------------------------------------------
   /** Outputs and labels from the widgets/properties; `loading` keeps linked outputs. */
   sync({ loading = false } = {}) {
-    syncOutputs(this.node, { keepLinked: loading });
+    syncOutputs(this.node);
     this.render();
     this.fit();
   }

@@ -1,10 +1,12 @@
-// The Image Gate's outputs and route labels. Outputs follow the `routes` widget: slot 0 is the
-// mask, slot i is route_i, and routes are only ever added or removed at the tail so every
-// existing link keeps its slot index. Labels live in node.properties (saved with the workflow)
-// and are mirrored into the hidden `labels` widget, which is what the server reads.
-// No side effects.
+// The Image Gate's outputs and route labels. The node always has all of its outputs, in the
+// server's order: mask, route_1..route_10, decisions, latent. A prompt links outputs by index,
+// so none is ever removed; routes beyond the `routes` widget are shown as off. Labels live in
+// node.properties (saved with the workflow) and are mirrored into the hidden `labels` widget,
+// which is what the server reads. No side effects.
 
 export const MAX_ROUTES = 10;
+/** The server's outputs after the routes (gates/nodes.py RETURN_NAMES), in order. */
+const TAIL_OUTPUTS = [["decisions", "DG_DECISIONS"], ["latent", "LATENT"]];
 export const LABELS_PROPERTY = "dg_labels";
 const MAX_LABEL = 40;
 
@@ -113,29 +115,26 @@ function renewedSlot(slot, node) {
   return typeof Slot === "function" && Slot !== Object ? new Slot(slot, node) : { ...slot };
 }
 
-/**
- * Make the outputs match `routes` and show the labels on them.
- * `keepLinked`: when loading a saved graph, never drop a tail output that still has links.
- */
-export function syncOutputs(node, { keepLinked = false } = {}) {
+/** Every output the server declares, appended where a workflow saved with fewer lacks them. */
+function ensureOutputs(node) {
+  const wanted = [["mask", "MASK"],
+    ...Array.from({ length: MAX_ROUTES }, (_, i) => [`route_${i + 1}`, "IMAGE"]), ...TAIL_OUTPUTS];
+  // A workflow saved while routes were trimmed at the tail holds a prefix of `wanted`.
+  for (let i = node.outputs.length; i < wanted.length; i++) node.addOutput(...wanted[i]);
+}
+
+/** Show the labels on the route outputs, and the routes beyond `routes` as off. */
+export function syncOutputs(node) {
   node.outputs ??= [];
+  ensureOutputs(node);
   const routes = routeCount(node);
   const labels = readLabels(node);
-  for (let i = node.outputs.length; i <= routes; i++) {
-    node.addOutput(`route_${i}`, "IMAGE");
-  }
-  for (let i = node.outputs.length - 1; i > routes; i--) {
-    const output = node.outputs[i];
-    if (!isRouteOutput(output, i)) break;
-    if (keepLinked && node.isOutputConnected?.(i)) break; // not output.links: deprecated in 1.58
-    node.removeOutput(i);
-  }
   const shown = [];
   for (let i = 1; i < node.outputs.length; i++) {
     const output = node.outputs[i];
     if (!isRouteOutput(output, i)) continue;
-    const label = labelOf(labels, i);
-    if (label) output.label = `${label} (${i})`;
+    const label = i > routes ? `off (${i})` : labelOf(labels, i) && `${labelOf(labels, i)} (${i})`;
+    if (label) output.label = label;
     else delete output.label;
     shown.push([i, output]);
   }

@@ -284,6 +284,15 @@ def test_escape_stops_the_run(ui) -> None:
     ui.shot("stopped")
 
 
+def gate_outputs(*labels: str, routes: int | None = None) -> list[str]:
+    """What the gate's outputs read: all 13, always (a prompt links them by index), the first
+    `routes` labelled as given ("" = unnamed) and the rest shown as off."""
+    routes = len(labels) if routes is None else routes
+    named = [f"{label} ({i})" if label else f"route_{i}" for i, label in enumerate(labels, 1)]
+    named += [f"route_{i}" for i in range(len(labels) + 1, routes + 1)]
+    return ["mask", *named, *(f"off ({i})" for i in range(routes + 1, 11)), "decisions", "latent"]
+
+
 def test_labels_show_on_buttons_and_outputs_and_survive_reload(ui) -> None:
     ui.build(["dg_ui_lab_a", "dg_ui_lab_b"])
     page = ui.page
@@ -295,12 +304,12 @@ def test_labels_show_on_buttons_and_outputs_and_survive_reload(ui) -> None:
     state = page.evaluate("""() => { const g = app.graph.findNodesByType('ImageGate')[0];
         return { outs: g.outputs.map(o => o.label || o.name), widget: g.widgets.find(w => w.name === 'labels').value,
                  hidden: g.widgets.find(w => w.name === 'labels').hidden }; }""")
-    assert state == {"outs": ["mask", "keep (1)", "reject (2)"], "widget": "keep, reject", "hidden": True}
+    assert state == {"outs": gate_outputs("keep", "reject"), "widget": "keep, reject", "hidden": True}
     ui.shot("labels")
     reloaded = page.evaluate("""async () => { await app.loadGraphData(app.graph.serialize());
         const g = app.graph.findNodesByType('ImageGate')[0];
         return { outs: g.outputs.map(o => o.label || o.name), props: g.properties.dg_labels.slice(0, 2) }; }""")
-    assert reloaded == {"outs": ["mask", "keep (1)", "reject (2)"], "props": ["keep", "reject"]}
+    assert reloaded == {"outs": gate_outputs("keep", "reject"), "props": ["keep", "reject"]}
     ui.queue()
     pause = ui.wait_paused()
     assert pause["labels"] == ["keep", "reject"]  # the hidden widget reached the server
@@ -313,16 +322,20 @@ def test_labels_show_on_buttons_and_outputs_and_survive_reload(ui) -> None:
     assert len(history_nodes(entry)) == 1
 
 
-def test_routes_change_at_the_tail_only(ui) -> None:
+def test_routes_mark_the_routes_beyond_them_off_and_keep_every_output_and_link(ui) -> None:
+    """decisions and latent sit at 11 and 12 and a prompt links outputs by index, so changing
+    `routes` never removes an output or a link: it only shows the routes beyond it as off."""
     ui.build(["dg_ui_r_a", "dg_ui_r_b"])
     result = ui.page.evaluate("""() => {
         const g = app.graph.findNodesByType('ImageGate')[0];
         const w = g.widgets.find(w => w.name === 'routes');
-        const set = v => { w.value = v; w.callback(v); return g.outputs.map((o, i) => [o.name, g.isOutputConnected(i) ? 1 : 0]); };
+        const set = v => { w.value = v; w.callback(v);
+            return g.outputs.map((o, i) => [o.label || o.name, g.isOutputConnected(i) ? 1 : 0]); };
         return { four: set(4), one: set(1) };
     }""")
-    assert result["four"] == [["mask", 0], ["route_1", 1], ["route_2", 1], ["route_3", 0], ["route_4", 0]]
-    assert result["one"] == [["mask", 0], ["route_1", 1]]
+    linked = {"route_1", "route_2", "off (2)"}
+    assert result["four"] == [[name, int(name in linked)] for name in gate_outputs(routes=4)]
+    assert result["one"] == [[name, int(name in linked)] for name in gate_outputs(routes=1)]
 
 
 def test_vue_node_shows_route_outputs_and_labels(ui) -> None:
@@ -338,7 +351,7 @@ def test_vue_node_shows_route_outputs_and_labels(ui) -> None:
         return page.evaluate("""sel => {  // texts in the node outside the gate's own panel
             const texts = [...document.querySelectorAll(sel + ' *')]
                 .filter(e => !e.closest('.dg-root') && !e.children.length).map(e => e.textContent.trim());
-            return ['mask', 'route_1', 'route_2', 'route_3', 'route_4', 'keep (1)', 'drop (3)']
+            return ['mask', 'route_1', 'route_2', 'route_3', 'off (4)', 'keep (1)', 'drop (3)', 'off (3)']
                 .filter(name => texts.includes(name)); }""", node)
 
     page.evaluate("""(gateId) => { const w = app.graph.getNodeById(gateId).widgets.find(w => w.name === 'routes');
@@ -348,12 +361,12 @@ def test_vue_node_shows_route_outputs_and_labels(ui) -> None:
         page.fill(f".dg-label-input[data-route='{route}']", label)
         page.press(f".dg-label-input[data-route='{route}']", "Enter")
     page.wait_for_timeout(300)
-    assert shown() == ["mask", "route_2", "keep (1)", "drop (3)"]
+    assert shown() == ["mask", "route_2", "off (4)", "keep (1)", "drop (3)"]
     ui.shot("vue_outputs_labelled")
     page.evaluate("""(gateId) => { const w = app.graph.getNodeById(gateId).widgets.find(w => w.name === 'routes');
         w.value = 1; w.callback(1); }""", ids["gate"])
     page.wait_for_timeout(300)
-    assert shown() == ["mask", "keep (1)"]
+    assert shown() == ["mask", "off (4)", "keep (1)", "off (3)"]
 
 
 def test_painted_mask_is_sent_and_kept_for_the_next_run(ui) -> None:
@@ -509,7 +522,7 @@ def test_labels_from_an_api_workflow_show_everywhere_and_one_edit_keeps_the_rest
                      editor: [...document.querySelectorAll('.dg-label-input')].map(i => i.value) }; }""")
 
     page.click(".dg-labels summary")
-    assert labels_state() == {"outs": ["mask", "keep (1)", "fix (2)", "drop (3)"], "widget": "keep, fix, drop",
+    assert labels_state() == {"outs": gate_outputs("keep", "fix", "drop"), "widget": "keep, fix, drop",
                               "editor": ["keep", "fix", "drop"]}
     prompt_id = ui.comfy.queue(prompt, ui.client_id())  # the API prompt, to this tab
     ui.wait_paused()
@@ -519,7 +532,7 @@ def test_labels_from_an_api_workflow_show_everywhere_and_one_edit_keeps_the_rest
 
     page.fill(".dg-label-input[data-route='2']", "repair")
     page.press(".dg-label-input[data-route='2']", "Enter")
-    assert labels_state() == {"outs": ["mask", "keep (1)", "repair (2)", "drop (3)"], "widget": "keep, repair, drop",
+    assert labels_state() == {"outs": gate_outputs("keep", "repair", "drop"), "widget": "keep, repair, drop",
                               "editor": ["keep", "repair", "drop"]}
     ui.shot("one_label_edited")
     page.click(".dg-route[data-route='3']")
@@ -749,7 +762,7 @@ def test_no_console_messages_from_the_pack(ui) -> None:
         set(3);
         return kept;
     }""", ids["gate"])
-    assert outputs == ["mask", "route_1", "keep (2)", "route_3"]
+    assert outputs == gate_outputs(routes=1)  # route 2 keeps its label but is off
     # The probe sees LiteGraph's deprecation warnings, every time (where the getter warns).
     repeated = page.evaluate("""(gateId) => {
         const output = app.graph.getNodeById(gateId).outputs[1];
