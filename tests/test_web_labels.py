@@ -19,6 +19,8 @@ from gates.slots import SlotStore
 # addOutput/removeOutput), created with default widgets and then given the workflow's values
 # the way the frontend loads one (app.loadApiJson: `widget.value = v; widget.callback?.(v)`,
 # and the Image Gate's widget callbacks run syncOutputs).
+# A 3-route gate's outputs after the labelled routes: every output stays (prompts link by index).
+OFF_AND_TAIL = [*(f"off ({i})" for i in range(4, 11)), "decisions", "latent"]
 NODE = """
 async ({ routes, labels, labelsFirst }) => {
   const m = await import('/web/gate_outputs.js');
@@ -74,9 +76,9 @@ def blank(chromium, tmp_path: Path) -> Iterator:  # noqa: F811 - the imported fi
 def test_labels_from_a_loaded_workflow_show_and_one_edit_keeps_the_rest(blank, labels, labels_first) -> None:
     got = blank.evaluate(NODE, {"routes": 3, "labels": labels, "labelsFirst": labels_first})
     assert got["loaded"] == {"labels": ["keep", "fix", "drop"],
-                             "outputs": ["mask", "keep (1)", "fix (2)", "drop (3)"],
+                             "outputs": ["mask", "keep (1)", "fix (2)", "drop (3)", *OFF_AND_TAIL],
                              "widget": "keep, fix, drop"}
     assert got["edited"] == {"labels": ["keep", "repair", "drop"],
-                             "outputs": ["mask", "keep (1)", "repair (2)", "drop (3)"],
+                             "outputs": ["mask", "keep (1)", "repair (2)", "drop (3)", *OFF_AND_TAIL],
                              "widget": "keep, repair, drop"}
     assert got["restored"] == got["edited"]
