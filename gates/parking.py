@@ -50,10 +50,19 @@ def parked_slot_id(prompt_id: str | None, node: str) -> str:
     return validate_id(f"{PARKED_PREFIX}-{run}-{where}"[:64].rstrip("-."))
 
 
+def _without_cache_keys(prompt: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The prompt without ComfyUI's per-node `is_changed` cache keys: they hold NaN for a gate
+    (which is not JSON) and mean nothing to a later run, which computes its own."""
+    if not isinstance(prompt, dict):
+        return prompt
+    return {node_id: ({k: v for k, v in node.items() if k != "is_changed"} if isinstance(node, dict) else node)
+            for node_id, node in prompt.items()}
+
+
 def parked_meta(prompt: dict[str, Any] | None, node: str, prompt_id: str | None,
                 source: str) -> dict[str, Any]:
     """What a parked slot records beside the batch: enough to queue the run again."""
-    return {"parked": True, "prompt": prompt, "node": node, "prompt_id": prompt_id,
+    return {"parked": True, "prompt": _without_cache_keys(prompt), "node": node, "prompt_id": prompt_id,
             "source": source}
 
 

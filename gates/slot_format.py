@@ -260,7 +260,8 @@ def read_header(f: io.RawIOBase) -> Header:
         raise _bad("tensor bytes overlap")
     try:
         created = float(meta.get("created", ""))
-        user_meta = json.loads(meta.get("meta") or "{}")
+        # NaN and Infinity are no JSON: a page's JSON.parse would refuse the whole listing.
+        user_meta = json.loads(meta.get("meta") or "{}", parse_constant=lambda _: None)
     except (TypeError, ValueError):
         raise _bad("created or meta is unreadable") from None
     if not 0 <= created < MAX_CREATED or not isinstance(user_meta, dict):

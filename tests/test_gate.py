@@ -1,10 +1,12 @@
 """One gate run without ComfyUI: source rules, mask precedence, routing and publish on pass."""
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
 import pytest
+
 import torch
 
 from gates import gate
@@ -442,3 +444,15 @@ def test_a_prompt_too_large_to_keep_parks_the_batch_alone(store, caplog):
     data = store.read("parked-prompt1-12-5")
     assert torch.equal(data.image, image) and data.meta["parked"] is True and data.meta["prompt"] is None
     assert "too large" in caplog.text
+
+
+def test_a_parked_prompt_drops_comfyuis_is_changed_keys_so_the_slot_lists_as_strict_json(store):
+    """ComfyUI puts is_changed = [NaN] on a gate's prompt entry; kept, it made /bus/list
+    unparsable for the browser (bare NaN). Resume does not need it."""
+    prompt = {"12:5": {"class_type": "ImageGate", "inputs": {"routes": 2}, "is_changed": [float("nan")]},
+              "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}, "is_changed": ["abc"]}}
+    run(store, Host(Waiter(), no_answer), image=torch.rand(1, 4, 4, 3), timeout=0.1, prompt=prompt)
+    meta = store.read("parked-prompt1-12-5").meta
+    assert meta["prompt"] == {"12:5": {"class_type": "ImageGate", "inputs": {"routes": 2}},
+                              "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}}}
+    json.dumps(meta, allow_nan=False)

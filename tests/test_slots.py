@@ -522,3 +522,12 @@ def test_a_meta_too_large_to_read_back_is_refused_and_the_slot_is_unchanged(stor
     assert [p.name for p in store.slot_dir("big").iterdir() if p.name.endswith(".tmp")] == []
     store.publish("big", torch.ones(1, 2, 2, 3), meta={"prompt": "x" * (MAX_HEADER_BYTES // 2)})
     assert store.read("big").meta["prompt"] == "x" * (MAX_HEADER_BYTES // 2)
+
+
+def test_meta_with_nan_or_infinity_reads_back_as_json_a_browser_accepts(store):
+    """A parked prompt carried ComfyUI's is_changed = NaN; Python writes it as bare NaN, which
+    JSON.parse refuses, and one such slot broke every picker. Such values read back as null."""
+    store.publish("nan", rand_image(), meta={"x": float("nan"), "y": [float("inf"), 1.5]})
+    meta = store.info("nan").meta
+    assert meta == {"x": None, "y": [None, 1.5]}
+    json.dumps(meta, allow_nan=False)  # strict JSON, as a browser parses it
