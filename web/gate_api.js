@@ -47,9 +47,16 @@ export const pauseKey = (data) => `${data.node}@${data.created}`;
 export const gateApi = {
   /** Full URL of the routes, for code that builds <img src> or fetches on its own. */
   base: () => api.apiURL(PREFIX),
-  previewUrl: (node, token, index) =>
-    api.apiURL(`${PREFIX}/preview?${new URLSearchParams({ node, token, index: String(index) })}`),
+  /** A batch image of a pause as PNG; `side` (64..1024) asks for a smaller one (grid: 160). */
+  previewUrl(node, token, index, side = null) {
+    const query = new URLSearchParams({ node, token, index: String(index) });
+    if (side) query.set("side", String(side));
+    return api.apiURL(`${PREFIX}/preview?${query}`);
+  },
+  /** Every image of the batch down one route. */
   choose: (node, token, route) => postJson("/choice", { node, token, route }),
+  /** One route per batch image (1-based, in batch order). */
+  chooseEach: (node, token, routes) => postJson("/choice", { node, token, routes }),
   stop: (node, token) => postJson("/cancel", { node, token }),
   /** Upload a painted mask (PNG: white = masked); index null = every image of the batch. */
   uploadMask(node, token, blob, index = null) {
