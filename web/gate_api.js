@@ -57,6 +57,8 @@ export const gateApi = {
   choose: (node, token, route) => postJson("/choice", { node, token, route }),
   /** One route per batch image (1-based, in batch order). */
   chooseEach: (node, token, routes) => postJson("/choice", { node, token, routes }),
+  /** Stop the pause's countdown: it waits for a person from now on. */
+  hold: (node, token) => postJson("/hold", { node, token }),
   stop: (node, token) => postJson("/cancel", { node, token }),
   /** Upload a painted mask (PNG: white = masked); index null = every image of the batch. */
   uploadMask(node, token, blob, index = null) {

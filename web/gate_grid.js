@@ -1,5 +1,5 @@
-// The batch grid's model at a pause: which images are selected and the route each one goes
-// down. Pure functions and one small class; no DOM, no imports and no side
+// The batch grid's model at a pause: which images are selected, the route each one goes down,
+// and the countdown text. Pure functions and one small class; no DOM, no imports and no side
 // effects, so it runs (and is tested) in any page.
 
 /** One colour per route (1..10), also used by the route buttons. */
@@ -119,4 +119,25 @@ export class GridSelection {
   clear() {
     this.selected.clear();
   }
+}
+
+/** Seconds left until `deadline` (epoch seconds), never below 0; null without a deadline. */
+export function secondsLeft(deadline, now = Date.now() / 1000) {
+  return typeof deadline === "number" && Number.isFinite(deadline) ? Math.max(0, deadline - now) : null;
+}
+
+/** "1:05" or "42 s". */
+export function clock(seconds) {
+  const s = Math.ceil(seconds);
+  return s >= 60 ? `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}` : `${s} s`;
+}
+
+/** What happens when the countdown runs out, in words ("park", "stop", "route 2"). */
+export function onTimeoutText(onTimeout, routeName = (r) => `route ${r}`) {
+  const text = String(onTimeout ?? "");
+  if (text === "park") return "parks the batch in a slot";
+  if (text === "stop") return "stops the run";
+  const route = /^route (\d+)$/.exec(text);
+  if (route) return `sends every image down ${routeName(Number(route[1]))}`;
+  return text ? `does "${text}"` : "ends the pause";
 }

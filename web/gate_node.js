@@ -1,10 +1,11 @@
 // One Image Gate node in the page: its panel, its outputs and labels, its kept masks, the
-// batch grid's selection and per-image routes, and what happens on pause /
+// batch grid's selection and per-image routes, the countdown, and what happens on pause /
 // done events and on clicks. The extension entry creates one GateController per node
 // (node.dgGate). No side effects at import.
 import { GateError, gateApi, pauseKey } from "./gate_api.js";
 import {
-  DEFAULT_ROUTE, GridSelection, THUMB_SIDE, gridColumns, normalisePreselect, routeCounts, routesToSend, singleRoute,
+  DEFAULT_ROUTE, GridSelection, THUMB_SIDE, clock, gridColumns, normalisePreselect, onTimeoutText, routeCounts,
+  routesToSend, secondsLeft, singleRoute,
 } from "./gate_grid.js";
 import {
   cleanLabel, hideLabelsWidget, readLabels, routeCount, routeTitle, syncOutputs, widgetByName, writeLabels,
@@ -22,6 +23,7 @@ const ALL = -1; // a mask for every image of the batch
 const PREVIEW_MAX = 420;
 const GRID_MAX = 560; // the grid's height the node grows to at most (it scrolls beyond)
 const CELL_MIN = 56; // a grid thumbnail's smallest width: the node widens to fit a row of them
+const TICK_MS = 250;
 
 function loadImage(src) {
   return new Promise((resolve, reject) => {
@@ -48,6 +50,8 @@ export class GateController {
     this.view = "single"; // a batch: "grid" of thumbnails, or "single" (one image enlarged)
     this.selection = new GridSelection(0);
     this.assigned = []; // per batch image: its own route, or null (DEFAULT_ROUTE on Send)
+    this.held = null; // the token whose countdown a click stopped
+    this.timer = null;
     this.pausedAt = 0; // performance.now() when this pause reached the page
     this.gridMs = null; // pause to every thumbnail loaded, for the last grid
     this.busy = 0;
@@ -71,6 +75,7 @@ export class GateController {
       selectNone: () => this.select(() => this.selection.clear()),
       enlarge: (index) => this.enlarge(index),
       showGrid: () => this.showGrid(),
+      touch: () => this.hold(),
       gridLoaded: () => this.gridLoaded(),
       runAgain: () => this.runAgain(),
       takeOver: () => this.takeOver(),
@@ -117,7 +122,8 @@ export class GateController {
   pause(data) {
     if (data.token === this.answeredToken) return; // answered here; the done event is on its way
     const fresh = this.info?.token !== data.token;
-    this.info = data;
+    // A countdown stopped here stays stopped, whatever an older GET /pending answer says.
+    this.info = this.held === data.token ? { ...data, deadline: null } : data;
     this.other = null;
     this.mode = "paused";
     this.decided = null;
@@ -132,6 +138,7 @@ export class GateController {
       this.assigned = normalisePreselect(data.preselect, batch, data.routes);
       this.say("");
     }
+    this.tick();
     this.render();
     this.fit({ grow: true });
     if (fresh) this.autoFocus();
@@ -140,7 +147,7 @@ export class GateController {
 
   done(data) {
     if (!this.info || data.token !== this.info.token) return;
-    this.decide(data.route, Array.isArray(data.routes) ? data.routes : null);
+    this.decide(data.route, Array.isArray(data.routes) ? data.routes : null, data);
   }
 
   /** The server no longer waits on `token` (answered elsewhere, taken over, run ended). */
@@ -148,6 +155,7 @@ export class GateController {
     if (this.info?.token !== token || this.mode !== "paused") return;
     this.mode = "idle";
     this.info = null;
+    this.tick();
     this.say(reason);
     this.render();
     this.fit({ shrink: true });
@@ -161,6 +169,7 @@ export class GateController {
     this.info = null;
     this.decided = null;
     this.mode = "elsewhere";
+    this.tick();
     if (ours) this.say("Another tab took this pause over.");
     else if (fresh) this.say("");
     this.render();
@@ -277,7 +286,7 @@ export class GateController {
     else this.answeredToken = null;
   }
 
-  decide(route, routes = null) {
+  decide(route, routes = null, done = null) {
     this.mode = "decided";
     this.decided = route ?? 0;
     if (routes?.length === this.batch && (route || routes.some(Boolean))) {
@@ -285,7 +294,8 @@ export class GateController {
       this.assigned = [...routes];
     }
     this.selection.clear();
-    this.say("");
+    this.tick();
+    this.say(done?.parked ? `Parked in slot ${done.parked}: resume it from the slot browser.` : "");
     this.render();
   }
 
@@ -328,6 +338,65 @@ export class GateController {
   gridLoaded() {
     if (this.mode !== "paused" || this.gridMs !== null) return;
     this.gridMs = Math.round(performance.now() - this.pausedAt);
+  }
+
+  // -- countdown ---------------------------------------------------------------------------
+  /** Keep the countdown ticking while a pause has a deadline; stop it otherwise. */
+  tick() {
+    const live = this.mode === "paused" && secondsLeft(this.info?.deadline) !== null && this.node.graph;
+    if (live && !this.timer) {
+      this.timer = setInterval(() => this.tick(), TICK_MS);
+    } else if (!live && this.timer) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
+    if (live) this.panel.setCountdown(this.countdown());
+  }
+
+  countdown() {
+    if (this.mode !== "paused") return null;
+    if (this.held === this.info.token) {
+      return { text: "Countdown stopped: the gate waits for you.", urgent: false };
+    }
+    const left = secondsLeft(this.info.deadline);
+    if (left === null) return null;
+    const labels = this.info.labels ?? [];
+    const then = onTimeoutText(this.info.on_timeout, (r) => routeTitle(labels, r));
+    if (left <= 0) return { text: `Time is up: the gate ${then}…`, urgent: true };
+    return { text: `${clock(left)} left, then the gate ${then}. Click here to stay.`, urgent: left <= 10 };
+  }
+
+  /** Any click or key in the panel: a person is here, so the countdown stops (POST /hold once). */
+  async hold() {
+    if (this.mode !== "paused" || this.held === this.info.token || secondsLeft(this.info.deadline) === null) return;
+    const { node, token } = this.info;
+    this.held = token;
+    this.info = { ...this.info, deadline: null };
+    this.panel.setCountdown(this.countdown());
+    this.tick();
+    try {
+      await gateApi.hold(node, token);
+    } catch (err) {
+      // 409: the pause is over (answered, timed out): its done event or GET /pending says so.
+      if (err instanceof GateError && err.status === 409) return;
+      if (this.info?.token === token) this.say(`Could not stop the countdown: ${err.message}`, true);
+    }
+  }
+
+  runAgain() {
+    const command = this.app.extensionManager?.command;
+    const queued = command ? command.execute("Comfy.QueuePrompt") : this.app.queuePrompt(0);
+    Promise.resolve(queued).then(() => this.say("Queued: the run will pause here again."),
+      (err) => this.say(`Could not queue: ${err.message}`, true));
+  }
+
+  pickSlot(name, anchor) {
+    const widget = widgetByName(this.node, name);
+    if (!widget) return;
+    openSlotPicker({
+      at: anchor, mode: name === "send_id" ? "send" : "get", title: name, value: String(widget.value ?? ""),
+      onPick: (id) => setWidget(this.node, widget, id),
+    });
   }
 
   // -- masks -------------------------------------------------------------------------------
@@ -522,6 +591,7 @@ export class GateController {
       sendTitle: `Send (Enter): ${routeCounts(sendRoutes).map(({ route, count }) =>
         `${count} down ${routeTitle(labels, route)}`).join(", ")}`,
       hint: this.hint(),
+      countdown: this.countdown(),
       orphaned: this.mode === "elsewhere" && Boolean(this.other?.orphaned),
       busy: this.busy > 0,
       status: this.statusText(),

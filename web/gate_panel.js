@@ -1,6 +1,6 @@
 // The Image Gate's panel inside the node: at a pause on a batch, a grid of thumbnails to select
 // and route image by image (or one image enlarged, with paging), one button per route, Send,
-// mask tools and Stop; the routes taken and "Run
+// mask tools, Stop and a countdown when the pause has a deadline; the routes taken and "Run
 // from here" after a choice; a notice (and "Take over" once its tab is gone) while another
 // tab's pause waits here; route labels and slot pickers always. A view only: it reports
 // clicks and keys to its handlers and draws the model it is given; it makes no HTTP calls
@@ -45,6 +45,7 @@ const THUMB_RETRIES = 3;
  * @property {boolean} canSend     Send (Enter) commits the per-image routes
  * @property {string} sendTitle
  * @property {string} hint         how to use the grid, or what is selected
+ * @property {{text: string, urgent: boolean}|null} countdown
  * @property {boolean} orphaned    another tab's pause whose tab is gone: offer "Take over"
  * @property {boolean} busy        requests in flight: route buttons wait
  * @property {string} status       the first line
@@ -113,7 +114,7 @@ export class GatePanel {
   /**
    * @param {Record<string, Function>} on choose(route), send(), stop(), editMask(), clearMask(),
    *   page(step), cell(index, {shift, ctrl}), enlarge(index), showGrid(), move(step, {shift}),
-   *   selectAll(), selectNone(), gridLoaded(count),
+   *   selectAll(), selectNone(), touch() (any click or key while paused), gridLoaded(count),
    *   runAgain(), takeOver(), pickSlot(name, anchor), labelChanged(route, text), layout()
    */
   constructor(on) {
@@ -123,6 +124,7 @@ export class GatePanel {
     this.cells = [];
     this.loader = new ThumbLoader(() => this.gridLoaded());
     this.status = el("div.dg-gate-status");
+    this.countdown = el("div.dg-countdown", { hidden: true, role: "timer" });
     this.thumbs = el("div.dg-thumbs", { hidden: true, role: "listbox", "aria-multiselectable": "true" });
     this.thumbs.addEventListener("click", (event) => this.onThumbClick(event));
     this.thumbs.addEventListener("dblclick", (event) => {
@@ -163,14 +165,21 @@ export class GatePanel {
       el("button.dg-btn.dg-pick-send", { type: "button", title: "Existing slot ids (send_id replaces one)",
         onclick: (e) => on.pickSlot("send_id", e.currentTarget) }, "send_id ▾"));
     this.root = el("div.dg-root.dg-gate", { tabIndex: 0 },
-      this.status, this.thumbs, this.preview, this.pager, this.hint, this.routeRow, this.tools,
+      this.status, this.countdown, this.thumbs, this.preview, this.pager, this.hint, this.routeRow, this.tools,
       this.note, this.labels, this.slots);
     this.root.addEventListener("keydown", (event) => this.onKey(event));
+    // Any click or key in the panel means a person is here: the countdown stops.
+    this.root.addEventListener("pointerdown", () => this.touched(), true);
+    this.root.addEventListener("keydown", () => this.touched(), true);
     this.image.addEventListener("load", () => on.layout());
   }
 
   get element() {
     return this.root;
+  }
+
+  touched() {
+    if (this.model?.mode === "paused") this.on.touch?.();
   }
 
   /** @param {PanelModel} m */
@@ -193,6 +202,7 @@ export class GatePanel {
     this.root.dataset.mode = m.mode;
     this.root.dataset.view = grid ? m.view : "single";
     this.status.textContent = m.status;
+    this.setCountdown(paused ? m.countdown : null);
 
     this.renderGrid(grid);
     this.thumbs.hidden = !grid || !!single;
@@ -241,6 +251,14 @@ export class GatePanel {
     this.note.hidden = !m.note;
     this.note.classList.toggle("dg-error", Boolean(m.noteIsError));
     this.renderLabels(m.labels, m.routes);
+  }
+
+  /** Only the countdown line (the controller ticks it without drawing the rest). */
+  setCountdown(countdown) {
+    this.countdown.hidden = !countdown;
+    if (!countdown) return;
+    this.countdown.textContent = countdown.text;
+    this.countdown.classList.toggle("dg-urgent", Boolean(countdown.urgent));
   }
 
   renderGrid(grid) {
