@@ -90,4 +90,26 @@ export const gateApi = {
   },
   /** The server's own thumbnail URL for a listed slot (it carries the cache key). */
   thumbUrl: (slot) => api.apiURL(slot.thumb_url),
+  /** Queue a parked slot's prompt again, its gate reading the slot: resolves to {prompt_id}. */
+  resume(slotId) {
+    const id = clientId();
+    if (!id) return Promise.reject(new GateError("this tab's client id is not known yet", 0));
+    return postJson(`/resume/${encodeURIComponent(slotId)}`, { client_id: id });
+  },
+  /**
+   * Where a prompt is now, from ComfyUI's own /queue and /history: "queued", "running",
+   * "done", "failed", "stopped" or "unknown".
+   */
+  async promptState(promptId) {
+    const queue = await (await api.fetchApi("/queue", { cache: "no-store" })).json();
+    const has = (list) => (list ?? []).some((item) => item?.[1] === promptId);
+    if (has(queue.queue_running)) return "running";
+    if (has(queue.queue_pending)) return "queued";
+    const history = await (await api.fetchApi(`/history/${encodeURIComponent(promptId)}`, { cache: "no-store" })).json();
+    const status = history?.[promptId]?.status;
+    if (!status) return "unknown";
+    if (status.status_str === "success") return "done";
+    const interrupted = (status.messages ?? []).some(([type]) => type === "execution_interrupted");
+    return interrupted ? "stopped" : "failed";
+  },
 };
