@@ -76,13 +76,14 @@ def _interrupt() -> BaseException:
     return mm.InterruptProcessingException()
 
 
-def _blocker() -> Any:
+def blocker() -> Any:
+    """A fresh ExecutionBlocker(None): whatever is fed by it silently does not run."""
     from comfy_execution.graph_utils import ExecutionBlocker
     return ExecutionBlocker(None)
 
 
 def hooks() -> Hooks:
-    return Hooks(interrupted=_interrupted, notify=_notify, blocker=_blocker,
+    return Hooks(interrupted=_interrupted, notify=_notify, blocker=blocker,
                  interrupt=_interrupt, prompt_id=_prompt_id, client_id=_client_id)
 
 

@@ -1,8 +1,10 @@
 """What an Image Gate does with one run, free of ComfyUI so it can be tested directly.
 
 Data enters as the wired image or a slot (`resolve_source`), waits for a person in the
-`Waiter`, picks up a mask (`compose_mask`), is published to `send_id` if asked, and leaves on
-exactly one route (`route_outputs`). ComfyUI's pieces come in through `Hooks`.
+`Waiter`, picks up a mask (`compose_mask`), is published to `send_id` if asked, and leaves
+split by route: each route output carries the images sent down it (`route_outputs`), the
+mask and latent outputs the whole batch, and `decisions` the route of every image.
+ComfyUI's pieces come in through `Hooks`.
 """
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ import torch
 from . import images
 from .bus import SlotBus
 from .errors import SlotNotFound
+from .parking import PARK, STOP, parked_meta, parked_slot_id, timeout_action
 from .slot_ids import validate_id
-from .waiter import Decision, Pending, Waiter
+from .split import Decisions, route_images
+from .waiter import Decision, Pending, Waiter, single_route
 
 MAX_ROUTES = 10
 PAUSE_EVENT = "datasete_gate.pause"
@@ -42,6 +46,8 @@ class Source:
     image: torch.Tensor
     mask: torch.Tensor | None
     origin: str
+    latent: dict[str, Any] | None = None
+    routes: list[int] | None = None  # the per-image routes recorded in the slot, if any
 
 
 def parse_labels(text: str, routes: int) -> list[str]:
@@ -50,26 +56,39 @@ def parse_labels(text: str, routes: int) -> list[str]:
     return [(given[i] if i < len(given) and given[i] else str(i + 1)) for i in range(routes)]
 
 
+def _recorded_routes(meta: dict[str, Any], batch: int) -> list[int] | None:
+    """The per-image routes a slot's meta records, if they fit its batch."""
+    routes = meta.get("routes")
+    if isinstance(routes, list) and len(routes) == batch and \
+            all(type(r) is int and 1 <= r <= MAX_ROUTES for r in routes):
+        return routes
+    return None
+
+
 def resolve_source(store: SlotBus, image: torch.Tensor | None, get_id: str,
-                   mask: torch.Tensor | None = None) -> Source | None:
+                   mask: torch.Tensor | None = None,
+                   latent: dict[str, Any] | None = None) -> Source | None:
     """A wired image always wins; else `get_id`'s slot (or 'id@-N'); else nothing (a no-op).
 
-    A wired mask goes with whichever image is gated, ahead of the slot's own mask. A missing
-    slot is expected between sessions, so it only warns; a bad id or a damaged slot raises,
-    because silently skipping those would hide lost work.
+    A wired mask (latent) goes with whichever image is gated, ahead of the slot's own. A slot
+    also gives the per-image routes it recorded, to pre-select. A missing slot is expected
+    between sessions, so it only warns; a bad id or a damaged slot raises, because silently
+    skipping those would hide lost work.
     """
     if image is not None:
-        return Source(image, mask, "input")
+        return Source(image, mask, "input", latent)
     get_id = (get_id or "").strip()
     if not get_id:
         return None
     try:
-        loaded, loaded_mask = store.load(get_id)  # a bad id or ref raises ValueError here
+        data = store.read(get_id)  # a bad id or ref raises ValueError here
     except SlotNotFound:
         log.warning("Image Gate: get_id %r names no slot in %s; nothing to gate, all routes blocked",
                     get_id, store.name)
         return None
-    return Source(loaded, mask if mask is not None else loaded_mask, f"slot:{get_id}")
+    return Source(data.image, mask if mask is not None else data.mask, f"slot:{get_id}",
+                  latent if latent is not None else data.latent,
+                  _recorded_routes(data.meta, int(data.image.shape[0])))
 
 
 def compose_mask(painted: dict[int | None, torch.Tensor], loaded: torch.Tensor | None,
@@ -94,41 +113,63 @@ def compose_mask(painted: dict[int | None, torch.Tensor], loaded: torch.Tensor |
     return torch.zeros((b, h, w), dtype=torch.float32)
 
 
-def route_outputs(chosen: int | None, image: Any, blocker: Callable[[], Any]) -> tuple:
-    """Ten route outputs: the image on `chosen` (1-based), a blocker of its own on every other."""
-    return tuple(image if chosen == i + 1 else blocker() for i in range(MAX_ROUTES))
+def route_outputs(routes: list[int] | None, image: Any, blocker: Callable[[], Any]) -> tuple:
+    """Ten route outputs: route k carries the images whose route is k, in batch order; a
+    route no image took gets a blocker of its own. `routes` None blocks them all."""
+    if routes is None:
+        return tuple(blocker() for _ in range(MAX_ROUTES))
+    return route_images(routes, image, MAX_ROUTES, blocker)
 
 
 def blocked(hooks: Hooks) -> tuple:
-    """The silent no-op: the mask and every route blocked, so nothing downstream runs.
+    """The silent no-op: every output blocked (mask, routes, decisions, latent), so nothing
+    downstream runs.
 
     The mask is blocked too (not a placeholder zeros tensor): a node fed only by the mask
     would otherwise still run, e.g. save a 1x1 black image on every empty run.
     """
-    return (hooks.blocker(),) + route_outputs(None, None, hooks.blocker)
+    return (hooks.blocker(),) + route_outputs(None, None, hooks.blocker) + \
+        (hooks.blocker(), hooks.blocker())
 
 
-def _done(hooks: Hooks, pending: Pending, route: int | None) -> None:
+def _done(hooks: Hooks, pending: Pending, routes: list[int] | None, timed_out: bool = False,
+          parked: str | None = None) -> None:
     """Tell the pause's owner now, which a take-over may have changed since the pause event."""
-    hooks.notify(DONE_EVENT, {"node": pending.node, "token": pending.token, "route": route},
-                 pending.client_id)
+    hooks.notify(DONE_EVENT, {"node": pending.node, "token": pending.token,
+                              "route": single_route(routes), "routes": routes,
+                              "timed_out": timed_out, "parked": parked}, pending.client_id)
 
 
 def run_gate(*, store: SlotBus, waiter: Waiter, hooks: Hooks, node: str, routes: int,
              image: torch.Tensor | None, send_id: str = "", get_id: str = "",
-             labels: str = "", mask: torch.Tensor | None = None) -> tuple:
-    """One gate run: pause, take the person's answer, publish, and route. Returns 11 outputs."""
+             labels: str = "", mask: torch.Tensor | None = None,
+             latent: dict[str, Any] | None = None, timeout: float = 0,
+             on_timeout: str = PARK, prompt: dict[str, Any] | None = None) -> tuple:
+    """One gate run: pause, take the person's answer, publish, and route. Returns 13 outputs:
+    mask, route_1..route_10, decisions, latent.
+
+    With `timeout` > 0 (seconds) an unanswered pause does what `on_timeout` says: "route K"
+    as if every image was sent to K, "stop" as Stop, "park" publishes the batch (to send_id,
+    else to a slot named after the run and node) with `prompt` (the API prompt) and the node
+    id, and blocks every output, so the prompt ends successfully and the queue moves on.
+    """
     if not 1 <= routes <= MAX_ROUTES:
         raise ValueError(f"routes must be from 1 to {MAX_ROUTES}, got {routes}")
+    if timeout < 0:
+        raise ValueError(f"timeout must be 0 (wait forever) or more seconds, got {timeout}")
+    # fail before pausing; without a countdown on_timeout never applies
+    action, timeout_route = timeout_action(on_timeout, routes) if timeout > 0 else (None, None)
     send_id = (send_id or "").strip()
     if send_id:
         validate_id(send_id)  # fail before the person spends time choosing
-    source = resolve_source(store, image, get_id, mask)
+    source = resolve_source(store, image, get_id, mask, latent)
     if source is None:
         return blocked(hooks)
+    preselect = source.routes if source.routes and max(source.routes) <= routes else None
     pending = waiter.arm(node, source.image, routes, labels=parse_labels(labels, routes),
                          prompt_id=hooks.prompt_id(), client_id=hooks.client_id(),
-                         source=source.origin)
+                         source=source.origin, preselect=preselect, timeout=timeout,
+                         on_timeout=on_timeout)
     if pending.client_id:
         hooks.notify(PAUSE_EVENT, pending.public(), pending.client_id)
     else:  # queued without a tab: every tab hears of it, none gets the token (see take_over)
@@ -138,12 +179,42 @@ def run_gate(*, store: SlotBus, waiter: Waiter, hooks: Hooks, node: str, routes:
     except Exception:
         _done(hooks, pending, None)
         raise hooks.interrupt() from None
-    _done(hooks, pending, decision.route)
-    if decision.route is None:
+    if decision.timed_out and action == PARK:
+        try:
+            parked = park(store, source, compose_mask(decision.masks, source.mask, source.image),
+                          send_id or parked_slot_id(pending.prompt_id, node), node,
+                          pending.prompt_id, prompt)
+        except Exception:
+            _done(hooks, pending, None, timed_out=True)
+            raise
+        _done(hooks, pending, None, timed_out=True, parked=parked)
+        return blocked(hooks)
+    if decision.timed_out and action == STOP:
+        _done(hooks, pending, None, timed_out=True)
+        log.info("Image Gate %s: no answer in %ss; stopped the run as on_timeout says", node, timeout)
+        raise hooks.interrupt()
+    if decision.timed_out:
+        decision = Decision([timeout_route] * int(source.image.shape[0]), decision.masks, True)
+    _done(hooks, pending, decision.routes, timed_out=decision.timed_out)
+    if decision.routes is None:
         raise hooks.interrupt()
     mask = compose_mask(decision.masks, source.mask, source.image)
+    route = decision.route
     if send_id:
-        store.publish(send_id, source.image, mask, meta={
-            "node": node, "prompt_id": pending.prompt_id, "route": decision.route,
-            "route_label": pending.labels[decision.route - 1], "source": source.origin})
-    return (mask,) + route_outputs(decision.route, source.image, hooks.blocker)
+        store.publish(send_id, source.image, mask, latent=source.latent, meta={
+            "node": node, "prompt_id": pending.prompt_id, "routes": decision.routes,
+            "route": route, "route_label": None if route is None else pending.labels[route - 1],
+            "source": source.origin})
+    return (mask,) + route_outputs(decision.routes, source.image, hooks.blocker) + \
+        (Decisions(tuple(decision.routes)),
+         source.latent if source.latent is not None else hooks.blocker())
+
+
+def park(store: SlotBus, source: Source, mask: torch.Tensor, slot_id: str, node: str,
+         prompt_id: str | None, prompt: dict[str, Any] | None) -> str:
+    """Publish an unanswered batch (image, mask, latent) with what resuming it needs."""
+    store.publish(slot_id, source.image, mask, latent=source.latent,
+                  meta=parked_meta(prompt, node, prompt_id, source.origin))
+    log.info("Image Gate %s: no answer in time; parked the batch in slot %r (resume it from the "
+             "bus browser)", node, slot_id)
+    return slot_id

@@ -8,9 +8,12 @@ import torch
 from . import comfy_adapter
 from .gate import MAX_ROUTES, run_gate
 from .ordering import AFTER, HIDDEN_AFTER, after_input
+from .parking import ON_TIMEOUT, PARK
 from .slot_ids import parse_ref, validate_id
+from .split import DECISIONS_TYPE, Decisions, format_indices, split_latent, split_mask, take
 
 CATEGORY = "Dataset Gates"
+MAX_TIMEOUT_S = 7 * 24 * 3600
 
 
 def _ordering(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -46,11 +49,17 @@ class ImageGate:
     """
     CATEGORY = CATEGORY
     FUNCTION = "run"
-    RETURN_TYPES = ("MASK",) + ("IMAGE",) * MAX_ROUTES
-    RETURN_NAMES = ("mask",) + tuple(f"route_{i + 1}" for i in range(MAX_ROUTES))
-    DESCRIPTION = ("Pauses with the image in the node until you pick a route; the image goes down "
-                   "that route only. send_id publishes what passed to a lossless slot; with no "
-                   "image wired, get_id resumes from a slot.")
+    RETURN_TYPES = ("MASK",) + ("IMAGE",) * MAX_ROUTES + (DECISIONS_TYPE, "LATENT")
+    RETURN_NAMES = ("mask",) + tuple(f"route_{i + 1}" for i in range(MAX_ROUTES)) + \
+        ("decisions", "latent")
+    DESCRIPTION = ("Pauses with the batch in the node until you pick a route for each image; each "
+                   "route output carries the images sent down it, in batch order, and a route "
+                   "with none is blocked. mask and latent carry the whole batch; decisions "
+                   "carries each image's route, for Gate Split. send_id publishes what passed "
+                   "to a lossless slot; with no image wired, get_id resumes from a slot. With a "
+                   "timeout, an unanswered pause does what on_timeout says: park (store the "
+                   "batch and this run in a slot, end the run with every route blocked; resume "
+                   "it from the bus browser), stop, or send every image down one route.")
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -63,8 +72,16 @@ class ImageGate:
                 "get_id": ("STRING", {"default": "",
                                      "tooltip": "with no image wired, load this slot (id@-1: the version before)"}),
                 "labels": ("STRING", {"default": "", "tooltip": "route labels, comma separated"}),
+                "latent": ("LATENT", {"tooltip": "carried along with the batch, published with "
+                                                 "send_id, resumed with get_id"}),
+                "timeout": ("INT", {"default": 0, "min": 0, "max": MAX_TIMEOUT_S,
+                                    "tooltip": "seconds to wait for an answer; 0 = forever"}),
+                "on_timeout": (list(ON_TIMEOUT), {"default": PARK,
+                                                  "tooltip": "park: store the batch and this "
+                                                             "run in a slot to resume later; stop; "
+                                                             "or send every image down a route"}),
             },
-            "hidden": {"unique_id": "UNIQUE_ID"},
+            "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"},
         })
 
     @classmethod
@@ -80,11 +97,14 @@ class ImageGate:
 
     def run(self, routes: int, unique_id: str, image: torch.Tensor | None = None,
             send_id: str = "", get_id: str = "", labels: str = "",
-            mask: torch.Tensor | None = None, **ordering: Any) -> tuple:
+            mask: torch.Tensor | None = None, latent: dict[str, Any] | None = None,
+            timeout: int = 0, on_timeout: str = PARK, prompt: dict[str, Any] | None = None,
+            **ordering: Any) -> tuple:
         return run_gate(store=comfy_adapter.store(), waiter=comfy_adapter.waiter(),
                         hooks=comfy_adapter.hooks(),
                         node=str(unique_id), routes=routes, image=image, send_id=send_id,
-                        get_id=get_id, labels=labels, mask=mask)
+                        get_id=get_id, labels=labels, mask=mask, latent=latent,
+                        timeout=timeout, on_timeout=on_timeout, prompt=prompt)
 
 
 class BusSave:
@@ -147,8 +167,39 @@ class BusLoad:
         return image, mask, int(image.shape[0])
 
 
+class GateSplit:
+    """The images, masks and latents of one route, cut by a gate's per-image decisions."""
+    CATEGORY = CATEGORY
+    FUNCTION = "split"
+    RETURN_TYPES = ("IMAGE", "MASK", "LATENT", "STRING", "INT")
+    RETURN_NAMES = ("image", "mask", "latent", "indices", "count")
+    DESCRIPTION = ("Takes a gate's decisions and gives the sub-batch of image, mask and latent "
+                   "that went down one route, in batch order, with their batch indices (\"0,2,5\") "
+                   "and count. A mask or latent of batch 1 is shared, not indexed. A route no "
+                   "image took, and an input left unwired, are blocked.")
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"decisions": (DECISIONS_TYPE,),
+                             "route": ("INT", {"default": 1, "min": 1, "max": MAX_ROUTES})},
+                "optional": {"image": ("IMAGE",), "mask": ("MASK",), "latent": ("LATENT",)}}
+
+    def split(self, decisions: Decisions, route: int, image: torch.Tensor | None = None,
+              mask: torch.Tensor | None = None, latent: dict[str, Any] | None = None) -> tuple:
+        blocker = comfy_adapter.blocker
+        indices = decisions.indices(route)
+        if not indices:
+            return tuple(blocker() for _ in self.RETURN_TYPES)
+        b = decisions.batch
+        return (take(image, indices, b) if image is not None else blocker(),
+                split_mask(mask, indices, b) if mask is not None else blocker(),
+                split_latent(latent, indices, b) if latent is not None else blocker(),
+                format_indices(indices), len(indices))
+
+
 NODE_CLASS_MAPPINGS = {"ImageGate": ImageGate, "DatasetGatesBusSave": BusSave,
-                       "DatasetGatesBusLoad": BusLoad}
+                       "DatasetGatesBusLoad": BusLoad, "DatasetGatesSplit": GateSplit}
 NODE_DISPLAY_NAME_MAPPINGS = {"ImageGate": "Image Gate (Manual Router)",
                               "DatasetGatesBusSave": "Bus Save (Dataset Gates)",
-                              "DatasetGatesBusLoad": "Bus Load (Dataset Gates)"}
+                              "DatasetGatesBusLoad": "Bus Load (Dataset Gates)",
+                              "DatasetGatesSplit": "Gate Split (Dataset Gates)"}

@@ -27,7 +27,7 @@ from .policy import Policy
 from .errors import SlotCorrupt, SlotNotFound, SlotTooLarge, SlotWriteError
 from .slot_ids import parse_ref, validate_id
 from .slots import SlotInfo, SlotStore
-from .waiter import Connected, StaleRun, Waiter
+from .waiter import Connected, StaleRun, Waiter, single_route
 
 PREFIX = "/datasete_gate"
 MAX_JSON_BYTES = 64 * 1024
@@ -36,7 +36,8 @@ STORE_THREADS = 4
 RENDER_THREADS = 2
 MAX_WAITING_RENDERS = 8  # beyond this many renders queued or running, answer 503
 DOWNLOAD_CHUNK = 1 << 20
-PREVIEW_CACHE = 32  # rendered pause previews kept, by (node, token, index)
+PREVIEW_CACHE = 32  # rendered pause previews kept, by (node, token, index, side)
+PREVIEW_SIDES = (64, 1024)  # the long side a pause preview may ask for (grid thumbnails: 160)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 R = TypeVar("R")
@@ -118,7 +119,7 @@ class GateRoutes:
         self._render_pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="gates-render")
         self._renders = 0
         self._renders_lock = threading.Lock()
-        self._previews: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
+        self._previews: OrderedDict[tuple[str, str, int, int], bytes] = OrderedDict()
 
     async def _store(self, fn: Callable[..., R], *args: Any) -> R:
         """Run store work on the store pool: disk reads never block the event loop."""
@@ -155,6 +156,7 @@ class GateRoutes:
             ("DELETE", "/bus/{id}", self.bus_delete),
             ("POST", "/bus/{id}/rename", self.bus_rename),
             ("POST", "/choice", self.choice),
+            ("POST", "/hold", self.hold),
             ("POST", "/mask", self.mask),
             ("POST", "/cancel", self.cancel),
             ("GET", "/pending", self.pending),
@@ -247,9 +249,24 @@ class GateRoutes:
             lambda: self._policy_json(self.store.set_policy(**changes)[0])))
 
     async def choice(self, request: web.Request) -> web.Response:
+        """{node, token, routes: [r0, r1, ...]}: one route per batch image; or {node, token,
+        route: k}: every image to k. The reply has both: routes, and route (the one route
+        when every image took it, else null)."""
         body = await _json_body(request)
-        pending = self.waiter.choose(body.get("node"), body.get("token"), body.get("route"))
-        return web.json_response({"node": pending.node, "route": body["route"]})
+        if "routes" in body:
+            pending = self.waiter.choose_each(body.get("node"), body.get("token"), body["routes"])
+            routes = list(body["routes"])
+        else:
+            pending = self.waiter.choose(body.get("node"), body.get("token"), body.get("route"))
+            routes = [body["route"]] * int(pending.image.shape[0])
+        return web.json_response({"node": pending.node, "routes": routes,
+                                  "route": single_route(routes)})
+
+    async def hold(self, request: web.Request) -> web.Response:
+        """{node, token}: stop the pause's countdown; it then waits however long it takes."""
+        body = await _json_body(request)
+        pending = self.waiter.hold(body.get("node"), body.get("token"))
+        return web.json_response({"node": pending.node, "deadline": pending.deadline})
 
     async def cancel(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
@@ -318,10 +335,13 @@ class GateRoutes:
         index = _int_param(request.query.get("index"), "index", 0)
         if not 0 <= index < pending.image.shape[0]:
             raise ValueError(f"index must be from 0 to {pending.image.shape[0] - 1}, got {index}")
-        key = (pending.node, pending.token, index)
+        side = _int_param(request.query.get("side"), "side", PREVIEW_SIDES[1])
+        if not PREVIEW_SIDES[0] <= side <= PREVIEW_SIDES[1]:
+            raise ValueError(f"side must be from {PREVIEW_SIDES[0]} to {PREVIEW_SIDES[1]}, got {side}")
+        key = (pending.node, pending.token, index, side)
         data = self._previews.get(key)
         if data is None:  # paging back and forth, or a second look, costs nothing
-            data = await self._render(images.preview, pending.image[index])
+            data = await self._render(images.preview, pending.image[index], side)
             self._previews[key] = data
             while len(self._previews) > PREVIEW_CACHE:
                 self._previews.popitem(last=False)

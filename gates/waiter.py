@@ -9,6 +9,11 @@ A pause belongs to the tab (websocket client id) that queued it: only that tab i
 (`pending`). Other tabs learn that a gate waits elsewhere, and once the owner has no open socket
 (or the prompt was queued without a client id) any tab may `take_over`: the pause gets a new
 token and owner, so the old tab can no longer answer.
+
+An answer gives each batch image a route (`choose_each`), or every image one route (`choose`).
+A pause may have a countdown (`timeout`): when its `deadline` passes with no answer, `wait`
+returns a Decision with `timed_out` set and the gate does what `on_timeout` says. `hold` (any
+click in the UI, and a painted mask) stops the countdown for good.
 """
 from __future__ import annotations
 
@@ -42,8 +47,32 @@ class GateInterrupted(Exception):
 
 @dataclass
 class Decision:
-    route: int | None  # 1-based; None when the user pressed Stop
+    routes: list[int] | None  # one 1-based route per batch image; None: Stop, or a timeout
     masks: dict[int | None, torch.Tensor]  # painted masks by batch index; None = every image
+    timed_out: bool = False  # the countdown ran out with no answer
+
+    @property
+    def route(self) -> int | None:
+        """The route every image took, or None (images split between routes, Stop, timeout)."""
+        if not self.routes or any(r != self.routes[0] for r in self.routes):
+            return None
+        return self.routes[0]
+
+
+def single_route(routes: list[int] | None) -> int | None:
+    """The one route of a per-image list when every image took it, else None."""
+    return Decision(routes, {}).route
+
+
+def check_routes(routes: Any, batch: int, count: int) -> list[int]:
+    """`routes` as a list of one route (1..count) per batch image, else ValueError."""
+    if not isinstance(routes, list) or len(routes) != batch:
+        raise ValueError(f"routes must be a list of {batch} route numbers, one per batch image, "
+                         f"got {routes!r}"[:300])
+    for r in routes:
+        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= count:
+            raise ValueError(f"each route must be an integer from 1 to {count}, got {r!r}")
+    return list(routes)
 
 
 @dataclass
@@ -58,6 +87,10 @@ class Pending:
     client_id: str | None = None
     source: str = "input"
     created: float = field(default_factory=time.time)
+    timeout: float = 0  # seconds the pause waits for an answer; 0 = forever
+    on_timeout: str = "park"  # what the gate does then: "park", "stop" or "route K"
+    deadline: float | None = None  # epoch seconds; None: no countdown, or held
+    preselect: list[int] | None = None  # the routes recorded in the slot this run resumed from
     _event: threading.Event = field(default_factory=threading.Event, repr=False)
     _decision: Decision | None = field(default=None, repr=False)
     _masks: dict[int | None, torch.Tensor] = field(default_factory=dict, repr=False)
@@ -68,7 +101,9 @@ class Pending:
         return {"node": self.node, "token": self.token, "routes": self.routes,
                 "labels": self.labels, "batch": int(b), "height": int(h), "width": int(w),
                 "prompt_id": self.prompt_id, "source": self.source, "created": self.created,
-                "painted": sorted(-1 if k is None else k for k in self._masks)}
+                "painted": sorted(-1 if k is None else k for k in self._masks),
+                "timeout": self.timeout, "deadline": self.deadline, "on_timeout": self.on_timeout,
+                "preselect": self.preselect}
 
     def orphaned(self, connected: Connected) -> bool:
         """No tab owns it any more: queued without a client id, or the owner's socket is gone."""
@@ -85,15 +120,19 @@ class Pending:
 class Waiter:
     """Registry of paused gates, shared by the node (one thread) and the routes (another)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock  # epoch seconds: deadlines are shown to the page as they are
         self._lock = threading.Lock()
         self._waiting: dict[str, Pending] = {}
         self._revoked: dict[str, str] = {}  # taken-over token -> node path (oldest first)
 
     def arm(self, node: str, image: torch.Tensor, routes: int, **details: Any) -> Pending:
-        """Register a pause under a new token. A leftover pause of the same node is superseded."""
+        """Register a pause under a new token. A leftover pause of the same node is superseded.
+        With `timeout` > 0 the countdown starts now."""
         pending = Pending(node=node, token=secrets.token_urlsafe(12), routes=routes, image=image,
                           **details)
+        if pending.timeout and pending.timeout > 0:
+            pending.deadline = self.clock() + pending.timeout
         with self._lock:
             old = self._waiting.get(node)
             self._waiting[node] = pending
@@ -103,11 +142,13 @@ class Waiter:
 
     def wait(self, pending: Pending, interrupted: Callable[[], bool],
              poll_s: float = 0.05) -> Decision:
-        """Block until an answer; wake at once on it, and check `interrupted` every `poll_s`."""
+        """Block until an answer or the deadline; wake at once on an answer, and check
+        `interrupted` and the deadline every `poll_s`."""
         try:
             while not pending._event.wait(poll_s):
                 if interrupted():
                     raise GateInterrupted(f"gate {pending.node} was cancelled")
+                self._expire(pending)
             if pending._decision is None:
                 raise GateInterrupted(f"gate {pending.node} was superseded by a newer run")
             return pending._decision
@@ -116,11 +157,24 @@ class Waiter:
                 if self._waiting.get(pending.node) is pending:
                     del self._waiting[pending.node]
 
+    def _expire(self, pending: Pending) -> None:
+        """Answer a pause whose deadline has passed with a timed-out Decision; a click that
+        comes later finds it answered."""
+        with self._lock:
+            if pending._event.is_set() or pending.deadline is None or \
+                    self.clock() < pending.deadline:
+                return
+            pending._decision = Decision(routes=None, masks=dict(pending._masks), timed_out=True)
+            pending._event.set()
+
     def _check(self, pending: Pending | None, node: Any, token: Any) -> Pending:
         """`pending` if `token` is its live token; else StaleRun saying why. Call under the lock."""
         if pending is not None and isinstance(token, str) and \
-                secrets.compare_digest(pending.token, token) and not pending._event.is_set():
-            return pending
+                secrets.compare_digest(pending.token, token):
+            if not pending._event.is_set():
+                return pending
+            if pending._decision is not None and pending._decision.timed_out:
+                raise StaleRun(f"gate {node!r} timed out before this answer came")
         if isinstance(token, str) and self._revoked.get(token) == node:
             raise StaleRun(f"gate {node!r} was taken over by another tab: this pause belongs to "
                            f"that tab now and can no longer be answered here")
@@ -136,31 +190,54 @@ class Waiter:
         return self._find(node, token)
 
     def choose(self, node: Any, token: Any, route: Any) -> Pending:
+        """Every batch image goes down `route`."""
         pending = self._find(node, token)
         if isinstance(route, bool) or not isinstance(route, int) or not 1 <= route <= pending.routes:
             raise ValueError(f"route must be an integer from 1 to {pending.routes}, got {route!r}")
-        return self._answer(pending, token, route)
+        return self._answer(pending, token, [route] * int(pending.image.shape[0]))
+
+    def choose_each(self, node: Any, token: Any, routes: Any) -> Pending:
+        """Batch image i goes down `routes[i]`; one route per image, each from 1 to the gate's
+        route count."""
+        pending = self._find(node, token)
+        return self._answer(pending, token,
+                            check_routes(routes, int(pending.image.shape[0]), pending.routes))
 
     def stop(self, node: Any, token: Any) -> Pending:
         return self._answer(self._find(node, token), token, None)
 
-    def _answer(self, pending: Pending, token: str, route: int | None) -> Pending:
+    def _answer(self, pending: Pending, token: str, routes: list[int] | None) -> Pending:
+        self._expire(pending)  # an answer after the deadline is too late, even if unnoticed yet
         with self._lock:
-            if pending._event.is_set():  # two clicks racing: the first one counts
+            timed_out = pending._decision is not None and pending._decision.timed_out
+            if pending._event.is_set() and not timed_out:  # two clicks racing: the first counts
                 raise StaleRun(f"gate {pending.node} was already answered")
-            self._check(pending, pending.node, token)  # a take-over may have raced the click
-            pending._decision = Decision(route=route, masks=dict(pending._masks))
+            self._check(pending, pending.node, token)  # a take-over or the deadline may have raced
+            pending._decision = Decision(routes=routes, masks=dict(pending._masks))
             pending._event.set()
+        return pending
+
+    def hold(self, node: Any, token: Any) -> Pending:
+        """Stop the countdown: the pause then waits for an answer however long it takes.
+        Refused (StaleRun) once the deadline has passed, like any late answer."""
+        pending = self._find(node, token)
+        self._expire(pending)
+        with self._lock:
+            self._check(pending, node, token)
+            pending.deadline = None
         return pending
 
     def set_mask(self, node: Any, token: Any, mask: torch.Tensor | None,
                  index: int | None = None) -> Pending:
-        """Attach a painted mask [H,W] for one batch image (or all, index None); None clears."""
+        """Attach a painted mask [H,W] for one batch image (or all, index None); None clears.
+        A person painting is at work: the countdown stops, as with `hold`."""
         pending = self._find(node, token)
+        self._expire(pending)
         if index is not None and not 0 <= index < pending.image.shape[0]:
             raise ValueError(f"mask index must be from 0 to {pending.image.shape[0] - 1}, got {index}")
         with self._lock:
             self._check(pending, node, token)
+            pending.deadline = None
             if mask is None:
                 pending._masks.clear()
             else:

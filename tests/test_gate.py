@@ -45,11 +45,14 @@ class Host:
 
 
 def choose(route, mask=None, index=None):
+    """Answer the pause: one route (int) for every image, a list for each image, None = Stop."""
     def answer(waiter: Waiter, payload: dict) -> None:
         if mask is not None:
             waiter.set_mask(payload["node"], payload["token"], mask, index)
         if route is None:
             waiter.stop(payload["node"], payload["token"])
+        elif isinstance(route, list):
+            waiter.choose_each(payload["node"], payload["token"], route)
         else:
             waiter.choose(payload["node"], payload["token"], route)
     return answer
@@ -71,9 +74,9 @@ def test_chosen_route_carries_the_batch_and_every_other_is_blocked(store):
     image = torch.rand(4, 8, 6, 3, dtype=torch.float16)
     host = Host(Waiter(), choose(3))
     out = run(store, host, image=image)
-    assert len(out) == 1 + gate.MAX_ROUTES
+    assert len(out) == 1 + gate.MAX_ROUTES + 2
     assert out[3] is image
-    blockers = [o for i, o in enumerate(out[1:], start=1) if i != 3]
+    blockers = [o for i, o in enumerate(out[1:11], start=1) if i != 3]
     assert all(isinstance(b, Blocker) for b in blockers)
     assert len({id(b) for b in blockers}) == len(blockers)  # each its own blocker
     assert out[0].shape == (4, 8, 6) and not out[0].any()
@@ -87,7 +90,8 @@ def test_pause_event_describes_the_run(store):
     assert payload["node"] == "12:5" and payload["routes"] == 3 and payload["batch"] == 2
     assert payload["labels"] == ["keep", "2", "redo"]
     assert payload["prompt_id"] == "prompt-1" and payload["token"]
-    assert result == {"node": "12:5", "token": payload["token"], "route": 1}
+    assert result == {"node": "12:5", "token": payload["token"], "route": 1, "routes": [1, 1],
+                      "timed_out": False, "parked": None}
     assert host.sent_to == ["tab-1", "tab-1"]  # only the tab that queued
 
 
@@ -127,7 +131,7 @@ def test_publish_on_pass_stores_image_mask_and_meta(store):
     assert torch.equal(mask, out[0]) and bool((mask == 1).all()) and mask.shape == (2, 8, 6)
     meta = store.info("cp1").meta
     assert meta == {"node": "12:5", "prompt_id": "prompt-1", "route": 2, "route_label": "b",
-                    "source": "input"}
+                    "routes": [2, 2], "source": "input"}
 
 
 def test_get_id_resumes_from_the_slot_bit_exactly(store):
@@ -268,3 +272,166 @@ def test_painted_uint8_mask_matches_comfyuis_alpha_convention_bit_for_bit():
     image = torch.zeros(1, 16, 16, 3)
     out = compose_mask({None: 255 - alpha}, None, image)
     assert torch.equal(out[0], comfy)
+
+
+# -- per-image routes, decisions and latents ---------------------------------------------------
+
+def test_each_route_carries_its_images_in_batch_order_bit_exactly(store):
+    image = torch.rand(4, 8, 6, 3, dtype=torch.float16)
+    wired_mask = torch.rand(4, 8, 6)
+    host = Host(Waiter(), choose([1, 2, 1, 3]))
+    out = run(store, host, image=image, mask=wired_mask)
+    assert torch.equal(out[1], image[[0, 2]]) and out[1].dtype == torch.float16
+    assert torch.equal(out[2], image[[1]]) and torch.equal(out[3], image[[3]])
+    assert all(isinstance(o, Blocker) for o in out[4:11])  # a route with no image is blocked
+    assert out[0] is wired_mask  # the mask output is the whole batch's, [B,H,W]
+    decisions = out[11]
+    assert decisions.routes == (1, 2, 1, 3) and decisions.indices(1) == [0, 2]
+    assert isinstance(out[12], Blocker)  # no latent anywhere: blocked
+    done = host.events[-1][1]
+    assert done["routes"] == [1, 2, 1, 3] and done["route"] is None
+
+
+def test_latent_rides_along_and_is_published_with_the_routes(store):
+    image = torch.rand(3, 8, 8, 3)
+    latent = {"samples": torch.randn(3, 4, 1, 1, dtype=torch.float16),
+              "noise_mask": torch.rand(3, 1, 8, 8), "batch_index": [5, 6, 7]}
+    out = run(store, Host(Waiter(), choose([2, 1, 2])), image=image, latent=latent,
+              send_id="cp", labels="keep,fix,drop")
+    assert out[12] is latent
+    data = store.read("cp")
+    assert torch.equal(data.latent["samples"], latent["samples"])
+    assert data.latent["samples"].dtype == torch.float16
+    assert torch.equal(data.latent["noise_mask"], latent["noise_mask"])
+    assert data.latent["batch_index"] == [5, 6, 7]
+    assert data.meta["routes"] == [2, 1, 2]
+    assert data.meta["route"] is None and data.meta["route_label"] is None
+
+
+def test_get_id_resumes_the_latent_and_preselects_the_recorded_routes(store):
+    image = torch.rand(3, 8, 8, 3)
+    latent = {"samples": torch.randn(3, 4, 1, 1)}
+    store.publish("cp", image, latent=latent, meta={"routes": [3, 1, 2]})
+    host = Host(Waiter(), choose(1))
+    out = run(store, host, get_id="cp")
+    assert torch.equal(out[12]["samples"], latent["samples"])
+    pause = host.events[0][1]
+    assert pause["preselect"] == [3, 1, 2]
+    assert pause["timeout"] == 0 and pause["deadline"] is None
+
+
+@pytest.mark.parametrize("recorded", [[3, 1], [1, 2, 4], "1,2,3", None])
+def test_no_preselect_when_the_record_does_not_fit(store, recorded):
+    store.publish("cp", torch.rand(3, 4, 4, 3), meta={"routes": recorded})
+    host = Host(Waiter(), choose(1))
+    run(store, host, get_id="cp", routes=3)
+    assert host.events[0][1]["preselect"] is None
+
+
+def test_a_wired_latent_beats_the_slot_latent(store):
+    store.publish("cp", torch.rand(1, 4, 4, 3), latent={"samples": torch.zeros(1, 4, 1, 1)})
+    wired = {"samples": torch.ones(1, 4, 1, 1)}
+    out = run(store, Host(Waiter(), choose(1)), get_id="cp", latent=wired)
+    assert out[12] is wired
+
+
+def test_a_no_op_gate_blocks_decisions_and_latent_too(store):
+    out = run(store, Host(Waiter(), choose(1)), latent={"samples": torch.zeros(1, 4, 1, 1)})
+    assert len(out) == 13 and all(isinstance(o, Blocker) for o in out)
+
+
+# -- timeouts and parking ------------------------------------------------------------------------
+
+def no_answer(waiter: Waiter, payload: dict) -> None:
+    """Nobody clicks."""
+
+
+def test_route_k_on_timeout_sends_every_image_to_k(store):
+    image = torch.rand(3, 4, 4, 3)
+    host = Host(Waiter(), no_answer)
+    out = run(store, host, image=image, timeout=0.1, on_timeout="route 2", send_id="t")
+    assert out[2] is image and all(isinstance(o, Blocker) for i, o in enumerate(out[1:11], 1) if i != 2)
+    assert out[11].routes == (2, 2, 2)
+    (_, pause), (_, done) = host.events
+    assert pause["timeout"] == 0.1 and pause["on_timeout"] == "route 2" and pause["deadline"]
+    assert done["route"] == 2 and done["timed_out"] is True and done["parked"] is None
+    assert store.info("t").meta["routes"] == [2, 2, 2]
+
+
+def test_stop_on_timeout_interrupts_and_publishes_nothing(store):
+    host = Host(Waiter(), no_answer)
+    with pytest.raises(Interrupt):
+        run(store, host, image=torch.rand(1, 4, 4, 3), timeout=0.1, on_timeout="stop", send_id="t")
+    assert not store.exists("t")
+    assert host.events[-1][1] | {"token": None} == {"node": "12:5", "token": None, "route": None,
+                                                     "routes": None, "timed_out": True, "parked": None}
+
+
+def test_park_on_timeout_stores_the_batch_the_prompt_and_the_node_and_blocks_everything(store):
+    image = torch.rand(2, 4, 4, 3, dtype=torch.float16)
+    mask = torch.rand(2, 4, 4)
+    latent = {"samples": torch.randn(2, 4, 1, 1)}
+    prompt = {"12:5": {"class_type": "ImageGate", "inputs": {"routes": 3}}}
+    host = Host(Waiter(), no_answer)
+    out = run(store, host, image=image, mask=mask, latent=latent, timeout=0.1, prompt=prompt)
+    assert len(out) == 13 and all(isinstance(o, Blocker) for o in out)
+    slot_id = "parked-prompt1-12-5"
+    data = store.read(slot_id)
+    assert torch.equal(data.image, image) and data.image.dtype == torch.float16
+    assert torch.equal(data.mask, mask) and torch.equal(data.latent["samples"], latent["samples"])
+    assert data.meta == {"parked": True, "prompt": prompt, "node": "12:5",
+                         "prompt_id": "prompt-1", "source": "input"}
+    done = host.events[-1][1]
+    assert done["parked"] == slot_id and done["timed_out"] is True and done["routes"] is None
+
+
+def test_park_goes_to_send_id_when_there_is_one(store):
+    host = Host(Waiter(), no_answer)
+    run(store, host, image=torch.rand(1, 4, 4, 3), timeout=0.1, on_timeout="park", send_id="mine")
+    assert store.info("mine").meta["parked"] is True
+    assert host.events[-1][1]["parked"] == "mine"
+
+
+def test_a_mask_painted_before_the_timeout_is_parked_with_the_batch(store):
+    def paint(waiter: Waiter, payload: dict) -> None:
+        pending = waiter.get(payload["node"], payload["token"])
+        with waiter._lock:  # painting holds the countdown; here the mask lands without a hold
+            pending._masks[None] = torch.full((4, 4), 255, dtype=torch.uint8)
+    run(store, Host(Waiter(), paint), image=torch.rand(1, 4, 4, 3), timeout=0.2)
+    assert bool((store.read("parked-prompt1-12-5").mask == 1).all())
+
+
+def test_a_held_pause_does_not_time_out(store):
+    def hold_then_choose(waiter: Waiter, payload: dict) -> None:
+        waiter.hold(payload["node"], payload["token"])
+        threading.Timer(0.3, waiter.choose, args=(payload["node"], payload["token"], 1)).start()
+    out = run(store, Host(Waiter(), hold_then_choose), image=torch.rand(1, 4, 4, 3), timeout=0.1,
+              on_timeout="stop")
+    assert out[11].routes == (1,)
+
+
+@pytest.mark.parametrize("on_timeout, error", [("route 4", "only 3 route"), ("route 11", "one of"),
+                                               ("wait", "one of"), ("Route 1", "one of")])
+def test_a_bad_on_timeout_fails_before_pausing(store, on_timeout, error):
+    host = Host(Waiter(), choose(1))
+    with pytest.raises(ValueError, match=error):
+        run(store, host, image=torch.rand(1, 4, 4, 3), timeout=5, on_timeout=on_timeout)
+    assert host.events == []
+
+
+def test_without_a_countdown_on_timeout_does_not_matter(store):
+    out = run(store, Host(Waiter(), choose(1)), image=torch.rand(1, 4, 4, 3), routes=2,
+              on_timeout="route 7")
+    assert out[11].routes == (1,)
+
+
+def test_a_negative_timeout_fails_before_pausing(store):
+    with pytest.raises(ValueError, match="timeout"):
+        run(store, Host(Waiter(), choose(1)), image=torch.rand(1, 4, 4, 3), timeout=-1)
+
+
+def test_no_timeout_waits_however_long(store):
+    host = Host(Waiter())
+    threading.Timer(0.4, lambda: host.waiter.choose("12:5", host.waiter.paused()[0]["token"], 3)).start()
+    out = run(store, host, image=torch.rand(1, 4, 4, 3), timeout=0, on_timeout="stop")
+    assert out[11].routes == (3,) and host.events[0][1]["deadline"] is None

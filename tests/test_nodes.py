@@ -40,9 +40,22 @@ def answer_with(standin: ComfyStandIn, pack, route):
     standin.server.on_send = on_send
 
 
+def answer_each(standin: ComfyStandIn, pack, routes):
+    """Answer the pause with one route per image, as soon as it goes out."""
+    waiter = pack.gates.waiter.WAITER
+
+    def on_send(event, data):
+        if event == "datasete_gate.pause":
+            threading.Timer(0.01, lambda: waiter.choose_each(data["node"], data["token"], routes)).start()
+
+    standin.server.on_send = on_send
+
+
 def test_pack_exports_nodes_web_dir_and_routes(comfy):
     standin, pack = comfy
-    assert set(pack.NODE_CLASS_MAPPINGS) == {"ImageGate", "DatasetGatesBusSave", "DatasetGatesBusLoad"}
+    assert set(pack.NODE_CLASS_MAPPINGS) == {"ImageGate", "DatasetGatesBusSave", "DatasetGatesBusLoad",
+                                             "DatasetGatesSplit"}
+    assert pack.NODE_DISPLAY_NAME_MAPPINGS["DatasetGatesSplit"] == "Gate Split (Dataset Gates)"
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["ImageGate"] == "Image Gate (Manual Router)"
     assert pack.WEB_DIRECTORY == "./web"
     paths = {route.path for route in standin.server.routes if isinstance(route, web.RouteDef)}
@@ -56,8 +69,15 @@ def test_image_gate_declares_the_seed_interface(comfy):
     assert types["required"]["routes"][1] == {"default": 2, "min": 1, "max": 10}
     assert {"image", "send_id", "get_id"} <= set(types["optional"])
     assert types["hidden"]["unique_id"] == "UNIQUE_ID"
-    assert gate.RETURN_TYPES == ("MASK",) + ("IMAGE",) * 10
+    assert gate.RETURN_TYPES == ("MASK",) + ("IMAGE",) * 10 + ("DG_DECISIONS", "LATENT")
     assert gate.RETURN_NAMES[1] == "route_1" and gate.RETURN_NAMES[10] == "route_10"
+    assert gate.RETURN_NAMES[11:] == ("decisions", "latent")
+    assert types["optional"]["latent"][0] == "LATENT"
+    assert types["optional"]["timeout"] == ("INT", {"default": 0, "min": 0, "max": 604800,
+                                                    "tooltip": "seconds to wait for an answer; 0 = forever"})
+    assert types["optional"]["on_timeout"][0] == ["park", "stop"] + [f"route {k}" for k in range(1, 11)]
+    assert types["optional"]["on_timeout"][1]["default"] == "park"
+    assert types["hidden"]["prompt"] == "PROMPT"
     assert gate.CATEGORY == "Dataset Gates"
     assert math.isnan(gate.IS_CHANGED(routes=2))  # always pauses
     assert gate.VALIDATE_INPUTS(get_id="") is True
@@ -71,7 +91,8 @@ def test_gate_routes_publishes_and_targets_the_queuing_tab(comfy):
     out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=3, unique_id="12:5", image=image,
                                                        send_id="cp1")
     assert out[2] is image
-    assert all(isinstance(o, ExecutionBlocker) and o.message is None for i, o in enumerate(out[1:], 1) if i != 2)
+    assert all(isinstance(o, ExecutionBlocker) and o.message is None for i, o in enumerate(out[1:11], 1) if i != 2)
+    assert out[11].routes == (2, 2) and isinstance(out[12], ExecutionBlocker)  # no latent wired
     events = [(e, sid) for e, _, sid in standin.server.sent]
     assert events == [("datasete_gate.pause", "tab-1"), ("datasete_gate.done", "tab-1")]
     pause = standin.server.sent[0][1]
@@ -195,7 +216,8 @@ def test_every_node_declares_the_ordering_inputs_as_raw_links(comfy, name):
 def test_the_ordering_module_knows_the_node_class_names(comfy):
     _, pack = comfy
     ordering = pack.gates.ordering
-    assert {ordering.GATE, ordering.BUS_SAVE, ordering.BUS_LOAD} == set(pack.NODE_CLASS_MAPPINGS)
+    assert {ordering.GATE, ordering.BUS_SAVE, ordering.BUS_LOAD} == \
+        set(pack.NODE_CLASS_MAPPINGS) - {"DatasetGatesSplit"}  # the split touches no slot
 
 
 def test_nodes_take_ordering_links_as_keywords_and_ignore_them(comfy):
@@ -283,3 +305,69 @@ async def test_the_first_copys_choice_route_answers_a_gate_of_the_second_copy(co
     assert result and result[0][1] is image
     for name in [m for m in sys.modules if m.startswith("dataset_gates_pack_copy2")]:
         del sys.modules[name]
+
+
+# -- Gate Split --------------------------------------------------------------------------------
+
+def test_gate_split_declares_decisions_route_and_optional_batches(comfy):
+    _, pack = comfy
+    split = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]
+    types = split.INPUT_TYPES()
+    assert types["required"]["decisions"] == ("DG_DECISIONS",)
+    assert types["required"]["route"][1] == {"default": 1, "min": 1, "max": 10}
+    assert {k: v[0] for k, v in types["optional"].items()} == {"image": "IMAGE", "mask": "MASK",
+                                                              "latent": "LATENT"}
+    assert split.RETURN_TYPES == ("IMAGE", "MASK", "LATENT", "STRING", "INT")
+    assert split.RETURN_NAMES == ("image", "mask", "latent", "indices", "count")
+    assert split.CATEGORY == "Dataset Gates"
+
+
+def test_gate_split_cuts_what_the_gate_decided(comfy):
+    standin, pack = comfy
+    answer_each(standin, pack, [1, 2, 1, 3])
+    image = torch.rand(4, 8, 8, 3)
+    mask = torch.rand(4, 8, 8)
+    latent = {"samples": torch.randn(4, 4, 1, 1)}
+    out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=3, unique_id="2", image=image,
+                                                       mask=mask, latent=latent)
+    assert torch.equal(out[1], image[[0, 2]]) and out[12] is latent
+    split = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]()
+    img, m, lat, indices, count = split.split(out[11], 1, image=image, mask=out[0], latent=out[12])
+    assert torch.equal(img, out[1]) and torch.equal(m, mask[[0, 2]])
+    assert torch.equal(lat["samples"], latent["samples"][[0, 2]])
+    assert (indices, count) == ("0,2", 2)
+    assert split.split(out[11], 3, image=image)[3:] == ("3", 1)
+
+
+def test_gate_split_blocks_an_empty_route_and_unwired_inputs(comfy):
+    _, pack = comfy
+    decisions = pack.gates.split.Decisions((1, 1))
+    split = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]()
+    empty = split.split(decisions, 2, image=torch.rand(2, 4, 4, 3))
+    assert len(empty) == 5 and all(isinstance(o, ExecutionBlocker) for o in empty)
+    image = torch.rand(2, 4, 4, 3)
+    img, m, lat, indices, count = split.split(decisions, 1, image=image)
+    assert img is image and isinstance(m, ExecutionBlocker) and isinstance(lat, ExecutionBlocker)
+    assert (indices, count) == ("0,1", 2)
+
+
+def test_gate_split_shares_a_mask_and_latent_of_batch_1(comfy):
+    _, pack = comfy
+    decisions = pack.gates.split.Decisions((2, 1, 2))
+    mask = torch.rand(1, 4, 4)
+    latent = {"samples": torch.randn(1, 4, 1, 1)}
+    _, m, lat, _, _ = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]().split(decisions, 2, mask=mask,
+                                                                            latent=latent)
+    assert m is mask and lat["samples"] is latent["samples"]
+
+
+def test_a_gate_that_times_out_parks_the_run_with_the_prompt_it_was_given(comfy):
+    standin, pack = comfy
+    prompt = {"2": {"class_type": "ImageGate", "inputs": {"routes": 2}}}
+    image = torch.rand(1, 4, 4, 3)
+    out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="2", image=image,
+                                                       timeout=1, prompt=prompt)
+    assert all(isinstance(o, ExecutionBlocker) for o in out)
+    slot = pack.gates.comfy_adapter.store().read("parked-promptct-2")  # "prompt-ctx"
+    assert slot.meta["prompt"] == prompt and slot.meta["parked"] is True
+    assert torch.equal(slot.image, image)

@@ -349,3 +349,67 @@ async def test_versions_pins_and_policy(client, store):
     resp = await client.post(f"{P}/bus/policy", json={"quota_bytes": 1})
     body = await resp.json()
     assert body["quota_bytes"] == 1 and store.ids() == ["a"]  # pinned a survives, b is pruned
+
+
+# -- per-image routes, hold, preview sizes ---------------------------------------------------------
+
+async def test_choice_with_a_route_per_image(client, waiter):
+    pending, _ = pause(waiter, batch=4)
+    decision = asyncio.get_running_loop().run_in_executor(None, waiter.wait, pending, lambda: False)
+    resp = await client.post(f"{P}/choice", json={"node": "12:5", "token": pending.token,
+                                                  "routes": [1, 2, 1, 3]})
+    assert resp.status == 200
+    assert await resp.json() == {"node": "12:5", "routes": [1, 2, 1, 3], "route": None}
+    assert (await asyncio.wait_for(decision, 2.0)).routes == [1, 2, 1, 3]
+
+
+async def test_one_route_still_means_every_image(client, waiter):
+    pending, _ = pause(waiter, batch=3)
+    resp = await client.post(f"{P}/choice", json={"node": "12:5", "token": pending.token, "route": 2})
+    assert await resp.json() == {"node": "12:5", "routes": [2, 2, 2], "route": 2}
+    assert waiter.wait(pending, lambda: False).routes == [2, 2, 2]
+
+
+@pytest.mark.parametrize("routes", [[1, 2], [1, 2, 1, 3, 1], [1, 2, 1, 4], [1, 0, 1, 1],
+                                    [1, "2", 1, 1], [1, 2.0, 1, 1], "1,2,1,3", None, {"0": 1}])
+async def test_a_routes_list_that_does_not_fit_the_batch_is_400(client, waiter, routes):
+    pending, _ = pause(waiter, batch=4)
+    resp = await client.post(f"{P}/choice", json={"node": "12:5", "token": pending.token,
+                                                  "routes": routes})
+    assert resp.status == 400 and (await resp.json())["error"]
+    assert waiter.paused()[0]["token"] == pending.token  # still waiting
+
+
+async def test_hold_stops_the_countdown(client, waiter):
+    image = torch.rand(2, 8, 8, 3)
+    pending = waiter.arm("12:5", image, routes=2, client_id="tab-a", timeout=30, on_timeout="stop")
+    listed = await (await client.get(f"{P}/pending", params={"client_id": "tab-a"})).json()
+    assert listed["pending"][0]["deadline"] == pending.deadline is not None
+    assert listed["pending"][0]["on_timeout"] == "stop" and listed["pending"][0]["timeout"] == 30
+    resp = await client.post(f"{P}/hold", json={"node": "12:5", "token": pending.token})
+    assert resp.status == 200 and await resp.json() == {"node": "12:5", "deadline": None}
+    listed = await (await client.get(f"{P}/pending", params={"client_id": "tab-a"})).json()
+    assert listed["pending"][0]["deadline"] is None
+    stale = await client.post(f"{P}/hold", json={"node": "12:5", "token": "old"})
+    assert stale.status == 409
+
+
+async def test_hold_after_the_deadline_is_409(client, waiter):
+    pending = waiter.arm("12:5", torch.rand(1, 8, 8, 3), routes=2, timeout=0.01)
+    await asyncio.sleep(0.05)
+    resp = await client.post(f"{P}/hold", json={"node": "12:5", "token": pending.token})
+    assert resp.status == 409 and "timed out" in (await resp.json())["error"]
+
+
+async def test_preview_side_sets_the_long_side(client, waiter):
+    pending = waiter.arm("12:5", torch.rand(1, 400, 300, 3), routes=2)
+    resp = await client.get(f"{P}/preview", params={"node": "12:5", "token": pending.token,
+                                                    "side": 160})
+    assert resp.status == 200
+    assert max(Image.open(io.BytesIO(await resp.read())).size) == 160
+    full = await client.get(f"{P}/preview", params={"node": "12:5", "token": pending.token})
+    assert Image.open(io.BytesIO(await full.read())).size == (300, 400)
+    for side in (63, 1025, "big"):
+        bad = await client.get(f"{P}/preview", params={"node": "12:5", "token": pending.token,
+                                                       "side": side})
+        assert bad.status == 400

@@ -228,3 +228,93 @@ def test_a_foreign_token_is_refused_with_a_message_that_says_why():
     waiter.arm("1", image(), routes=2, client_id="tab-a")
     with pytest.raises(StaleRun, match="belongs to another tab"):
         waiter.choose("1", "a-token-from-somewhere-else", 1)
+
+
+# -- per-image routes, countdown and hold ---------------------------------------------------------
+
+class Clock:
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_each_image_gets_its_own_route_and_the_list_is_checked():
+    waiter = Waiter()
+    pending = waiter.arm("1", image(4), routes=3)
+    for bad in ([1, 2, 1], [1, 2, 1, 4], [1, 2, 1, 0], [1, 2, True, 1], [1, 2, "1", 1], "1,2,1,3", None):
+        with pytest.raises(ValueError):
+            waiter.choose_each("1", pending.token, bad)
+    waiter.choose_each("1", pending.token, [1, 2, 1, 3])
+    decision = waiter.wait(pending, lambda: False)
+    assert decision.routes == [1, 2, 1, 3] and decision.route is None and not decision.timed_out
+
+
+def test_one_route_means_every_image_goes_there():
+    waiter = Waiter()
+    pending = waiter.arm("1", image(3), routes=2)
+    waiter.choose("1", pending.token, 2)
+    decision = waiter.wait(pending, lambda: False)
+    assert decision.routes == [2, 2, 2] and decision.route == 2
+
+
+def test_the_countdown_answers_with_a_timeout_and_a_late_click_is_refused():
+    clock = Clock()
+    waiter = Waiter(clock)
+    pending = waiter.arm("1", image(2), routes=2, timeout=5, on_timeout="route 2")
+    view = pending.public()
+    assert (view["timeout"], view["deadline"], view["on_timeout"]) == (5, 1005.0, "route 2")
+    assert view["preselect"] is None
+    clock.now = 1005.0
+    with pytest.raises(StaleRun):
+        waiter.choose("1", pending.token, 1)  # past the deadline, before the gate noticed
+    decision = waiter.wait(pending, lambda: False, poll_s=0.01)
+    assert decision.timed_out and decision.routes is None and decision.route is None
+    assert waiter.paused() == []
+
+
+def test_no_timeout_means_no_deadline():
+    waiter = Waiter()
+    assert waiter.arm("1", image(), routes=2).public()["deadline"] is None
+    assert waiter.arm("2", image(), routes=2, timeout=0).public()["deadline"] is None
+
+
+def test_hold_stops_the_countdown_for_good():
+    clock = Clock()
+    waiter = Waiter(clock)
+    pending = waiter.arm("1", image(), routes=2, timeout=2)
+    assert waiter.hold("1", pending.token).deadline is None
+    assert waiter.pending("tab")[0]["deadline"] is None
+    clock.now += 100
+    t, out = wait_in_thread(waiter, pending)
+    time.sleep(0.15)
+    assert t.is_alive(), "a held pause timed out"
+    waiter.choose("1", pending.token, 2)
+    t.join(2)
+    assert out["decision"].route == 2
+    with pytest.raises(StaleRun):
+        waiter.hold("1", pending.token)
+
+
+def test_hold_after_the_deadline_is_refused():
+    clock = Clock()
+    waiter = Waiter(clock)
+    pending = waiter.arm("1", image(), routes=2, timeout=1)
+    clock.now += 1
+    with pytest.raises(StaleRun):
+        waiter.hold("1", pending.token)
+    assert waiter.wait(pending, lambda: False).timed_out
+
+
+def test_painting_a_mask_stops_the_countdown():
+    waiter = Waiter(Clock())
+    pending = waiter.arm("1", image(), routes=2, timeout=3)
+    waiter.set_mask("1", pending.token, torch.ones(8, 8, dtype=torch.uint8))
+    assert pending.deadline is None
+
+
+def test_preselect_is_shown_with_the_pause():
+    waiter = Waiter()
+    pending = waiter.arm("1", image(3), routes=3, preselect=[3, 1, 1])
+    assert waiter.pending("tab")[0]["preselect"] == [3, 1, 1]

@@ -1,0 +1,67 @@
+"""Parking a run on timeout, and the prompt that resumes it."""
+from __future__ import annotations
+
+import pytest
+
+from gates.parking import (ON_TIMEOUT, NotParked, parked_meta, parked_slot_id, resume_prompt,
+                           timeout_action)
+from gates.slot_ids import validate_id
+
+
+def test_the_timeout_actions():
+    assert ON_TIMEOUT == ("park", "stop") + tuple(f"route {k}" for k in range(1, 11))
+    assert timeout_action("park", 2) == ("park", None)
+    assert timeout_action("stop", 2) == ("stop", None)
+    assert timeout_action("route 2", 2) == ("route", 2)
+    assert timeout_action("route 10", 10) == ("route", 10)
+    for bad in ("route 3", "route 0", "route 11", "route 01", "Park", "", None, 2):
+        with pytest.raises(ValueError):
+            timeout_action(bad, 2)
+
+
+@pytest.mark.parametrize("prompt_id, node, expected", [
+    ("3f2a9c1e-77aa-4b1c-9d2e-000000000000", "12", "parked-3f2a9c1e-12"),
+    ("3f2a9c1e-77aa", "12:5", "parked-3f2a9c1e-12-5"),
+    ("ab-cd", "12:34:5", "parked-abcd-12-34-5"),
+    (None, "7", "parked-run-7"),
+])
+def test_parked_slot_ids_are_valid_slot_ids(prompt_id, node, expected):
+    assert parked_slot_id(prompt_id, node) == expected
+    assert validate_id(expected) == expected
+
+
+def test_a_long_node_path_still_makes_a_valid_slot_id():
+    slot_id = parked_slot_id("p" * 36, ":".join(["123456789"] * 12))
+    assert len(slot_id) <= 64 and validate_id(slot_id)
+
+
+PROMPT = {
+    "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+    "3": {"class_type": "LoadLatent", "inputs": {"latent": "a.latent"}},
+    "2": {"class_type": "ImageGate", "inputs": {
+        "routes": 3, "image": ["1", 0], "mask": ["1", 1], "latent": ["3", 0], "send_id": "",
+        "get_id": "", "labels": "a,b", "timeout": 2, "on_timeout": "park", "after": ["9", 0]}},
+    "4": {"class_type": "SaveImage", "inputs": {"images": ["2", 1], "filename_prefix": "x"}},
+}
+
+
+def test_resume_prompt_unlinks_the_gates_inputs_and_reads_the_parked_slot():
+    meta = parked_meta(PROMPT, "2", "pid", "input")
+    out = resume_prompt(meta, "parked-pid-2")
+    gate = out["2"]["inputs"]
+    assert "image" not in gate and "mask" not in gate and "latent" not in gate
+    assert (gate["get_id"], gate["send_id"], gate["timeout"]) == ("parked-pid-2",) * 2 + (0,)
+    assert gate["labels"] == "a,b" and gate["routes"] == 3 and gate["after"] == ["9", 0]
+    assert out["4"] == PROMPT["4"] and out["1"] == PROMPT["1"]
+    assert PROMPT["2"]["inputs"]["image"] == ["1", 0]  # the stored prompt is not changed
+
+
+@pytest.mark.parametrize("meta", [
+    {}, {"parked": False, "prompt": PROMPT, "node": "2"}, {"parked": "yes", "prompt": PROMPT, "node": "2"},
+    {"parked": True, "prompt": None, "node": "2"}, {"parked": True, "prompt": PROMPT, "node": "1"},
+    {"parked": True, "prompt": PROMPT, "node": "99"}, {"parked": True, "prompt": PROMPT, "node": 2},
+    {"parked": True, "prompt": {"2": {"class_type": "ImageGate", "inputs": None}}, "node": "2"},
+])
+def test_resume_prompt_refuses_what_is_not_a_parked_run(meta):
+    with pytest.raises(NotParked):
+        resume_prompt(meta, "s")
