@@ -257,7 +257,7 @@ def make_app(store: SlotStore, *, allowed_hosts: Collection[str] = LOOPBACK_HOST
                                 f"next to the gates package)")
     app = web.Application(middlewares=[guard(allowed_hosts, token)])
     routes = web.RouteTableDef()
-    GateRoutes(store, Waiter()).add_to(routes)
+    GateRoutes(store, Waiter(), queue_prompt=None).add_to(routes)  # no queue: resume is 501
     app.add_routes(routes)
     app.router.add_get("/", _index)
     app.router.add_static("/web/", WEB_DIR, follow_symlinks=False)

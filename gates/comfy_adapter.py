@@ -10,7 +10,7 @@ from typing import Any
 
 from . import ordering
 from .gate import Hooks
-from .routes import GateRoutes
+from .routes import GateRoutes, PromptRejected
 from .slots import SlotStore
 from .waiter import WAITER, Waiter
 
@@ -87,6 +87,41 @@ def hooks() -> Hooks:
                  interrupt=_interrupt, prompt_id=_prompt_id, client_id=_client_id)
 
 
+async def queue_prompt(prompt: dict[str, Any], client_id: str | None) -> str:
+    """Queue an API prompt exactly as ComfyUI's POST /prompt does (server.py post_prompt):
+    the on-prompt handlers (the pack's ordering among them), validate_prompt, the queue
+    number, extra_data with the client id (so the pause reaches that tab) and create_time.
+    Returns the new prompt id; PromptRejected with ComfyUI's node_errors if it is invalid."""
+    import time
+    import uuid
+
+    import execution
+    from server import PromptServer
+    server = PromptServer.instance
+    json_data: dict[str, Any] = {"prompt": prompt}
+    if client_id:
+        json_data["client_id"] = client_id
+    json_data = server.trigger_on_prompt(json_data)
+    number = server.number
+    server.number += 1
+    prompt = json_data["prompt"]
+    prompt_id = str(uuid.uuid4())
+    valid = await execution.validate_prompt(prompt_id, prompt, None)
+    if not valid[0]:
+        error = valid[1] if isinstance(valid[1], dict) else {"message": str(valid[1])}
+        message = ": ".join(str(part) for part in (error.get("message"), error.get("details")) if part)
+        log.warning("Dataset Gates: the resumed prompt is invalid: %s", valid[1])
+        raise PromptRejected(message or "ComfyUI refused the prompt", valid[3])
+    extra_data = dict(json_data.get("extra_data") or {})
+    if "client_id" in json_data:
+        extra_data["client_id"] = json_data["client_id"]
+    sensitive = {key: extra_data.pop(key) for key in execution.SENSITIVE_EXTRA_DATA_KEYS
+                 if key in extra_data}
+    extra_data["create_time"] = int(time.time() * 1000)
+    server.prompt_queue.put((number, prompt_id, prompt, extra_data, valid[2], sensitive))
+    return prompt_id
+
+
 def waiter() -> Waiter:
     """The paused-gate registry the routes answer from: this copy's, or the first copy's."""
     return _waiter
@@ -116,7 +151,7 @@ def register() -> str:
                       first.get("folder"), PACK_FOLDER)
         return "duplicate"
     setattr(server, SHARED_ATTR, {"folder": PACK_FOLDER, "waiter": WAITER})
-    GateRoutes(store(), WAITER, connected=_connected).add_to(server.routes)
+    GateRoutes(store(), WAITER, connected=_connected, queue_prompt=queue_prompt).add_to(server.routes)
     add_handler = getattr(server, "add_on_prompt_handler", None)
     if add_handler is not None:
         add_handler(ordering.on_prompt)

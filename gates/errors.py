@@ -26,3 +26,7 @@ class SlotIndexError(SlotError, ValueError):
 
 class SlotTooLarge(SlotError, ValueError):
     """A render or decode was refused before it started because it would cost too much memory."""
+
+
+class SlotMetaTooLarge(SlotError, ValueError):
+    """The meta given to a publish would make a header too large to read back; nothing written."""

@@ -17,7 +17,7 @@ import torch
 
 from . import images
 from .bus import SlotBus
-from .errors import SlotNotFound
+from .errors import SlotMetaTooLarge, SlotNotFound
 from .parking import PARK, STOP, parked_meta, parked_slot_id, timeout_action
 from .slot_ids import validate_id
 from .split import Decisions, route_images
@@ -212,9 +212,16 @@ def run_gate(*, store: SlotBus, waiter: Waiter, hooks: Hooks, node: str, routes:
 
 def park(store: SlotBus, source: Source, mask: torch.Tensor, slot_id: str, node: str,
          prompt_id: str | None, prompt: dict[str, Any] | None) -> str:
-    """Publish an unanswered batch (image, mask, latent) with what resuming it needs."""
-    store.publish(slot_id, source.image, mask, latent=source.latent,
-                  meta=parked_meta(prompt, node, prompt_id, source.origin))
+    """Publish an unanswered batch (image, mask, latent) with what resuming it needs. A prompt
+    too large for the slot's header is left out: the batch is kept, resume is refused."""
+    try:
+        store.publish(slot_id, source.image, mask, latent=source.latent,
+                      meta=parked_meta(prompt, node, prompt_id, source.origin))
+    except SlotMetaTooLarge:
+        log.warning("Image Gate %s: the prompt is too large to park with the batch; parking "
+                    "the batch alone (load it with get_id=%s)", node, slot_id)
+        store.publish(slot_id, source.image, mask, latent=source.latent,
+                      meta=parked_meta(None, node, prompt_id, source.origin))
     log.info("Image Gate %s: no answer in time; parked the batch in slot %r (resume it from the "
              "bus browser)", node, slot_id)
     return slot_id

@@ -108,18 +108,20 @@ class ImageGate:
 
 
 class BusSave:
-    """Checkpoint a batch to a slot without pausing; the image passes through unchanged."""
+    """Checkpoint a batch (and its LATENT) to a slot without pausing; both pass through."""
     CATEGORY = CATEGORY
     FUNCTION = "save"
     OUTPUT_NODE = True
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("image",)
+    RETURN_TYPES = ("IMAGE", "LATENT")
+    RETURN_NAMES = ("image", "latent")
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return _ordering({"required": {"image": ("IMAGE",),
                                        "slot_id": ("STRING", {"default": "checkpoint"})},
-                          "optional": {"mask": ("MASK",)},
+                          "optional": {"mask": ("MASK",),
+                                       "latent": ("LATENT", {"tooltip": "stored with the image, "
+                                                                        "exactly"})},
                           "hidden": {"unique_id": "UNIQUE_ID"}})
 
     @classmethod
@@ -127,21 +129,25 @@ class BusSave:
         return _check_id("slot_id", slot_id, reading=False, required=True)
 
     def save(self, image: torch.Tensor, slot_id: str, unique_id: str = "",
-             mask: torch.Tensor | None = None, **ordering: Any) -> dict[str, Any]:
+             mask: torch.Tensor | None = None, latent: dict[str, Any] | None = None,
+             **ordering: Any) -> dict[str, Any]:
         hooks = comfy_adapter.hooks()
-        info = comfy_adapter.store().publish(slot_id.strip(), image, mask, meta={
+        info = comfy_adapter.store().publish(slot_id.strip(), image, mask, latent=latent, meta={
             "node": str(unique_id), "prompt_id": hooks.prompt_id(), "source": "bus_save"})
-        return {"ui": {"text": [f"{info.id}: {info.batch} x {info.image_shape[1]}x"
-                                f"{info.image_shape[2]} {info.image_dtype}"]},
-                "result": (image,)}
+        text = f"{info.id}: {info.batch} x {info.image_shape[1]}x{info.image_shape[2]} {info.image_dtype}"
+        if info.latent_shape:
+            text += f", latent {'x'.join(str(n) for n in info.latent_shape)}"
+        return {"ui": {"text": [text]},
+                "result": (image, latent if latent is not None else comfy_adapter.blocker())}
 
 
 class BusLoad:
-    """Load a slot exactly as it was published; re-runs only when the slot file changes."""
+    """Load a slot exactly as it was published; re-runs only when the slot file changes.
+    The latent output is blocked when the slot holds no latent."""
     CATEGORY = CATEGORY
     FUNCTION = "load"
-    RETURN_TYPES = ("IMAGE", "MASK", "INT")
-    RETURN_NAMES = ("image", "mask", "batch_size")
+    RETURN_TYPES = ("IMAGE", "MASK", "INT", "LATENT")
+    RETURN_NAMES = ("image", "mask", "batch_size", "latent")
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -163,8 +169,11 @@ class BusLoad:
         return _check_id("slot_id", slot_id, reading=True, required=True)
 
     def load(self, slot_id: str, **ordering: Any) -> tuple:
-        image, mask = comfy_adapter.store().load(slot_id.strip())
-        return image, mask, int(image.shape[0])
+        data = comfy_adapter.store().read(slot_id.strip())
+        b, h, w, _ = data.image.shape
+        mask = data.mask if data.mask is not None else torch.zeros((b, h, w), dtype=torch.float32)
+        return (data.image, mask, int(b),
+                data.latent if data.latent is not None else comfy_adapter.blocker())
 
 
 class GateSplit:

@@ -67,6 +67,9 @@ def resume_prompt(meta: dict[str, Any], slot_id: str) -> dict[str, Any]:
     if meta.get("parked") is not True:
         raise NotParked(f"slot {slot_id!r} is not a parked run")
     prompt, node = meta.get("prompt"), meta.get("node")
+    if prompt is None:
+        raise NotParked(f"slot {slot_id!r} is parked without its prompt (too large to keep): "
+                        f"load it with get_id={slot_id} in the workflow instead")
     gate = prompt.get(node) if isinstance(prompt, dict) and isinstance(node, str) else None
     if not isinstance(gate, dict) or gate.get("class_type") != GATE or \
             not isinstance(gate.get("inputs"), dict):

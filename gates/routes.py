@@ -25,6 +25,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from . import images
 from .policy import Policy
 from .errors import SlotCorrupt, SlotNotFound, SlotTooLarge, SlotWriteError
+from .parking import NotParked, resume_prompt
 from .slot_ids import parse_ref, validate_id
 from .slots import SlotInfo, SlotStore
 from .waiter import Connected, StaleRun, Waiter, single_route
@@ -40,11 +41,22 @@ PREVIEW_CACHE = 32  # rendered pause previews kept, by (node, token, index, side
 PREVIEW_SIDES = (64, 1024)  # the long side a pause preview may ask for (grid thumbnails: 160)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+QueuePrompt = Callable[[dict[str, Any], "str | None"], Awaitable[str]]
+"""Queue an API prompt as POST /prompt would, for this client id; returns the prompt id."""
 R = TypeVar("R")
+RESUME_NEEDS_COMFY = "Resume needs ComfyUI: open this bus in ComfyUI's sidebar"
+
+
+class PromptRejected(ValueError):
+    """ComfyUI's validation refused a prompt; `node_errors` as POST /prompt reports them."""
+
+    def __init__(self, message: str, node_errors: Any = None):
+        super().__init__(message)
+        self.node_errors = node_errors or {}
 
 # Exceptions a request can cause, and what the client is told.
 _STATUS: list[tuple[type[BaseException], int]] = [
-    (StaleRun, 409), (FileExistsError, 409), (SlotNotFound, 404), (SlotCorrupt, 422),
+    (StaleRun, 409), (FileExistsError, 409), (NotParked, 409), (SlotNotFound, 404), (SlotCorrupt, 422),
     (SlotTooLarge, 413), (SlotWriteError, 507), (ValueError, 400),
     (HttpProcessingError, 400),  # a malformed multipart body (bad or oversized part headers)
 ]
@@ -110,11 +122,13 @@ class GateRoutes:
     """The pack's endpoints, bound to one slot store and one waiter."""
 
     def __init__(self, store: SlotStore, waiter: Waiter, prefix: str = PREFIX,
-                 connected: Connected = lambda _client: True):
+                 connected: Connected = lambda _client: True,
+                 queue_prompt: QueuePrompt | None = None):
         self.store = store
         self.waiter = waiter
         self.prefix = prefix
         self.connected = connected  # does a tab with this client id have an open socket?
+        self.queue_prompt = queue_prompt  # ComfyUI's queue; None where there is none (gates serve)
         self._store_pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="gates-store")
         self._render_pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="gates-render")
         self._renders = 0
@@ -155,6 +169,7 @@ class GateRoutes:
             ("POST", "/bus/{id}/pin", self.bus_pin),
             ("DELETE", "/bus/{id}", self.bus_delete),
             ("POST", "/bus/{id}/rename", self.bus_rename),
+            ("POST", "/resume/{id}", self.resume),
             ("POST", "/choice", self.choice),
             ("POST", "/hold", self.hold),
             ("POST", "/mask", self.mask),
@@ -234,6 +249,26 @@ class GateRoutes:
         info = await self._store(self.store.pin, validate_id(request.match_info["id"]),
                                  body.get("pinned", True))
         return web.json_response(self._slot_json(info))
+
+    async def resume(self, request: web.Request) -> web.Response:
+        """{client_id}: queue the run parked in this slot again, its gate resuming from the
+        slot (see parking.resume_prompt), so the pause comes back at once; the pause goes to
+        `client_id`'s tab. 404 no slot, 409 not a parked run, 400 when ComfyUI refuses the
+        prompt (with its node_errors), 501 without ComfyUI."""
+        if self.queue_prompt is None:
+            return _error(501, RESUME_NEEDS_COMFY)
+        slot_id = validate_id(request.match_info["id"])
+        body = await _json_body(request)
+        client_id = body.get("client_id")
+        if client_id is not None and not isinstance(client_id, str):
+            raise ValueError("client_id must be a string (this tab's websocket client id)")
+        info = await self._store(self.store.info, slot_id)
+        prompt = resume_prompt(info.meta, slot_id)
+        try:
+            prompt_id = await self.queue_prompt(prompt, client_id or None)
+        except PromptRejected as exc:
+            return web.json_response({"error": str(exc), "node_errors": exc.node_errors}, status=400)
+        return web.json_response({"prompt_id": prompt_id})
 
     def _policy_json(self, policy: Policy) -> dict[str, Any]:
         return {"keep": policy.keep, "quota_bytes": policy.quota_bytes,

@@ -43,11 +43,11 @@ import numpy as np
 import torch
 import xxhash
 
-from .errors import SlotCorrupt
+from .errors import SlotCorrupt, SlotMetaTooLarge
 
 FORMAT = "dataset-gates.slot"
 FORMAT_VERSION = 1
-MAX_HEADER_BYTES = 1 << 20  # ours are < 4 KB; a bigger claim is damage, not a slot
+MAX_HEADER_BYTES = 1 << 20  # ours are < 4 KB (a parked run: its prompt); a bigger claim is damage
 MAX_SIDE = 1 << 16
 READ_CHUNK = 1 << 20  # fits in L2 with room to spare: hashed while still in cache
 XXH3_TAG = "xxh3"
@@ -165,6 +165,9 @@ def write(path: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], cre
         offset += nbytes
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # 8-byte aligned data, as safetensors writes it
+    if len(text) > MAX_HEADER_BYTES:  # the reader would call it damage: refuse it now
+        raise SlotMetaTooLarge(f"the slot's meta is too large: a {len(text)}-byte header, at "
+                               f"most {MAX_HEADER_BYTES} bytes can be read back")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     with open(os.open(path, flags, 0o644), "wb", buffering=0) as f:
         f.write(struct.pack("<Q", len(text)) + text)

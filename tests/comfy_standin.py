@@ -2,7 +2,8 @@
 
 It mirrors only what gates/comfy_adapter.py uses, with the same names and behaviour as
 ComfyUI 0.8.0: folder_paths.get_input_directory, server.PromptServer.instance (client_id,
-routes, send_sync, last_prompt_id, sockets, add_on_prompt_handler, trigger_on_prompt),
+routes, send_sync, last_prompt_id, sockets, add_on_prompt_handler, trigger_on_prompt, number,
+prompt_queue.put), execution's validate_prompt and SENSITIVE_EXTRA_DATA_KEYS,
 comfy_execution's ExecutionBlocker and get_executing_context, and comfy.model_management's
 interrupt flag and exception.
 """
@@ -30,6 +31,14 @@ class InterruptProcessingException(Exception):
     pass
 
 
+class FakePromptQueue:
+    def __init__(self) -> None:
+        self.items: list[tuple] = []
+
+    def put(self, item: tuple) -> None:
+        self.items.append(item)
+
+
 class FakePromptServer:
     def __init__(self) -> None:
         self.client_id: str | None = "tab-1"
@@ -39,6 +48,8 @@ class FakePromptServer:
         self.sent: list[tuple[str, dict, str | None]] = []
         self.on_send = lambda event, data: None
         self.on_prompt_handlers: list[Any] = []
+        self.number = 0
+        self.prompt_queue = FakePromptQueue()
 
     def add_on_prompt_handler(self, handler: Any) -> None:
         self.on_prompt_handlers.append(handler)
@@ -80,6 +91,16 @@ class ComfyStandIn:
         utils.get_executing_context = lambda: types.SimpleNamespace(prompt_id="prompt-ctx", node_id="1",
                                                                     list_index=None)
 
+        execution = types.ModuleType("execution")
+        execution.SENSITIVE_EXTRA_DATA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
+        self.validation = (True, None, ["out"], {})  # what validate_prompt answers
+
+        async def validate_prompt(prompt_id: str, prompt: dict, partial: Any) -> tuple:
+            self.validated = (prompt_id, prompt, partial)
+            return self.validation
+
+        execution.validate_prompt = validate_prompt
+
         comfy = types.ModuleType("comfy")
         mm = types.ModuleType("comfy.model_management")
         mm.InterruptProcessingException = InterruptProcessingException
@@ -92,7 +113,7 @@ class ComfyStandIn:
         comfy.model_management = mm
         return {"folder_paths": folder_paths, "server": server, "comfy_execution": comfy_execution,
                 "comfy_execution.graph_utils": graph_utils, "comfy_execution.utils": utils,
-                "comfy": comfy, "comfy.model_management": mm}
+                "comfy": comfy, "comfy.model_management": mm, "execution": execution}
 
     def load_pack(self, name: str = "dataset_gates_pack", root: Path = REPO) -> types.ModuleType:
         """Import the repository root (or `root`, e.g. a symlink to it in a custom_nodes

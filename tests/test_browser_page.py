@@ -246,6 +246,13 @@ def test_cross_origin_delete_is_refused(bus: Path) -> None:
     assert (bus / "half").is_dir()
 
 
+def test_resume_in_the_standalone_browser_is_501(bus: Path) -> None:
+    """Resuming a parked run queues a prompt: only ComfyUI can."""
+    status, body = _request(bus, "POST", "/datasete_gate/resume/half", json={})
+    assert status == 501
+    assert body == {"error": "Resume needs ComfyUI: open this bus in ComfyUI's sidebar"}
+
+
 def test_same_origin_post_is_allowed(bus: Path) -> None:
     async def go() -> int:
         async with TestClient(TestServer(make_app(SlotStore(bus)))) as client:

@@ -151,7 +151,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, tuple
     """The GateRoutes app on a live server, with the planted files; shared by the route fuzzers."""
     s = make_site(tmp_path_factory.mktemp("fuzz"))
     table = web.RouteTableDef()
-    GateRoutes(s.store, s.waiter).add_to(table)
+
+    async def queue_prompt(prompt: dict, client_id: str | None) -> str:
+        """A ComfyUI queue that takes anything (the standalone app's 501 is by design)."""
+        return "fuzz-prompt"
+
+    GateRoutes(s.store, s.waiter, queue_prompt=queue_prompt).add_to(table)
     app = web.Application()
     app.add_routes(table)
     with serving(app) as address:
@@ -219,7 +224,8 @@ SEGMENT = st.one_of(st.sampled_from(HOSTILE_IDS), st.text(max_size=30),
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
                     max_leaves=12)
-KEYS = ["to", "overwrite", "pinned", "keep", "quota_bytes", "node", "token", "route"]
+KEYS = ["to", "overwrite", "pinned", "keep", "quota_bytes", "node", "token", "route", "routes",
+        "client_id"]
 VALUE = st.one_of(JSON, st.sampled_from(["TOKEN", "NODE", "a", "b", "link", "../outside/victim"]),
                   st.integers(-2, 5), st.integers(), st.booleans())
 PART_HEADER = st.one_of(

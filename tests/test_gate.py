@@ -435,3 +435,15 @@ def test_no_timeout_waits_however_long(store):
     threading.Timer(0.4, lambda: host.waiter.choose("12:5", host.waiter.paused()[0]["token"], 3)).start()
     out = run(store, host, image=torch.rand(1, 4, 4, 3), timeout=0, on_timeout="stop")
     assert out[11].routes == (3,) and host.events[0][1]["deadline"] is None
+
+
+def test_a_prompt_too_large_to_keep_parks_the_batch_alone(store, caplog):
+    from gates.slot_format import MAX_HEADER_BYTES
+    image = torch.rand(1, 4, 4, 3)
+    prompt = {"1": {"class_type": "X", "inputs": {"blob": "x" * MAX_HEADER_BYTES}}}
+    with caplog.at_level(logging.WARNING, logger="dataset_gates"):
+        out = run(store, Host(Waiter(), no_answer), image=image, timeout=0.1, prompt=prompt)
+    assert all(isinstance(o, Blocker) for o in out)
+    data = store.read("parked-prompt1-12-5")
+    assert torch.equal(data.image, image) and data.meta["parked"] is True and data.meta["prompt"] is None
+    assert "too large" in caplog.text

@@ -175,9 +175,11 @@ def test_bus_save_then_load_is_bit_exact_and_fingerprinted(comfy):
     assert load.IS_CHANGED(slot_id="ck") == "missing"
     result = save().save(image=image, slot_id="ck", unique_id="4", mask=mask)
     assert result["result"][0] is image and "ck" in result["ui"]["text"][0]
+    assert isinstance(result["result"][1], ExecutionBlocker)  # no latent given
     first = load.IS_CHANGED(slot_id="ck")
     assert load.IS_CHANGED(slot_id="ck") == first  # unchanged slot: cached
-    got_image, got_mask, batch = load().load(slot_id="ck")
+    got_image, got_mask, batch, latent = load().load(slot_id="ck")
+    assert isinstance(latent, ExecutionBlocker)  # the slot holds no latent
     assert torch.equal(got_image, image) and got_image.dtype == torch.float16
     assert torch.equal(got_mask, mask) and batch == 3
     save().save(image=image + 1, slot_id="ck")
@@ -371,3 +373,72 @@ def test_a_gate_that_times_out_parks_the_run_with_the_prompt_it_was_given(comfy)
     slot = pack.gates.comfy_adapter.store().read("parked-promptct-2")  # "prompt-ctx"
     assert slot.meta["prompt"] == prompt and slot.meta["parked"] is True
     assert torch.equal(slot.image, image)
+
+
+# -- resume queues through ComfyUI's machinery -------------------------------------------------
+
+async def test_resume_queues_like_post_prompt(comfy, aiohttp_client):
+    """The on-prompt handlers (the pack's ordering) run, the prompt is validated, and it is put
+    on ComfyUI's queue with the next number and the clicking tab's client id."""
+    standin, pack = comfy
+    app = web.Application()
+    app.add_routes(standin.server.routes)
+    client = await aiohttp_client(app)
+    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+              "2": {"class_type": "ImageGate", "inputs": {"routes": 2, "image": ["1", 0],
+                                                          "send_id": "", "get_id": "", "timeout": 3}},
+              "3": {"class_type": "DatasetGatesBusSave", "inputs": {"image": ["1", 0],
+                                                                    "slot_id": "parked-x-2"}}}
+    pack.gates.comfy_adapter.store().publish("parked-x-2", torch.rand(1, 4, 4, 3), meta={
+        "parked": True, "prompt": prompt, "node": "2", "prompt_id": "x"})
+    standin.server.number = 7
+    resp = await client.post("/datasete_gate/resume/parked-x-2",
+                             json={"client_id": "tab-9", "extra": "ignored"})
+    assert resp.status == 200, await resp.text()
+    prompt_id = (await resp.json())["prompt_id"]
+    (number, queued_id, queued, extra, outputs, sensitive), = standin.server.prompt_queue.items
+    assert (number, queued_id, outputs, sensitive) == (7, prompt_id, ["out"], {})
+    assert standin.server.number == 8
+    assert extra["client_id"] == "tab-9" and isinstance(extra["create_time"], int)
+    assert standin.validated == (prompt_id, queued, None)
+    gate = queued["2"]["inputs"]
+    assert "image" not in gate and gate["get_id"] == "parked-x-2" and gate["timeout"] == 0
+    assert gate["after"] == ["3", 0]  # the ordering handler ran: the slot's writer goes first
+
+
+async def test_a_resumed_prompt_comfyui_refuses_is_400_with_its_node_errors(comfy, aiohttp_client):
+    standin, pack = comfy
+    app = web.Application()
+    app.add_routes(standin.server.routes)
+    client = await aiohttp_client(app)
+    prompt = {"2": {"class_type": "ImageGate", "inputs": {"routes": 2}}}
+    pack.gates.comfy_adapter.store().publish("p", torch.rand(1, 4, 4, 3), meta={
+        "parked": True, "prompt": prompt, "node": "2"})
+    standin.validation = (False, {"type": "prompt_outputs_failed_validation",
+                                  "message": "Prompt outputs failed validation", "details": "",
+                                  "extra_info": {}}, [], {"2": {"errors": ["x"]}})
+    resp = await client.post("/datasete_gate/resume/p", json={})
+    body = await resp.json()
+    assert resp.status == 400 and body == {"error": "Prompt outputs failed validation",
+                                           "node_errors": {"2": {"errors": ["x"]}}}
+    assert standin.server.prompt_queue.items == []
+
+
+def test_bus_save_and_load_carry_a_latent_exactly(comfy):
+    _, pack = comfy
+    save = pack.NODE_CLASS_MAPPINGS["DatasetGatesBusSave"]
+    load = pack.NODE_CLASS_MAPPINGS["DatasetGatesBusLoad"]
+    assert save.INPUT_TYPES()["optional"]["latent"][0] == "LATENT"
+    assert save.RETURN_TYPES == ("IMAGE", "LATENT") and save.RETURN_NAMES == ("image", "latent")
+    assert load.RETURN_TYPES == ("IMAGE", "MASK", "INT", "LATENT")
+    assert load.RETURN_NAMES == ("image", "mask", "batch_size", "latent")
+    latent = {"samples": torch.randn(2, 4, 3, 5, dtype=torch.bfloat16),
+              "noise_mask": torch.rand(2, 1, 24, 40), "batch_index": [3, 4]}
+    image = torch.rand(2, 24, 40, 3)
+    result = save().save(image=image, slot_id="lat", latent=latent)
+    assert result["result"] == (image, latent) and "latent 2x4x3x5" in result["ui"]["text"][0]
+    got_image, mask, batch, got = load().load(slot_id="lat")
+    assert torch.equal(got_image, image) and batch == 2 and not mask.any()
+    assert got["samples"].dtype == torch.bfloat16
+    assert torch.equal(got["samples"].view(torch.int16), latent["samples"].view(torch.int16))
+    assert torch.equal(got["noise_mask"], latent["noise_mask"]) and got["batch_index"] == [3, 4]

@@ -65,3 +65,8 @@ def test_resume_prompt_unlinks_the_gates_inputs_and_reads_the_parked_slot():
 def test_resume_prompt_refuses_what_is_not_a_parked_run(meta):
     with pytest.raises(NotParked):
         resume_prompt(meta, "s")
+
+
+def test_a_run_parked_without_its_prompt_says_so():
+    with pytest.raises(NotParked, match="without its prompt"):
+        resume_prompt(parked_meta(None, "2", "pid", "input"), "s")

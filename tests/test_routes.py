@@ -413,3 +413,70 @@ async def test_preview_side_sets_the_long_side(client, waiter):
         bad = await client.get(f"{P}/preview", params={"node": "12:5", "token": pending.token,
                                                        "side": side})
         assert bad.status == 400
+
+
+# -- resuming a parked run -------------------------------------------------------------------------
+
+PARKED_PROMPT = {
+    "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+    "2": {"class_type": "ImageGate", "inputs": {"routes": 2, "image": ["1", 0], "send_id": "",
+                                                "get_id": "", "timeout": 5, "on_timeout": "park"}},
+}
+
+
+@pytest.fixture
+def queued() -> list:
+    return []
+
+
+@pytest.fixture
+async def comfy_client(aiohttp_client, store, waiter, queued):
+    async def queue_prompt(prompt, client_id):
+        if prompt.get("refuse"):
+            raise routes_mod.PromptRejected("Prompt outputs failed validation", {"2": {"errors": []}})
+        queued.append((prompt, client_id))
+        return f"pid-{len(queued)}"
+
+    table = web.RouteTableDef()
+    GateRoutes(store, waiter, queue_prompt=queue_prompt).add_to(table)
+    app = web.Application()
+    app.add_routes(table)
+    return await aiohttp_client(app)
+
+
+async def test_resume_queues_the_parked_prompt_reading_the_slot(comfy_client, store, queued):
+    store.publish("parked-abc-2", torch.rand(1, 4, 4, 3),
+                  meta={"parked": True, "prompt": PARKED_PROMPT, "node": "2", "prompt_id": "abc"})
+    resp = await comfy_client.post(f"{P}/resume/parked-abc-2", json={"client_id": "tab-a"})
+    assert resp.status == 200, await resp.text()
+    assert await resp.json() == {"prompt_id": "pid-1"}
+    (prompt, client_id), = queued
+    assert client_id == "tab-a"
+    assert prompt["2"]["inputs"] == {"routes": 2, "send_id": "parked-abc-2", "get_id": "parked-abc-2",
+                                     "timeout": 0, "on_timeout": "park"}
+    resp = await comfy_client.post(f"{P}/resume/parked-abc-2")  # no body: no client id
+    assert resp.status == 200 and queued[1][1] is None
+
+
+async def test_resume_answers_404_409_and_400(comfy_client, store, queued):
+    assert (await comfy_client.post(f"{P}/resume/nothing-here", json={})).status == 404
+    resp = await comfy_client.post(f"{P}/resume/a", json={})  # a plain slot
+    assert resp.status == 409 and "not a parked run" in (await resp.json())["error"]
+    assert (await comfy_client.post(f"{P}/resume/..%2Fa", json={})).status in (400, 404)
+    store.publish("p", torch.rand(1, 4, 4, 3), meta={"parked": True, "node": "2",
+                                                     "prompt": dict(PARKED_PROMPT, refuse=True)})
+    resp = await comfy_client.post(f"{P}/resume/p", json={"client_id": 5})
+    assert resp.status == 400 and "client_id" in (await resp.json())["error"]
+    resp = await comfy_client.post(f"{P}/resume/p", json={"client_id": "tab-a"})
+    body = await resp.json()
+    assert resp.status == 400 and body["error"] == "Prompt outputs failed validation"
+    assert body["node_errors"] == {"2": {"errors": []}}
+    assert queued == []
+
+
+async def test_resume_without_comfyui_is_501(client, store):
+    store.publish("p", torch.rand(1, 4, 4, 3), meta={"parked": True, "node": "2",
+                                                     "prompt": PARKED_PROMPT})
+    resp = await client.post(f"{P}/resume/p", json={})
+    assert resp.status == 501
+    assert await resp.json() == {"error": "Resume needs ComfyUI: open this bus in ComfyUI's sidebar"}

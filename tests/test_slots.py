@@ -469,3 +469,16 @@ def test_a_latent_that_is_not_a_latent_is_refused_before_writing(store, latent):
     with pytest.raises(ValueError, match="latent"):
         store.publish("bad", rand_image(), latent=latent)
     assert not store.exists("bad")
+
+
+def test_a_meta_too_large_to_read_back_is_refused_and_the_slot_is_unchanged(store):
+    from gates.errors import SlotMetaTooLarge
+    from gates.slot_format import MAX_HEADER_BYTES
+    store.publish("big", torch.zeros(1, 2, 2, 3))
+    before = store.info("big").checksum
+    with pytest.raises(SlotMetaTooLarge, match="too large"):
+        store.publish("big", torch.ones(1, 2, 2, 3), meta={"prompt": "x" * MAX_HEADER_BYTES})
+    assert store.info("big").checksum == before
+    assert [p.name for p in store.slot_dir("big").iterdir() if p.name.endswith(".tmp")] == []
+    store.publish("big", torch.ones(1, 2, 2, 3), meta={"prompt": "x" * (MAX_HEADER_BYTES // 2)})
+    assert store.read("big").meta["prompt"] == "x" * (MAX_HEADER_BYTES // 2)

@@ -316,5 +316,5 @@ def test_painting_a_mask_stops_the_countdown():
 
 def test_preselect_is_shown_with_the_pause():
     waiter = Waiter()
-    pending = waiter.arm("1", image(3), routes=3, preselect=[3, 1, 1])
+    waiter.arm("1", image(3), routes=3, preselect=[3, 1, 1])
     assert waiter.pending("tab")[0]["preselect"] == [3, 1, 1]

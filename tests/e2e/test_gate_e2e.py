@@ -205,7 +205,7 @@ def test_choice_runs_only_the_chosen_branch_and_publishes(comfy, ws, images):
 
     r = choose(comfy, pause, 2)
     assert r.status_code == 200, r.text
-    assert r.json() == {"node": "2", "route": 2}
+    assert r.json() == {"node": "2", "route": 2, "routes": [2]}
     end, history = finish(comfy, ws, prompt_id, since)
 
     assert saved(comfy, "branch2"), "route 2's SaveImage wrote nothing"
