@@ -11,8 +11,9 @@ import { routeColour } from "./gate_grid.js";
 
 export const PREVIEW_MIN = 120;
 const GAP = 6;
-/** Thumbnails loading at once: the browser's 6 connections per host, less one for the API. */
-const THUMB_LOADS = 5;
+/** Thumbnails asked for at once: more than the browser's 6 connections per host, so a lane never
+ *  waits for the page to handle a load event; the server renders them two at a time. */
+const THUMB_LOADS = 12;
 const THUMB_RETRIES = 3;
 
 /**
