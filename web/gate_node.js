@@ -21,7 +21,7 @@ export const PAINTER_EDITOR = "ComfyUI MaskEditor";
 export const PAINTER_BRUSH = "Built-in brush";
 const ALL = -1; // a mask for every image of the batch
 const PREVIEW_MAX = 420;
-const GRID_MAX = 560; // the grid's height the node grows to at most (it scrolls beyond)
+const GRID_MAX = PREVIEW_MAX; // the grid grows the node up to this height, and scrolls beyond
 const CELL_MIN = 56; // a grid thumbnail's smallest width: the node widens to fit a row of them
 const TICK_MS = 250;
 
