@@ -57,6 +57,7 @@ export class GateController {
     this.busy = 0;
     this.decided = null;
     this.decidedRoutes = null; // per image, when the done event or our answer said
+    this.timedOut = false; // the done event said the countdown ran out
     this.answeredToken = null;
     this.masks = new Map(); // batch index (ALL = every image) -> mask canvas, kept across runs
     this.overlays = new Map(); // same keys -> tinted data URL
@@ -293,6 +294,7 @@ export class GateController {
       this.decidedRoutes = routes;
       this.assigned = [...routes];
     }
+    this.timedOut = Boolean(done?.timed_out);
     this.selection.clear();
     this.tick();
     this.say(done?.parked ? `Parked in slot ${done.parked}: resume it from the slot browser.` : "");
@@ -509,11 +511,15 @@ export class GateController {
       return `Paused: pick a route · ${p.width}×${p.height}${p.batch > 1 ? ` · batch of ${p.batch}` : ""}${source}`;
     }
     if (this.mode === "decided") {
+      const late = this.timedOut ? "Time ran out: " : "";
       if (this.decidedRoutes && !singleRoute(this.decidedRoutes)) {
-        return `Sent: ${routeCounts(this.decidedRoutes).map(({ route, count }) =>
+        return `${late || "Sent: "}${routeCounts(this.decidedRoutes).map(({ route, count }) =>
           `${count} down ${routeTitle(labels, route)}`).join(", ")}`;
       }
-      return this.decided ? `Sent down ${routeTitle(labels, this.decided)}` : "Stopped: nothing was sent on";
+      if (this.decided) return `${late}Sent down ${routeTitle(labels, this.decided)}`;
+      if (this.timedOut) return this.message.startsWith("Parked") ? "Time ran out: parked, nothing was sent on"
+        : "Time ran out: stopped, nothing was sent on";
+      return "Stopped: nothing was sent on";
     }
     if (this.mode === "elsewhere") return "A gate is waiting in another tab.";
     return "Image Gate: each run pauses here until you pick a route.";
