@@ -125,7 +125,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, 
             .filter(Boolean).join(" · "))] : []),
         ...(isParked(slot) ? [el("div.dg-card-line", {}, el("span.dg-parked-badge", {
           title: "A gate's countdown ran out and parked this batch here with its prompt",
-        }, "⏸ parked"), resumed.has(slot.id) ? ` ${resumeText(resumed.get(slot.id))}` : "")] : []),
+        }, "parked"), resumed.has(slot.id) ? ` ${resumeText(resumed.get(slot.id))}` : "")] : []),
       ];
     return el(`button.dg-card${bad ? ".dg-bad" : ""}${isParked(slot) ? ".dg-parked" : ""}`, {
       type: "button", dataset: { slotId: slot.id }, title: `Open ${slot.id}`,
@@ -268,12 +268,21 @@ export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, 
 
   /** A parked slot: what parked it, and Resume (inside ComfyUI) or why not (standalone). */
   function parkedSection(slot) {
-    if (!isParked(slot)) return [];
+    const run = resumed.get(slot.id);
+    if (!isParked(slot)) {
+      // Answered since: the slot holds the decision now; the resumed prompt is still followed.
+      return run ? [el(`div.dg-resume-status${run.error ? ".dg-error" : ""}`, { role: "status" }, resumeText(run))] : [];
+    }
     const meta = slot.meta;
     const where = [meta.node ? `gate ${meta.node}` : "a gate", meta.prompt_id ? `of prompt ${meta.prompt_id}` : ""]
       .filter(Boolean).join(" ");
-    const run = resumed.get(slot.id);
-    const parts = [el("span.dg-parked-badge", {}, "⏸ parked"), el("span", {}, `by ${where} when its countdown ran out.`)];
+    const parts = [el("span.dg-parked-badge", {}, "parked"), el("span", {}, `by ${where} when its countdown ran out.`)];
+    if (!meta.prompt) {
+      // The server keeps no prompt too large for the slot header: nothing to queue again.
+      return [el("div.dg-parked-box", {}, el("div.dg-parked-row", {}, ...parts),
+        el("div.dg-muted.dg-resume-note", {}, `Its prompt was too large to keep: load it with get_id "${slot.id}" `
+          + "in the workflow instead."))];
+    }
     if (resume) {
       parts.push(el("span.dg-grow"), el("button.dg-btn.dg-primary.dg-resume", {
         type: "button", disabled: Boolean(run && !run.error && !FINAL_STATES.has(run.state)),
