@@ -389,3 +389,15 @@ def test_a_parked_slot_is_marked_and_the_page_says_resume_needs_comfyui(page, bu
     assert "an API prompt of 2 nodes" in facts and "SaveImage" not in facts
     page.wait_for_function("() => document.querySelector('.dg-detail-img')?.complete")
     shot(page, "parked_detail")
+
+
+def test_a_slot_whose_meta_holds_nan_still_lists(page, bus: Path) -> None:
+    """Python's json writes a float NaN as a bare NaN, which browsers refuse; a parked slot's
+    stored prompt has one (ComfyUI's is_changed). The list, and that slot, still show."""
+    SlotStore(bus).publish("nan_meta", torch.rand(1, 8, 8, 3),
+                           meta={"parked": True, "node": "1", "prompt": {"1": {"class_type": "ImageGate",
+                                                                            "inputs": {}, "is_changed": [float("nan")]}}})
+    page.click(".dg-refresh")
+    page.wait_for_selector(".dg-card[data-slot-id='nan_meta'] .dg-parked-badge")
+    assert page.locator(".dg-card").count() == 4
+    assert not page.inner_text(".dg-status")

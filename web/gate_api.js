@@ -1,7 +1,7 @@
 // The pack's HTTP routes as seen from the ComfyUI page (api.fetchApi adds /api and auth).
 // No side effects: ComfyUI imports every .js under web/ as a module.
 import { api } from "../../scripts/api.js";
-import { errorText } from "./format.js";
+import { errorText, readJson } from "./format.js";
 
 export const PREFIX = "/datasete_gate";
 
@@ -16,7 +16,7 @@ export class GateError extends Error {
 async function call(path, init = {}) {
   const response = await api.fetchApi(PREFIX + path, { cache: "no-store", ...init });
   if (!response.ok) throw new GateError(await errorText(response), response.status);
-  return response.json();
+  return readJson(response);
 }
 
 function postJson(path, body) {
@@ -101,11 +101,12 @@ export const gateApi = {
    * "done", "failed", "stopped" or "unknown".
    */
   async promptState(promptId) {
-    const queue = await (await api.fetchApi("/queue", { cache: "no-store" })).json();
+    // ComfyUI's own JSON may hold a bare NaN too (the is_changed of the prompts it ran).
+    const queue = await readJson(await api.fetchApi("/queue", { cache: "no-store" }));
     const has = (list) => (list ?? []).some((item) => item?.[1] === promptId);
     if (has(queue.queue_running)) return "running";
     if (has(queue.queue_pending)) return "queued";
-    const history = await (await api.fetchApi(`/history/${encodeURIComponent(promptId)}`, { cache: "no-store" })).json();
+    const history = await readJson(await api.fetchApi(`/history/${encodeURIComponent(promptId)}`, { cache: "no-store" }));
     const status = history?.[promptId]?.status;
     if (!status) return "unknown";
     if (status.status_str === "success") return "done";

@@ -4,7 +4,7 @@
 // resumed. Used by the standalone page (web/browser/index.html, served by
 // `python -m gates serve`) and by the ComfyUI sidebar tab. Side-effect free: nothing happens
 // until mountBrowser() is called, and it never touches ComfyUI's own scripts.
-import { age, el, ensureStylesheet, errorText, humanBytes, shapeText, sizeText, when } from "../format.js";
+import { age, el, ensureStylesheet, errorText, humanBytes, readJson, shapeText, sizeText, when } from "../format.js";
 
 /** The standalone page cannot resume: it has no ComfyUI to queue the prompt in. */
 export const RESUME_NEEDS_COMFYUI = "Resume needs ComfyUI: open this bus in ComfyUI's sidebar.";
@@ -71,7 +71,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, 
   async function call(path, init) {
     const response = await fetch(url(path), { cache: "no-store", ...init });
     if (!response.ok) throw new Error(await errorText(response));
-    return response.json();
+    return readJson(response);
   }
 
   function postJson(path, body) {
