@@ -362,3 +362,42 @@ def test_serving_a_taken_port_raises_at_once(bus: Path) -> None:
             with serving(make_app(SlotStore(bus)), port=taken.getsockname()[1]):
                 pass
     assert time.monotonic() - start < 10
+
+
+def test_a_parked_slot_is_marked_and_the_page_says_resume_needs_comfyui(page, bus: Path) -> None:
+    """The standalone page shows a parked slot (meta.parked) but offers no Resume: it has no
+    ComfyUI to queue the prompt in (its POST /resume answers 501), so it says so instead."""
+    prompt = {"1": {"class_type": "ImageGate", "inputs": {"routes": 2, "get_id": ""}},
+              "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 1], "filename_prefix": "x"}}}
+    SlotStore(bus).publish("parked-0a1b2c3d-1", torch.rand(4, 24, 32, 3),
+                           meta={"parked": True, "prompt": prompt, "node": "1", "prompt_id": "0a1b2c3d-prompt",
+                                 "source": "input"})
+    page.click(".dg-refresh")
+    card = ".dg-card[data-slot-id='parked-0a1b2c3d-1']"
+    page.wait_for_selector(f"{card}.dg-parked .dg-parked-badge")
+    assert page.locator(".dg-card.dg-parked").count() == 1  # only that one
+    page.wait_for_function(
+        "sel => { const i = document.querySelector(sel + ' img.dg-thumb'); return i && i.complete && i.naturalWidth > 0 }",
+        arg=card)
+    shot(page, "parked_card")
+    open_slot(page, "parked-0a1b2c3d-1")
+    box = page.inner_text(".dg-parked-box")
+    assert "gate 1 of prompt 0a1b2c3d-prompt" in box
+    assert "Resume needs ComfyUI: open this bus in ComfyUI's sidebar." in box
+    assert page.locator(".dg-resume").count() == 0
+    facts = page.inner_text(".dg-facts")
+    assert "an API prompt of 2 nodes" in facts and "SaveImage" not in facts
+    page.wait_for_function("() => document.querySelector('.dg-detail-img')?.complete")
+    shot(page, "parked_detail")
+
+
+def test_a_slot_whose_meta_holds_nan_still_lists(page, bus: Path) -> None:
+    """Python's json writes a float NaN as a bare NaN, which browsers refuse; a parked slot's
+    stored prompt has one (ComfyUI's is_changed). The list, and that slot, still show."""
+    SlotStore(bus).publish("nan_meta", torch.rand(1, 8, 8, 3),
+                           meta={"parked": True, "node": "1", "prompt": {"1": {"class_type": "ImageGate",
+                                                                            "inputs": {}, "is_changed": [float("nan")]}}})
+    page.click(".dg-refresh")
+    page.wait_for_selector(".dg-card[data-slot-id='nan_meta'] .dg-parked-badge")
+    assert page.locator(".dg-card").count() == 4
+    assert not page.inner_text(".dg-status")

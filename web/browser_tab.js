@@ -1,5 +1,6 @@
 // The slot browser inside ComfyUI: a sidebar tab when the frontend has them, and a command
-// that opens it in a floating panel either way. No side effects until registered.
+// that opens it in a floating panel either way. Here it can resume a parked slot (with this
+// tab's client id, so the gate pauses in this tab). No side effects until registered.
 import { mountBrowser } from "./browser/slot_browser.js";
 import { el } from "./format.js";
 import { gateApi } from "./gate_api.js";
@@ -8,8 +9,17 @@ export const TAB_ID = "dataset-gates-slots";
 export const OPEN_COMMAND = "DatasetGates.OpenSlotBrowser";
 const live = new Set(); // mounted browsers, refreshed after every run
 
+/** Where a resumed prompt is: paused at a gate (GET /pending), else ComfyUI's queue/history. */
+async function promptState(promptId) {
+  const pending = await gateApi.pending().catch(() => null);
+  if (pending?.some((p) => p.prompt_id === promptId)) return "paused at its gate";
+  return gateApi.promptState(promptId);
+}
+
 function mount(target) {
-  const browser = mountBrowser(target, { apiBase: gateApi.base() });
+  const browser = mountBrowser(target, {
+    apiBase: gateApi.base(), resume: (id) => gateApi.resume(id), promptState,
+  });
   live.add(browser);
   return () => {
     live.delete(browser);

@@ -68,6 +68,22 @@ export function el(spec, props = {}, ...children) {
   return node;
 }
 
+/**
+ * A response body as JSON, also when the server is Python's json module writing a float NaN or
+ * infinity (a slot's meta can hold one: ComfyUI puts NaN in the prompts it runs): those
+ * tokens, outside strings, read as null. Strict JSON is parsed as it is.
+ */
+export async function readJson(response) {
+  const text = await response.text();
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    const lenient = text.replace(/"(?:[^"\\]|\\.)*"|-?\bInfinity\b|\bNaN\b/g, (m) => (m[0] === '"' ? m : "null"));
+    if (lenient === text) throw err;
+    return JSON.parse(lenient);
+  }
+}
+
 /** The server's error text from a failed response ({error} JSON), else the status line. */
 export async function errorText(response) {
   try {

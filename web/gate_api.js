@@ -1,7 +1,7 @@
 // The pack's HTTP routes as seen from the ComfyUI page (api.fetchApi adds /api and auth).
 // No side effects: ComfyUI imports every .js under web/ as a module.
 import { api } from "../../scripts/api.js";
-import { errorText } from "./format.js";
+import { errorText, readJson } from "./format.js";
 
 export const PREFIX = "/datasete_gate";
 
@@ -16,7 +16,7 @@ export class GateError extends Error {
 async function call(path, init = {}) {
   const response = await api.fetchApi(PREFIX + path, { cache: "no-store", ...init });
   if (!response.ok) throw new GateError(await errorText(response), response.status);
-  return response.json();
+  return readJson(response);
 }
 
 function postJson(path, body) {
@@ -47,9 +47,18 @@ export const pauseKey = (data) => `${data.node}@${data.created}`;
 export const gateApi = {
   /** Full URL of the routes, for code that builds <img src> or fetches on its own. */
   base: () => api.apiURL(PREFIX),
-  previewUrl: (node, token, index) =>
-    api.apiURL(`${PREFIX}/preview?${new URLSearchParams({ node, token, index: String(index) })}`),
+  /** A batch image of a pause as PNG; `side` (64..1024) asks for a smaller one (grid: 160). */
+  previewUrl(node, token, index, side = null) {
+    const query = new URLSearchParams({ node, token, index: String(index) });
+    if (side) query.set("side", String(side));
+    return api.apiURL(`${PREFIX}/preview?${query}`);
+  },
+  /** Every image of the batch down one route. */
   choose: (node, token, route) => postJson("/choice", { node, token, route }),
+  /** One route per batch image (1-based, in batch order). */
+  chooseEach: (node, token, routes) => postJson("/choice", { node, token, routes }),
+  /** Stop the pause's countdown: it waits for a person from now on. */
+  hold: (node, token) => postJson("/hold", { node, token }),
   stop: (node, token) => postJson("/cancel", { node, token }),
   /** Upload a painted mask (PNG: white = masked); index null = every image of the batch. */
   uploadMask(node, token, blob, index = null) {
@@ -81,4 +90,27 @@ export const gateApi = {
   },
   /** The server's own thumbnail URL for a listed slot (it carries the cache key). */
   thumbUrl: (slot) => api.apiURL(slot.thumb_url),
+  /** Queue a parked slot's prompt again, its gate reading the slot: resolves to {prompt_id}. */
+  resume(slotId) {
+    const id = clientId();
+    if (!id) return Promise.reject(new GateError("this tab's client id is not known yet", 0));
+    return postJson(`/resume/${encodeURIComponent(slotId)}`, { client_id: id });
+  },
+  /**
+   * Where a prompt is now, from ComfyUI's own /queue and /history: "queued", "running",
+   * "done", "failed", "stopped" or "unknown".
+   */
+  async promptState(promptId) {
+    // ComfyUI's own JSON may hold a bare NaN too (the is_changed of the prompts it ran).
+    const queue = await readJson(await api.fetchApi("/queue", { cache: "no-store" }));
+    const has = (list) => (list ?? []).some((item) => item?.[1] === promptId);
+    if (has(queue.queue_running)) return "running";
+    if (has(queue.queue_pending)) return "queued";
+    const history = await readJson(await api.fetchApi(`/history/${encodeURIComponent(promptId)}`, { cache: "no-store" }));
+    const status = history?.[promptId]?.status;
+    if (!status) return "unknown";
+    if (status.status_str === "success") return "done";
+    const interrupted = (status.messages ?? []).some(([type]) => type === "execution_interrupted");
+    return interrupted ? "stopped" : "failed";
+  },
 };

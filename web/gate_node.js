@@ -1,7 +1,12 @@
-// One Image Gate node in the page: its panel, its outputs and labels, its kept masks, and
-// what happens on pause / done events and on clicks. The extension entry creates one
-// GateController per node (node.dgGate). No side effects at import.
+// One Image Gate node in the page: its panel, its outputs and labels, its kept masks, the
+// batch grid's selection and per-image routes, the countdown, and what happens on pause /
+// done events and on clicks. The extension entry creates one GateController per node
+// (node.dgGate). No side effects at import.
 import { GateError, gateApi, pauseKey } from "./gate_api.js";
+import {
+  DEFAULT_ROUTE, GridSelection, THUMB_SIDE, clock, gridColumns, normalisePreselect, onTimeoutText, routeCounts,
+  routesToSend, secondsLeft, singleRoute,
+} from "./gate_grid.js";
 import {
   cleanLabel, hideLabelsWidget, readLabels, routeCount, routeTitle, syncOutputs, widgetByName, writeLabels,
 } from "./gate_outputs.js";
@@ -16,6 +21,18 @@ export const PAINTER_EDITOR = "ComfyUI MaskEditor";
 export const PAINTER_BRUSH = "Built-in brush";
 const ALL = -1; // a mask for every image of the batch
 const PREVIEW_MAX = 420;
+const GRID_MAX = PREVIEW_MAX; // the grid grows the node up to this height, and scrolls beyond
+const CELL_MIN = 56; // a grid thumbnail's smallest width: the node widens to fit a row of them
+const TICK_MS = 250;
+
+function loadImage(src) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("the image did not load"));
+    img.src = src;
+  });
+}
 
 export class GateController {
   /**
@@ -29,20 +46,38 @@ export class GateController {
     this.mode = "idle"; // idle | paused | decided | elsewhere (another tab's pause)
     this.info = null;
     this.other = null; // another tab's pause (no token) while mode is "elsewhere"
-    this.index = 0;
+    this.index = 0; // the batch image shown enlarged
+    this.view = "single"; // a batch: "grid" of thumbnails, or "single" (one image enlarged)
+    this.selection = new GridSelection(0);
+    this.assigned = []; // per batch image: its own route, or null (DEFAULT_ROUTE on Send)
+    this.held = null; // the token whose countdown a click stopped
+    this.timer = null;
+    this.pausedAt = 0; // performance.now() when this pause reached the page
+    this.gridMs = null; // pause to every thumbnail loaded, for the last grid
     this.busy = 0;
     this.decided = null;
+    this.decidedRoutes = null; // per image, when the done event or our answer said
+    this.timedOut = false; // the done event said the countdown ran out
     this.answeredToken = null;
     this.masks = new Map(); // batch index (ALL = every image) -> mask canvas, kept across runs
     this.overlays = new Map(); // same keys -> tinted data URL
     this.message = "";
     this.messageIsError = false;
     this.panel = new GatePanel({
-      choose: (route) => this.choose(route),
+      choose: (route) => this.route(route),
+      send: () => this.send(),
       stop: () => this.stop(),
       editMask: () => this.editMask(),
       clearMask: () => this.clearMask(),
       page: (step) => this.page(step),
+      cell: (index, keys) => this.select(() => this.selection.click(index, keys)),
+      move: (step, keys) => this.select(() => this.selection.move(step, keys)),
+      selectAll: () => this.select(() => this.selection.all()),
+      selectNone: () => this.select(() => this.selection.clear()),
+      enlarge: (index) => this.enlarge(index),
+      showGrid: () => this.showGrid(),
+      touch: () => this.hold(),
+      gridLoaded: () => this.gridLoaded(),
       runAgain: () => this.runAgain(),
       takeOver: () => this.takeOver(),
       pickSlot: (name, anchor) => this.pickSlot(name, anchor),
@@ -88,14 +123,23 @@ export class GateController {
   pause(data) {
     if (data.token === this.answeredToken) return; // answered here; the done event is on its way
     const fresh = this.info?.token !== data.token;
-    this.info = data;
+    // A countdown stopped here stays stopped, whatever an older GET /pending answer says.
+    this.info = this.held === data.token ? { ...data, deadline: null } : data;
     this.other = null;
     this.mode = "paused";
     this.decided = null;
+    this.decidedRoutes = null;
     if (fresh) {
+      const batch = Math.max(1, data.batch ?? 1);
+      this.pausedAt = performance.now();
+      this.gridMs = null;
       this.index = 0;
+      this.view = batch > 1 ? "grid" : "single";
+      this.selection.reset(batch);
+      this.assigned = normalisePreselect(data.preselect, batch, data.routes);
       this.say("");
     }
+    this.tick();
     this.render();
     this.fit({ grow: true });
     if (fresh) this.autoFocus();
@@ -104,7 +148,7 @@ export class GateController {
 
   done(data) {
     if (!this.info || data.token !== this.info.token) return;
-    this.decide(data.route);
+    this.decide(data.route, Array.isArray(data.routes) ? data.routes : null, data);
   }
 
   /** The server no longer waits on `token` (answered elsewhere, taken over, run ended). */
@@ -112,6 +156,7 @@ export class GateController {
     if (this.info?.token !== token || this.mode !== "paused") return;
     this.mode = "idle";
     this.info = null;
+    this.tick();
     this.say(reason);
     this.render();
     this.fit({ shrink: true });
@@ -125,6 +170,7 @@ export class GateController {
     this.info = null;
     this.decided = null;
     this.mode = "elsewhere";
+    this.tick();
     if (ours) this.say("Another tab took this pause over.");
     else if (fresh) this.say("");
     this.render();
@@ -181,38 +227,162 @@ export class GateController {
     }
   }
 
+  get batch() {
+    return Math.max(1, this.info?.batch ?? 1);
+  }
+
+  /** The images a route or a mask applies to: the enlarged one of a batch, else the
+   *  selection (empty: the whole batch). */
+  targets() {
+    if (this.batch > 1 && this.view === "single") return [this.index];
+    return this.selection.list();
+  }
+
+  /**
+   * A route button or key: with images selected (or one enlarged) they get that route and the
+   * enlarged view moves on to the next image; with nothing selected the whole batch goes down
+   * it at once, as a gate without a grid does.
+   */
+  route(route) {
+    if (this.mode !== "paused" || this.busy) return; // a mask upload must not be overtaken
+    const targets = this.targets();
+    if (!targets.length) {
+      this.choose(route);
+      return;
+    }
+    for (const i of targets) this.assigned[i] = route;
+    if (this.view === "single" && this.index < this.batch - 1) this.page(1);
+    else this.render();
+  }
+
   async choose(route) {
-    if (this.busy) return; // a mask upload is in flight: the route must not overtake it
-    await this.answer("Choosing", route, (node, token) => gateApi.choose(node, token, route));
+    if (this.busy) return;
+    const routes = Array(this.batch).fill(route);
+    await this.answer("Choosing", route, routes, (node, token) => gateApi.choose(node, token, route));
+  }
+
+  /** Send (Enter): one route per image, the default route where an image has none. */
+  async send() {
+    if (this.mode !== "paused" || this.busy || !this.canSend()) return;
+    const routes = routesToSend(this.assigned);
+    await this.answer("Sending", singleRoute(routes), routes,
+      (node, token) => gateApi.chooseEach(node, token, routes));
+  }
+
+  canSend() {
+    return this.batch > 1 || this.assigned.some((r) => r !== null);
   }
 
   stop() {
-    return this.answer("Stop", null, (node, token) => gateApi.stop(node, token));
+    return this.answer("Stop", null, null, (node, token) => gateApi.stop(node, token));
   }
 
   /** Send this pause's answer (route null = Stop); a pause event for it meanwhile is ignored. */
-  async answer(what, route, send) {
+  async answer(what, route, routes, send) {
     if (this.mode !== "paused") return;
     const { node, token } = this.info;
     this.answeredToken = token;
     const ok = await this.request(what, () => send(node, token));
-    if (ok) this.decide(route);
+    if (ok) this.decide(route, routes);
     else this.answeredToken = null;
   }
 
-  decide(route) {
+  decide(route, routes = null, done = null) {
     this.mode = "decided";
     this.decided = route ?? 0;
-    this.say("");
+    if (routes?.length === this.batch && (route || routes.some(Boolean))) {
+      this.decidedRoutes = routes;
+      this.assigned = [...routes];
+    }
+    this.timedOut = Boolean(done?.timed_out);
+    this.selection.clear();
+    this.tick();
+    this.say(done?.parked ? `Parked in slot ${done.parked}: resume it from the slot browser.` : "");
     this.render();
   }
 
   page(step) {
     if (this.mode !== "paused") return;
     const next = this.index + step;
-    if (next < 0 || next >= this.info.batch) return;
+    if (next < 0 || next >= this.batch) return;
     this.index = next;
+    if (this.view === "single") this.selection.only(next);
     this.render();
+  }
+
+  /** A change of selection (clicks, arrows, select all / none) on the grid. */
+  select(change) {
+    if (this.mode !== "paused" || this.view !== "grid") return;
+    change();
+    this.index = this.selection.cursor;
+    this.render();
+  }
+
+  /** One image of the batch enlarged (with paging); route keys then route that image. */
+  enlarge(index) {
+    if (this.mode !== "paused" || this.batch < 2) return;
+    this.index = Math.min(this.batch - 1, Math.max(0, index));
+    this.selection.only(this.index);
+    this.view = "single";
+    this.render();
+    this.fit({ grow: true });
+  }
+
+  showGrid() {
+    if (this.batch < 2) return;
+    this.view = "grid";
+    this.selection.only(this.index);
+    this.selection.clear(); // back on the grid with the cursor there, nothing selected
+    this.render();
+    this.fit({ grow: true });
+  }
+
+  gridLoaded() {
+    if (this.mode !== "paused" || this.gridMs !== null) return;
+    this.gridMs = Math.round(performance.now() - this.pausedAt);
+  }
+
+  // -- countdown ---------------------------------------------------------------------------
+  /** Keep the countdown ticking while a pause has a deadline; stop it otherwise. */
+  tick() {
+    const live = this.mode === "paused" && secondsLeft(this.info?.deadline) !== null && this.node.graph;
+    if (live && !this.timer) {
+      this.timer = setInterval(() => this.tick(), TICK_MS);
+    } else if (!live && this.timer) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
+    if (live) this.panel.setCountdown(this.countdown());
+  }
+
+  countdown() {
+    if (this.mode !== "paused") return null;
+    if (this.held === this.info.token) {
+      return { text: "Countdown stopped: the gate waits for you.", urgent: false };
+    }
+    const left = secondsLeft(this.info.deadline);
+    if (left === null) return null;
+    const labels = this.info.labels ?? [];
+    const then = onTimeoutText(this.info.on_timeout, (r) => routeTitle(labels, r));
+    if (left <= 0) return { text: `Time is up: the gate ${then}…`, urgent: true };
+    return { text: `${clock(left)} left, then the gate ${then}. Click here to stay.`, urgent: left <= 10 };
+  }
+
+  /** Any click or key in the panel: a person is here, so the countdown stops (POST /hold once). */
+  async hold() {
+    if (this.mode !== "paused" || this.held === this.info.token || secondsLeft(this.info.deadline) === null) return;
+    const { node, token } = this.info;
+    this.held = token;
+    this.info = { ...this.info, deadline: null };
+    this.panel.setCountdown(this.countdown());
+    this.tick();
+    try {
+      await gateApi.hold(node, token);
+    } catch (err) {
+      // 409: the pause is over (answered, timed out): its done event or GET /pending says so.
+      if (err instanceof GateError && err.status === 409) return;
+      if (this.info?.token === token) this.say(`Could not stop the countdown: ${err.message}`, true);
+    }
   }
 
   runAgain() {
@@ -232,19 +402,45 @@ export class GateController {
   }
 
   // -- masks -------------------------------------------------------------------------------
-  maskKey() {
-    return this.info?.batch > 1 ? this.index : ALL;
+  /** The mask shown over batch image `index`: its own, else the one for every image. */
+  overlayFor(index) {
+    return this.overlays.get(index) ?? this.overlays.get(ALL) ?? null;
+  }
+
+  /** The batch images a mask painted now belongs to: the enlarged one, the selected ones, or
+   *  (nothing selected, or a single image) every image. */
+  maskKeys() {
+    return this.batch > 1 ? this.targets() : [];
+  }
+
+  /** The full-size preview to paint over: the enlarged image, or the first one masked. */
+  async paintingImage(keys) {
+    if (this.view === "single") {
+      const image = this.panel.image;
+      return image.complete && image.naturalWidth ? image : null;
+    }
+    const { node, token } = this.info;
+    try {
+      return await loadImage(gateApi.previewUrl(node, token, keys[0] ?? 0));
+    } catch {
+      return null;
+    }
   }
 
   async editMask() {
-    const image = this.panel.image;
-    if (this.mode !== "paused" || !image.complete || !image.naturalWidth) {
+    if (this.mode !== "paused") return;
+    const keys = this.maskKeys();
+    const image = await this.paintingImage(keys);
+    if (this.mode !== "paused") return;
+    if (!image) {
       this.say("The preview has not loaded yet.", true);
       return;
     }
-    const key = this.maskKey();
+    const key = keys.length ? keys[0] : ALL;
     const existing = this.masks.get(key) ?? this.masks.get(ALL) ?? null;
-    const title = `Mask · ${this.node.title}${this.info.batch > 1 ? ` · image ${this.index + 1}/${this.info.batch}` : ""}`;
+    const which = !keys.length ? (this.batch > 1 ? " · every image" : "")
+      : keys.length === 1 ? ` · image ${keys[0] + 1}/${this.batch}` : ` · ${keys.length} images`;
+    const title = `Mask · ${this.node.title}${which}`;
     let mask;
     const preferEditor = this.app.extensionManager?.setting?.get?.(PAINTER_SETTING) === PAINTER_EDITOR;
     if (preferEditor && maskEditorAvailable(this.app)) {
@@ -263,12 +459,16 @@ export class GateController {
     }
     this.panel.focus(); // keys pick routes again
     if (!mask) return; // cancelled
-    if (isEmptyMask(mask)) {
-      this.masks.delete(key);
-      this.overlays.delete(key);
-    } else {
-      this.masks.set(key, mask);
-      this.overlays.set(key, overlayUrl(mask));
+    const empty = isEmptyMask(mask);
+    const tint = empty ? null : overlayUrl(mask);
+    for (const k of keys.length ? keys : [ALL]) {
+      if (empty) {
+        this.masks.delete(k);
+        this.overlays.delete(k);
+      } else {
+        this.masks.set(k, mask);
+        this.overlays.set(k, tint);
+      }
     }
     this.render();
     if (this.mode === "paused") await this.pushMasks({ clearFirst: true, what: "Sending the mask…" });
@@ -315,7 +515,15 @@ export class GateController {
       return `Paused: pick a route · ${p.width}×${p.height}${p.batch > 1 ? ` · batch of ${p.batch}` : ""}${source}`;
     }
     if (this.mode === "decided") {
-      return this.decided ? `Sent down ${routeTitle(labels, this.decided)}` : "Stopped: nothing was sent on";
+      const late = this.timedOut ? "Time ran out: " : "";
+      if (this.decidedRoutes && !singleRoute(this.decidedRoutes)) {
+        return `${late || "Sent: "}${routeCounts(this.decidedRoutes).map(({ route, count }) =>
+          `${count} down ${routeTitle(labels, route)}`).join(", ")}`;
+      }
+      if (this.decided) return `${late}Sent down ${routeTitle(labels, this.decided)}`;
+      if (this.timedOut) return this.message.startsWith("Parked") ? "Time ran out: parked, nothing was sent on"
+        : "Time ran out: stopped, nothing was sent on";
+      return "Stopped: nothing was sent on";
     }
     if (this.mode === "elsewhere") return "A gate is waiting in another tab.";
     return "Image Gate: each run pauses here until you pick a route.";
@@ -328,24 +536,72 @@ export class GateController {
     }
     const kept = [...this.masks.keys()];
     if (kept.length) {
-      const where = kept.includes(ALL) ? "every image" : `${kept.length} image${kept.length > 1 ? "s" : ""}`;
+      const own = kept.filter((k) => k !== ALL).length;
+      const where = kept.includes(ALL) ? `every image${own ? ` (${own} with their own)` : ""}`
+        : `${own} image${own > 1 ? "s" : ""}`;
       return `Mask painted on ${where}; kept for the next run until cleared.`;
     }
     if (this.mode === "paused" && this.info.painted?.length) return "A mask was painted for this pause.";
     return "";
   }
 
+  /** The grid's model: one cell per batch image (a batch of more than one only). */
+  gridModel() {
+    const p = this.info;
+    if (!p || this.batch < 2 || (this.mode !== "paused" && this.mode !== "decided")) return null;
+    return {
+      key: p.token,
+      columns: gridColumns(this.batch),
+      aspect: p.height / Math.max(1, p.width),
+      cursor: this.selection.cursor,
+      cells: Array.from({ length: this.batch }, (_, i) => ({
+        url: gateApi.previewUrl(p.node, p.token, i, THUMB_SIDE),
+        route: this.assigned[i] ?? DEFAULT_ROUTE,
+        own: this.assigned[i] != null,
+        selected: this.mode === "paused" && this.view === "grid" && this.selection.has(i),
+        overlay: this.overlayFor(i),
+      })),
+    };
+  }
+
+  hint() {
+    if (this.mode !== "paused" || this.batch < 2) return "";
+    const labels = this.info.labels ?? [];
+    const rest = this.assigned.filter((r) => r === null).length;
+    const fallback = rest ? ` (${rest} without a route: ${routeTitle(labels, DEFAULT_ROUTE)})` : "";
+    if (this.view === "single") {
+      return `A route key routes this image and moves on · Enter sends all${fallback} · Space: all images`;
+    }
+    const n = this.selection.size;
+    if (!n) return "Click, shift- or ctrl-click to select · a route with nothing selected sends the whole batch at once";
+    return `${n} selected: a route key routes ${n > 1 ? "them" : "it"} · Enter sends all${fallback}`;
+  }
+
   render() {
     const paused = this.mode === "paused";
     const p = this.info;
+    const counts = {};
+    if (paused) for (const r of this.assigned) if (r) counts[r] = (counts[r] ?? 0) + 1;
+    const shown = this.assigned[this.index];
+    const sendRoutes = paused ? routesToSend(this.assigned) : [];
+    const labels = p?.labels ?? [];
     this.panel.render({
       mode: this.mode,
       pause: p,
+      view: this.view,
+      grid: this.gridModel(),
       index: this.index,
       previewUrl: p ? (paused ? gateApi.previewUrl(p.node, p.token, this.index) : this.panel.image.getAttribute("src")) : null,
-      overlayUrl: this.overlays.get(this.maskKey()) ?? this.overlays.get(ALL) ?? null,
+      overlayUrl: this.batch > 1 ? this.overlayFor(this.index) : this.overlays.get(ALL) ?? null,
+      shownRoute: { route: shown ?? DEFAULT_ROUTE, own: shown != null },
       labels: readLabels(this.node),
       routes: routeCount(this.node),
+      counts,
+      canSend: paused && this.canSend(),
+      sendTitle: `Send (Enter): ${routeCounts(sendRoutes).map(({ route, count }) =>
+        `${count} down ${routeTitle(labels, route)}`).join(", ")}`,
+      hint: this.hint(),
+      countdown: this.countdown(),
       orphaned: this.mode === "elsewhere" && Boolean(this.other?.orphaned),
       busy: this.busy > 0,
       status: this.statusText(),
@@ -358,15 +614,24 @@ export class GateController {
   fit({ grow = false, shrink = false } = {}) {
     const node = this.node;
     if (!node.size) return;
-    const [width, height] = node.size;
+    let [width, height] = node.size;
+    const grid = this.info && this.batch > 1 && this.view === "grid";
+    if (grow && grid) width = Math.max(width, gridColumns(this.batch) * (CELL_MIN + 4) + 20);
     let need = node.computeSize()[1];
     if (grow && this.info) {
-      const aspect = this.info.height / Math.max(1, this.info.width);
-      const wanted = Math.min(PREVIEW_MAX, Math.max(PREVIEW_MIN, (width - 20) * aspect));
-      need += wanted - PREVIEW_MIN;
+      const aspect = Math.min(2, Math.max(0.5, this.info.height / Math.max(1, this.info.width)));
+      let wanted;
+      if (grid) {
+        const columns = gridColumns(this.batch);
+        const cell = (width - 20 - (columns - 1) * 4) / columns;
+        wanted = Math.min(GRID_MAX, Math.ceil(this.batch / columns) * (cell * aspect + 4));
+      } else {
+        wanted = Math.min(PREVIEW_MAX, (width - 20) * aspect);
+      }
+      need += Math.max(PREVIEW_MIN, wanted) - PREVIEW_MIN;
     }
-    if (height < need || (shrink && height > need)) {
-      node.setSize([width, need]);
+    if (height < need || (shrink && height > need) || width !== node.size[0]) {
+      node.setSize([width, Math.max(need, shrink ? 0 : height)]);
       node.setDirtyCanvas?.(true, true);
     }
   }

@@ -38,7 +38,24 @@ function showPause(data) {
   if (finished.has(data.token)) return;
   elsewhere.delete(data.node);
   waiting.set(data.node, data);
-  controllerAt(data.node)?.pause(data);
+  const controller = controllerAt(data.node);
+  if (controller) controller.pause(data);
+  else missingNode(data);
+}
+
+/** Tokens already told about: a pause whose node is not in the graph on screen (a resumed
+ *  parked slot, or another workflow's run) gets one toast, not one per poll. */
+const toldMissing = new Set();
+
+function missingNode(data) {
+  if (toldMissing.has(data.token) || findNodeByPath(app, data.node)) return;
+  toldMissing.add(data.token);
+  app.extensionManager?.toast?.add?.({
+    severity: "info", summary: "Image Gate is waiting",
+    detail: `Gate ${data.node} of prompt ${data.prompt_id ?? "?"} waits for a route in this tab, but the graph on `
+      + "screen has no such Image Gate: open the workflow it came from to answer it.",
+    life: 10000,
+  });
 }
 
 /** A pause this tab may not answer: a notice, with "Take over" once its tab is gone. */

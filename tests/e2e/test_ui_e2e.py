@@ -205,8 +205,12 @@ class Ui:
             raise AssertionError(
                 f"no pause shown; pending for this tab: {self.comfy.pending_gates(self.client_id(page))}, "
                 f"all pending: {self.comfy.pending_gates()}, queue: {self.comfy.get('/queue').json()}") from None
-        page.wait_for_function("() => { const i = document.querySelector('.dg-preview-img');"
+        # A single image shows enlarged at once; a batch shows its grid of thumbnails.
+        page.wait_for_function("() => { const g = document.querySelector('.dg-gate[data-mode=\"paused\"]');"
+                               " if (g.dataset.view === 'grid') return g.dataset.thumbs === 'loaded';"
+                               " const i = g.querySelector('.dg-preview-img');"
                                " return i && i.complete && i.naturalWidth > 0 }", timeout=30000)
+        self.fit_gate(page)
         deadline = time.monotonic() + 30
         while True:
             pending = self.comfy.pending_gates(self.client_id(page))
@@ -214,6 +218,22 @@ class Ui:
                 return pending[0]
             assert time.monotonic() < deadline, f"no new pause for this tab: {pending}"
             time.sleep(0.1)
+
+    def fit_gate(self, page=None) -> None:
+        """Move the canvas up when the paused gate's panel reaches below the window (a tall
+        node: a grid under all of the gate's outputs and widgets)."""
+        page = page or self.page
+        moved = page.evaluate("""() => {
+            const root = document.querySelector('.dg-gate[data-mode="paused"]');
+            const over = root.getBoundingClientRect().bottom - (window.innerHeight - 8);
+            if (over <= 0) return false;
+            const ds = app.canvas.ds;
+            ds.offset = [ds.offset[0], ds.offset[1] - over / ds.scale];
+            app.canvas.setDirty(true, true);
+            return true;
+        }""")
+        if moved:
+            page.wait_for_timeout(200)  # the DOM widgets follow the canvas on its next frame
 
     def outputs(self, prefix: str) -> list[Path]:
         return sorted(self.comfy.output_dir.glob(f"{prefix}_*.png"))
@@ -408,6 +428,8 @@ def test_painted_mask_is_sent_and_kept_for_the_next_run(ui) -> None:
 
 
 def test_batch_paging(ui) -> None:
+    """A batch shows as a grid; Space (or the button) enlarges one image, which pages with the
+    arrows; back on the grid with nothing selected, a route sends the whole batch at once."""
     ids = ui.build(["dg_ui_p_a", "dg_ui_p_b"])
     ui.page.evaluate("""(gateId) => {
         const gate = app.graph.getNodeById(gateId);
@@ -420,11 +442,19 @@ def test_batch_paging(ui) -> None:
     ui.queue()
     pause = ui.wait_paused()
     assert pause["batch"] == 3
+    assert ui.page.locator(".dg-cell").count() == 3
+    ui.page.click(".dg-view-toggle")
     assert ui.page.inner_text(".dg-page-label") == "1 / 3"
     ui.page.click(".dg-next")
     assert ui.page.inner_text(".dg-page-label") == "2 / 3"
-    ui.page.wait_for_function("() => document.querySelector('.dg-preview-img').src.includes('index=1')")
-    ui.shot("page2of3")
+    ui.page.wait_for_function("() => { const i = document.querySelector('.dg-preview-img');"
+                              " return i.src.includes('index=1') && !i.src.includes('side=') && i.complete }")
+    ui.page.keyboard.press("ArrowRight")
+    assert ui.page.inner_text(".dg-page-label") == "3 / 3"
+    ui.shot("page3of3")
+    ui.page.keyboard.press(" ")  # back to the grid, nothing selected
+    ui.page.wait_for_selector(".dg-gate[data-view='grid'] .dg-thumbs:visible")
+    assert ui.page.locator(".dg-cell.dg-selected").count() == 0
     ui.page.click(".dg-route[data-route='2']")
     ui.comfy.wait_history(pause["prompt_id"])
     assert len(ui.outputs("dg_ui_p_b")) == 3
@@ -787,3 +817,329 @@ def test_no_console_messages_from_the_pack(ui) -> None:
     ui.comfy.wait_history(pause["prompt_id"])
     assert len(ui.outputs("dg_ui_con_b")) == 1
     assert ui.pack_console == [], ui.pack_console
+
+
+# -- the batch grid: a route per image, pre-selection, masks, sizes and timing -----------------
+GRID_W, GRID_H = 320, 240
+
+
+def colour_of(i: int) -> tuple[int, int, int]:
+    """Batch image i's background colour (8-bit exact, distinct for i < 64)."""
+    return ((i * 16 + 8) % 256, (250 - i * 3) % 256, (i * 37 + 20) % 256)
+
+
+def publish_batch(comfy, slot_id: str, n: int, meta: dict | None = None) -> None:
+    """A slot of n images, each its own colour with a light disc in the middle."""
+    yy, xx = torch.meshgrid(torch.arange(GRID_H), torch.arange(GRID_W), indexing="ij")
+    disc = ((xx - GRID_W / 2) ** 2 + (yy - GRID_H / 2) ** 2) < (GRID_H / 4) ** 2
+    colours = torch.tensor([colour_of(i) for i in range(n)], dtype=torch.float32) / 255
+    batch = colours[:, None, None, :].expand(n, GRID_H, GRID_W, 3).clone()
+    batch[:, disc] = 0.92
+    SlotStore(comfy.bus_dir).publish(slot_id, batch, meta=meta)
+
+
+def corner_colours(paths: list[Path]) -> list[tuple[int, int, int]]:
+    return [tuple(np.asarray(Image.open(p).convert("RGB"))[4, 4].tolist()) for p in paths]
+
+
+# An Image Gate reading slot `slot` (get_id, no image wired), one SaveImage per route (+ the mask
+# through MaskToImage), extra widget values by name; returns the node ids and the widget names
+# this ImageGate does not have.
+BUILD_SLOT_GATE = """
+({ slot, prefixes, maskPrefix, widgets, sink }) => {
+  const LG = window.LiteGraph, app = window.app;
+  app.graph.clear();
+  const add = (type, x, y) => { const n = LG.createNode(type); n.pos = [x, y]; app.graph.add(n); return n; };
+  const gate = add("ImageGate", 100, 60);
+  const set = (name, value) => {
+    const w = gate.widgets.find(w => w.name === name);
+    if (!w) return false;
+    w.value = value; w.callback?.(value);
+    return true;
+  };
+  set("routes", prefixes.length);
+  set("get_id", slot);
+  const missing = Object.entries(widgets || {}).filter(([k, v]) => !set(k, v)).map(([k]) => k);
+  const saves = prefixes.map((prefix, i) => {
+    const save = add(sink, 900, 20 + i * 300);
+    save.widgets[0].value = prefix;  // SaveImage's filename_prefix, Bus Save's slot_id
+    gate.connect(i + 1, save, 0);
+    return save.id;
+  });
+  if (maskPrefix) {
+    const toImage = add("MaskToImage", 700, 640);
+    gate.connect(0, toImage, 0);
+    const save = add("SaveImage", 900, 640);
+    save.widgets[0].value = maskPrefix;
+    toImage.connect(0, save, 0);
+  }
+  gate.setSize([560, gate.size[1]]);
+  app.canvas.ds.offset = [0, 0];
+  app.canvas.ds.scale = 1;
+  app.graph.setDirtyCanvas(true, true);
+  return { gate: gate.id, saves, missing };
+}
+"""
+
+
+def build_slot_gate(ui, slot: str, prefixes: list[str], mask_prefix: str | None = None,
+                    sink: str = "SaveImage", **widgets) -> dict:
+    ids = ui.page.evaluate(BUILD_SLOT_GATE, {"slot": slot, "prefixes": prefixes, "maskPrefix": mask_prefix,
+                                             "widgets": widgets, "sink": sink})
+    assert not ids["missing"], f"the ImageGate has no widget {ids['missing']}"
+    return ids
+
+
+def cell(index: int) -> str:
+    return f".dg-cell[data-index='{index}']"
+
+
+def test_grid_select_two_press_2_enter_routes_those_two(ui) -> None:
+    """16 images as a 4×4 grid: click one, ctrl-click another, key 2, Enter. Route 2's
+    SaveImage gets exactly those two (in batch order), route 1 the other 14."""
+    publish_batch(ui.comfy, "dg_ui_grid16", 16)
+    build_slot_gate(ui, "dg_ui_grid16", ["dg_ui_g16_a", "dg_ui_g16_b"])
+    page = ui.page
+    ui.queue()
+    pause = ui.wait_paused()
+    assert pause["batch"] == 16
+    assert page.locator(".dg-cell").count() == 16
+    srcs = page.eval_on_selector_all(".dg-cell-img", "els => els.map(e => e.getAttribute('src'))")
+    assert all("side=160" in s and f"index={i}" in s for i, s in enumerate(srcs))
+    assert page.evaluate("() => document.querySelector('.dg-cell-img').naturalWidth") == 160
+    columns = page.evaluate("() => getComputedStyle(document.querySelector('.dg-thumbs')).gridTemplateColumns.split(' ').length")
+    assert columns == 4
+    ui.shot("grid16")
+
+    page.click(cell(2))
+    page.click(cell(5), modifiers=["Control"])
+    assert page.eval_on_selector_all(".dg-cell.dg-selected", "els => els.map(e => e.dataset.index)") == ["2", "5"]
+    page.keyboard.press("2")
+    badges = page.eval_on_selector_all(".dg-cell .dg-cell-badge", "els => els.map(e => e.dataset.route + (e.classList.contains('dg-default') ? '?' : ''))")
+    assert badges == ["1?"] * 2 + ["2"] + ["1?"] * 2 + ["2"] + ["1?"] * 10
+    assert page.get_attribute(".dg-gate", "data-mode") == "paused"  # routed, not sent yet
+    ui.shot("grid16_two_on_route2")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(DECIDED)
+    entry = ui.comfy.wait_history(pause["prompt_id"])
+    assert entry["status"]["status_str"] == "success"
+    route2, route1 = ui.outputs("dg_ui_g16_b"), ui.outputs("dg_ui_g16_a")
+    assert corner_colours(route2) == [colour_of(2), colour_of(5)]
+    assert corner_colours(route1) == [colour_of(i) for i in range(16) if i not in (2, 5)]
+    status = page.inner_text(".dg-gate-status")
+    assert "14 down route 1" in status and "2 down route 2" in status
+    ui.shot("grid16_sent")
+
+
+@pytest.mark.parametrize("batch", [1, 4, 64])
+def test_grid_sizes_and_the_one_click_flow(ui, batch: int) -> None:
+    """1, 4 and 64 images: the grid (or the single image) draws, and a route with nothing
+    selected sends the whole batch at once, as before the grid."""
+    slot = f"dg_ui_size{batch}"
+    publish_batch(ui.comfy, slot, batch)
+    build_slot_gate(ui, slot, [f"{slot}_a", f"{slot}_b"])
+    ui.queue()
+    pause = ui.wait_paused()
+    page = ui.page
+    if batch == 1:
+        assert page.locator(".dg-cell").count() == 0 and page.is_visible(".dg-preview-img")
+        assert not page.is_visible(".dg-send")
+    else:
+        assert page.locator(".dg-cell").count() == batch
+        loaded = page.evaluate("() => [...document.querySelectorAll('.dg-cell-img')].every(i => i.complete && i.naturalWidth > 0)")
+        assert loaded
+        columns = page.evaluate("() => getComputedStyle(document.querySelector('.dg-thumbs')).gridTemplateColumns.split(' ').length")
+        assert columns == {4: 2, 64: 8}[batch]
+    ui.shot(f"size{batch}")
+    page.click(".dg-gate-status")
+    page.keyboard.press("2")
+    page.wait_for_selector(DECIDED)
+    ui.comfy.wait_history(pause["prompt_id"])
+    assert len(ui.outputs(f"{slot}_b")) == batch and not ui.outputs(f"{slot}_a")
+
+
+# Armed before queueing; the page keeps the promise, read once the grid is up.
+GRID_TIMING = """
+() => { window.dgTiming = new Promise((resolve) => {
+  const api = window.comfyAPI.api.api;
+  const t = {};
+  const onMessage = (e) => {
+    if (typeof e.data === 'string' && e.data.includes('"datasete_gate.pause"')) t.pause = e.timeStamp;
+  };
+  api.socket.addEventListener('message', onMessage);
+  document.addEventListener('dg-grid-loaded', (e) => {
+    api.socket.removeEventListener('message', onMessage);
+    const thumbs = performance.getEntriesByType('resource').filter(r => r.name.includes('side=160')
+                                                                  && r.startTime >= t.pause);
+    performance.clearResourceTimings();
+    resolve({ ms: e.timeStamp - t.pause, count: e.detail.count,
+              node: app.graph.findNodesByType('ImageGate')[0].dgGate.gridMs,
+              first: Math.min(...thumbs.map(r => r.startTime)) - t.pause,
+              last: Math.max(...thumbs.map(r => r.responseEnd)) - t.pause,
+              server: thumbs.reduce((a, r) => a + r.responseStart - r.requestStart, 0) / thumbs.length });
+  }, { once: true });
+}); }
+"""
+
+
+def test_64_thumbnails_load_within_300_ms(ui) -> None:
+    """From the pause event reaching the page to all 64 thumbnails (side=160) loaded: one
+    warm-up pause (the server's first renders), then five measured; their median must stay
+    under 300 ms. The machine is shared, so one slow run does not fail the test."""
+    publish_batch(ui.comfy, "dg_ui_time64", 64)
+    # Bus Save, not SaveImage: the page would load the last run's 64 saved images from /view
+    # while the next grid loads.
+    build_slot_gate(ui, "dg_ui_time64", ["dg_ui_t64_a", "dg_ui_t64_b"], sink="DatasetGatesBusSave")
+    page = ui.page
+    runs = []
+    old = None
+    for _ in range(6):
+        page.evaluate(GRID_TIMING)
+        ui.queue()
+        pause = ui.wait_paused(old_token=old)
+        result = page.evaluate("() => window.dgTiming")
+        old = pause["token"]
+        assert result["count"] == 64
+        runs.append(result)
+        page.click(".dg-gate-status")
+        page.keyboard.press("1")
+        page.wait_for_selector(DECIDED)
+        ui.comfy.wait_history(pause["prompt_id"])
+    warm_up, runs = runs[0], runs[1:]
+    times = sorted(r["ms"] for r in runs)
+    print(f"64 thumbnails, pause event to all loaded: {[round(t) for t in times]} ms "
+          f"(warm-up {round(warm_up['ms'])} ms) "
+          f"(node's own count: {[r['node'] for r in runs]} ms; first request after "
+          f"{[round(r['first']) for r in runs]} ms, last response after "
+          f"{[round(r['last']) for r in runs]} ms; mean wait for the server "
+          f"{[round(r['server'], 1) for r in runs]} ms)")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    (SHOTS / "grid64_timing.json").write_text(json.dumps({"warm_up": warm_up, "runs": runs}))
+    assert times[2] < 300, f"median {times[2]:.0f} ms"
+
+
+def test_preselected_routes_from_the_slot_are_reviewed_changed_and_sent(ui) -> None:
+    """A gate reading a slot that recorded routes shows them pre-selected; change one, Enter."""
+    publish_batch(ui.comfy, "dg_ui_pre4", 4, meta={"routes": [2, 1, 2, 1]})
+    build_slot_gate(ui, "dg_ui_pre4", ["dg_ui_pre_a", "dg_ui_pre_b"])
+    ui.queue()
+    pause = ui.wait_paused()
+    assert pause["preselect"] == [2, 1, 2, 1]
+    page = ui.page
+    own = page.eval_on_selector_all(".dg-cell .dg-cell-badge", "els => els.map(e => [e.dataset.route, !e.classList.contains('dg-default')])")
+    assert own == [["2", True], ["1", True], ["2", True], ["1", True]]
+    ui.shot("preselected")
+    page.click(cell(1))
+    page.keyboard.press("2")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(DECIDED)
+    ui.comfy.wait_history(pause["prompt_id"])
+    assert corner_colours(ui.outputs("dg_ui_pre_b")) == [colour_of(0), colour_of(1), colour_of(2)]
+    assert corner_colours(ui.outputs("dg_ui_pre_a")) == [colour_of(3)]
+
+
+def test_a_mask_painted_on_a_selected_image_stays_on_that_image(ui) -> None:
+    publish_batch(ui.comfy, "dg_ui_mask4", 4)
+    build_slot_gate(ui, "dg_ui_mask4", ["dg_ui_gm_a", "dg_ui_gm_b"], mask_prefix="dg_ui_gm_mask")
+    ui.queue()
+    pause = ui.wait_paused()
+    page = ui.page
+    page.click(cell(2))
+    ui.shot("image3_selected")
+    ui.paint_with_brush()
+    assert "image 3/4" in page.inner_text(".dg-brush")
+    page.click(".dg-brush-save")
+    page.wait_for_selector(f"{cell(2)} .dg-cell-overlay:not([hidden])")
+    page.wait_for_function("() => !document.querySelector('.dg-route').disabled")
+    assert page.locator(".dg-cell-overlay:not([hidden])").count() == 1
+    assert ui.comfy.pending_gates(ui.client_id())[0]["painted"] == [2]
+    ui.shot("mask_on_image3")
+    page.click(cell(2))  # nothing selected again: key 1 sends the whole batch
+    page.keyboard.press("1")
+    page.wait_for_selector(DECIDED)
+    ui.comfy.wait_history(pause["prompt_id"])
+    masks = [np.asarray(Image.open(p).convert("L")) for p in ui.outputs("dg_ui_gm_mask")]
+    assert len(masks) == 4
+    assert [m[120, 160] > 200 for m in masks] == [False, False, True, False]
+
+
+# -- countdown, parking and resume -------------------------------------------------------------
+def test_countdown_is_shown_and_a_click_stops_it(ui) -> None:
+    publish_batch(ui.comfy, "dg_ui_cd4", 4)
+    build_slot_gate(ui, "dg_ui_cd4", ["dg_ui_cd_a", "dg_ui_cd_b"], timeout=120, on_timeout="stop")
+    ui.queue()
+    pause = ui.wait_paused()
+    assert pause["timeout"] == 120 and pause["deadline"] and pause["on_timeout"] == "stop"
+    page = ui.page
+    page.wait_for_selector(".dg-countdown:visible")
+    first = page.inner_text(".dg-countdown")
+    assert "left, then the gate stops the run" in first and first.startswith(("2:0", "1:5"))
+    page.wait_for_function("t => document.querySelector('.dg-countdown').textContent !== t", arg=first, timeout=5000)
+    ui.shot("countdown")
+    page.click(cell(1))  # any click: the countdown stops, POST /hold once
+    page.wait_for_function("() => document.querySelector('.dg-countdown').textContent.startsWith('Countdown stopped')")
+    deadline = time.monotonic() + 10
+    while ui.comfy.pending_gates(ui.client_id())[0]["deadline"] is not None:
+        assert time.monotonic() < deadline, "the server's deadline was not cleared"
+        time.sleep(0.1)
+    held = page.inner_text(".dg-countdown")
+    page.wait_for_timeout(1200)
+    assert page.inner_text(".dg-countdown") == held  # it no longer ticks
+    ui.shot("countdown_stopped")
+    page.keyboard.press("2")  # image 2 selected: it goes down route 2, the rest route 1
+    page.keyboard.press("Enter")
+    page.wait_for_selector(DECIDED)
+    ui.comfy.wait_history(pause["prompt_id"])
+    assert corner_colours(ui.outputs("dg_ui_cd_b")) == [colour_of(1)]
+    assert len(ui.outputs("dg_ui_cd_a")) == 3
+
+
+def test_a_parked_slot_shows_in_the_sidebar_and_resumes_in_this_tab(ui) -> None:
+    """A 2 s countdown runs out and parks the batch; the sidebar marks the slot, and Resume
+    queues its prompt from this tab: the gate pauses here again on the same batch."""
+    publish_batch(ui.comfy, "dg_ui_park4", 4)
+    ids = build_slot_gate(ui, "dg_ui_park4", ["dg_ui_pk4_a", "dg_ui_pk4_b"], timeout=2, on_timeout="park")
+    ui.queue()
+    pause = ui.wait_paused()
+    page = ui.page
+    page.wait_for_selector(".dg-countdown:visible")
+    page.wait_for_selector(DECIDED, timeout=20000)  # nobody clicked: it parked
+    parked = f"parked-{pause['prompt_id'][:8]}-{ids['gate']}"
+    page.wait_for_function("id => document.querySelector('.dg-gate-note')?.textContent.includes(id)", arg=parked)
+    ui.shot("parked_node")
+    info = ui.comfy.get(f"/datasete_gate/bus/info/{parked}").json()
+    assert info["meta"]["parked"] is True and info["meta"]["node"] == str(ids["gate"])
+
+    page.click(".dataset-gates-slots-tab-button")
+    card = f".dg-browser .dg-card[data-slot-id='{parked}']"
+    try:
+        page.wait_for_selector(f"{card} .dg-parked-badge")
+    finally:
+        ui.shot("sidebar_list")
+    page.wait_for_function(
+        "sel => { const i = document.querySelector(sel + ' img'); return i && i.complete && i.naturalWidth > 0 }", arg=card)
+    page.click(card)
+    page.wait_for_selector(".dg-browser .dg-parked-box .dg-resume")
+    assert page.locator(".dg-browser .dg-resume-note").count() == 0
+    page.wait_for_function("() => document.querySelector('.dg-browser .dg-detail-img')?.complete")
+    ui.shot("sidebar_parked_slot")
+    page.click(".dg-browser .dg-resume")
+    page.wait_for_function("() => /Resumed as prompt \\S+: /.test(document.querySelector('.dg-resume-status')?.textContent)")
+    status = page.inner_text(".dg-resume-status")
+    resumed_id = status.split("Resumed as prompt ")[1].split(":")[0]
+    assert resumed_id != pause["prompt_id"]
+    again = ui.wait_paused(old_token=pause["token"])  # the same node, in this tab
+    assert again["prompt_id"] == resumed_id and again["source"] == f"slot:{parked}" and again["deadline"] is None
+    page.wait_for_function("() => document.querySelector('.dg-resume-status').textContent.includes('paused at its gate')")
+    ui.shot("sidebar_resumed")
+    # The sidebar stays open (it follows the prompt) and may cover the node: the keys select.
+    page.evaluate("() => document.querySelector('.dg-gate').focus()")
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    assert page.eval_on_selector_all(".dg-cell.dg-selected", "els => els.map(e => e.dataset.index)") == ["3"]
+    page.keyboard.press("2")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(DECIDED)
+    ui.comfy.wait_history(resumed_id)
+    assert corner_colours(ui.outputs("dg_ui_pk4_b")) == [colour_of(3)]
+    page.wait_for_function("() => document.querySelector('.dg-resume-status').textContent.endsWith(': done')")

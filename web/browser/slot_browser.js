@@ -1,23 +1,50 @@
 // The slot browser: every bus slot as a card; open one to page its batch, step through its kept
-// versions (id@-1, ...), pin, rename, delete it or download its exact tensors. Used by the standalone page (web/browser/index.html, served by
+// versions (id@-1, ...), pin, rename, delete it or download its exact tensors. A parked slot (a
+// gate that timed out kept its batch and prompt there) is marked, and inside ComfyUI it can be
+// resumed. Used by the standalone page (web/browser/index.html, served by
 // `python -m gates serve`) and by the ComfyUI sidebar tab. Side-effect free: nothing happens
 // until mountBrowser() is called, and it never touches ComfyUI's own scripts.
-import { age, el, ensureStylesheet, errorText, humanBytes, shapeText, sizeText, when } from "../format.js";
+import { age, el, ensureStylesheet, errorText, humanBytes, readJson, shapeText, sizeText, when } from "../format.js";
+
+/** The standalone page cannot resume: it has no ComfyUI to queue the prompt in. */
+export const RESUME_NEEDS_COMFYUI = "Resume needs ComfyUI: open this bus in ComfyUI's sidebar.";
+const RESUME_POLL_MS = 1000;
+const FINAL_STATES = new Set(["done", "failed", "stopped", "unknown"]);
+
+/** A slot a gate parked when its countdown ran out (meta.parked). */
+export function isParked(slot) {
+  return slot?.meta?.parked === true;
+}
+
+/** The slot's meta for the facts table: the stored API prompt only as its size. */
+function metaText(meta) {
+  if (!meta || !Object.keys(meta).length) return "-";
+  const { prompt, ...rest } = meta;
+  const text = JSON.stringify(rest);
+  return prompt && typeof prompt === "object" ? `${text} + an API prompt of ${Object.keys(prompt).length} nodes` : text;
+}
 
 /**
  * Render the browser into `root`.
  * @param {HTMLElement} root
- * @param {{apiBase?: string}} options apiBase: where the /datasete_gate routes live
- *   ("/datasete_gate" standalone, api.apiURL("/datasete_gate") inside ComfyUI).
+ * @param {{apiBase?: string, resume?: (id: string) => Promise<{prompt_id: string}>,
+ *   promptState?: (promptId: string) => Promise<string>}} options
+ *   apiBase: where the /datasete_gate routes live ("/datasete_gate" standalone,
+ *   api.apiURL("/datasete_gate") inside ComfyUI). resume / promptState: given inside ComfyUI
+ *   only (POST /resume/{id} with the tab's client id; where that prompt is now); without them
+ *   a parked slot shows why it cannot be resumed here.
  * @returns {{refresh: () => Promise<void>, destroy: () => void}}
  */
-export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
+export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, promptState = null } = {}) {
   ensureStylesheet("browser", new URL("./browser.css", import.meta.url));
   const base = apiBase.replace(/\/+$/, "");
   const url = (path) => base + path;
   const slotPath = (id) => encodeURIComponent(id);
   // versions: the open slot's kept versions (newest first); shown: the one on screen
   const state = { bus: "", slots: [], filter: "", open: null, index: 0, versions: [], shown: null };
+  const resumed = new Map(); // slot id -> {promptId, state, error}: resumes from this page
+  let polling = null;
+  let destroyed = false;
 
   const status = el("div.dg-status", { role: "status" });
   const grid = el("div.dg-grid");
@@ -44,7 +71,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
   async function call(path, init) {
     const response = await fetch(url(path), { cache: "no-store", ...init });
     if (!response.ok) throw new Error(await errorText(response));
-    return response.json();
+    return readJson(response);
   }
 
   function postJson(path, body) {
@@ -96,8 +123,11 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
         ...(slot.versions > 1 || slot.pinned ? [el("div.dg-card-line.dg-muted", {},
           [slot.versions > 1 ? `${slot.versions} versions` : "", slot.pinned ? "📌 pinned" : ""]
             .filter(Boolean).join(" · "))] : []),
+        ...(isParked(slot) ? [el("div.dg-card-line", {}, el("span.dg-parked-badge", {
+          title: "A gate's countdown ran out and parked this batch here with its prompt",
+        }, "parked"), resumed.has(slot.id) ? ` ${resumeText(resumed.get(slot.id))}` : "")] : []),
       ];
-    return el(`button.dg-card${bad ? ".dg-bad" : ""}`, {
+    return el(`button.dg-card${bad ? ".dg-bad" : ""}${isParked(slot) ? ".dg-parked" : ""}`, {
       type: "button", dataset: { slotId: slot.id }, title: `Open ${slot.id}`,
       onclick: () => openSlot(slot, 0),
     }, thumb, el("div.dg-card-id", {}, slot.id), ...facts);
@@ -208,7 +238,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
       ...(slot.versions > 1 ? [["versions", `${slot.versions} kept (older ones load as ${slot.id}@-1, @-2, …)`]] : []),
       ...(slot.version ? [["showing", `${ref}: get_id "${ref}" resumes from this version`]] : []),
       ["pinned", slot.pinned ? "yes: never pruned by the bus quota" : "no"],
-      ["meta", slot.meta && Object.keys(slot.meta).length ? JSON.stringify(slot.meta) : "-"],
+      ["meta", metaText(slot.meta)],
     ];
     const owner = state.open;  // rename, pin and delete act on the slot, not one version
     const renameInput = el("input.dg-rename-input", { type: "text", value: owner.id, spellcheck: false, "aria-label": "new id" });
@@ -220,6 +250,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
         el("button.dg-btn.dg-back", { type: "button", onclick: () => { closeSlot(); say(""); } }, "← All slots"),
         el("strong.dg-detail-id", {}, ref)),
       ...versionStrip(),
+      ...parkedSection(owner),
       el("div.dg-viewer", {}, image), pager,
       el("table.dg-facts", {}, ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))),
       el("div.dg-actions",
@@ -233,6 +264,85 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
         el("button.dg-btn.dg-pin", { type: "button", onclick: () => pin(owner.id, !owner.pinned) },
           owner.pinned ? "Unpin" : "Pin"),
         el("button.dg-btn.dg-danger.dg-delete", { type: "button", onclick: () => remove(owner.id) }, "Delete…")));
+  }
+
+  /** A parked slot: what parked it, and Resume (inside ComfyUI) or why not (standalone). */
+  function parkedSection(slot) {
+    const run = resumed.get(slot.id);
+    if (!isParked(slot)) {
+      // Answered since: the slot holds the decision now; the resumed prompt is still followed.
+      return run ? [el(`div.dg-resume-status${run.error ? ".dg-error" : ""}`, { role: "status" }, resumeText(run))] : [];
+    }
+    const meta = slot.meta;
+    const where = [meta.node ? `gate ${meta.node}` : "a gate", meta.prompt_id ? `of prompt ${meta.prompt_id}` : ""]
+      .filter(Boolean).join(" ");
+    const parts = [el("span.dg-parked-badge", {}, "parked"), el("span", {}, `by ${where} when its countdown ran out.`)];
+    if (!meta.prompt) {
+      // The server keeps no prompt too large for the slot header: nothing to queue again.
+      return [el("div.dg-parked-box", {}, el("div.dg-parked-row", {}, ...parts),
+        el("div.dg-muted.dg-resume-note", {}, `Its prompt was too large to keep: load it with get_id "${slot.id}" `
+          + "in the workflow instead."))];
+    }
+    if (resume) {
+      parts.push(el("span.dg-grow"), el("button.dg-btn.dg-primary.dg-resume", {
+        type: "button", disabled: Boolean(run && !run.error && !FINAL_STATES.has(run.state)),
+        title: "Queue its prompt again in this tab: the gate pauses on this batch with its recorded routes",
+        onclick: () => resumeSlot(slot.id),
+      }, "▶ Resume"));
+    }
+    const rows = [el("div.dg-parked-row", {}, ...parts)];
+    if (!resume) rows.push(el("div.dg-muted.dg-resume-note", {}, RESUME_NEEDS_COMFYUI));
+    if (run) {
+      rows.push(el(`div.dg-resume-status${run.error ? ".dg-error" : ""}`, { role: "status" }, resumeText(run)));
+    }
+    return [el("div.dg-parked-box", {}, ...rows)];
+  }
+
+  function resumeText(run) {
+    if (run.error) return `Resume failed: ${run.error}`;
+    if (!run.promptId) return "Resuming…";
+    return `Resumed as prompt ${run.promptId}: ${run.state}`;
+  }
+
+  async function resumeSlot(id) {
+    if (!resume) return;
+    resumed.set(id, { promptId: null, state: "queueing", error: null });
+    redraw();
+    try {
+      const reply = await resume(id);
+      resumed.set(id, { promptId: reply.prompt_id, state: "queued", error: null });
+      say(`Resumed ${id}: prompt ${reply.prompt_id} is queued; its gate pauses in this tab.`);
+    } catch (err) {
+      resumed.set(id, { promptId: null, state: "", error: err.message });
+    }
+    redraw();
+    pollResumed();
+  }
+
+  /** Follow resumed prompts until they end (a few requests a second, only while some run). */
+  function pollResumed() {
+    if (polling || destroyed || !promptState) return;
+    const live = [...resumed.entries()].filter(([, r]) => r.promptId && !FINAL_STATES.has(r.state));
+    if (!live.length) return;
+    polling = setTimeout(async () => {
+      for (const [id, run] of live) {
+        try {
+          const now = await promptState(run.promptId);
+          if (now !== run.state) {
+            resumed.set(id, { ...run, state: now });
+            redraw();
+          }
+        } catch { /* try again on the next round */ }
+      }
+      polling = null;
+      pollResumed();
+    }, RESUME_POLL_MS);
+  }
+
+  function redraw() {
+    if (destroyed) return;
+    drawGrid();
+    if (state.open) drawDetail();
   }
 
   async function rename(id, to, overwrite) {
@@ -272,6 +382,8 @@ export function mountBrowser(root, { apiBase = "/datasete_gate" } = {}) {
   return {
     refresh,
     destroy() {
+      destroyed = true;
+      clearTimeout(polling);
       frame.removeEventListener("keydown", onKey);
       root.replaceChildren();
     },

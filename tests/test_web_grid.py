@@ -1,0 +1,192 @@
+"""The batch grid's model (web/gate_grid.js) and the panel view (web/gate_panel.js) on their own
+in headless Chromium.
+
+Neither module imports anything from ComfyUI, so they run in the standalone slot browser's
+server (which serves web/ at /web/), as tests/test_web_labels.py does for gate_outputs.js.
+The panel is driven with a model and stand-in handlers; the controller that feeds it runs in
+tests/e2e/test_ui_e2e.py against a real ComfyUI. Needs Chromium and playwright (skips without
+them, fails in CI).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_browser_page import chromium  # noqa: F401 - the shared browser fixture
+
+from gates.browser import make_app, serving
+from gates.slots import SlotStore
+
+pytestmark = pytest.mark.browser
+SHOTS = os.environ.get("E2E_SHOTS")  # set to also keep a screenshot of the 16-image panel
+
+
+@pytest.fixture
+def blank(chromium, tmp_path: Path) -> Iterator:  # noqa: F811 - the imported fixture
+    with serving(make_app(SlotStore(tmp_path / "bus"))) as (host, port):
+        context = chromium.new_context(viewport={"width": 900, "height": 900})
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"http://{host}:{port}/")
+        yield page
+        context.close()
+        assert not errors, f"uncaught errors in the page: {errors}"
+
+
+SELECTION = """
+async () => {
+  const { GridSelection } = await import('/web/gate_grid.js');
+  const s = new GridSelection(16);
+  const out = {};
+  s.click(2); out.click = s.list();
+  s.click(5, { shift: true }); out.shift = s.list();
+  s.click(9, { ctrl: true }); out.ctrl = s.list();
+  s.click(3, { ctrl: true }); out.ctrlOff = s.list();
+  s.click(12, { shift: true }); out.shiftFromCtrl = s.list();
+  s.click(7); out.plain = s.list();
+  s.click(7); out.againClears = s.list();
+  s.click(7); s.move(4); out.down = s.list();
+  s.move(1, { shift: true }); out.shiftRight = s.list();
+  s.move(-100); out.clamped = [s.list(), s.cursor];
+  s.all(); out.all = s.size;
+  s.clear(); out.none = s.size;
+  return out;
+}
+"""
+
+
+def test_selection_follows_click_shift_and_ctrl(blank) -> None:
+    got = blank.evaluate(SELECTION)
+    assert got["click"] == [2]
+    assert got["shift"] == [2, 3, 4, 5]
+    assert got["ctrl"] == [2, 3, 4, 5, 9]
+    assert got["ctrlOff"] == [2, 4, 5, 9]
+    assert got["shiftFromCtrl"] == list(range(3, 13))  # from the last ctrl-click, replacing
+    assert got["plain"] == [7]
+    assert got["againClears"] == []
+    assert got["down"] == [11]
+    assert got["shiftRight"] == [11, 12]
+    assert got["clamped"] == [[0], 0]
+    assert got["all"] == 16 and got["none"] == 0
+
+
+def test_routes_preselect_columns_and_countdown_text(blank) -> None:
+    got = blank.evaluate("""async () => {
+      const g = await import('/web/gate_grid.js');
+      return {
+        columns: [1, 2, 4, 5, 16, 17, 64, 100].map(g.gridColumns),
+        pre: g.normalisePreselect([2, 0, 3, 'x', 1.5, 11], 7, 3),
+        preNone: g.normalisePreselect(null, 2, 3),
+        send: g.routesToSend([2, null, 3]),
+        counts: g.routeCounts([2, 1, 2, 1, 1]),
+        single: [g.singleRoute([2, 2]), g.singleRoute([2, 1])],
+        left: [g.secondsLeft(110, 100), g.secondsLeft(90, 100), g.secondsLeft(null, 100)],
+        clock: [g.clock(42.2), g.clock(65), g.clock(0)],
+        then: [g.onTimeoutText('park'), g.onTimeoutText('stop'), g.onTimeoutText('route 2', r => 'R' + r)],
+      };
+    }""")
+    assert got["columns"] == [1, 2, 2, 3, 4, 5, 8, 8]
+    assert got["pre"] == [2, None, 3, None, None, None, None]
+    assert got["preNone"] == [None, None]
+    assert got["send"] == [2, 1, 3]  # an image without a route goes down route 1
+    assert got["counts"] == [{"route": 1, "count": 3}, {"route": 2, "count": 2}]
+    assert got["single"] == [2, None]
+    assert got["left"] == [10, 0, None]
+    assert got["clock"] == ["43 s", "1:05", "0 s"]
+    assert got["then"] == ["parks the batch in a slot", "stops the run", "sends every image down R2"]
+
+
+# A GatePanel on the page with handlers that record their calls, drawn from a model built like
+# GateController.render builds it. Thumbnails are small PNGs made on the page (blob URLs).
+PANEL = """
+async ({ batch, selected, assigned, view }) => {
+  const { GatePanel } = await import('/web/gate_panel.js');
+  const { ensureStylesheet } = await import('/web/format.js');
+  ensureStylesheet('gate', '/web/gate.css');
+  const calls = [];
+  const record = (name) => (...args) => calls.push([name, ...args.map(a => (a instanceof Element ? 'el' : a))]);
+  const on = new Proxy({}, { get: (_, name) => record(name) });
+  const panel = new GatePanel(on);
+  const holder = document.createElement('div');
+  holder.style.cssText = 'width: 520px; height: 760px; background: #222; position: absolute; top: 0; left: 0';
+  holder.append(panel.element);
+  document.body.replaceChildren(holder);
+  const thumb = async (i) => {
+    const c = document.createElement('canvas'); c.width = 160; c.height = 120;
+    const g = c.getContext('2d'); g.fillStyle = `hsl(${(i * 37) % 360} 60% 45%)`; g.fillRect(0, 0, 160, 120);
+    g.fillStyle = '#fff'; g.font = '48px sans-serif'; g.fillText(String(i + 1), 50, 80);
+    return URL.createObjectURL(await new Promise(r => c.toBlob(r)));
+  };
+  const urls = await Promise.all(Array.from({ length: batch }, (_, i) => thumb(i)));
+  const labels = ['keep', 'reject', '', '', '', '', '', '', '', ''];
+  const pause = { node: '5', token: 't', routes: 3, batch, width: 320, height: 240, labels: ['keep', 'reject', '3'] };
+  const loaded = new Promise(r => panel.element.addEventListener('dg-grid-loaded', e => r(e.detail.count)));
+  const counts = {};
+  for (const r of assigned) if (r) counts[r] = (counts[r] ?? 0) + 1;
+  panel.render({
+    mode: 'paused', pause, view, index: 0, previewUrl: urls[0], overlayUrl: null,
+    shownRoute: { route: assigned[0] ?? 1, own: assigned[0] != null },
+    grid: batch > 1 ? {
+      key: 't', columns: Math.min(8, Math.ceil(Math.sqrt(batch))), aspect: 0.75, cursor: selected[0] ?? 0,
+      cells: urls.map((url, i) => ({ url, route: assigned[i] ?? 1, own: assigned[i] != null,
+                                     selected: selected.includes(i), overlay: null })),
+    } : null,
+    labels, routes: 3, counts, canSend: batch > 1, sendTitle: 'Send', hint: 'hint',
+    countdown: { text: '42 s left, then the gate parks the batch in a slot. Click here to stay.', urgent: false },
+    orphaned: false, busy: false, status: 'Paused', note: '', noteIsError: false,
+  });
+  window.dgPanel = { panel, calls };
+  return batch > 1 ? await loaded : 0;
+}
+"""
+
+
+@pytest.mark.parametrize("batch", [1, 4, 16, 64])
+def test_the_panel_draws_1_4_16_and_64_images(blank, batch: int) -> None:
+    assigned = [2 if i in (1, 2) else None for i in range(batch)]
+    loaded = blank.evaluate(PANEL, {"batch": batch, "selected": [1, 2] if batch > 1 else [], "assigned": assigned,
+                                    "view": "grid" if batch > 1 else "single"})
+    cells = blank.locator(".dg-cell")
+    if batch == 1:
+        assert cells.count() == 0 and blank.is_visible(".dg-preview-img") and not blank.is_visible(".dg-send")
+        return
+    assert loaded == batch and cells.count() == batch
+    assert blank.get_attribute(".dg-gate", "data-thumbs") == "loaded"
+    columns = blank.evaluate("() => getComputedStyle(document.querySelector('.dg-thumbs'))"
+                             ".gridTemplateColumns.split(' ').length")
+    assert columns == {4: 2, 16: 4, 64: 8}[batch]
+    badges = blank.eval_on_selector_all(".dg-cell-badge", "els => els.map(e => [e.textContent, e.classList.contains('dg-default')])")
+    assert badges[1] == ["2 · reject", False] and badges[0] == ["1 · keep", True]
+    assert blank.eval_on_selector_all(".dg-cell.dg-selected", "els => els.map(e => e.dataset.index)") == ["1", "2"]
+    assert blank.inner_text(".dg-route[data-route='2'] .dg-route-count") == "×2"
+    assert "42 s" in blank.inner_text(".dg-countdown")
+    assert not blank.is_visible(".dg-preview-img") and blank.is_visible(".dg-send")
+    if SHOTS and batch == 16:
+        os.makedirs(SHOTS, exist_ok=True)
+        blank.locator(".dg-gate").screenshot(path=os.path.join(SHOTS, "panel_grid16.png"))
+
+
+def test_the_panel_reports_clicks_and_keys(blank) -> None:
+    blank.evaluate(PANEL, {"batch": 16, "selected": [], "assigned": [None] * 16, "view": "grid"})
+
+    def calls() -> list:
+        return blank.evaluate("() => window.dgPanel.calls.splice(0)")
+    blank.click(".dg-cell[data-index='3']")
+    blank.click(".dg-cell[data-index='6']", modifiers=["Shift"])
+    blank.click(".dg-cell[data-index='9']", modifiers=["Control"])
+    got = [c for c in calls() if c[0] == "cell"]
+    assert got == [["cell", 3, {"shift": False, "ctrl": False}], ["cell", 6, {"shift": True, "ctrl": False}],
+                   ["cell", 9, {"shift": False, "ctrl": True}]]
+    for key in ["2", "Enter", "ArrowDown", "Shift+ArrowRight", "Control+a", " ", "Escape"]:
+        blank.keyboard.press(key)
+    got = [c for c in calls() if c[0] != "touch"]
+    assert got == [["choose", 2], ["send"], ["move", 4, {"shift": False}], ["move", 1, {"shift": True}],
+                   ["selectAll"], ["enlarge", 0], ["stop"]]
+    blank.dblclick(".dg-cell[data-index='5']")
+    assert ["enlarge", 5] in calls()
+    blank.click(".dg-route[data-route='3']")
+    got = calls()
+    assert ["choose", 3] in got and ["touch"] in got  # any click while paused stops a countdown
