@@ -37,7 +37,9 @@ STORE_THREADS = 4
 RENDER_THREADS = 2
 MAX_WAITING_RENDERS = 8  # beyond this many renders queued or running, answer 503
 DOWNLOAD_CHUNK = 1 << 20
-PREVIEW_CACHE = 32  # rendered pause previews kept, by (node, token, index, side)
+# Rendered pause previews kept, by (node, token, index, side), oldest out first: a budget in
+# bytes, so a 64-image grid's thumbnails (~40 KB each) and a few full previews all fit.
+PREVIEW_CACHE_BYTES = 48 << 20
 PREVIEW_SIDES = (64, 1024)  # the long side a pause preview may ask for (grid thumbnails: 160)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -134,6 +136,7 @@ class GateRoutes:
         self._renders = 0
         self._renders_lock = threading.Lock()
         self._previews: OrderedDict[tuple[str, str, int, int], bytes] = OrderedDict()
+        self._preview_bytes = 0
 
     async def _store(self, fn: Callable[..., R], *args: Any) -> R:
         """Run store work on the store pool: disk reads never block the event loop."""
@@ -377,7 +380,9 @@ class GateRoutes:
         data = self._previews.get(key)
         if data is None:  # paging back and forth, or a second look, costs nothing
             data = await self._render(images.preview, pending.image[index], side)
-            self._previews[key] = data
-            while len(self._previews) > PREVIEW_CACHE:
-                self._previews.popitem(last=False)
+            if key not in self._previews:  # a twin request may have rendered it meanwhile
+                self._previews[key] = data
+                self._preview_bytes += len(data)
+            while self._preview_bytes > PREVIEW_CACHE_BYTES and len(self._previews) > 1:
+                self._preview_bytes -= len(self._previews.popitem(last=False)[1])
         return _png(data)

@@ -13,7 +13,7 @@ token and owner, so the old tab can no longer answer.
 An answer gives each batch image a route (`choose_each`), or every image one route (`choose`).
 A pause may have a countdown (`timeout`): when its `deadline` passes with no answer, `wait`
 returns a Decision with `timed_out` set and the gate does what `on_timeout` says. `hold` (any
-click in the UI, and a painted mask) stops the countdown for good.
+click in the UI) stops the countdown for good.
 """
 from __future__ import annotations
 
@@ -230,14 +230,16 @@ class Waiter:
     def set_mask(self, node: Any, token: Any, mask: torch.Tensor | None,
                  index: int | None = None) -> Pending:
         """Attach a painted mask [H,W] for one batch image (or all, index None); None clears.
-        A person painting is at work: the countdown stops, as with `hold`."""
+
+        The countdown goes on: the page sends the masks kept from the last run again at every
+        pause by itself, which says nothing about a person being there (a click sends `hold`).
+        """
         pending = self._find(node, token)
         self._expire(pending)
         if index is not None and not 0 <= index < pending.image.shape[0]:
             raise ValueError(f"mask index must be from 0 to {pending.image.shape[0] - 1}, got {index}")
         with self._lock:
             self._check(pending, node, token)
-            pending.deadline = None
             if mask is None:
                 pending._masks.clear()
             else:

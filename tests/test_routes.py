@@ -480,3 +480,18 @@ async def test_resume_without_comfyui_is_501(client, store):
     resp = await client.post(f"{P}/resume/p", json={})
     assert resp.status == 501
     assert await resp.json() == {"error": "Resume needs ComfyUI: open this bus in ComfyUI's sidebar"}
+
+
+async def test_the_preview_cache_keeps_a_whole_64_image_grid(client, waiter, monkeypatch):
+    """Grid thumbnails of a 64-image pause are rendered once each, however often asked for."""
+    from gates import images as images_mod
+    renders = []
+    real = images_mod.preview
+    monkeypatch.setattr(images_mod, "preview", lambda *a: renders.append(a) or real(*a))
+    pending = waiter.arm("7:1", torch.rand(64, 48, 64, 3), routes=2, client_id="tab-a")
+    for _ in range(2):
+        for i in range(64):
+            resp = await client.get(f"{P}/preview", params={"node": "7:1", "token": pending.token,
+                                                            "index": i, "side": 160})
+            assert resp.status == 200
+    assert len(renders) == 64

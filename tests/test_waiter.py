@@ -307,11 +307,14 @@ def test_hold_after_the_deadline_is_refused():
     assert waiter.wait(pending, lambda: False).timed_out
 
 
-def test_painting_a_mask_stops_the_countdown():
+def test_a_mask_sent_again_by_the_page_does_not_stop_the_countdown():
+    """The page re-sends kept masks at every pause on its own; only a click (hold) means a
+    person is there, else an overnight queue with a kept mask would never park."""
     waiter = Waiter(Clock())
     pending = waiter.arm("1", image(), routes=2, timeout=3)
+    deadline = pending.deadline
     waiter.set_mask("1", pending.token, torch.ones(8, 8, dtype=torch.uint8))
-    assert pending.deadline is None
+    assert pending.deadline == deadline is not None
 
 
 def test_preselect_is_shown_with_the_pause():
