@@ -982,10 +982,11 @@ GRID_TIMING = """
 """
 
 
-def test_64_thumbnails_load_within_300_ms(ui) -> None:
-    """From the pause event reaching the page to all 64 thumbnails (side=160) loaded: one
-    warm-up pause (the server's first renders), then five measured; their median must stay
-    under 300 ms. The machine is shared, so one slow run does not fail the test."""
+def test_64_thumbnails_all_load_and_their_time_is_reported(ui) -> None:
+    """A 64-image pause shows all 64 thumbnails (side=160), six times over. The time from the
+    pause event reaching the page to the last thumbnail loaded (target: median under 300 ms on
+    the 2-core machine) is printed and written to grid64_timing.json in $E2E_SHOTS, not
+    asserted: speed targets are measured, never timed tests (see benchmarks/README.md)."""
     publish_batch(ui.comfy, "dg_ui_time64", 64)
     # Bus Save, not SaveImage: the page would load the last run's 64 saved images from /view
     # while the next grid loads.
@@ -1014,8 +1015,8 @@ def test_64_thumbnails_load_within_300_ms(ui) -> None:
           f"{[round(r['last']) for r in runs]} ms; mean wait for the server "
           f"{[round(r['server'], 1) for r in runs]} ms)")
     SHOTS.mkdir(parents=True, exist_ok=True)
-    (SHOTS / "grid64_timing.json").write_text(json.dumps({"warm_up": warm_up, "runs": runs}))
-    assert times[2] < 300, f"median {times[2]:.0f} ms"
+    (SHOTS / "grid64_timing.json").write_text(json.dumps({"warm_up": warm_up, "runs": runs,
+                                                        "median_ms": times[2], "target_ms": 300}))
 
 
 def test_preselected_routes_from_the_slot_are_reviewed_changed_and_sent(ui) -> None:
@@ -1110,7 +1111,7 @@ def test_a_parked_slot_shows_in_the_sidebar_and_resumes_in_this_tab(ui) -> None:
     info = ui.comfy.get(f"/datasete_gate/bus/info/{parked}").json()
     assert info["meta"]["parked"] is True and info["meta"]["node"] == str(ids["gate"])
 
-    page.click(".dataset-gates-slots-tab-button")
+    page.click(SIDEBAR_BUTTON)
     card = f".dg-browser .dg-card[data-slot-id='{parked}']"
     try:
         page.wait_for_selector(f"{card} .dg-parked-badge")
