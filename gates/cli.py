@@ -159,35 +159,53 @@ def cmd_info(store: SlotStore, args: argparse.Namespace) -> int:
     return 0
 
 
+def is_png_name(out: Path) -> bool:
+    """`gates export ID NAME.png` writes one PNG file; any other OUT is a folder."""
+    return out.suffix.lower() == ".png"
+
+
 def cmd_export(store: SlotStore, args: argparse.Namespace) -> int:
     s = store.info(args.id)
+    out: Path = args.out
+    to_file = is_png_name(out)
+    if to_file and s.batch != 1:
+        raise ValueError(f"slot {args.id!r} holds {s.batch} images; a .png name takes a "
+                         f"one-image slot: give a folder to export a batch")
     image, mask = store.load(args.id, verify=True)
     has_mask = s.mask_shape is not None
-    stem = args.id.replace("@", "_")  # 'id@-1' -> 'id_-1': '@' upsets some tools
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    pngs = [(f"{stem}_{i:04d}.png", picture) for i, picture in enumerate(image)]
-    if has_mask:
-        masks = mask if mask.ndim == 3 else mask[None]
+    masks = (mask if mask.ndim == 3 else mask[None]) if has_mask else []
+    if to_file:
+        # 'out.png' -> out.png (+ out_mask.png); exact tensors, when asked for, beside them
+        folder, stem = out.parent, out.stem
+        pngs = [(out.name, image[0])]
+        if has_mask:
+            pngs.append((f"{stem}_mask{out.suffix}", masks[0][:, :, None]))
+        tensors_format = args.tensors or "none"
+    else:
+        folder = out
+        stem = args.id.replace("@", "_")  # 'id@-1' -> 'id_-1': '@' upsets some tools
+        pngs = [(f"{stem}_{i:04d}.png", picture) for i, picture in enumerate(image)]
         pngs += [(f"{stem}_mask_{i:04d}.png", m[:, :, None]) for i, m in enumerate(masks)]
+        tensors_format = args.tensors or "safetensors"
+    folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for name, picture in pngs:
-        images.write_png(out / name, picture, args.bits)
-        written.append(out / name)
+        images.write_png(folder / name, picture, args.bits)
+        written.append(folder / name)
     tensors = {"image": image} | ({"mask": mask} if has_mask else {})
-    if args.tensors == "safetensors":
-        path = out / f"{stem}.safetensors"
+    if tensors_format == "safetensors":
+        path = folder / f"{stem}.safetensors"
         save_file(tensors, path, metadata={"slot": args.id, "checksum": s.checksum or ""})
         written.append(path)
-    elif args.tensors == "npy":
+    elif tensors_format == "npy":
         for name, t in tensors.items():
             if t.dtype == torch.bfloat16:
                 # numpy has no bfloat16; float32 holds every bfloat16 value exactly.
                 _note(f"{name} is bfloat16, which numpy lacks: saved as float32 (values exact, "
                       f"twice the size); use --tensors safetensors to keep the dtype")
                 t = t.float()
-            np.save(out / f"{stem}_{name}.npy", t.numpy())
-            written.append(out / f"{stem}_{name}.npy")
+            np.save(folder / f"{stem}_{name}.npy", t.numpy())
+            written.append(folder / f"{stem}_{name}.npy")
     for p in written:
         print(p)
     return 0
@@ -307,12 +325,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="load the tensors and check the checksum")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("export", parents=[bus], help="write a slot as PNGs plus exact tensors")
+    p = sub.add_parser("export", parents=[bus], help="write a slot as PNGs plus exact tensors",
+                       description="Write a slot as PNG files. OUT is a folder (created), "
+                                   "which gets one PNG per image (ID_0000.png ...), one per "
+                                   "mask (ID_mask_0000.png ...) and ID.safetensors; or, for "
+                                   "a slot of one image, a file name ending in .png, which "
+                                   "gets that PNG and NAME_mask.png beside it when the slot "
+                                   "has a mask (a .png name for a batch is an error).")
     p.add_argument("id")
-    p.add_argument("out", type=Path, metavar="OUT", help="output folder (created)")
+    p.add_argument("out", type=Path, metavar="OUT",
+                   help="output folder (created), or NAME.png for a one-image slot")
     p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="PNG bits per channel")
-    p.add_argument("--tensors", choices=("safetensors", "npy", "none"), default="safetensors",
-                   help="exact tensor copy format; npy widens bfloat16 to float32")
+    p.add_argument("--tensors", choices=("safetensors", "npy", "none"), default=None,
+                   help="exact tensor copy format (default: safetensors for a folder, none "
+                        "for a .png name); npy widens bfloat16 to float32")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import", parents=[bus], help="publish image files as a slot")

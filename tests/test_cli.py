@@ -200,6 +200,58 @@ def test_export_missing_slot_creates_nothing(capsys, bus, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_export_to_a_png_name_writes_that_file_and_its_mask_beside_it(capsys, bus, store, tmp_path, bits):
+    """`gates export ID out.png` on a one-image slot: out.png (+ out_mask.png), no folder."""
+    image, mask = torch.rand(1, 6, 5, 3), torch.rand(1, 6, 5)
+    store.publish("alpha", image, mask)
+    target = tmp_path / "new" / "out.png"
+    rc, out, _ = run(capsys, "--bus", bus, "export", "alpha", target, "--bits", str(bits))
+    assert rc == 0
+    assert target.is_file() and sorted(p.name for p in target.parent.iterdir()) == ["out.png", "out_mask.png"]
+    assert out.splitlines() == [str(target), str(target.parent / "out_mask.png")]
+    arr, depth = read_png(target)
+    assert depth == bits
+    np.testing.assert_array_equal(arr, quantize(image[0], bits))
+    arr, _ = read_png(target.parent / "out_mask.png")
+    np.testing.assert_array_equal(arr[:, :, 0], quantize(mask[0], bits))
+
+
+def test_export_to_a_png_name_without_a_mask_writes_one_file(capsys, bus, store, tmp_path):
+    store.publish("alpha", torch.rand(1, 4, 3, 3))
+    rc, out, _ = run(capsys, "--bus", bus, "export", "alpha", tmp_path / "one.PNG")
+    assert rc == 0 and out.splitlines() == [str(tmp_path / "one.PNG")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bus", "one.PNG"]
+    with Image.open(tmp_path / "one.PNG") as img:
+        assert img.format == "PNG" and img.size == (3, 4)
+
+
+def test_export_to_a_png_name_keeps_exact_tensors_only_when_asked(capsys, bus, store, tmp_path):
+    image = torch.rand(1, 4, 3, 3).bfloat16()
+    store.publish("alpha", image)
+    rc, out, _ = run(capsys, "--bus", bus, "export", "alpha", tmp_path / "a.png", "--tensors", "safetensors")
+    assert rc == 0 and out.splitlines() == [str(tmp_path / "a.png"), str(tmp_path / "a.safetensors")]
+    assert bits_of(load_file(tmp_path / "a.safetensors")["image"]) == bits_of(image)
+
+
+def test_export_a_batch_to_a_png_name_is_a_clear_error_that_writes_nothing(capsys, bus, store, tmp_path):
+    store.publish("alpha", torch.rand(3, 4, 3, 3))
+    rc, out, err = run(capsys, "--bus", bus, "export", "alpha", tmp_path / "sub" / "out.png")
+    assert rc == 1 and out == ""
+    assert err == ("gates: error: slot 'alpha' holds 3 images; a .png name takes a one-image slot: "
+                   "give a folder to export a batch\n")
+    assert not (tmp_path / "sub").exists()
+
+
+def test_export_help_says_a_png_name_or_a_folder(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["export", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "OUT is a folder (created)" in text
+    assert "a file name ending in .png, which gets that PNG and NAME_mask.png beside it" in text
+    assert "a .png name for a batch is an error" in text
+
+
 # -- import ------------------------------------------------------------------------------------
 def test_import_round_trip(capsys, bus, store, tmp_path):
     rng = np.random.default_rng(0)
