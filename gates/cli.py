@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from . import images
+from . import __version__, images
 from .policy import parse_size
 from .slots import SlotError, SlotInfo, SlotNotFound, SlotStore
 
@@ -313,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
                           f"or ~/.local/share/dataset-gates/gate_bus)")
     parser = argparse.ArgumentParser(prog="gates", parents=[bus],
                                      description="Manage Dataset Gates bus slots.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("ls", parents=[bus], help="list slots")

@@ -252,6 +252,16 @@ def test_export_help_says_a_png_name_or_a_folder(capsys):
     assert "a .png name for a batch is an error" in text
 
 
+def test_version_prints_the_package_version(capsys):
+    import re
+    version = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M).group(1)
+    assert gates.__version__ == version
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out == f"gates {version}\n"
+    assert _python_m_gates("--version").stdout == f"gates {version}\n"
+
+
 # -- import ------------------------------------------------------------------------------------
 def test_import_round_trip(capsys, bus, store, tmp_path):
     rng = np.random.default_rng(0)
