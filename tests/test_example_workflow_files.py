@@ -1,0 +1,70 @@
+"""The example workflows hold what their notes say (the e2e tests load and run them in a real
+ComfyUI; these read the committed JSON)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from doc_images import EXAMPLES, EXAMPLES_DIR
+from gates.nodes import NODE_CLASS_MAPPINGS
+
+SD15 = "v1-5-pruned-emaonly-fp16.safetensors"
+CORE = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode",
+        "SaveImage", "LoadImage", "RepeatImageBatch", "ImageInvert", "MarkdownNote"}
+
+
+def workflow(name: str) -> dict[str, Any]:
+    return json.loads((EXAMPLES_DIR / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def nodes(name: str, kind: str) -> list[dict[str, Any]]:
+    return [n for n in workflow(name)["nodes"] if n["type"] == kind]
+
+
+def widgets(name: str, kind: str) -> list[Any]:
+    (node,) = nodes(name, kind)
+    return node["widgets_values"]
+
+
+def gate(name: str) -> dict[str, Any]:
+    """The gate's widgets by name (the order ComfyUI gives them: its INPUT_TYPES order)."""
+    types = NODE_CLASS_MAPPINGS["ImageGate"].INPUT_TYPES()
+    names = [k for k, v in {**types["required"], **types["optional"]}.items()
+             if v[0] in ("INT", "STRING") or isinstance(v[0], list)]
+    return dict(zip(names, widgets(name, "ImageGate")))
+
+
+def test_each_example_is_a_ui_workflow_of_core_nodes_and_this_packs_with_a_note() -> None:
+    for name in EXAMPLES:
+        data = workflow(name)
+        assert {"nodes", "links", "version", "extra"} <= set(data), name
+        kinds = {n["type"] for n in data["nodes"]}
+        assert kinds <= CORE | set(NODE_CLASS_MAPPINGS), (name, kinds)
+        assert "MarkdownNote" in kinds and kinds & set(NODE_CLASS_MAPPINGS), name
+
+
+def test_curate_batch_generates_eight_with_sd15_and_routes_keep_fix_drop() -> None:
+    assert widgets("curate_batch", "CheckpointLoaderSimple") == [SD15]
+    (loader,) = nodes("curate_batch", "CheckpointLoaderSimple")
+    assert loader["properties"]["models"][0]["name"] == SD15  # the frontend offers the download
+    assert widgets("curate_batch", "EmptyLatentImage")[2] == 8
+    assert gate("curate_batch")["labels"] == "keep, fix, drop" and gate("curate_batch")["routes"] == 3
+    assert widgets("curate_batch", "DatasetGatesBusSave")[0] == "to_fix"
+
+
+def test_resume_from_slot_reads_to_fix_with_no_image_wired() -> None:
+    (node,) = nodes("resume_from_slot", "ImageGate")
+    assert gate("resume_from_slot")["get_id"] == "to_fix"
+    assert next(i for i in node["inputs"] if i["name"] == "image")["link"] is None
+
+
+def test_checkpoint_batch_saves_and_loads_the_same_slot_from_example_png() -> None:
+    assert widgets("checkpoint_batch", "DatasetGatesBusSave")[0] == "checkpoint"
+    assert widgets("checkpoint_batch", "DatasetGatesBusLoad")[0] == "checkpoint"
+    assert widgets("checkpoint_batch", "LoadImage")[0] == "example.png"
+
+
+def test_overnight_parking_waits_600_seconds_then_parks() -> None:
+    values = gate("overnight_parking")
+    assert values["timeout"] == 600 and values["on_timeout"] == "park"
+    assert widgets("overnight_parking", "LoadImage")[0] == "example.png"
