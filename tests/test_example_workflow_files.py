@@ -1,13 +1,15 @@
-"""The example workflows hold what their notes say (the e2e tests load and run them in a real
-ComfyUI; these read the committed JSON)."""
+"""The example workflows say what the README's table says they do (the e2e tests load and run
+them in a real ComfyUI; these read the committed JSON)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from doc_images import EXAMPLES, EXAMPLES_DIR
+from doc_images import EXAMPLES, EXAMPLES_DIR, REPO
 from gates.nodes import NODE_CLASS_MAPPINGS
 
+README = (REPO / "README.md").read_text(encoding="utf-8")
 SD15 = "v1-5-pruned-emaonly-fp16.safetensors"
 CORE = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode",
         "SaveImage", "LoadImage", "RepeatImageBatch", "ImageInvert", "MarkdownNote"}
@@ -34,6 +36,11 @@ def gate(name: str) -> dict[str, Any]:
     return dict(zip(names, widgets(name, "ImageGate")))
 
 
+def test_the_readme_table_names_every_example() -> None:
+    table = README[README.index("## Example workflows"):README.index("## Nodes")]
+    assert re.findall(r"^\| `([a-z_]+)` \|", table, re.M) == list(EXAMPLES)
+
+
 def test_each_example_is_a_ui_workflow_of_core_nodes_and_this_packs_with_a_note() -> None:
     for name in EXAMPLES:
         data = workflow(name)
@@ -50,6 +57,7 @@ def test_curate_batch_generates_eight_with_sd15_and_routes_keep_fix_drop() -> No
     assert widgets("curate_batch", "EmptyLatentImage")[2] == 8
     assert gate("curate_batch")["labels"] == "keep, fix, drop" and gate("curate_batch")["routes"] == 3
     assert widgets("curate_batch", "DatasetGatesBusSave")[0] == "to_fix"
+    assert f"`{SD15}` in `models/checkpoints`" in README
 
 
 def test_resume_from_slot_reads_to_fix_with_no_image_wired() -> None:

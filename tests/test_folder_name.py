@@ -1,10 +1,12 @@
-"""The pack works from a folder of any name: the README's `git clone ... dataset-gates` included."""
+"""The pack works from a folder of any name, as the README's git clone promises."""
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from comfy_standin import REPO, ComfyStandIn
 
@@ -21,17 +23,21 @@ def _copy_named(tmp_path: Path, name: str) -> Path:
     return dest
 
 
-def test_comfyui_loads_the_pack_from_a_hyphenated_folder(tmp_path, monkeypatch):
-    clone = _copy_named(tmp_path, "dataset-gates")
+@pytest.mark.parametrize("folder", ["dataset-gates", "ComfyUI-Dataset-Gates", "dataset.gates"])
+def test_comfyui_loads_the_pack_from_a_folder_of_any_name(tmp_path, monkeypatch, folder):
+    """The README: git clone into any folder name. ComfyUI imports a folder under its path with
+    every '.' replaced by '_x_' (nodes.load_custom_node)."""
+    clone = _copy_named(tmp_path, folder)
     standin = ComfyStandIn(tmp_path / "input")
     for name, module in standin.modules.items():
         monkeypatch.setitem(sys.modules, name, module)
-    pack = standin.load_pack("dataset-gates", clone)
+    module_name = str(clone).replace(".", "_x_")
+    pack = standin.load_pack(module_name, clone)
     try:
         assert {"ImageGate", "DatasetGatesBusSave", "DatasetGatesBusLoad"} <= set(pack.NODE_CLASS_MAPPINGS)
         assert pack.WEB_DIRECTORY == "./web"
     finally:
-        for name in [m for m in sys.modules if m.startswith("dataset-gates")]:
+        for name in [m for m in sys.modules if m.startswith(module_name)]:
             monkeypatch.delitem(sys.modules, name)
 
 

@@ -1,0 +1,85 @@
+"""README.md's install, troubleshooting and developer sentences, held to the files they describe."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from gates.nodes import NODE_CLASS_MAPPINGS
+from gates.parking import PARK
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text(encoding="utf-8")
+PYPROJECT = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+COMFYUI_PROVIDES = {"torch", "numpy", "pillow", "aiohttp"}
+
+
+def toml_value(key: str) -> str:
+    return re.search(rf'^{key} = "([^"]*)"', PYPROJECT, re.M).group(1)
+
+
+def requirement_names(lines: list[str]) -> set[str]:
+    return {re.split(r"[<>=~!\[; ]", line.strip(), maxsplit=1)[0].lower()
+            for line in lines if line.strip() and not line.strip().startswith("#")}
+
+
+def pyproject_dependencies() -> set[str]:
+    block = PYPROJECT[PYPROJECT.index("dependencies = ["):]
+    return requirement_names(re.findall(r'^\s+"([^"]+)",', block[:block.index("]")], re.M))
+
+
+def test_registry_install_names_are_the_packs() -> None:
+    assert f"`comfy node install {toml_value('name')}`" in README
+    assert f"search for\n  **{toml_value('DisplayName')}**" in README
+    assert toml_value("PublisherId") and toml_value("version")  # what the Comfy Registry reads
+
+
+def test_the_clone_url_is_the_repository() -> None:
+    assert f"git clone {toml_value('Repository')}\n" in README
+
+
+def test_requirements_leave_torch_numpy_pillow_and_aiohttp_to_comfyui() -> None:
+    lines = (REPO / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    assert "torch" not in requirement_names(lines)
+    assert pyproject_dependencies() - requirement_names(lines) == COMFYUI_PROVIDES
+    assert requirement_names(lines) <= pyproject_dependencies()
+    assert "leaves torch, numpy,\n  Pillow and aiohttp to ComfyUI" in README
+
+
+def test_comfyui_brings_what_the_requirements_leave_out() -> None:
+    comfy = os.environ.get("COMFYUI_DIR", "").strip()
+    if not comfy:
+        pytest.skip("set COMFYUI_DIR to check against ComfyUI's own requirements.txt")
+    lines = (Path(comfy) / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    assert COMFYUI_PROVIDES <= requirement_names(lines)
+
+
+def test_the_nodes_are_under_dataset_gates() -> None:
+    assert "under **Dataset Gates** in the node\nlibrary" in README
+    assert {node.CATEGORY for node in NODE_CLASS_MAPPINGS.values()} == {"Dataset Gates"}
+
+
+def test_park_is_the_default_on_timeout() -> None:
+    assert "**park** (the\ndefault)" in README
+    on_timeout = NODE_CLASS_MAPPINGS["ImageGate"].INPUT_TYPES()["optional"]["on_timeout"]
+    assert on_timeout[1]["default"] == PARK == "park"
+
+
+def test_the_two_developer_commands_are_unchanged() -> None:
+    section = README[README.index("## Developers"):README.index("## Layout")]
+    assert "pip install torch==2.13.0 -e . && python -m gates serve" in section
+    assert 'pip install torch==2.13.0 -e ".[test]" && python -m pytest' in section
+    assert "`pip install -r requirements.txt`\nand `pip install -e . --no-deps`" in section
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    assert "torch==2.13.0" in ci and '-e ".[test]"' in ci and "python3 -m pytest" in ci
+
+
+def test_the_cli_lines_name_every_command() -> None:
+    from gates.cli import build_parser
+
+    block = README[README.index("## Command line"):README.index("## From a script")]
+    commands = set(build_parser()._subparsers._group_actions[0].choices)
+    assert commands <= set(re.findall(r"gates ([a-z]+)", block))
+    assert "gates --version" in block
