@@ -401,3 +401,15 @@ def test_a_slot_whose_meta_holds_nan_still_lists(page, bus: Path) -> None:
     page.wait_for_selector(".dg-card[data-slot-id='nan_meta'] .dg-parked-badge")
     assert page.locator(".dg-card").count() == 4
     assert not page.inner_text(".dg-status")
+
+
+def test_an_empty_bus_says_how_slots_get_made(chromium, tmp_path: Path) -> None:
+    with serving(make_app(SlotStore(tmp_path / "empty"))) as (host, port):
+        page = chromium.new_page()
+        try:
+            page.goto(f"http://{host}:{port}/")
+            text = page.inner_text(".dg-empty")
+        finally:
+            page.close()
+    assert text.startswith("No slots yet.")
+    assert all(way in text for way in ("send_id", "Bus Save", "gates import"))

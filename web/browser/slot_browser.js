@@ -6,6 +6,10 @@
 // until mountBrowser() is called, and it never touches ComfyUI's own scripts.
 import { age, el, ensureStylesheet, errorText, humanBytes, readJson, shapeText, sizeText, when } from "../format.js";
 
+/** What an empty bus says: how slots get made. */
+export const EMPTY_BUS = "No slots yet. Slots are made when a gate with a send_id passes a batch, " +
+  "when a Bus Save node runs, or with `gates import ID FILE...` on the command line.";
+
 /** The standalone page cannot resume: it has no ComfyUI to queue the prompt in. */
 export const RESUME_NEEDS_COMFYUI = "Resume needs ComfyUI: open this bus in ComfyUI's sidebar.";
 const RESUME_POLL_MS = 1000;
@@ -138,7 +142,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, 
     const shown = state.slots.filter((s) => !needle || s.id.toLowerCase().includes(needle));
     grid.replaceChildren(...shown.map(card));
     if (!shown.length) {
-      grid.append(el("div.dg-empty", {}, state.slots.length ? "No slot matches the filter." : "No slots yet."));
+      grid.append(el("div.dg-empty", {}, state.slots.length ? "No slot matches the filter." : EMPTY_BUS));
     }
   }
 
