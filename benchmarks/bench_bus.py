@@ -11,6 +11,7 @@ the floor for a publish, and the seed's per-image 8-bit PNG files plus torch.sav
 the alternatives. Each figure is the median of N runs; the targets are printed as PASS/FAIL and
 only turn into a non-zero exit status with --strict.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,10 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from report import Row, Target, print_targets
 
 from gates import images
 from gates.slots import SlotStore
-from report import Row, Target, print_targets
 
 WORKLOADS: list[tuple[int, int, int]] = [(1, 1024, 1024), (1, 2048, 2048), (16, 1024, 1024)]
 LIST_SLOTS = 1000
@@ -62,8 +63,13 @@ class Workload:
         self.rows[row.path] = row
 
 
-def timed(fn: Callable[[], Any], repeat: int, sync: Callable[[], None] | None = None,
-          before: Callable[[], None] | None = None, keep: bool = True) -> tuple[list[float], Any]:
+def timed(
+    fn: Callable[[], Any],
+    repeat: int,
+    sync: Callable[[], None] | None = None,
+    before: Callable[[], None] | None = None,
+    keep: bool = True,
+) -> tuple[list[float], Any]:
     """Run `fn` once untimed, then `repeat` timed times; return the times in ms and the last result.
 
     The untimed run warms the page cache and (for CUDA) the context, and makes every timed write
@@ -199,19 +205,18 @@ def bench_workload(shape: tuple[int, int, int], work: Path, repeat: int, cuda: b
     # With fsync: overwrite the previous file durably, the least a publish that replaces a
     # slot must do (freeing the old blocks is part of it; and ext4 flushes an overwritten file
     # on close anyway, so an overwrite without fsync would be no floor).
-    samples, _ = timed(lambda: plain_write(raw_file, image, mask, False), repeat,
-                       before=lambda: raw_file.unlink(missing_ok=True))
+    samples, _ = timed(
+        lambda: plain_write(raw_file, image, mask, False), repeat, before=lambda: raw_file.unlink(missing_ok=True)
+    )
     wl.add(Row("plain_write", samples, max_abs_err(plain_read(raw_file, image, mask), want), "new file"))
     samples, _ = timed(lambda: plain_write(raw_file, image, mask, True), repeat)
-    wl.add(Row("plain_write_fsync", samples, max_abs_err(plain_read(raw_file, image, mask), want),
-               "overwrite + fsync"))
+    wl.add(Row("plain_write_fsync", samples, max_abs_err(plain_read(raw_file, image, mask), want), "overwrite + fsync"))
 
     samples, _ = timed(lambda: store.publish("bench", image, mask), repeat)
-    wl.add(Row("publish", samples, max_abs_err(store.load("bench"), want),
-               "replaces the slot; thumbnail, 3 fsyncs"))
+    wl.add(Row("publish", samples, max_abs_err(store.load("bench"), want), "replaces the slot; thumbnail, 3 fsyncs"))
 
     for name, verify in (("load", True), ("load_noverify", False)):
-        samples, got = timed(lambda: store.load("bench", verify=verify), repeat)
+        samples, got = timed(lambda verify=verify: store.load("bench", verify=verify), repeat)
         wl.add(Row(name, samples, max_abs_err(got, want)))
 
     slot_file = store.slot_dir("bench") / "slot.safetensors"
@@ -234,14 +239,14 @@ def bench_workload(shape: tuple[int, int, int], work: Path, repeat: int, cuda: b
     png_err = max_abs_err(got, want)
     wl.add(Row("png_save", save_ms, png_err, "8-bit, one PNG per batch item"))
     wl.add(Row("png_load", load_ms, png_err))
-    wl.add(Row("png_roundtrip", [s + l for s, l in zip(save_ms, load_ms)], png_err))
+    wl.add(Row("png_roundtrip", [save + load for save, load in zip(save_ms, load_ms)], png_err))
 
     save_ms, _ = timed(lambda: torch.save({"image": image, "mask": mask}, pt_file), repeat)
     load_ms, got = timed(lambda: torch.load(pt_file, weights_only=True), repeat)
     pt_err = max_abs_err((got["image"], got["mask"]), want)
     wl.add(Row("torch_save", save_ms, pt_err, "no fsync"))
     wl.add(Row("torch_load", load_ms, pt_err))
-    wl.add(Row("torch_save_load", [s + l for s, l in zip(save_ms, load_ms)], pt_err))
+    wl.add(Row("torch_save_load", [save + load for save, load in zip(save_ms, load_ms)], pt_err))
 
     for p in (store.root, png_dir):
         shutil.rmtree(p, ignore_errors=True)
@@ -266,8 +271,10 @@ def print_table(wl: Workload) -> None:
     print(f"{'path':<18} {'median ms':>10} {'x memcopy':>10} {'png_rt / t':>11} {'max abs err':>12}  note")
     for row in wl.rows.values():
         vs_png = f"{png / row.median_ms:.1f}x" if row.path in LOAD_PATHS else ""
-        print(f"{row.path:<18} {row.median_ms:>10.2f} {row.median_ms / mem:>9.2f}x {vs_png:>11} "
-              f"{row.max_abs_err:>12.3g}  {row.note}")
+        print(
+            f"{row.path:<18} {row.median_ms:>10.2f} {row.median_ms / mem:>9.2f}x {vs_png:>11} "
+            f"{row.max_abs_err:>12.3g}  {row.note}"
+        )
 
 
 def check_targets(workloads: list[Workload], list_ms: float | None) -> list[Target]:
@@ -279,27 +286,50 @@ def check_targets(workloads: list[Workload], list_ms: float | None) -> list[Targ
 
     for wl in workloads:
         r = {k: v.median_ms for k, v in wl.rows.items()}
-        target(f"{wl.name} load / memcopy", r["load"] / r["memcopy"], f"<= {LOAD_VS_MEMCOPY_MAX}",
-               r["load"] / r["memcopy"] <= LOAD_VS_MEMCOPY_MAX,
-               f"verify=False: {r['load_noverify'] / r['memcopy']:.2f}x")
+        target(
+            f"{wl.name} load / memcopy",
+            r["load"] / r["memcopy"],
+            f"<= {LOAD_VS_MEMCOPY_MAX}",
+            r["load"] / r["memcopy"] <= LOAD_VS_MEMCOPY_MAX,
+            f"verify=False: {r['load_noverify'] / r['memcopy']:.2f}x",
+        )
         ratio = r["publish"] / r["plain_write_fsync"]
-        target(f"{wl.name} publish / plain_write_fsync", ratio, f"<= {PUBLISH_VS_PLAIN_MAX}",
-               ratio <= PUBLISH_VS_PLAIN_MAX,
-               f"vs plain_write without fsync: {r['publish'] / r['plain_write']:.2f}x")
+        target(
+            f"{wl.name} publish / plain_write_fsync",
+            ratio,
+            f"<= {PUBLISH_VS_PLAIN_MAX}",
+            ratio <= PUBLISH_VS_PLAIN_MAX,
+            f"vs plain_write without fsync: {r['publish'] / r['plain_write']:.2f}x",
+        )
         cold = r["load_cold"] / r["plain_read_cold"]
-        target(f"{wl.name} load_cold / plain_read_cold", cold, f"<= {COLD_LOAD_VS_READ_MAX}",
-               cold <= COLD_LOAD_VS_READ_MAX)
+        target(
+            f"{wl.name} load_cold / plain_read_cold", cold, f"<= {COLD_LOAD_VS_READ_MAX}", cold <= COLD_LOAD_VS_READ_MAX
+        )
         if "load_cuda" in r:
             gpu = r["load_cuda"] / r["h2d_copy"]
-            target(f"{wl.name} load_cuda / pinned h2d_copy", gpu, f"<= {CUDA_LOAD_VS_COPY_MAX}",
-                   gpu <= CUDA_LOAD_VS_COPY_MAX)
+            target(
+                f"{wl.name} load_cuda / pinned h2d_copy",
+                gpu,
+                f"<= {CUDA_LOAD_VS_COPY_MAX}",
+                gpu <= CUDA_LOAD_VS_COPY_MAX,
+            )
         errs = {p: wl.rows[p].max_abs_err for p in SLOT_PATHS if p in wl.rows}
-        target(f"{wl.name} slot paths error", max(errs.values()), "== 0",
-               all(e == 0 for e in errs.values()), ", ".join(errs))
+        target(
+            f"{wl.name} slot paths error",
+            max(errs.values()),
+            "== 0",
+            all(e == 0 for e in errs.values()),
+            ", ".join(errs),
+        )
         if wl.shape == (1, 1024, 1024):
             speedup = r["png_roundtrip"] / r["load"]
-            target(f"{wl.name} png_roundtrip / load", speedup, f">= {LOAD_VS_PNG_MIN_SPEEDUP}",
-                   speedup >= LOAD_VS_PNG_MIN_SPEEDUP, f"vs png_load alone: {r['png_load'] / r['load']:.1f}x")
+            target(
+                f"{wl.name} png_roundtrip / load",
+                speedup,
+                f">= {LOAD_VS_PNG_MIN_SPEEDUP}",
+                speedup >= LOAD_VS_PNG_MIN_SPEEDUP,
+                f"vs png_load alone: {r['png_load'] / r['load']:.1f}x",
+            )
     if list_ms is not None:
         target(f"list() of {LIST_SLOTS} slots (ms)", list_ms, f"< {LIST_MAX_MS}", list_ms < LIST_MAX_MS)
     return out
@@ -320,14 +350,19 @@ def machine_info(device: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                    help="cuda adds load(device='cuda') and a host-to-device copy floor")
+    ap.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda adds load(device='cuda') and a host-to-device copy floor",
+    )
     ap.add_argument("--json", type=Path, help="write every number here")
     ap.add_argument("--quick", action="store_true", help="1x1024x1024 only, 2 repeats, no list() test")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--dir", type=Path, help="where temp files go; pick the disk ComfyUI writes to")
-    ap.add_argument("--threads", type=int,
-                    help="torch intra-op threads (default: torch's); 1 is steadier on a busy machine")
+    ap.add_argument(
+        "--threads", type=int, help="torch intra-op threads (default: torch's); 1 is steadier on a busy machine"
+    )
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     args = ap.parse_args(argv)
 
@@ -345,14 +380,18 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-bus-", dir=args.dir))
     info = machine_info(device)
     gpu = f" ({info['cuda_device']})" if cuda else ""
-    print(f"torch {info['torch']}, {info['cpu_count']} CPUs ({info['torch_threads']} torch threads), "
-          f"device {device}{gpu}, repeat {repeat}, dir {work}")
+    print(
+        f"torch {info['torch']}, {info['cpu_count']} CPUs ({info['torch_threads']} torch threads), "
+        f"device {device}{gpu}, repeat {repeat}, dir {work}"
+    )
     busy = info["loadavg_1m"]
     if busy is not None and busy > 0.5:
         # Copies run on torch's intra-op threads: one that waits for a busy core stretches a
         # 1 ms clone to a scheduler tick, so figures taken on a busy machine swing widely.
-        print(f"warning: load average {busy:.2f}; other processes will distort the timings "
-              f"(--threads 1 makes them steadier)")
+        print(
+            f"warning: load average {busy:.2f}; other processes will distort the timings "
+            f"(--threads 1 makes them steadier)"
+        )
     try:
         workloads = [bench_workload(s, work, repeat, cuda) for s in shapes]
         for wl in workloads:
@@ -363,8 +402,7 @@ def main(argv: list[str] | None = None) -> int:
 
     list_ms = statistics.median(list_samples) if list_samples else None
     if list_ms is not None:
-        print(f"\nlist() of {listed} slots {LIST_SHAPE[0]}x{LIST_SHAPE[1]}x{LIST_SHAPE[2]}x3: "
-              f"median {list_ms:.1f} ms")
+        print(f"\nlist() of {listed} slots {LIST_SHAPE[0]}x{LIST_SHAPE[1]}x{LIST_SHAPE[2]}x3: median {list_ms:.1f} ms")
     results = check_targets(workloads, list_ms)
     passed = print_targets(results)
 
@@ -372,10 +410,21 @@ def main(argv: list[str] | None = None) -> int:
         doc = {
             "machine": info,
             "repeat": repeat,
-            "workloads": {wl.name: {"bytes": wl.bytes, "paths": {
-                p: {"median_ms": r.median_ms, "samples_ms": r.samples_ms, "max_abs_err": r.max_abs_err,
-                    "x_memcopy": r.median_ms / wl.rows["memcopy"].median_ms}
-                for p, r in wl.rows.items()}} for wl in workloads},
+            "workloads": {
+                wl.name: {
+                    "bytes": wl.bytes,
+                    "paths": {
+                        p: {
+                            "median_ms": r.median_ms,
+                            "samples_ms": r.samples_ms,
+                            "max_abs_err": r.max_abs_err,
+                            "x_memcopy": r.median_ms / wl.rows["memcopy"].median_ms,
+                        }
+                        for p, r in wl.rows.items()
+                    },
+                }
+                for wl in workloads
+            },
             "list": {"slots": listed, "median_ms": list_ms, "samples_ms": list_samples},
             "targets": [asdict(t) for t in results],
         }

@@ -25,6 +25,7 @@ Run from the repository root:
 Targets (median POST -> wake < 5 ms, pause preview 2048x2048 median < 20 ms, /bus/list p95
 < 20 ms under the renders) are printed as PASS/FAIL; only --strict turns a FAIL into exit 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,13 +46,13 @@ from typing import Any
 
 import torch
 from aiohttp import web
+from report import Row, Target, print_targets
 
 from gates import images
 from gates.browser import serving
 from gates.routes import PREFIX, GateRoutes
 from gates.slots import SlotStore
 from gates.waiter import Pending, Waiter
-from report import Row, Target, print_targets
 
 WAKE_TARGET_MS = 5.0
 PREVIEW_TARGET_MS = 20.0
@@ -84,8 +85,9 @@ def poll_wait(waiter: Waiter, pending: Pending) -> None:
         time.sleep(POLL_S)
 
 
-def wake_latencies(waiter: Waiter, n: int, wait: Callable[[Waiter, Pending], None],
-                   answer: Callable[[Pending], None], spread_s: float) -> list[float]:
+def wake_latencies(
+    waiter: Waiter, n: int, wait: Callable[[Waiter, Pending], None], answer: Callable[[Pending], None], spread_s: float
+) -> list[float]:
     """`n` rounds of: arm a gate, block a thread in `wait`, then, after a random delay in
     [2 ms, 2 ms + spread_s] (so the thread is surely waiting), time `answer` -> thread awake."""
     image = torch.zeros(1, 8, 8, 3)
@@ -95,7 +97,7 @@ def wake_latencies(waiter: Waiter, n: int, wait: Callable[[Waiter, Pending], Non
         pending = waiter.arm(NODE, image, routes=2)
         ready, woke = threading.Event(), [0.0]
 
-        def gate() -> None:
+        def gate(pending: Pending = pending, ready: threading.Event = ready, woke: list[float] = woke) -> None:
             ready.set()
             wait(waiter, pending)
             woke[0] = time.perf_counter()
@@ -122,6 +124,7 @@ def http_answer(address: tuple[str, int]) -> Callable[[Pending], None]:
         resp.read()
         if resp.status != 200:
             raise RuntimeError(f"choice POST answered {resp.status}")
+
     return answer
 
 
@@ -158,8 +161,7 @@ def list_during_renders(store: SlotStore, address: tuple[str, int], rounds: int)
         store.publish(f"small-{i}", torch.rand(1, 64, 64, 3))
     samples: list[float] = []
     for _ in range(rounds):
-        renders = [threading.Thread(target=get_ms, args=(address, f"{PREFIX}/bus/image/big/0"))
-                   for _ in range(RENDERS)]
+        renders = [threading.Thread(target=get_ms, args=(address, f"{PREFIX}/bus/image/big/0")) for _ in range(RENDERS)]
         for t in renders:
             t.start()
         time.sleep(0.02)  # let the renders start before listing
@@ -182,13 +184,25 @@ def run(n: int, repeat: int, folder: Path) -> list[Row]:
             paused = waiter.arm(NODE, torch.rand(1, 2048, 2048, 3), routes=2)
             first.append(get_ms(address, f"{PREFIX}/preview?node={NODE}&token={paused.token}&index=0"))
         rows.append(Row("pause preview 2048x2048, first look", first))
-        rows.append(Row("pause preview 2048x2048", timed_ms(lambda: get_ms(
-            address, f"{PREFIX}/preview?node={NODE}&token={paused.token}&index=0"), repeat)))
+        rows.append(
+            Row(
+                "pause preview 2048x2048",
+                timed_ms(lambda: get_ms(address, f"{PREFIX}/preview?node={NODE}&token={paused.token}&index=0"), repeat),
+            )
+        )
         waiter.stop(NODE, paused.token)
-        rows.append(Row(f"/bus/list during {RENDERS} renders of 4096x4096",
-                        list_during_renders(store, address, max(1, repeat // 3))))
-    rows.append(Row("Waiter.choose -> wake (in-process)", wake_latencies(
-        waiter, n, event_wait, lambda p: waiter.choose(p.node, p.token, 1), 0.003)))
+        rows.append(
+            Row(
+                f"/bus/list during {RENDERS} renders of 4096x4096",
+                list_during_renders(store, address, max(1, repeat // 3)),
+            )
+        )
+    rows.append(
+        Row(
+            "Waiter.choose -> wake (in-process)",
+            wake_latencies(waiter, n, event_wait, lambda p: waiter.choose(p.node, p.token, 1), 0.003),
+        )
+    )
 
     g = torch.Generator().manual_seed(0)
     image, mask = torch.rand(1, 1024, 1024, 3, generator=g), torch.rand(1, 1024, 1024, generator=g)
@@ -209,13 +223,28 @@ def check_targets(rows: list[Row]) -> list[Target]:
     wake = by_path["POST /choice -> wake (event)"].median_ms
     preview = by_path["pause preview 2048x2048"].median_ms
     listing = by_path[f"/bus/list during {RENDERS} renders of 4096x4096"].p95_ms
-    return [Target("POST -> wake median (ms)", wake, f"< {WAKE_TARGET_MS:g}", wake < WAKE_TARGET_MS,
-                   f"100 ms polling: mean {by_path['POST /choice -> wake (100 ms poll)'].mean_ms:.1f} ms"),
-            Target("pause preview 2048x2048 median, cached (ms)", preview, f"< {PREVIEW_TARGET_MS:g}",
-                   preview < PREVIEW_TARGET_MS,
-                   f"first look: {by_path['pause preview 2048x2048, first look'].median_ms:.1f} ms"),
-            Target(f"/bus/list p95 during {RENDERS} renders (ms)", listing,
-                   f"< {LIST_UNDER_RENDER_P95_MS:g}", listing < LIST_UNDER_RENDER_P95_MS)]
+    return [
+        Target(
+            "POST -> wake median (ms)",
+            wake,
+            f"< {WAKE_TARGET_MS:g}",
+            wake < WAKE_TARGET_MS,
+            f"100 ms polling: mean {by_path['POST /choice -> wake (100 ms poll)'].mean_ms:.1f} ms",
+        ),
+        Target(
+            "pause preview 2048x2048 median, cached (ms)",
+            preview,
+            f"< {PREVIEW_TARGET_MS:g}",
+            preview < PREVIEW_TARGET_MS,
+            f"first look: {by_path['pause preview 2048x2048, first look'].median_ms:.1f} ms",
+        ),
+        Target(
+            f"/bus/list p95 during {RENDERS} renders (ms)",
+            listing,
+            f"< {LIST_UNDER_RENDER_P95_MS:g}",
+            listing < LIST_UNDER_RENDER_P95_MS,
+        ),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,13 +262,22 @@ def main(argv: list[str] | None = None) -> int:
     targets = check_targets(rows)
     passed = print_targets(targets)
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "rows": [r.to_dict() for r in rows],
-            "targets": [asdict(t) for t in targets],
-            "env": {"python": platform.python_version(), "torch": torch.__version__,
-                    "platform": platform.platform(), "cpus": os.cpu_count(),
-                    "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
-        }, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "rows": [r.to_dict() for r in rows],
+                    "targets": [asdict(t) for t in targets],
+                    "env": {
+                        "python": platform.python_version(),
+                        "torch": torch.__version__,
+                        "platform": platform.platform(),
+                        "cpus": os.cpu_count(),
+                        "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+                    },
+                },
+                indent=2,
+            )
+        )
     return 1 if args.strict and not passed else 0
 
 

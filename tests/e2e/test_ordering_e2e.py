@@ -5,6 +5,7 @@ Within one prompt a reader of a slot (gate get_id with no image, Bus Load) must 
 writers of that slot (gate send_id, Bus Save) and read what they published in this run. Every
 run here publishes a different image, so a reader one run behind cannot pass a bit-exact check.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,11 @@ from typing import Any
 import pytest
 
 if not os.environ.get("COMFYUI_DIR", "").strip():
-    pytest.skip("e2e: set COMFYUI_DIR to a ComfyUI checkout (and COMFYUI_PYTHON to its "
-                "interpreter) to run the end-to-end tests", allow_module_level=True)
+    pytest.skip(
+        "e2e: set COMFYUI_DIR to a ComfyUI checkout (and COMFYUI_PYTHON to its "
+        "interpreter) to run the end-to-end tests",
+        allow_module_level=True,
+    )
 
 np = pytest.importorskip("numpy")
 torch = pytest.importorskip("torch")
@@ -24,8 +28,16 @@ pytest.importorskip("websocket", reason="e2e tests need websocket-client")
 pytest.importorskip("safetensors.torch")
 pytest.importorskip("PIL.Image")
 
-from test_gate_e2e import (ROUTE_TIMEOUT, _rgba, assert_exact, choose,  # noqa: E402
-                           load_image_reference, load_slot, png_bytes, run_plain)
+from test_gate_e2e import (  # noqa: E402
+    ROUTE_TIMEOUT,
+    _rgba,
+    assert_exact,
+    choose,
+    load_image_reference,
+    load_slot,
+    png_bytes,
+    run_plain,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +48,7 @@ HASH_SEEDS = (0, 1, 2)  # under 0 and 1 ComfyUI 0.8.0 walks this file's Save -> 
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
 
 def _variant(i: int) -> Any:
     """Three distinct RGBA images of the same size."""
@@ -78,15 +91,17 @@ def bus_load(slot: str, **extra: Any) -> dict[str, Any]:
     return {"class_type": "DatasetGatesBusLoad", "inputs": {"slot_id": slot, **extra}}
 
 
-def run_answering(comfy, ws, prompt: dict[str, Any], route: int = 1,
-                  expect: str = "execution_success") -> tuple[list[dict], dict[str, Any]]:
+def run_answering(
+    comfy, ws, prompt: dict[str, Any], route: int = 1, expect: str = "execution_success"
+) -> tuple[list[dict], dict[str, Any]]:
     """Queue, answer every pause with `route` as it comes; (pauses in order, history)."""
     since = ws.mark()
     prompt_id = comfy.queue(prompt, ws.client_id)
     pauses: list[dict] = []
     while True:
-        e = ws.wait_for((PAUSE,) + TERMINAL, lambda d: d.get("prompt_id") == prompt_id,
-                        timeout=ROUTE_TIMEOUT, since=since)
+        e = ws.wait_for(
+            (PAUSE,) + TERMINAL, lambda d: d.get("prompt_id") == prompt_id, timeout=ROUTE_TIMEOUT, since=since
+        )
         since = ws.events.index(e, since) + 1
         if e["type"] != PAUSE:
             break
@@ -103,22 +118,27 @@ def queued_prompt(history: dict[str, Any]) -> dict[str, Any]:
 
 # -- 1. gate A publishes, gate B (not wired to A) reads it in the same prompt -------------------
 
+
 def test_gate_b_passes_gate_a_s_image_of_the_same_run(comfy, ws):
     images = put_images(comfy)
     for run, (name, image, _) in enumerate(images):
-        prompt = {"1": load_image(name),
-                  "2": gate(["1", 0], send="e2e_ab"),
-                  "91": {"class_type": "PreviewImage", "inputs": {"images": ["2", 1]}},
-                  "3": gate(get="e2e_ab"),
-                  "5": bus_save(["3", 1], "e2e_ab_out")}
+        prompt = {
+            "1": load_image(name),
+            "2": gate(["1", 0], send="e2e_ab"),
+            "91": {"class_type": "PreviewImage", "inputs": {"images": ["2", 1]}},
+            "3": gate(get="e2e_ab"),
+            "5": bus_save(["3", 1], "e2e_ab_out"),
+        }
         pauses, history = run_answering(comfy, ws, prompt)
-        assert [(p["node"], p["source"]) for p in pauses] == \
-            [("2", "input"), ("3", "slot:e2e_ab")], f"run {run + 1}: B ran before A"
+        assert [(p["node"], p["source"]) for p in pauses] == [("2", "input"), ("3", "slot:e2e_ab")], (
+            f"run {run + 1}: B ran before A"
+        )
         assert_exact(load_slot(comfy, "e2e_ab_out")["image"], image, f"run {run + 1}: B's image")
         assert queued_prompt(history)["3"]["inputs"]["after"] == ["2", 0]
 
 
 # -- 2. Bus Save -> unconnected Bus Load, under several hash seeds -----------------------------
+
 
 @pytest.mark.parametrize("seed", HASH_SEEDS)
 def test_bus_load_reads_this_run_s_bus_save_under_any_hash_seed(comfy_factory, seed):
@@ -126,10 +146,16 @@ def test_bus_load_reads_this_run_s_bus_save_under_any_hash_seed(comfy_factory, s
     images = put_images(server)
     with server.ws() as ws:
         for run, (name, image, mask) in enumerate(images):
-            run_plain(server, ws, {"1": load_image(name),
-                                   "2": bus_save(["1", 0], "e2e_sl", mask=["1", 1]),
-                                   "3": bus_load("e2e_sl"),
-                                   "4": bus_save(["3", 0], "e2e_sl_out", mask=["3", 1])})
+            run_plain(
+                server,
+                ws,
+                {
+                    "1": load_image(name),
+                    "2": bus_save(["1", 0], "e2e_sl", mask=["1", 1]),
+                    "3": bus_load("e2e_sl"),
+                    "4": bus_save(["3", 0], "e2e_sl_out", mask=["3", 1]),
+                },
+            )
             out = load_slot(server, "e2e_sl_out")
             assert_exact(out["image"], image, f"seed {seed}, run {run + 1}: loaded image")
             assert_exact(out["mask"], mask, f"seed {seed}, run {run + 1}: loaded mask")
@@ -137,11 +163,17 @@ def test_bus_load_reads_this_run_s_bus_save_under_any_hash_seed(comfy_factory, s
 
 # -- 3. several writers: the last in order wins -------------------------------------------------
 
+
 def test_several_writers_are_ordered_by_id_and_the_reader_gets_the_last(comfy, ws):
     images = put_images(comfy)
-    prompt = {"1": load_image(images[0][0]), "2": load_image(images[1][0]),
-              "10": bus_save(["2", 0], "e2e_multi"), "9": bus_save(["1", 0], "e2e_multi"),
-              "11": bus_load("e2e_multi"), "12": bus_save(["11", 0], "e2e_multi_out")}
+    prompt = {
+        "1": load_image(images[0][0]),
+        "2": load_image(images[1][0]),
+        "10": bus_save(["2", 0], "e2e_multi"),
+        "9": bus_save(["1", 0], "e2e_multi"),
+        "11": bus_load("e2e_multi"),
+        "12": bus_save(["11", 0], "e2e_multi_out"),
+    }
     _, _, history = run_plain(comfy, ws, prompt)
     assert_exact(load_slot(comfy, "e2e_multi")["image"], images[1][1], "slot after the run")
     assert_exact(load_slot(comfy, "e2e_multi_out")["image"], images[1][1], "what the load read")
@@ -151,34 +183,41 @@ def test_several_writers_are_ordered_by_id_and_the_reader_gets_the_last(comfy, w
 
 # -- 4. a loop feeding the last result back reads the previous version ---------------------------
 
+
 def test_feedback_loop_reads_the_previous_version(comfy, ws):
     images = put_images(comfy)
-    run_plain(comfy, ws, {"1": load_image(images[0][0]),
-                          "2": bus_save(["1", 0], "e2e_loop")})  # the loop's start
-    loop = {"3": bus_load("e2e_loop"),
-            "4": {"class_type": "ImageInvert", "inputs": {"image": ["3", 0]}},
-            "5": bus_save(["4", 0], "e2e_loop"),
-            "6": bus_save(["3", 0], "e2e_loop_seen")}
+    run_plain(comfy, ws, {"1": load_image(images[0][0]), "2": bus_save(["1", 0], "e2e_loop")})  # the loop's start
+    loop = {
+        "3": bus_load("e2e_loop"),
+        "4": {"class_type": "ImageInvert", "inputs": {"image": ["3", 0]}},
+        "5": bus_save(["4", 0], "e2e_loop"),
+        "6": bus_save(["3", 0], "e2e_loop_seen"),
+    }
     for run in range(2):
         before = load_slot(comfy, "e2e_loop")["image"]
         _, _, history = run_plain(comfy, ws, loop)
-        assert_exact(load_slot(comfy, "e2e_loop_seen")["image"], before,
-                     f"run {run + 1}: the loop's load did not read the previous version")
-        assert_exact(load_slot(comfy, "e2e_loop")["image"], 1.0 - before,
-                     f"run {run + 1}: the loop's save")
+        assert_exact(
+            load_slot(comfy, "e2e_loop_seen")["image"],
+            before,
+            f"run {run + 1}: the loop's load did not read the previous version",
+        )
+        assert_exact(load_slot(comfy, "e2e_loop")["image"], 1.0 - before, f"run {run + 1}: the loop's save")
         assert "after" not in queued_prompt(history)["3"]["inputs"]  # no cycle made
 
 
 # -- 5. inside subgraphs --------------------------------------------------------------------------
 
+
 def test_reader_and_writer_inside_subgraphs_run_in_order(comfy, ws):
     """Subgraph nodes arrive flattened with path ids ("12:5", nested "12:34:7")."""
     images = put_images(comfy)
     for run, (name, image, _) in enumerate(images[:2]):
-        prompt = {"1": load_image(name),
-                  "12:5": bus_save(["1", 0], "e2e_sub_order"),
-                  "12:34:7": gate(get="e2e_sub_order"),
-                  "12:34:8": bus_save(["12:34:7", 1], "e2e_sub_order_out")}
+        prompt = {
+            "1": load_image(name),
+            "12:5": bus_save(["1", 0], "e2e_sub_order"),
+            "12:34:7": gate(get="e2e_sub_order"),
+            "12:34:8": bus_save(["12:34:7", 1], "e2e_sub_order_out"),
+        }
         pauses, history = run_answering(comfy, ws, prompt)
         assert [p["node"] for p in pauses] == ["12:34:7"]
         assert_exact(load_slot(comfy, "e2e_sub_order_out")["image"], image, f"run {run + 1}")
@@ -186,6 +225,7 @@ def test_reader_and_writer_inside_subgraphs_run_in_order(comfy, ws):
 
 
 # -- 6. a writer that publishes nothing does not hold the reader back ----------------------------
+
 
 def test_a_writer_that_publishes_nothing_leaves_the_reader_reading_the_slot_as_it_is(comfy, ws):
     images = put_images(comfy)
@@ -195,7 +235,8 @@ def test_a_writer_that_publishes_nothing_leaves_the_reader_reading_the_slot_as_i
         "4": gate(),  # another no-op gate: everything after it is blocked ...
         "5": bus_save(["4", 1], "e2e_quiet"),  # ... so this writer never runs
         "6": bus_load("e2e_quiet"),
-        "7": bus_save(["6", 0], "e2e_quiet_out")}
+        "7": bus_save(["6", 0], "e2e_quiet_out"),
+    }
     _, _, history = run_plain(comfy, ws, prompt)
     assert_exact(load_slot(comfy, "e2e_quiet_out")["image"], images[2][1], "reader's image")
     assert "7" in history["outputs"] and "5" not in history["outputs"]
@@ -204,12 +245,12 @@ def test_a_writer_that_publishes_nothing_leaves_the_reader_reading_the_slot_as_i
 
 # -- 7. the `after` socket: orders, passes nothing, is not blocked ----------------------------------
 
+
 def test_after_socket_orders_and_a_blocked_upstream_does_not_block(comfy, ws):
     images = put_images(comfy)
     run_plain(comfy, ws, {"1": load_image(images[0][0]), "2": bus_save(["1", 0], "e2e_after")})
     # A blocked route of a no-op gate linked to `after`: the load still runs.
-    prompt = {"4": gate(), "6": bus_load("e2e_after", after=["4", 1]),
-              "7": bus_save(["6", 0], "e2e_after_out")}
+    prompt = {"4": gate(), "6": bus_load("e2e_after", after=["4", 1]), "7": bus_save(["6", 0], "e2e_after_out")}
     run_plain(comfy, ws, prompt)
     assert_exact(load_slot(comfy, "e2e_after_out")["image"], images[0][1], "after a blocked node")
 
@@ -219,12 +260,14 @@ def test_after_socket_orders_a_reader_the_pack_cannot_order(comfy, ws):
     linking the reader's `after` to the gate makes it read this run's image every time."""
     images = put_images(comfy)
     for run, (name, image, _) in enumerate(images):
-        prompt = {"1": load_image(name),
-                  "20": {"class_type": "PrimitiveString", "inputs": {"value": "e2e_prim"}},
-                  "2": gate(["1", 0], send=["20", 0]),
-                  "91": {"class_type": "PreviewImage", "inputs": {"images": ["2", 1]}},
-                  "3": bus_load("e2e_prim", after=["2", 0]),
-                  "4": bus_save(["3", 0], "e2e_prim_out")}
+        prompt = {
+            "1": load_image(name),
+            "20": {"class_type": "PrimitiveString", "inputs": {"value": "e2e_prim"}},
+            "2": gate(["1", 0], send=["20", 0]),
+            "91": {"class_type": "PreviewImage", "inputs": {"images": ["2", 1]}},
+            "3": bus_load("e2e_prim", after=["2", 0]),
+            "4": bus_save(["3", 0], "e2e_prim_out"),
+        }
         pauses, history = run_answering(comfy, ws, prompt)
         assert [p["node"] for p in pauses] == ["2"]
         assert_exact(load_slot(comfy, "e2e_prim_out")["image"], image, f"run {run + 1}")
@@ -236,11 +279,10 @@ def test_bus_load_reruns_when_a_node_it_runs_after_runs_again(comfy, ws):
     did not change: here the gate is a no-op writer."""
     images = put_images(comfy)
     run_plain(comfy, ws, {"1": load_image(images[1][0]), "2": bus_save(["1", 0], "e2e_rerun")})
-    prompt = {"2": gate(send="e2e_rerun"), "3": bus_load("e2e_rerun"),
-              "4": bus_save(["3", 0], "e2e_rerun_out")}
+    prompt = {"2": gate(send="e2e_rerun"), "3": bus_load("e2e_rerun"), "4": bus_save(["3", 0], "e2e_rerun_out")}
     for run in range(3):
         prompt_id, since, _ = run_plain(comfy, ws, prompt)
-        cached = ws.find("execution_cached", lambda d: d.get("prompt_id") == prompt_id, since)
+        cached = ws.find("execution_cached", lambda d, p=prompt_id: d.get("prompt_id") == p, since)
         assert "3" not in cached[0]["nodes"], f"run {run + 1}: Bus Load was cached"
     assert_exact(load_slot(comfy, "e2e_rerun_out")["image"], images[1][1], "what the load read")
 
@@ -248,10 +290,13 @@ def test_bus_load_reruns_when_a_node_it_runs_after_runs_again(comfy, ws):
 def test_a_user_linked_after_keeps_its_link_and_the_order_uses_a_hidden_input(comfy, ws):
     images = put_images(comfy)
     for run, (name, image, _) in enumerate(images[:2]):
-        prompt = {"1": load_image(name), "8": load_image(images[2][0]),
-                  "2": bus_save(["1", 0], "e2e_after2"),
-                  "3": bus_load("e2e_after2", after=["8", 0]),
-                  "4": bus_save(["3", 0], "e2e_after2_out")}
+        prompt = {
+            "1": load_image(name),
+            "8": load_image(images[2][0]),
+            "2": bus_save(["1", 0], "e2e_after2"),
+            "3": bus_load("e2e_after2", after=["8", 0]),
+            "4": bus_save(["3", 0], "e2e_after2_out"),
+        }
         _, _, history = run_plain(comfy, ws, prompt)
         assert_exact(load_slot(comfy, "e2e_after2_out")["image"], image, f"run {run + 1}")
         inputs = queued_prompt(history)["3"]["inputs"]
@@ -260,9 +305,9 @@ def test_a_user_linked_after_keeps_its_link_and_the_order_uses_a_hidden_input(co
 
 # -- 8. queue-time errors: once, against the input at fault ------------------------------------------
 
+
 def test_a_bad_get_id_is_reported_once_against_get_id(comfy):
-    prompt = {"2": gate(send="e2e_fine", get="nul@-1"),
-              "5": bus_save(["2", 1], "e2e_never_saved")}
+    prompt = {"2": gate(send="e2e_fine", get="nul@-1"), "5": bus_save(["2", 1], "e2e_never_saved")}
     r = comfy.post("/prompt", json={"prompt": prompt})
     assert r.status_code == 400, r.text
     errors = r.json()["node_errors"]["2"]["errors"]
@@ -272,6 +317,7 @@ def test_a_bad_get_id_is_reported_once_against_get_id(comfy):
 
 # -- 9. the pack installed twice ------------------------------------------------------------------
 
+
 def test_pack_installed_twice_still_answers_paused_gates(comfy_factory):
     """Both folders import; ComfyUI runs the last copy's nodes and serves the first copy's
     routes. Before the fix every answer was 409 and the run hung."""
@@ -279,16 +325,19 @@ def test_pack_installed_twice_still_answers_paused_gates(comfy_factory):
     images = put_images(server)
     with server.ws() as ws:
         for route in (1, 2):
-            prompt = {"1": load_image(images[route][0]), "2": gate(["1", 0], send="e2e_twice"),
-                      "5": bus_save(["2", route], f"e2e_twice_{route}")}
+            prompt = {
+                "1": load_image(images[route][0]),
+                "2": gate(["1", 0], send="e2e_twice"),
+                "5": bus_save(["2", route], f"e2e_twice_{route}"),
+            }
             pauses, _ = run_answering(server, ws, prompt, route=route)
             assert [p["node"] for p in pauses] == ["2"]
-            assert_exact(load_slot(server, f"e2e_twice_{route}")["image"], images[route][1],
-                         f"route {route}")
+            assert_exact(load_slot(server, f"e2e_twice_{route}")["image"], images[route][1], f"route {route}")
     log = server.log_path.read_text(errors="replace")
     twice = [line for line in log.splitlines() if "installed twice" in line]
     assert len(twice) == 1, log[-3000:]
-    assert set(re.findall(r"custom_nodes/(dataset_gates\w*)", twice[0])) == \
-        {"dataset_gates", "dataset_gates_copy"}, twice[0]
+    assert set(re.findall(r"custom_nodes/(dataset_gates\w*)", twice[0])) == {"dataset_gates", "dataset_gates_copy"}, (
+        twice[0]
+    )
     ext = server.get("/extensions").json()
     assert sum("image_gate.js" in path for path in ext) == 1, ext
