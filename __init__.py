@@ -4,6 +4,7 @@ ComfyUI imports this folder as a package under whatever name it has (`dataset-ga
 included). pytest, run from a folder whose name is not an identifier, imports this file on
 its own, with no package: then there is no ComfyUI either, and nothing is registered.
 """
+
 if __package__:
     from .gates import comfy_adapter
     from .gates.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS

@@ -3,6 +3,7 @@
 Imported as a sibling module (`python benchmarks/bench_*.py` puts this folder first on the
 path); the benchmarks import the installed `gates` package, as any user script would.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -13,6 +14,7 @@ from typing import Any
 @dataclass
 class Row:
     """One measured path: its per-run times in ms, and how far its result is from the truth."""
+
     path: str
     samples_ms: list[float]
     max_abs_err: float = 0.0
@@ -32,13 +34,19 @@ class Row:
         return statistics.fmean(self.samples_ms)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "n": len(self.samples_ms), "median_ms": self.median_ms,
-                "p95_ms": self.p95_ms, "mean_ms": self.mean_ms}
+        return {
+            **asdict(self),
+            "n": len(self.samples_ms),
+            "median_ms": self.median_ms,
+            "p95_ms": self.p95_ms,
+            "mean_ms": self.mean_ms,
+        }
 
 
 @dataclass
 class Target:
     """A figure and its limit; `ok` says whether the figure meets it."""
+
     name: str
     value: float
     limit: str

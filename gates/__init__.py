@@ -6,10 +6,24 @@ Every module here except `comfy_adapter` runs without ComfyUI. A script needs on
     gates.publish("bus", "ckpt", image, mask)   # exact dtype, shape and bits
     image, mask = gates.load("bus", "ckpt")      # verified
 """
+
 from .api import delete, info, list_slots, load, publish, read
 from .errors import SlotCorrupt, SlotError, SlotNotFound, SlotWriteError
 from .slots import SlotData, SlotInfo
 
 __version__ = "0.1.0"
-__all__ = ["publish", "load", "read", "info", "list_slots", "delete", "SlotInfo", "SlotData",
-           "SlotError", "SlotNotFound", "SlotCorrupt", "SlotWriteError", "__version__"]
+__all__ = [
+    "publish",
+    "load",
+    "read",
+    "info",
+    "list_slots",
+    "delete",
+    "SlotInfo",
+    "SlotData",
+    "SlotError",
+    "SlotNotFound",
+    "SlotCorrupt",
+    "SlotWriteError",
+    "__version__",
+]

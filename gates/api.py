@@ -4,6 +4,7 @@ Each function takes the bus folder first and opens nothing that outlives the cal
 script, a notebook and a running ComfyUI can share one bus. What a gate publishes, these read,
 and the other way round.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,15 @@ from .slots import SlotData, SlotInfo, SlotStore
 Bus = str | os.PathLike[str]
 
 
-def publish(bus: Bus, slot_id: str, image: torch.Tensor, mask: torch.Tensor | None = None, *,
-            latent: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> SlotInfo:
+def publish(
+    bus: Bus,
+    slot_id: str,
+    image: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    latent: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> SlotInfo:
     """Store a batch exactly (dtype, shape and bits) under `slot_id`, replacing it atomically.
 
     Args:

@@ -3,6 +3,7 @@
 Temp names start with '.' and end in `.<pid>.<random>.tmp`, so no listing mistakes them for a
 slot, and a later publish can tell a dead writer's leftovers from a live writer's work.
 """
+
 from __future__ import annotations
 
 import os

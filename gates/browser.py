@@ -14,6 +14,7 @@ and the API deletes things:
 - With a token (required when listening beyond loopback), every request must carry it as the
   cookie that GET /?token=... sets, or as the X-Dataset-Gates-Token header.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -105,8 +106,7 @@ def host_allowed(host: str | None, allowed_hosts: Collection[str], port: int | N
     name, given_port = parsed
     if given_port is not None and given_port != port:
         return False
-    return name in allowed_hosts or (
-        _is_ip(name) is not None and not WILDCARD_HOSTS.isdisjoint(allowed_hosts))
+    return name in allowed_hosts or (_is_ip(name) is not None and not WILDCARD_HOSTS.isdisjoint(allowed_hosts))
 
 
 def same_origin(origin: str, host: str, scheme: str = "http") -> bool:
@@ -128,8 +128,15 @@ def same_origin(origin: str, host: str, scheme: str = "http") -> bool:
     return (theirs[0], theirs[1] or default) == (ours[0], ours[1] or default)
 
 
-def refusal(method: str, host: str | None, origin: str | None, *, allowed_hosts: Collection[str],
-            port: int | None, scheme: str = "http") -> str | None:
+def refusal(
+    method: str,
+    host: str | None,
+    origin: str | None,
+    *,
+    allowed_hosts: Collection[str],
+    port: int | None,
+    scheme: str = "http",
+) -> str | None:
     """Why a request must get a 403, or None: a foreign Host, or a foreign Origin on a write.
 
     Writes without an Origin pass (curl, scripts): browsers always send Origin on cross-origin
@@ -137,8 +144,10 @@ def refusal(method: str, host: str | None, origin: str | None, *, allowed_hosts:
     without CORS headers another site's page cannot read the reply.
     """
     if not host_allowed(host, allowed_hosts, port):
-        return (f"Host {host!r} refused: this server answers to {', '.join(sorted(allowed_hosts))} "
-                f"on port {port} only (DNS rebinding guard)")
+        return (
+            f"Host {host!r} refused: this server answers to {', '.join(sorted(allowed_hosts))} "
+            f"on port {port} only (DNS rebinding guard)"
+        )
     if method not in SAFE_METHODS and origin is not None and not same_origin(origin, host or "", scheme):
         return f"cross-origin {method} refused: Origin {origin!r} is not {scheme}://{host}"
     return None
@@ -165,13 +174,25 @@ def bind_warnings(host: str, port: int, token: str | None) -> list[str]:
     """What `serve` prints to stderr before listening on `host`: nothing on loopback."""
     if is_loopback(host):
         return []
-    exposed = (f"warning: {host or '*'} is not a loopback address: other machines that can "
-               f"reach port {port} can reach the slot browser.")
+    exposed = (
+        f"warning: {host or '*'} is not a loopback address: other machines that can "
+        f"reach port {port} can reach the slot browser."
+    )
     if token is None:
-        return [exposed, (f"warning: --no-auth: anyone who can reach port {port} can list, "
-                          f"download, rename and delete slots and change the quota.")]
-    return [exposed, (f"Every request needs the token: open the URL printed below (it sets a "
-                      f"cookie) or send the {TOKEN_HEADER} header.")]
+        return [
+            exposed,
+            (
+                f"warning: --no-auth: anyone who can reach port {port} can list, "
+                f"download, rename and delete slots and change the quota."
+            ),
+        ]
+    return [
+        exposed,
+        (
+            f"Every request needs the token: open the URL printed below (it sets a "
+            f"cookie) or send the {TOKEN_HEADER} header."
+        ),
+    ]
 
 
 def _served_port(request: web.Request) -> int | None:
@@ -182,8 +203,7 @@ def _served_port(request: web.Request) -> int | None:
 
 def _same_secret(given: str | None, token: str) -> bool:
     """Constant-time comparison; header text may hold any byte, so compare bytes."""
-    return given is not None and secrets.compare_digest(
-        given.encode("utf-8", "surrogateescape"), token.encode())
+    return given is not None and secrets.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode())
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -193,17 +213,22 @@ def _error(status: int, message: str) -> web.Response:
 # A page, not a 303: a Strict cookie is not sent after a redirect chain that started on
 # another site (the URL clicked in a web mail), while a navigation started by our own page
 # is. location.replace also drops the token URL from the tab's history (no Back loop).
-_LOGIN_PAGE = ('<!doctype html><meta charset="utf-8"><title>Dataset Gates</title>'
-               '<script>location.replace("/")</script>'
-               '<noscript><meta http-equiv="refresh" content="0; url=/"></noscript>'
-               '<a href="/">Open the slot browser</a>')
+_LOGIN_PAGE = (
+    '<!doctype html><meta charset="utf-8"><title>Dataset Gates</title>'
+    '<script>location.replace("/")</script>'
+    '<noscript><meta http-equiv="refresh" content="0; url=/"></noscript>'
+    '<a href="/">Open the slot browser</a>'
+)
 
 
 def _login(cookie: str, token: str) -> web.Response:
     """Trade the URL's token for an HttpOnly, SameSite=Strict cookie and go on to /, so the
     token leaves the address bar and the page's own requests carry it without any script."""
-    page = web.Response(text=_LOGIN_PAGE, content_type="text/html",
-                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    page = web.Response(
+        text=_LOGIN_PAGE,
+        content_type="text/html",
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
     page.set_cookie(cookie, token, httponly=True, samesite="Strict", path="/")
     return page
 
@@ -215,8 +240,14 @@ def guard(allowed_hosts: Collection[str], token: str | None = None) -> Middlewar
     @web.middleware
     async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         port = _served_port(request)
-        why = refusal(request.method, request.headers.get("Host"), request.headers.get("Origin"),
-                      allowed_hosts=names, port=port, scheme=request.scheme)
+        why = refusal(
+            request.method,
+            request.headers.get("Host"),
+            request.headers.get("Origin"),
+            allowed_hosts=names,
+            port=port,
+            scheme=request.scheme,
+        )
         if why:
             return _error(403, why)
         if token is None:
@@ -226,10 +257,13 @@ def guard(allowed_hosts: Collection[str], token: str | None = None) -> Middlewar
             if not _same_secret(request.query["token"], token):
                 return _error(401, "wrong token in the URL: use the one `gates serve` printed")
             return _login(cookie, token)
-        if not (_same_secret(request.headers.get(TOKEN_HEADER), token)
-                or _same_secret(request.cookies.get(cookie), token)):
-            return _error(401, f"token required: open the URL `gates serve` printed (/?token=...) "
-                               f"or send the {TOKEN_HEADER} header")
+        if not (
+            _same_secret(request.headers.get(TOKEN_HEADER), token) or _same_secret(request.cookies.get(cookie), token)
+        ):
+            return _error(
+                401,
+                f"token required: open the URL `gates serve` printed (/?token=...) or send the {TOKEN_HEADER} header",
+            )
         return await handler(request)
 
     return guard_middleware
@@ -241,20 +275,19 @@ def _page_html() -> str:
 
 
 async def _index(request: web.Request) -> web.Response:
-    return web.Response(text=_page_html(), content_type="text/html",
-                        headers={"Cache-Control": "no-cache"})
+    return web.Response(text=_page_html(), content_type="text/html", headers={"Cache-Control": "no-cache"})
 
 
-def make_app(store: SlotStore, *, allowed_hosts: Collection[str] = LOOPBACK_HOSTS,
-             token: str | None = None) -> web.Application:
+def make_app(
+    store: SlotStore, *, allowed_hosts: Collection[str] = LOOPBACK_HOSTS, token: str | None = None
+) -> web.Application:
     """The browser app on one slot store: API at /datasete_gate, files at /web/, page at /.
 
     allowed_hosts: the Host names it answers to (allowed_hosts_for(bind) for a server bound
     elsewhere than loopback); token: required on every request when given (see guard).
     """
     if not PAGE.is_file():
-        raise FileNotFoundError(f"the slot browser page is missing: {PAGE} (web/ must ship "
-                                f"next to the gates package)")
+        raise FileNotFoundError(f"the slot browser page is missing: {PAGE} (web/ must ship next to the gates package)")
     app = web.Application(middlewares=[guard(allowed_hosts, token)])
     routes = web.RouteTableDef()
     GateRoutes(store, Waiter(), queue_prompt=None).add_to(routes)  # no queue: resume is 501
@@ -264,8 +297,9 @@ def make_app(store: SlotStore, *, allowed_hosts: Collection[str] = LOOPBACK_HOST
     return app
 
 
-async def _serve_until(runner: web.AppRunner, host: str, port: int, stop: asyncio.Event,
-                       started: Callable[[], None]) -> None:
+async def _serve_until(
+    runner: web.AppRunner, host: str, port: int, stop: asyncio.Event, started: Callable[[], None]
+) -> None:
     """Listen on host:port, call `started`, serve until `stop` is set, then close every socket."""
     await runner.setup()
     try:
@@ -276,8 +310,9 @@ async def _serve_until(runner: web.AppRunner, host: str, port: int, stop: asynci
         await runner.cleanup()
 
 
-async def _run(store: SlotStore, host: str, port: int, stop: asyncio.Event | None = None,
-               token: str | None = None) -> None:
+async def _run(
+    store: SlotStore, host: str, port: int, stop: asyncio.Event | None = None, token: str | None = None
+) -> None:
     """Listen, say where (with the token, the only place it is printed), and wait for `stop`
     (forever by default: Ctrl-C ends it)."""
     app = make_app(store, allowed_hosts=allowed_hosts_for(host), token=token)
@@ -296,8 +331,9 @@ async def _run(store: SlotStore, host: str, port: int, stop: asyncio.Event | Non
     await _serve_until(runner, host, port, stop or asyncio.Event(), say_where)
 
 
-def serve(store: SlotStore, host: str = "127.0.0.1", port: int = 8189, *,
-          token: str | None = None, no_auth: bool = False) -> None:
+def serve(
+    store: SlotStore, host: str = "127.0.0.1", port: int = 8189, *, token: str | None = None, no_auth: bool = False
+) -> None:
     """Serve the browser until Ctrl-C; beyond loopback, behind a token unless no_auth.
 
     A port already in use raises OSError; a bad token (see choose_token) ValueError.
@@ -325,8 +361,7 @@ def serving(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> Ite
         runner = web.AppRunner(app, access_log=None)
         holder["loop"], holder["stop"] = asyncio.get_running_loop(), asyncio.Event()
         try:
-            await _serve_until(runner, host, port, holder["stop"],
-                               lambda: started.put(runner.addresses[0][1]))
+            await _serve_until(runner, host, port, holder["stop"], lambda: started.put(runner.addresses[0][1]))
         except OSError as exc:  # e.g. the port is taken: hand it to the caller
             started.put(exc)
 

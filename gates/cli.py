@@ -5,6 +5,7 @@ missing or damaged slot, unreadable file) ends as one `gates: error: ...` line o
 exit status 1; argparse's own usage errors keep status 2. stdout carries only the result, so
 `--json` output can be piped straight into other tools.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,7 @@ from .policy import parse_size
 from .slots import SlotError, SlotInfo, SlotNotFound, SlotStore
 
 BUS_ENV = "DATASET_GATES_BUS"
-LS_HEADER = ["id", "batch", "HxW", "channels", "dtype", "mask", "size", "created", "versions",
-             "pinned"]
+LS_HEADER = ["id", "batch", "HxW", "channels", "dtype", "mask", "size", "created", "versions", "pinned"]
 
 
 def default_bus_dir() -> Path:
@@ -93,16 +93,24 @@ def _slot_row(s: SlotInfo) -> list[str]:
     if s.error:
         return [s.id] + ["-"] * (len(LS_HEADER) - 2) + [f"ERROR: {s.error}"]
     _, h, w, c = s.image_shape
-    return [s.ref, str(s.batch), f"{h}x{w}", str(c), s.image_dtype,
-            "yes" if s.mask_shape else "no", _human(s.bytes), _when(s.created), str(s.versions),
-            "yes" if s.pinned else "no"]
+    return [
+        s.ref,
+        str(s.batch),
+        f"{h}x{w}",
+        str(c),
+        s.image_dtype,
+        "yes" if s.mask_shape else "no",
+        _human(s.bytes),
+        _when(s.created),
+        str(s.versions),
+        "yes" if s.pinned else "no",
+    ]
 
 
 def _refuse_existing(store: SlotStore, slot_id: str, force: bool) -> None:
     """Replacing a slot loses its tensors for good, so it takes an explicit --force."""
     if not force and store.exists(slot_id):
-        raise FileExistsError(f"slot {slot_id!r} already exists in {store.root}; "
-                              f"use --force to replace it")
+        raise FileExistsError(f"slot {slot_id!r} already exists in {store.root}; use --force to replace it")
 
 
 def _read_all(paths: list[Path], reader: Callable[[Path], torch.Tensor], what: str) -> torch.Tensor:
@@ -116,8 +124,10 @@ def _read_all(paths: list[Path], reader: Callable[[Path], torch.Tensor], what: s
         except Exception as exc:  # Pillow raises many types for junk input
             raise ValueError(f"{p}: not a readable image ({exc})") from None
         if batch and t.shape[1:3] != batch[0].shape[1:3]:
-            raise ValueError(f"{what} {p} is {t.shape[2]}x{t.shape[1]} but {paths[0]} is "
-                             f"{batch[0].shape[2]}x{batch[0].shape[1]}: all {what}s must share one size")
+            raise ValueError(
+                f"{what} {p} is {t.shape[2]}x{t.shape[1]} but {paths[0]} is "
+                f"{batch[0].shape[2]}x{batch[0].shape[1]}: all {what}s must share one size"
+            )
         batch.append(t)
     return torch.cat(batch)
 
@@ -145,14 +155,19 @@ def cmd_info(store: SlotStore, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(data)
         return 0
-    rows = [["id", s.ref], ["path", data["path"]],
-            ["versions", f"{s.versions} kept" + (f" (this is {s.version})" if s.version else "")],
-            ["pinned", "yes" if s.pinned else "no"],
-            ["image", f"{s.image_shape} {s.image_dtype}"],
-            ["mask", f"{s.mask_shape} {s.mask_dtype}" if s.mask_shape else "none"],
-            ["size", f"{_human(s.bytes)} ({s.bytes} bytes)"], ["created", _when(s.created)],
-            ["checksum", s.checksum or "-"], ["thumb", s.thumb or "-"],
-            ["meta", json.dumps(s.meta, default=str)]]
+    rows = [
+        ["id", s.ref],
+        ["path", data["path"]],
+        ["versions", f"{s.versions} kept" + (f" (this is {s.version})" if s.version else "")],
+        ["pinned", "yes" if s.pinned else "no"],
+        ["image", f"{s.image_shape} {s.image_dtype}"],
+        ["mask", f"{s.mask_shape} {s.mask_dtype}" if s.mask_shape else "none"],
+        ["size", f"{_human(s.bytes)} ({s.bytes} bytes)"],
+        ["created", _when(s.created)],
+        ["checksum", s.checksum or "-"],
+        ["thumb", s.thumb or "-"],
+        ["meta", json.dumps(s.meta, default=str)],
+    ]
     if args.verify:
         rows.append(["verify", data["verified"]])
     print(_table([[k + ":", v] for k, v in rows]))
@@ -169,8 +184,10 @@ def cmd_export(store: SlotStore, args: argparse.Namespace) -> int:
     out: Path = args.out
     to_file = is_png_name(out)
     if to_file and s.batch != 1:
-        raise ValueError(f"slot {args.id!r} holds {s.batch} images; a .png name takes a "
-                         f"one-image slot: give a folder to export a batch")
+        raise ValueError(
+            f"slot {args.id!r} holds {s.batch} images; a .png name takes a "
+            f"one-image slot: give a folder to export a batch"
+        )
     image, mask = store.load(args.id, verify=True)
     has_mask = s.mask_shape is not None
     masks = (mask if mask.ndim == 3 else mask[None]) if has_mask else []
@@ -201,8 +218,10 @@ def cmd_export(store: SlotStore, args: argparse.Namespace) -> int:
         for name, t in tensors.items():
             if t.dtype == torch.bfloat16:
                 # numpy has no bfloat16; float32 holds every bfloat16 value exactly.
-                _note(f"{name} is bfloat16, which numpy lacks: saved as float32 (values exact, "
-                      f"twice the size); use --tensors safetensors to keep the dtype")
+                _note(
+                    f"{name} is bfloat16, which numpy lacks: saved as float32 (values exact, "
+                    f"twice the size); use --tensors safetensors to keep the dtype"
+                )
                 t = t.float()
             np.save(folder / f"{stem}_{name}.npy", t.numpy())
             written.append(folder / f"{stem}_{name}.npy")
@@ -217,14 +236,16 @@ def cmd_import(store: SlotStore, args: argparse.Namespace) -> int:
     mask = None
     if args.mask:
         if len(args.mask) not in (1, len(args.files)):
-            raise ValueError(f"got {len(args.mask)} mask files for {len(args.files)} images: "
-                             f"give one mask for all or one per image")
+            raise ValueError(
+                f"got {len(args.mask)} mask files for {len(args.files)} images: give one mask for all or one per image"
+            )
         mask = _read_all(args.mask, images.read_mask, "mask")
-    s = store.publish(args.id, image, mask, meta={"source": "gates import",
-                                                  "files": [str(p) for p in args.files]})
+    s = store.publish(args.id, image, mask, meta={"source": "gates import", "files": [str(p) for p in args.files]})
     _, h, w, c = s.image_shape
-    print(f"published {s.id!r}: {s.batch} x {h}x{w}x{c} {s.image_dtype}"
-          f"{', with mask' if mask is not None else ''} -> {store.slot_dir(s.id)}")
+    print(
+        f"published {s.id!r}: {s.batch} x {h}x{w}x{c} {s.image_dtype}"
+        f"{', with mask' if mask is not None else ''} -> {store.slot_dir(s.id)}"
+    )
     return 0
 
 
@@ -280,8 +301,16 @@ def cmd_config(store: SlotStore, args: argparse.Namespace) -> int:
     else:
         policy = store.policy()
     quota = "none" if policy.quota_bytes is None else _human(policy.quota_bytes)
-    print(_table([["bus:", str(store.root)], ["keep:", f"{policy.keep} version(s) per slot"],
-                  ["quota:", quota], ["used:", _human(store.usage())]]))
+    print(
+        _table(
+            [
+                ["bus:", str(store.root)],
+                ["keep:", f"{policy.keep} version(s) per slot"],
+                ["quota:", quota],
+                ["used:", _human(store.usage())],
+            ]
+        )
+    )
     return 0
 
 
@@ -297,6 +326,7 @@ def cmd_migrate(store: SlotStore, args: argparse.Namespace) -> int:
 
 def cmd_serve(store: SlotStore, args: argparse.Namespace) -> int:
     from . import browser  # aiohttp and the page are needed by this command only
+
     # a port in use is an OSError, a bad --token a ValueError: both clean errors
     browser.serve(store, args.host, args.port, token=args.token, no_auth=args.no_auth)
     return 0
@@ -308,11 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
     bus = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a subcommand that is not given --bus must not reset one given before it. The
     # action object is shared by every parser built from this parent, so no set_defaults.
-    bus.add_argument("--bus", type=Path, metavar="DIR", default=argparse.SUPPRESS,
-                     help=f"bus folder (default: ${BUS_ENV}, <ComfyUI>/input/gate_bus, "
-                          f"or ~/.local/share/dataset-gates/gate_bus)")
-    parser = argparse.ArgumentParser(prog="gates", parents=[bus],
-                                     description="Manage Dataset Gates bus slots.")
+    bus.add_argument(
+        "--bus",
+        type=Path,
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help=f"bus folder (default: ${BUS_ENV}, <ComfyUI>/input/gate_bus, or ~/.local/share/dataset-gates/gate_bus)",
+    )
+    parser = argparse.ArgumentParser(prog="gates", parents=[bus], description="Manage Dataset Gates bus slots.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -326,27 +359,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="load the tensors and check the checksum")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("export", parents=[bus], help="write a slot as PNGs plus exact tensors",
-                       description="Write a slot as PNG files. OUT is a folder (created), "
-                                   "which gets one PNG per image (ID_0000.png ...), one per "
-                                   "mask (ID_mask_0000.png ...) and ID.safetensors; or, for "
-                                   "a slot of one image, a file name ending in .png, which "
-                                   "gets that PNG and NAME_mask.png beside it when the slot "
-                                   "has a mask (a .png name for a batch is an error).")
+    p = sub.add_parser(
+        "export",
+        parents=[bus],
+        help="write a slot as PNGs plus exact tensors",
+        description="Write a slot as PNG files. OUT is a folder (created), "
+        "which gets one PNG per image (ID_0000.png ...), one per "
+        "mask (ID_mask_0000.png ...) and ID.safetensors; or, for "
+        "a slot of one image, a file name ending in .png, which "
+        "gets that PNG and NAME_mask.png beside it when the slot "
+        "has a mask (a .png name for a batch is an error).",
+    )
     p.add_argument("id")
-    p.add_argument("out", type=Path, metavar="OUT",
-                   help="output folder (created), or NAME.png for a one-image slot")
+    p.add_argument("out", type=Path, metavar="OUT", help="output folder (created), or NAME.png for a one-image slot")
     p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="PNG bits per channel")
-    p.add_argument("--tensors", choices=("safetensors", "npy", "none"), default=None,
-                   help="exact tensor copy format (default: safetensors for a folder, none "
-                        "for a .png name); npy widens bfloat16 to float32")
+    p.add_argument(
+        "--tensors",
+        choices=("safetensors", "npy", "none"),
+        default=None,
+        help="exact tensor copy format (default: safetensors for a folder, none "
+        "for a .png name); npy widens bfloat16 to float32",
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import", parents=[bus], help="publish image files as a slot")
     p.add_argument("id")
     p.add_argument("files", type=Path, nargs="+", metavar="FILE")
-    p.add_argument("--mask", type=Path, nargs="+", metavar="FILE",
-                   help="greyscale mask files, white = masked: one for all images or one each")
+    p.add_argument(
+        "--mask",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="greyscale mask files, white = masked: one for all images or one each",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing slot")
     p.set_defaults(func=cmd_import)
 
@@ -376,20 +421,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quota", metavar="SIZE", help="disk quota, e.g. 20G; 'none' to remove")
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("migrate", parents=[bus],
-                       help="convert folders of the old PNG layout (image.png + mask.png) to slots")
+    p = sub.add_parser(
+        "migrate", parents=[bus], help="convert folders of the old PNG layout (image.png + mask.png) to slots"
+    )
     p.add_argument("--dry-run", action="store_true", help="only list what would be converted")
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("serve", parents=[bus], help="browse the bus in a web browser")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address or name to listen on; beyond loopback a token is required")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address or name to listen on; beyond loopback a token is required"
+    )
     p.add_argument("--port", type=int, default=8189)
-    p.add_argument("--token", metavar="TOKEN",
-                   help="require this token instead of a random one (16+ of A-Z a-z 0-9 _ -); "
-                        "other local users can see it in the process list")
-    p.add_argument("--no-auth", action="store_true",
-                   help="no token beyond loopback: anyone who can reach the port can delete slots")
+    p.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="require this token instead of a random one (16+ of A-Z a-z 0-9 _ -); "
+        "other local users can see it in the process list",
+    )
+    p.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="no token beyond loopback: anyone who can reach the port can delete slots",
+    )
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -1,6 +1,7 @@
 """The one module that touches ComfyUI. Every ComfyUI import happens inside a function, so the
 rest of the pack (and its tests, and the command line) imports without ComfyUI present.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,6 +27,7 @@ _waiter: Waiter = WAITER
 def bus_root() -> Path:
     """Slots live under the input directory: ComfyUI wipes its temp directory at startup."""
     import folder_paths
+
     return Path(folder_paths.get_input_directory()) / "gate_bus"
 
 
@@ -36,27 +38,32 @@ def store() -> SlotStore:
 
 def _client_id() -> str | None:
     from server import PromptServer
+
     return PromptServer.instance.client_id
 
 
 def _prompt_id() -> str | None:
     from comfy_execution.utils import get_executing_context
+
     context = get_executing_context()
     if context is not None:
         return context.prompt_id
     from server import PromptServer
+
     return getattr(PromptServer.instance, "last_prompt_id", None)
 
 
 def _notify(event: str, data: dict[str, Any], client_id: str | None) -> None:
     """To one tab's socket; client_id None reaches every open tab."""
     from server import PromptServer
+
     PromptServer.instance.send_sync(event, data, sid=client_id)
 
 
 def _connected(client_id: str) -> bool:
     """Whether a tab with this client id has an open websocket (ComfyUI keeps them by id)."""
     from server import PromptServer
+
     sockets = getattr(PromptServer.instance, "sockets", None)
     if sockets is None:  # unknown: never let another tab take a pause from a live one
         return True
@@ -66,12 +73,14 @@ def _connected(client_id: str) -> bool:
 
 def _interrupted() -> bool:
     import comfy.model_management as mm
+
     return mm.processing_interrupted()
 
 
 def _interrupt() -> BaseException:
     """What Stop and Cancel raise; the flag is cleared as ComfyUI's own check does."""
     import comfy.model_management as mm
+
     mm.interrupt_current_processing(False)
     return mm.InterruptProcessingException()
 
@@ -79,12 +88,19 @@ def _interrupt() -> BaseException:
 def blocker() -> Any:
     """A fresh ExecutionBlocker(None): whatever is fed by it silently does not run."""
     from comfy_execution.graph_utils import ExecutionBlocker
+
     return ExecutionBlocker(None)
 
 
 def hooks() -> Hooks:
-    return Hooks(interrupted=_interrupted, notify=_notify, blocker=blocker,
-                 interrupt=_interrupt, prompt_id=_prompt_id, client_id=_client_id)
+    return Hooks(
+        interrupted=_interrupted,
+        notify=_notify,
+        blocker=blocker,
+        interrupt=_interrupt,
+        prompt_id=_prompt_id,
+        client_id=_client_id,
+    )
 
 
 async def queue_prompt(prompt: dict[str, Any], client_id: str | None) -> str:
@@ -97,6 +113,7 @@ async def queue_prompt(prompt: dict[str, Any], client_id: str | None) -> str:
 
     import execution
     from server import PromptServer
+
     server = PromptServer.instance
     json_data: dict[str, Any] = {"prompt": prompt}
     if client_id:
@@ -115,8 +132,7 @@ async def queue_prompt(prompt: dict[str, Any], client_id: str | None) -> str:
     extra_data = dict(json_data.get("extra_data") or {})
     if "client_id" in json_data:
         extra_data["client_id"] = json_data["client_id"]
-    sensitive = {key: extra_data.pop(key) for key in execution.SENSITIVE_EXTRA_DATA_KEYS
-                 if key in extra_data}
+    sensitive = {key: extra_data.pop(key) for key in execution.SENSITIVE_EXTRA_DATA_KEYS if key in extra_data}
     extra_data["create_time"] = int(time.time() * 1000)
     server.prompt_queue.put((number, prompt_id, prompt, extra_data, valid[2], sensitive))
     return prompt_id
@@ -145,10 +161,13 @@ def register() -> str:
     if isinstance(first, dict) and first.get("waiter") is not None:  # another copy's Waiter class
         _waiter = first["waiter"]
         if first.get("folder") != PACK_FOLDER:
-            log.error("Dataset Gates is installed twice: %s and %s. The first one's routes "
-                      "answer the paused gates, and both copies' nodes share them, but "
-                      "remove one of the two folders and restart ComfyUI.",
-                      first.get("folder"), PACK_FOLDER)
+            log.error(
+                "Dataset Gates is installed twice: %s and %s. The first one's routes "
+                "answer the paused gates, and both copies' nodes share them, but "
+                "remove one of the two folders and restart ComfyUI.",
+                first.get("folder"),
+                PACK_FOLDER,
+            )
         return "duplicate"
     setattr(server, SHARED_ATTR, {"folder": PACK_FOLDER, "waiter": WAITER})
     GateRoutes(store(), WAITER, connected=_connected, queue_prompt=queue_prompt).add_to(server.routes)

@@ -1,6 +1,7 @@
 """What the bus reports when it cannot do what was asked. Every message names the slot and
 never a server path, so it can go straight to a web page or a terminal.
 """
+
 from __future__ import annotations
 
 

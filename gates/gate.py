@@ -6,6 +6,7 @@ split by route: each route output carries the images sent down it (`route_output
 mask and latent outputs the whole batch, and `decisions` the route of every image.
 ComfyUI's pieces come in through `Hooks`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,6 +34,7 @@ log = logging.getLogger("dataset_gates")
 @dataclass
 class Hooks:
     """The host's side of a run: ComfyUI's in the adapter, plain functions in tests."""
+
     interrupted: Callable[[], bool]
     notify: Callable[[str, dict[str, Any], str | None], None]  # to one client id; None = every tab
     blocker: Callable[[], Any]  # a fresh ExecutionBlocker(None)
@@ -59,15 +61,22 @@ def parse_labels(text: str, routes: int) -> list[str]:
 def _recorded_routes(meta: dict[str, Any], batch: int) -> list[int] | None:
     """The per-image routes a slot's meta records, if they fit its batch."""
     routes = meta.get("routes")
-    if isinstance(routes, list) and len(routes) == batch and \
-            all(type(r) is int and 1 <= r <= MAX_ROUTES for r in routes):
+    if (
+        isinstance(routes, list)
+        and len(routes) == batch
+        and all(type(r) is int and 1 <= r <= MAX_ROUTES for r in routes)
+    ):
         return routes
     return None
 
 
-def resolve_source(store: SlotBus, image: torch.Tensor | None, get_id: str,
-                   mask: torch.Tensor | None = None,
-                   latent: dict[str, Any] | None = None) -> Source | None:
+def resolve_source(
+    store: SlotBus,
+    image: torch.Tensor | None,
+    get_id: str,
+    mask: torch.Tensor | None = None,
+    latent: dict[str, Any] | None = None,
+) -> Source | None:
     """A wired image always wins; else `get_id`'s slot (or 'id@-N'); else nothing (a no-op).
 
     A wired mask (latent) goes with whichever image is gated, ahead of the slot's own. A slot
@@ -83,16 +92,22 @@ def resolve_source(store: SlotBus, image: torch.Tensor | None, get_id: str,
     try:
         data = store.read(get_id)  # a bad id or ref raises ValueError here
     except SlotNotFound:
-        log.warning("Image Gate: get_id %r names no slot in %s; nothing to gate, all routes blocked",
-                    get_id, store.name)
+        log.warning(
+            "Image Gate: get_id %r names no slot in %s; nothing to gate, all routes blocked", get_id, store.name
+        )
         return None
-    return Source(data.image, mask if mask is not None else data.mask, f"slot:{get_id}",
-                  latent if latent is not None else data.latent,
-                  _recorded_routes(data.meta, int(data.image.shape[0])))
+    return Source(
+        data.image,
+        mask if mask is not None else data.mask,
+        f"slot:{get_id}",
+        latent if latent is not None else data.latent,
+        _recorded_routes(data.meta, int(data.image.shape[0])),
+    )
 
 
-def compose_mask(painted: dict[int | None, torch.Tensor], loaded: torch.Tensor | None,
-                 image: torch.Tensor) -> torch.Tensor:
+def compose_mask(
+    painted: dict[int | None, torch.Tensor], loaded: torch.Tensor | None, image: torch.Tensor
+) -> torch.Tensor:
     """Painted at the gate > wired or loaded from the slot > zeros, always [B,H,W] (a wired or
     loaded mask of batch 1 stays [1,H,W], shared by the batch).
 
@@ -128,23 +143,44 @@ def blocked(hooks: Hooks) -> tuple:
     The mask is blocked too (not a placeholder zeros tensor): a node fed only by the mask
     would otherwise still run, e.g. save a 1x1 black image on every empty run.
     """
-    return (hooks.blocker(),) + route_outputs(None, None, hooks.blocker) + \
-        (hooks.blocker(), hooks.blocker())
+    return (hooks.blocker(),) + route_outputs(None, None, hooks.blocker) + (hooks.blocker(), hooks.blocker())
 
 
-def _done(hooks: Hooks, pending: Pending, routes: list[int] | None, timed_out: bool = False,
-          parked: str | None = None) -> None:
+def _done(
+    hooks: Hooks, pending: Pending, routes: list[int] | None, timed_out: bool = False, parked: str | None = None
+) -> None:
     """Tell the pause's owner now, which a take-over may have changed since the pause event."""
-    hooks.notify(DONE_EVENT, {"node": pending.node, "token": pending.token,
-                              "route": single_route(routes), "routes": routes,
-                              "timed_out": timed_out, "parked": parked}, pending.client_id)
+    hooks.notify(
+        DONE_EVENT,
+        {
+            "node": pending.node,
+            "token": pending.token,
+            "route": single_route(routes),
+            "routes": routes,
+            "timed_out": timed_out,
+            "parked": parked,
+        },
+        pending.client_id,
+    )
 
 
-def run_gate(*, store: SlotBus, waiter: Waiter, hooks: Hooks, node: str, routes: int,
-             image: torch.Tensor | None, send_id: str = "", get_id: str = "",
-             labels: str = "", mask: torch.Tensor | None = None,
-             latent: dict[str, Any] | None = None, timeout: float = 0,
-             on_timeout: str = PARK, prompt: dict[str, Any] | None = None) -> tuple:
+def run_gate(
+    *,
+    store: SlotBus,
+    waiter: Waiter,
+    hooks: Hooks,
+    node: str,
+    routes: int,
+    image: torch.Tensor | None,
+    send_id: str = "",
+    get_id: str = "",
+    labels: str = "",
+    mask: torch.Tensor | None = None,
+    latent: dict[str, Any] | None = None,
+    timeout: float = 0,
+    on_timeout: str = PARK,
+    prompt: dict[str, Any] | None = None,
+) -> tuple:
     """One gate run: pause, take the person's answer, publish, and route. Returns 13 outputs:
     mask, route_1..route_10, decisions, latent.
 
@@ -166,10 +202,18 @@ def run_gate(*, store: SlotBus, waiter: Waiter, hooks: Hooks, node: str, routes:
     if source is None:
         return blocked(hooks)
     preselect = source.routes if source.routes and max(source.routes) <= routes else None
-    pending = waiter.arm(node, source.image, routes, labels=parse_labels(labels, routes),
-                         prompt_id=hooks.prompt_id(), client_id=hooks.client_id(),
-                         source=source.origin, preselect=preselect, timeout=timeout,
-                         on_timeout=on_timeout)
+    pending = waiter.arm(
+        node,
+        source.image,
+        routes,
+        labels=parse_labels(labels, routes),
+        prompt_id=hooks.prompt_id(),
+        client_id=hooks.client_id(),
+        source=source.origin,
+        preselect=preselect,
+        timeout=timeout,
+        on_timeout=on_timeout,
+    )
     if pending.client_id:
         hooks.notify(PAUSE_EVENT, pending.public(), pending.client_id)
     else:  # queued without a tab: every tab hears of it, none gets the token (see take_over)
@@ -181,9 +225,15 @@ def run_gate(*, store: SlotBus, waiter: Waiter, hooks: Hooks, node: str, routes:
         raise hooks.interrupt() from None
     if decision.timed_out and action == PARK:
         try:
-            parked = park(store, source, compose_mask(decision.masks, source.mask, source.image),
-                          send_id or parked_slot_id(pending.prompt_id, node), node,
-                          pending.prompt_id, prompt)
+            parked = park(
+                store,
+                source,
+                compose_mask(decision.masks, source.mask, source.image),
+                send_id or parked_slot_id(pending.prompt_id, node),
+                node,
+                pending.prompt_id,
+                prompt,
+            )
         except Exception:
             _done(hooks, pending, None, timed_out=True)
             raise
@@ -201,27 +251,53 @@ def run_gate(*, store: SlotBus, waiter: Waiter, hooks: Hooks, node: str, routes:
     mask = compose_mask(decision.masks, source.mask, source.image)
     route = decision.route
     if send_id:
-        store.publish(send_id, source.image, mask, latent=source.latent, meta={
-            "node": node, "prompt_id": pending.prompt_id, "routes": decision.routes,
-            "route": route, "route_label": None if route is None else pending.labels[route - 1],
-            "source": source.origin})
-    return (mask,) + route_outputs(decision.routes, source.image, hooks.blocker) + \
-        (Decisions(tuple(decision.routes)),
-         source.latent if source.latent is not None else hooks.blocker())
+        store.publish(
+            send_id,
+            source.image,
+            mask,
+            latent=source.latent,
+            meta={
+                "node": node,
+                "prompt_id": pending.prompt_id,
+                "routes": decision.routes,
+                "route": route,
+                "route_label": None if route is None else pending.labels[route - 1],
+                "source": source.origin,
+            },
+        )
+    return (
+        (mask,)
+        + route_outputs(decision.routes, source.image, hooks.blocker)
+        + (Decisions(tuple(decision.routes)), source.latent if source.latent is not None else hooks.blocker())
+    )
 
 
-def park(store: SlotBus, source: Source, mask: torch.Tensor, slot_id: str, node: str,
-         prompt_id: str | None, prompt: dict[str, Any] | None) -> str:
+def park(
+    store: SlotBus,
+    source: Source,
+    mask: torch.Tensor,
+    slot_id: str,
+    node: str,
+    prompt_id: str | None,
+    prompt: dict[str, Any] | None,
+) -> str:
     """Publish an unanswered batch (image, mask, latent) with what resuming it needs. A prompt
     too large for the slot's header is left out: the batch is kept, resume is refused."""
     try:
-        store.publish(slot_id, source.image, mask, latent=source.latent,
-                      meta=parked_meta(prompt, node, prompt_id, source.origin))
+        store.publish(
+            slot_id, source.image, mask, latent=source.latent, meta=parked_meta(prompt, node, prompt_id, source.origin)
+        )
     except SlotMetaTooLarge:
-        log.warning("Image Gate %s: the prompt is too large to park with the batch; parking "
-                    "the batch alone (load it with get_id=%s)", node, slot_id)
-        store.publish(slot_id, source.image, mask, latent=source.latent,
-                      meta=parked_meta(None, node, prompt_id, source.origin))
-    log.info("Image Gate %s: no answer in time; parked the batch in slot %r (resume it from the "
-             "bus browser)", node, slot_id)
+        log.warning(
+            "Image Gate %s: the prompt is too large to park with the batch; parking "
+            "the batch alone (load it with get_id=%s)",
+            node,
+            slot_id,
+        )
+        store.publish(
+            slot_id, source.image, mask, latent=source.latent, meta=parked_meta(None, node, prompt_id, source.origin)
+        )
+    log.info(
+        "Image Gate %s: no answer in time; parked the batch in slot %r (resume it from the bus browser)", node, slot_id
+    )
     return slot_id

@@ -3,6 +3,7 @@
 Everything here is lossy by nature (8 or 16 bits per channel), so it is only ever used for
 what a person looks at or asks to export; the bus itself never goes through PNG.
 """
+
 from __future__ import annotations
 
 import io
@@ -85,22 +86,19 @@ def thumbnail(images: torch.Tensor, side: int = THUMB_SIDE, strip: int = STRIP_M
 RowReader = Callable[[int, int], torch.Tensor]
 
 
-def preview_rows(read_rows: RowReader, height: int, width: int, channels: int,
-                 side: int = 1024) -> bytes:
+def preview_rows(read_rows: RowReader, height: int, width: int, channels: int, side: int = 1024) -> bytes:
     """PNG of an image read band by band (`read_rows(r0, r1)` -> [rows,W,C]), long side <= side.
 
     Each band is box-averaged as it arrives, exactly as `_fit` averages the whole image, so
     a 16384x16384 float32 image previews in about BAND_BYTES of memory plus the result.
     """
     if height * width > MAX_RENDER_PIXELS:
-        raise ValueError(f"image of {width}x{height} pixels is over the render limit of "
-                         f"{MAX_RENDER_PIXELS} pixels")
+        raise ValueError(f"image of {width}x{height} pixels is over the render limit of {MAX_RENDER_PIXELS} pixels")
     factor = max(1, max(height, width) // side)
     row_bytes = width * channels * 4  # as float32
     band = max(factor, BAND_BYTES // row_bytes // factor * factor)
     usable = height - height % factor if factor > 1 else height
-    parts = [_fit(read_rows(r0, min(r0 + band, usable)), side, factor)
-             for r0 in range(0, usable, band)]
+    parts = [_fit(read_rows(r0, min(r0 + band, usable)), side, factor) for r0 in range(0, usable, band)]
     img = _pil(torch.cat(parts))
     if max(img.size) > side:
         img.thumbnail((side, side), Image.Resampling.LANCZOS)
@@ -177,8 +175,9 @@ def _decode(source: ImageSource, max_pixels: int, formats: tuple[str, ...]) -> n
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def read_image(source: ImageSource, max_pixels: int = MAX_DECODE_PIXELS,
-               formats: tuple[str, ...] = IMPORT_FORMATS) -> torch.Tensor:
+def read_image(
+    source: ImageSource, max_pixels: int = MAX_DECODE_PIXELS, formats: tuple[str, ...] = IMPORT_FORMATS
+) -> torch.Tensor:
     """Load an image file as ComfyUI does: float32 [1,H,W,3] in 0..1, 16-bit PNGs at 16 bits.
 
     Greyscale is repeated to RGB; alpha is dropped (ComfyUI's LoadImage gives it as the mask).
@@ -188,8 +187,9 @@ def read_image(source: ImageSource, max_pixels: int = MAX_DECODE_PIXELS,
     return torch.from_numpy(np.ascontiguousarray(arr))[None]
 
 
-def read_mask(source: ImageSource, max_pixels: int = MAX_DECODE_PIXELS,
-              formats: tuple[str, ...] = IMPORT_FORMATS) -> torch.Tensor:
+def read_mask(
+    source: ImageSource, max_pixels: int = MAX_DECODE_PIXELS, formats: tuple[str, ...] = IMPORT_FORMATS
+) -> torch.Tensor:
     """A mask file, white = masked: greyscale as it is (8 or 16 bits), colour by its luma. [1,H,W].
 
     Reads back exactly what `gates export` writes for a mask, at either bit depth.
@@ -243,6 +243,7 @@ def resize_mask(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Bilinear-resize masks [N,H,W] to the image size (a painted mask may come from a preview)."""
     if tuple(mask.shape[-2:]) == (height, width):
         return mask
-    out = torch.nn.functional.interpolate(mask[:, None].float(), size=(height, width),
-                                          mode="bilinear", align_corners=False)
+    out = torch.nn.functional.interpolate(
+        mask[:, None].float(), size=(height, width), mode="bilinear", align_corners=False
+    )
     return out[:, 0].clamp(0.0, 1.0)

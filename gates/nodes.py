@@ -1,4 +1,5 @@
 """The ComfyUI nodes. Thin on purpose: the work is in gate.py and slots.py."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -47,42 +48,62 @@ class ImageGate:
     nothing upstream changed; upstream nodes stay cached, and the chosen branch runs again
     because its input came from a fresh decision.
     """
+
     CATEGORY = CATEGORY
     FUNCTION = "run"
     RETURN_TYPES = ("MASK",) + ("IMAGE",) * MAX_ROUTES + (DECISIONS_TYPE, "LATENT")
-    RETURN_NAMES = ("mask",) + tuple(f"route_{i + 1}" for i in range(MAX_ROUTES)) + \
-        ("decisions", "latent")
-    DESCRIPTION = ("Pauses with the batch in the node until you pick a route for each image; each "
-                   "route output carries the images sent down it, in batch order, and a route "
-                   "with none is blocked. mask and latent carry the whole batch; decisions "
-                   "carries each image's route, for Gate Split. send_id publishes what passed "
-                   "to a lossless slot; with no image wired, get_id resumes from a slot. With a "
-                   "timeout, an unanswered pause does what on_timeout says: park (store the "
-                   "batch and this run in a slot, end the run with every route blocked; resume "
-                   "it from the bus browser), stop, or send every image down one route.")
+    RETURN_NAMES = ("mask",) + tuple(f"route_{i + 1}" for i in range(MAX_ROUTES)) + ("decisions", "latent")
+    DESCRIPTION = (
+        "Pauses with the batch in the node until you pick a route for each image; each "
+        "route output carries the images sent down it, in batch order, and a route "
+        "with none is blocked. mask and latent carry the whole batch; decisions "
+        "carries each image's route, for Gate Split. send_id publishes what passed "
+        "to a lossless slot; with no image wired, get_id resumes from a slot. With a "
+        "timeout, an unanswered pause does what on_timeout says: park (store the "
+        "batch and this run in a slot, end the run with every route blocked; resume "
+        "it from the bus browser), stop, or send every image down one route."
+    )
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        return _ordering({
-            "required": {"routes": ("INT", {"default": 2, "min": 1, "max": MAX_ROUTES})},
-            "optional": {
-                "image": ("IMAGE",),
-                "mask": ("MASK", {"tooltip": "passed on unless a mask is painted at the gate"}),
-                "send_id": ("STRING", {"default": "", "tooltip": "publish what passes to this slot"}),
-                "get_id": ("STRING", {"default": "",
-                                     "tooltip": "with no image wired, load this slot (id@-1: the version before)"}),
-                "labels": ("STRING", {"default": "", "tooltip": "route labels, comma separated"}),
-                "latent": ("LATENT", {"tooltip": "carried along with the batch, published with "
-                                                 "send_id, resumed with get_id"}),
-                "timeout": ("INT", {"default": 0, "min": 0, "max": MAX_TIMEOUT_S,
-                                    "tooltip": "seconds to wait for an answer; 0 = forever"}),
-                "on_timeout": (list(ON_TIMEOUT), {"default": PARK,
-                                                  "tooltip": "park: store the batch and this "
-                                                             "run in a slot to resume later; stop; "
-                                                             "or send every image down a route"}),
-            },
-            "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"},
-        })
+        return _ordering(
+            {
+                "required": {"routes": ("INT", {"default": 2, "min": 1, "max": MAX_ROUTES})},
+                "optional": {
+                    "image": ("IMAGE",),
+                    "mask": ("MASK", {"tooltip": "passed on unless a mask is painted at the gate"}),
+                    "send_id": ("STRING", {"default": "", "tooltip": "publish what passes to this slot"}),
+                    "get_id": (
+                        "STRING",
+                        {"default": "", "tooltip": "with no image wired, load this slot (id@-1: the version before)"},
+                    ),
+                    "labels": ("STRING", {"default": "", "tooltip": "route labels, comma separated"}),
+                    "latent": (
+                        "LATENT",
+                        {"tooltip": "carried along with the batch, published with send_id, resumed with get_id"},
+                    ),
+                    "timeout": (
+                        "INT",
+                        {
+                            "default": 0,
+                            "min": 0,
+                            "max": MAX_TIMEOUT_S,
+                            "tooltip": "seconds to wait for an answer; 0 = forever",
+                        },
+                    ),
+                    "on_timeout": (
+                        list(ON_TIMEOUT),
+                        {
+                            "default": PARK,
+                            "tooltip": "park: store the batch and this "
+                            "run in a slot to resume later; stop; "
+                            "or send every image down a route",
+                        },
+                    ),
+                },
+                "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"},
+            }
+        )
 
     @classmethod
     def IS_CHANGED(cls, **kwargs: Any) -> float:
@@ -95,20 +116,42 @@ class ImageGate:
         before it pauses (run_gate checks it first)."""
         return _check_id("get_id", get_id, reading=True)
 
-    def run(self, routes: int, unique_id: str, image: torch.Tensor | None = None,
-            send_id: str = "", get_id: str = "", labels: str = "",
-            mask: torch.Tensor | None = None, latent: dict[str, Any] | None = None,
-            timeout: int = 0, on_timeout: str = PARK, prompt: dict[str, Any] | None = None,
-            **ordering: Any) -> tuple:
-        return run_gate(store=comfy_adapter.store(), waiter=comfy_adapter.waiter(),
-                        hooks=comfy_adapter.hooks(),
-                        node=str(unique_id), routes=routes, image=image, send_id=send_id,
-                        get_id=get_id, labels=labels, mask=mask, latent=latent,
-                        timeout=timeout, on_timeout=on_timeout, prompt=prompt)
+    def run(
+        self,
+        routes: int,
+        unique_id: str,
+        image: torch.Tensor | None = None,
+        send_id: str = "",
+        get_id: str = "",
+        labels: str = "",
+        mask: torch.Tensor | None = None,
+        latent: dict[str, Any] | None = None,
+        timeout: int = 0,
+        on_timeout: str = PARK,
+        prompt: dict[str, Any] | None = None,
+        **ordering: Any,
+    ) -> tuple:
+        return run_gate(
+            store=comfy_adapter.store(),
+            waiter=comfy_adapter.waiter(),
+            hooks=comfy_adapter.hooks(),
+            node=str(unique_id),
+            routes=routes,
+            image=image,
+            send_id=send_id,
+            get_id=get_id,
+            labels=labels,
+            mask=mask,
+            latent=latent,
+            timeout=timeout,
+            on_timeout=on_timeout,
+            prompt=prompt,
+        )
 
 
 class BusSave:
     """Checkpoint a batch (and its LATENT) to a slot without pausing; both pass through."""
+
     CATEGORY = CATEGORY
     FUNCTION = "save"
     OUTPUT_NODE = True
@@ -117,33 +160,45 @@ class BusSave:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        return _ordering({"required": {"image": ("IMAGE",),
-                                       "slot_id": ("STRING", {"default": "checkpoint"})},
-                          "optional": {"mask": ("MASK",),
-                                       "latent": ("LATENT", {"tooltip": "stored with the image, "
-                                                                        "exactly"})},
-                          "hidden": {"unique_id": "UNIQUE_ID"}})
+        return _ordering(
+            {
+                "required": {"image": ("IMAGE",), "slot_id": ("STRING", {"default": "checkpoint"})},
+                "optional": {"mask": ("MASK",), "latent": ("LATENT", {"tooltip": "stored with the image, exactly"})},
+                "hidden": {"unique_id": "UNIQUE_ID"},
+            }
+        )
 
     @classmethod
     def VALIDATE_INPUTS(cls, slot_id: str = "") -> bool | str:
         return _check_id("slot_id", slot_id, reading=False, required=True)
 
-    def save(self, image: torch.Tensor, slot_id: str, unique_id: str = "",
-             mask: torch.Tensor | None = None, latent: dict[str, Any] | None = None,
-             **ordering: Any) -> dict[str, Any]:
+    def save(
+        self,
+        image: torch.Tensor,
+        slot_id: str,
+        unique_id: str = "",
+        mask: torch.Tensor | None = None,
+        latent: dict[str, Any] | None = None,
+        **ordering: Any,
+    ) -> dict[str, Any]:
         hooks = comfy_adapter.hooks()
-        info = comfy_adapter.store().publish(slot_id.strip(), image, mask, latent=latent, meta={
-            "node": str(unique_id), "prompt_id": hooks.prompt_id(), "source": "bus_save"})
+        info = comfy_adapter.store().publish(
+            slot_id.strip(),
+            image,
+            mask,
+            latent=latent,
+            meta={"node": str(unique_id), "prompt_id": hooks.prompt_id(), "source": "bus_save"},
+        )
         text = f"{info.id}: {info.batch} x {info.image_shape[1]}x{info.image_shape[2]} {info.image_dtype}"
         if info.latent_shape:
             text += f", latent {'x'.join(str(n) for n in info.latent_shape)}"
-        return {"ui": {"text": [text]},
-                "result": (image, latent if latent is not None else comfy_adapter.blocker())}
+        return {"ui": {"text": [text]}, "result": (image, latent if latent is not None else comfy_adapter.blocker())}
 
 
 class BusLoad:
     """Load a slot exactly as it was published; re-runs only when the slot file changes.
     The latent output is blocked when the slot holds no latent."""
+
     CATEGORY = CATEGORY
     FUNCTION = "load"
     RETURN_TYPES = ("IMAGE", "MASK", "INT", "LATENT")
@@ -172,43 +227,61 @@ class BusLoad:
         data = comfy_adapter.store().read(slot_id.strip())
         b, h, w, _ = data.image.shape
         mask = data.mask if data.mask is not None else torch.zeros((b, h, w), dtype=torch.float32)
-        return (data.image, mask, int(b),
-                data.latent if data.latent is not None else comfy_adapter.blocker())
+        return (data.image, mask, int(b), data.latent if data.latent is not None else comfy_adapter.blocker())
 
 
 class GateSplit:
     """The images, masks and latents of one route, cut by a gate's per-image decisions."""
+
     CATEGORY = CATEGORY
     FUNCTION = "split"
     RETURN_TYPES = ("IMAGE", "MASK", "LATENT", "STRING", "INT")
     RETURN_NAMES = ("image", "mask", "latent", "indices", "count")
-    DESCRIPTION = ("Takes a gate's decisions and gives the sub-batch of image, mask and latent "
-                   "that went down one route, in batch order, with their batch indices (\"0,2,5\") "
-                   "and count. A mask or latent of batch 1 is shared, not indexed. A route no "
-                   "image took, and an input left unwired, are blocked.")
+    DESCRIPTION = (
+        "Takes a gate's decisions and gives the sub-batch of image, mask and latent "
+        'that went down one route, in batch order, with their batch indices ("0,2,5") '
+        "and count. A mask or latent of batch 1 is shared, not indexed. A route no "
+        "image took, and an input left unwired, are blocked."
+    )
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"decisions": (DECISIONS_TYPE,),
-                             "route": ("INT", {"default": 1, "min": 1, "max": MAX_ROUTES})},
-                "optional": {"image": ("IMAGE",), "mask": ("MASK",), "latent": ("LATENT",)}}
+        return {
+            "required": {"decisions": (DECISIONS_TYPE,), "route": ("INT", {"default": 1, "min": 1, "max": MAX_ROUTES})},
+            "optional": {"image": ("IMAGE",), "mask": ("MASK",), "latent": ("LATENT",)},
+        }
 
-    def split(self, decisions: Decisions, route: int, image: torch.Tensor | None = None,
-              mask: torch.Tensor | None = None, latent: dict[str, Any] | None = None) -> tuple:
+    def split(
+        self,
+        decisions: Decisions,
+        route: int,
+        image: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        latent: dict[str, Any] | None = None,
+    ) -> tuple:
         blocker = comfy_adapter.blocker
         indices = decisions.indices(route)
         if not indices:
             return tuple(blocker() for _ in self.RETURN_TYPES)
         b = decisions.batch
-        return (take(image, indices, b) if image is not None else blocker(),
-                split_mask(mask, indices, b) if mask is not None else blocker(),
-                split_latent(latent, indices, b) if latent is not None else blocker(),
-                format_indices(indices), len(indices))
+        return (
+            take(image, indices, b) if image is not None else blocker(),
+            split_mask(mask, indices, b) if mask is not None else blocker(),
+            split_latent(latent, indices, b) if latent is not None else blocker(),
+            format_indices(indices),
+            len(indices),
+        )
 
 
-NODE_CLASS_MAPPINGS = {"ImageGate": ImageGate, "DatasetGatesBusSave": BusSave,
-                       "DatasetGatesBusLoad": BusLoad, "DatasetGatesSplit": GateSplit}
-NODE_DISPLAY_NAME_MAPPINGS = {"ImageGate": "Image Gate (Manual Router)",
-                              "DatasetGatesBusSave": "Bus Save (Dataset Gates)",
-                              "DatasetGatesBusLoad": "Bus Load (Dataset Gates)",
-                              "DatasetGatesSplit": "Gate Split (Dataset Gates)"}
+NODE_CLASS_MAPPINGS = {
+    "ImageGate": ImageGate,
+    "DatasetGatesBusSave": BusSave,
+    "DatasetGatesBusLoad": BusLoad,
+    "DatasetGatesSplit": GateSplit,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "ImageGate": "Image Gate (Manual Router)",
+    "DatasetGatesBusSave": "Bus Save (Dataset Gates)",
+    "DatasetGatesBusLoad": "Bus Load (Dataset Gates)",
+    "DatasetGatesSplit": "Gate Split (Dataset Gates)",
+}

@@ -33,6 +33,7 @@ not block the reader, which then reads the slot as it is). If the user has linke
 already, the next free hidden input (`after_2`, `after_3`) takes the link; a node needs at
 most two ordering links (one as a reader, one as a writer), so three keys always suffice.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,15 +56,25 @@ Prompt = dict[str, Any]
 
 def after_input() -> tuple[str, dict[str, Any]]:
     """The declaration of every ordering input: any type, passed as the raw link."""
-    return ("*", {"rawLink": True,
-                  "tooltip": "order only: this node runs after the node linked here, even when "
-                             "that node is blocked; nothing is passed"})
+    return (
+        "*",
+        {
+            "rawLink": True,
+            "tooltip": "order only: this node runs after the node linked here, even when "
+            "that node is blocked; nothing is passed",
+        },
+    )
 
 
 def is_link(value: Any) -> bool:
     """ComfyUI's own test (comfy_execution.graph_utils.is_link)."""
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and \
-        isinstance(value[1], (int, float)) and not isinstance(value[1], bool)
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and isinstance(value[1], (int, float))
+        and not isinstance(value[1], bool)
+    )
 
 
 def _widget(inputs: dict[str, Any], name: str) -> str | None:
@@ -75,8 +86,7 @@ def _widget(inputs: dict[str, Any], name: str) -> str | None:
 
 def _node(node: Any) -> tuple[str, dict[str, Any]] | None:
     """(class_type, inputs) of a well-formed API-format node, else None."""
-    if isinstance(node, dict) and isinstance(node.get("class_type"), str) and \
-            isinstance(node.get("inputs"), dict):
+    if isinstance(node, dict) and isinstance(node.get("class_type"), str) and isinstance(node.get("inputs"), dict):
         return node["class_type"], node["inputs"]
     return None
 
@@ -109,8 +119,7 @@ def read_slot(node: Any) -> str | None:
 
 def id_key(node_id: str) -> tuple:
     """Node ids in numeric order, part by part: '9' < '10' < '10:2' < '12:5' < 'abc'."""
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
-                 for part in str(node_id).split(":"))
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in str(node_id).split(":"))
 
 
 class _Graph:
@@ -141,8 +150,7 @@ class _Graph:
         rest = sorted(set(nodes), key=lambda n: (n in late, id_key(n)))
         out: list[str] = []
         while rest:
-            ready = next((n for n in rest if not any(
-                self.depends_on(n, m) for m in rest if m != n)), rest[0])
+            ready = next((n for n in rest if not any(self.depends_on(n, m) for m in rest if m != n)), rest[0])
             out.append(ready)
             rest.remove(ready)
         return out
@@ -171,8 +179,7 @@ def plan(prompt: Prompt) -> list[tuple[str, str]]:
                 link(writer, before)
         for reader in sorted(readers[slot], key=id_key):
             # The last writer this reader can follow; a reader that feeds a writer must not.
-            last = next((w for w in reversed(chain)
-                         if w != reader and not graph.depends_on(w, reader)), None)
+            last = next((w for w in reversed(chain) if w != reader and not graph.depends_on(w, reader)), None)
             if last is not None and not graph.depends_on(reader, last):
                 link(reader, last)
     return links
@@ -197,8 +204,9 @@ def order_slot_access(prompt: Prompt) -> Prompt:
         inputs = node["inputs"]
         key = next((k for k in AFTER_KEYS if not is_link(inputs.get(k))), None)
         if key is None:  # only a hand-written prompt fills all three
-            log.warning("Dataset Gates: node %s has no free ordering input; it may not run "
-                        "after node %s", node_id, after)
+            log.warning(
+                "Dataset Gates: node %s has no free ordering input; it may not run after node %s", node_id, after
+            )
             continue
         inputs[key] = [after, 0]
         log.debug("Dataset Gates: node %s runs after node %s (%s)", node_id, after, key)
@@ -213,6 +221,5 @@ def on_prompt(json_data: Any) -> Any:
             if ordered is not json_data["prompt"]:
                 json_data = {**json_data, "prompt": ordered}
     except Exception:
-        log.exception("Dataset Gates: could not order slot reads after writes; the prompt "
-                      "runs unchanged")
+        log.exception("Dataset Gates: could not order slot reads after writes; the prompt runs unchanged")
     return json_data

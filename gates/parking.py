@@ -7,6 +7,7 @@
 prompt whose gate loads the slot instead of recomputing its input: the pause comes at once.
 Pure: no ComfyUI, no disk.
 """
+
 from __future__ import annotations
 
 import copy
@@ -55,15 +56,21 @@ def _without_cache_keys(prompt: dict[str, Any] | None) -> dict[str, Any] | None:
     (which is not JSON) and mean nothing to a later run, which computes its own."""
     if not isinstance(prompt, dict):
         return prompt
-    return {node_id: ({k: v for k, v in node.items() if k != "is_changed"} if isinstance(node, dict) else node)
-            for node_id, node in prompt.items()}
+    return {
+        node_id: ({k: v for k, v in node.items() if k != "is_changed"} if isinstance(node, dict) else node)
+        for node_id, node in prompt.items()
+    }
 
 
-def parked_meta(prompt: dict[str, Any] | None, node: str, prompt_id: str | None,
-                source: str) -> dict[str, Any]:
+def parked_meta(prompt: dict[str, Any] | None, node: str, prompt_id: str | None, source: str) -> dict[str, Any]:
     """What a parked slot records beside the batch: enough to queue the run again."""
-    return {"parked": True, "prompt": _without_cache_keys(prompt), "node": node, "prompt_id": prompt_id,
-            "source": source}
+    return {
+        "parked": True,
+        "prompt": _without_cache_keys(prompt),
+        "node": node,
+        "prompt_id": prompt_id,
+        "source": source,
+    }
 
 
 def resume_prompt(meta: dict[str, Any], slot_id: str) -> dict[str, Any]:
@@ -77,13 +84,13 @@ def resume_prompt(meta: dict[str, Any], slot_id: str) -> dict[str, Any]:
         raise NotParked(f"slot {slot_id!r} is not a parked run")
     prompt, node = meta.get("prompt"), meta.get("node")
     if prompt is None:
-        raise NotParked(f"slot {slot_id!r} is parked without its prompt (too large to keep): "
-                        f"load it with get_id={slot_id} in the workflow instead")
+        raise NotParked(
+            f"slot {slot_id!r} is parked without its prompt (too large to keep): "
+            f"load it with get_id={slot_id} in the workflow instead"
+        )
     gate = prompt.get(node) if isinstance(prompt, dict) and isinstance(node, str) else None
-    if not isinstance(gate, dict) or gate.get("class_type") != GATE or \
-            not isinstance(gate.get("inputs"), dict):
-        raise NotParked(f"slot {slot_id!r} is parked but its stored prompt has no Image Gate "
-                        f"{node!r} to resume")
+    if not isinstance(gate, dict) or gate.get("class_type") != GATE or not isinstance(gate.get("inputs"), dict):
+        raise NotParked(f"slot {slot_id!r} is parked but its stored prompt has no Image Gate {node!r} to resume")
     prompt = copy.deepcopy(prompt)
     inputs = prompt[node]["inputs"]
     for name in SLOT_FED_INPUTS:

@@ -3,6 +3,7 @@
 It lives in the bus folder itself (`.policy.json`), not in ComfyUI's settings, so ComfyUI, the
 command line and the slot browser all obey the same rules for the same folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,9 @@ class Policy:
     def __post_init__(self) -> None:
         if isinstance(self.keep, bool) or not isinstance(self.keep, int) or not 1 <= self.keep <= MAX_KEEP:
             raise ValueError(f"keep must be an integer from 1 to {MAX_KEEP}, got {self.keep!r}")
-        if self.quota_bytes is not None and (isinstance(self.quota_bytes, bool) or
-                                             not isinstance(self.quota_bytes, int) or self.quota_bytes < 1):
+        if self.quota_bytes is not None and (
+            isinstance(self.quota_bytes, bool) or not isinstance(self.quota_bytes, int) or self.quota_bytes < 1
+        ):
             raise ValueError(f"quota must be a positive number of bytes, got {self.quota_bytes!r}")
 
 

@@ -8,14 +8,15 @@ In ComfyUI these handlers run on ComfyUI's own event loop, so none of them touch
 renders on it: store work goes to a small thread pool, renders and decodes to a separate,
 bounded one (a flood of previews gets 503, and a listing never waits behind a render).
 """
+
 from __future__ import annotations
 
 import asyncio
 import functools
 import json
 import threading
-from collections.abc import Awaitable, Callable
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -23,9 +24,9 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from . import images
-from .policy import Policy
 from .errors import SlotCorrupt, SlotNotFound, SlotTooLarge, SlotWriteError
 from .parking import NotParked, resume_prompt
+from .policy import Policy
 from .slot_ids import parse_ref, validate_id
 from .slots import SlotInfo, SlotStore
 from .waiter import Connected, StaleRun, Waiter, single_route
@@ -56,10 +57,17 @@ class PromptRejected(ValueError):
         super().__init__(message)
         self.node_errors = node_errors or {}
 
+
 # Exceptions a request can cause, and what the client is told.
 _STATUS: list[tuple[type[BaseException], int]] = [
-    (StaleRun, 409), (FileExistsError, 409), (NotParked, 409), (SlotNotFound, 404), (SlotCorrupt, 422),
-    (SlotTooLarge, 413), (SlotWriteError, 507), (ValueError, 400),
+    (StaleRun, 409),
+    (FileExistsError, 409),
+    (NotParked, 409),
+    (SlotNotFound, 404),
+    (SlotCorrupt, 422),
+    (SlotTooLarge, 413),
+    (SlotWriteError, 507),
+    (ValueError, 400),
     (HttpProcessingError, 400),  # a malformed multipart body (bad or oversized part headers)
 ]
 
@@ -70,6 +78,7 @@ def _error(status: int, message: str) -> web.Response:
 
 def _guard(handler: Handler) -> Handler:
     """Turn the documented failures into JSON errors with the right status."""
+
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
@@ -79,13 +88,13 @@ def _guard(handler: Handler) -> Handler:
         except tuple(exc for exc, _ in _STATUS) as exc:
             status = next(code for kind, code in _STATUS if isinstance(exc, kind))
             return _error(status, str(exc))
+
     return wrapped
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES,
-                                            actual_size=request.content_length)
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=request.content_length)
     raw = bytearray()
     async for chunk in request.content.iter_any():  # the whole body, however it was split
         raw += chunk
@@ -123,9 +132,14 @@ def _png(data: bytes) -> web.Response:
 class GateRoutes:
     """The pack's endpoints, bound to one slot store and one waiter."""
 
-    def __init__(self, store: SlotStore, waiter: Waiter, prefix: str = PREFIX,
-                 connected: Connected = lambda _client: True,
-                 queue_prompt: QueuePrompt | None = None):
+    def __init__(
+        self,
+        store: SlotStore,
+        waiter: Waiter,
+        prefix: str = PREFIX,
+        connected: Connected = lambda _client: True,
+        queue_prompt: QueuePrompt | None = None,
+    ):
         self.store = store
         self.waiter = waiter
         self.prefix = prefix
@@ -140,8 +154,7 @@ class GateRoutes:
 
     async def _store(self, fn: Callable[..., R], *args: Any) -> R:
         """Run store work on the store pool: disk reads never block the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._store_pool, functools.partial(fn, *args))
+        return await asyncio.get_running_loop().run_in_executor(self._store_pool, functools.partial(fn, *args))
 
     async def _render(self, fn: Callable[..., R], *args: Any) -> R:
         """Run a render or decode on the render pool; 503 when too many are already waiting."""
@@ -149,11 +162,12 @@ class GateRoutes:
             if self._renders >= MAX_WAITING_RENDERS:
                 raise web.HTTPServiceUnavailable(
                     text=json.dumps({"error": "too many previews are being rendered; try again"}),
-                    content_type="application/json", headers={"Retry-After": "1"})
+                    content_type="application/json",
+                    headers={"Retry-After": "1"},
+                )
             self._renders += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._render_pool, functools.partial(fn, *args))
+            return await asyncio.get_running_loop().run_in_executor(self._render_pool, functools.partial(fn, *args))
         finally:
             with self._renders_lock:
                 self._renders -= 1
@@ -191,8 +205,9 @@ class GateRoutes:
 
     async def bus_list(self, request: web.Request) -> web.Response:
         slots = await self._store(self.store.list)
-        return web.json_response({"bus": self.store.root.name, "ids": [s.id for s in slots],
-                                  "slots": [self._slot_json(s) for s in slots]})
+        return web.json_response(
+            {"bus": self.store.root.name, "ids": [s.id for s in slots], "slots": [self._slot_json(s) for s in slots]}
+        )
 
     async def bus_info(self, request: web.Request) -> web.Response:
         return web.json_response(self._slot_json(await self._store(self.store.info, _ref(request))))
@@ -215,13 +230,18 @@ class GateRoutes:
         opened = self.store.verified_file(ref)
         f, size = await self._render(opened.__enter__)
         try:
+
             def read_at(offset: int) -> bytes:
                 f.seek(offset)
                 return f.read(DOWNLOAD_CHUNK)
 
-            resp = web.StreamResponse(headers={
-                "Content-Disposition": f'attachment; filename="{ref.replace("@", "_")}.safetensors"',
-                "Content-Type": "application/octet-stream", "Cache-Control": "no-store"})
+            resp = web.StreamResponse(
+                headers={
+                    "Content-Disposition": f'attachment; filename="{ref.replace("@", "_")}.safetensors"',
+                    "Content-Type": "application/octet-stream",
+                    "Cache-Control": "no-store",
+                }
+            )
             resp.content_length = size
             await resp.prepare(request)
             offset = 0
@@ -241,16 +261,18 @@ class GateRoutes:
     async def bus_rename(self, request: web.Request) -> web.Response:
         old = validate_id(request.match_info["id"])
         body = await _json_body(request)
-        info = await self._store(functools.partial(
-            self.store.rename, old, validate_id(body.get("to")), overwrite=body.get("overwrite") is True))
+        info = await self._store(
+            functools.partial(
+                self.store.rename, old, validate_id(body.get("to")), overwrite=body.get("overwrite") is True
+            )
+        )
         return web.json_response(self._slot_json(info))
 
     async def bus_pin(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
         if not isinstance(body.get("pinned", True), bool):
             raise ValueError("pinned must be true or false")
-        info = await self._store(self.store.pin, validate_id(request.match_info["id"]),
-                                 body.get("pinned", True))
+        info = await self._store(self.store.pin, validate_id(request.match_info["id"]), body.get("pinned", True))
         return web.json_response(self._slot_json(info))
 
     async def resume(self, request: web.Request) -> web.Response:
@@ -274,8 +296,7 @@ class GateRoutes:
         return web.json_response({"prompt_id": prompt_id})
 
     def _policy_json(self, policy: Policy) -> dict[str, Any]:
-        return {"keep": policy.keep, "quota_bytes": policy.quota_bytes,
-                "used_bytes": self.store.usage()}
+        return {"keep": policy.keep, "quota_bytes": policy.quota_bytes, "used_bytes": self.store.usage()}
 
     async def bus_policy(self, request: web.Request) -> web.Response:
         return web.json_response(await self._store(lambda: self._policy_json(self.store.policy())))
@@ -283,8 +304,7 @@ class GateRoutes:
     async def bus_set_policy(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
         changes = {k: body[k] for k in ("keep", "quota_bytes") if k in body}
-        return web.json_response(await self._store(
-            lambda: self._policy_json(self.store.set_policy(**changes)[0])))
+        return web.json_response(await self._store(lambda: self._policy_json(self.store.set_policy(**changes)[0])))
 
     async def choice(self, request: web.Request) -> web.Response:
         """{node, token, routes: [r0, r1, ...]}: one route per batch image; or {node, token,
@@ -297,8 +317,7 @@ class GateRoutes:
         else:
             pending = self.waiter.choose(body.get("node"), body.get("token"), body.get("route"))
             routes = [body["route"]] * int(pending.image.shape[0])
-        return web.json_response({"node": pending.node, "routes": routes,
-                                  "route": single_route(routes)})
+        return web.json_response({"node": pending.node, "routes": routes, "route": single_route(routes)})
 
     async def hold(self, request: web.Request) -> web.Response:
         """{node, token}: stop the pause's countdown; it then waits however long it takes."""
@@ -314,8 +333,7 @@ class GateRoutes:
     async def mask(self, request: web.Request) -> web.Response:
         """multipart: node, token, optional index, and `mask` (an image) or `clear`."""
         if request.content_length is not None and request.content_length > MAX_MASK_BYTES:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_MASK_BYTES,
-                                                actual_size=request.content_length)
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_MASK_BYTES, actual_size=request.content_length)
         if not request.content_type.startswith("multipart/"):
             raise ValueError("mask upload must be multipart/form-data")
         fields: dict[str, bytes] = {}

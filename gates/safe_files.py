@@ -5,6 +5,7 @@ FIFO or a huge file where a slot file should be. Every file the store reads or s
 opened here, without following a final symlink, and refused unless it is a regular file;
 every folder it writes into is refused if it is a symlink.
 """
+
 from __future__ import annotations
 
 import io
@@ -15,8 +16,13 @@ from pathlib import Path
 from .errors import SlotCorrupt
 
 # O_NONBLOCK: opening a planted FIFO must not hang the reader; it is refused by fstat below.
-_READ_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) |
-               getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0))
+_READ_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_BINARY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
 
 
 class UnsafeFile(SlotCorrupt):

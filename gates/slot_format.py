@@ -26,6 +26,7 @@ about 29 GB/s on one core of the 2-core CI machine, against about 5 GB/s for zli
 so verifying costs a fraction of the copy. Slots written before it carry `crc32x2m:`
 (crc32 of each 2 MiB chunk, folded) and still verify, at the old speed.
 """
+
 from __future__ import annotations
 
 import io
@@ -58,8 +59,12 @@ LEGACY_CRC_CHUNK = 2 << 20
 TENSORS = ("image", "mask", "latent.samples", "latent.noise_mask")  # file and checksum order
 LATENT_PREFIX = "latent."
 
-DTYPES: dict[str, torch.dtype] = {"F16": torch.float16, "BF16": torch.bfloat16,
-                                  "F32": torch.float32, "F64": torch.float64}
+DTYPES: dict[str, torch.dtype] = {
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F32": torch.float32,
+    "F64": torch.float64,
+}
 _CODES = {dtype: code for code, dtype in DTYPES.items()}
 
 
@@ -71,6 +76,7 @@ def dtype_name(dtype: torch.dtype) -> str:
 @dataclass(frozen=True)
 class Entry:
     """One tensor of a slot file: its dtype, shape and absolute byte range in the file."""
+
     dtype: torch.dtype
     shape: tuple[int, ...]
     start: int
@@ -84,6 +90,7 @@ class Entry:
 @dataclass(frozen=True)
 class Header:
     """A slot file's checked header. Everything here was validated against the file's size."""
+
     entries: dict[str, Entry]
     created: float
     checksum: str
@@ -115,8 +122,10 @@ def check_tensors(image: Any, mask: Any) -> None:
     if mask is None:
         return
     if not isinstance(mask, torch.Tensor) or mask.ndim not in (2, 3) or mask.dtype not in _CODES:
-        raise ValueError(f"mask must be a float tensor [B,H,W] or [H,W], got "
-                         f"{getattr(mask, 'dtype', type(mask))} {list(getattr(mask, 'shape', []))}")
+        raise ValueError(
+            f"mask must be a float tensor [B,H,W] or [H,W], got "
+            f"{getattr(mask, 'dtype', type(mask))} {list(getattr(mask, 'shape', []))}"
+        )
     if tuple(mask.shape[-2:]) != (h, w):
         raise ValueError(f"mask size {list(mask.shape[-2:])} does not match image size [{h}, {w}]")
     if mask.ndim == 3 and mask.shape[0] not in (1, b):
@@ -130,8 +139,9 @@ def check_latent(latent: Any) -> None:
     if not isinstance(samples, torch.Tensor) or samples.dtype not in _CODES or not 3 <= samples.ndim <= 5:
         raise ValueError("latent must be a LATENT dict with float 'samples' of 3 to 5 dimensions")
     noise_mask = latent.get("noise_mask")
-    if noise_mask is not None and (not isinstance(noise_mask, torch.Tensor) or
-                                   noise_mask.dtype not in _CODES or not 2 <= noise_mask.ndim <= 5):
+    if noise_mask is not None and (
+        not isinstance(noise_mask, torch.Tensor) or noise_mask.dtype not in _CODES or not 2 <= noise_mask.ndim <= 5
+    ):
         raise ValueError("latent noise_mask must be a float tensor of 2 to 5 dimensions")
 
 
@@ -155,20 +165,27 @@ def write(path: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], cre
     by check_tensors / check_latent; they are written in TENSORS order.
     """
     tensors = {name: tensors[name] for name in TENSORS if name in tensors}
-    header: dict[str, Any] = {"__metadata__": {
-        "format": FORMAT, "version": str(FORMAT_VERSION), "created": repr(created),
-        "checksum": checksum(list(tensors.values())), "meta": json.dumps(meta, default=str)}}
+    header: dict[str, Any] = {
+        "__metadata__": {
+            "format": FORMAT,
+            "version": str(FORMAT_VERSION),
+            "created": repr(created),
+            "checksum": checksum(list(tensors.values())),
+            "meta": json.dumps(meta, default=str),
+        }
+    }
     offset = 0
     for name, t in tensors.items():
         nbytes = t.numel() * t.element_size()
-        header[name] = {"dtype": _CODES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + nbytes]}
+        header[name] = {"dtype": _CODES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # 8-byte aligned data, as safetensors writes it
     if len(text) > MAX_HEADER_BYTES:  # the reader would call it damage: refuse it now
-        raise SlotMetaTooLarge(f"the slot's meta is too large: a {len(text)}-byte header, at "
-                               f"most {MAX_HEADER_BYTES} bytes can be read back")
+        raise SlotMetaTooLarge(
+            f"the slot's meta is too large: a {len(text)}-byte header, at "
+            f"most {MAX_HEADER_BYTES} bytes can be read back"
+        )
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     with open(os.open(path, flags, 0o644), "wb", buffering=0) as f:
         f.write(struct.pack("<Q", len(text)) + text)
@@ -178,7 +195,7 @@ def write(path: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], cre
 
 def _write_all(f: io.RawIOBase, data: memoryview) -> None:
     while data:
-        data = data[f.write(data):]
+        data = data[f.write(data) :]
 
 
 # -- header ---------------------------------------------------------------------------------
@@ -198,13 +215,14 @@ def _pread_exact(f: io.RawIOBase, offset: int, out: memoryview) -> None:
 
 def _entry(name: str, raw: Any, data_start: int, file_size: int) -> Entry:
     if not isinstance(raw, dict) or raw.get("dtype") not in DTYPES:
-        raise _bad(f"{name} must be a float16/bfloat16/float32/float64 tensor, "
-                   f"got {raw.get('dtype') if isinstance(raw, dict) else raw!r}")
+        raise _bad(
+            f"{name} must be a float16/bfloat16/float32/float64 tensor, "
+            f"got {raw.get('dtype') if isinstance(raw, dict) else raw!r}"
+        )
     shape, offsets = raw.get("shape"), raw.get("data_offsets")
     if not isinstance(shape, list) or not all(type(n) is int and 0 <= n <= MAX_SIDE for n in shape):
         raise _bad(f"{name} has an impossible shape {shape!r}")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and
-            all(type(n) is int and n >= 0 for n in offsets)):
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int and n >= 0 for n in offsets)):
         raise _bad(f"{name} has impossible data offsets {offsets!r}")
     dtype = DTYPES[raw["dtype"]]
     start, end = data_start + offsets[0], data_start + offsets[1]
@@ -218,16 +236,22 @@ def _entry(name: str, raw: Any, data_start: int, file_size: int) -> Entry:
 def _check_shapes(entries: dict[str, Entry]) -> None:
     image, mask = entries["image"], entries.get("mask")
     latent, noise_mask = entries.get("latent.samples"), entries.get("latent.noise_mask")
-    if (latent is None and noise_mask is not None) or (latent and not 3 <= len(latent.shape) <= 5) \
-            or (noise_mask and not 2 <= len(noise_mask.shape) <= 5):
+    if (
+        (latent is None and noise_mask is not None)
+        or (latent and not 3 <= len(latent.shape) <= 5)
+        or (noise_mask and not 2 <= len(noise_mask.shape) <= 5)
+    ):
         raise _bad("the latent tensors have impossible shapes")
     if len(image.shape) != 4 or min(image.shape[:3]) < 1 or not 1 <= image.shape[3] <= 4:
         raise _bad(f"image shape {list(image.shape)} is not [B>=1,H>=1,W>=1,C in 1..4]")
     if mask is None:
         return
     b, h, w, _ = image.shape
-    if len(mask.shape) not in (2, 3) or mask.shape[-2:] != (h, w) or \
-            (len(mask.shape) == 3 and mask.shape[0] not in (1, b)):
+    if (
+        len(mask.shape) not in (2, 3)
+        or mask.shape[-2:] != (h, w)
+        or (len(mask.shape) == 3 and mask.shape[0] not in (1, b))
+    ):
         raise _bad(f"mask shape {list(mask.shape)} does not fit image shape {list(image.shape)}")
 
 
@@ -252,8 +276,7 @@ def read_header(f: io.RawIOBase) -> Header:
         raise _bad("it has no Dataset Gates header")
     if set(raw) - set(TENSORS):
         raise _bad(f"unexpected tensors {sorted(set(raw) - set(TENSORS))}")
-    entries = {name: _entry(name, raw[name], 8 + length, file_size) for name in TENSORS
-               if name in raw}
+    entries = {name: _entry(name, raw[name], 8 + length, file_size) for name in TENSORS if name in raw}
     _check_shapes(entries)
     spans = sorted((e.start, e.end) for e in entries.values())
     if any(a[1] > b[0] for a, b in zip(spans, spans[1:])):
@@ -279,14 +302,13 @@ def _owned(size: int, pinned: bool) -> torch.Tensor:
 
 def _view(buf: torch.Tensor, offset: int, entry: Entry) -> torch.Tensor:
     """The entry's tensor over `buf` bytes from `offset`; a copy only where it is misaligned."""
-    part = buf[offset:offset + entry.nbytes]
+    part = buf[offset : offset + entry.nbytes]
     if offset % entry.dtype.itemsize:  # foreign writers need not align; ours always do
         part = part.clone()
     return part.view(entry.dtype).reshape(entry.shape)
 
 
-def read_tensors(f: io.RawIOBase, header: Header, verify: bool,
-                 pinned: bool = False) -> dict[str, torch.Tensor]:
+def read_tensors(f: io.RawIOBase, header: Header, verify: bool, pinned: bool = False) -> dict[str, torch.Tensor]:
     """The slot's tensors, read once into memory the caller owns (pinned for a CUDA copy).
 
     With `verify`, each chunk is hashed as it lands and a mismatch is SlotCorrupt. Our files
@@ -302,7 +324,7 @@ def read_tensors(f: io.RawIOBase, header: Header, verify: bool,
         buf = _owned(end - start, pinned)
         raw = memoryview(buf.numpy())
         for at in range(0, len(raw), READ_CHUNK):
-            chunk = raw[at:at + READ_CHUNK]
+            chunk = raw[at : at + READ_CHUNK]
             _pread_exact(f, start + at, chunk)
             if stream_hash is not None:
                 stream_hash.update(chunk)
@@ -317,11 +339,13 @@ def read_tensors(f: io.RawIOBase, header: Header, verify: bool,
             _pread_exact(f, e.start, memoryview(buf.numpy()))
             tensors[name] = buf.view(e.dtype).reshape(e.shape)
     if verify:
-        actual = f"{XXH3_TAG}:{stream_hash.hexdigest()}" if stream_hash is not None \
+        actual = (
+            f"{XXH3_TAG}:{stream_hash.hexdigest()}"
+            if stream_hash is not None
             else _checksum_as(tag, list(tensors.values()))
+        )
         if actual != header.checksum:
-            raise SlotCorrupt(f"failed its checksum ({header.checksum} stored, {actual} read): "
-                              f"the file is damaged")
+            raise SlotCorrupt(f"failed its checksum ({header.checksum} stored, {actual} read): the file is damaged")
     return tensors
 
 
@@ -337,12 +361,13 @@ def verify(f: io.RawIOBase, header: Header) -> None:
     h, buf = xxhash.xxh3_64(), memoryview(bytearray(READ_CHUNK))
     start, end = entries[0].start, entries[-1].end
     for at in range(start, end, READ_CHUNK):
-        chunk = buf[:min(READ_CHUNK, end - at)]
+        chunk = buf[: min(READ_CHUNK, end - at)]
         _pread_exact(f, at, chunk)
         h.update(chunk)
     if f"{XXH3_TAG}:{h.hexdigest()}" != header.checksum:
-        raise SlotCorrupt(f"failed its checksum ({header.checksum} stored, "
-                          f"{XXH3_TAG}:{h.hexdigest()} read): the file is damaged")
+        raise SlotCorrupt(
+            f"failed its checksum ({header.checksum} stored, {XXH3_TAG}:{h.hexdigest()} read): the file is damaged"
+        )
 
 
 def read_rows(f: io.RawIOBase, header: Header, index: int, row0: int, row1: int) -> torch.Tensor:
@@ -368,15 +393,17 @@ def _in_parallel(work: Callable[[Any], int], jobs: list[Any]) -> list[int]:
     if len(jobs) < 2:
         return [work(job) for job in jobs]
     if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
-                                   thread_name_prefix="gates-checksum")
+        _pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="gates-checksum")
     return list(_pool.map(work, jobs))
 
 
 def legacy_crc_checksum(tensors: list[torch.Tensor]) -> str:
     """crc32 of every 2 MiB chunk of each tensor, folded into one crc32 of the chunk crcs."""
-    chunks = [np.asarray(_raw(t))[i:i + LEGACY_CRC_CHUNK]
-              for t in tensors for i in range(0, t.numel() * t.element_size(), LEGACY_CRC_CHUNK)]
+    chunks = [
+        np.asarray(_raw(t))[i : i + LEGACY_CRC_CHUNK]
+        for t in tensors
+        for i in range(0, t.numel() * t.element_size(), LEGACY_CRC_CHUNK)
+    ]
     crcs = _in_parallel(zlib.crc32, chunks)
     return f"{LEGACY_CRC_TAG}:{zlib.crc32(b''.join(c.to_bytes(4, 'little') for c in crcs)):08x}"
 

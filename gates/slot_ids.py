@@ -3,15 +3,17 @@
 An id is also a folder name, so the rule is the intersection of what Linux, macOS and Windows
 accept; a ref adds `@-N` to name the version N publishes back.
 """
+
 from __future__ import annotations
 
 import re
 from typing import Any
 
-ID_RULE = ("a slot id is 1-64 characters of letters, digits, '-', '_' and '.', "
-           "not starting or ending with '.'")
-RESERVED_RULE = ("names Windows reserves for devices (con, prn, aux, nul, com0-com9, "
-                 "lpt0-lpt9, with or without an extension) are not allowed")
+ID_RULE = "a slot id is 1-64 characters of letters, digits, '-', '_' and '.', not starting or ending with '.'"
+RESERVED_RULE = (
+    "names Windows reserves for devices (con, prn, aux, nul, com0-com9, "
+    "lpt0-lpt9, with or without an extension) are not allowed"
+)
 ID_RE = re.compile(r"[A-Za-z0-9_-](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9_-])?")
 # Names Windows cannot create, with or without an extension.
 RESERVED_RE = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)

@@ -11,10 +11,10 @@ so a planted symlink, FIFO or foreign file is reported as a damaged slot, never 
 The gate and the nodes see only the narrow `SlotBus` seam in `bus.py`, so a bus on another
 kind of storage can replace this class without touching them.
 """
+
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import secrets
@@ -39,8 +39,20 @@ from .safe_files import UnsafeFile, ensure_real_dir, is_real_dir, open_regular, 
 from .slot_format import LATENT_PREFIX, check_latent, check_tensors
 from .slot_ids import format_ref, is_slot_name, parse_ref, validate_id
 
-__all__ = ["SlotStore", "SlotInfo", "SlotData", "SlotError", "SlotNotFound", "SlotCorrupt", "SlotWriteError",
-           "SlotIndexError", "SlotTooLarge", "validate_id", "parse_ref", "format_ref"]
+__all__ = [
+    "SlotStore",
+    "SlotInfo",
+    "SlotData",
+    "SlotError",
+    "SlotNotFound",
+    "SlotCorrupt",
+    "SlotWriteError",
+    "SlotIndexError",
+    "SlotTooLarge",
+    "validate_id",
+    "parse_ref",
+    "format_ref",
+]
 
 SLOT_FILE = "slot.safetensors"
 THUMB_FILE = "thumb.png"
@@ -97,6 +109,7 @@ def _os_reason(exc: OSError) -> str:
 @dataclass
 class SlotInfo:
     """What a listing knows about a slot without reading its tensor data."""
+
     id: str
     image_shape: list[int]
     image_dtype: str
@@ -133,6 +146,7 @@ class SlotInfo:
 @dataclass
 class SlotData:
     """Everything a slot holds: what a resume needs. `mask` and `latent` are None when absent."""
+
     image: torch.Tensor
     mask: torch.Tensor | None
     latent: dict[str, Any] | None
@@ -142,6 +156,7 @@ class SlotData:
 @dataclass
 class _Version:
     """Where one version of a slot lives: its folder, tensor file and thumbnail."""
+
     slot_id: str
     back: int
     folder: Path
@@ -189,8 +204,7 @@ class SlotStore:
         if not is_real_dir(d / HISTORY_DIR):
             return []
         try:
-            names = [n for n in os.listdir(d / HISTORY_DIR)
-                     if n.endswith(".safetensors") and not n.startswith(".")]
+            names = [n for n in os.listdir(d / HISTORY_DIR) if n.endswith(".safetensors") and not n.startswith(".")]
         except FileNotFoundError:
             return []
         return [d / HISTORY_DIR / n for n in sorted(names, reverse=True)]
@@ -204,8 +218,7 @@ class SlotStore:
             return _Version(slot_id, 0, d, d / SLOT_FILE, d / THUMB_FILE)
         older = self._history(d)
         if back > len(older):
-            raise SlotNotFound(f"slot {slot_id!r} keeps {len(older)} older version(s); "
-                               f"{ref!r} asks for {back} back")
+            raise SlotNotFound(f"slot {slot_id!r} keeps {len(older)} older version(s); {ref!r} asks for {back} back")
         path = older[back - 1]
         return _Version(slot_id, back, d, path, path.with_suffix(".png"))
 
@@ -258,8 +271,14 @@ class SlotStore:
             raise SlotCorrupt(f"slot {ref!r} is unreadable: {_os_reason(exc)}") from None
 
     # -- write -----------------------------------------------------------------------------
-    def publish(self, slot_id: str, image: torch.Tensor, mask: torch.Tensor | None = None,
-                meta: dict[str, Any] | None = None, latent: dict[str, Any] | None = None) -> SlotInfo:
+    def publish(
+        self,
+        slot_id: str,
+        image: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        meta: dict[str, Any] | None = None,
+        latent: dict[str, Any] | None = None,
+    ) -> SlotInfo:
         """Store `image` (and `mask`, and a ComfyUI LATENT) exactly, replacing the slot atomically.
 
         The tensor file and its thumbnail are both fully written and fsynced under temporary
@@ -283,8 +302,9 @@ class SlotStore:
         self.enforce_quota(protect=slot_id, policy=policy)  # outside the lock: it takes other slots' locks
         return info
 
-    def _write(self, slot_id: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any],
-               created: float, keep: int) -> None:
+    def _write(
+        self, slot_id: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], created: float, keep: int
+    ) -> None:
         """Write a new current version, the caller holding the slot's lock.
 
         The tensor file and its thumbnail are both fully written and fsynced under temporary
@@ -297,21 +317,23 @@ class SlotStore:
         try:
             ensure_real_dir(d)
             clean_stale_temps(d)
-            with atomic_write(d / SLOT_FILE, lambda tmp: slot_format.write(
-                    tmp, tensors, meta, created)) as commit_slot, \
-                    atomic_write(d / THUMB_FILE, lambda tmp: Path(tmp).write_bytes(thumb.result())) as commit_thumb:
+            with (
+                atomic_write(d / SLOT_FILE, lambda tmp: slot_format.write(tmp, tensors, meta, created)) as commit_slot,
+                atomic_write(d / THUMB_FILE, lambda tmp: Path(tmp).write_bytes(thumb.result())) as commit_thumb,
+            ):
                 if keep > 1:
                     self._archive_current(d)
                 commit_slot()
                 commit_thumb()
             fsync_dir(d)
         except UnsafeFile as exc:
-            raise SlotWriteError(f"could not publish slot {slot_id!r}: {exc}; nothing was "
-                                 f"changed") from None
+            raise SlotWriteError(f"could not publish slot {slot_id!r}: {exc}; nothing was changed") from None
         except OSError as exc:
-            raise SlotWriteError(f"could not publish slot {slot_id!r} in {self.name}: "
-                                 f"{_os_reason(exc)}; the previous version, if any, is "
-                                 f"unchanged") from None
+            raise SlotWriteError(
+                f"could not publish slot {slot_id!r} in {self.name}: "
+                f"{_os_reason(exc)}; the previous version, if any, is "
+                f"unchanged"
+            ) from None
         self._prune_history(d, keep - 1)
 
     # -- the seed's PNG layout --------------------------------------------------------------
@@ -333,14 +355,22 @@ class SlotStore:
                 return False  # another thread or process converted it meanwhile
             image, mask = self._read_seed_pngs(slot_id, d)
             tensors = {"image": image} | ({"mask": mask} if mask is not None else {})
-            self._write(slot_id, tensors, {"source": "migrated from the PNG layout"},
-                        os.lstat(d / LEGACY_IMAGE).st_mtime, keep=1)
+            self._write(
+                slot_id,
+                tensors,
+                {"source": "migrated from the PNG layout"},
+                os.lstat(d / LEGACY_IMAGE).st_mtime,
+                keep=1,
+            )
             back = self.read(slot_id)
-            if not (torch.equal(back.image, image) and
-                    (mask is None or (back.mask is not None and torch.equal(back.mask, mask)))):
+            if not (
+                torch.equal(back.image, image)
+                and (mask is None or (back.mask is not None and torch.equal(back.mask, mask)))
+            ):
                 (d / SLOT_FILE).unlink(missing_ok=True)
-                raise SlotCorrupt(f"slot {slot_id!r}: the migrated slot did not read back "
-                                  f"exactly; the PNG files are kept")
+                raise SlotCorrupt(
+                    f"slot {slot_id!r}: the migrated slot did not read back exactly; the PNG files are kept"
+                )
             for name in (LEGACY_IMAGE, LEGACY_MASK):
                 (d / name).unlink(missing_ok=True)
             fsync_dir(d)
@@ -367,8 +397,7 @@ class SlotStore:
             mask = None
             if os.path.lexists(d / LEGACY_MASK):
                 with open_regular(d / LEGACY_MASK) as f:
-                    mask = images.resize_mask(images.read_mask(f, formats=("PNG",)),
-                                              image.shape[1], image.shape[2])
+                    mask = images.resize_mask(images.read_mask(f, formats=("PNG",)), image.shape[1], image.shape[2])
         except (ValueError, OSError, SlotCorrupt) as exc:
             raise SlotCorrupt(f"slot {slot_id!r} (PNG layout) cannot be migrated: {exc}") from None
         return image, mask
@@ -387,11 +416,11 @@ class SlotStore:
         try:
             lock.acquire()
         except Timeout:
-            raise SlotWriteError(f"slot {slot_id!r} is busy: another writer held it for "
-                                 f"{LOCK_TIMEOUT_S:.0f} s; nothing was changed") from None
+            raise SlotWriteError(
+                f"slot {slot_id!r} is busy: another writer held it for {LOCK_TIMEOUT_S:.0f} s; nothing was changed"
+            ) from None
         except OSError as exc:
-            raise SlotWriteError(f"{self.name} cannot lock slot {slot_id!r}: "
-                                 f"{_os_reason(exc)}") from None
+            raise SlotWriteError(f"{self.name} cannot lock slot {slot_id!r}: {_os_reason(exc)}") from None
         try:
             yield
         finally:
@@ -409,8 +438,7 @@ class SlotStore:
         except UnsafeFile as exc:
             raise SlotWriteError(f"{self.name} cannot lock slot {slot_id!r}: {exc}") from None
         except OSError as exc:
-            raise SlotWriteError(f"{self.name} cannot lock slot {slot_id!r}: "
-                                 f"{_os_reason(exc)}") from None
+            raise SlotWriteError(f"{self.name} cannot lock slot {slot_id!r}: {_os_reason(exc)}") from None
         return path
 
     def _archive_current(self, d: Path) -> None:
@@ -423,8 +451,7 @@ class SlotStore:
         except FileNotFoundError:
             return
         history = ensure_real_dir(d / HISTORY_DIR)
-        for src, dst in ((d / THUMB_FILE, history / f"{stamp}.png"),
-                         (d / SLOT_FILE, history / f"{stamp}.safetensors")):
+        for src, dst in ((d / THUMB_FILE, history / f"{stamp}.png"), (d / SLOT_FILE, history / f"{stamp}.safetensors")):
             if src.is_file() and not src.is_symlink() and not os.path.lexists(dst):
                 try:
                     os.link(src, dst, follow_symlinks=False)
@@ -453,13 +480,13 @@ class SlotStore:
         marker = self.slot_dir(slot_id) / PIN_FILE
         try:
             if pinned and not os.path.lexists(marker):
-                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
-                                 getattr(os, "O_NOFOLLOW", 0), 0o644))
+                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644))
             elif not pinned:
                 marker.unlink(missing_ok=True)  # a planted link is removed, not followed
         except OSError as exc:
-            raise SlotWriteError(f"could not {'pin' if pinned else 'unpin'} slot {slot_id!r}: "
-                                 f"{_os_reason(exc)}") from None
+            raise SlotWriteError(
+                f"could not {'pin' if pinned else 'unpin'} slot {slot_id!r}: {_os_reason(exc)}"
+            ) from None
         return self.info(slot_id)
 
     def usage(self) -> int:
@@ -476,8 +503,9 @@ class SlotStore:
         try:
             write_policy(self.root, policy)
         except OSError as exc:
-            raise SlotWriteError(f"could not save the storage policy of {self.name}: "
-                                 f"{_os_reason(exc)}; the old policy stays") from None
+            raise SlotWriteError(
+                f"could not save the storage policy of {self.name}: {_os_reason(exc)}; the old policy stays"
+            ) from None
         return policy, self.enforce_quota(policy=policy)
 
     def enforce_quota(self, protect: str | None = None, policy: Policy | None = None) -> list[str]:
@@ -505,8 +533,7 @@ class SlotStore:
             removed.append(info.id)
             log.info("bus quota: removed slot %r (%d bytes)", info.id, freed)
         if used > quota:
-            log.warning("%s uses %d bytes, over its quota of %d, with nothing left to prune",
-                        self.name, used, quota)
+            log.warning("%s uses %d bytes, over its quota of %d, with nothing left to prune", self.name, used, quota)
         return removed
 
     def delete(self, slot_id: str) -> int:
@@ -569,18 +596,20 @@ class SlotStore:
         """
         device = torch.device(device)
         with self._open(ref) as (v, f, header):
-            tensors = self._checked(v.ref, lambda: slot_format.read_tensors(
-                f, header, verify, pinned=device.type == "cuda"))
+            tensors = self._checked(
+                v.ref, lambda: slot_format.read_tensors(f, header, verify, pinned=device.type == "cuda")
+            )
         moved = {k: t.to(device, non_blocking=device.type == "cuda") for k, t in tensors.items()}
         latent = None
         if "latent.samples" in moved:
-            latent = {k[len(LATENT_PREFIX):]: t for k, t in moved.items() if k.startswith(LATENT_PREFIX)}
+            latent = {k[len(LATENT_PREFIX) :]: t for k, t in moved.items() if k.startswith(LATENT_PREFIX)}
             if "latent_batch_index" in header.meta:
                 latent["batch_index"] = header.meta["latent_batch_index"]
         return SlotData(moved["image"], moved.get("mask"), latent, header.meta)
 
-    def load(self, ref: str, device: str | torch.device = "cpu",
-             verify: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def load(
+        self, ref: str, device: str | torch.device = "cpu", verify: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(image, mask) exactly as published, as `read` gives them; a slot without a mask
         yields zeros [B,H,W] float32, ComfyUI's MASK convention."""
         data = self.read(ref, device, verify)
@@ -599,10 +628,16 @@ class SlotStore:
             b, h, w, c = header.image.shape
             _check_index(index, b)
             if h * w > images.MAX_RENDER_PIXELS:
-                raise SlotTooLarge(f"slot {v.ref!r}: an image of {w}x{h} pixels is over the "
-                                   f"render limit of {images.MAX_RENDER_PIXELS} pixels")
-            return self._checked(v.ref, lambda: images.preview_rows(
-                lambda r0, r1: slot_format.read_rows(f, header, index, r0, r1), h, w, c, side))
+                raise SlotTooLarge(
+                    f"slot {v.ref!r}: an image of {w}x{h} pixels is over the "
+                    f"render limit of {images.MAX_RENDER_PIXELS} pixels"
+                )
+            return self._checked(
+                v.ref,
+                lambda: images.preview_rows(
+                    lambda r0, r1: slot_format.read_rows(f, header, index, r0, r1), h, w, c, side
+                ),
+            )
 
     def thumbnail(self, ref: str) -> bytes:
         """The version's PNG thumbnail, checked to be a small regular PNG file."""
@@ -638,8 +673,11 @@ class SlotStore:
 
     def _describe(self, v: _Version, names: set[str]) -> SlotInfo:
         """SlotInfo from one listing of the slot folder and the file's header, never tensor data."""
-        extra = {"version": -v.back, "pinned": PIN_FILE in names,
-                 "versions": 1 + (len(self._history(v.folder)) if HISTORY_DIR in names else 0)}
+        extra = {
+            "version": -v.back,
+            "pinned": PIN_FILE in names,
+            "versions": 1 + (len(self._history(v.folder)) if HISTORY_DIR in names else 0),
+        }
         if not v.back and SLOT_FILE not in names:
             raise SlotNotFound(f"no slot {v.slot_id!r} in {self.name}")
         with self._open(v.ref) as (_, f, h):
@@ -647,22 +685,27 @@ class SlotStore:
         mask, latent = h.mask, h.latent
         has_thumb = os.path.lexists(v.thumb) if v.back else THUMB_FILE in names
         return SlotInfo(
-            id=v.slot_id, image_shape=list(h.image.shape),
+            id=v.slot_id,
+            image_shape=list(h.image.shape),
             image_dtype=slot_format.dtype_name(h.image.dtype),
             mask_shape=list(mask.shape) if mask else None,
             mask_dtype=slot_format.dtype_name(mask.dtype) if mask else None,
-            created=h.created, bytes=size, thumb=str(v.thumb) if has_thumb else None,
-            checksum=h.checksum, meta=h.meta,
+            created=h.created,
+            bytes=size,
+            thumb=str(v.thumb) if has_thumb else None,
+            checksum=h.checksum,
+            meta=h.meta,
             latent_shape=list(latent.shape) if latent else None,
-            latent_dtype=slot_format.dtype_name(latent.dtype) if latent else None, **extra)
+            latent_dtype=slot_format.dtype_name(latent.dtype) if latent else None,
+            **extra,
+        )
 
     def history(self, slot_id: str) -> list[SlotInfo]:
         """Every kept version, newest first; a damaged older one is listed with `error` set."""
         d = self.slot_dir(slot_id)
         if not self.exists(slot_id):
             raise SlotNotFound(f"no slot {slot_id!r} in {self.name}")
-        return [self._info_or_damaged(format_ref(slot_id, n))
-                for n in range(len(self._history(d)) + 1)]
+        return [self._info_or_damaged(format_ref(slot_id, n)) for n in range(len(self._history(d)) + 1)]
 
     def _info_or_damaged(self, ref: str) -> SlotInfo:
         slot_id, back = parse_ref(ref)
@@ -671,9 +714,18 @@ class SlotStore:
         except SlotNotFound:
             raise
         except SlotError as exc:
-            return SlotInfo(id=slot_id, image_shape=[], image_dtype="", mask_shape=None,
-                            mask_dtype=None, created=0.0, bytes=0, thumb=None, error=str(exc),
-                            version=-back)
+            return SlotInfo(
+                id=slot_id,
+                image_shape=[],
+                image_dtype="",
+                mask_shape=None,
+                mask_dtype=None,
+                created=0.0,
+                bytes=0,
+                thumb=None,
+                error=str(exc),
+                version=-back,
+            )
 
     def _scan(self) -> Iterator[tuple[str, Path, set[str]]]:
         """(id, folder, file names) of every slot folder, one directory read each.
@@ -705,8 +757,18 @@ class SlotStore:
             except SlotNotFound:
                 continue  # deleted while we listed
             except SlotError as exc:
-                out.append(SlotInfo(id=slot_id, image_shape=[], image_dtype="", mask_shape=None,
-                                    mask_dtype=None, created=0.0, bytes=0, thumb=None,
-                                    error=str(exc)))
+                out.append(
+                    SlotInfo(
+                        id=slot_id,
+                        image_shape=[],
+                        image_dtype="",
+                        mask_shape=None,
+                        mask_dtype=None,
+                        created=0.0,
+                        bytes=0,
+                        thumb=None,
+                        error=str(exc),
+                    )
+                )
         out.sort(key=lambda s: s.created, reverse=True)
         return out

@@ -5,6 +5,7 @@ route (`take`); its `decisions` output carries the routes themselves (`Decisions
 Split node can cut the matching masks and latents (`split_mask`, `split_latent`) anywhere
 downstream. Everything keeps batch order and copies values exactly (indexing, no resampling).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ DECISIONS_TYPE = "DG_DECISIONS"  # the ComfyUI socket type of a gate's `decision
 @dataclass(frozen=True)
 class Decisions:
     """What a gate decided: `routes[i]` is the 1-based route of batch image i."""
+
     routes: tuple[int, ...]
 
     def __post_init__(self) -> None:
@@ -34,12 +36,13 @@ class Decisions:
 
 
 def format_indices(indices: list[int]) -> str:
-    """"0,2,5": how Gate Split shows which images it passed."""
+    """ "0,2,5": how Gate Split shows which images it passed."""
     return ",".join(str(i) for i in indices)
 
 
-def take(tensor: torch.Tensor, indices: list[int], batch: int, what: str = "image",
-         shared_ok: bool = False) -> torch.Tensor:
+def take(
+    tensor: torch.Tensor, indices: list[int], batch: int, what: str = "image", shared_ok: bool = False
+) -> torch.Tensor:
     """The sub-batch of `tensor` at `indices` (dim 0), exactly. All of it when every index is
     taken (the tensor itself). With `shared_ok`, a batch of 1 (or a 2-D [H,W] mask) is shared
     by every image and returned whole, as ComfyUI broadcasts it."""
@@ -47,9 +50,10 @@ def take(tensor: torch.Tensor, indices: list[int], batch: int, what: str = "imag
         return tensor
     if tensor.ndim == 0 or tensor.shape[0] != batch:
         shape = tuple(tensor.shape)
-        raise ValueError(f"{what} has a batch of {shape[0] if shape else 0} ({list(shape)}) but "
-                         f"the decisions are for {batch} images"
-                         + ("; a batch of 1 is shared" if shared_ok else ""))
+        raise ValueError(
+            f"{what} has a batch of {shape[0] if shape else 0} ({list(shape)}) but "
+            f"the decisions are for {batch} images" + ("; a batch of 1 is shared" if shared_ok else "")
+        )
     if indices == list(range(batch)):
         return tensor
     return tensor.index_select(0, torch.tensor(indices, dtype=torch.long, device=tensor.device))
@@ -69,8 +73,7 @@ def split_latent(latent: dict[str, Any], indices: list[int], batch: int) -> dict
     out["samples"] = take(samples, indices, batch, "latent", shared_ok=True)
     shared = out["samples"] is samples and samples.shape[0] == 1 and batch != 1
     if isinstance(latent.get("noise_mask"), torch.Tensor) and not shared:
-        out["noise_mask"] = take(latent["noise_mask"], indices, batch, "latent noise_mask",
-                                 shared_ok=True)
+        out["noise_mask"] = take(latent["noise_mask"], indices, batch, "latent noise_mask", shared_ok=True)
     index = latent.get("batch_index")
     if isinstance(index, (list, tuple)) and len(index) == batch and not shared:
         out["batch_index"] = [index[i] for i in indices]

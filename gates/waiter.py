@@ -15,6 +15,7 @@ A pause may have a countdown (`timeout`): when its `deadline` passes with no ans
 returns a Decision with `timed_out` set and the gate does what `on_timeout` says. `hold` (any
 click in the UI) stops the countdown for good.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -67,8 +68,7 @@ def single_route(routes: list[int] | None) -> int | None:
 def check_routes(routes: Any, batch: int, count: int) -> list[int]:
     """`routes` as a list of one route (1..count) per batch image, else ValueError."""
     if not isinstance(routes, list) or len(routes) != batch:
-        raise ValueError(f"routes must be a list of {batch} route numbers, one per batch image, "
-                         f"got {routes!r}"[:300])
+        raise ValueError(f"routes must be a list of {batch} route numbers, one per batch image, got {routes!r}"[:300])
     for r in routes:
         if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= count:
             raise ValueError(f"each route must be an integer from 1 to {count}, got {r!r}")
@@ -78,6 +78,7 @@ def check_routes(routes: Any, batch: int, count: int) -> list[int]:
 @dataclass
 class Pending:
     """One paused gate. `image` is kept so previews can be rendered on request."""
+
     node: str
     token: str
     routes: int
@@ -98,12 +99,23 @@ class Pending:
     def public(self) -> dict[str, Any]:
         """What the owner tab is told: everything it needs to draw the pause, never tensor data."""
         b, h, w, _ = self.image.shape
-        return {"node": self.node, "token": self.token, "routes": self.routes,
-                "labels": self.labels, "batch": int(b), "height": int(h), "width": int(w),
-                "prompt_id": self.prompt_id, "source": self.source, "created": self.created,
-                "painted": sorted(-1 if k is None else k for k in self._masks),
-                "timeout": self.timeout, "deadline": self.deadline, "on_timeout": self.on_timeout,
-                "preselect": self.preselect}
+        return {
+            "node": self.node,
+            "token": self.token,
+            "routes": self.routes,
+            "labels": self.labels,
+            "batch": int(b),
+            "height": int(h),
+            "width": int(w),
+            "prompt_id": self.prompt_id,
+            "source": self.source,
+            "created": self.created,
+            "painted": sorted(-1 if k is None else k for k in self._masks),
+            "timeout": self.timeout,
+            "deadline": self.deadline,
+            "on_timeout": self.on_timeout,
+            "preselect": self.preselect,
+        }
 
     def orphaned(self, connected: Connected) -> bool:
         """No tab owns it any more: queued without a client id, or the owner's socket is gone."""
@@ -129,8 +141,7 @@ class Waiter:
     def arm(self, node: str, image: torch.Tensor, routes: int, **details: Any) -> Pending:
         """Register a pause under a new token. A leftover pause of the same node is superseded.
         With `timeout` > 0 the countdown starts now."""
-        pending = Pending(node=node, token=secrets.token_urlsafe(12), routes=routes, image=image,
-                          **details)
+        pending = Pending(node=node, token=secrets.token_urlsafe(12), routes=routes, image=image, **details)
         if pending.timeout and pending.timeout > 0:
             pending.deadline = self.clock() + pending.timeout
         with self._lock:
@@ -140,8 +151,7 @@ class Waiter:
             old._event.set()
         return pending
 
-    def wait(self, pending: Pending, interrupted: Callable[[], bool],
-             poll_s: float = 0.05) -> Decision:
+    def wait(self, pending: Pending, interrupted: Callable[[], bool], poll_s: float = 0.05) -> Decision:
         """Block until an answer or the deadline; wake at once on an answer, and check
         `interrupted` and the deadline every `poll_s`."""
         try:
@@ -161,30 +171,31 @@ class Waiter:
         """Answer a pause whose deadline has passed with a timed-out Decision; a click that
         comes later finds it answered."""
         with self._lock:
-            if pending._event.is_set() or pending.deadline is None or \
-                    self.clock() < pending.deadline:
+            if pending._event.is_set() or pending.deadline is None or self.clock() < pending.deadline:
                 return
             pending._decision = Decision(routes=None, masks=dict(pending._masks), timed_out=True)
             pending._event.set()
 
     def _check(self, pending: Pending | None, node: Any, token: Any) -> Pending:
         """`pending` if `token` is its live token; else StaleRun saying why. Call under the lock."""
-        if pending is not None and isinstance(token, str) and \
-                secrets.compare_digest(pending.token, token):
+        if pending is not None and isinstance(token, str) and secrets.compare_digest(pending.token, token):
             if not pending._event.is_set():
                 return pending
             if pending._decision is not None and pending._decision.timed_out:
                 raise StaleRun(f"gate {node!r} timed out before this answer came")
         if isinstance(token, str) and self._revoked.get(token) == node:
-            raise StaleRun(f"gate {node!r} was taken over by another tab: this pause belongs to "
-                           f"that tab now and can no longer be answered here")
-        raise StaleRun(f"no gate {node!r} is waiting with that token: the pause belongs to "
-                       f"another tab, or it was already answered or superseded by a newer run")
+            raise StaleRun(
+                f"gate {node!r} was taken over by another tab: this pause belongs to "
+                f"that tab now and can no longer be answered here"
+            )
+        raise StaleRun(
+            f"no gate {node!r} is waiting with that token: the pause belongs to "
+            f"another tab, or it was already answered or superseded by a newer run"
+        )
 
     def _find(self, node: Any, token: Any) -> Pending:
         with self._lock:
-            return self._check(self._waiting.get(node) if isinstance(node, str) else None,
-                               node, token)
+            return self._check(self._waiting.get(node) if isinstance(node, str) else None, node, token)
 
     def get(self, node: Any, token: Any) -> Pending:
         return self._find(node, token)
@@ -200,8 +211,7 @@ class Waiter:
         """Batch image i goes down `routes[i]`; one route per image, each from 1 to the gate's
         route count."""
         pending = self._find(node, token)
-        return self._answer(pending, token,
-                            check_routes(routes, int(pending.image.shape[0]), pending.routes))
+        return self._answer(pending, token, check_routes(routes, int(pending.image.shape[0]), pending.routes))
 
     def stop(self, node: Any, token: Any) -> Pending:
         return self._answer(self._find(node, token), token, None)
@@ -227,8 +237,7 @@ class Waiter:
             pending.deadline = None
         return pending
 
-    def set_mask(self, node: Any, token: Any, mask: torch.Tensor | None,
-                 index: int | None = None) -> Pending:
+    def set_mask(self, node: Any, token: Any, mask: torch.Tensor | None, index: int | None = None) -> Pending:
         """Attach a painted mask [H,W] for one batch image (or all, index None); None clears.
 
         The countdown goes on: the page sends the masks kept from the last run again at every
@@ -250,14 +259,14 @@ class Waiter:
         with self._lock:
             return [p for p in self._waiting.values() if not p._event.is_set()]
 
-    def pending(self, client_id: str | None = None,
-                connected: Connected = lambda _client: True) -> list[dict[str, Any]]:
+    def pending(
+        self, client_id: str | None = None, connected: Connected = lambda _client: True
+    ) -> list[dict[str, Any]]:
         """Gates waiting now, as tab `client_id` may see them (after a reload, or to notice a
         pause elsewhere): its own with their tokens, every other one without a token, with
         `owner: "other"` and `orphaned`. Without a client id nobody is the owner, so no token
         is handed out at all."""
-        return [p.public() if client_id and p.client_id == client_id else p.elsewhere(connected)
-                for p in self._live()]
+        return [p.public() if client_id and p.client_id == client_id else p.elsewhere(connected) for p in self._live()]
 
     def paused(self) -> list[dict[str, Any]]:
         """Every waiting gate with its token: for this process only (tests, tools), never a tab."""
@@ -276,8 +285,10 @@ class Waiter:
             if pending.client_id == client_id:
                 return pending
             if not pending.orphaned(connected):
-                raise OwnerConnected(f"gate {node!r} belongs to another tab and that tab is still "
-                                     f"open: answer it there, or close it and take over")
+                raise OwnerConnected(
+                    f"gate {node!r} belongs to another tab and that tab is still "
+                    f"open: answer it there, or close it and take over"
+                )
             self._revoked[pending.token] = pending.node
             while len(self._revoked) > REVOKED_KEPT:
                 del self._revoked[next(iter(self._revoked))]

@@ -7,6 +7,7 @@ prompt_queue.put), execution's validate_prompt and SENSITIVE_EXTRA_DATA_KEYS,
 comfy_execution's ExecutionBlocker and get_executing_context, and comfy.model_management's
 interrupt flag and exception.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -88,8 +89,9 @@ class ComfyStandIn:
         graph_utils = types.ModuleType("comfy_execution.graph_utils")
         graph_utils.ExecutionBlocker = ExecutionBlocker
         utils = types.ModuleType("comfy_execution.utils")
-        utils.get_executing_context = lambda: types.SimpleNamespace(prompt_id="prompt-ctx", node_id="1",
-                                                                    list_index=None)
+        utils.get_executing_context = lambda: types.SimpleNamespace(
+            prompt_id="prompt-ctx", node_id="1", list_index=None
+        )
 
         execution = types.ModuleType("execution")
         execution.SENSITIVE_EXTRA_DATA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
@@ -111,15 +113,23 @@ class ComfyStandIn:
 
         mm.interrupt_current_processing = interrupt_current_processing
         comfy.model_management = mm
-        return {"folder_paths": folder_paths, "server": server, "comfy_execution": comfy_execution,
-                "comfy_execution.graph_utils": graph_utils, "comfy_execution.utils": utils,
-                "comfy": comfy, "comfy.model_management": mm, "execution": execution}
+        return {
+            "folder_paths": folder_paths,
+            "server": server,
+            "comfy_execution": comfy_execution,
+            "comfy_execution.graph_utils": graph_utils,
+            "comfy_execution.utils": utils,
+            "comfy": comfy,
+            "comfy.model_management": mm,
+            "execution": execution,
+        }
 
     def load_pack(self, name: str = "dataset_gates_pack", root: Path = REPO) -> types.ModuleType:
         """Import the repository root (or `root`, e.g. a symlink to it in a custom_nodes
         folder) the way ComfyUI's load_custom_node does."""
-        spec = importlib.util.spec_from_file_location(name, root / "__init__.py",
-                                                      submodule_search_locations=[str(root)])
+        spec = importlib.util.spec_from_file_location(
+            name, root / "__init__.py", submodule_search_locations=[str(root)]
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)

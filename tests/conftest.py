@@ -1,4 +1,5 @@
 """Fixtures shared by the unit tests (the e2e ones have their own, in tests/e2e/conftest.py)."""
+
 from __future__ import annotations
 
 from pathlib import Path

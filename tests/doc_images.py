@@ -4,6 +4,7 @@ tests/e2e/test_docs_screenshots.py writes them from a real ComfyUI page (headles
 exactly these sizes; tests/test_doc_images.py checks that the committed files are these, that
 the README shows each README picture, and that every example workflow has its thumbnail.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

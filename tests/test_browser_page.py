@@ -5,6 +5,7 @@ The page tests need Debian's /usr/bin/chromium (or $DG_CHROMIUM) and the Python 
 package; without either they skip with the reason, or fail when DATASET_GATES_REQUIRE_BROWSER
 is set (as in CI). The origin tests are plain aiohttp and always run.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +22,15 @@ from gates.browser import make_app, same_origin, serving
 from gates.slots import SlotStore
 
 CHROMIUM = os.environ.get("DG_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 SHOTS = os.environ.get("E2E_SHOTS")  # set to also keep screenshots of the page
 
 
@@ -50,6 +58,7 @@ def in_thread(coro_fn, *args):
             result["value"] = asyncio.run(coro_fn(*args))
         except BaseException as exc:  # re-raised in the caller's thread
             result["error"] = exc
+
     thread = threading.Thread(target=target)
     thread.start()
     thread.join(60)
@@ -119,7 +128,8 @@ def test_lists_every_slot_with_loaded_thumbnails(page) -> None:
         selector = f".dg-card[data-slot-id='{slot_id}'] img.dg-thumb"
         page.wait_for_function(
             "sel => { const i = document.querySelector(sel); return i && i.complete && i.naturalWidth > 0 }",
-            arg=selector)
+            arg=selector,
+        )
     half = page.inner_text(".dg-card[data-slot-id='half']")
     assert "bfloat16" in half and "1×40×30×3" in half
     broken = page.locator(".dg-card[data-slot-id='broken']")
@@ -135,7 +145,8 @@ def test_batch_paging_shows_image_two_of_three(page) -> None:
     assert page.inner_text(".dg-page-label") == "2 / 3"
     page.wait_for_function(
         "() => { const i = document.querySelector('.dg-detail-img'); "
-        "return i && i.complete && i.naturalWidth === 64 && i.src.includes('/bus/image/batch3/1') }")
+        "return i && i.complete && i.naturalWidth === 64 && i.src.includes('/bus/image/batch3/1') }"
+    )
     # The second image is the green one: sample its centre pixel.
     rgb = page.evaluate("""() => {
         const img = document.querySelector('.dg-detail-img');
@@ -157,6 +168,7 @@ def test_delete_asks_and_removes_the_slot_on_disk(page, bus: Path) -> None:
     def answer(dialog) -> None:
         prompts.append(dialog.message)
         dialog.accept()
+
     page.on("dialog", answer)
     page.click(".dg-delete")
     page.wait_for_selector(".dg-card[data-slot-id='half']", state="detached")
@@ -230,12 +242,14 @@ def _request(bus: Path, method: str, path: str, **kwargs) -> tuple[int, dict]:
         async with TestClient(TestServer(make_app(SlotStore(bus)))) as client:
             response = await client.request(method, path, **kwargs)
             return response.status, await response.json()
+
     return in_thread(go)
 
 
 def test_cross_origin_post_is_refused(bus: Path) -> None:
-    status, body = _request(bus, "POST", "/datasete_gate/bus/half/rename",
-                            json={"to": "stolen"}, headers={"Origin": "http://evil.example"})
+    status, body = _request(
+        bus, "POST", "/datasete_gate/bus/half/rename", json={"to": "stolen"}, headers={"Origin": "http://evil.example"}
+    )
     assert status == 403 and "cross-origin" in body["error"]
     assert (bus / "half").is_dir() and not (bus / "stolen").exists()
 
@@ -257,9 +271,11 @@ def test_same_origin_post_is_allowed(bus: Path) -> None:
     async def go() -> int:
         async with TestClient(TestServer(make_app(SlotStore(bus)))) as client:
             origin = f"http://{client.host}:{client.port}"
-            response = await client.post("/datasete_gate/bus/half/rename", json={"to": "renamed"},
-                                          headers={"Origin": origin})
+            response = await client.post(
+                "/datasete_gate/bus/half/rename", json={"to": "renamed"}, headers={"Origin": origin}
+            )
             return response.status
+
     assert in_thread(go) == 200
     assert (bus / "renamed").is_dir()
 
@@ -271,18 +287,21 @@ def test_post_without_origin_and_cross_origin_get_are_allowed(bus: Path) -> None
     assert status == 200 and {s["id"] for s in body["slots"]} == {"batch3", "broken", "plain"}
 
 
-@pytest.mark.parametrize("origin, host, expected", [
-    ("http://127.0.0.1:8189", "127.0.0.1:8189", True),
-    ("http://LOCALHOST:8189", "localhost:8189", True),
-    ("http://localhost", "localhost:80", True),
-    ("https://example.com", "example.com", False),  # scheme default port differs from http's
-    ("https://127.0.0.1:8189", "127.0.0.1:8189", False),  # same host and port, other scheme
-    ("http://127.0.0.1:8190", "127.0.0.1:8189", False),
-    ("http://evil.example", "127.0.0.1:8189", False),
-    ("http://[::1]:8189", "[::1]:8189", True),
-    ("null", "127.0.0.1:8189", False),
-    ("http://127.0.0.1:99999", "127.0.0.1:8189", False),
-])
+@pytest.mark.parametrize(
+    "origin, host, expected",
+    [
+        ("http://127.0.0.1:8189", "127.0.0.1:8189", True),
+        ("http://LOCALHOST:8189", "localhost:8189", True),
+        ("http://localhost", "localhost:80", True),
+        ("https://example.com", "example.com", False),  # scheme default port differs from http's
+        ("https://127.0.0.1:8189", "127.0.0.1:8189", False),  # same host and port, other scheme
+        ("http://127.0.0.1:8190", "127.0.0.1:8189", False),
+        ("http://evil.example", "127.0.0.1:8189", False),
+        ("http://[::1]:8189", "[::1]:8189", True),
+        ("null", "127.0.0.1:8189", False),
+        ("http://127.0.0.1:99999", "127.0.0.1:8189", False),
+    ],
+)
 def test_same_origin_rule(origin: str, host: str, expected: bool) -> None:
     assert same_origin(origin, host) is expected
 
@@ -294,6 +313,7 @@ def test_page_and_static_files_are_served(bus: Path) -> None:
             module = await client.get("/web/browser/slot_browser.js")
             escape = await client.get("/web/../gates/browser.py")
             return await page.text(), module.status, escape.status
+
     html, module_status, escape_status = in_thread(go)
     assert '<base href="/web/browser/">' in html and "mountBrowser" in html
     assert module_status == 200
@@ -302,6 +322,7 @@ def test_page_and_static_files_are_served(bus: Path) -> None:
 
 def test_missing_web_folder_is_a_clear_error(bus: Path, monkeypatch) -> None:
     import gates.browser as browser
+
     monkeypatch.setattr(browser, "PAGE", bus / "nowhere" / "index.html")
     with pytest.raises(FileNotFoundError, match="slot browser page is missing"):
         browser.make_app(SlotStore(bus))
@@ -314,6 +335,7 @@ def test_serve_prints_url_and_bus(bus: Path, capsys) -> None:
     class StopAtOnce:
         async def wait(self) -> None:
             return None
+
     in_thread(browser._run, SlotStore(bus), "127.0.0.1", 0, StopAtOnce())
     out = capsys.readouterr().out
     assert "http://127.0.0.1:" in out and str(bus.resolve()) in out and "Ctrl-C" in out
@@ -322,6 +344,7 @@ def test_serve_prints_url_and_bus(bus: Path, capsys) -> None:
 def test_versions_can_be_viewed_and_pinned(page, bus: Path) -> None:
     """With history kept, the page steps through id, id@-1, ... and pins the slot."""
     from gates.policy import Policy, write_policy
+
     store = SlotStore(bus)
     write_policy(bus, Policy(keep=3))
     for value in (0.2, 0.5, 0.8):  # three versions of one grey slot, darkest oldest
@@ -331,8 +354,11 @@ def test_versions_can_be_viewed_and_pinned(page, bus: Path) -> None:
     assert "3 versions" in page.inner_text(".dg-card[data-slot-id='grey']")
     open_slot(page, "grey")
     page.wait_for_selector(".dg-version[data-ref='grey@-2']")
-    assert page.eval_on_selector_all(".dg-version", "els => els.map(e => e.dataset.ref)") == \
-        ["grey", "grey@-1", "grey@-2"]
+    assert page.eval_on_selector_all(".dg-version", "els => els.map(e => e.dataset.ref)") == [
+        "grey",
+        "grey@-1",
+        "grey@-2",
+    ]
     page.click(".dg-version[data-ref='grey@-2']")
     page.wait_for_function("document.querySelector('.dg-detail-id').textContent === 'grey@-2'")
     page.wait_for_function("document.querySelector('.dg-detail-img').complete")
@@ -354,6 +380,7 @@ def test_versions_can_be_viewed_and_pinned(page, bus: Path) -> None:
 def test_serving_a_taken_port_raises_at_once(bus: Path) -> None:
     import socket
     import time
+
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -367,18 +394,23 @@ def test_serving_a_taken_port_raises_at_once(bus: Path) -> None:
 def test_a_parked_slot_is_marked_and_the_page_says_resume_needs_comfyui(page, bus: Path) -> None:
     """The standalone page shows a parked slot (meta.parked) but offers no Resume: it has no
     ComfyUI to queue the prompt in (its POST /resume answers 501), so it says so instead."""
-    prompt = {"1": {"class_type": "ImageGate", "inputs": {"routes": 2, "get_id": ""}},
-              "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 1], "filename_prefix": "x"}}}
-    SlotStore(bus).publish("parked-0a1b2c3d-1", torch.rand(4, 24, 32, 3),
-                           meta={"parked": True, "prompt": prompt, "node": "1", "prompt_id": "0a1b2c3d-prompt",
-                                 "source": "input"})
+    prompt = {
+        "1": {"class_type": "ImageGate", "inputs": {"routes": 2, "get_id": ""}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 1], "filename_prefix": "x"}},
+    }
+    SlotStore(bus).publish(
+        "parked-0a1b2c3d-1",
+        torch.rand(4, 24, 32, 3),
+        meta={"parked": True, "prompt": prompt, "node": "1", "prompt_id": "0a1b2c3d-prompt", "source": "input"},
+    )
     page.click(".dg-refresh")
     card = ".dg-card[data-slot-id='parked-0a1b2c3d-1']"
     page.wait_for_selector(f"{card}.dg-parked .dg-parked-badge")
     assert page.locator(".dg-card.dg-parked").count() == 1  # only that one
     page.wait_for_function(
         "sel => { const i = document.querySelector(sel + ' img.dg-thumb'); return i && i.complete && i.naturalWidth > 0 }",
-        arg=card)
+        arg=card,
+    )
     shot(page, "parked_card")
     open_slot(page, "parked-0a1b2c3d-1")
     box = page.inner_text(".dg-parked-box")
@@ -394,9 +426,15 @@ def test_a_parked_slot_is_marked_and_the_page_says_resume_needs_comfyui(page, bu
 def test_a_slot_whose_meta_holds_nan_still_lists(page, bus: Path) -> None:
     """Python's json writes a float NaN as a bare NaN, which browsers refuse; a parked slot's
     stored prompt has one (ComfyUI's is_changed). The list, and that slot, still show."""
-    SlotStore(bus).publish("nan_meta", torch.rand(1, 8, 8, 3),
-                           meta={"parked": True, "node": "1", "prompt": {"1": {"class_type": "ImageGate",
-                                                                            "inputs": {}, "is_changed": [float("nan")]}}})
+    SlotStore(bus).publish(
+        "nan_meta",
+        torch.rand(1, 8, 8, 3),
+        meta={
+            "parked": True,
+            "node": "1",
+            "prompt": {"1": {"class_type": "ImageGate", "inputs": {}, "is_changed": [float("nan")]}},
+        },
+    )
     page.click(".dg-refresh")
     page.wait_for_selector(".dg-card[data-slot-id='nan_meta'] .dg-parked-badge")
     assert page.locator(".dg-card").count() == 4

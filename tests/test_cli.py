@@ -1,4 +1,5 @@
 """The `gates` command line: every command in-process, plus the real `python -m gates` entry."""
+
 from __future__ import annotations
 
 import json
@@ -126,8 +127,7 @@ def test_export_png_matches_quantized_tensor(capsys, bus, store, tmp_path, bits)
     mask = torch.rand(2, 6, 5)
     store.publish("alpha", image, mask)
     out_dir = tmp_path / "out" / "nested"
-    rc, out, _ = run(capsys, "--bus", bus, "export", "alpha", out_dir, "--bits", str(bits),
-                     "--tensors", "none")
+    rc, out, _ = run(capsys, "--bus", bus, "export", "alpha", out_dir, "--bits", str(bits), "--tensors", "none")
     assert rc == 0
     names = sorted(p.name for p in out_dir.iterdir())
     assert names == ["alpha_0000.png", "alpha_0001.png", "alpha_mask_0000.png", "alpha_mask_0001.png"]
@@ -238,8 +238,10 @@ def test_export_a_batch_to_a_png_name_is_a_clear_error_that_writes_nothing(capsy
     store.publish("alpha", torch.rand(3, 4, 3, 3))
     rc, out, err = run(capsys, "--bus", bus, "export", "alpha", tmp_path / "sub" / "out.png")
     assert rc == 1 and out == ""
-    assert err == ("gates: error: slot 'alpha' holds 3 images; a .png name takes a one-image slot: "
-                   "give a folder to export a batch\n")
+    assert err == (
+        "gates: error: slot 'alpha' holds 3 images; a .png name takes a one-image slot: "
+        "give a folder to export a batch\n"
+    )
     assert not (tmp_path / "sub").exists()
 
 
@@ -254,6 +256,7 @@ def test_export_help_says_a_png_name_or_a_folder(capsys):
 
 def test_version_prints_the_package_version(capsys):
     import re
+
     version = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M).group(1)
     assert gates.__version__ == version
     with pytest.raises(SystemExit) as exc:
@@ -348,10 +351,17 @@ def test_mv(capsys, bus, store):
 
 
 # -- errors ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("argv", [
-    ["info", "../x"], ["rm", "../x", "-y"], ["export", "../x", "OUT"],
-    ["import", "../x", "IMG"], ["mv", "ok", "../x"], ["mv", "../x", "ok"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["info", "../x"],
+        ["rm", "../x", "-y"],
+        ["export", "../x", "OUT"],
+        ["import", "../x", "IMG"],
+        ["mv", "ok", "../x"],
+        ["mv", "../x", "ok"],
+    ],
+)
 def test_invalid_id_is_a_clean_error(capsys, bus, store, tmp_path, argv):
     store.publish("ok", torch.zeros(1, 2, 2, 3))
     img = save_rgb(tmp_path / "img.png", np.zeros((2, 2, 3)))
@@ -396,6 +406,7 @@ def test_usage_errors_keep_argparse_status_2(capsys, argv):
 # -- serve -------------------------------------------------------------------------------------
 def test_serve_on_a_busy_port_is_a_clean_error(capsys, bus):
     import socket
+
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -417,14 +428,18 @@ def test_serve_calls_browser(capsys, bus, monkeypatch):
     assert [call[1:] for call in calls] == [
         ("127.0.0.1", 9000, {"token": None, "no_auth": False}),
         ("0.0.0.0", 8189, {"token": None, "no_auth": True}),
-        ("::", 8189, {"token": "t" * 16, "no_auth": False})]
+        ("::", 8189, {"token": "t" * 16, "no_auth": False}),
+    ]
 
 
-@pytest.mark.parametrize("options, message", [
-    (["--token", "short"], "16 or more"),
-    (["--token", "x" * 15 + "!"], "16 or more"),
-    (["--token", "x" * 16, "--no-auth"], "contradict"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--token", "short"], "16 or more"),
+        (["--token", "x" * 15 + "!"], "16 or more"),
+        (["--token", "x" * 16, "--no-auth"], "contradict"),
+    ],
+)
 def test_serve_bad_token_options_are_clean_errors(capsys, bus, options, message):
     rc, _, err = run(capsys, "--bus", bus, "serve", "--port", "0", *options)
     assert rc == 1 and err.startswith("gates: error:") and message in err
@@ -472,8 +487,14 @@ def test_main_uses_default_bus(capsys, monkeypatch, tmp_path, bus, store):
 # -- the real entry point ----------------------------------------------------------------------
 def _python_m_gates(*argv: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "gates", *map(str, argv)], cwd=REPO,
-                          env=full_env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "gates", *map(str, argv)],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_python_m_gates_ls(bus, store):
@@ -540,8 +561,12 @@ def test_import_refuses_a_decompression_bomb_before_decoding(capsys, bus, tmp_pa
     w = h = 13000
     raw = _zlib.compress(b"\0" * (1 + 3 * w) * 64, 9)  # a few rows: the header is what counts
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+    bomb.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", raw)
+        + chunk(b"IEND", b"")
+    )
     rc, out, err = run(capsys, "--bus", bus, "import", "x", bomb)
     assert rc == 1 and "exceeds the limit" in err and err.count("\n") == 1
     assert not (bus / "x").exists()
@@ -549,6 +574,7 @@ def test_import_refuses_a_decompression_bomb_before_decoding(capsys, bus, tmp_pa
 
 def test_migrate_dry_run_lists_then_migrate_converts(capsys, bus, store):
     from PIL import Image
+
     (bus / "old").mkdir(parents=True)
     Image.new("RGB", (8, 6), (255, 0, 51)).save(bus / "old" / "image.png")
     rc, out, _ = run(capsys, "--bus", bus, "migrate", "--dry-run")

@@ -1,13 +1,23 @@
 """The pictures the docs show are the ones tests/e2e/test_docs_screenshots.py makes: every one
 the README shows exists, is a PNG under the size cap, and has the size recorded in
 tests/doc_images.py; every example workflow has its JPG thumbnail beside it."""
+
 from __future__ import annotations
 
 import re
 import struct
 
-from doc_images import (EXAMPLES, EXAMPLES_DIR, HAND_MADE, IMAGES_DIR, MAX_BYTES, MAX_THUMB_BYTES,
-                        README_IMAGES, REPO, THUMB_SIZE)
+from doc_images import (
+    EXAMPLES,
+    EXAMPLES_DIR,
+    HAND_MADE,
+    IMAGES_DIR,
+    MAX_BYTES,
+    MAX_THUMB_BYTES,
+    README_IMAGES,
+    REPO,
+    THUMB_SIZE,
+)
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -28,9 +38,9 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
     assert data[:3] == b"\xff\xd8\xff", "not a JPEG"
     i = 2
     while i < len(data):
-        marker, length = data[i + 1], struct.unpack(">H", data[i + 2:i + 4])[0]
+        marker, length = data[i + 1], struct.unpack(">H", data[i + 2 : i + 4])[0]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[i + 5:i + 9])
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
             return width, height
         i += 2 + length
     raise AssertionError("no frame header")
@@ -61,8 +71,7 @@ def test_pictures_no_script_makes_are_pngs_other_docs_show() -> None:
 
 
 def test_every_example_workflow_has_its_thumbnail_and_nothing_else_is_there() -> None:
-    assert {p.name for p in EXAMPLES_DIR.iterdir()} == \
-        {f"{name}.{ext}" for name in EXAMPLES for ext in ("json", "jpg")}
+    assert {p.name for p in EXAMPLES_DIR.iterdir()} == {f"{name}.{ext}" for name in EXAMPLES for ext in ("json", "jpg")}
     for name in EXAMPLES:
         data = (EXAMPLES_DIR / f"{name}.jpg").read_bytes()
         assert len(data) < MAX_THUMB_BYTES, f"{name}.jpg: {len(data)} bytes"

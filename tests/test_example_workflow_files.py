@@ -1,5 +1,6 @@
 """The example workflows say what the README's table says they do (the e2e tests load and run
 them in a real ComfyUI; these read the committed JSON)."""
+
 from __future__ import annotations
 
 import json
@@ -7,12 +8,23 @@ import re
 from typing import Any
 
 from doc_images import EXAMPLES, EXAMPLES_DIR, REPO
+
 from gates.nodes import NODE_CLASS_MAPPINGS
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 SD15 = "v1-5-pruned-emaonly-fp16.safetensors"
-CORE = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode",
-        "SaveImage", "LoadImage", "RepeatImageBatch", "ImageInvert", "MarkdownNote"}
+CORE = {
+    "CheckpointLoaderSimple",
+    "CLIPTextEncode",
+    "EmptyLatentImage",
+    "KSampler",
+    "VAEDecode",
+    "SaveImage",
+    "LoadImage",
+    "RepeatImageBatch",
+    "ImageInvert",
+    "MarkdownNote",
+}
 
 
 def workflow(name: str) -> dict[str, Any]:
@@ -31,13 +43,16 @@ def widgets(name: str, kind: str) -> list[Any]:
 def gate(name: str) -> dict[str, Any]:
     """The gate's widgets by name (the order ComfyUI gives them: its INPUT_TYPES order)."""
     types = NODE_CLASS_MAPPINGS["ImageGate"].INPUT_TYPES()
-    names = [k for k, v in {**types["required"], **types["optional"]}.items()
-             if v[0] in ("INT", "STRING") or isinstance(v[0], list)]
+    names = [
+        k
+        for k, v in {**types["required"], **types["optional"]}.items()
+        if v[0] in ("INT", "STRING") or isinstance(v[0], list)
+    ]
     return dict(zip(names, widgets(name, "ImageGate")))
 
 
 def test_the_readme_table_names_every_example() -> None:
-    table = README[README.index("## Example workflows"):README.index("## Nodes")]
+    table = README[README.index("## Example workflows") : README.index("## Nodes")]
     assert re.findall(r"^\| `([a-z_]+)` \|", table, re.M) == list(EXAMPLES)
 
 

@@ -1,4 +1,5 @@
 """The pack works from a folder of any name, as the README's git clone promises."""
+
 from __future__ import annotations
 
 import shutil
@@ -7,14 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from comfy_standin import REPO, ComfyStandIn
 
 
 def _copy_named(tmp_path: Path, name: str) -> Path:
     """The tracked files of this checkout in a folder called `name`, as a clone would be."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
-                           check=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
+    )
     dest = tmp_path / name
     for rel in filter(None, files):
         if (REPO / rel).is_file():
@@ -44,8 +45,12 @@ def test_comfyui_loads_the_pack_from_a_folder_of_any_name(tmp_path, monkeypatch,
 def test_the_test_command_passes_in_a_clone_named_dataset_gates(tmp_path):
     """pytest imports the root __init__.py on its own there; it must not fail every test."""
     clone = _copy_named(tmp_path, "dataset-gates")
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "tests/test_gate.py"], cwd=clone, capture_output=True, text=True,
-                         timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gate.py"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and "error" not in run.stdout.lower()

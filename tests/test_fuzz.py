@@ -8,6 +8,7 @@ gets a 500; nothing outside the bus folder is read, served, changed, renamed or 
 The HTTP tests talk to a real server on loopback with http.client, which sends the request line
 exactly as given (`..`, `%2F`, odd bytes), where aiohttp's client would normalize it first.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -41,8 +42,10 @@ from gates.slots import SlotStore, parse_ref, validate_id
 from gates.waiter import Waiter
 
 # Pillow warns about the junk and the bombs it is fed here; that is the point, not news.
-pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning:PIL"),
-              pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning:PIL"),
+    pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning"),
+]
 
 SECRET = "OUTSIDE-THE-BUS-7f3a"  # planted outside the bus; must never come back in a response
 _BASE = settings(database=None, deadline=None, suppress_health_check=list(HealthCheck))
@@ -68,8 +71,9 @@ class Reply:
     body: bytes
 
 
-def send(address: tuple[str, int], method: str, path: str, body: bytes | None = None,
-         headers: dict[str, str] | None = None) -> Reply:
+def send(
+    address: tuple[str, int], method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> Reply:
     """One request on a fresh connection, the path sent byte for byte."""
     conn = http.client.HTTPConnection(*address, timeout=30)
     try:
@@ -82,10 +86,8 @@ def send(address: tuple[str, int], method: str, path: str, body: bytes | None = 
 
 def multipart(parts: list[tuple[bytes, bytes]], boundary: str = "fuzzboundary") -> tuple[bytes, dict]:
     """A multipart body from (raw part headers, content) pairs, and its Content-Type header."""
-    out = b"".join(b"--" + boundary.encode() + b"\r\n" + head + b"\r\n\r\n" + data + b"\r\n"
-                   for head, data in parts)
-    return out + b"--" + boundary.encode() + b"--\r\n", {
-        "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    out = b"".join(b"--" + boundary.encode() + b"\r\n" + head + b"\r\n\r\n" + data + b"\r\n" for head, data in parts)
+    return out + b"--" + boundary.encode() + b"--\r\n", {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
 def field(name: str, data: bytes, filename: str | None = None) -> tuple[bytes, bytes]:
@@ -96,6 +98,7 @@ def field(name: str, data: bytes, filename: str | None = None) -> tuple[bytes, b
 
 
 # -- the bus, and what lies beside it ----------------------------------------------------------
+
 
 def tree(folder: Path) -> dict[str, tuple[int, int, str]]:
     """Every entry under `folder` (not following links): size, mtime and a content hash."""
@@ -113,6 +116,7 @@ def tree(folder: Path) -> dict[str, tuple[int, int, str]]:
 class Site:
     """A bus next to planted files: `outside` holds a real slot and a secret, the bus holds a
     symlink to that slot; nothing under `outside` may ever change or be served."""
+
     base: Path
     store: SlotStore
     outside: Path
@@ -208,6 +212,7 @@ def _accepts(fn: Any, value: str) -> Any:
 
 # -- every route, arbitrary paths, queries and bodies --------------------------------------------
 
+
 def route_table() -> list[tuple[str, str]]:
     """(method, path template) of every route GateRoutes registers."""
     table = web.RouteTableDef()
@@ -216,27 +221,61 @@ def route_table() -> list[tuple[str, str]]:
 
 
 ROUTES = route_table()
-HOSTILE_IDS = ["a", "b", "a@-1", "link", "victim", "../outside/victim", "..", ".", "",
-               "..%2Foutside%2Fvictim", "%2e%2e", "a/../../outside/victim", "filelink.png",
-               "../outside/secret.txt", "..\\outside\\victim", "a%00", "con", "b@-999", "a@-0"]
-SEGMENT = st.one_of(st.sampled_from(HOSTILE_IDS), st.text(max_size=30),
-                    st.integers(-3, 10 ** 30).map(str))
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=12)
-KEYS = ["to", "overwrite", "pinned", "keep", "quota_bytes", "node", "token", "route", "routes",
-        "client_id"]
-VALUE = st.one_of(JSON, st.sampled_from(["TOKEN", "NODE", "a", "b", "link", "../outside/victim"]),
-                  st.integers(-2, 5), st.integers(), st.booleans())
+HOSTILE_IDS = [
+    "a",
+    "b",
+    "a@-1",
+    "link",
+    "victim",
+    "../outside/victim",
+    "..",
+    ".",
+    "",
+    "..%2Foutside%2Fvictim",
+    "%2e%2e",
+    "a/../../outside/victim",
+    "filelink.png",
+    "../outside/secret.txt",
+    "..\\outside\\victim",
+    "a%00",
+    "con",
+    "b@-999",
+    "a@-0",
+]
+SEGMENT = st.one_of(st.sampled_from(HOSTILE_IDS), st.text(max_size=30), st.integers(-3, 10**30).map(str))
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+KEYS = ["to", "overwrite", "pinned", "keep", "quota_bytes", "node", "token", "route", "routes", "client_id"]
+VALUE = st.one_of(
+    JSON,
+    st.sampled_from(["TOKEN", "NODE", "a", "b", "link", "../outside/victim"]),
+    st.integers(-2, 5),
+    st.integers(),
+    st.booleans(),
+)
 PART_HEADER = st.one_of(
-    st.sampled_from([b'Content-Disposition: form-data; name="mask"; filename="m.png"',
-                     b'Content-Disposition: form-data; name="node"', b'Content-Disposition: form-data',
-                     b'Content-Disposition: form-data; name="clear"', b"Content-Type: multipart/mixed; boundary=C",
-                     b"Content-Type: image/png", b"Content-Transfer-Encoding: base64",
-                     b"Content-Encoding: gzip", b"no colon here", b"X: " + b"x" * 9000]),
-    st.binary(max_size=40).filter(lambda b: b"\r" not in b and b"\n" not in b))
-MULTIPART = st.lists(st.tuples(st.lists(PART_HEADER, max_size=3).map(b"\r\n".join), st.binary(max_size=60)),
-                     max_size=4).map(lambda parts: ("multipart", multipart(parts, "B")))
+    st.sampled_from(
+        [
+            b'Content-Disposition: form-data; name="mask"; filename="m.png"',
+            b'Content-Disposition: form-data; name="node"',
+            b"Content-Disposition: form-data",
+            b'Content-Disposition: form-data; name="clear"',
+            b"Content-Type: multipart/mixed; boundary=C",
+            b"Content-Type: image/png",
+            b"Content-Transfer-Encoding: base64",
+            b"Content-Encoding: gzip",
+            b"no colon here",
+            b"X: " + b"x" * 9000,
+        ]
+    ),
+    st.binary(max_size=40).filter(lambda b: b"\r" not in b and b"\n" not in b),
+)
+MULTIPART = st.lists(
+    st.tuples(st.lists(PART_HEADER, max_size=3).map(b"\r\n".join), st.binary(max_size=60)), max_size=4
+).map(lambda parts: ("multipart", multipart(parts, "B")))
 BODY = st.one_of(
     st.none(),
     st.binary(max_size=200),
@@ -244,8 +283,14 @@ BODY = st.one_of(
     st.dictionaries(st.sampled_from(KEYS), VALUE, max_size=5),
     MULTIPART,
 )
-CONTENT_TYPES = ["application/json", "text/plain", "multipart/form-data", "multipart/form-data; boundary=x",
-                 "application/x-www-form-urlencoded", ""]
+CONTENT_TYPES = [
+    "application/json",
+    "text/plain",
+    "multipart/form-data",
+    "multipart/form-data; boundary=x",
+    "application/x-www-form-urlencoded",
+    "",
+]
 
 
 def fill(s: Site, value: Any) -> Any:
@@ -277,13 +322,26 @@ def test_every_route_survives_arbitrary_requests(site: tuple[Site, tuple[str, in
     statuses: dict[int, int] = {}
 
     @fuzz(4000)
-    @given(route=st.sampled_from(ROUTES), segments=st.lists(SEGMENT, min_size=2, max_size=2),
-           raw=st.lists(st.booleans(), min_size=2, max_size=2), body=BODY,
-           content_type=st.sampled_from(CONTENT_TYPES),
-           query=st.dictionaries(st.sampled_from(["node", "token", "index", "client_id", "v"]),
-                                 VALUE.map(lambda v: v if isinstance(v, str) else json.dumps(v)), max_size=3))
-    def check(route: tuple[str, str], segments: list[str], raw: list[bool], body: Any,
-              content_type: str, query: dict[str, str]) -> None:
+    @given(
+        route=st.sampled_from(ROUTES),
+        segments=st.lists(SEGMENT, min_size=2, max_size=2),
+        raw=st.lists(st.booleans(), min_size=2, max_size=2),
+        body=BODY,
+        content_type=st.sampled_from(CONTENT_TYPES),
+        query=st.dictionaries(
+            st.sampled_from(["node", "token", "index", "client_id", "v"]),
+            VALUE.map(lambda v: v if isinstance(v, str) else json.dumps(v)),
+            max_size=3,
+        ),
+    )
+    def check(
+        route: tuple[str, str],
+        segments: list[str],
+        raw: list[bool],
+        body: Any,
+        content_type: str,
+        query: dict[str, str],
+    ) -> None:
         nonlocal cases
         cases += 1
         s.restock()
@@ -307,26 +365,40 @@ def test_every_route_survives_arbitrary_requests(site: tuple[Site, tuple[str, in
 
 # -- mask uploads ----------------------------------------------------------------------------
 
+
 def png_header(width: int, height: int, color_type: int = 0, idat: bytes | None = None) -> bytes:
     """A PNG that claims `width` x `height` but carries (almost) no pixel data."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\0" * 64) if idat is None else idat) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64) if idat is None else idat)
+        + chunk(b"IEND", b"")
+    )
 
 
 def bomb_headers() -> dict[str, bytes]:
     """Headers of several formats claiming far more pixels than MAX_UPLOAD_PIXELS."""
-    bmp = (b"BM" + struct.pack("<IHHI", 0, 0, 0, 54) +
-           struct.pack("<IiiHHIIiiII", 40, 100000, 100000, 1, 8, 0, 0, 0, 0, 0, 0) + b"\0" * 64)
+    bmp = (
+        b"BM"
+        + struct.pack("<IHHI", 0, 0, 0, 54)
+        + struct.pack("<IiiHHIIiiII", 40, 100000, 100000, 1, 8, 0, 0, 0, 0, 0, 0)
+        + b"\0" * 64
+    )
     gif = b"GIF89a" + struct.pack("<HHBBB", 65535, 65535, 0, 0, 0) + b",\0\0\0\0\xff\xff\xff\xff\0\x02\x02D\x01\0;"
-    return {"png 100000x100000": png_header(100000, 100000),
-            "png 100000x100000 rgba": png_header(100000, 100000, color_type=6),
-            "png 9000x9000": png_header(9000, 9000),
-            "png one row too many": png_header(8192, 8193),
-            "png 2^31-1 x 1": png_header(2 ** 31 - 1, 1),
-            "bmp 100000x100000": bmp, "gif 65535x65535": gif}
+    return {
+        "png 100000x100000": png_header(100000, 100000),
+        "png 100000x100000 rgba": png_header(100000, 100000, color_type=6),
+        "png 9000x9000": png_header(9000, 9000),
+        "png one row too many": png_header(8192, 8193),
+        "png 2^31-1 x 1": png_header(2**31 - 1, 1),
+        "bmp 100000x100000": bmp,
+        "gif 65535x65535": gif,
+    }
 
 
 @contextmanager
@@ -341,7 +413,7 @@ def bounded_memory(limit_mb: float) -> Iterator[None]:
     finally:
         tracemalloc.stop()
     rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before
-    assert peak / 2 ** 20 < limit_mb, f"traced peak {peak / 2 ** 20:.1f} MiB"
+    assert peak / 2**20 < limit_mb, f"traced peak {peak / 2**20:.1f} MiB"
     assert rss_growth < limit_mb, f"RSS high-water mark grew {rss_growth:.1f} MiB"
 
 
@@ -360,8 +432,9 @@ def test_bomb_uploads_over_http_are_400_with_bounded_memory(site: tuple[Site, tu
     s, address = site
     s.restock()
     for name, data in bomb_headers().items():
-        body, headers = multipart([field("node", s.node.encode()), field("token", s.token.encode()),
-                                   field("mask", data, filename="bomb.png")])
+        body, headers = multipart(
+            [field("node", s.node.encode()), field("token", s.token.encode()), field("mask", data, filename="bomb.png")]
+        )
         with bounded_memory(16):
             reply = send(address, "POST", f"{PREFIX}/mask", body, headers)
         check_reply(s, reply)
@@ -376,8 +449,14 @@ def encoded(arr: np.ndarray, mode: str, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-FORMATS = {"PNG": ["L", "LA", "RGB", "RGBA", "I;16", "1", "P"], "JPEG": ["L", "RGB"], "GIF": ["L", "P"],
-           "BMP": ["L", "RGB"], "TIFF": ["L", "RGB", "RGBA", "F"], "WEBP": ["RGB", "RGBA"]}
+FORMATS = {
+    "PNG": ["L", "LA", "RGB", "RGBA", "I;16", "1", "P"],
+    "JPEG": ["L", "RGB"],
+    "GIF": ["L", "P"],
+    "BMP": ["L", "RGB"],
+    "TIFF": ["L", "RGB", "RGBA", "F"],
+    "WEBP": ["RGB", "RGBA"],
+}
 
 
 @st.composite
@@ -389,21 +468,21 @@ def mask_file(draw: Any) -> tuple[str, bytes]:
         return kind, draw(st.binary(max_size=300))
     if kind == "header":
         big = draw(st.booleans())
-        w = draw(st.integers(8193, 2 ** 31 - 1) if big else st.integers(0, 600))
-        h = draw(st.integers(8193, 2 ** 31 - 1) if big else st.integers(0, 600))
+        w = draw(st.integers(8193, 2**31 - 1) if big else st.integers(0, 600))
+        h = draw(st.integers(8193, 2**31 - 1) if big else st.integers(0, 600))
         return f"header {w}x{h}", png_header(w, h, draw(st.sampled_from([0, 2, 4, 6])))
     fmt = draw(st.sampled_from(sorted(FORMATS)))
     mode = draw(st.sampled_from(FORMATS[fmt]))
     h, w = draw(st.integers(1, 40)), draw(st.integers(1, 40))
     dtype = {"I;16": np.uint16, "F": np.float32, "1": bool}.get(mode, np.uint8)
     shape = (h, w, len(mode)) if mode in ("LA", "RGB", "RGBA") else (h, w)
-    arr = np.random.default_rng(draw(st.integers(0, 2 ** 16))).integers(0, 255, shape).astype(dtype)
+    arr = np.random.default_rng(draw(st.integers(0, 2**16))).integers(0, 255, shape).astype(dtype)
     data = encoded(arr, mode, fmt)
     if kind == "truncated":
-        data = data[:draw(st.integers(0, max(0, len(data) - 1)))]
+        data = data[: draw(st.integers(0, max(0, len(data) - 1)))]
     elif kind == "flipped":
         i = draw(st.integers(0, len(data) - 1))
-        data = data[:i] + bytes([data[i] ^ draw(st.integers(1, 255))]) + data[i + 1:]
+        data = data[:i] + bytes([data[i] ^ draw(st.integers(1, 255))]) + data[i + 1 :]
     return f"{kind} {fmt} {mode} {w}x{h}", data
 
 
@@ -421,8 +500,11 @@ def test_mask_uploads_are_decoded_or_refused(site: tuple[Site, tuple[str, int]])
         cases += 1
         s.restock()
         label, data = upload
-        parts = [field("node", s.node.encode()), field("token", s.token.encode()),
-                 field("mask", data, filename="mask.png")]
+        parts = [
+            field("node", s.node.encode()),
+            field("token", s.token.encode()),
+            field("mask", data, filename="mask.png"),
+        ]
         if index is not None:
             parts.append(field("index", index.encode()))
         body, headers = multipart(parts)
@@ -441,18 +523,24 @@ def test_mask_uploads_are_decoded_or_refused(site: tuple[Site, tuple[str, int]])
 
 MALFORMED_MULTIPART = {
     "nested multipart part": (
-        b"--B\r\nContent-Disposition: form-data; name=\"mask\"\r\n"
+        b'--B\r\nContent-Disposition: form-data; name="mask"\r\n'
         b"Content-Type: multipart/mixed; boundary=C\r\n\r\n--C\r\n\r\nx\r\n--C--\r\n--B--\r\n",
-        "multipart/form-data; boundary=B"),
+        "multipart/form-data; boundary=B",
+    ),
     "no boundary": (b"--B\r\n\r\nx\r\n--B--\r\n", "multipart/form-data"),
     "wrong boundary": (b"--X\r\n\r\nx\r\n--X--\r\n", "multipart/form-data; boundary=B"),
-    "unterminated": (b"--B\r\nContent-Disposition: form-data; name=\"node\"\r\n\r\nabc", "multipart/form-data; boundary=B"),
+    "unterminated": (
+        b'--B\r\nContent-Disposition: form-data; name="node"\r\n\r\nabc',
+        "multipart/form-data; boundary=B",
+    ),
     "header without colon": (b"--B\r\nnot a header\r\n\r\nx\r\n--B--\r\n", "multipart/form-data; boundary=B"),
     "huge header line": (b"--B\r\nX-A: " + b"a" * 70000 + b"\r\n\r\nx\r\n--B--\r\n", "multipart/form-data; boundary=B"),
     "no name": (b"--B\r\nContent-Disposition: form-data\r\n\r\nx\r\n--B--\r\n", "multipart/form-data; boundary=B"),
-    "base64 transfer encoding": (b"--B\r\nContent-Disposition: form-data; name=\"mask\"\r\n"
-                                 b"Content-Transfer-Encoding: base64\r\n\r\n!!!!\r\n--B--\r\n",
-                                 "multipart/form-data; boundary=B"),
+    "base64 transfer encoding": (
+        b'--B\r\nContent-Disposition: form-data; name="mask"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n!!!!\r\n--B--\r\n",
+        "multipart/form-data; boundary=B",
+    ),
 }
 
 
@@ -468,6 +556,7 @@ def test_malformed_multipart_is_a_4xx(site: tuple[Site, tuple[str, int]], name: 
 
 # -- the slot browser app: cross-origin writes and what GET may reach ---------------------------
 
+
 def browser_app(store: SlotStore) -> web.Application:
     browser = pytest.importorskip("gates.browser", reason="gates/browser.py is not there yet")
     return browser.make_app(store)
@@ -481,17 +570,29 @@ def browser_site(tmp_path: Path) -> Iterator[tuple[Site, tuple[str, int]]]:
 
 
 WRITES = [(m, t) for m, t in ROUTES if m not in ("GET", "HEAD")]
-WRITE_BODIES = {"/bus/{id}/rename": {"to": "moved", "overwrite": True}, "/bus/{id}/pin": {"pinned": True},
-                "/bus/policy": {"keep": 5, "quota_bytes": 1}}
+WRITE_BODIES = {
+    "/bus/{id}/rename": {"to": "moved", "overwrite": True},
+    "/bus/{id}/pin": {"pinned": True},
+    "/bus/policy": {"keep": 5, "quota_bytes": 1},
+}
 
 
 def test_cross_origin_writes_are_403_and_change_nothing(browser_site: tuple[Site, tuple[str, int]]) -> None:
     s, address = browser_site
     host = f"{address[0]}:{address[1]}"
     # The check compares scheme, host and port: https on our own port is foreign too.
-    foreign = ["http://evil.example", "null", f"http://127.0.0.1:{address[1] + 1}",
-               "https://127.0.0.1", f"https://{host}", f"http://localhost:{address[1]}", f"http://127.0.0.1.evil.example:{address[1]}",
-               "file://", f"http://{host}.evil.example", "javascript:x"]
+    foreign = [
+        "http://evil.example",
+        "null",
+        f"http://127.0.0.1:{address[1] + 1}",
+        "https://127.0.0.1",
+        f"https://{host}",
+        f"http://localhost:{address[1]}",
+        f"http://127.0.0.1.evil.example:{address[1]}",
+        "file://",
+        f"http://{host}.evil.example",
+        "javascript:x",
+    ]
     before = tree(s.store.root)
     cases = 0
     for method, template in WRITES:
@@ -521,22 +622,43 @@ def test_same_origin_writes_work(browser_site: tuple[Site, tuple[str, int]]) -> 
 # a planted symlink where a slot folder belongs is a damaged slot, 422, never followed; every
 # other path that is not an API route or a file under web/ is a 404, and a folder under web/
 # a 403 (no listings).
-API_PROBES = [f"{PREFIX}/bus/{view}/{ref}" for view in ("thumb", "tensors", "info")
-              for ref in ("..%2F..%2Fetc%2Fpasswd", "..%2Foutside%2Fvictim")]
-PLANTED_PROBES = [f"{PREFIX}/bus/{view}/{ref}" for view in ("thumb", "tensors", "info")
-                  for ref in ("link", "filelink.png")]
-OTHER_PROBES = [
-    f"{PREFIX}/bus/thumb/../../outside/secret.txt", f"{PREFIX}/bus/../../outside/secret.txt",
-    f"{PREFIX}/../outside/secret.txt", "/static/../gates/slots.py", "/static/slots.py",
-    "/web/../gates/slots.py", "/web/%2e%2e/gates/slots.py", "/web/..%2Fgates%2Fslots.py",
-    "/web/browser/../../gates/slots.py", "/web/%2e%2e%2f%2e%2e%2foutside/secret.txt", "/gates/slots.py",
-    "/.git/config", "/web/../../outside/secret.txt", "/web/..\\..\\outside\\secret.txt",
-    "/bus/slot.safetensors", "/a/slot.safetensors", "/outside/secret.txt", "//etc/passwd",
-    "/%2e%2e/%2e%2e/etc/passwd", "/web//etc/passwd",
+API_PROBES = [
+    f"{PREFIX}/bus/{view}/{ref}"
+    for view in ("thumb", "tensors", "info")
+    for ref in ("..%2F..%2Fetc%2Fpasswd", "..%2Foutside%2Fvictim")
 ]
-GET_PROBES = {**{p: 400 for p in API_PROBES}, **{p: 422 for p in PLANTED_PROBES},
-              **{p: 404 for p in OTHER_PROBES},
-              "/web/browser/index.html/..": 403, "/web/browser/": 403}
+PLANTED_PROBES = [
+    f"{PREFIX}/bus/{view}/{ref}" for view in ("thumb", "tensors", "info") for ref in ("link", "filelink.png")
+]
+OTHER_PROBES = [
+    f"{PREFIX}/bus/thumb/../../outside/secret.txt",
+    f"{PREFIX}/bus/../../outside/secret.txt",
+    f"{PREFIX}/../outside/secret.txt",
+    "/static/../gates/slots.py",
+    "/static/slots.py",
+    "/web/../gates/slots.py",
+    "/web/%2e%2e/gates/slots.py",
+    "/web/..%2Fgates%2Fslots.py",
+    "/web/browser/../../gates/slots.py",
+    "/web/%2e%2e%2f%2e%2e%2foutside/secret.txt",
+    "/gates/slots.py",
+    "/.git/config",
+    "/web/../../outside/secret.txt",
+    "/web/..\\..\\outside\\secret.txt",
+    "/bus/slot.safetensors",
+    "/a/slot.safetensors",
+    "/outside/secret.txt",
+    "//etc/passwd",
+    "/%2e%2e/%2e%2e/etc/passwd",
+    "/web//etc/passwd",
+]
+GET_PROBES = {
+    **{p: 400 for p in API_PROBES},
+    **{p: 422 for p in PLANTED_PROBES},
+    **{p: 404 for p in OTHER_PROBES},
+    "/web/browser/index.html/..": 403,
+    "/web/browser/": 403,
+}
 
 
 def test_gets_reach_only_slot_files_and_the_page(browser_site: tuple[Site, tuple[str, int]]) -> None:
@@ -567,18 +689,26 @@ def crafted_slot(draw: Any) -> bytes:
     the file length all drawn, so every check of the header against the file gets exercised."""
     tensors: dict[str, Any] = {}
     offset = 0
-    for name in draw(st.lists(st.sampled_from(["image", "mask", "latent.samples", "latent.noise_mask",
-                                                "other"]), max_size=4, unique=True)):
+    for name in draw(
+        st.lists(
+            st.sampled_from(["image", "mask", "latent.samples", "latent.noise_mask", "other"]), max_size=4, unique=True
+        )
+    ):
         shape = draw(DIMS)
         claimed = draw(st.one_of(st.integers(0, 4096), st.integers(1 << 30, 1 << 41)))
         start = draw(st.sampled_from([offset, 0, offset + 1]))
-        tensors[name] = {"dtype": draw(DTYPE_CODES), "shape": shape,
-                         "data_offsets": draw(st.sampled_from([[start, start + claimed], [start], "x",
-                                                               [start + claimed, start]]))}
+        tensors[name] = {
+            "dtype": draw(DTYPE_CODES),
+            "shape": shape,
+            "data_offsets": draw(st.sampled_from([[start, start + claimed], [start], "x", [start + claimed, start]])),
+        }
         offset = start + claimed
-    meta = {"format": draw(st.sampled_from(["dataset-gates.slot", "other"])),
-            "created": draw(CREATED), "checksum": draw(st.sampled_from(["xxh3:0", "crc32x2m:0", "", "md5:1"])),
-            "meta": draw(st.sampled_from(["{}", "[]", "{", '{"parked": true}']))}
+    meta = {
+        "format": draw(st.sampled_from(["dataset-gates.slot", "other"])),
+        "created": draw(CREATED),
+        "checksum": draw(st.sampled_from(["xxh3:0", "crc32x2m:0", "", "md5:1"])),
+        "meta": draw(st.sampled_from(["{}", "[]", "{", '{"parked": true}'])),
+    }
     header = json.dumps({"__metadata__": meta, **tensors}).encode()
     length = draw(st.sampled_from([len(header), len(header) + 3, 1 << 40, 0]))
     body = draw(st.binary(max_size=2048))
@@ -604,8 +734,16 @@ def test_crafted_slot_files_never_get_a_500_or_a_big_allocation(site: tuple[Site
                 f.truncate(1 << 30)
         with bounded_memory(200):
             for view in SLOT_READS:
-                check_reply(s, send(address, "GET", f"{PREFIX}/bus/{view.format(id='crafted')}"
-                                    if "{id}" in view else f"{PREFIX}/bus/{view}/crafted"))
+                check_reply(
+                    s,
+                    send(
+                        address,
+                        "GET",
+                        f"{PREFIX}/bus/{view.format(id='crafted')}"
+                        if "{id}" in view
+                        else f"{PREFIX}/bus/{view}/crafted",
+                    ),
+                )
             listed = json.loads(send(address, "GET", f"{PREFIX}/bus/list").body)
         row = next(r for r in listed["slots"] if r["id"] == "crafted")
         assert row["error"] or row["image_shape"], row

@@ -1,4 +1,5 @@
 """One gate run without ComfyUI: source rules, mask precedence, routing and publish on pass."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,6 @@ import logging
 import threading
 
 import pytest
-
 import torch
 
 from gates import gate
@@ -41,13 +41,19 @@ class Host:
             threading.Timer(0.01, self.answer, args=(self.waiter, payload)).start()
 
     def hooks(self) -> Hooks:
-        return Hooks(interrupted=self.flag.is_set, notify=self.notify, blocker=Blocker,
-                     interrupt=Interrupt, prompt_id=lambda: "prompt-1",
-                     client_id=lambda: self.client_id)
+        return Hooks(
+            interrupted=self.flag.is_set,
+            notify=self.notify,
+            blocker=Blocker,
+            interrupt=Interrupt,
+            prompt_id=lambda: "prompt-1",
+            client_id=lambda: self.client_id,
+        )
 
 
 def choose(route, mask=None, index=None):
     """Answer the pause: one route (int) for every image, a list for each image, None = Stop."""
+
     def answer(waiter: Waiter, payload: dict) -> None:
         if mask is not None:
             waiter.set_mask(payload["node"], payload["token"], mask, index)
@@ -57,12 +63,12 @@ def choose(route, mask=None, index=None):
             waiter.choose_each(payload["node"], payload["token"], route)
         else:
             waiter.choose(payload["node"], payload["token"], route)
+
     return answer
 
 
 def run(store, host, **kw):
-    args = dict(store=store, waiter=host.waiter, hooks=host.hooks(), node="12:5", routes=3,
-                image=None)
+    args = dict(store=store, waiter=host.waiter, hooks=host.hooks(), node="12:5", routes=3, image=None)
     args.update(kw)
     return run_gate(**args)
 
@@ -87,16 +93,24 @@ def test_pause_event_describes_the_run(store):
     assert payload["node"] == "12:5" and payload["routes"] == 3 and payload["batch"] == 2
     assert payload["labels"] == ["keep", "2", "redo"]
     assert payload["prompt_id"] == "prompt-1" and payload["token"]
-    assert result == {"node": "12:5", "token": payload["token"], "route": 1, "routes": [1, 1],
-                      "timed_out": False, "parked": None}
+    assert result == {
+        "node": "12:5",
+        "token": payload["token"],
+        "route": 1,
+        "routes": [1, 1],
+        "timed_out": False,
+        "parked": None,
+    }
     assert host.sent_to == ["tab-1", "tab-1"]  # only the tab that queued
 
 
 def take_over_then_choose(route, client_id="tab-2"):
     """Another tab takes the pause over (its owner has gone) and answers with its new token."""
+
     def answer(waiter: Waiter, payload: dict) -> None:
         pending = waiter.take_over(payload["node"], client_id, connected=lambda _client: False)
         waiter.choose(payload["node"], pending.token, route)
+
     return answer
 
 
@@ -127,8 +141,14 @@ def test_publish_on_pass_stores_image_mask_and_meta(store):
     assert torch.equal(got.view(torch.uint8), image.view(torch.uint8)) and got.dtype == torch.bfloat16
     assert torch.equal(mask, out[0]) and bool((mask == 1).all()) and mask.shape == (2, 8, 6)
     meta = store.info("cp1").meta
-    assert meta == {"node": "12:5", "prompt_id": "prompt-1", "route": 2, "route_label": "b",
-                    "routes": [2, 2], "source": "input"}
+    assert meta == {
+        "node": "12:5",
+        "prompt_id": "prompt-1",
+        "route": 2,
+        "route_label": "b",
+        "routes": [2, 2],
+        "source": "input",
+    }
 
 
 def test_get_id_resumes_from_the_slot_bit_exactly(store):
@@ -203,6 +223,7 @@ def test_routes_out_of_range(store, routes):
 
 # -- mask precedence -----------------------------------------------------------------------------
 
+
 def test_painted_mask_beats_loaded_mask_and_is_resized():
     image = torch.zeros(2, 8, 6, 3)
     painted = torch.ones(4, 3)  # drawn on a half-size preview
@@ -240,6 +261,7 @@ def test_resolve_source_rules(store):
 
 def test_get_id_can_resume_an_older_version(store):
     from gates.policy import Policy, write_policy
+
     write_policy(store.root, Policy(keep=2))
     store.publish("cp1", torch.zeros(1, 4, 4, 3))
     store.publish("cp1", torch.ones(1, 4, 4, 3))
@@ -273,6 +295,7 @@ def test_painted_uint8_mask_matches_comfyuis_alpha_convention_bit_for_bit():
 
 # -- per-image routes, decisions and latents ---------------------------------------------------
 
+
 def test_each_route_carries_its_images_in_batch_order_bit_exactly(store):
     image = torch.rand(4, 8, 6, 3, dtype=torch.float16)
     wired_mask = torch.rand(4, 8, 6)
@@ -291,10 +314,14 @@ def test_each_route_carries_its_images_in_batch_order_bit_exactly(store):
 
 def test_latent_rides_along_and_is_published_with_the_routes(store):
     image = torch.rand(3, 8, 8, 3)
-    latent = {"samples": torch.randn(3, 4, 1, 1, dtype=torch.float16),
-              "noise_mask": torch.rand(3, 1, 8, 8), "batch_index": [5, 6, 7]}
-    out = run(store, Host(Waiter(), choose([2, 1, 2])), image=image, latent=latent,
-              send_id="cp", labels="keep,fix,drop")
+    latent = {
+        "samples": torch.randn(3, 4, 1, 1, dtype=torch.float16),
+        "noise_mask": torch.rand(3, 1, 8, 8),
+        "batch_index": [5, 6, 7],
+    }
+    out = run(
+        store, Host(Waiter(), choose([2, 1, 2])), image=image, latent=latent, send_id="cp", labels="keep,fix,drop"
+    )
     assert out[12] is latent
     data = store.read("cp")
     assert torch.equal(data.latent["samples"], latent["samples"])
@@ -339,6 +366,7 @@ def test_a_no_op_gate_blocks_decisions_and_latent_too(store):
 
 # -- timeouts and parking ------------------------------------------------------------------------
 
+
 def no_answer(waiter: Waiter, payload: dict) -> None:
     """Nobody clicks."""
 
@@ -360,8 +388,14 @@ def test_stop_on_timeout_interrupts_and_publishes_nothing(store):
     with pytest.raises(Interrupt):
         run(store, host, image=torch.rand(1, 4, 4, 3), timeout=0.1, on_timeout="stop", send_id="t")
     assert not store.exists("t")
-    assert host.events[-1][1] | {"token": None} == {"node": "12:5", "token": None, "route": None,
-                                                     "routes": None, "timed_out": True, "parked": None}
+    assert host.events[-1][1] | {"token": None} == {
+        "node": "12:5",
+        "token": None,
+        "route": None,
+        "routes": None,
+        "timed_out": True,
+        "parked": None,
+    }
 
 
 def test_park_on_timeout_stores_the_batch_the_prompt_and_the_node_and_blocks_everything(store):
@@ -376,8 +410,7 @@ def test_park_on_timeout_stores_the_batch_the_prompt_and_the_node_and_blocks_eve
     data = store.read(slot_id)
     assert torch.equal(data.image, image) and data.image.dtype == torch.float16
     assert torch.equal(data.mask, mask) and torch.equal(data.latent["samples"], latent["samples"])
-    assert data.meta == {"parked": True, "prompt": prompt, "node": "12:5",
-                         "prompt_id": "prompt-1", "source": "input"}
+    assert data.meta == {"parked": True, "prompt": prompt, "node": "12:5", "prompt_id": "prompt-1", "source": "input"}
     done = host.events[-1][1]
     assert done["parked"] == slot_id and done["timed_out"] is True and done["routes"] is None
 
@@ -394,6 +427,7 @@ def test_a_mask_painted_before_the_timeout_is_parked_with_the_batch(store):
         pending = waiter.get(payload["node"], payload["token"])
         with waiter._lock:  # painting holds the countdown; here the mask lands without a hold
             pending._masks[None] = torch.full((4, 4), 255, dtype=torch.uint8)
+
     run(store, Host(Waiter(), paint), image=torch.rand(1, 4, 4, 3), timeout=0.2)
     assert bool((store.read("parked-prompt1-12-5").mask == 1).all())
 
@@ -402,13 +436,15 @@ def test_a_held_pause_does_not_time_out(store):
     def hold_then_choose(waiter: Waiter, payload: dict) -> None:
         waiter.hold(payload["node"], payload["token"])
         threading.Timer(0.3, waiter.choose, args=(payload["node"], payload["token"], 1)).start()
-    out = run(store, Host(Waiter(), hold_then_choose), image=torch.rand(1, 4, 4, 3), timeout=0.1,
-              on_timeout="stop")
+
+    out = run(store, Host(Waiter(), hold_then_choose), image=torch.rand(1, 4, 4, 3), timeout=0.1, on_timeout="stop")
     assert out[11].routes == (1,)
 
 
-@pytest.mark.parametrize("on_timeout, error", [("route 4", "only 3 route"), ("route 11", "one of"),
-                                               ("wait", "one of"), ("Route 1", "one of")])
+@pytest.mark.parametrize(
+    "on_timeout, error",
+    [("route 4", "only 3 route"), ("route 11", "one of"), ("wait", "one of"), ("Route 1", "one of")],
+)
 def test_a_bad_on_timeout_fails_before_pausing(store, on_timeout, error):
     host = Host(Waiter(), choose(1))
     with pytest.raises(ValueError, match=error):
@@ -417,8 +453,7 @@ def test_a_bad_on_timeout_fails_before_pausing(store, on_timeout, error):
 
 
 def test_without_a_countdown_on_timeout_does_not_matter(store):
-    out = run(store, Host(Waiter(), choose(1)), image=torch.rand(1, 4, 4, 3), routes=2,
-              on_timeout="route 7")
+    out = run(store, Host(Waiter(), choose(1)), image=torch.rand(1, 4, 4, 3), routes=2, on_timeout="route 7")
     assert out[11].routes == (1,)
 
 
@@ -436,6 +471,7 @@ def test_no_timeout_waits_however_long(store):
 
 def test_a_prompt_too_large_to_keep_parks_the_batch_alone(store, caplog):
     from gates.slot_format import MAX_HEADER_BYTES
+
     image = torch.rand(1, 4, 4, 3)
     prompt = {"1": {"class_type": "X", "inputs": {"blob": "x" * MAX_HEADER_BYTES}}}
     with caplog.at_level(logging.WARNING, logger="dataset_gates"):
@@ -449,10 +485,14 @@ def test_a_prompt_too_large_to_keep_parks_the_batch_alone(store, caplog):
 def test_a_parked_prompt_drops_comfyuis_is_changed_keys_so_the_slot_lists_as_strict_json(store):
     """ComfyUI puts is_changed = [NaN] on a gate's prompt entry; kept, it made /bus/list
     unparsable for the browser (bare NaN). Resume does not need it."""
-    prompt = {"12:5": {"class_type": "ImageGate", "inputs": {"routes": 2}, "is_changed": [float("nan")]},
-              "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}, "is_changed": ["abc"]}}
+    prompt = {
+        "12:5": {"class_type": "ImageGate", "inputs": {"routes": 2}, "is_changed": [float("nan")]},
+        "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}, "is_changed": ["abc"]},
+    }
     run(store, Host(Waiter(), no_answer), image=torch.rand(1, 4, 4, 3), timeout=0.1, prompt=prompt)
     meta = store.read("parked-prompt1-12-5").meta
-    assert meta["prompt"] == {"12:5": {"class_type": "ImageGate", "inputs": {"routes": 2}},
-                              "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}}}
+    assert meta["prompt"] == {
+        "12:5": {"class_type": "ImageGate", "inputs": {"routes": 2}},
+        "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+    }
     json.dumps(meta, allow_nan=False)

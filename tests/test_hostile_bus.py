@@ -11,6 +11,7 @@ ever be served, changed, created or deleted. Memory and responsiveness are measu
 `python -m gates serve` subprocess (its VmHWM, reset through /proc/<pid>/clear_refs before each
 request), so the test process's own allocations do not count.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,9 +53,11 @@ from gates.routes import GateRoutes
 from gates.slots import SlotStore, SlotWriteError
 from gates.waiter import Waiter
 
-pytestmark = [pytest.mark.skipif(sys.platform != "linux", reason="symlinks, FIFOs, fork and /proc"),
-              pytest.mark.filterwarnings("ignore::UserWarning:PIL"),
-              pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")]
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="symlinks, FIFOs, fork and /proc"),
+    pytest.mark.filterwarnings("ignore::UserWarning:PIL"),
+    pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning"),
+]
 
 REPO = Path(gates.__file__).resolve().parent.parent  # the code under test, wherever it lives
 CHILD_ENV = {**os.environ, "PYTHONPATH": str(REPO)}  # children import that same code
@@ -65,6 +68,7 @@ LATENCY_LIMIT_S = 0.100
 
 
 # -- the bus and what lies beside it ------------------------------------------------------------
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> SlotStore:
@@ -89,8 +93,9 @@ def tree(folder: Path) -> dict[str, bytes | str]:
     for parent, dirs, files in os.walk(folder):
         for name in dirs + files:
             p = Path(parent) / name
-            out[str(p.relative_to(folder))] = (f"-> {os.readlink(p)}" if p.is_symlink() else
-                                               "<dir>" if p.is_dir() else p.read_bytes())
+            out[str(p.relative_to(folder))] = (
+                f"-> {os.readlink(p)}" if p.is_symlink() else "<dir>" if p.is_dir() else p.read_bytes()
+            )
     return out
 
 
@@ -111,11 +116,18 @@ def replace_with_link(path: Path, target: Path) -> None:
 
 # -- crafted slot files -------------------------------------------------------------------------
 
+
 def header_metadata(**overrides: str) -> dict[str, str]:
     """Everything either version of the store writes into a slot header, then `overrides`."""
-    return {"format": "dataset-gates.slot", "version": "1", "created": "1700000000.0",
-            "image_dtype": "float32", "image_shape": "[1, 4, 4, 3]", "checksum": "xxh3:0",
-            "meta": "{}"} | overrides
+    return {
+        "format": "dataset-gates.slot",
+        "version": "1",
+        "created": "1700000000.0",
+        "image_dtype": "float32",
+        "image_shape": "[1, 4, 4, 3]",
+        "checksum": "xxh3:0",
+        "meta": "{}",
+    } | overrides
 
 
 def craft_slot(folder: Path, image: torch.Tensor, **metadata: str) -> None:
@@ -129,9 +141,12 @@ def sparse_slot(folder: Path, dtype: str, shape: list[int], file_size: int | Non
     claimed size (no disk used) or cut to `file_size` bytes."""
     itemsize = {"U8": 1, "F16": 2, "F32": 4}[dtype]
     nbytes = math.prod(shape) * itemsize
-    header = {"__metadata__": header_metadata(image_dtype={"U8": "uint8"}.get(dtype, "float32"),
-                                              image_shape=json.dumps(shape)),
-              "image": {"dtype": dtype, "shape": shape, "data_offsets": [0, nbytes]}}
+    header = {
+        "__metadata__": header_metadata(
+            image_dtype={"U8": "uint8"}.get(dtype, "float32"), image_shape=json.dumps(shape)
+        ),
+        "image": {"dtype": dtype, "shape": shape, "data_offsets": [0, nbytes]},
+    }
     text = json.dumps(header).encode()
     text += b" " * (-len(text) % 8)
     folder.mkdir(parents=True, exist_ok=True)
@@ -143,14 +158,20 @@ def sparse_slot(folder: Path, dtype: str, shape: list[int], file_size: int | Non
 def png_bomb(side: int = 13000) -> bytes:
     """A valid greyscale PNG of side x side black pixels: ~170 KB that decodes to 169 MB
     (and to 2 GB as the float32 RGB the PNG layout loads)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     z = zlib.compressobj(9)
     rows = b"\0" * ((side + 1) * 1000)  # filter byte + pixels, a thousand rows at a time
-    idat = b"".join(z.compress(rows[:(side + 1) * min(1000, side - r)]) for r in range(0, side, 1000))
+    idat = b"".join(z.compress(rows[: (side + 1) * min(1000, side - r)]) for r in range(0, side, 1000))
     idat += z.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
 
 
 def encoded(fmt: str, size: tuple[int, int] = (8, 8), mode: str = "L") -> bytes:
@@ -160,6 +181,7 @@ def encoded(fmt: str, size: tuple[int, int] = (8, 8), mode: str = "L") -> bytes:
 
 
 # -- the routes on an in-process test server ----------------------------------------------------
+
 
 @pytest.fixture
 def waiter() -> Waiter:
@@ -197,6 +219,7 @@ def no_space_left(path: Path, write: Callable[[str], object]) -> Any:
 
 
 # -- a real `gates serve` whose memory and latency are measured from outside ----------------------
+
 
 def status_kb(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -244,9 +267,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     bus = tmp_path_factory.mktemp("served") / "gate_bus"
     SlotStore(bus).publish("fine", torch.rand(1, 8, 8, 3))
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gates", "serve", "--bus", str(bus), "--port", str(port)],
-                            cwd=REPO, env=CHILD_ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gates", "serve", "--bus", str(bus), "--port", str(port)],
+        cwd=REPO,
+        env=CHILD_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
@@ -284,6 +312,7 @@ def row_of(listing: bytes, slot_id: str) -> dict[str, Any]:
 
 
 # -- 2. files in a slot folder are never followed -----------------------------------------------
+
 
 async def test_a_symlinked_thumbnail_is_not_served(client, store, outside):
     replace_with_link(slot_file(store, "a", THUMB_FILE), outside / "secret.png")
@@ -378,8 +407,15 @@ def in_child(code: str, *args: str, timeout: float = 10) -> Any:
     out; a child can be killed.
     """
     try:
-        done = subprocess.run([sys.executable, "-c", code, *args], check=False, cwd=REPO,
-                              env=CHILD_ENV, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            check=False,
+            cwd=REPO,
+            env=CHILD_ENV,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"hung for {timeout} s")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -421,22 +457,29 @@ def test_a_fifo_planted_as_the_policy_does_not_hang_publish_or_policy(store):
 
 # -- 3. memory and the event loop ---------------------------------------------------------------
 
+
 def test_a_legacy_png_bomb_is_not_decoded(server):
     folder = server.bus / "bomb"
     folder.mkdir()
     (folder / "image.png").write_bytes(png_bomb())
-    results = {path: server.measured("GET", f"{P}{path}")
-               for path in ("/bus/info/bomb", "/bus/thumb/bomb", "/bus/image/bomb/0")}
+    results = {
+        path: server.measured("GET", f"{P}{path}")
+        for path in ("/bus/info/bomb", "/bus/thumb/bomb", "/bus/image/bomb/0")
+    }
     print("\nlegacy PNG bomb:", {p: (s, f"{mb:.1f} MB") for p, (s, _, mb) in results.items()})
     for path, (status, body, growth_mb) in results.items():
         assert status < 500, (path, status, body[:200])
         assert growth_mb < MEMORY_LIMIT_MB, (path, f"peak RSS grew {growth_mb:.0f} MB")
 
 
-@pytest.mark.parametrize("slot_id, plant", [
-    ("sparse-u8", lambda d: sparse_slot(d, "U8", [1, 16384, 16384, 4])),
-    ("short-f32", lambda d: sparse_slot(d, "F32", [1, 16384, 16384, 1], file_size=1024)),
-], ids=["uint8 1 GiB, sparse", "float32 1 GiB claimed in 1 KB"])
+@pytest.mark.parametrize(
+    "slot_id, plant",
+    [
+        ("sparse-u8", lambda d: sparse_slot(d, "U8", [1, 16384, 16384, 4])),
+        ("short-f32", lambda d: sparse_slot(d, "F32", [1, 16384, 16384, 1], file_size=1024)),
+    ],
+    ids=["uint8 1 GiB, sparse", "float32 1 GiB claimed in 1 KB"],
+)
 def test_a_slot_claiming_a_huge_image_is_listed_damaged_and_never_read(server, slot_id, plant):
     plant(server.bus / slot_id)
     list_status, listing, list_mb = server.measured("GET", f"{P}/bus/list")
@@ -456,8 +499,10 @@ def test_a_sparse_legacy_image_png_is_listed_from_its_header(server):
     with open(folder / "image.png", "wb") as f:
         f.write(encoded("PNG", (16, 16), "RGB"))
         f.truncate(255 << 20)
-    results = {path: server.measured("GET", f"{P}{path}")
-               for path in ("/bus/list", "/bus/info/sparse-png", "/bus/thumb/sparse-png")}
+    results = {
+        path: server.measured("GET", f"{P}{path}")
+        for path in ("/bus/list", "/bus/info/sparse-png", "/bus/thumb/sparse-png")
+    }
     print("\nsparse legacy image.png:", {p: (s, f"{mb:.1f} MB") for p, (s, _, mb) in results.items()})
     for path, (status, body, growth_mb) in list(results.items())[:2]:
         assert status == 200, (path, status, body[:200])
@@ -489,8 +534,10 @@ def test_list_stays_responsive_while_the_largest_renders_run(server, record_prop
             time.sleep(0.02)
         statuses = [r.result()[0] for r in renders]
     p50, worst = statistics.median(latencies), max(latencies)
-    print(f"\nlist during renders: {len(latencies)} lists, p50 {p50 * 1000:.1f} ms, "
-          f"max {worst * 1000:.1f} ms; renders {statuses}")
+    print(
+        f"\nlist during renders: {len(latencies)} lists, p50 {p50 * 1000:.1f} ms, "
+        f"max {worst * 1000:.1f} ms; renders {statuses}"
+    )
     record_property("list_p50_ms", round(p50 * 1000, 1))
     record_property("list_max_ms", round(worst * 1000, 1))
     assert statuses == [200] * 4
@@ -516,6 +563,7 @@ async def test_mask_uploads_keep_one_uint8_image_sized_plane_per_index(client, w
 
 # -- 4. crafted files ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("created", ["inf", "nan"])
 async def test_a_non_finite_created_time_is_one_damaged_row(client, store, created):
     craft_slot(store.root / "crafted", torch.rand(1, 4, 4, 3), created=created)
@@ -534,8 +582,9 @@ def test_gates_ls_lists_an_impossible_created_time(store, capsys, created):
     assert "crafted" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("shape", [(), (4, 4), (1, 4, 4), (1, 4, 4, 7)],
-                         ids=["ndim 0", "ndim 2", "ndim 3", "7 channels"])
+@pytest.mark.parametrize(
+    "shape", [(), (4, 4), (1, 4, 4), (1, 4, 4, 7)], ids=["ndim 0", "ndim 2", "ndim 3", "7 channels"]
+)
 async def test_an_image_of_the_wrong_shape_is_a_4xx(client, store, shape):
     craft_slot(store.root / "crafted", torch.rand(shape), image_shape=json.dumps(list(shape)))
     resp = await client.get(f"{P}/bus/image/crafted/0")
@@ -553,22 +602,26 @@ async def test_a_full_disk_on_policy_save_is_507_and_keeps_the_policy(client, st
 
 # -- 5. data correctness ------------------------------------------------------------------------
 
+
 def quantized16(t: torch.Tensor) -> torch.Tensor:
     """What a 16-bit PNG export holds, read back: round(v * 65535) / 65535 in float32."""
     return (t.clamp(0, 1) * 65535).round() / 65535
 
 
 @pytest.fixture
-def round_trip16(store: SlotStore, tmp_path: Path) -> tuple[tuple[torch.Tensor, torch.Tensor],
-                                                            tuple[torch.Tensor, torch.Tensor]]:
+def round_trip16(
+    store: SlotStore, tmp_path: Path
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """A slot exported with `gates export --bits 16` and imported back with `gates import --mask`:
     (published image and mask, imported image and mask)."""
     image, mask = torch.rand(1, 16, 12, 3), torch.rand(1, 16, 12)
     store.publish("src", image, mask)
     out, bus = tmp_path / "export", str(store.root)
     assert gates_cli(["--bus", bus, "export", "src", str(out), "--bits", "16", "--tensors", "none"]) == 0
-    assert gates_cli(["--bus", bus, "import", "dst", str(out / "src_0000.png"),
-                      "--mask", str(out / "src_mask_0000.png")]) == 0
+    assert (
+        gates_cli(["--bus", bus, "import", "dst", str(out / "src_0000.png"), "--mask", str(out / "src_mask_0000.png")])
+        == 0
+    )
     return (image, mask), store.load("dst")
 
 
@@ -645,11 +698,16 @@ def test_writers_killed_mid_publish_leave_nothing_the_next_publish_keeps(tmp_pat
     """A child publishing a 16 MiB slot in a loop is SIGKILLed 10 times, each time at a random
     moment while a temp file is on disk; one normal publish must then leave only the slot."""
     bus = tmp_path / "gate_bus"
-    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(bus), "10", "20240611"],
-                            cwd=REPO, env=CHILD_ENV, check=True,
-                            timeout=120, capture_output=True, text=True)
-    print(f"\nkilled writers: {killed.stdout.strip()} of 10 mid-write, left "
-          f"{sorted(os.listdir(bus / 'big'))}")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(bus), "10", "20240611"],
+        cwd=REPO,
+        env=CHILD_ENV,
+        check=True,
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
+    print(f"\nkilled writers: {killed.stdout.strip()} of 10 mid-write, left {sorted(os.listdir(bus / 'big'))}")
     assert int(killed.stdout) > 0, "no kill landed mid-write: the test proved nothing"
     store = SlotStore(bus)
     image = torch.rand(1, 1024, 1024, 4)
@@ -667,15 +725,18 @@ def test_history_thumbnails_without_tensors_are_pruned_by_the_next_publish(store
         orphaned.unlink()
     (history / "00000000000000000001.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     store.publish("h", torch.rand(1, 4, 4, 3))
-    assert {p.with_suffix("").name for p in history.glob("*.png")} == \
-        {p.with_suffix("").name for p in history.glob("*.safetensors")}
+    assert {p.with_suffix("").name for p in history.glob("*.png")} == {
+        p.with_suffix("").name for p in history.glob("*.safetensors")
+    }
 
 
 async def test_a_json_body_in_two_tcp_segments_is_accepted(client, store):
     body = json.dumps({"keep": 2}).encode()
-    head = (f"POST {P}/bus/policy HTTP/1.1\r\nHost: 127.0.0.1:{client.port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"Connection: close\r\n\r\n").encode()
+    head = (
+        f"POST {P}/bus/policy HTTP/1.1\r\nHost: 127.0.0.1:{client.port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"Connection: close\r\n\r\n"
+    ).encode()
     reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
     try:
         writer.write(head + body[:5])
@@ -706,18 +767,22 @@ async def test_unnamed_multipart_parts_count_toward_the_upload_limit(client, wai
     monkeypatch.setattr(routes_mod, "MAX_MASK_BYTES", 16 << 10)
     pending = waiter.arm("7", torch.rand(1, 8, 8, 3), routes=2)
     boundary = "hostileboundary"
-    parts = [(b"Content-Type: application/octet-stream", b"\0" * (256 << 10)),
-             (b'Content-Disposition: form-data; name="node"', pending.node.encode()),
-             (b'Content-Disposition: form-data; name="token"', pending.token.encode()),
-             (b'Content-Disposition: form-data; name="mask"; filename="m.png"', encoded("PNG"))]
+    parts = [
+        (b"Content-Type: application/octet-stream", b"\0" * (256 << 10)),
+        (b'Content-Disposition: form-data; name="node"', pending.node.encode()),
+        (b'Content-Disposition: form-data; name="token"', pending.token.encode()),
+        (b'Content-Disposition: form-data; name="mask"; filename="m.png"', encoded("PNG")),
+    ]
     body = b"".join(b"--%s\r\n%s\r\n\r\n%s\r\n" % (boundary.encode(), h, d) for h, d in parts)
     body += b"--%s--\r\n" % boundary.encode()
 
     async def chunked() -> Any:
         for at in range(0, len(body), 8192):
-            yield body[at:at + 8192]
-    resp = await client.post(f"{P}/mask", data=chunked(),
-                             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            yield body[at : at + 8192]
+
+    resp = await client.post(
+        f"{P}/mask", data=chunked(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
     assert resp.status == 413, resp.status
     assert pending.public()["painted"] == []
 
@@ -735,15 +800,20 @@ def damage_the_policy(store: SlotStore, monkeypatch: pytest.MonkeyPatch) -> None
     (store.root / ".policy.json").write_text("{")
 
 
-@pytest.mark.parametrize("method, path, body, prepare, status", [
-    ("GET", "/bus/list", None, None, 200),
-    ("GET", "/bus/info/missing", None, None, 404),
-    ("GET", "/bus/info/a", None, truncate_slot_a, 422),
-    ("POST", "/bus/policy", {"keep": 2}, fill_the_disk, 507),
-    ("GET", "/bus/policy", None, damage_the_policy, 400),
-], ids=["list", "404 missing slot", "422 damaged slot", "507 full disk", "400 damaged policy"])
-async def test_responses_never_contain_the_bus_path(client, store, tmp_path, monkeypatch,
-                                                    method, path, body, prepare, status):
+@pytest.mark.parametrize(
+    "method, path, body, prepare, status",
+    [
+        ("GET", "/bus/list", None, None, 200),
+        ("GET", "/bus/info/missing", None, None, 404),
+        ("GET", "/bus/info/a", None, truncate_slot_a, 422),
+        ("POST", "/bus/policy", {"keep": 2}, fill_the_disk, 507),
+        ("GET", "/bus/policy", None, damage_the_policy, 400),
+    ],
+    ids=["list", "404 missing slot", "422 damaged slot", "507 full disk", "400 damaged policy"],
+)
+async def test_responses_never_contain_the_bus_path(
+    client, store, tmp_path, monkeypatch, method, path, body, prepare, status
+):
     if prepare:
         prepare(store, monkeypatch)
     resp = await client.request(method, P + path, json=body)

@@ -1,4 +1,5 @@
 """docs/http.md is a promise: it documents every route GateRoutes registers, and no other."""
+
 from __future__ import annotations
 
 import re
@@ -38,7 +39,7 @@ def test_every_route_is_documented_once_and_nothing_else_is(tmp_path: Path) -> N
 
 
 def test_every_status_code_the_routes_give_is_in_the_table() -> None:
-    table = DOC[DOC.index("| status | when |"):DOC.index("A slot in JSON")]
+    table = DOC[DOC.index("| status | when |") : DOC.index("A slot in JSON")]
     listed = {int(code) for code in re.findall(r"^\| `(\d{3})` \|", table, re.M)}
     source = (REPO / "gates" / "routes.py").read_text(encoding="utf-8")
     given = {code for _, code in _STATUS} | {200, 413, 501, 503}
@@ -49,5 +50,6 @@ def test_every_status_code_the_routes_give_is_in_the_table() -> None:
 
 def test_the_doc_names_the_api_mirror_and_the_socket_events() -> None:
     from gates.gate import DONE_EVENT, PAUSE_EVENT
+
     assert f"`{PAUSE_EVENT}`" in DOC and f"`{DONE_EVENT}`" in DOC
     assert "`/api/datasete_gate`" in DOC and PREFIX == "/datasete_gate"

@@ -1,4 +1,5 @@
 """The nodes as ComfyUI sees them, through a stand-in for the ComfyUI modules they touch."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,7 +13,6 @@ import types
 import pytest
 import torch
 from aiohttp import web
-
 from comfy_standin import REPO, ComfyStandIn, ExecutionBlocker, InterruptProcessingException
 
 
@@ -33,8 +33,11 @@ def answer_with(standin: ComfyStandIn, pack, route):
 
     def on_send(event, data):
         if event == "datasete_gate.pause":
-            act = (lambda: waiter.stop(data["node"], data["token"])) if route is None else \
-                (lambda: waiter.choose(data["node"], data["token"], route))
+            act = (
+                (lambda: waiter.stop(data["node"], data["token"]))
+                if route is None
+                else (lambda: waiter.choose(data["node"], data["token"], route))
+            )
             threading.Timer(0.01, act).start()
 
     standin.server.on_send = on_send
@@ -53,8 +56,12 @@ def answer_each(standin: ComfyStandIn, pack, routes):
 
 def test_pack_exports_nodes_web_dir_and_routes(comfy):
     standin, pack = comfy
-    assert set(pack.NODE_CLASS_MAPPINGS) == {"ImageGate", "DatasetGatesBusSave", "DatasetGatesBusLoad",
-                                             "DatasetGatesSplit"}
+    assert set(pack.NODE_CLASS_MAPPINGS) == {
+        "ImageGate",
+        "DatasetGatesBusSave",
+        "DatasetGatesBusLoad",
+        "DatasetGatesSplit",
+    }
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["DatasetGatesSplit"] == "Gate Split (Dataset Gates)"
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["ImageGate"] == "Image Gate (Manual Router)"
     assert pack.WEB_DIRECTORY == "./web"
@@ -73,8 +80,10 @@ def test_image_gate_declares_the_seed_interface(comfy):
     assert gate.RETURN_NAMES[1] == "route_1" and gate.RETURN_NAMES[10] == "route_10"
     assert gate.RETURN_NAMES[11:] == ("decisions", "latent")
     assert types["optional"]["latent"][0] == "LATENT"
-    assert types["optional"]["timeout"] == ("INT", {"default": 0, "min": 0, "max": 604800,
-                                                    "tooltip": "seconds to wait for an answer; 0 = forever"})
+    assert types["optional"]["timeout"] == (
+        "INT",
+        {"default": 0, "min": 0, "max": 604800, "tooltip": "seconds to wait for an answer; 0 = forever"},
+    )
     assert types["optional"]["on_timeout"][0] == ["park", "stop"] + [f"route {k}" for k in range(1, 11)]
     assert types["optional"]["on_timeout"][1]["default"] == "park"
     assert types["hidden"]["prompt"] == "PROMPT"
@@ -88,8 +97,7 @@ def test_gate_routes_publishes_and_targets_the_queuing_tab(comfy):
     standin, pack = comfy
     answer_with(standin, pack, 2)
     image = torch.rand(2, 8, 8, 3)
-    out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=3, unique_id="12:5", image=image,
-                                                       send_id="cp1")
+    out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=3, unique_id="12:5", image=image, send_id="cp1")
     assert out[2] is image
     assert all(isinstance(o, ExecutionBlocker) and o.message is None for i, o in enumerate(out[1:11], 1) if i != 2)
     assert out[11].routes == (2, 2) and isinstance(out[12], ExecutionBlocker)  # no latent wired
@@ -111,7 +119,8 @@ async def test_take_over_follows_comfys_open_sockets_and_done_goes_to_the_new_ow
     standin.server.on_send = lambda event, data: event == "datasete_gate.pause" and paused.set()
     gate = pack.NODE_CLASS_MAPPINGS["ImageGate"]()
     run = asyncio.get_running_loop().run_in_executor(
-        None, lambda: gate.run(routes=2, unique_id="4", image=torch.rand(1, 4, 4, 3)))
+        None, lambda: gate.run(routes=2, unique_id="4", image=torch.rand(1, 4, 4, 3))
+    )
     assert await asyncio.get_running_loop().run_in_executor(None, paused.wait, 5.0)
     take = {"node": "4", "client_id": "tab-2"}
     resp = await client.post("/datasete_gate/takeover", json=take)
@@ -124,7 +133,9 @@ async def test_take_over_follows_comfys_open_sockets_and_done_goes_to_the_new_ow
     assert resp.status == 200
     await asyncio.wait_for(run, 5.0)
     assert [(e, sid) for e, _, sid in standin.server.sent] == [
-        ("datasete_gate.pause", "tab-1"), ("datasete_gate.done", "tab-2")]
+        ("datasete_gate.pause", "tab-1"),
+        ("datasete_gate.done", "tab-2"),
+    ]
 
 
 def test_stop_raises_comfys_interrupt(comfy):
@@ -136,8 +147,9 @@ def test_stop_raises_comfys_interrupt(comfy):
 
 def test_global_cancel_interrupts_the_pause_and_clears_the_flag(comfy):
     standin, pack = comfy
-    standin.server.on_send = lambda e, d: e == "datasete_gate.pause" and \
-        threading.Timer(0.05, standin.interrupt_flag.set).start()
+    standin.server.on_send = lambda e, d: (
+        e == "datasete_gate.pause" and threading.Timer(0.05, standin.interrupt_flag.set).start()
+    )
     with pytest.raises(InterruptProcessingException):
         pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="3", image=torch.rand(1, 4, 4, 3))
     assert not standin.interrupt_flag.is_set()
@@ -202,6 +214,7 @@ def test_validation_accepts_version_refs_only_where_reading(comfy):
 
 # -- ordering inputs and the prompt handler ------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["ImageGate", "DatasetGatesBusSave", "DatasetGatesBusLoad"])
 def test_every_node_declares_the_ordering_inputs_as_raw_links(comfy, name):
     """`after` is a visible optional socket of any type; the spares are hidden. rawLink makes
@@ -218,8 +231,9 @@ def test_every_node_declares_the_ordering_inputs_as_raw_links(comfy, name):
 def test_the_ordering_module_knows_the_node_class_names(comfy):
     _, pack = comfy
     ordering = pack.gates.ordering
-    assert {ordering.GATE, ordering.BUS_SAVE, ordering.BUS_LOAD} == \
-        set(pack.NODE_CLASS_MAPPINGS) - {"DatasetGatesSplit"}  # the split touches no slot
+    assert {ordering.GATE, ordering.BUS_SAVE, ordering.BUS_LOAD} == set(pack.NODE_CLASS_MAPPINGS) - {
+        "DatasetGatesSplit"
+    }  # the split touches no slot
 
 
 def test_nodes_take_ordering_links_as_keywords_and_ignore_them(comfy):
@@ -239,16 +253,18 @@ def test_nodes_take_ordering_links_as_keywords_and_ignore_them(comfy):
 def test_loading_the_pack_registers_the_ordering_handler(comfy):
     standin, pack = comfy
     assert standin.server.on_prompt_handlers == [pack.gates.ordering.on_prompt]
-    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
-              "2": {"class_type": "ImageGate", "inputs": {"routes": 2, "image": ["1", 0],
-                                                          "send_id": "s", "get_id": ""}},
-              "3": {"class_type": "ImageGate", "inputs": {"routes": 2, "get_id": "s"}}}
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+        "2": {"class_type": "ImageGate", "inputs": {"routes": 2, "image": ["1", 0], "send_id": "s", "get_id": ""}},
+        "3": {"class_type": "ImageGate", "inputs": {"routes": 2, "get_id": "s"}},
+    }
     out = standin.server.trigger_on_prompt({"prompt": prompt, "client_id": "tab-1"})
     assert out["prompt"]["3"]["inputs"]["after"] == ["2", 0]
     assert out["client_id"] == "tab-1"
 
 
 # -- the pack installed twice ---------------------------------------------------------------------
+
 
 def test_a_second_copy_of_the_pack_reuses_the_first_copys_routes_and_waiter(comfy, tmp_path, caplog):
     """Two folders in custom_nodes with the same pack: both import, ComfyUI keeps the last
@@ -278,8 +294,7 @@ def test_a_second_copy_of_the_pack_reuses_the_first_copys_routes_and_waiter(comf
         del sys.modules[name]
 
 
-async def test_the_first_copys_choice_route_answers_a_gate_of_the_second_copy(comfy, tmp_path,
-                                                                              aiohttp_client):
+async def test_the_first_copys_choice_route_answers_a_gate_of_the_second_copy(comfy, tmp_path, aiohttp_client):
     standin, first = comfy
     (tmp_path / "copy").symlink_to(REPO, target_is_directory=True)
     second = standin.load_pack("dataset_gates_pack_copy2", tmp_path / "copy")
@@ -290,14 +305,16 @@ async def test_the_first_copys_choice_route_answers_a_gate_of_the_second_copy(co
     standin.server.on_send = lambda event, data: event == "datasete_gate.pause" and paused.set()
     image = torch.rand(1, 4, 4, 3)
     result: list = []
-    worker = threading.Thread(target=lambda: result.append(
-        second.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="8", image=image)))
+    worker = threading.Thread(
+        target=lambda: result.append(
+            second.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="8", image=image)
+        )
+    )
     worker.start()
     try:
         assert await asyncio.to_thread(paused.wait, 5)
         pause = standin.server.sent[-1][1]
-        resp = await client.post("/datasete_gate/choice",
-                                 json={"node": "8", "token": pause["token"], "route": 1})
+        resp = await client.post("/datasete_gate/choice", json={"node": "8", "token": pause["token"], "route": 1})
         assert resp.status == 200, await resp.text()
     finally:
         worker.join(5)
@@ -311,14 +328,14 @@ async def test_the_first_copys_choice_route_answers_a_gate_of_the_second_copy(co
 
 # -- Gate Split --------------------------------------------------------------------------------
 
+
 def test_gate_split_declares_decisions_route_and_optional_batches(comfy):
     _, pack = comfy
     split = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]
     types = split.INPUT_TYPES()
     assert types["required"]["decisions"] == ("DG_DECISIONS",)
     assert types["required"]["route"][1] == {"default": 1, "min": 1, "max": 10}
-    assert {k: v[0] for k, v in types["optional"].items()} == {"image": "IMAGE", "mask": "MASK",
-                                                              "latent": "LATENT"}
+    assert {k: v[0] for k, v in types["optional"].items()} == {"image": "IMAGE", "mask": "MASK", "latent": "LATENT"}
     assert split.RETURN_TYPES == ("IMAGE", "MASK", "LATENT", "STRING", "INT")
     assert split.RETURN_NAMES == ("image", "mask", "latent", "indices", "count")
     assert split.CATEGORY == "Dataset Gates"
@@ -330,8 +347,7 @@ def test_gate_split_cuts_what_the_gate_decided(comfy):
     image = torch.rand(4, 8, 8, 3)
     mask = torch.rand(4, 8, 8)
     latent = {"samples": torch.randn(4, 4, 1, 1)}
-    out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=3, unique_id="2", image=image,
-                                                       mask=mask, latent=latent)
+    out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=3, unique_id="2", image=image, mask=mask, latent=latent)
     assert torch.equal(out[1], image[[0, 2]]) and out[12] is latent
     split = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]()
     img, m, lat, indices, count = split.split(out[11], 1, image=image, mask=out[0], latent=out[12])
@@ -358,8 +374,7 @@ def test_gate_split_shares_a_mask_and_latent_of_batch_1(comfy):
     decisions = pack.gates.split.Decisions((2, 1, 2))
     mask = torch.rand(1, 4, 4)
     latent = {"samples": torch.randn(1, 4, 1, 1)}
-    _, m, lat, _, _ = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]().split(decisions, 2, mask=mask,
-                                                                            latent=latent)
+    _, m, lat, _, _ = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]().split(decisions, 2, mask=mask, latent=latent)
     assert m is mask and lat["samples"] is latent["samples"]
 
 
@@ -367,8 +382,7 @@ def test_a_gate_that_times_out_parks_the_run_with_the_prompt_it_was_given(comfy)
     standin, pack = comfy
     prompt = {"2": {"class_type": "ImageGate", "inputs": {"routes": 2}}}
     image = torch.rand(1, 4, 4, 3)
-    out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="2", image=image,
-                                                       timeout=1, prompt=prompt)
+    out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="2", image=image, timeout=1, prompt=prompt)
     assert all(isinstance(o, ExecutionBlocker) for o in out)
     slot = pack.gates.comfy_adapter.store().read("parked-promptct-2")  # "prompt-ctx"
     assert slot.meta["prompt"] == prompt and slot.meta["parked"] is True
@@ -377,6 +391,7 @@ def test_a_gate_that_times_out_parks_the_run_with_the_prompt_it_was_given(comfy)
 
 # -- resume queues through ComfyUI's machinery -------------------------------------------------
 
+
 async def test_resume_queues_like_post_prompt(comfy, aiohttp_client):
     """The on-prompt handlers (the pack's ordering) run, the prompt is validated, and it is put
     on ComfyUI's queue with the next number and the clicking tab's client id."""
@@ -384,19 +399,22 @@ async def test_resume_queues_like_post_prompt(comfy, aiohttp_client):
     app = web.Application()
     app.add_routes(standin.server.routes)
     client = await aiohttp_client(app)
-    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
-              "2": {"class_type": "ImageGate", "inputs": {"routes": 2, "image": ["1", 0],
-                                                          "send_id": "", "get_id": "", "timeout": 3}},
-              "3": {"class_type": "DatasetGatesBusSave", "inputs": {"image": ["1", 0],
-                                                                    "slot_id": "parked-x-2"}}}
-    pack.gates.comfy_adapter.store().publish("parked-x-2", torch.rand(1, 4, 4, 3), meta={
-        "parked": True, "prompt": prompt, "node": "2", "prompt_id": "x"})
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+        "2": {
+            "class_type": "ImageGate",
+            "inputs": {"routes": 2, "image": ["1", 0], "send_id": "", "get_id": "", "timeout": 3},
+        },
+        "3": {"class_type": "DatasetGatesBusSave", "inputs": {"image": ["1", 0], "slot_id": "parked-x-2"}},
+    }
+    pack.gates.comfy_adapter.store().publish(
+        "parked-x-2", torch.rand(1, 4, 4, 3), meta={"parked": True, "prompt": prompt, "node": "2", "prompt_id": "x"}
+    )
     standin.server.number = 7
-    resp = await client.post("/datasete_gate/resume/parked-x-2",
-                             json={"client_id": "tab-9", "extra": "ignored"})
+    resp = await client.post("/datasete_gate/resume/parked-x-2", json={"client_id": "tab-9", "extra": "ignored"})
     assert resp.status == 200, await resp.text()
     prompt_id = (await resp.json())["prompt_id"]
-    (number, queued_id, queued, extra, outputs, sensitive), = standin.server.prompt_queue.items
+    ((number, queued_id, queued, extra, outputs, sensitive),) = standin.server.prompt_queue.items
     assert (number, queued_id, outputs, sensitive) == (7, prompt_id, ["out"], {})
     assert standin.server.number == 8
     assert extra["client_id"] == "tab-9" and isinstance(extra["create_time"], int)
@@ -412,15 +430,26 @@ async def test_a_resumed_prompt_comfyui_refuses_is_400_with_its_node_errors(comf
     app.add_routes(standin.server.routes)
     client = await aiohttp_client(app)
     prompt = {"2": {"class_type": "ImageGate", "inputs": {"routes": 2}}}
-    pack.gates.comfy_adapter.store().publish("p", torch.rand(1, 4, 4, 3), meta={
-        "parked": True, "prompt": prompt, "node": "2"})
-    standin.validation = (False, {"type": "prompt_outputs_failed_validation",
-                                  "message": "Prompt outputs failed validation", "details": "",
-                                  "extra_info": {}}, [], {"2": {"errors": ["x"]}})
+    pack.gates.comfy_adapter.store().publish(
+        "p", torch.rand(1, 4, 4, 3), meta={"parked": True, "prompt": prompt, "node": "2"}
+    )
+    standin.validation = (
+        False,
+        {
+            "type": "prompt_outputs_failed_validation",
+            "message": "Prompt outputs failed validation",
+            "details": "",
+            "extra_info": {},
+        },
+        [],
+        {"2": {"errors": ["x"]}},
+    )
     resp = await client.post("/datasete_gate/resume/p", json={})
     body = await resp.json()
-    assert resp.status == 400 and body == {"error": "Prompt outputs failed validation",
-                                           "node_errors": {"2": {"errors": ["x"]}}}
+    assert resp.status == 400 and body == {
+        "error": "Prompt outputs failed validation",
+        "node_errors": {"2": {"errors": ["x"]}},
+    }
     assert standin.server.prompt_queue.items == []
 
 
@@ -432,8 +461,11 @@ def test_bus_save_and_load_carry_a_latent_exactly(comfy):
     assert save.RETURN_TYPES == ("IMAGE", "LATENT") and save.RETURN_NAMES == ("image", "latent")
     assert load.RETURN_TYPES == ("IMAGE", "MASK", "INT", "LATENT")
     assert load.RETURN_NAMES == ("image", "mask", "batch_size", "latent")
-    latent = {"samples": torch.randn(2, 4, 3, 5, dtype=torch.bfloat16),
-              "noise_mask": torch.rand(2, 1, 24, 40), "batch_index": [3, 4]}
+    latent = {
+        "samples": torch.randn(2, 4, 3, 5, dtype=torch.bfloat16),
+        "noise_mask": torch.rand(2, 1, 24, 40),
+        "batch_index": [3, 4],
+    }
     image = torch.rand(2, 24, 40, 3)
     result = save().save(image=image, slot_id="lat", latent=latent)
     assert result["result"] == (image, latent) and "latent 2x4x3x5" in result["ui"]["text"][0]

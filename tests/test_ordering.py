@@ -1,4 +1,5 @@
 """Slot-aware ordering (gates/ordering.py): the prompt rewrite that runs readers after writers."""
+
 from __future__ import annotations
 
 import copy
@@ -12,8 +13,8 @@ from hypothesis import strategies as st
 from gates import ordering
 from gates.ordering import is_link, order_slot_access
 
-
 # -- prompt builders -------------------------------------------------------------------------
+
 
 def load_image(name: str = "a.png") -> dict[str, Any]:
     return {"class_type": "LoadImage", "inputs": {"image": name}}
@@ -78,25 +79,29 @@ def rewrite(prompt: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str,
 
 # -- the cases from the issue ------------------------------------------------------------------
 
+
 def test_gate_b_reading_gate_a_s_slot_runs_after_it():
-    prompt = {"1": load_image(), "2": gate(["1", 0], send="s"), "3": gate(get="s"),
-              "4": save_image(["3", 1]), "5": save_image(["2", 1])}
+    prompt = {
+        "1": load_image(),
+        "2": gate(["1", 0], send="s"),
+        "3": gate(get="s"),
+        "4": save_image(["3", 1]),
+        "5": save_image(["2", 1]),
+    }
     out, new = rewrite(prompt)
     assert new == {"3": {"after": ["2", 0]}}
     assert runs_after(out, "3", "2")
 
 
 def test_bus_load_runs_after_an_unconnected_bus_save_of_its_slot():
-    prompt = {"1": load_image(), "5": bus_save(["1", 0], "s"), "6": bus_load("s"),
-              "7": save_image(["6", 0])}
+    prompt = {"1": load_image(), "5": bus_save(["1", 0], "s"), "6": bus_load("s"), "7": save_image(["6", 0])}
     _, new = rewrite(prompt)
     assert new == {"6": {"after": ["5", 0]}}
 
 
 @pytest.mark.parametrize("ref", ["s@-1", "s@-2", " s@-3 "])
 def test_version_refs_read_the_slot_too(ref):
-    prompt = {"1": load_image(), "5": bus_save(["1", 0], "s"), "6": bus_load(ref),
-              "7": gate(get=ref)}
+    prompt = {"1": load_image(), "5": bus_save(["1", 0], "s"), "6": bus_load(ref), "7": gate(get=ref)}
     _, new = rewrite(prompt)
     assert new == {"6": {"after": ["5", 0]}, "7": {"after": ["5", 0]}}
 
@@ -106,23 +111,32 @@ def test_a_gate_with_an_image_wired_is_no_reader():
     assert order_slot_access(prompt) is prompt
 
 
-@pytest.mark.parametrize("prompt", [
-    {"1": load_image(), "2": gate(["1", 0], send="s"), "3": gate(get="t")},  # other slot
-    {"1": load_image(), "2": gate(["1", 0], send="s")},  # no reader
-    {"3": gate(get="s"), "6": bus_load("s")},  # no writer
-    {"1": load_image(), "5": bus_save(["1", 0], "s"),
-     "9": {"class_type": "Other", "inputs": {"slot_id": "s"}}},  # not one of the pack's nodes
-    {"1": load_image(), "5": bus_save(["1", 0], "s"), "8": {"class_type": "X", "inputs": {
-        "a": ["5", 0]}}, "6": {**bus_load("s"), "inputs": {"slot_id": "s", "x": ["8", 0]}}},
-])
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        {"1": load_image(), "2": gate(["1", 0], send="s"), "3": gate(get="t")},  # other slot
+        {"1": load_image(), "2": gate(["1", 0], send="s")},  # no reader
+        {"3": gate(get="s"), "6": bus_load("s")},  # no writer
+        {
+            "1": load_image(),
+            "5": bus_save(["1", 0], "s"),
+            "9": {"class_type": "Other", "inputs": {"slot_id": "s"}},
+        },  # not one of the pack's nodes
+        {
+            "1": load_image(),
+            "5": bus_save(["1", 0], "s"),
+            "8": {"class_type": "X", "inputs": {"a": ["5", 0]}},
+            "6": {**bus_load("s"), "inputs": {"slot_id": "s", "x": ["8", 0]}},
+        },
+    ],
+)
 def test_nothing_to_order_returns_the_same_prompt(prompt):
     """No slot both written and read, or the reader already downstream of the writer."""
     assert order_slot_access(prompt) is prompt
 
 
 def test_slot_ids_are_matched_exactly_after_stripping():
-    prompt = {"1": load_image(), "2": gate(["1", 0], send=" s "), "3": gate(get="S"),
-              "4": gate(get="s")}
+    prompt = {"1": load_image(), "2": gate(["1", 0], send=" s "), "3": gate(get="S"), "4": gate(get="s")}
     _, new = rewrite(prompt)
     assert new == {"4": {"after": ["2", 0]}}  # ids are case-sensitive folder names
 
@@ -140,8 +154,7 @@ def test_feedback_loop_reader_stays_before_its_writer_and_no_cycle_is_made():
 
 def test_feedback_reader_follows_the_writers_it_does_not_feed():
     """Writers 5 then 7 (by id); the load feeds 7, so it follows 5 only."""
-    prompt = {"1": load_image(), "5": bus_save(["1", 0], "s"), "6": bus_load("s"),
-              "7": bus_save(["6", 0], "s")}
+    prompt = {"1": load_image(), "5": bus_save(["1", 0], "s"), "6": bus_load("s"), "7": bus_save(["6", 0], "s")}
     out, new = rewrite(prompt)
     assert new == {"7": {"after": ["5", 0]}, "6": {"after": ["5", 0]}}
     assert runs_after(out, "7", "6")  # 7 stays the last writer
@@ -155,56 +168,78 @@ def test_a_gate_reading_and_writing_the_same_slot_goes_after_the_plain_writers()
 
 def test_subgraph_ids_are_ordered_like_any_other():
     """The frontend flattens subgraphs: inner nodes arrive as '12:5' (nested '12:34:5')."""
-    prompt = {"1": load_image(), "12:5": gate(["1", 0], send="s"), "12:34:7": gate(get="s"),
-              "3": bus_load("s"), "12:8": save_image(["12:34:7", 1])}
+    prompt = {
+        "1": load_image(),
+        "12:5": gate(["1", 0], send="s"),
+        "12:34:7": gate(get="s"),
+        "3": bus_load("s"),
+        "12:8": save_image(["12:34:7", 1]),
+    }
     _, new = rewrite(prompt)
     assert new == {"12:34:7": {"after": ["12:5", 0]}, "3": {"after": ["12:5", 0]}}
 
 
 def test_several_writers_are_chained_by_numeric_id_and_readers_follow_the_last():
-    prompt = {"1": load_image(), "10": bus_save(["1", 0], "s"), "9": gate(["1", 0], send="s"),
-              "12:5": bus_save(["1", 0], "s"), "11": bus_load("s"), "2": gate(get="s")}
+    prompt = {
+        "1": load_image(),
+        "10": bus_save(["1", 0], "s"),
+        "9": gate(["1", 0], send="s"),
+        "12:5": bus_save(["1", 0], "s"),
+        "11": bus_load("s"),
+        "2": gate(get="s"),
+    }
     out, new = rewrite(prompt)
-    assert new == {"10": {"after": ["9", 0]}, "12:5": {"after": ["10", 0]},
-                   "11": {"after": ["12:5", 0]}, "2": {"after": ["12:5", 0]}}
+    assert new == {
+        "10": {"after": ["9", 0]},
+        "12:5": {"after": ["10", 0]},
+        "11": {"after": ["12:5", 0]},
+        "2": {"after": ["12:5", 0]},
+    }
     for reader in ("11", "2"):
         assert all(runs_after(out, reader, w) for w in ("9", "10", "12:5"))
 
 
 def test_writers_already_ordered_by_links_keep_that_order():
     """Save 9 takes its image from save 10's pass-through, so 10 runs first whatever the ids."""
-    prompt = {"1": load_image(), "10": bus_save(["1", 0], "s"), "9": bus_save(["10", 0], "s"),
-              "11": bus_load("s")}
+    prompt = {"1": load_image(), "10": bus_save(["1", 0], "s"), "9": bus_save(["10", 0], "s"), "11": bus_load("s")}
     _, new = rewrite(prompt)
     assert new == {"11": {"after": ["9", 0]}}
 
 
 def test_slots_are_independent():
-    prompt = {"1": load_image(), "2": bus_save(["1", 0], "a"), "3": bus_save(["1", 0], "b"),
-              "4": bus_load("a"), "5": bus_load("b")}
+    prompt = {
+        "1": load_image(),
+        "2": bus_save(["1", 0], "a"),
+        "3": bus_save(["1", 0], "b"),
+        "4": bus_load("a"),
+        "5": bus_load("b"),
+    }
     _, new = rewrite(prompt)
     assert new == {"4": {"after": ["2", 0]}, "5": {"after": ["3", 0]}}
 
 
 def test_a_node_that_reads_one_slot_and_writes_another_gets_two_links():
     """Gate 3 reads a (after save 2) and is the second writer of b (after gate 0)."""
-    prompt = {"1": load_image(), "2": bus_save(["1", 0], "a"), "3": gate(get="a", send="b"),
-              "0": gate(["1", 0], send="b"), "5": bus_load("b")}
+    prompt = {
+        "1": load_image(),
+        "2": bus_save(["1", 0], "a"),
+        "3": gate(get="a", send="b"),
+        "0": gate(["1", 0], send="b"),
+        "5": bus_load("b"),
+    }
     _, new = rewrite(prompt)
     assert new == {"3": {"after": ["2", 0], "after_2": ["0", 0]}, "5": {"after": ["3", 0]}}
 
 
 def test_a_user_linked_after_is_kept_and_the_link_goes_to_a_hidden_input():
-    prompt = {"1": load_image(), "5": bus_save(["1", 0], "s"), "6": bus_load("s"),
-              "8": load_image("b.png")}
+    prompt = {"1": load_image(), "5": bus_save(["1", 0], "s"), "6": bus_load("s"), "8": load_image("b.png")}
     prompt["6"]["inputs"]["after"] = ["8", 0]
     _, new = rewrite(prompt)
     assert new == {"6": {"after_2": ["5", 0]}}
 
 
 def test_a_node_with_every_ordering_input_taken_is_left_alone_with_a_warning(caplog):
-    prompt = {"1": load_image(), "5": bus_save(["1", 0], "s"), "6": bus_load("s"),
-              "8": load_image("b.png")}
+    prompt = {"1": load_image(), "5": bus_save(["1", 0], "s"), "6": bus_load("s"), "8": load_image("b.png")}
     prompt["6"]["inputs"].update({k: ["8", 0] for k in ordering.AFTER_KEYS})
     with caplog.at_level(logging.WARNING, logger="dataset_gates"):
         out = order_slot_access(prompt)
@@ -216,20 +251,31 @@ def test_a_node_with_every_ordering_input_taken_is_left_alone_with_a_warning(cap
 def test_widget_values_fed_by_links_are_unknown_and_skipped(linked):
     primitive = {"class_type": "PrimitiveString", "inputs": {"value": "s"}}
     link = ["20", 0]
-    prompt = {"1": load_image(), "20": primitive,
-              "2": gate(["1", 0], send=link if linked == "send" else "s"),
-              "3": gate(get=link if linked == "get" else "s")}
+    prompt = {
+        "1": load_image(),
+        "20": primitive,
+        "2": gate(["1", 0], send=link if linked == "send" else "s"),
+        "3": gate(get=link if linked == "get" else "s"),
+    }
     if linked in ("save", "load"):
-        prompt = {"1": load_image(), "20": primitive,
-                  "5": bus_save(["1", 0], link if linked == "save" else "s"),
-                  "6": bus_load(link if linked == "load" else "s")}
+        prompt = {
+            "1": load_image(),
+            "20": primitive,
+            "5": bus_save(["1", 0], link if linked == "save" else "s"),
+            "6": bus_load(link if linked == "load" else "s"),
+        }
     assert order_slot_access(prompt) is prompt
 
 
 @pytest.mark.parametrize("bad", ["../s", "nul", "", "   ", "s@-0"])
 def test_invalid_ids_are_left_to_validation(bad):
-    prompt = {"1": load_image(), "2": gate(["1", 0], send=bad), "3": gate(get=bad),
-              "5": bus_save(["1", 0], bad), "6": bus_load(bad)}
+    prompt = {
+        "1": load_image(),
+        "2": gate(["1", 0], send=bad),
+        "3": gate(get=bad),
+        "5": bus_save(["1", 0], bad),
+        "6": bus_load(bad),
+    }
     assert order_slot_access(prompt) is prompt
 
 
@@ -240,30 +286,54 @@ def test_a_wrapped_widget_value_is_read():
 
 
 def test_rewriting_twice_adds_nothing_more():
-    prompt = {"1": load_image(), "10": bus_save(["1", 0], "s"), "9": gate(["1", 0], send="s"),
-              "11": bus_load("s"), "2": gate(get="s")}
+    prompt = {
+        "1": load_image(),
+        "10": bus_save(["1", 0], "s"),
+        "9": gate(["1", 0], send="s"),
+        "11": bus_load("s"),
+        "2": gate(get="s"),
+    }
     once = order_slot_access(prompt)
     assert order_slot_access(once) is once
 
 
 def test_the_order_does_not_depend_on_the_prompt_s_key_order():
-    items = [("1", load_image()), ("10", bus_save(["1", 0], "s")), ("9", bus_save(["1", 0], "s")),
-             ("11", bus_load("s")), ("2", gate(get="s")), ("3", gate(["1", 0], send="s"))]
-    results = {repr(sorted(order_slot_access(dict(p)).items()))
-               for p in (items, items[::-1], items[2:] + items[:2])}
+    items = [
+        ("1", load_image()),
+        ("10", bus_save(["1", 0], "s")),
+        ("9", bus_save(["1", 0], "s")),
+        ("11", bus_load("s")),
+        ("2", gate(get="s")),
+        ("3", gate(["1", 0], send="s")),
+    ]
+    results = {repr(sorted(order_slot_access(dict(p)).items())) for p in (items, items[::-1], items[2:] + items[:2])}
     assert len(results) == 1
 
 
 # -- malformed prompts: untouched, never an exception -------------------------------------------
 
-@pytest.mark.parametrize("prompt", [
-    None, [], "prompt", 3, {1: gate(get="s")}, {"1": None}, {"1": []}, {"1": {}},
-    {"1": {"class_type": "ImageGate"}}, {"1": {"class_type": "ImageGate", "inputs": None}},
-    {"1": {"class_type": ["ImageGate"], "inputs": {"get_id": "s"}}},
-    {"1": {"class_type": "DatasetGatesBusLoad", "inputs": {"slot_id": 3}}},
-    {"1": {"class_type": "DatasetGatesBusSave", "inputs": {"image": ["1", 0], "slot_id": "s"}},
-     "2": {"class_type": "DatasetGatesBusLoad", "inputs": ["slot_id", "s"]}},
-])
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        None,
+        [],
+        "prompt",
+        3,
+        {1: gate(get="s")},
+        {"1": None},
+        {"1": []},
+        {"1": {}},
+        {"1": {"class_type": "ImageGate"}},
+        {"1": {"class_type": "ImageGate", "inputs": None}},
+        {"1": {"class_type": ["ImageGate"], "inputs": {"get_id": "s"}}},
+        {"1": {"class_type": "DatasetGatesBusLoad", "inputs": {"slot_id": 3}}},
+        {
+            "1": {"class_type": "DatasetGatesBusSave", "inputs": {"image": ["1", 0], "slot_id": "s"}},
+            "2": {"class_type": "DatasetGatesBusLoad", "inputs": ["slot_id", "s"]},
+        },
+    ],
+)
 def test_malformed_prompts_come_back_unchanged(prompt):
     original = copy.deepcopy(prompt)
     assert order_slot_access(prompt) is prompt
@@ -271,15 +341,18 @@ def test_malformed_prompts_come_back_unchanged(prompt):
 
 
 def test_a_link_to_a_missing_node_does_not_stop_the_rest():
-    prompt = {"1": load_image(), "5": bus_save(["1", 0], "s"), "6": bus_load("s"),
-              "7": save_image(["nowhere", 0])}
+    prompt = {"1": load_image(), "5": bus_save(["1", 0], "s"), "6": bus_load("s"), "7": save_image(["nowhere", 0])}
     _, new = rewrite(prompt)
     assert new == {"6": {"after": ["5", 0]}}
 
 
 def test_a_prompt_that_already_has_a_cycle_gets_no_new_one_and_no_error():
-    prompt = {"5": bus_save(["6", 0], "s"), "6": bus_load("s"), "7": bus_save(["8", 0], "s"),
-              "8": {"class_type": "X", "inputs": {"a": ["7", 0]}}}
+    prompt = {
+        "5": bus_save(["6", 0], "s"),
+        "6": bus_load("s"),
+        "7": bus_save(["8", 0], "s"),
+        "8": {"class_type": "X", "inputs": {"a": ["7", 0]}},
+    }
     prompt["6"]["inputs"]["after"] = ["5", 0]  # 5 <-> 6 already a cycle
     out = order_slot_access(prompt)
     cyclic_before = {n for n in prompt if runs_after(prompt, n, n)}
@@ -287,8 +360,11 @@ def test_a_prompt_that_already_has_a_cycle_gets_no_new_one_and_no_error():
 
 
 def test_on_prompt_orders_json_data_and_keeps_the_rest():
-    data = {"prompt": {"1": load_image(), "5": bus_save(["1", 0], "s"), "6": bus_load("s")},
-            "client_id": "tab", "extra_data": {"x": 1}}
+    data = {
+        "prompt": {"1": load_image(), "5": bus_save(["1", 0], "s"), "6": bus_load("s")},
+        "client_id": "tab",
+        "extra_data": {"x": 1},
+    }
     out = ordering.on_prompt(data)
     assert out["client_id"] == "tab" and out["extra_data"] == {"x": 1}
     assert out["prompt"]["6"]["inputs"]["after"] == ["5", 0]
@@ -310,12 +386,19 @@ def test_on_prompt_logs_and_returns_the_prompt_unchanged_on_an_internal_error(mo
 
 # -- properties over random prompts ---------------------------------------------------------------
 
+
 @st.composite
 def prompts(draw) -> dict[str, Any]:
     """Random acyclic prompts of gates, saves, loads and plain nodes over three slots; links
     only point to nodes with a smaller index, so the input is acyclic."""
-    ids = draw(st.lists(st.sampled_from(["1", "2", "3", "9", "10", "11", "12:5", "12:34:5", "4:1",
-                                         "20", "21", "7"]), min_size=1, max_size=10, unique=True))
+    ids = draw(
+        st.lists(
+            st.sampled_from(["1", "2", "3", "9", "10", "11", "12:5", "12:34:5", "4:1", "20", "21", "7"]),
+            min_size=1,
+            max_size=10,
+            unique=True,
+        )
+    )
     slot = st.sampled_from(["a", "b", "c@-1", "a@-2"])
     prompt: dict[str, Any] = {}
     for i, node_id in enumerate(ids):
@@ -323,9 +406,11 @@ def prompts(draw) -> dict[str, Any]:
         link = st.sampled_from(earlier).map(lambda n: [n, 0]) if earlier else st.none()
         kind = draw(st.sampled_from(["gate", "save", "load", "other"]))
         if kind == "gate":
-            node = gate(draw(st.one_of(st.none(), link)),
-                        send=draw(st.sampled_from(["", "a", "b"])),
-                        get=draw(st.one_of(st.just(""), slot)))
+            node = gate(
+                draw(st.one_of(st.none(), link)),
+                send=draw(st.sampled_from(["", "a", "b"])),
+                get=draw(st.one_of(st.just(""), slot)),
+            )
         elif kind == "save":
             node = bus_save(draw(link) if earlier else "no link", draw(st.sampled_from(["a", "b"])))
         elif kind == "load":
@@ -352,7 +437,7 @@ def test_property_readers_follow_every_writer_they_do_not_feed(prompt):
         if not readers:
             continue
         for i, w in enumerate(writers):  # writers are totally ordered: one last writer
-            assert all(runs_after(out, w, v) or runs_after(out, v, w) for v in writers[i + 1:])
+            assert all(runs_after(out, w, v) or runs_after(out, v, w) for v in writers[i + 1 :])
         for r in readers:
             for w in writers:
                 if w != r:

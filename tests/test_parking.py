@@ -1,10 +1,10 @@
 """Parking a run on timeout, and the prompt that resumes it."""
+
 from __future__ import annotations
 
 import pytest
 
-from gates.parking import (ON_TIMEOUT, NotParked, parked_meta, parked_slot_id, resume_prompt,
-                           timeout_action)
+from gates.parking import ON_TIMEOUT, NotParked, parked_meta, parked_slot_id, resume_prompt, timeout_action
 from gates.slot_ids import validate_id
 
 
@@ -19,12 +19,15 @@ def test_the_timeout_actions():
             timeout_action(bad, 2)
 
 
-@pytest.mark.parametrize("prompt_id, node, expected", [
-    ("3f2a9c1e-77aa-4b1c-9d2e-000000000000", "12", "parked-3f2a9c1e-12"),
-    ("3f2a9c1e-77aa", "12:5", "parked-3f2a9c1e-12-5"),
-    ("ab-cd", "12:34:5", "parked-abcd-12-34-5"),
-    (None, "7", "parked-run-7"),
-])
+@pytest.mark.parametrize(
+    "prompt_id, node, expected",
+    [
+        ("3f2a9c1e-77aa-4b1c-9d2e-000000000000", "12", "parked-3f2a9c1e-12"),
+        ("3f2a9c1e-77aa", "12:5", "parked-3f2a9c1e-12-5"),
+        ("ab-cd", "12:34:5", "parked-abcd-12-34-5"),
+        (None, "7", "parked-run-7"),
+    ],
+)
 def test_parked_slot_ids_are_valid_slot_ids(prompt_id, node, expected):
     assert parked_slot_id(prompt_id, node) == expected
     assert validate_id(expected) == expected
@@ -38,9 +41,21 @@ def test_a_long_node_path_still_makes_a_valid_slot_id():
 PROMPT = {
     "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
     "3": {"class_type": "LoadLatent", "inputs": {"latent": "a.latent"}},
-    "2": {"class_type": "ImageGate", "inputs": {
-        "routes": 3, "image": ["1", 0], "mask": ["1", 1], "latent": ["3", 0], "send_id": "",
-        "get_id": "", "labels": "a,b", "timeout": 2, "on_timeout": "park", "after": ["9", 0]}},
+    "2": {
+        "class_type": "ImageGate",
+        "inputs": {
+            "routes": 3,
+            "image": ["1", 0],
+            "mask": ["1", 1],
+            "latent": ["3", 0],
+            "send_id": "",
+            "get_id": "",
+            "labels": "a,b",
+            "timeout": 2,
+            "on_timeout": "park",
+            "after": ["9", 0],
+        },
+    },
     "4": {"class_type": "SaveImage", "inputs": {"images": ["2", 1], "filename_prefix": "x"}},
 }
 
@@ -56,12 +71,19 @@ def test_resume_prompt_unlinks_the_gates_inputs_and_reads_the_parked_slot():
     assert PROMPT["2"]["inputs"]["image"] == ["1", 0]  # the stored prompt is not changed
 
 
-@pytest.mark.parametrize("meta", [
-    {}, {"parked": False, "prompt": PROMPT, "node": "2"}, {"parked": "yes", "prompt": PROMPT, "node": "2"},
-    {"parked": True, "prompt": None, "node": "2"}, {"parked": True, "prompt": PROMPT, "node": "1"},
-    {"parked": True, "prompt": PROMPT, "node": "99"}, {"parked": True, "prompt": PROMPT, "node": 2},
-    {"parked": True, "prompt": {"2": {"class_type": "ImageGate", "inputs": None}}, "node": "2"},
-])
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {},
+        {"parked": False, "prompt": PROMPT, "node": "2"},
+        {"parked": "yes", "prompt": PROMPT, "node": "2"},
+        {"parked": True, "prompt": None, "node": "2"},
+        {"parked": True, "prompt": PROMPT, "node": "1"},
+        {"parked": True, "prompt": PROMPT, "node": "99"},
+        {"parked": True, "prompt": PROMPT, "node": 2},
+        {"parked": True, "prompt": {"2": {"class_type": "ImageGate", "inputs": None}}, "node": "2"},
+    ],
+)
 def test_resume_prompt_refuses_what_is_not_a_parked_run(meta):
     with pytest.raises(NotParked):
         resume_prompt(meta, "s")

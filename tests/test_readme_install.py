@@ -1,4 +1,5 @@
 """README.md's install, troubleshooting and developer sentences, held to the files they describe."""
+
 from __future__ import annotations
 
 import os
@@ -21,13 +22,16 @@ def toml_value(key: str) -> str:
 
 
 def requirement_names(lines: list[str]) -> set[str]:
-    return {re.split(r"[<>=~!\[; ]", line.strip(), maxsplit=1)[0].lower()
-            for line in lines if line.strip() and not line.strip().startswith("#")}
+    return {
+        re.split(r"[<>=~!\[; ]", line.strip(), maxsplit=1)[0].lower()
+        for line in lines
+        if line.strip() and not line.strip().startswith("#")
+    }
 
 
 def pyproject_dependencies() -> set[str]:
-    block = PYPROJECT[PYPROJECT.index("dependencies = ["):]
-    return requirement_names(re.findall(r'^\s+"([^"]+)",', block[:block.index("]")], re.M))
+    block = PYPROJECT[PYPROJECT.index("dependencies = [") :]
+    return requirement_names(re.findall(r'^\s+"([^"]+)",', block[: block.index("]")], re.M))
 
 
 def test_registry_install_names_are_the_packs() -> None:
@@ -68,7 +72,7 @@ def test_park_is_the_default_on_timeout() -> None:
 
 
 def test_the_two_developer_commands_are_unchanged() -> None:
-    section = README[README.index("## Developers"):README.index("## Layout")]
+    section = README[README.index("## Developers") : README.index("## Layout")]
     assert "pip install torch==2.13.0 -e . && python -m gates serve" in section
     assert 'pip install torch==2.13.0 -e ".[test]" && python -m pytest' in section
     assert "`pip install -r requirements.txt`\nand `pip install -e . --no-deps`" in section
@@ -79,7 +83,7 @@ def test_the_two_developer_commands_are_unchanged() -> None:
 def test_the_cli_lines_name_every_command() -> None:
     from gates.cli import build_parser
 
-    block = README[README.index("## Command line"):README.index("## From a script")]
+    block = README[README.index("## Command line") : README.index("## From a script")]
     commands = set(build_parser()._subparsers._group_actions[0].choices)
     assert commands <= set(re.findall(r"gates ([a-z]+)", block))
     assert "gates --version" in block

@@ -1,4 +1,5 @@
 """The README's layout table is a promise: every module it names exists, and none is missing."""
+
 from __future__ import annotations
 
 import re
@@ -9,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_layout_table_names_exactly_the_gates_modules() -> None:
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    table = text[text.index("## Layout"):]
+    table = text[text.index("## Layout") :]
     named = set(re.findall(r"`gates/([a-z_]+\.py)`", table))
     on_disk = {p.name for p in (REPO / "gates").glob("*.py")} - {"__init__.py", "__main__.py"}
     assert named == on_disk

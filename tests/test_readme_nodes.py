@@ -1,4 +1,5 @@
 """The README's node list is a promise: the inputs and outputs it names are the nodes' own."""
+
 from __future__ import annotations
 
 import re
@@ -23,8 +24,8 @@ def _names(text: str) -> list[str]:
 
 def test_the_gate_inputs_and_outputs_the_readme_names():
     bullet = _bullet("Image Gate (Manual Router)")
-    optional = bullet[bullet.index("optional"):bullet.index("Outputs")]
-    outputs = bullet[bullet.index("Outputs"):bullet.index("\n  -")]
+    optional = bullet[bullet.index("optional") : bullet.index("Outputs")]
+    outputs = bullet[bullet.index("Outputs") : bullet.index("\n  -")]
     gate = NODE_CLASS_MAPPINGS["ImageGate"]
     assert set(_names(optional)) == set(gate.INPUT_TYPES()["optional"])
     named = _names(outputs)
@@ -55,12 +56,18 @@ def test_gate_split_and_bus_nodes_as_the_readme_names_them():
     assert "optional mask and latent" in bus
     assert NODE_CLASS_MAPPINGS["DatasetGatesBusSave"].RETURN_NAMES == ("image", "latent")
     assert "image, mask,\n  batch size, latent" in bus
-    assert NODE_CLASS_MAPPINGS["DatasetGatesBusLoad"].RETURN_NAMES == ("image", "mask", "batch_size",
-                                                                       "latent")
+    assert NODE_CLASS_MAPPINGS["DatasetGatesBusLoad"].RETURN_NAMES == ("image", "mask", "batch_size", "latent")
 
 
 def test_the_gate_description_covers_routing_split_timeouts_and_parking():
     text = NODE_CLASS_MAPPINGS["ImageGate"].DESCRIPTION
-    for words in ("a route for each image", "a route with none is blocked", "Gate Split",
-                  "timeout", "on_timeout", "park", "resume"):
+    for words in (
+        "a route for each image",
+        "a route with none is blocked",
+        "Gate Split",
+        "timeout",
+        "on_timeout",
+        "park",
+        "resume",
+    ):
         assert words in text, words

@@ -8,10 +8,10 @@ Children come from a "forkserver" that has already imported torch and the store,
 starts in milliseconds instead of the second a fresh interpreter needs, and none inherits the
 test process's torch threads (forking a process that has run torch ops is unsafe).
 """
+
 from __future__ import annotations
 
 import io
-
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -30,11 +30,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_slots import assert_exact
 
 from gates import images
 from gates.policy import Policy, write_policy
 from gates.slots import SlotNotFound, SlotStore
-from test_slots import assert_exact
 
 KILLS = 200  # values stay below 256, so every version is exact in bfloat16 too
 SOAK_S = float(os.environ.get("DATASET_GATES_SOAK_S", "30"))
@@ -68,6 +68,7 @@ def temp_files(folder: Path) -> list[Path]:
 class SlotSpec:
     """One slot of the crash test. Version `v` is image and mask filled with `v`, so a load
     tells which version it got and whether image and mask belong together."""
+
     root: str
     id: str
     dtype: torch.dtype
@@ -77,8 +78,7 @@ class SlotSpec:
         return SlotStore(self.root)
 
     def tensors(self, value: float) -> tuple[torch.Tensor, torch.Tensor]:
-        return (torch.full(self.shape, value, dtype=self.dtype),
-                torch.full(self.shape[:3], value, dtype=self.dtype))
+        return (torch.full(self.shape, value, dtype=self.dtype), torch.full(self.shape[:3], value, dtype=self.dtype))
 
     def publish(self, value: float) -> None:
         self.store().publish(self.id, *self.tensors(value), meta={"value": value})
@@ -137,13 +137,16 @@ def crash_specs(tmp_path: Path) -> list[SlotSpec]:
     (the storage policy belongs to a bus folder, not to a slot)."""
     plain, kept = tmp_path / "bus", tmp_path / "kept_bus"
     write_policy(kept, Policy(keep=HISTORY_KEEP))
-    return [SlotSpec(str(plain), "f32", torch.float32, (2, 128, 128, 3)),
-            SlotSpec(str(plain), "bf16", torch.bfloat16, (2, 128, 128, 4)),
-            SlotSpec(str(kept), "hist", torch.float32, (1, 96, 96, 3))]
+    return [
+        SlotSpec(str(plain), "f32", torch.float32, (2, 128, 128, 3)),
+        SlotSpec(str(plain), "bf16", torch.bfloat16, (2, 128, 128, 4)),
+        SlotSpec(str(kept), "hist", torch.float32, (1, 96, 96, 3)),
+    ]
 
 
-def test_kill_9_at_random_moments_leaves_whole_versions(ctx: Any, crash_specs: list[SlotSpec],
-                                                         record_property: Any) -> None:
+def test_kill_9_at_random_moments_leaves_whole_versions(
+    ctx: Any, crash_specs: list[SlotSpec], record_property: Any
+) -> None:
     """Child k publishes version k+1 to every slot and is killed after a random delay in
     0..1.2x a publish; the parent then checks every slot and republishes as -(k+1)."""
     specs = crash_specs
@@ -195,9 +198,11 @@ def test_kill_9_at_random_moments_leaves_whole_versions(ctx: Any, crash_specs: l
         kept = [hist.check(v.ref, set(committed[hist])) for v in hist.store().history(hist.id)]
         assert kept == committed[hist][::-1][:HISTORY_KEEP], "history lost or reordered a version"
 
-    print(f"\ncrash test: {KILLS} kills, {mid_write} mid-write (temp file on disk after the kill), "
-          f"{finished_first} after the child had finished; publish of {len(specs)} slots takes "
-          f"{publish_s * 1000:.1f} ms; versions lost: 0")
+    print(
+        f"\ncrash test: {KILLS} kills, {mid_write} mid-write (temp file on disk after the kill), "
+        f"{finished_first} after the child had finished; publish of {len(specs)} slots takes "
+        f"{publish_s * 1000:.1f} ms; versions lost: 0"
+    )
     record_property("kills", KILLS)
     record_property("kills_mid_write", mid_write)
     record_property("kills_after_finish", finished_first)
@@ -205,6 +210,7 @@ def test_kill_9_at_random_moments_leaves_whole_versions(ctx: Any, crash_specs: l
 
 
 # -- delete and rename losing a race -------------------------------------------------------------
+
 
 @pytest.fixture
 def vanishing_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SlotStore:
@@ -220,6 +226,7 @@ def vanishing_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SlotStor
         if found:
             os.rename(self.slot_dir(slot_id), tmp_path / f"taken-{slot_id}")
         return found
+
     monkeypatch.setattr(SlotStore, "exists", exists_then_vanish)
     return store
 
@@ -238,8 +245,10 @@ def test_rename_that_loses_a_race_is_slot_not_found(vanishing_store: SlotStore) 
 
 # -- thumbnail and tensors of one version --------------------------------------------------------
 
+
 def test_publish_between_anothers_two_renames_keeps_thumbnail_and_tensors_together(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Writer A (black) has replaced the tensors and is about to replace the thumbnail when
     writer B (white) publishes the same slot: B must wait for A, so the slot never ends up
     white with a black thumbnail (two ComfyUI instances sharing a bus do this)."""
@@ -249,17 +258,18 @@ def test_publish_between_anothers_two_renames_keeps_thumbnail_and_tensors_togeth
     a_thread = threading.current_thread()
 
     def replace(src: Any, dst: Any) -> None:
-        if str(dst).endswith("thumb.png") and threading.current_thread() is a_thread \
-                and not a_paused.is_set():
+        if str(dst).endswith("thumb.png") and threading.current_thread() is a_thread and not a_paused.is_set():
             a_paused.set()
             b_done.wait(timeout=1.0)  # without the lock, B finishes here
         real_replace(src, dst)
+
     monkeypatch.setattr(os, "replace", replace)
 
     def writer_b() -> None:
         a_paused.wait(timeout=10)
         store.publish("x", torch.ones(1, 32, 32, 3))
         b_done.set()
+
     b = threading.Thread(target=writer_b)
     b.start()
     store.publish("x", torch.zeros(1, 32, 32, 3))
@@ -283,6 +293,7 @@ CHURN = ("churn-a", "churn-b")  # published, renamed and deleted by the churn th
 @dataclass
 class Tally:
     """What one worker did; `errors` holds only the exceptions the store does not document."""
+
     publishes: int = 0
     loads: int = 0
     lookups: int = 0  # info, list, history, read_image
@@ -307,8 +318,9 @@ def soak_tensors(dtype: torch.dtype, value: float) -> tuple[torch.Tensor, torch.
 def is_one_version(image: torch.Tensor, mask: torch.Tensor) -> bool:
     """Whether image and mask are the same single version (see soak_tensors)."""
     value = mask.reshape(-1)[0].item()
-    return (torch.equal(mask, torch.full_like(mask, value))
-            and torch.equal(image, torch.full(image.shape, value, dtype=image.dtype)))
+    return torch.equal(mask, torch.full_like(mask, value)) and torch.equal(
+        image, torch.full(image.shape, value, dtype=image.dtype)
+    )
 
 
 def soak_op(tally: Tally, racy: bool, op: Any, *args: Any) -> Any:
@@ -329,8 +341,7 @@ def soak_worker(root: str, index: int, seconds: float, workers: int) -> Tally:
     """Publish to the shared slots and this worker's own, load everyone's, list and look up."""
     store, rng, tally = SlotStore(root), random.Random(index), Tally(errors=[])
     own = f"own-{index}"
-    readable = [*SHARED, *(f"own-{i}" for i in range(workers)), *CHURN,
-                *(f"{s}@-1" for s in SHARED)]
+    readable = [*SHARED, *(f"own-{i}" for i in range(workers)), *CHURN, *(f"{s}@-1" for s in SHARED)]
     deadline = time.monotonic() + seconds
     n = 0
     while time.monotonic() < deadline:
@@ -391,8 +402,7 @@ def churn_reaper(root: str, seconds: float) -> Tally:
     return tally
 
 
-def test_soak_threads_and_processes_never_mix_versions(ctx: Any, tmp_path: Path,
-                                                        record_property: Any) -> None:
+def test_soak_threads_and_processes_never_mix_versions(ctx: Any, tmp_path: Path, record_property: Any) -> None:
     """DATASET_GATES_SOAK_S seconds (30 by default) of 8 threads and 2 processes publishing and
     loading the same and different slots, with history on and a churn of renames and deletes."""
     root = tmp_path / "bus"
@@ -439,11 +449,13 @@ def test_soak_threads_and_processes_never_mix_versions(ctx: Any, tmp_path: Path,
     for tally in tallies:
         total.add(tally)
     ops = total.publishes + total.loads + total.lookups + total.renames + total.deletes
-    summary = (f"soak {SOAK_S:g}s, {SOAK_THREADS} threads + {SOAK_PROCESSES} processes + 2 churn "
-               f"threads: {ops} ops = {total.publishes} publishes, {total.loads} loads, "
-               f"{total.lookups} lookups, {total.renames} renames, {total.deletes} deletes; "
-               f"{total.not_found} SlotNotFound (expected races), {total.mixed} mixed reads, "
-               f"{len(total.errors)} other errors")
+    summary = (
+        f"soak {SOAK_S:g}s, {SOAK_THREADS} threads + {SOAK_PROCESSES} processes + 2 churn "
+        f"threads: {ops} ops = {total.publishes} publishes, {total.loads} loads, "
+        f"{total.lookups} lookups, {total.renames} renames, {total.deletes} deletes; "
+        f"{total.not_found} SlotNotFound (expected races), {total.mixed} mixed reads, "
+        f"{len(total.errors)} other errors"
+    )
     print("\n" + summary)
     for name in ("publishes", "loads", "lookups", "renames", "deletes", "not_found", "mixed"):
         record_property(f"soak_{name}", getattr(total, name))

@@ -1,4 +1,5 @@
 """The HTTP routes on a real aiohttp test server: bus browsing, answers to a paused gate, limits."""
+
 from __future__ import annotations
 
 import asyncio
@@ -68,6 +69,7 @@ def mask_form(node, token, data: bytes | None = None, index=None, clear=False) -
 
 # -- bus ---------------------------------------------------------------------------------------
 
+
 async def test_list_returns_slots_with_thumbnail_urls(client, store):
     resp = await client.get(f"{P}/bus/list")
     assert resp.status == 200
@@ -96,12 +98,21 @@ async def test_info_image_and_tensor_download(client, store):
     assert data == (store.slot_dir("a") / "slot.safetensors").read_bytes()
 
 
-@pytest.mark.parametrize("path, status", [
-    ("/bus/info/missing", 404), ("/bus/thumb/missing", 404), ("/bus/tensors/missing", 404),
-    ("/bus/info/.hidden", 400), ("/bus/info/a..b.", 400), ("/bus/info/a%20b", 400),
-    ("/bus/image/a/3", 400), ("/bus/image/a/-1", 400), ("/bus/image/a/x", 400),
-    ("/bus/info/" + "x" * 65, 400),
-])
+@pytest.mark.parametrize(
+    "path, status",
+    [
+        ("/bus/info/missing", 404),
+        ("/bus/thumb/missing", 404),
+        ("/bus/tensors/missing", 404),
+        ("/bus/info/.hidden", 400),
+        ("/bus/info/a..b.", 400),
+        ("/bus/info/a%20b", 400),
+        ("/bus/image/a/3", 400),
+        ("/bus/image/a/-1", 400),
+        ("/bus/image/a/x", 400),
+        ("/bus/info/" + "x" * 65, 400),
+    ],
+)
 async def test_bad_or_missing_ids_get_4xx_with_a_message(client, path, status):
     resp = await client.get(P + path)
     assert resp.status == status
@@ -110,8 +121,7 @@ async def test_bad_or_missing_ids_get_4xx_with_a_message(client, path, status):
 
 async def test_traversal_never_reaches_files_outside(client, tmp_path):
     (tmp_path / "secret.txt").write_text("TOP-SECRET-CONTENT")
-    for path in ["/bus/thumb/..%2Fsecret.txt", "/bus/tensors/..%2F..%2Fsecret.txt",
-                 "/bus/thumb/../../secret.txt"]:
+    for path in ["/bus/thumb/..%2Fsecret.txt", "/bus/tensors/..%2F..%2Fsecret.txt", "/bus/thumb/../../secret.txt"]:
         resp = await client.get(P + path)
         assert resp.status in (400, 404)
         assert "TOP-SECRET-CONTENT" not in await resp.text()
@@ -142,6 +152,7 @@ async def test_corrupt_slot_is_422_not_500(client, store):
 
 # -- a paused gate -------------------------------------------------------------------------------
 
+
 def pause(waiter: Waiter, batch: int = 2, node: str = "12:5"):
     image = torch.rand(batch, 16, 12, 3)
     return waiter.arm(node, image, routes=3, client_id="tab-a"), image
@@ -157,14 +168,17 @@ async def test_choice_wakes_the_gate(client, waiter):
     assert again.status == 409
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"node": "12:5", "token": "old", "route": 1}, 409),
-    ({"node": "99", "token": "TOKEN", "route": 1}, 409),
-    ({"node": "12:5", "token": "TOKEN", "route": 4}, 400),
-    ({"node": "12:5", "token": "TOKEN", "route": "1"}, 400),
-    ({"node": ["12:5"], "token": "TOKEN", "route": 1}, 409),
-    ([1, 2], 400),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"node": "12:5", "token": "old", "route": 1}, 409),
+        ({"node": "99", "token": "TOKEN", "route": 1}, 409),
+        ({"node": "12:5", "token": "TOKEN", "route": 4}, 400),
+        ({"node": "12:5", "token": "TOKEN", "route": "1"}, 400),
+        ({"node": ["12:5"], "token": "TOKEN", "route": 1}, 409),
+        ([1, 2], 400),
+    ],
+)
 async def test_bad_choices_change_nothing(client, waiter, body, status):
     pending, _ = pause(waiter)
     if isinstance(body, dict) and body.get("token") == "TOKEN":
@@ -177,8 +191,9 @@ async def test_bad_choices_change_nothing(client, waiter, body, status):
 
 async def test_oversized_json_is_413(client, waiter):
     pending, _ = pause(waiter)
-    resp = await client.post(f"{P}/choice", data=json.dumps({"node": "x" * 100_000}),
-                             headers={"Content-Type": "application/json"})
+    resp = await client.post(
+        f"{P}/choice", data=json.dumps({"node": "x" * 100_000}), headers={"Content-Type": "application/json"}
+    )
     assert resp.status == 413
 
 
@@ -220,10 +235,12 @@ async def test_takeover_only_when_the_owner_tab_is_gone(client, waiter, sockets)
     taken = await resp.json()
     assert taken["node"] == "12:5" and taken["token"] not in (None, old) and taken["routes"] == 3
     # The old token is dead everywhere, with a message that says why.
-    for call in (client.post(f"{P}/choice", json={"node": "12:5", "token": old, "route": 1}),
-                 client.post(f"{P}/cancel", json={"node": "12:5", "token": old}),
-                 client.post(f"{P}/mask", data=mask_form("12:5", old, clear=True)),
-                 client.get(f"{P}/preview", params={"node": "12:5", "token": old})):
+    for call in (
+        client.post(f"{P}/choice", json={"node": "12:5", "token": old, "route": 1}),
+        client.post(f"{P}/cancel", json={"node": "12:5", "token": old}),
+        client.post(f"{P}/mask", data=mask_form("12:5", old, clear=True)),
+        client.get(f"{P}/preview", params={"node": "12:5", "token": old}),
+    ):
         resp = await call
         assert resp.status == 409
         assert "taken over by another tab" in (await resp.json())["error"]
@@ -242,11 +259,16 @@ async def test_a_non_owner_answer_is_409_and_says_the_pause_is_another_tabs(clie
     assert "belongs to another tab" in (await resp.json())["error"]
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"node": "12:5"}, 400), ({"node": "12:5", "client_id": ""}, 400),
-    ({"node": "12:5", "client_id": ["tab-c"]}, 400), ({"node": "99", "client_id": "tab-c"}, 409),
-    ([1], 400),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"node": "12:5"}, 400),
+        ({"node": "12:5", "client_id": ""}, 400),
+        ({"node": "12:5", "client_id": ["tab-c"]}, 400),
+        ({"node": "99", "client_id": "tab-c"}, 409),
+        ([1], 400),
+    ],
+)
 async def test_bad_takeovers_change_nothing(client, waiter, sockets, body, status):
     pending, _ = pause(waiter)
     sockets.clear()
@@ -293,18 +315,25 @@ async def test_mask_clear(client, waiter):
     assert resp.status == 200 and (await resp.json())["painted"] == []
 
 
-@pytest.mark.parametrize("kind, status", [
-    ("garbage", 400), ("stale", 409), ("index", 400), ("nofile", 400), ("bomb", 400),
-])
+@pytest.mark.parametrize(
+    "kind, status",
+    [
+        ("garbage", 400),
+        ("stale", 409),
+        ("index", 400),
+        ("nofile", 400),
+        ("bomb", 400),
+    ],
+)
 async def test_bad_mask_uploads(client, waiter, kind, status, monkeypatch):
     pending, _ = pause(waiter)
     token = "stale" if kind == "stale" else pending.token
     data = {"garbage": b"\x89PNG not really", "bomb": png(np.zeros((300, 300), np.uint8), "L")}.get(
-        kind, png(np.zeros((4, 4), np.uint8), "L"))
+        kind, png(np.zeros((4, 4), np.uint8), "L")
+    )
     monkeypatch.setattr(routes_mod.images, "MAX_UPLOAD_PIXELS", 10_000)
     monkeypatch.setattr(routes_mod.images.decode_mask_upload, "__defaults__", (10_000,))
-    form = mask_form("12:5", token, None if kind == "nofile" else data,
-                     index=5 if kind == "index" else None)
+    form = mask_form("12:5", token, None if kind == "nofile" else data, index=5 if kind == "index" else None)
     resp = await client.post(f"{P}/mask", data=form)
     assert resp.status == status, await resp.text()
     assert waiter.paused()[0]["painted"] == []
@@ -324,6 +353,7 @@ async def test_mask_upload_must_be_multipart(client, waiter):
 
 
 # -- history, pins, policy -----------------------------------------------------------------------
+
 
 async def test_versions_pins_and_policy(client, store):
     resp = await client.post(f"{P}/bus/policy", json={"keep": 3})
@@ -353,11 +383,11 @@ async def test_versions_pins_and_policy(client, store):
 
 # -- per-image routes, hold, preview sizes ---------------------------------------------------------
 
+
 async def test_choice_with_a_route_per_image(client, waiter):
     pending, _ = pause(waiter, batch=4)
     decision = asyncio.get_running_loop().run_in_executor(None, waiter.wait, pending, lambda: False)
-    resp = await client.post(f"{P}/choice", json={"node": "12:5", "token": pending.token,
-                                                  "routes": [1, 2, 1, 3]})
+    resp = await client.post(f"{P}/choice", json={"node": "12:5", "token": pending.token, "routes": [1, 2, 1, 3]})
     assert resp.status == 200
     assert await resp.json() == {"node": "12:5", "routes": [1, 2, 1, 3], "route": None}
     assert (await asyncio.wait_for(decision, 2.0)).routes == [1, 2, 1, 3]
@@ -370,12 +400,13 @@ async def test_one_route_still_means_every_image(client, waiter):
     assert waiter.wait(pending, lambda: False).routes == [2, 2, 2]
 
 
-@pytest.mark.parametrize("routes", [[1, 2], [1, 2, 1, 3, 1], [1, 2, 1, 4], [1, 0, 1, 1],
-                                    [1, "2", 1, 1], [1, 2.0, 1, 1], "1,2,1,3", None, {"0": 1}])
+@pytest.mark.parametrize(
+    "routes",
+    [[1, 2], [1, 2, 1, 3, 1], [1, 2, 1, 4], [1, 0, 1, 1], [1, "2", 1, 1], [1, 2.0, 1, 1], "1,2,1,3", None, {"0": 1}],
+)
 async def test_a_routes_list_that_does_not_fit_the_batch_is_400(client, waiter, routes):
     pending, _ = pause(waiter, batch=4)
-    resp = await client.post(f"{P}/choice", json={"node": "12:5", "token": pending.token,
-                                                  "routes": routes})
+    resp = await client.post(f"{P}/choice", json={"node": "12:5", "token": pending.token, "routes": routes})
     assert resp.status == 400 and (await resp.json())["error"]
     assert waiter.paused()[0]["token"] == pending.token  # still waiting
 
@@ -403,15 +434,13 @@ async def test_hold_after_the_deadline_is_409(client, waiter):
 
 async def test_preview_side_sets_the_long_side(client, waiter):
     pending = waiter.arm("12:5", torch.rand(1, 400, 300, 3), routes=2)
-    resp = await client.get(f"{P}/preview", params={"node": "12:5", "token": pending.token,
-                                                    "side": 160})
+    resp = await client.get(f"{P}/preview", params={"node": "12:5", "token": pending.token, "side": 160})
     assert resp.status == 200
     assert max(Image.open(io.BytesIO(await resp.read())).size) == 160
     full = await client.get(f"{P}/preview", params={"node": "12:5", "token": pending.token})
     assert Image.open(io.BytesIO(await full.read())).size == (300, 400)
     for side in (63, 1025, "big"):
-        bad = await client.get(f"{P}/preview", params={"node": "12:5", "token": pending.token,
-                                                       "side": side})
+        bad = await client.get(f"{P}/preview", params={"node": "12:5", "token": pending.token, "side": side})
         assert bad.status == 400
 
 
@@ -419,8 +448,10 @@ async def test_preview_side_sets_the_long_side(client, waiter):
 
 PARKED_PROMPT = {
     "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
-    "2": {"class_type": "ImageGate", "inputs": {"routes": 2, "image": ["1", 0], "send_id": "",
-                                                "get_id": "", "timeout": 5, "on_timeout": "park"}},
+    "2": {
+        "class_type": "ImageGate",
+        "inputs": {"routes": 2, "image": ["1", 0], "send_id": "", "get_id": "", "timeout": 5, "on_timeout": "park"},
+    },
 }
 
 
@@ -445,15 +476,23 @@ async def comfy_client(aiohttp_client, store, waiter, queued):
 
 
 async def test_resume_queues_the_parked_prompt_reading_the_slot(comfy_client, store, queued):
-    store.publish("parked-abc-2", torch.rand(1, 4, 4, 3),
-                  meta={"parked": True, "prompt": PARKED_PROMPT, "node": "2", "prompt_id": "abc"})
+    store.publish(
+        "parked-abc-2",
+        torch.rand(1, 4, 4, 3),
+        meta={"parked": True, "prompt": PARKED_PROMPT, "node": "2", "prompt_id": "abc"},
+    )
     resp = await comfy_client.post(f"{P}/resume/parked-abc-2", json={"client_id": "tab-a"})
     assert resp.status == 200, await resp.text()
     assert await resp.json() == {"prompt_id": "pid-1"}
-    (prompt, client_id), = queued
+    ((prompt, client_id),) = queued
     assert client_id == "tab-a"
-    assert prompt["2"]["inputs"] == {"routes": 2, "send_id": "parked-abc-2", "get_id": "parked-abc-2",
-                                     "timeout": 0, "on_timeout": "park"}
+    assert prompt["2"]["inputs"] == {
+        "routes": 2,
+        "send_id": "parked-abc-2",
+        "get_id": "parked-abc-2",
+        "timeout": 0,
+        "on_timeout": "park",
+    }
     resp = await comfy_client.post(f"{P}/resume/parked-abc-2")  # no body: no client id
     assert resp.status == 200 and queued[1][1] is None
 
@@ -463,8 +502,9 @@ async def test_resume_answers_404_409_and_400(comfy_client, store, queued):
     resp = await comfy_client.post(f"{P}/resume/a", json={})  # a plain slot
     assert resp.status == 409 and "not a parked run" in (await resp.json())["error"]
     assert (await comfy_client.post(f"{P}/resume/..%2Fa", json={})).status in (400, 404)
-    store.publish("p", torch.rand(1, 4, 4, 3), meta={"parked": True, "node": "2",
-                                                     "prompt": dict(PARKED_PROMPT, refuse=True)})
+    store.publish(
+        "p", torch.rand(1, 4, 4, 3), meta={"parked": True, "node": "2", "prompt": dict(PARKED_PROMPT, refuse=True)}
+    )
     resp = await comfy_client.post(f"{P}/resume/p", json={"client_id": 5})
     assert resp.status == 400 and "client_id" in (await resp.json())["error"]
     resp = await comfy_client.post(f"{P}/resume/p", json={"client_id": "tab-a"})
@@ -475,8 +515,7 @@ async def test_resume_answers_404_409_and_400(comfy_client, store, queued):
 
 
 async def test_resume_without_comfyui_is_501(client, store):
-    store.publish("p", torch.rand(1, 4, 4, 3), meta={"parked": True, "node": "2",
-                                                     "prompt": PARKED_PROMPT})
+    store.publish("p", torch.rand(1, 4, 4, 3), meta={"parked": True, "node": "2", "prompt": PARKED_PROMPT})
     resp = await client.post(f"{P}/resume/p", json={})
     assert resp.status == 501
     assert await resp.json() == {"error": "Resume needs ComfyUI: open this bus in ComfyUI's sidebar"}
@@ -485,13 +524,15 @@ async def test_resume_without_comfyui_is_501(client, store):
 async def test_the_preview_cache_keeps_a_whole_64_image_grid(client, waiter, monkeypatch):
     """Grid thumbnails of a 64-image pause are rendered once each, however often asked for."""
     from gates import images as images_mod
+
     renders = []
     real = images_mod.preview
     monkeypatch.setattr(images_mod, "preview", lambda *a: renders.append(a) or real(*a))
     pending = waiter.arm("7:1", torch.rand(64, 48, 64, 3), routes=2, client_id="tab-a")
     for _ in range(2):
         for i in range(64):
-            resp = await client.get(f"{P}/preview", params={"node": "7:1", "token": pending.token,
-                                                            "index": i, "side": 160})
+            resp = await client.get(
+                f"{P}/preview", params={"node": "7:1", "token": pending.token, "index": i, "side": 160}
+            )
             assert resp.status == 200
     assert len(renders) == 64

@@ -1,4 +1,5 @@
 """The script API that README.md shows: the README's own script runs, and the API round-trips."""
+
 from __future__ import annotations
 
 import re
@@ -16,15 +17,23 @@ REPO = Path(__file__).resolve().parents[1]
 
 def readme_script() -> str:
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("## From a script"):]
+    section = text[text.index("## From a script") :]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
 def test_the_readme_script_checkpoints_and_reloads_a_batch(tmp_path: Path) -> None:
-    script = readme_script() + ("assert image.shape == (4, 64, 64, 3) and mask.shape == (4, 64, 64)\n"
-                                "print(gates.info('my_bus', 'batch-1').latent_shape)\n")
-    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": ""})
+    script = readme_script() + (
+        "assert image.shape == (4, 64, 64, 3) and mask.shape == (4, 64, 64)\n"
+        "print(gates.info('my_bus', 'batch-1').latent_shape)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO), "PATH": ""},
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[4, 4, 8, 8]"
     assert (tmp_path / "my_bus" / "batch-1" / "slot.safetensors").is_file()

@@ -4,6 +4,7 @@ The rule tests call the pure functions in gates/browser.py. The process tests st
 `python -m gates serve` and attack it over 127.0.0.1 with raw HTTP, setting Host and Origin
 by hand as a rebinding page's browser would: its own DNS name, now resolving to us.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -24,8 +25,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from gates.browser import (LOOPBACK_HOSTS, allowed_hosts_for, bind_warnings, choose_token,
-                           host_allowed, is_loopback, make_app, refusal, serving)
+from gates.browser import (
+    LOOPBACK_HOSTS,
+    allowed_hosts_for,
+    bind_warnings,
+    choose_token,
+    host_allowed,
+    is_loopback,
+    make_app,
+    refusal,
+    serving,
+)
 from gates.slots import SlotStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,34 +44,37 @@ WILDCARD = allowed_hosts_for("0.0.0.0")
 
 
 # -- the host and origin rule ------------------------------------------------------------------
-@pytest.mark.parametrize("method, host, origin, allowed", [
-    ("POST", f"evil.example:{P}", f"http://evil.example:{P}", False),  # DNS rebinding write
-    ("GET", f"evil.example:{P}", None, False),                          # DNS rebinding read
-    ("GET", f"127.0.0.1.evil.example:{P}", None, False),
-    ("GET", f"localhost.:{P}", None, False),
-    ("GET", f"localhost:{P}", None, True),
-    ("GET", f"LOCALHOST:{P}", None, True),
-    ("GET", f"127.0.0.1:{P}", None, True),
-    ("GET", "127.0.0.1", None, True),                                   # no port: not checked
-    ("GET", f"127.0.0.1:{P + 1}", None, False),                         # another port
-    ("GET", f"[::1]:{P}", None, True),
-    ("POST", f"[::1]:{P}", f"http://[::1]:{P}", True),
-    ("GET", f"192.168.1.5:{P}", None, False),                           # not bound there
-    ("GET", None, None, False),                                         # no Host
-    ("GET", "", None, False),
-    ("GET", f"127.0.0.1:{P}@evil.example", None, False),
-    ("GET", f"127.0.0.1:{P}/x", None, False),
-    ("GET", f"127.0.0.1:{P}", "http://evil.example", True),             # reads: Origin not checked
-    ("POST", f"127.0.0.1:{P}", None, True),                             # curl, scripts
-    ("POST", f"127.0.0.1:{P}", f"http://127.0.0.1:{P}", True),
-    ("POST", f"localhost:{P}", f"http://localhost:{P}", True),
-    ("POST", f"127.0.0.1:{P}", f"http://localhost:{P}", False),
-    ("POST", f"127.0.0.1:{P}", f"https://127.0.0.1:{P}", False),         # scheme differs
-    ("POST", f"127.0.0.1:{P}", "null", False),
-    ("DELETE", f"127.0.0.1:{P}", "http://evil.example", False),
-    ("DELETE", f"127.0.0.1:{P}", f"http://127.0.0.1:{P}/", False),       # not an origin
-    ("POST", f"127.0.0.1:{P}", f"http://127.0.0.1:{P + 1}", False),
-])
+@pytest.mark.parametrize(
+    "method, host, origin, allowed",
+    [
+        ("POST", f"evil.example:{P}", f"http://evil.example:{P}", False),  # DNS rebinding write
+        ("GET", f"evil.example:{P}", None, False),  # DNS rebinding read
+        ("GET", f"127.0.0.1.evil.example:{P}", None, False),
+        ("GET", f"localhost.:{P}", None, False),
+        ("GET", f"localhost:{P}", None, True),
+        ("GET", f"LOCALHOST:{P}", None, True),
+        ("GET", f"127.0.0.1:{P}", None, True),
+        ("GET", "127.0.0.1", None, True),  # no port: not checked
+        ("GET", f"127.0.0.1:{P + 1}", None, False),  # another port
+        ("GET", f"[::1]:{P}", None, True),
+        ("POST", f"[::1]:{P}", f"http://[::1]:{P}", True),
+        ("GET", f"192.168.1.5:{P}", None, False),  # not bound there
+        ("GET", None, None, False),  # no Host
+        ("GET", "", None, False),
+        ("GET", f"127.0.0.1:{P}@evil.example", None, False),
+        ("GET", f"127.0.0.1:{P}/x", None, False),
+        ("GET", f"127.0.0.1:{P}", "http://evil.example", True),  # reads: Origin not checked
+        ("POST", f"127.0.0.1:{P}", None, True),  # curl, scripts
+        ("POST", f"127.0.0.1:{P}", f"http://127.0.0.1:{P}", True),
+        ("POST", f"localhost:{P}", f"http://localhost:{P}", True),
+        ("POST", f"127.0.0.1:{P}", f"http://localhost:{P}", False),
+        ("POST", f"127.0.0.1:{P}", f"https://127.0.0.1:{P}", False),  # scheme differs
+        ("POST", f"127.0.0.1:{P}", "null", False),
+        ("DELETE", f"127.0.0.1:{P}", "http://evil.example", False),
+        ("DELETE", f"127.0.0.1:{P}", f"http://127.0.0.1:{P}/", False),  # not an origin
+        ("POST", f"127.0.0.1:{P}", f"http://127.0.0.1:{P + 1}", False),
+    ],
+)
 def test_refusal_rule(method: str, host: str | None, origin: str | None, allowed: bool) -> None:
     why = refusal(method, host, origin, allowed_hosts=LOOPBACK_HOSTS, port=P)
     assert (why is None) is allowed, why
@@ -83,11 +96,23 @@ def test_a_named_bind_admits_that_name() -> None:
     assert host_allowed(f"[::1]:{P}", allowed_hosts_for("[::1]"), P)
 
 
-@pytest.mark.parametrize("host, loopback", [
-    ("127.0.0.1", True), ("127.8.9.10", True), ("localhost", True), ("LocalHost", True),
-    ("::1", True), ("[::1]", True), ("0.0.0.0", False), ("::", False), ("", False),
-    ("192.168.1.5", False), ("mybox.lan", False), ("localhost.evil.example", False),
-])
+@pytest.mark.parametrize(
+    "host, loopback",
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("localhost", True),
+        ("LocalHost", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("", False),
+        ("192.168.1.5", False),
+        ("mybox.lan", False),
+        ("localhost.evil.example", False),
+    ],
+)
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 
@@ -126,15 +151,15 @@ class Reply:
         return json.loads(self.body)
 
 
-def send(port: int, method: str, path: str, host: str | None, headers: dict[str, str] | None = None,
-         body: dict | None = None) -> Reply:
+def send(
+    port: int, method: str, path: str, host: str | None, headers: dict[str, str] | None = None, body: dict | None = None
+) -> Reply:
     """One request to 127.0.0.1:port with exactly this Host header (None: none at all)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
         data = json.dumps(body).encode() if body is not None else b""
-        sent = {**({"Host": host} if host is not None else {}), **(headers or {}),
-                "Content-Length": str(len(data))}
+        sent = {**({"Host": host} if host is not None else {}), **(headers or {}), "Content-Length": str(len(data))}
         if body is not None:
             sent["Content-Type"] = "application/json"
         for name, value in sent.items():
@@ -163,8 +188,8 @@ def free_port(bind: str = "127.0.0.1") -> int:
 @dataclass
 class Served:
     port: int
-    url: str          # the URL line it printed
-    stderr: str       # what it printed to stderr before listening
+    url: str  # the URL line it printed
+    stderr: str  # what it printed to stderr before listening
     store: SlotStore
 
     def send(self, method: str, path: str, host: str | None = "127.0.0.1", **kwargs) -> Reply:
@@ -182,8 +207,12 @@ def gates_serve(bus: Path, *options: str, bind: str = "127.0.0.1") -> Iterator[S
     with open(bus.parent / "serve.err", "w+", encoding="utf-8") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gates", "serve", "--bus", str(bus), "--port", str(port), *options],
-            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=err,
-            text=True)
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
         reader = threading.Thread(target=lambda: [*map(lines.put, proc.stdout), lines.put(None)], daemon=True)
         reader.start()
         try:
@@ -238,8 +267,9 @@ def test_loopback_serve_refuses_dns_rebinding_and_foreign_origins(bus: Path) -> 
         # The right Host, but another site's page: a classic cross-origin write.
         reply = served.send("DELETE", "/datasete_gate/bus/a", headers={"Origin": "http://evil.example"})
         assert reply.status == 403 and "cross-origin" in reply.json()["error"]
-        reply = served.send("POST", POLICY, headers={"Origin": f"https://127.0.0.1:{served.port}"},
-                            body={"quota_bytes": 1})
+        reply = served.send(
+            "POST", POLICY, headers={"Origin": f"https://127.0.0.1:{served.port}"}, body={"quota_bytes": 1}
+        )
         assert reply.status == 403
         assert slot_ids(served.store) == {"a", "b"} and served.store.policy().quota_bytes is None
         # The page's own requests, and the other loopback names, still work without a token.
@@ -248,8 +278,10 @@ def test_loopback_serve_refuses_dns_rebinding_and_foreign_origins(bus: Path) -> 
         for host in ("localhost", f"[::1]:{served.port}"):
             assert served.send("GET", LIST, host).status == 200, host
         origin = f"http://127.0.0.1:{served.port}"
-        assert served.send("POST", "/datasete_gate/bus/a/pin", headers={"Origin": origin},
-                           body={"pinned": True}).status == 200
+        assert (
+            served.send("POST", "/datasete_gate/bus/a/pin", headers={"Origin": origin}, body={"pinned": True}).status
+            == 200
+        )
         assert served.store.info("a").pinned
         assert served.send("DELETE", "/datasete_gate/bus/b", headers={"Origin": origin}).status == 200
         assert slot_ids(served.store) == {"a"}
@@ -324,6 +356,7 @@ def test_host_localhost_answers_to_localhost(bus: Path) -> None:
 def test_printed_url_opens_the_page_even_from_a_link_on_another_site(bus: Path) -> None:
     """The cookie is SameSite=Strict: a plain 303 would lose it after a cross-site click."""
     from test_browser_page import CHROMIUM, CHROMIUM_ARGS, no_browser
+
     if not os.path.exists(CHROMIUM):
         no_browser(f"{CHROMIUM} not found (apt-get install chromium); this test needs it")
     try:
@@ -331,6 +364,7 @@ def test_printed_url_opens_the_page_even_from_a_link_on_another_site(bus: Path) 
     except ImportError:
         no_browser("the `playwright` Python package is not installed; this test needs it")
     from aiohttp import web
+
     token = "k" * 24
     with serving(make_app(SlotStore(bus), token=token)) as (host, port):
         target = f"http://{host}:{port}/?token={token}"
@@ -338,6 +372,7 @@ def test_printed_url_opens_the_page_even_from_a_link_on_another_site(bus: Path) 
 
         async def message(request: web.Request) -> web.Response:
             return web.Response(text=f'<a id="go" href="{target}">slots</a>', content_type="text/html")
+
         mail.router.add_get("/", message)
         with serving(mail, host="localhost") as (_, mail_port), sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -1,4 +1,5 @@
 """The slot store: bit-exact round trips, listing, ids, atomicity and damaged files."""
+
 from __future__ import annotations
 
 import errno
@@ -31,11 +32,13 @@ def rand_image(b=2, h=24, w=16, c=3, dtype=torch.float32, seed=0) -> torch.Tenso
 
 def assert_exact(a: torch.Tensor, b: torch.Tensor) -> None:
     assert a.dtype == b.dtype and a.shape == b.shape
-    assert torch.equal(a.view(torch.uint8) if a.dtype == torch.bfloat16 else a,
-                       b.view(torch.uint8) if b.dtype == torch.bfloat16 else b)
+    assert torch.equal(
+        a.view(torch.uint8) if a.dtype == torch.bfloat16 else a, b.view(torch.uint8) if b.dtype == torch.bfloat16 else b
+    )
 
 
 # -- round trips ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
 def test_round_trip_is_bit_exact_for_every_float_dtype(store, dtype):
@@ -86,11 +89,14 @@ def test_single_mask_for_a_batch_and_2d_mask_are_kept_as_given(store):
     assert store.load("m2")[1].shape == (24, 16)
 
 
-@pytest.mark.parametrize("mask, message", [
-    (torch.rand(2, 20, 16), "does not match image size"),
-    (torch.rand(3, 24, 16), "must be 1 or the image batch"),
-    (torch.ones(2, 24, 16, dtype=torch.int64), "float tensor"),
-])
+@pytest.mark.parametrize(
+    "mask, message",
+    [
+        (torch.rand(2, 20, 16), "does not match image size"),
+        (torch.rand(3, 24, 16), "must be 1 or the image batch"),
+        (torch.ones(2, 24, 16, dtype=torch.int64), "float tensor"),
+    ],
+)
 def test_mask_mismatch_is_rejected_at_publish(store, mask, message):
     store.publish("keep", rand_image())
     before = store.load("keep")[0]
@@ -99,13 +105,16 @@ def test_mask_mismatch_is_rejected_at_publish(store, mask, message):
     assert_exact(store.load("keep")[0], before)
 
 
-@pytest.mark.parametrize("image, message", [
-    (torch.rand(24, 16, 3), r"\[B,H,W,C\]"),
-    (torch.zeros(1, 4, 4, 3, dtype=torch.uint8), "float tensor"),
-    (torch.rand(1, 4, 4, 5), "C in 1..4"),
-    (torch.rand(0, 4, 4, 3), "B>=1"),
-    ("not a tensor", r"\[B,H,W,C\]"),
-])
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (torch.rand(24, 16, 3), r"\[B,H,W,C\]"),
+        (torch.zeros(1, 4, 4, 3, dtype=torch.uint8), "float tensor"),
+        (torch.rand(1, 4, 4, 5), "C in 1..4"),
+        (torch.rand(0, 4, 4, 3), "B>=1"),
+        ("not a tensor", r"\[B,H,W,C\]"),
+    ],
+)
 def test_bad_images_are_rejected(store, image, message):
     with pytest.raises(ValueError, match=message):
         store.publish("bad", image)
@@ -122,6 +131,7 @@ def test_header_carries_metadata(store):
     assert info.checksum and info.checksum.startswith("xxh3:")
     assert abs(info.created - time.time()) < 60
     from safetensors import safe_open
+
     with safe_open(store.slot_dir("meta") / slots.SLOT_FILE, "pt") as f:
         header = f.metadata()
     assert header["format"] == slot_format.FORMAT and header["version"] == str(slot_format.FORMAT_VERSION)
@@ -193,6 +203,7 @@ def test_a_seed_folder_that_cannot_be_read_keeps_its_pngs_and_lists_damaged(stor
 
 # -- listing, thumbnails, delete, rename ---------------------------------------------------------
 
+
 def test_list_reports_every_slot_from_headers(store):
     store.publish("a", rand_image(b=1, h=8, w=8))
     time.sleep(0.01)
@@ -257,15 +268,38 @@ def test_delete_and_rename(store):
 
 # -- ids and paths ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("good", ["a", "A-1_b.c", "x" * 64, "0", "run.2024-01-01", "_"])
 def test_valid_ids(good):
     assert validate_id(good) == good
 
 
-@pytest.mark.parametrize("bad", [
-    "", ".", "..", ".hidden", "a/b", "a\\b", "../etc", "/abs", "C:\\x", "x" * 65, "a b",
-    "trailing.", "nul", "CON", "com1.txt", "slot@-1x", "a@-0", "é", "a\0b", None, 3,
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        ".",
+        "..",
+        ".hidden",
+        "a/b",
+        "a\\b",
+        "../etc",
+        "/abs",
+        "C:\\x",
+        "x" * 65,
+        "a b",
+        "trailing.",
+        "nul",
+        "CON",
+        "com1.txt",
+        "slot@-1x",
+        "a@-0",
+        "é",
+        "a\0b",
+        None,
+        3,
+    ],
+)
 def test_invalid_ids_name_the_rule(store, bad):
     rule = "reserves for devices" if bad in ("nul", "CON", "com1.txt") else "letters, digits"
     with pytest.raises(ValueError, match=rule):
@@ -287,6 +321,7 @@ def test_symlinked_slot_cannot_escape_the_bus(store, tmp_path):
 
 
 # -- damaged files -----------------------------------------------------------------------------
+
 
 def _slot_file(store: SlotStore, slot_id: str) -> Path:
     return store.slot_dir(slot_id) / slots.SLOT_FILE
@@ -388,8 +423,9 @@ CHILD = textwrap.dedent("""
 def _child(tmp_path: Path, mode: str, root: Path, value: float) -> subprocess.Popen:
     script = tmp_path / "child.py"
     script.write_text(CHILD.format(repo=str(REPO)))
-    return subprocess.Popen([sys.executable, str(script), mode, str(root), str(value)],
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), mode, str(root), str(value)], stdout=subprocess.PIPE, text=True
+    )
 
 
 def test_writer_killed_mid_write_leaves_old_slot(store, tmp_path):
@@ -454,13 +490,13 @@ def test_concurrent_writers_and_readers_never_mix(store):
 
 # -- latents ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_latent_rides_along_bit_exact_with_noise_mask_and_batch_index(store, dtype):
     image, mask = rand_image(b=3), torch.rand(3, 24, 16)
     samples = torch.randn(3, 4, 3, 2).to(dtype)
     noise_mask = torch.rand(3, 1, 24, 16)
-    store.publish("lat", image, mask, latent={"samples": samples, "noise_mask": noise_mask,
-                                              "batch_index": [4, 5, 6]})
+    store.publish("lat", image, mask, latent={"samples": samples, "noise_mask": noise_mask, "batch_index": [4, 5, 6]})
     data = store.read("lat")
     assert_exact(data.image, image)
     assert_exact(data.mask, mask)
@@ -484,8 +520,15 @@ def test_slot_without_latent_reads_none_and_damage_in_the_latent_is_caught(store
         store.read("lat")
 
 
-@pytest.mark.parametrize("latent", [{"samples": torch.zeros(2, 2)}, {"samples": torch.zeros(1, 4, 2, 2, dtype=torch.int32)},
-                                    {}, {"samples": torch.zeros(1, 4, 2, 2), "noise_mask": "x"}])
+@pytest.mark.parametrize(
+    "latent",
+    [
+        {"samples": torch.zeros(2, 2)},
+        {"samples": torch.zeros(1, 4, 2, 2, dtype=torch.int32)},
+        {},
+        {"samples": torch.zeros(1, 4, 2, 2), "noise_mask": "x"},
+    ],
+)
 def test_a_latent_that_is_not_a_latent_is_refused_before_writing(store, latent):
     with pytest.raises(ValueError, match="latent"):
         store.publish("bad", rand_image(), latent=latent)
@@ -514,6 +557,7 @@ def test_a_download_is_verified_in_bounded_memory(store, monkeypatch):
 def test_a_meta_too_large_to_read_back_is_refused_and_the_slot_is_unchanged(store):
     from gates.errors import SlotMetaTooLarge
     from gates.slot_format import MAX_HEADER_BYTES
+
     store.publish("big", torch.zeros(1, 2, 2, 3))
     before = store.info("big").checksum
     with pytest.raises(SlotMetaTooLarge, match="too large"):

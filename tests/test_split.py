@@ -1,4 +1,5 @@
 """Per-image routing: the sub-batches a route gets, exactly and in batch order."""
+
 from __future__ import annotations
 
 import pytest
@@ -50,8 +51,12 @@ def test_a_mask_of_batch_1_or_2d_is_shared_and_a_per_image_mask_is_cut():
 
 
 def test_a_latent_is_cut_with_its_noise_mask_and_batch_index():
-    latent = {"samples": torch.randn(4, 4, 2, 2), "noise_mask": torch.rand(4, 1, 16, 16),
-              "batch_index": [10, 11, 12, 13], "other": "kept"}
+    latent = {
+        "samples": torch.randn(4, 4, 2, 2),
+        "noise_mask": torch.rand(4, 1, 16, 16),
+        "batch_index": [10, 11, 12, 13],
+        "other": "kept",
+    }
     out = split_latent(latent, [0, 3], 4)
     assert torch.equal(out["samples"], latent["samples"][[0, 3]])
     assert torch.equal(out["noise_mask"], latent["noise_mask"][[0, 3]])
@@ -60,8 +65,7 @@ def test_a_latent_is_cut_with_its_noise_mask_and_batch_index():
 
 
 def test_a_latent_of_batch_1_is_shared_and_a_shared_noise_mask_too():
-    single = {"samples": torch.randn(1, 4, 2, 2), "noise_mask": torch.rand(1, 1, 8, 8),
-              "batch_index": [0]}
+    single = {"samples": torch.randn(1, 4, 2, 2), "noise_mask": torch.rand(1, 1, 8, 8), "batch_index": [0]}
     out = split_latent(single, [2], 4)
     assert out["samples"] is single["samples"] and out["noise_mask"] is single["noise_mask"]
     assert out["batch_index"] == [0]

@@ -1,4 +1,5 @@
 """Slot history (id@-N), pins, the disk quota, and a real full disk."""
+
 from __future__ import annotations
 
 import errno
@@ -111,10 +112,17 @@ def test_quota_never_prunes_damaged_slots(store):
     assert set(store.ids()) == {"broken", "fresh"}
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("500M", 500 << 20), ("10G", 10 << 30), ("1.5GiB", int(1.5 * (1 << 30))), ("1048576", 1 << 20),
-    ("none", None), ("0", None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("500M", 500 << 20),
+        ("10G", 10 << 30),
+        ("1.5GiB", int(1.5 * (1 << 30))),
+        ("1048576", 1 << 20),
+        ("none", None),
+        ("0", None),
+    ],
+)
 def test_parse_size(text, expected):
     assert parse_size(text) == expected
 
@@ -139,8 +147,7 @@ def tiny_disk(tmp_path):
     mount = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
     mount.mkdir()
     try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                       check=True, capture_output=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {exc}")
     yield mount
@@ -153,8 +160,11 @@ def test_real_full_disk_keeps_the_old_slot(tiny_disk):
     store.publish("s", old)
     with pytest.raises(SlotWriteError, match="previous version.*unchanged") as caught:
         store.publish("s", torch.rand(1, 512, 512, 3))  # 3 MiB into a 1 MiB disk
-    assert "No space" in str(caught.value) or "space" in str(caught.value).lower() or \
-        getattr(caught.value.__cause__, "errno", None) == errno.ENOSPC
+    assert (
+        "No space" in str(caught.value)
+        or "space" in str(caught.value).lower()
+        or getattr(caught.value.__cause__, "errno", None) == errno.ENOSPC
+    )
     assert torch.equal(store.load("s")[0], old)
     assert sorted(os.listdir(store.slot_dir("s"))) == ["slot.safetensors", "thumb.png"]
     store.publish("s", old + 1)  # space was given back: the next small publish works
@@ -163,6 +173,7 @@ def test_real_full_disk_keeps_the_old_slot(tiny_disk):
 
 def test_a_pinned_png_layout_slot_survives_the_quota(store):
     from PIL import Image
+
     d = store.root / "legacy"
     d.mkdir(parents=True)
     Image.new("RGB", (64, 64), (10, 20, 30)).save(d / "image.png")

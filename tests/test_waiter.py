@@ -1,4 +1,5 @@
 """The waiter: answers wake the gate at once, stale answers change nothing, Cancel is noticed."""
+
 from __future__ import annotations
 
 import threading
@@ -180,8 +181,12 @@ def test_take_over_moves_the_pause_to_a_new_token_and_the_old_one_is_dead():
     waiter.set_mask("1", old, torch.ones(4, 4))
     taken = waiter.take_over("1", "tab-b", lambda client: client == "tab-b")
     assert taken is pending and taken.token != old and taken.client_id == "tab-b"
-    for answer in (lambda: waiter.choose("1", old, 1), lambda: waiter.stop("1", old),
-                   lambda: waiter.set_mask("1", old, None), lambda: waiter.get("1", old)):
+    for answer in (
+        lambda: waiter.choose("1", old, 1),
+        lambda: waiter.stop("1", old),
+        lambda: waiter.set_mask("1", old, None),
+        lambda: waiter.get("1", old),
+    ):
         with pytest.raises(StaleRun, match="taken over by another tab"):
             answer()
     # The old tab, should it come back, sees a pause of another tab; the new owner has it.
@@ -204,10 +209,16 @@ def test_anyone_may_take_over_a_pause_without_an_owner():
         waiter.take_over("1", "tab-y", lambda _client: True)
 
 
-@pytest.mark.parametrize("node, client_id, error", [
-    ("1", "", ValueError), ("1", None, ValueError), ("1", 7, ValueError),
-    ("9", "tab-b", StaleRun), (["1"], "tab-b", StaleRun),
-])
+@pytest.mark.parametrize(
+    "node, client_id, error",
+    [
+        ("1", "", ValueError),
+        ("1", None, ValueError),
+        ("1", 7, ValueError),
+        ("9", "tab-b", StaleRun),
+        (["1"], "tab-b", StaleRun),
+    ],
+)
 def test_take_over_needs_a_client_id_and_a_waiting_gate(node, client_id, error):
     waiter = Waiter()
     waiter.arm("1", image(), routes=2, client_id="tab-a")
@@ -231,6 +242,7 @@ def test_a_foreign_token_is_refused_with_a_message_that_says_why():
 
 
 # -- per-image routes, countdown and hold ---------------------------------------------------------
+
 
 class Clock:
     def __init__(self, now: float = 1000.0):

@@ -7,6 +7,7 @@ The panel is driven with a model and stand-in handlers; the controller that feed
 tests/e2e/test_ui_e2e.py against a real ComfyUI. Needs Chromium and playwright (skips without
 them, fails in CI).
 """
+
 from __future__ import annotations
 
 import os
@@ -147,18 +148,28 @@ async ({ batch, selected, assigned, view }) => {
 @pytest.mark.parametrize("batch", [1, 4, 16, 64])
 def test_the_panel_draws_1_4_16_and_64_images(blank, batch: int) -> None:
     assigned = [2 if i in (1, 2) else None for i in range(batch)]
-    loaded = blank.evaluate(PANEL, {"batch": batch, "selected": [1, 2] if batch > 1 else [], "assigned": assigned,
-                                    "view": "grid" if batch > 1 else "single"})
+    loaded = blank.evaluate(
+        PANEL,
+        {
+            "batch": batch,
+            "selected": [1, 2] if batch > 1 else [],
+            "assigned": assigned,
+            "view": "grid" if batch > 1 else "single",
+        },
+    )
     cells = blank.locator(".dg-cell")
     if batch == 1:
         assert cells.count() == 0 and blank.is_visible(".dg-preview-img") and not blank.is_visible(".dg-send")
         return
     assert loaded == batch and cells.count() == batch
     assert blank.get_attribute(".dg-gate", "data-thumbs") == "loaded"
-    columns = blank.evaluate("() => getComputedStyle(document.querySelector('.dg-thumbs'))"
-                             ".gridTemplateColumns.split(' ').length")
+    columns = blank.evaluate(
+        "() => getComputedStyle(document.querySelector('.dg-thumbs')).gridTemplateColumns.split(' ').length"
+    )
     assert columns == {4: 2, 16: 4, 64: 8}[batch]
-    badges = blank.eval_on_selector_all(".dg-cell-badge", "els => els.map(e => [e.textContent, e.classList.contains('dg-default')])")
+    badges = blank.eval_on_selector_all(
+        ".dg-cell-badge", "els => els.map(e => [e.textContent, e.classList.contains('dg-default')])"
+    )
     assert badges[1] == ["2 · reject", False] and badges[0] == ["1 · keep", True]
     assert blank.eval_on_selector_all(".dg-cell.dg-selected", "els => els.map(e => e.dataset.index)") == ["1", "2"]
     assert blank.inner_text(".dg-route[data-route='2'] .dg-route-count") == "×2"
@@ -174,17 +185,28 @@ def test_the_panel_reports_clicks_and_keys(blank) -> None:
 
     def calls() -> list:
         return blank.evaluate("() => window.dgPanel.calls.splice(0)")
+
     blank.click(".dg-cell[data-index='3']")
     blank.click(".dg-cell[data-index='6']", modifiers=["Shift"])
     blank.click(".dg-cell[data-index='9']", modifiers=["Control"])
     got = [c for c in calls() if c[0] == "cell"]
-    assert got == [["cell", 3, {"shift": False, "ctrl": False}], ["cell", 6, {"shift": True, "ctrl": False}],
-                   ["cell", 9, {"shift": False, "ctrl": True}]]
+    assert got == [
+        ["cell", 3, {"shift": False, "ctrl": False}],
+        ["cell", 6, {"shift": True, "ctrl": False}],
+        ["cell", 9, {"shift": False, "ctrl": True}],
+    ]
     for key in ["2", "Enter", "ArrowDown", "Shift+ArrowRight", "Control+a", " ", "Escape"]:
         blank.keyboard.press(key)
     got = [c for c in calls() if c[0] != "touch"]
-    assert got == [["choose", 2], ["send"], ["move", 4, {"shift": False}], ["move", 1, {"shift": True}],
-                   ["selectAll"], ["enlarge", 0], ["stop"]]
+    assert got == [
+        ["choose", 2],
+        ["send"],
+        ["move", 4, {"shift": False}],
+        ["move", 1, {"shift": True}],
+        ["selectAll"],
+        ["enlarge", 0],
+        ["stop"],
+    ]
     blank.dblclick(".dg-cell[data-index='5']")
     assert ["enlarge", 5] in calls()
     blank.click(".dg-route[data-route='3']")

@@ -4,6 +4,7 @@ gate_outputs.js imports nothing from ComfyUI, so it runs in any page: here the s
 slot browser's server (which serves web/ at /web/) and a stand-in LiteGraph node. Needs
 Chromium and playwright like tests/test_browser_page.py (skips without them, fails in CI).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -75,10 +76,14 @@ def blank(chromium, tmp_path: Path) -> Iterator:  # noqa: F811 - the imported fi
 @pytest.mark.parametrize("labels_first", [False, True])  # the workflow's input order
 def test_labels_from_a_loaded_workflow_show_and_one_edit_keeps_the_rest(blank, labels, labels_first) -> None:
     got = blank.evaluate(NODE, {"routes": 3, "labels": labels, "labelsFirst": labels_first})
-    assert got["loaded"] == {"labels": ["keep", "fix", "drop"],
-                             "outputs": ["mask", "keep (1)", "fix (2)", "drop (3)", *OFF_AND_TAIL],
-                             "widget": "keep, fix, drop"}
-    assert got["edited"] == {"labels": ["keep", "repair", "drop"],
-                             "outputs": ["mask", "keep (1)", "repair (2)", "drop (3)", *OFF_AND_TAIL],
-                             "widget": "keep, repair, drop"}
+    assert got["loaded"] == {
+        "labels": ["keep", "fix", "drop"],
+        "outputs": ["mask", "keep (1)", "fix (2)", "drop (3)", *OFF_AND_TAIL],
+        "widget": "keep, fix, drop",
+    }
+    assert got["edited"] == {
+        "labels": ["keep", "repair", "drop"],
+        "outputs": ["mask", "keep (1)", "repair (2)", "drop (3)", *OFF_AND_TAIL],
+        "widget": "keep, repair, drop",
+    }
     assert got["restored"] == got["edited"]

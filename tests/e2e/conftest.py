@@ -24,6 +24,7 @@ the one ComfyUI's venv ships, else a frontend's static folder, passed as ``--fro
 ``E2E_NODES`` (``classic`` or ``vue``) is read by the UI tests: ``vue`` turns the frontend's
 Vue nodes mode ("Nodes 2.0", setting ``Comfy.VueNodes.Enabled``) on in every tab they open.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,9 @@ import pytest
 E2E_DIR = Path(__file__).resolve().parent
 REPO = E2E_DIR.parents[1]
 PACK_NAME = "dataset_gates"
-SKIP_REASON = ("e2e: set COMFYUI_DIR to a ComfyUI checkout (and COMFYUI_PYTHON to its "
-               "interpreter) to run the end-to-end tests")
+SKIP_REASON = (
+    "e2e: set COMFYUI_DIR to a ComfyUI checkout (and COMFYUI_PYTHON to its interpreter) to run the end-to-end tests"
+)
 START_TIMEOUT_S = 120.0
 TERMINAL_EVENTS = ("execution_success", "execution_interrupted", "execution_error")
 RESET_CLIENT = "e2e-reset"  # the client id the between-tests cleanup takes pauses over with
@@ -66,8 +68,9 @@ def frontend_root() -> Path | None:
         return None
     root = Path(value).expanduser().resolve()
     if not (root / "index.html").is_file():
-        raise pytest.UsageError(f"E2E_FRONTEND={value}: no index.html there (want 'bundled' or a "
-                                "frontend's static folder)")
+        raise pytest.UsageError(
+            f"E2E_FRONTEND={value}: no index.html there (want 'bundled' or a frontend's static folder)"
+        )
     return root
 
 
@@ -123,11 +126,9 @@ class WsClient:
         self.events: list[dict[str, Any]] = []
         self._cond = threading.Condition()
         self._closed = False
-        self._ws = websocket.create_connection(f"{ws_url}?clientId={self.client_id}",
-                                               timeout=timeout)
+        self._ws = websocket.create_connection(f"{ws_url}?clientId={self.client_id}", timeout=timeout)
         self._ws.settimeout(0.5)
-        self._thread = threading.Thread(target=self._reader, name=f"ws-{self.client_id}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._reader, name=f"ws-{self.client_id}", daemon=True)
         self._thread.start()
         self.wait_for("status", timeout=timeout)  # ComfyUI greets every new socket
 
@@ -159,16 +160,25 @@ class WsClient:
         with self._cond:
             return len(self.events)
 
-    def find(self, type_: str | tuple[str, ...], pred: Callable[[dict], bool] | None = None,
-             since: int = 0) -> list[dict[str, Any]]:
+    def find(
+        self, type_: str | tuple[str, ...], pred: Callable[[dict], bool] | None = None, since: int = 0
+    ) -> list[dict[str, Any]]:
         """Data of the events received so far of this type (or types) matching ``pred``."""
         types = (type_,) if isinstance(type_, str) else type_
         with self._cond:
-            return [e["data"] for e in self.events[since:]
-                    if e.get("type") in types and (pred is None or pred(e.get("data") or {}))]
+            return [
+                e["data"]
+                for e in self.events[since:]
+                if e.get("type") in types and (pred is None or pred(e.get("data") or {}))
+            ]
 
-    def wait_for(self, type_: str | tuple[str, ...], pred: Callable[[dict], bool] | None = None,
-                 timeout: float = 30.0, since: int = 0) -> dict[str, Any]:
+    def wait_for(
+        self,
+        type_: str | tuple[str, ...],
+        pred: Callable[[dict], bool] | None = None,
+        timeout: float = 30.0,
+        since: int = 0,
+    ) -> dict[str, Any]:
         """The first event of this type (or types) matching ``pred``; returns {"type", "data"}."""
         types = (type_,) if isinstance(type_, str) else type_
         deadline = time.monotonic() + timeout
@@ -183,22 +193,22 @@ class WsClient:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._closed:
                     seen = [e.get("type") for e in self.events[since:]][-40:]
-                    raise TimeoutError(f"no {types} event within {timeout}s "
-                                       f"(socket closed: {self._closed}); last events: {seen}")
+                    raise TimeoutError(
+                        f"no {types} event within {timeout}s (socket closed: {self._closed}); last events: {seen}"
+                    )
                 self._cond.wait(min(left, 0.5))
 
-    def wait_prompt_end(self, prompt_id: str, timeout: float = 60.0,
-                        since: int = 0) -> dict[str, Any]:
+    def wait_prompt_end(self, prompt_id: str, timeout: float = 60.0, since: int = 0) -> dict[str, Any]:
         """The terminal event (success / interrupted / error) of one prompt."""
-        return self.wait_for(TERMINAL_EVENTS, lambda d: d.get("prompt_id") == prompt_id,
-                             timeout=timeout, since=since)
+        return self.wait_for(TERMINAL_EVENTS, lambda d: d.get("prompt_id") == prompt_id, timeout=timeout, since=since)
 
-    def wait_pause(self, prompt_id: str | None = None, node: str | None = None,
-                   timeout: float = 60.0, since: int = 0) -> dict[str, Any]:
+    def wait_pause(
+        self, prompt_id: str | None = None, node: str | None = None, timeout: float = 60.0, since: int = 0
+    ) -> dict[str, Any]:
         """Data of the pack's pause event; fails at once if the prompt ends first."""
+
         def match(d: dict) -> bool:
-            return (prompt_id is None or d.get("prompt_id") == prompt_id) and \
-                (node is None or d.get("node") == node)
+            return (prompt_id is None or d.get("prompt_id") == prompt_id) and (node is None or d.get("node") == node)
 
         e = self.wait_for(("datasete_gate.pause",) + TERMINAL_EVENTS, match, timeout, since)
         if e["type"] != "datasete_gate.pause":
@@ -223,8 +233,14 @@ class WsClient:
 class ComfyServer:
     """A ComfyUI process with this pack loaded, in its own temp folders."""
 
-    def __init__(self, comfy_dir: Path, python: str, root: Path,
-                 pack_names: tuple[str, ...] = (PACK_NAME,), env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        comfy_dir: Path,
+        python: str,
+        root: Path,
+        pack_names: tuple[str, ...] = (PACK_NAME,),
+        env: dict[str, str] | None = None,
+    ):
         self.pack_names = pack_names  # one symlink to this repository per name
         self.env = dict(env or {})
         self.comfy_dir = comfy_dir
@@ -254,35 +270,50 @@ class ComfyServer:
             (self.nodes_dir / name).symlink_to(REPO, target_is_directory=True)
         config = self.root / "extra_model_paths.yaml"
         config.write_text(f"e2e:\n    custom_nodes: {self.nodes_dir}\n")
-        cmd = [self.python, str(self.comfy_dir / "main.py"), "--cpu",
-               "--listen", "127.0.0.1", "--port", str(self.port), "--disable-auto-launch",
-               "--disable-api-nodes",
-               "--input-directory", str(self.input_dir),
-               "--output-directory", str(self.output_dir),
-               "--temp-directory", str(self.temp_dir),
-               "--user-directory", str(self.user_dir),
-               "--database-url", f"sqlite:///{self.root / 'comfy.db'}",
-               "--extra-model-paths-config", str(config)]
+        cmd = [
+            self.python,
+            str(self.comfy_dir / "main.py"),
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--disable-auto-launch",
+            "--disable-api-nodes",
+            "--input-directory",
+            str(self.input_dir),
+            "--output-directory",
+            str(self.output_dir),
+            "--temp-directory",
+            str(self.temp_dir),
+            "--user-directory",
+            str(self.user_dir),
+            "--database-url",
+            f"sqlite:///{self.root / 'comfy.db'}",
+            "--extra-model-paths-config",
+            str(config),
+        ]
         root = frontend_root()
         if root is not None:
             cmd += ["--front-end-root", str(root)]
         self._log = open(self.log_path, "wb")
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
-        self.proc = subprocess.Popen(cmd, cwd=self.comfy_dir, stdout=self._log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        self.proc = subprocess.Popen(
+            cmd, cwd=self.comfy_dir, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        )
         import requests
 
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited with {self.proc.returncode} while starting:\n"
-                                   f"{self.log_tail(60)}")
+                raise RuntimeError(f"ComfyUI exited with {self.proc.returncode} while starting:\n{self.log_tail(60)}")
             try:
                 r = self.http.get(f"{self.base_url}/object_info/ImageGate", timeout=2)
                 if r.status_code == 200:
                     if "ImageGate" not in r.json():
-                        raise RuntimeError("ComfyUI started without the Dataset Gates nodes "
-                                           f"(import failed?):\n{self.log_tail(60)}")
+                        raise RuntimeError(
+                            f"ComfyUI started without the Dataset Gates nodes (import failed?):\n{self.log_tail(60)}"
+                        )
                     return
             except requests.RequestException:  # not listening yet
                 pass
@@ -442,10 +473,8 @@ def comfy_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
     comfy_dir, python = _comfy_setup()
     started: list[ComfyServer] = []
 
-    def start(name: str, env: dict[str, str] | None = None,
-              pack_names: tuple[str, ...] = (PACK_NAME,)) -> ComfyServer:
-        server = ComfyServer(comfy_dir, python, tmp_path_factory.mktemp(name),
-                             pack_names=pack_names, env=env)
+    def start(name: str, env: dict[str, str] | None = None, pack_names: tuple[str, ...] = (PACK_NAME,)) -> ComfyServer:
+        server = ComfyServer(comfy_dir, python, tmp_path_factory.mktemp(name), pack_names=pack_names, env=env)
         started.append(server)
         _EXTRA_SERVERS.append(server)
         server.start()

@@ -7,6 +7,7 @@ app.graph.serialize() as example_workflows/<name>.json with a screenshot beside 
 file is needed except by `curate_batch`, whose point is a sampler (its note names the
 checkpoint, and the examples test only validates it).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -15,9 +16,11 @@ from typing import Any
 
 SD15 = "v1-5-pruned-emaonly-fp16.safetensors"
 # Where ComfyUI's own default workflow says to get it; the frontend offers the download
-SD15_MODEL = {"name": SD15, "directory": "checkpoints",
-              "url": "https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/"
-                     f"{SD15}?download=true"}
+SD15_MODEL = {
+    "name": SD15,
+    "directory": "checkpoints",
+    "url": f"https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/{SD15}?download=true",
+}
 EXAMPLE_IMAGE = "example.png"  # ships in ComfyUI's input/ folder
 
 
@@ -47,8 +50,12 @@ def note(text: str, pos: tuple[int, int], size: tuple[int, int]) -> Node:
     return Node("note", "MarkdownNote", pos, {"text": text.strip()}, size=size, title="About this workflow")
 
 
-CURATE = Example("curate_batch", needs_model=SD15, nodes=[
-    note(f"""
+CURATE = Example(
+    "curate_batch",
+    needs_model=SD15,
+    nodes=[
+        note(
+            f"""
 ## Curate a batch: generate, keep / fix / drop, save
 
 Generates 8 images; the **Image Gate** then pauses with them in the node, as a grid. Give each
@@ -62,29 +69,46 @@ selected sends the whole batch; Esc stops):
 
 Needs a Stable Diffusion 1.5 checkpoint in `models/checkpoints`: `{SD15}` (or pick yours in
 Load Checkpoint).
-""", (20, -300), (700, 250)),
-    Node("ckpt", "CheckpointLoaderSimple", (20, 0), {"ckpt_name": SD15},
-         properties={"models": [SD15_MODEL]}),
-    Node("latent", "EmptyLatentImage", (20, 170), {"width": 512, "height": 512, "batch_size": 8}),
-    Node("pos", "CLIPTextEncode", (320, 0),
-         {"text": "a lighthouse on a rocky coast at sunset, oil painting"}, size=(400, 140)),
-    Node("neg", "CLIPTextEncode", (320, 190), {"text": "blurry, text, watermark"}, size=(400, 110)),
-    Node("sampler", "KSampler", (20, 370), {"seed": 1, "control_after_generate": "randomize"}),
-    Node("decode", "VAEDecode", (320, 370)),
-    Node("gate", "ImageGate", (500, 370), {"routes": 3, "labels": "keep, fix, drop"}),
-    Node("keep", "SaveImage", (860, 370), {"filename_prefix": "curated/keep"}, size=(300, 260)),
-    Node("fix", "DatasetGatesBusSave", (860, 690), {"slot_id": "to_fix"}),
-], links=[
-    ("ckpt", "MODEL", "sampler", "model"), ("ckpt", "CLIP", "pos", "clip"),
-    ("ckpt", "CLIP", "neg", "clip"), ("pos", "CONDITIONING", "sampler", "positive"),
-    ("neg", "CONDITIONING", "sampler", "negative"), ("latent", "LATENT", "sampler", "latent_image"),
-    ("sampler", "LATENT", "decode", "samples"), ("ckpt", "VAE", "decode", "vae"),
-    ("decode", "IMAGE", "gate", "image"), ("gate", "route_1", "keep", "images"),
-    ("gate", "route_2", "fix", "image"),
-])
+""",
+            (20, -300),
+            (700, 250),
+        ),
+        Node("ckpt", "CheckpointLoaderSimple", (20, 0), {"ckpt_name": SD15}, properties={"models": [SD15_MODEL]}),
+        Node("latent", "EmptyLatentImage", (20, 170), {"width": 512, "height": 512, "batch_size": 8}),
+        Node(
+            "pos",
+            "CLIPTextEncode",
+            (320, 0),
+            {"text": "a lighthouse on a rocky coast at sunset, oil painting"},
+            size=(400, 140),
+        ),
+        Node("neg", "CLIPTextEncode", (320, 190), {"text": "blurry, text, watermark"}, size=(400, 110)),
+        Node("sampler", "KSampler", (20, 370), {"seed": 1, "control_after_generate": "randomize"}),
+        Node("decode", "VAEDecode", (320, 370)),
+        Node("gate", "ImageGate", (500, 370), {"routes": 3, "labels": "keep, fix, drop"}),
+        Node("keep", "SaveImage", (860, 370), {"filename_prefix": "curated/keep"}, size=(300, 260)),
+        Node("fix", "DatasetGatesBusSave", (860, 690), {"slot_id": "to_fix"}),
+    ],
+    links=[
+        ("ckpt", "MODEL", "sampler", "model"),
+        ("ckpt", "CLIP", "pos", "clip"),
+        ("ckpt", "CLIP", "neg", "clip"),
+        ("pos", "CONDITIONING", "sampler", "positive"),
+        ("neg", "CONDITIONING", "sampler", "negative"),
+        ("latent", "LATENT", "sampler", "latent_image"),
+        ("sampler", "LATENT", "decode", "samples"),
+        ("ckpt", "VAE", "decode", "vae"),
+        ("decode", "IMAGE", "gate", "image"),
+        ("gate", "route_1", "keep", "images"),
+        ("gate", "route_2", "fix", "image"),
+    ],
+)
 
-RESUME = Example("resume_from_slot", nodes=[
-    note("""
+RESUME = Example(
+    "resume_from_slot",
+    nodes=[
+        note(
+            """
 ## Resume from a slot
 
 The **Image Gate** has no image wired, so it reads the bus slot named in `get_id`, here
@@ -94,13 +118,21 @@ published, in any later session. It pauses with them; **keep** saves them to
 
 `to_fix@-1` is the version before (when the bus keeps history: `gates config --keep 3`). The
 **get_id ▾** button lists the slots. A `get_id` naming no slot does nothing (the log says so).
-""", (20, -300), (640, 270)),
-    Node("gate", "ImageGate", (20, 20), {"routes": 2, "labels": "keep, drop", "get_id": "to_fix"}),
-    Node("keep", "SaveImage", (400, 20), {"filename_prefix": "curated/keep"}, size=(300, 300)),
-], links=[("gate", "route_1", "keep", "images")])
+""",
+            (20, -300),
+            (640, 270),
+        ),
+        Node("gate", "ImageGate", (20, 20), {"routes": 2, "labels": "keep, drop", "get_id": "to_fix"}),
+        Node("keep", "SaveImage", (400, 20), {"filename_prefix": "curated/keep"}, size=(300, 300)),
+    ],
+    links=[("gate", "route_1", "keep", "images")],
+)
 
-CHECKPOINT = Example("checkpoint_batch", nodes=[
-    note(f"""
+CHECKPOINT = Example(
+    "checkpoint_batch",
+    nodes=[
+        note(
+            f"""
 ## Checkpoint a batch with Bus Save and Bus Load
 
 **Bus Save** stores the batch in the slot `checkpoint` bit for bit (float32 stays float32) under
@@ -110,20 +142,30 @@ slot back; in the same run it waits for the save by itself, no wire needed.
 Once it has run, bypass the top row (select it, Ctrl+B) and queue again: Bus Load restarts
 from the checkpoint without recomputing what came before. `{EXAMPLE_IMAGE}` ships with
 ComfyUI; Repeat Image Batch stands for the expensive part.
-""", (20, -300), (700, 270)),
-    Node("load", "LoadImage", (20, 20), {"image": EXAMPLE_IMAGE}, size=(300, 340)),
-    Node("repeat", "RepeatImageBatch", (360, 20), {"amount": 4}),
-    Node("save", "DatasetGatesBusSave", (680, 20), {"slot_id": "checkpoint"}),
-    Node("busload", "DatasetGatesBusLoad", (20, 420), {"slot_id": "checkpoint"}),
-    Node("invert", "ImageInvert", (360, 420)),
-    Node("out", "SaveImage", (680, 420), {"filename_prefix": "checkpoint/inverted"}, size=(300, 300)),
-], links=[
-    ("load", "IMAGE", "repeat", "image"), ("repeat", "IMAGE", "save", "image"),
-    ("busload", "image", "invert", "image"), ("invert", "IMAGE", "out", "images"),
-])
+""",
+            (20, -300),
+            (700, 270),
+        ),
+        Node("load", "LoadImage", (20, 20), {"image": EXAMPLE_IMAGE}, size=(300, 340)),
+        Node("repeat", "RepeatImageBatch", (360, 20), {"amount": 4}),
+        Node("save", "DatasetGatesBusSave", (680, 20), {"slot_id": "checkpoint"}),
+        Node("busload", "DatasetGatesBusLoad", (20, 420), {"slot_id": "checkpoint"}),
+        Node("invert", "ImageInvert", (360, 420)),
+        Node("out", "SaveImage", (680, 420), {"filename_prefix": "checkpoint/inverted"}, size=(300, 300)),
+    ],
+    links=[
+        ("load", "IMAGE", "repeat", "image"),
+        ("repeat", "IMAGE", "save", "image"),
+        ("busload", "image", "invert", "image"),
+        ("invert", "IMAGE", "out", "images"),
+    ],
+)
 
-OVERNIGHT = Example("overnight_parking", nodes=[
-    note("""
+OVERNIGHT = Example(
+    "overnight_parking",
+    nodes=[
+        note(
+            """
 ## Overnight: park what nobody answers
 
 Queue as many runs as you like and leave. The **Image Gate** waits `timeout` seconds (600
@@ -134,27 +176,44 @@ moves on to the next run.
 Later, **▶ Resume** on the parked slot in the Slots sidebar queues the run again: the gate
 pauses at once, without recomputing what fed it. `on_timeout` can also **stop** the run or send every
 image down a route.
-""", (20, -300), (700, 270)),
-    Node("load", "LoadImage", (20, 20), {"image": EXAMPLE_IMAGE}, size=(300, 340)),
-    Node("repeat", "RepeatImageBatch", (20, 420), {"amount": 4}),
-    Node("gate", "ImageGate", (360, 20),
-         {"routes": 2, "labels": "keep, drop", "timeout": 600, "on_timeout": "park"}),
-    Node("keep", "SaveImage", (720, 20), {"filename_prefix": "overnight/keep"}, size=(300, 300)),
-], links=[
-    ("load", "IMAGE", "repeat", "image"), ("repeat", "IMAGE", "gate", "image"),
-    ("gate", "route_1", "keep", "images"),
-])
+""",
+            (20, -300),
+            (700, 270),
+        ),
+        Node("load", "LoadImage", (20, 20), {"image": EXAMPLE_IMAGE}, size=(300, 340)),
+        Node("repeat", "RepeatImageBatch", (20, 420), {"amount": 4}),
+        Node(
+            "gate", "ImageGate", (360, 20), {"routes": 2, "labels": "keep, drop", "timeout": 600, "on_timeout": "park"}
+        ),
+        Node("keep", "SaveImage", (720, 20), {"filename_prefix": "overnight/keep"}, size=(300, 300)),
+    ],
+    links=[
+        ("load", "IMAGE", "repeat", "image"),
+        ("repeat", "IMAGE", "gate", "image"),
+        ("gate", "route_1", "keep", "images"),
+    ],
+)
 
 EXAMPLES = {e.name: e for e in (CURATE, RESUME, CHECKPOINT, OVERNIGHT)}
 
 
 def spec(example: Example) -> dict[str, Any]:
     """What BUILD takes: plain JSON."""
-    return {"nodes": [{"key": n.key, "type": n.type, "pos": list(n.pos), "widgets": n.widgets,
-                       "size": list(n.size) if n.size else None, "title": n.title,
-                       "properties": n.properties}
-                      for n in example.nodes],
-            "links": [list(link) for link in example.links]}
+    return {
+        "nodes": [
+            {
+                "key": n.key,
+                "type": n.type,
+                "pos": list(n.pos),
+                "widgets": n.widgets,
+                "size": list(n.size) if n.size else None,
+                "title": n.title,
+                "properties": n.properties,
+            }
+            for n in example.nodes
+        ],
+        "links": [list(link) for link in example.links],
+    }
 
 
 # Clears the graph, then adds the nodes and links of a spec; returns {key: node id}. A widget

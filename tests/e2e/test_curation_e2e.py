@@ -5,6 +5,7 @@ and a LATENT of four (a .latent file that LoadLatent reads back exactly) go thro
 sends each image its own way; Gate Split cuts the matching masks and latents. Timeouts route,
 stop, or park the run in a slot, and a parked run resumes from it.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,11 @@ from typing import Any
 import pytest
 
 if not os.environ.get("COMFYUI_DIR", "").strip():
-    pytest.skip("e2e: set COMFYUI_DIR to a ComfyUI checkout (and COMFYUI_PYTHON to its "
-                "interpreter) to run the end-to-end tests", allow_module_level=True)
+    pytest.skip(
+        "e2e: set COMFYUI_DIR to a ComfyUI checkout (and COMFYUI_PYTHON to its "
+        "interpreter) to run the end-to-end tests",
+        allow_module_level=True,
+    )
 
 np = pytest.importorskip("numpy")
 torch = pytest.importorskip("torch")
@@ -24,8 +28,15 @@ pytest.importorskip("websocket", reason="e2e tests need websocket-client")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 Image = pytest.importorskip("PIL.Image")
 
-from test_gate_e2e import (ROUTE_TIMEOUT, _rgba, assert_exact, executed_nodes,  # noqa: E402
-                           load_image_reference, load_slot, started_nodes)
+from test_gate_e2e import (  # noqa: E402
+    ROUTE_TIMEOUT,
+    _rgba,
+    assert_exact,
+    executed_nodes,
+    load_image_reference,
+    load_slot,
+    started_nodes,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +47,7 @@ BATCH_LATENT = "e2e_batch4.latent"
 
 
 # -- a batch of four, with masks and a latent ---------------------------------------------------
+
 
 def _frame(i: int) -> Any:
     """Four distinct RGBA pages; alpha differs too, so each image has its own mask."""
@@ -58,26 +70,34 @@ def batch(comfy) -> dict[str, Any]:
     samples = torch.randn(4, 4, 3, 5, generator=torch.Generator().manual_seed(7))
     latent_path = comfy.input_dir / BATCH_LATENT
     if not latent_path.exists():  # LoadLatent's format: latent_tensor, and a version marker
-        safetensors_torch.save_file({"latent_tensor": samples,
-                                     "latent_format_version_0": torch.tensor([])}, str(latent_path))
-    return {"image": torch.cat([r[0] for r in refs]), "mask": torch.cat([r[1] for r in refs]),
-            "latent": samples}
+        safetensors_torch.save_file(
+            {"latent_tensor": samples, "latent_format_version_0": torch.tensor([])}, str(latent_path)
+        )
+    return {"image": torch.cat([r[0] for r in refs]), "mask": torch.cat([r[1] for r in refs]), "latent": samples}
 
 
 def sources(image: str = BATCH_IMAGE, latent: str = BATCH_LATENT) -> dict[str, Any]:
-    return {"1": {"class_type": "LoadImage", "inputs": {"image": image}},
-            "3": {"class_type": "LoadLatent", "inputs": {"latent": latent}}}
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "3": {"class_type": "LoadLatent", "inputs": {"latent": latent}},
+    }
 
 
 def gate(routes: int, **inputs: Any) -> dict[str, Any]:
     """An Image Gate fed the batch: image and mask from LoadImage, latent from LoadLatent."""
-    base = {"routes": routes, "image": ["1", 0], "mask": ["1", 1], "latent": ["3", 0],
-            "send_id": "", "get_id": "", "labels": ""}
+    base = {
+        "routes": routes,
+        "image": ["1", 0],
+        "mask": ["1", 1],
+        "latent": ["3", 0],
+        "send_id": "",
+        "get_id": "",
+        "labels": "",
+    }
     return {"class_type": "ImageGate", "inputs": {**base, **inputs}}
 
 
-def bus_save(slot_id: str, image: list, mask: list | None = None,
-             latent: list | None = None) -> dict[str, Any]:
+def bus_save(slot_id: str, image: list, mask: list | None = None, latent: list | None = None) -> dict[str, Any]:
     inputs: dict[str, Any] = {"image": image, "slot_id": slot_id}
     if mask is not None:
         inputs["mask"] = mask
@@ -99,8 +119,7 @@ def ended(ws, prompt_id: str, since: int, expect: str = "execution_success") -> 
 
 
 def answer(comfy, pause: dict[str, Any], **body: Any):
-    r = comfy.post("/datasete_gate/choice", json={"node": pause["node"], "token": pause["token"],
-                                                  **body})
+    r = comfy.post("/datasete_gate/choice", json={"node": pause["node"], "token": pause["token"], **body})
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -117,14 +136,16 @@ def meta(comfy, slot_id: str) -> dict[str, Any]:
 
 # -- 1. a route per image -----------------------------------------------------------------------
 
+
 def test_each_image_goes_down_its_own_route_and_gate_split_cuts_masks_and_latents(comfy, ws, batch):
     prompt = sources()
     prompt["2"] = gate(4, send_id="e2e_cur_sent")
     for k in (1, 2, 3, 4):  # route k's images, and Gate Split's cut of everything for route k
         prompt[f"1{k}"] = bus_save(f"e2e_cur_r{k}", ["2", k])
-        prompt[f"2{k}"] = {"class_type": "DatasetGatesSplit", "inputs": {
-            "decisions": ["2", 11], "route": k, "image": ["1", 0], "mask": ["2", 0],
-            "latent": ["2", 12]}}
+        prompt[f"2{k}"] = {
+            "class_type": "DatasetGatesSplit",
+            "inputs": {"decisions": ["2", 11], "route": k, "image": ["1", 0], "mask": ["2", 0], "latent": ["2", 12]},
+        }
         prompt[f"3{k}"] = bus_save(f"e2e_cur_split{k}", [f"2{k}", 0], [f"2{k}", 1], [f"2{k}", 2])
         prompt[f"4{k}"] = {"class_type": "PreviewAny", "inputs": {"source": [f"2{k}", 3]}}
         prompt[f"5{k}"] = {"class_type": "PreviewAny", "inputs": {"source": [f"2{k}", 4]}}
@@ -132,11 +153,9 @@ def test_each_image_goes_down_its_own_route_and_gate_split_cuts_masks_and_latent
     assert (pause["batch"], pause["routes"], pause["preselect"]) == (4, 4, None)
     assert (pause["timeout"], pause["deadline"], pause["on_timeout"]) == (0, None, "park")
 
-    bad = comfy.post("/datasete_gate/choice", json={"node": "2", "token": pause["token"],
-                                                    "routes": [1, 2, 1]})
+    bad = comfy.post("/datasete_gate/choice", json={"node": "2", "token": pause["token"], "routes": [1, 2, 1]})
     assert bad.status_code == 400  # one route per image, or nothing
-    assert answer(comfy, pause, routes=[1, 2, 1, 3]) == {"node": "2", "routes": [1, 2, 1, 3],
-                                                         "route": None}
+    assert answer(comfy, pause, routes=[1, 2, 1, 3]) == {"node": "2", "routes": [1, 2, 1, 3], "route": None}
     ended(ws, prompt_id, since)
     history = comfy.wait_history(prompt_id)
     done = ws.find(DONE, lambda d: d.get("token") == pause["token"], since=since)
@@ -166,8 +185,10 @@ def test_each_image_goes_down_its_own_route_and_gate_split_cuts_masks_and_latent
     assert (recorded["routes"], recorded["route"]) == ([1, 2, 1, 3], None)
 
     # A gate resuming from it pre-selects the routes, and gives the latent back.
-    resume = {"2": {"class_type": "ImageGate", "inputs": {"routes": 4, "get_id": "e2e_cur_sent"}},
-              "6": bus_save("e2e_cur_resumed", ["2", 1], latent=["2", 12])}
+    resume = {
+        "2": {"class_type": "ImageGate", "inputs": {"routes": 4, "get_id": "e2e_cur_sent"}},
+        "6": bus_save("e2e_cur_resumed", ["2", 1], latent=["2", 12]),
+    }
     prompt_id, pause, since = queue_until_pause(comfy, ws, resume)
     assert pause["preselect"] == [1, 2, 1, 3] and pause["source"] == "slot:e2e_cur_sent"
     assert answer(comfy, pause, route=1)["routes"] == [1, 1, 1, 1]
@@ -178,6 +199,7 @@ def test_each_image_goes_down_its_own_route_and_gate_split_cuts_masks_and_latent
 
 
 # -- 2. timeouts ----------------------------------------------------------------------------------
+
 
 def test_a_route_timeout_sends_every_image_down_that_route(comfy, ws, batch):
     prompt = sources()
@@ -230,6 +252,7 @@ def test_hold_stops_the_countdown(comfy, ws, batch):
 
 # -- 3. parking, and resuming a parked run ------------------------------------------------------
 
+
 def test_park_on_timeout_then_resume_pauses_again_from_the_parked_slot(comfy, ws, batch):
     # Copies of the batch files, deleted once parked: had the resumed prompt still needed
     # LoadImage or LoadLatent, ComfyUI would refuse it (missing file) or recompute them.
@@ -239,8 +262,15 @@ def test_park_on_timeout_then_resume_pauses_again_from_the_parked_slot(comfy, ws
     prompt = sources(own["image"].name, own["latent"].name)
     prompt["2"] = gate(2, timeout=2, on_timeout="park", labels="keep, fix")
     prompt["11"] = bus_save("e2e_park_r1", ["2", 1], latent=["2", 12])
-    prompt["21"] = {"class_type": "DatasetGatesSplit", "inputs": {  # route 2's masks and latents
-        "decisions": ["2", 11], "route": 2, "mask": ["2", 0], "latent": ["2", 12]}}
+    prompt["21"] = {
+        "class_type": "DatasetGatesSplit",
+        "inputs": {  # route 2's masks and latents
+            "decisions": ["2", 11],
+            "route": 2,
+            "mask": ["2", 0],
+            "latent": ["2", 12],
+        },
+    }
     prompt["22"] = bus_save("e2e_park_r2", ["2", 2], ["21", 1], ["21", 2])
     prompt_id, pause, since = queue_until_pause(comfy, ws, prompt)
     assert pause["on_timeout"] == "park" and pause["deadline"] is not None

@@ -13,6 +13,7 @@ each run rewrites, in this checkout:
 Sizes come from tests/doc_images.py, which tests/test_doc_images.py checks the committed
 files against. Commit what changed (`git status docs/images example_workflows`).
 """
+
 from __future__ import annotations
 
 import io
@@ -23,25 +24,34 @@ import uuid
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
-
 from doc_images import EXAMPLES, EXAMPLES_DIR, IMAGES_DIR, MAX_BYTES, MAX_THUMB_BYTES, README_IMAGES, THUMB_SIZE
 from example_graphs import BUILD, EXAMPLE_IMAGE, FIT, Example, Node, put_example_image, spec
 from example_graphs import EXAMPLES as GRAPHS
-from gates.slots import SlotStore
+from PIL import Image, ImageDraw
 from test_ui_e2e import SIDEBAR_BUTTON, Ui, chromium  # noqa: F401 (chromium: a fixture, used by name)
+
+from gates.slots import SlotStore
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not (os.environ.get("COMFYUI_DIR") and os.environ.get("COMFYUI_PYTHON")),
-                       reason="UI e2e: set COMFYUI_DIR and COMFYUI_PYTHON to run against a real ComfyUI"),
+    pytest.mark.skipif(
+        not (os.environ.get("COMFYUI_DIR") and os.environ.get("COMFYUI_PYTHON")),
+        reason="UI e2e: set COMFYUI_DIR and COMFYUI_PYTHON to run against a real ComfyUI",
+    ),
 ]
 
 # Clean pictures: full-detail nodes at any zoom, no FPS corner, no minimap.
-SETTINGS = {"Comfy.TutorialCompleted": True, "LiteGraph.Canvas.MinFontSizeForLOD": 0,
-            "Comfy.Graph.CanvasInfo": False, "Comfy.Minimap.Visible": False}
-DEFAULTS = {"LiteGraph.Canvas.MinFontSizeForLOD": 8, "Comfy.Graph.CanvasInfo": True,
-            "Comfy.Minimap.Visible": True}  # frontend 1.35's, for settings the user had not set
+SETTINGS = {
+    "Comfy.TutorialCompleted": True,
+    "LiteGraph.Canvas.MinFontSizeForLOD": 0,
+    "Comfy.Graph.CanvasInfo": False,
+    "Comfy.Minimap.Visible": False,
+}
+DEFAULTS = {
+    "LiteGraph.Canvas.MinFontSizeForLOD": 8,
+    "Comfy.Graph.CanvasInfo": True,
+    "Comfy.Minimap.Visible": True,
+}  # frontend 1.35's, for settings the user had not set
 
 
 @pytest.fixture
@@ -58,8 +68,12 @@ def shots(comfy, chromium, request):
 
 def landscape(i: int, w: int = 512, h: int = 384) -> Image.Image:
     """A made-up candidate: sky, sun, two ridges and a lake, varied by i."""
-    skies = [((255, 170, 90), (70, 40, 120)), ((140, 200, 255), (30, 80, 170)),
-             ((255, 120, 120), (60, 30, 90)), ((200, 235, 255), (90, 150, 210))]
+    skies = [
+        ((255, 170, 90), (70, 40, 120)),
+        ((140, 200, 255), (30, 80, 170)),
+        ((255, 120, 120), (60, 30, 90)),
+        ((200, 235, 255), (90, 150, 210)),
+    ]
     top, bottom = skies[i % len(skies)][1], skies[i % len(skies)][0]
     img = Image.new("RGB", (w, h))
     draw = ImageDraw.Draw(img)
@@ -71,8 +85,7 @@ def landscape(i: int, w: int = 512, h: int = 384) -> Image.Image:
     for layer, (shade, base) in enumerate((((70, 60, 110), 0.62), ((35, 40, 70), 0.72))):
         points = [(0, h)]
         for x in range(0, w + 16, 16):
-            y = h * base - 40 * math.sin(x / (60 + 25 * layer) + i * 1.7 + layer) \
-                - 25 * math.sin(x / 23 + i)
+            y = h * base - 40 * math.sin(x / (60 + 25 * layer) + i * 1.7 + layer) - 25 * math.sin(x / 23 + i)
             points.append((x, y))
         points.append((w, h))
         draw.polygon(points, fill=tuple(max(0, c - 10 * i) for c in shade))
@@ -82,6 +95,7 @@ def landscape(i: int, w: int = 512, h: int = 384) -> Image.Image:
 
 def as_tensor(images: list[Image.Image]) -> torch.Tensor:
     import numpy as np
+
     return torch.from_numpy(np.stack([np.asarray(i, dtype=np.float32) / 255 for i in images]))
 
 
@@ -123,8 +137,9 @@ def test_example_workflow_is_built_in_the_page_and_saved(shots, name) -> None:
     page.mouse.move(1, 1599)
     page.wait_for_timeout(800)  # DOM widgets and the LoadImage preview settle
     if any(n.type == "LoadImage" for n in example.nodes):
-        page.wait_for_function("() => app.graph.findNodesByType('LoadImage').every(n => n.imgs?.[0]?.complete)",
-                               timeout=15000)
+        page.wait_for_function(
+            "() => app.graph.findNodesByType('LoadImage').every(n => n.imgs?.[0]?.complete)", timeout=15000
+        )
         page.wait_for_timeout(300)
     shot = Image.open(io.BytesIO(page.screenshot(clip=clip(70, 100, (side, side))))).convert("RGB")
     thumb = shot.resize(THUMB_SIZE, Image.Resampling.LANCZOS)
@@ -138,13 +153,20 @@ def test_example_workflow_is_built_in_the_page_and_saved(shots, name) -> None:
 # -- the README pictures -----------------------------------------------------------------------
 def hero(slot: str) -> Example:
     """Bus Load of `slot` -> Image Gate keep / fix / drop -> SaveImage and Bus Save."""
-    return Example("hero", nodes=[
-        Node("load", "DatasetGatesBusLoad", (50, 40), {"slot_id": slot}),
-        Node("gate", "ImageGate", (360, 30), {"routes": 3, "labels": "keep, fix, drop"}, size=(360, 560)),
-        Node("keep", "SaveImage", (750, 30), {"filename_prefix": "curated/keep"}, size=(240, 80)),
-        Node("fix", "DatasetGatesBusSave", (750, 170), {"slot_id": "to_fix"}, size=(240, 142)),
-    ], links=[("load", "image", "gate", "image"), ("gate", "route_1", "keep", "images"),
-              ("gate", "route_2", "fix", "image")])
+    return Example(
+        "hero",
+        nodes=[
+            Node("load", "DatasetGatesBusLoad", (50, 40), {"slot_id": slot}),
+            Node("gate", "ImageGate", (360, 30), {"routes": 3, "labels": "keep, fix, drop"}, size=(360, 560)),
+            Node("keep", "SaveImage", (750, 30), {"filename_prefix": "curated/keep"}, size=(240, 80)),
+            Node("fix", "DatasetGatesBusSave", (750, 170), {"slot_id": "to_fix"}, size=(240, 142)),
+        ],
+        links=[
+            ("load", "image", "gate", "image"),
+            ("gate", "route_1", "keep", "images"),
+            ("gate", "route_2", "fix", "image"),
+        ],
+    )
 
 
 VIEW = "([x, y]) => { app.canvas.ds.scale = 1; app.canvas.ds.offset = [x, y]; app.graph.setDirtyCanvas(true, true); }"
@@ -156,8 +178,12 @@ NODE_BOX = """(type) => { const n = app.graph.findNodesByType(type)[0], ds = app
 
 
 def assert_inside(box: dict, x: float, y: float, size: tuple[int, int], what: str) -> None:
-    assert x <= box["x"] and y <= box["y"] and box["x"] + box["width"] <= x + size[0] \
-        and box["y"] + box["height"] <= y + size[1], f"{what} {box} does not fit the picture {x, y, size}"
+    assert (
+        x <= box["x"]
+        and y <= box["y"]
+        and box["x"] + box["width"] <= x + size[0]
+        and box["y"] + box["height"] <= y + size[1]
+    ), f"{what} {box} does not fit the picture {x, y, size}"
 
 
 def paused_on(shots, slot: str, viewport: dict, offset: tuple[int, int]) -> dict:
@@ -230,8 +256,11 @@ def test_readme_picture_of_the_slot_browser(shots) -> None:
     store.publish("to_fix", as_tensor([landscape(2)]))
     example = Image.open(shots.comfy.input_dir / EXAMPLE_IMAGE).convert("RGB").resize((384, 384))
     store.publish("checkpoint", as_tensor([example] * 4))
-    store.publish("parked-3f2a91c0-2", as_tensor([landscape(1), landscape(3)]),
-                  meta={"parked": True, "node": "2", "prompt_id": "3f2a91c0"})
+    store.publish(
+        "parked-3f2a91c0-2",
+        as_tensor([landscape(1), landscape(3)]),
+        meta={"parked": True, "node": "2", "prompt_id": "3f2a91c0"},
+    )
     page = shots.page
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.evaluate(BUILD, spec(hero("candidates")))
@@ -242,8 +271,9 @@ def test_readme_picture_of_the_slot_browser(shots) -> None:
     page.mouse.down()
     page.mouse.move(gutter["x"] + 232, gutter["y"] + 300, steps=8)  # wider: cards side by side
     page.mouse.up()
-    page.wait_for_function("() => [...document.querySelectorAll('.dg-browser .dg-card img')]"
-                           ".every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.dg-browser .dg-card img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     page.mouse.move(1300, 900)
     page.wait_for_timeout(500)
     write_png(page.screenshot(clip=clip(0, 36, README_IMAGES["slot_browser.png"])), "slot_browser.png")

@@ -5,6 +5,7 @@ Each queue must pass ComfyUI's validation; every pause is answered so the queue 
 one example that needs a checkpoint (curate_batch) is loaded and validated, not run: the
 only error ComfyUI may report for it is the missing checkpoint.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,18 +14,20 @@ import time
 
 import pytest
 import torch
-
 from doc_images import EXAMPLES, EXAMPLES_DIR
 from example_graphs import EXAMPLES as GRAPHS
 from example_graphs import SD15, put_example_image
+from test_ui_e2e import DECIDED, Ui, chromium  # noqa: F401 (chromium: a fixture, used by name)
+
 from gates.parking import parked_slot_id
 from gates.slots import SlotStore
-from test_ui_e2e import DECIDED, Ui, chromium  # noqa: F401 (chromium: a fixture, used by name)
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not (os.environ.get("COMFYUI_DIR") and os.environ.get("COMFYUI_PYTHON")),
-                       reason="UI e2e: set COMFYUI_DIR and COMFYUI_PYTHON to run against a real ComfyUI"),
+    pytest.mark.skipif(
+        not (os.environ.get("COMFYUI_DIR") and os.environ.get("COMFYUI_PYTHON")),
+        reason="UI e2e: set COMFYUI_DIR and COMFYUI_PYTHON to run against a real ComfyUI",
+    ),
 ]
 
 
@@ -46,12 +49,14 @@ def open_template(ui: Ui, name: str) -> dict:
     card = page.locator(f"[data-testid='template-workflow-{name}']")
     card.wait_for(timeout=30000)
     card.locator("img").first.wait_for(timeout=15000)
-    page.wait_for_function("el => [...el.querySelectorAll('img')].some(i => i.complete && i.naturalWidth > 0)",
-                           arg=card.element_handle(), timeout=15000)
+    page.wait_for_function(
+        "el => [...el.querySelectorAll('img')].some(i => i.complete && i.naturalWidth > 0)",
+        arg=card.element_handle(),
+        timeout=15000,
+    )
     ui.shot(f"template_card_{name}")
     card.click()
-    page.wait_for_function("n => app.extensionManager.workflow.activeWorkflow?.filename === n", arg=name,
-                           timeout=30000)
+    page.wait_for_function("n => app.extensionManager.workflow.activeWorkflow?.filename === n", arg=name, timeout=30000)
     page.wait_for_timeout(500)
     alerts = page.locator(".p-toast-message").all_inner_texts()
     assert not any("Invalid workflow" in text for text in alerts), alerts  # the frontend's schema check
@@ -101,8 +106,12 @@ def test_examples_use_only_core_nodes_and_this_packs(comfy) -> None:
         workflow = json.loads((EXAMPLES_DIR / f"{name}.json").read_text(encoding="utf-8"))
         for node in workflow["nodes"]:
             kind = node["type"]
-            assert kind in ours or kind == "MarkdownNote" or info[kind]["python_module"] == "nodes" \
-                or info[kind]["python_module"].startswith("comfy_extras."), (name, kind)
+            assert (
+                kind in ours
+                or kind == "MarkdownNote"
+                or info[kind]["python_module"] == "nodes"
+                or info[kind]["python_module"].startswith("comfy_extras.")
+            ), (name, kind)
 
 
 def test_curate_batch_is_valid_but_for_its_checkpoint(ui) -> None:
@@ -117,7 +126,9 @@ def test_curate_batch_is_valid_but_for_its_checkpoint(ui) -> None:
     reply = ui.comfy.post("/prompt", json={"prompt": prompt})
     errors = reply.json().get("node_errors", {})
     assert set(errors) == {str(nodes["CheckpointLoaderSimple"])}, errors
-    assert [e["extra_info"]["input_name"] for e in errors[str(nodes["CheckpointLoaderSimple"])]["errors"]] == ["ckpt_name"]
+    assert [e["extra_info"]["input_name"] for e in errors[str(nodes["CheckpointLoaderSimple"])]["errors"]] == [
+        "ckpt_name"
+    ]
     gate = prompt[str(nodes["ImageGate"])]["inputs"]
     assert gate["labels"] == "keep, fix, drop" and gate["routes"] == 3
     assert prompt[str(nodes["DatasetGatesBusSave"])]["inputs"]["slot_id"] == "to_fix"
@@ -147,10 +158,13 @@ def test_checkpoint_batch_saves_loads_and_restarts_from_the_checkpoint(ui) -> No
     assert first.batch == 4 and first.image_dtype == "float32"
     assert len(ui.outputs("checkpoint/inverted")) == 4
     # The note's promise: bypass the top row and Bus Load restarts from the slot.
-    ui.page.evaluate("ids => ids.forEach(id => { app.graph.getNodeById(id).mode = 4; })",
-                     [nodes["LoadImage"], nodes["RepeatImageBatch"], nodes["DatasetGatesBusSave"]])
-    ui.page.evaluate("ids => { const n = app.graph.getNodeById(ids); n.widgets[0].value = 'checkpoint/again'; }",
-                     nodes["SaveImage"])
+    ui.page.evaluate(
+        "ids => ids.forEach(id => { app.graph.getNodeById(id).mode = 4; })",
+        [nodes["LoadImage"], nodes["RepeatImageBatch"], nodes["DatasetGatesBusSave"]],
+    )
+    ui.page.evaluate(
+        "ids => { const n = app.graph.getNodeById(ids); n.widgets[0].value = 'checkpoint/again'; }", nodes["SaveImage"]
+    )
     prompt_id = queue(ui)
     entry = ui.comfy.wait_history(prompt_id)
     assert entry["status"]["status_str"] == "success"
@@ -168,8 +182,10 @@ def test_overnight_parking_waits_parks_and_resumes(ui) -> None:
     assert len(ui.outputs("overnight/keep")) == 4
 
     # Nobody there: a short timeout parks the batch and the run, and the queue moves on.
-    ui.page.evaluate("id => { const w = app.graph.getNodeById(id).widgets.find(w => w.name === 'timeout'); w.value = 2; }",
-                     nodes["ImageGate"])
+    ui.page.evaluate(
+        "id => { const w = app.graph.getNodeById(id).widgets.find(w => w.name === 'timeout'); w.value = 2; }",
+        nodes["ImageGate"],
+    )
     prompt_id = queue(ui)
     entry = ui.comfy.wait_history(prompt_id, timeout=60)
     assert entry["status"]["status_str"] == "success"

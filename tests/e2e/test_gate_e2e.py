@@ -3,6 +3,7 @@
 Needs COMFYUI_DIR (and COMFYUI_PYTHON); see tests/e2e/README.md. Each test talks to the one
 session server from conftest.py, so every test uses its own slot ids and output prefixes.
 """
+
 from __future__ import annotations
 
 import io
@@ -14,8 +15,11 @@ from typing import Any
 import pytest
 
 if not os.environ.get("COMFYUI_DIR", "").strip():
-    pytest.skip("e2e: set COMFYUI_DIR to a ComfyUI checkout (and COMFYUI_PYTHON to its "
-                "interpreter) to run the end-to-end tests", allow_module_level=True)
+    pytest.skip(
+        "e2e: set COMFYUI_DIR to a ComfyUI checkout (and COMFYUI_PYTHON to its "
+        "interpreter) to run the end-to-end tests",
+        allow_module_level=True,
+    )
 
 np = pytest.importorskip("numpy")
 torch = pytest.importorskip("torch")
@@ -35,6 +39,7 @@ ROUTE_TIMEOUT = 60.0
 
 
 # -- fixtures and helpers ------------------------------------------------------------------
+
 
 def _rgba(flip: bool = False) -> np.ndarray:
     """A gradient with a varying alpha, so LoadImage yields a non-trivial mask."""
@@ -86,36 +91,50 @@ def saved(comfy, prefix: str) -> list[Path]:
 
 def assert_exact(actual: Any, expected: Any, what: str) -> None:
     assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype} != {expected.dtype}"
-    assert tuple(actual.shape) == tuple(expected.shape), \
+    assert tuple(actual.shape) == tuple(expected.shape), (
         f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    )
     if not torch.equal(actual, expected):
         diff = (actual.double() - expected.double()).abs()
-        raise AssertionError(f"{what}: not bit-exact ({int((diff > 0).sum())} values differ, "
-                             f"max |diff| {float(diff.max()):.3g})")
+        raise AssertionError(
+            f"{what}: not bit-exact ({int((diff > 0).sum())} values differ, max |diff| {float(diff.max()):.3g})"
+        )
 
 
-def gate_prompt(*, gate: str = "2", image: str | None = IMG_A, routes: int = 2,
-                send_id: str = "", get_id: str = "", labels: str = "",
-                saves: dict[int, str] | None = None) -> dict[str, Any]:
+def gate_prompt(
+    *,
+    gate: str = "2",
+    image: str | None = IMG_A,
+    routes: int = 2,
+    send_id: str = "",
+    get_id: str = "",
+    labels: str = "",
+    saves: dict[int, str] | None = None,
+) -> dict[str, Any]:
     """[LoadImage ->] ImageGate -> one SaveImage per entry of `saves` (route -> prefix)."""
     prompt: dict[str, Any] = {}
-    gate_inputs: dict[str, Any] = {"routes": routes, "send_id": send_id, "get_id": get_id,
-                                   "labels": labels}
+    gate_inputs: dict[str, Any] = {"routes": routes, "send_id": send_id, "get_id": get_id, "labels": labels}
     if image is not None:
         prompt["1"] = {"class_type": "LoadImage", "inputs": {"image": image}}
         gate_inputs["image"] = ["1", 0]
     prompt[gate] = {"class_type": "ImageGate", "inputs": gate_inputs}
     for route, prefix in (saves or {}).items():
-        prompt[f"9{route}"] = {"class_type": "SaveImage",
-                               "inputs": {"images": [gate, route], "filename_prefix": prefix}}
+        prompt[f"9{route}"] = {
+            "class_type": "SaveImage",
+            "inputs": {"images": [gate, route], "filename_prefix": prefix},
+        }
     return prompt
 
 
-def choose(comfy, pause: dict[str, Any], route: int, node: str | None = None,
-           token: str | None = None):
-    return comfy.post("/datasete_gate/choice", json={
-        "node": pause["node"] if node is None else node,
-        "token": pause["token"] if token is None else token, "route": route})
+def choose(comfy, pause: dict[str, Any], route: int, node: str | None = None, token: str | None = None):
+    return comfy.post(
+        "/datasete_gate/choice",
+        json={
+            "node": pause["node"] if node is None else node,
+            "token": pause["token"] if token is None else token,
+            "route": route,
+        },
+    )
 
 
 def run_until_pause(comfy, ws, prompt: dict[str, Any]) -> tuple[str, dict[str, Any], int]:
@@ -145,20 +164,22 @@ def started_nodes(ws, prompt_id: str, since: int) -> set[str]:
     """Nodes ComfyUI announced with `executing`: it announces a blocked node too, just before
     it finds the blocker in the node's inputs, so this proves a node was not cached, not that
     it ran."""
-    return {d["node"] for d in ws.find("executing", lambda d: d.get("prompt_id") == prompt_id
-                                       and d.get("node") is not None, since=since)}
+    return {
+        d["node"]
+        for d in ws.find(
+            "executing", lambda d: d.get("prompt_id") == prompt_id and d.get("node") is not None, since=since
+        )
+    }
 
 
 def executed_nodes(ws, prompt_id: str, since: int) -> set[str]:
     """Nodes that ran and returned UI output (`executed`); blocked nodes never send it."""
-    return {d["node"] for d in ws.find("executed", lambda d: d.get("prompt_id") == prompt_id,
-                                       since=since)}
+    return {d["node"] for d in ws.find("executed", lambda d: d.get("prompt_id") == prompt_id, since=since)}
 
 
 def publish_e2e_slot(comfy, ws) -> dict[str, Any]:
     """Test 1's flow: LoadImage -> gate(send_id=e2e_slot) -> route 2. Returns the pause."""
-    prompt = gate_prompt(send_id="e2e_slot", labels="keep, drop",
-                         saves={1: "branch1", 2: "branch2"})
+    prompt = gate_prompt(send_id="e2e_slot", labels="keep, drop", saves={1: "branch1", 2: "branch2"})
     prompt_id, pause, since = run_until_pause(comfy, ws, prompt)
     r = choose(comfy, pause, 2)
     assert r.status_code == 200, r.text
@@ -168,9 +189,9 @@ def publish_e2e_slot(comfy, ws) -> dict[str, Any]:
 
 # -- 1. choice routes one branch, publishes, and refuses stale clicks ------------------------
 
+
 def test_choice_runs_only_the_chosen_branch_and_publishes(comfy, ws, images):
-    prompt = gate_prompt(send_id="e2e_slot", labels="keep, drop",
-                         saves={1: "branch1", 2: "branch2"})
+    prompt = gate_prompt(send_id="e2e_slot", labels="keep, drop", saves={1: "branch1", 2: "branch2"})
     with comfy.ws() as other_tab:  # the pause goes to the tab that queued, not to every tab
         prompt_id, pause, since = run_until_pause(comfy, ws, prompt)
         with pytest.raises(TimeoutError):
@@ -238,31 +259,44 @@ def test_choice_runs_only_the_chosen_branch_and_publishes(comfy, ws, images):
 
 # -- 2. get_id resumes from the slot bit-exactly -------------------------------------------
 
+
 def test_get_id_resumes_bit_exact(comfy, ws, images):
     if not (comfy.bus_dir / "e2e_slot" / "slot.safetensors").is_file():
         publish_e2e_slot(comfy, ws)  # test 1 did not run first (e.g. -k)
     ref_image, ref_mask = images[IMG_A]
 
     # LoadImage's own tensors, checkpointed unchanged (BusSave is a pass-through).
-    run_plain(comfy, ws, {
-        "1": {"class_type": "LoadImage", "inputs": {"image": IMG_A}},
-        "2": {"class_type": "DatasetGatesBusSave",
-              "inputs": {"image": ["1", 0], "mask": ["1", 1], "slot_id": "e2e_source"}}})
+    run_plain(
+        comfy,
+        ws,
+        {
+            "1": {"class_type": "LoadImage", "inputs": {"image": IMG_A}},
+            "2": {
+                "class_type": "DatasetGatesBusSave",
+                "inputs": {"image": ["1", 0], "mask": ["1", 1], "slot_id": "e2e_source"},
+            },
+        },
+    )
     source = load_slot(comfy, "e2e_source")
     assert_exact(source["image"], ref_image, "BusSave(LoadImage) image vs PNG decode")
     assert_exact(source["mask"], ref_mask, "BusSave(LoadImage) mask vs 1 - alpha")
 
     # No image wired: the gate loads e2e_slot, pauses, and route 1 checkpoints what it got.
     prompt = gate_prompt(image=None, get_id="e2e_slot", saves={2: "t2_route2"})
-    prompt["5"] = {"class_type": "DatasetGatesBusSave",
-                   "inputs": {"image": ["2", 1], "mask": ["2", 0], "slot_id": "e2e_copy"}}
+    prompt["5"] = {
+        "class_type": "DatasetGatesBusSave",
+        "inputs": {"image": ["2", 1], "mask": ["2", 0], "slot_id": "e2e_copy"},
+    }
     prompt_id, pause, since = run_until_pause(comfy, ws, prompt)
     assert pause["source"] == "slot:e2e_slot"
     assert (pause["batch"], pause["height"], pause["width"]) == (1, H, W)
 
     # Paint a mask at the gate: the PNG itself, whose alpha decodes as LoadImage's mask does.
-    r = comfy.post("/datasete_gate/mask", data={"node": pause["node"], "token": pause["token"]},
-                   files={"mask": ("mask.png", png_bytes(_rgba()), "image/png")})
+    r = comfy.post(
+        "/datasete_gate/mask",
+        data={"node": pause["node"], "token": pause["token"]},
+        files={"mask": ("mask.png", png_bytes(_rgba()), "image/png")},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["painted"] == [-1]
 
@@ -288,6 +322,7 @@ def test_get_id_resumes_bit_exact(comfy, ws, images):
 
 
 # -- 3. ComfyUI's Cancel and the gate's Stop -----------------------------------------------
+
 
 def _assert_interrupted(comfy, ws, prompt_id: str, since: int, pause: dict[str, Any]) -> None:
     end = ws.wait_prompt_end(prompt_id, timeout=ROUTE_TIMEOUT, since=since)
@@ -322,15 +357,13 @@ def test_comfy_cancel_interrupts_the_pause_and_the_next_prompt_runs(comfy, ws, i
 
 def test_gate_stop_interrupts_the_prompt(comfy, ws, images):
     prompt_id, pause, since = run_until_pause(comfy, ws, gate_prompt(saves={1: "t3_stop"}))
-    assert comfy.post("/datasete_gate/cancel",
-                      json={"node": pause["node"], "token": "wrong"}).status_code == 409
+    assert comfy.post("/datasete_gate/cancel", json={"node": pause["node"], "token": "wrong"}).status_code == 409
     r = comfy.post("/datasete_gate/cancel", json={"node": pause["node"], "token": pause["token"]})
     assert r.status_code == 200, r.text
     assert r.json() == {"node": pause["node"], "stopped": True}
     _assert_interrupted(comfy, ws, prompt_id, since, pause)
     assert not saved(comfy, "t3_stop")
-    assert comfy.post("/datasete_gate/cancel", json={"node": pause["node"],
-                                                     "token": pause["token"]}).status_code == 409
+    assert comfy.post("/datasete_gate/cancel", json={"node": pause["node"], "token": pause["token"]}).status_code == 409
 
     # ComfyUI is not left interrupted: the next prompt runs.
     prompt_id, pause, since = run_until_pause(comfy, ws, gate_prompt(saves={2: "t3_after_stop"}))
@@ -341,9 +374,11 @@ def test_gate_stop_interrupts_the_prompt(comfy, ws, images):
 
 # -- 4. a missing slot is a silent no-op ---------------------------------------------------
 
+
 def test_missing_slot_without_image_is_a_silent_noop(comfy, ws):
-    prompt = gate_prompt(image=None, get_id="e2e_no_such_slot", send_id="e2e_never",
-                         saves={1: "t4_missing", 2: "t4_missing2"})
+    prompt = gate_prompt(
+        image=None, get_id="e2e_no_such_slot", send_id="e2e_never", saves={1: "t4_missing", 2: "t4_missing2"}
+    )
     prompt_id, since, history = run_plain(comfy, ws, prompt)
     assert not ws.find((PAUSE, DONE), since=since)
     assert history["status"]["status_str"] == "success"
@@ -358,14 +393,14 @@ def test_missing_slot_without_image_is_a_silent_noop(comfy, ws):
 def test_missing_slot_blocks_the_mask_output_too(comfy, ws):
     prompt = gate_prompt(image=None, get_id="e2e_no_such_slot_mask")
     prompt["3"] = {"class_type": "MaskToImage", "inputs": {"mask": ["2", 0]}}
-    prompt["4"] = {"class_type": "SaveImage",
-                   "inputs": {"images": ["3", 0], "filename_prefix": "t4_mask"}}
+    prompt["4"] = {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "t4_mask"}}
     prompt_id, since, history = run_plain(comfy, ws, prompt)
     assert not saved(comfy, "t4_mask"), "a node fed by the no-op gate's mask output ran"
     assert "4" not in history["outputs"]
 
 
 # -- 5. a gate inside a subgraph -----------------------------------------------------------
+
 
 @pytest.mark.parametrize("gate_id", ["12:5", "12:34:5"])
 def test_gate_inside_a_subgraph(comfy, ws, images, gate_id):
@@ -375,8 +410,10 @@ def test_gate_inside_a_subgraph(comfy, ws, images, gate_id):
     slot_id = "e2e_sub_" + gate_id.replace(":", "_")
     inner_save = gate_id.rsplit(":", 1)[0] + ":6"
     prompt = gate_prompt(gate=gate_id, send_id=slot_id, saves={2: f"t5_outer_{slot_id}"})
-    prompt[inner_save] = {"class_type": "SaveImage",
-                          "inputs": {"images": [gate_id, 1], "filename_prefix": f"t5_{slot_id}"}}
+    prompt[inner_save] = {
+        "class_type": "SaveImage",
+        "inputs": {"images": [gate_id, 1], "filename_prefix": f"t5_{slot_id}"},
+    }
     prompt_id, pause, since = run_until_pause(comfy, ws, prompt)
     assert pause["node"] == gate_id
     assert [p["node"] for p in comfy.pending_gates()] == [gate_id]
@@ -396,16 +433,28 @@ def test_gate_inside_a_subgraph(comfy, ws, images, gate_id):
 
 # -- 6. Bus Load re-runs only when its slot changes ----------------------------------------
 
+
 def test_bus_load_reruns_only_when_the_slot_changes(comfy, ws, images):
     def publish(image: str) -> None:
-        run_plain(comfy, ws, {
-            "1": {"class_type": "LoadImage", "inputs": {"image": image}},
-            "2": {"class_type": "DatasetGatesBusSave",
-                  "inputs": {"image": ["1", 0], "mask": ["1", 1], "slot_id": "e2e_fp"}}})
+        run_plain(
+            comfy,
+            ws,
+            {
+                "1": {"class_type": "LoadImage", "inputs": {"image": image}},
+                "2": {
+                    "class_type": "DatasetGatesBusSave",
+                    "inputs": {"image": ["1", 0], "mask": ["1", 1], "slot_id": "e2e_fp"},
+                },
+            },
+        )
 
-    load = {"11": {"class_type": "DatasetGatesBusLoad", "inputs": {"slot_id": "e2e_fp"}},
-            "12": {"class_type": "DatasetGatesBusSave",
-                   "inputs": {"image": ["11", 0], "mask": ["11", 1], "slot_id": "e2e_fp_out"}}}
+    load = {
+        "11": {"class_type": "DatasetGatesBusLoad", "inputs": {"slot_id": "e2e_fp"}},
+        "12": {
+            "class_type": "DatasetGatesBusSave",
+            "inputs": {"image": ["11", 0], "mask": ["11", 1], "slot_id": "e2e_fp_out"},
+        },
+    }
 
     def run_load() -> tuple[set[str], set[str]]:
         """(nodes reported cached, nodes that executed)"""
@@ -433,25 +482,27 @@ def test_bus_load_reruns_only_when_the_slot_changes(comfy, ws, images):
 
 # -- 7. ComfyUI's origin guard covers the pack's write routes --------------------------------
 
+
 def test_cross_origin_writes_to_the_pack_are_refused(comfy, ws):
     """A page on another site must not steer a paused gate or delete slots through the
     user's browser: ComfyUI's origin middleware answers 403 before our handlers run."""
-    prompt_id, pause, since = run_until_pause(comfy, ws, gate_prompt(send_id="e2e_origin",
-                                                                     saves={1: "t7_a"}))
+    prompt_id, pause, since = run_until_pause(comfy, ws, gate_prompt(send_id="e2e_origin", saves={1: "t7_a"}))
     evil = {"Origin": "http://evil.example"}
-    for path, body in [("/datasete_gate/choice", {"node": pause["node"], "token": pause["token"], "route": 1}),
-                       ("/api/datasete_gate/cancel", {"node": pause["node"], "token": pause["token"]}),
-                       ("/datasete_gate/bus/e2e_slot/rename", {"to": "stolen"})]:
+    for path, body in [
+        ("/datasete_gate/choice", {"node": pause["node"], "token": pause["token"], "route": 1}),
+        ("/api/datasete_gate/cancel", {"node": pause["node"], "token": pause["token"]}),
+        ("/datasete_gate/bus/e2e_slot/rename", {"to": "stolen"}),
+    ]:
         assert comfy.post(path, json=body, headers=evil).status_code == 403, path
     assert [p["token"] for p in comfy.pending_gates(ws.client_id)] == [pause["token"]]  # still waiting
-    resp = comfy.post("/datasete_gate/choice", json={"node": pause["node"], "token": pause["token"],
-                                                     "route": 1})
+    resp = comfy.post("/datasete_gate/choice", json={"node": pause["node"], "token": pause["token"], "route": 1})
     assert resp.status_code == 200
     end = ws.wait_prompt_end(prompt_id, timeout=ROUTE_TIMEOUT, since=since)
     assert end["type"] == "execution_success"
 
 
 # -- 8. a pause belongs to the tab that queued it --------------------------------------------
+
 
 def test_take_over_follows_comfys_sockets_and_the_done_event_follows_the_owner(comfy, ws, images):
     """Through ComfyUI's own socket table: no take-over while the owner's socket is open; once

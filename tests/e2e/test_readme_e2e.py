@@ -3,18 +3,20 @@
 What test_ui_e2e.py does not cover: key 0 and the focus a new pause takes by itself, the slot
 browser's command in the Extensions menu, and where the mask painter setting lives.
 """
+
 from __future__ import annotations
 
 import os
 
 import pytest
-
 from test_ui_e2e import DECIDED, chromium, history_nodes, ui  # noqa: F401 (fixtures, used by name)
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not (os.environ.get("COMFYUI_DIR") and os.environ.get("COMFYUI_PYTHON")),
-                       reason="UI e2e: set COMFYUI_DIR and COMFYUI_PYTHON to run against a real ComfyUI"),
+    pytest.mark.skipif(
+        not (os.environ.get("COMFYUI_DIR") and os.environ.get("COMFYUI_PYTHON")),
+        reason="UI e2e: set COMFYUI_DIR and COMFYUI_PYTHON to run against a real ComfyUI",
+    ),
 ]
 
 TEN_ROUTES = """() => {
@@ -63,8 +65,11 @@ def test_the_slot_browser_command_is_in_the_extensions_menu(ui) -> None:
 
 
 def test_the_mask_painter_setting_is_under_dataset_gates(ui) -> None:
-    setting = ui.page.evaluate("() => { const d = app.ui.settings.settingsLookup['DatasetGates.MaskPainter'];"
-                               " return { category: d.category[0], options: d.options } }")
+    setting = ui.page.evaluate(
+        "() => { const d = app.ui.settings.settingsLookup['DatasetGates.MaskPainter'];"
+        " return { category: d.category[0], options: d.options } }"
+    )
     assert setting["category"] == "Dataset Gates"
-    assert {"ComfyUI MaskEditor", "Built-in brush"} <= {o if isinstance(o, str) else o.get("value")
-                                                        for o in setting["options"]}
+    assert {"ComfyUI MaskEditor", "Built-in brush"} <= {
+        o if isinstance(o, str) else o.get("value") for o in setting["options"]
+    }

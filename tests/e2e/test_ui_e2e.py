@@ -13,6 +13,7 @@ Graphs are built through the page's own `app` / `LiteGraph` objects and queued w
 frontend's Comfy.QueuePrompt command, so the pause events go to this tab as they would for a
 person.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,15 @@ from PIL import Image
 from gates.slots import SlotStore
 
 CHROMIUM = os.environ.get("DG_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 SHOTS = Path(os.environ.get("E2E_SHOTS", "/tmp/e2e_shots"))
 INPUT_IMAGE = "dg_ui_input.png"
 PAUSED = ".dg-gate[data-mode='paused']"
@@ -47,7 +55,8 @@ EDITOR = "[role='dialog'][aria-labelledby='global-mask-editor']"
 # Runs before any page script: wraps console.* to keep each message with the stack that logged
 # it (LiteGraph reports deprecations through console.warn, captured when LiteGraph is built,
 # so after this) and turns LiteGraph.alwaysRepeatWarnings on as soon as LiteGraph exists.
-CONSOLE_PROBE = """
+CONSOLE_PROBE = (
+    """
 (() => {
   const PACK = '%s';
   const seen = window.__dgConsole = [];
@@ -65,12 +74,16 @@ CONSOLE_PROBE = """
   Object.defineProperty(window, 'LiteGraph', { configurable: true, enumerable: true, get: () => litegraph,
     set(value) { litegraph = value; try { value.alwaysRepeatWarnings = true; } catch {} } });
 })();
-""" % PACK_PATH
+"""
+    % PACK_PATH
+)
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not (os.environ.get("COMFYUI_DIR") and os.environ.get("COMFYUI_PYTHON")),
-                       reason="UI e2e: set COMFYUI_DIR and COMFYUI_PYTHON to run against a real ComfyUI"),
+    pytest.mark.skipif(
+        not (os.environ.get("COMFYUI_DIR") and os.environ.get("COMFYUI_PYTHON")),
+        reason="UI e2e: set COMFYUI_DIR and COMFYUI_PYTHON to run against a real ComfyUI",
+    ),
 ]
 
 # Builds LoadImage -> ImageGate(routes) -> one SaveImage per route (+ mask -> MaskToImage ->
@@ -128,13 +141,18 @@ def chromium():
 @pytest.fixture
 def ui(comfy, chromium, request, e2e_nodes_mode):
     """A fresh ComfyUI tab on the e2e server, with the input image in place."""
-    comfy.post("/settings", json={"Comfy.TutorialCompleted": True,
-                                  "Comfy.VueNodes.Enabled": e2e_nodes_mode == "vue",
-                                  "DatasetGates.MaskPainter": "Built-in brush"}).raise_for_status()
+    comfy.post(
+        "/settings",
+        json={
+            "Comfy.TutorialCompleted": True,
+            "Comfy.VueNodes.Enabled": e2e_nodes_mode == "vue",
+            "DatasetGates.MaskPainter": "Built-in brush",
+        },
+    ).raise_for_status()
     picture = Image.new("RGB", (320, 240), (40, 90, 160))
     for x in range(100, 220):
         for y in range(60, 180):
-            if (x - 160) ** 2 + (y - 120) ** 2 < 55 ** 2:
+            if (x - 160) ** 2 + (y - 120) ** 2 < 55**2:
                 picture.putpixel((x, y), (240, 200, 40))
     picture.save(comfy.input_dir / INPUT_IMAGE)
     page = Ui(comfy, chromium, request.node.name, e2e_nodes_mode)
@@ -160,15 +178,22 @@ class Ui:
     def open_tab(self):
         page = self.context.new_page()
         page.on("pageerror", lambda exc: self.errors.append(f"{exc}\n{exc.stack}"))
-        page.on("console", lambda msg: PACK_PATH in (msg.location or {}).get("url", "") and self.pack_console.append(
-            {"level": msg.type, "text": msg.text, "stack": str(msg.location)}))
+        page.on(
+            "console",
+            lambda msg: (
+                PACK_PATH in (msg.location or {}).get("url", "")
+                and self.pack_console.append({"level": msg.type, "text": msg.text, "stack": str(msg.location)})
+            ),
+        )
         page.goto(self.comfy.base_url + "/")
         # Ready once the fresh tab's default workflow is in (it would replace a graph built
         # before it) and the extension has added its sidebar button.
-        page.wait_for_function("() => window.app?.graph?.nodes?.length > 0 && window.LiteGraph"
-                               " && window.app.extensionManager?.workflow?.activeWorkflow"
-                               f" && document.querySelector(\"{SIDEBAR_BUTTON}\")",
-                               timeout=60000)
+        page.wait_for_function(
+            "() => window.app?.graph?.nodes?.length > 0 && window.LiteGraph"
+            " && window.app.extensionManager?.workflow?.activeWorkflow"
+            f' && document.querySelector("{SIDEBAR_BUTTON}")',
+            timeout=60000,
+        )
         page.wait_for_timeout(300)
         return page
 
@@ -176,7 +201,8 @@ class Ui:
         self.context.close()
         assert not self.errors, "uncaught errors in the page:\n" + "\n".join(self.errors)
         assert not self.pack_console, "console messages from the pack's files:\n" + "\n".join(
-            f"[{m['level']}] {m['text']}\n{m['stack']}" for m in self.pack_console)
+            f"[{m['level']}] {m['text']}\n{m['stack']}" for m in self.pack_console
+        )
 
     def shot(self, what: str, page=None) -> Path:
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -186,8 +212,10 @@ class Ui:
         return path
 
     def build(self, prefixes: list[str], mask_prefix: str | None = None) -> dict:
-        return self.page.evaluate(BUILD_GRAPH, {"prefixes": prefixes, "maskPrefix": mask_prefix,
-                                                "image": INPUT_IMAGE, "routes": len(prefixes)})
+        return self.page.evaluate(
+            BUILD_GRAPH,
+            {"prefixes": prefixes, "maskPrefix": mask_prefix, "image": INPUT_IMAGE, "routes": len(prefixes)},
+        )
 
     def queue(self) -> None:
         self.page.evaluate("() => window.app.extensionManager.command.execute('Comfy.QueuePrompt')")
@@ -204,12 +232,16 @@ class Ui:
             self.shot("no_pause", page=page)
             raise AssertionError(
                 f"no pause shown; pending for this tab: {self.comfy.pending_gates(self.client_id(page))}, "
-                f"all pending: {self.comfy.pending_gates()}, queue: {self.comfy.get('/queue').json()}") from None
+                f"all pending: {self.comfy.pending_gates()}, queue: {self.comfy.get('/queue').json()}"
+            ) from None
         # A single image shows enlarged at once; a batch shows its grid of thumbnails.
-        page.wait_for_function("() => { const g = document.querySelector('.dg-gate[data-mode=\"paused\"]');"
-                               " if (g.dataset.view === 'grid') return g.dataset.thumbs === 'loaded';"
-                               " const i = g.querySelector('.dg-preview-img');"
-                               " return i && i.complete && i.naturalWidth > 0 }", timeout=30000)
+        page.wait_for_function(
+            "() => { const g = document.querySelector('.dg-gate[data-mode=\"paused\"]');"
+            " if (g.dataset.view === 'grid') return g.dataset.thumbs === 'loaded';"
+            " const i = g.querySelector('.dg-preview-img');"
+            " return i && i.complete && i.naturalWidth > 0 }",
+            timeout=30000,
+        )
         self.fit_gate(page)
         deadline = time.monotonic() + 30
         while True:
@@ -368,14 +400,20 @@ def test_vue_node_shows_route_outputs_and_labels(ui) -> None:
     node = f"[data-node-id='{ids['gate']}']"
 
     def shown() -> list[str]:
-        return page.evaluate("""sel => {  // texts in the node outside the gate's own panel
+        return page.evaluate(
+            """sel => {  // texts in the node outside the gate's own panel
             const texts = [...document.querySelectorAll(sel + ' *')]
                 .filter(e => !e.closest('.dg-root') && !e.children.length).map(e => e.textContent.trim());
             return ['mask', 'route_1', 'route_2', 'route_3', 'off (4)', 'keep (1)', 'drop (3)', 'off (3)']
-                .filter(name => texts.includes(name)); }""", node)
+                .filter(name => texts.includes(name)); }""",
+            node,
+        )
 
-    page.evaluate("""(gateId) => { const w = app.graph.getNodeById(gateId).widgets.find(w => w.name === 'routes');
-        w.value = 3; w.callback(3); }""", ids["gate"])
+    page.evaluate(
+        """(gateId) => { const w = app.graph.getNodeById(gateId).widgets.find(w => w.name === 'routes');
+        w.value = 3; w.callback(3); }""",
+        ids["gate"],
+    )
     page.click(".dg-labels summary")
     for route, label in ((1, "keep"), (3, "drop")):
         page.fill(f".dg-label-input[data-route='{route}']", label)
@@ -383,8 +421,11 @@ def test_vue_node_shows_route_outputs_and_labels(ui) -> None:
     page.wait_for_timeout(300)
     assert shown() == ["mask", "route_2", "off (4)", "keep (1)", "drop (3)"]
     ui.shot("vue_outputs_labelled")
-    page.evaluate("""(gateId) => { const w = app.graph.getNodeById(gateId).widgets.find(w => w.name === 'routes');
-        w.value = 1; w.callback(1); }""", ids["gate"])
+    page.evaluate(
+        """(gateId) => { const w = app.graph.getNodeById(gateId).widgets.find(w => w.name === 'routes');
+        w.value = 1; w.callback(1); }""",
+        ids["gate"],
+    )
     page.wait_for_timeout(300)
     assert shown() == ["mask", "off (4)", "keep (1)", "off (3)"]
 
@@ -431,14 +472,17 @@ def test_batch_paging(ui) -> None:
     """A batch shows as a grid; Space (or the button) enlarges one image, which pages with the
     arrows; back on the grid with nothing selected, a route sends the whole batch at once."""
     ids = ui.build(["dg_ui_p_a", "dg_ui_p_b"])
-    ui.page.evaluate("""(gateId) => {
+    ui.page.evaluate(
+        """(gateId) => {
         const gate = app.graph.getNodeById(gateId);
         const load = app.graph.findNodesByType('LoadImage')[0];
         const rep = LiteGraph.createNode('RepeatImageBatch'); rep.pos = [20, 560]; app.graph.add(rep);
         rep.widgets.find(w => w.name === 'amount').value = 3;
         load.connect(0, rep, 0);
         rep.connect(0, gate, gate.findInputSlot('image'));
-    }""", ids["gate"])
+    }""",
+        ids["gate"],
+    )
     ui.queue()
     pause = ui.wait_paused()
     assert pause["batch"] == 3
@@ -447,8 +491,10 @@ def test_batch_paging(ui) -> None:
     assert ui.page.inner_text(".dg-page-label") == "1 / 3"
     ui.page.click(".dg-next")
     assert ui.page.inner_text(".dg-page-label") == "2 / 3"
-    ui.page.wait_for_function("() => { const i = document.querySelector('.dg-preview-img');"
-                              " return i.src.includes('index=1') && !i.src.includes('side=') && i.complete }")
+    ui.page.wait_for_function(
+        "() => { const i = document.querySelector('.dg-preview-img');"
+        " return i.src.includes('index=1') && !i.src.includes('side=') && i.complete }"
+    )
     ui.page.keyboard.press("ArrowRight")
     assert ui.page.inner_text(".dg-page-label") == "3 / 3"
     ui.shot("page3of3")
@@ -540,8 +586,10 @@ def test_labels_from_an_api_workflow_show_everywhere_and_one_edit_keeps_the_rest
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": INPUT_IMAGE}},
         "2": {"class_type": "ImageGate", "inputs": {"routes": 3, "labels": "keep,fix,drop", "image": ["1", 0]}},
-        **{str(2 + r): {"class_type": "SaveImage", "inputs": {"images": ["2", r], "filename_prefix": f"dg_ui_api_{r}"}}
-           for r in (1, 2, 3)},
+        **{
+            str(2 + r): {"class_type": "SaveImage", "inputs": {"images": ["2", r], "filename_prefix": f"dg_ui_api_{r}"}}
+            for r in (1, 2, 3)
+        },
     }
     page = ui.page
     page.evaluate("p => app.loadApiJson(p, 'dg_api_labels.json')", prompt)  # as when an API file is dropped
@@ -552,8 +600,11 @@ def test_labels_from_an_api_workflow_show_everywhere_and_one_edit_keeps_the_rest
                      editor: [...document.querySelectorAll('.dg-label-input')].map(i => i.value) }; }""")
 
     page.click(".dg-labels summary")
-    assert labels_state() == {"outs": gate_outputs("keep", "fix", "drop"), "widget": "keep, fix, drop",
-                              "editor": ["keep", "fix", "drop"]}
+    assert labels_state() == {
+        "outs": gate_outputs("keep", "fix", "drop"),
+        "widget": "keep, fix, drop",
+        "editor": ["keep", "fix", "drop"],
+    }
     prompt_id = ui.comfy.queue(prompt, ui.client_id())  # the API prompt, to this tab
     ui.wait_paused()
     names = page.eval_on_selector_all(".dg-route .dg-route-name", "els => els.map(e => e.textContent)")
@@ -562,8 +613,11 @@ def test_labels_from_an_api_workflow_show_everywhere_and_one_edit_keeps_the_rest
 
     page.fill(".dg-label-input[data-route='2']", "repair")
     page.press(".dg-label-input[data-route='2']", "Enter")
-    assert labels_state() == {"outs": gate_outputs("keep", "repair", "drop"), "widget": "keep, repair, drop",
-                              "editor": ["keep", "repair", "drop"]}
+    assert labels_state() == {
+        "outs": gate_outputs("keep", "repair", "drop"),
+        "widget": "keep, repair, drop",
+        "editor": ["keep", "repair", "drop"],
+    }
     ui.shot("one_label_edited")
     page.click(".dg-route[data-route='3']")
     page.wait_for_selector(DECIDED)
@@ -596,7 +650,9 @@ def test_gate_inside_a_subgraph(ui) -> None:
         time.sleep(0.1)
     assert pending[0]["node"] == f"{info['holder']}:{info['inner']}"
     ui.shot("root_view_toast")
-    ui.page.evaluate("() => { const h = app.graph.nodes.find(n => n.subgraph); app.canvas.openSubgraph(h.subgraph, h); }")
+    ui.page.evaluate(
+        "() => { const h = app.graph.nodes.find(n => n.subgraph); app.canvas.openSubgraph(h.subgraph, h); }"
+    )
     ui.wait_paused()
     ui.shot("inside_subgraph")
     ui.page.click(".dg-route[data-route='2']")
@@ -614,17 +670,22 @@ def test_get_id_picker_lists_published_slots(ui) -> None:
     ui.page.wait_for_selector(row)
     ui.page.wait_for_function(
         "sel => { const i = document.querySelector(sel + ' img.dg-pick-thumb'); return i && i.complete && i.naturalWidth > 0 }",
-        arg=row)
+        arg=row,
+    )
     assert "batch 2" in ui.page.inner_text(row) and "32×24" in ui.page.inner_text(row)
     ui.shot("picker")
     ui.page.click(row)
-    value = ui.page.evaluate("() => app.graph.findNodesByType('ImageGate')[0].widgets.find(w => w.name === 'get_id').value")
+    value = ui.page.evaluate(
+        "() => app.graph.findNodesByType('ImageGate')[0].widgets.find(w => w.name === 'get_id').value"
+    )
     assert value == "dg_ui_picked"
     # Free text still works, here for send_id.
     ui.page.click(".dg-pick-send")
     ui.page.fill(".dg-pick-input", "dg_ui_typed")
     ui.page.press(".dg-pick-input", "Enter")
-    value = ui.page.evaluate("() => app.graph.findNodesByType('ImageGate')[0].widgets.find(w => w.name === 'send_id').value")
+    value = ui.page.evaluate(
+        "() => app.graph.findNodesByType('ImageGate')[0].widgets.find(w => w.name === 'send_id').value"
+    )
     assert value == "dg_ui_typed"
 
 
@@ -634,7 +695,9 @@ def test_sidebar_slot_browser(ui) -> None:
     card = ".dg-browser .dg-card[data-slot-id='dg_ui_sidebar']"
     ui.page.wait_for_selector(card)
     ui.page.wait_for_function(
-        "sel => { const i = document.querySelector(sel + ' img'); return i && i.complete && i.naturalWidth > 0 }", arg=card)
+        "sel => { const i = document.querySelector(sel + ' img'); return i && i.complete && i.naturalWidth > 0 }",
+        arg=card,
+    )
     ui.page.click(card)
     ui.page.click(".dg-browser .dg-next")
     assert ui.page.inner_text(".dg-browser .dg-page-label") == "2 / 3"
@@ -660,7 +723,8 @@ def test_mask_editor_round_trip(ui) -> None:
     page = ui.page
     page.evaluate("() => app.extensionManager.setting.set('DatasetGates.MaskPainter', 'ComfyUI MaskEditor')")
     has_editor = page.evaluate(
-        "() => app.extensionManager.command.commands.some(c => c.id === 'Comfy.MaskEditor.OpenMaskEditor')")
+        "() => app.extensionManager.command.commands.some(c => c.id === 'Comfy.MaskEditor.OpenMaskEditor')"
+    )
     if not has_editor:
         pytest.skip("this frontend has no MaskEditor command")
     ids = ui.build(["dg_ui_me_a", "dg_ui_me_b"], mask_prefix="dg_ui_me_mask")
@@ -674,12 +738,17 @@ def test_mask_editor_round_trip(ui) -> None:
         page.wait_for_selector(f"{EDITOR} canvas", timeout=15000)
         page.wait_for_function(  # the editor has loaded the gate's preview into its canvases
             "sel => [...document.querySelectorAll(sel + ' canvas')].some(c => c.width === 320 && c.height === 240)",
-            arg=EDITOR, timeout=15000)
+            arg=EDITOR,
+            timeout=15000,
+        )
         page.wait_for_timeout(500)
         assert page.locator(".dg-brush").count() == 0  # no built-in brush over the editor
-        return page.evaluate("""sel => { const c = [...document.querySelectorAll(sel + ' canvas')]
+        return page.evaluate(
+            """sel => { const c = [...document.querySelectorAll(sel + ' canvas')]
             .map(c => c.getBoundingClientRect()).sort((a, b) => b.width * b.height - a.width * a.height)[0];
-            return { x: c.x, y: c.y, width: c.width, height: c.height }; }""", EDITOR)
+            return { x: c.x, y: c.y, width: c.width, height: c.height }; }""",
+            EDITOR,
+        )
 
     open_editor()
     ui.shot("mask_editor_opened")
@@ -756,7 +825,8 @@ def test_bus_load_slot_picker(ui) -> None:
     ui.shot("bus_load_picker")
     page.click(row)
     value = page.evaluate(
-        "() => app.graph.findNodesByType('DatasetGatesBusLoad')[0].widgets.find(w => w.name === 'slot_id').value")
+        "() => app.graph.findNodesByType('DatasetGatesBusLoad')[0].widgets.find(w => w.name === 'slot_id').value"
+    )
     assert value == "dg_ui_busload"
 
 
@@ -767,7 +837,8 @@ def test_web_modules_are_side_effect_free(ui) -> None:
     assert any(n.endswith("/image_gate.js") for n in ours) and any(n.endswith("/slot_browser.js") for n in ours)
     extensions = ui.page.evaluate(
         "() => window.comfyAPI?.app?.app?.extensions?.map(e => e.name).filter(n => n.startsWith('DatasetGates'))"
-        " ?? null")
+        " ?? null"
+    )
     if extensions is not None:
         assert extensions == ["DatasetGates.ImageGate"], json.dumps(extensions)
 
@@ -780,7 +851,8 @@ def test_no_console_messages_from_the_pack(ui) -> None:
     page = ui.page
     assert page.evaluate("() => window.LiteGraph.alwaysRepeatWarnings") is True
     ids = ui.build(["dg_ui_con_a", "dg_ui_con_b", "dg_ui_con_c"])
-    outputs = page.evaluate("""async (gateId) => {
+    outputs = page.evaluate(
+        """async (gateId) => {
         const gate = () => app.graph.getNodeById(gateId);
         const set = (v) => { const w = gate().widgets.find(w => w.name === 'routes'); w.value = v; w.callback(v); };
         set(5); set(3);
@@ -791,16 +863,21 @@ def test_no_console_messages_from_the_pack(ui) -> None:
         const kept = gate().outputs.map(o => o.label || o.name);
         set(3);
         return kept;
-    }""", ids["gate"])
+    }""",
+        ids["gate"],
+    )
     assert outputs == gate_outputs(routes=1)  # route 2 keeps its label but is off
     # The probe sees LiteGraph's deprecation warnings, every time (where the getter warns).
-    repeated = page.evaluate("""(gateId) => {
+    repeated = page.evaluate(
+        """(gateId) => {
         const output = app.graph.getNodeById(gateId).outputs[1];
         if (!Object.getOwnPropertyDescriptor(Object.getPrototypeOf(output), 'links')?.get) return null;
         const start = window.__dgConsole.length;
         void output.links; void output.links;
         return window.__dgConsole.slice(start).filter(m => m.text.includes('output.links is deprecated')).length;
-    }""", ids["gate"])
+    }""",
+        ids["gate"],
+    )
     assert repeated in (None, 2)
     ui.queue()
     pause = ui.wait_paused()
@@ -882,10 +959,13 @@ BUILD_SLOT_GATE = """
 """
 
 
-def build_slot_gate(ui, slot: str, prefixes: list[str], mask_prefix: str | None = None,
-                    sink: str = "SaveImage", **widgets) -> dict:
-    ids = ui.page.evaluate(BUILD_SLOT_GATE, {"slot": slot, "prefixes": prefixes, "maskPrefix": mask_prefix,
-                                             "widgets": widgets, "sink": sink})
+def build_slot_gate(
+    ui, slot: str, prefixes: list[str], mask_prefix: str | None = None, sink: str = "SaveImage", **widgets
+) -> dict:
+    ids = ui.page.evaluate(
+        BUILD_SLOT_GATE,
+        {"slot": slot, "prefixes": prefixes, "maskPrefix": mask_prefix, "widgets": widgets, "sink": sink},
+    )
     assert not ids["missing"], f"the ImageGate has no widget {ids['missing']}"
     return ids
 
@@ -907,7 +987,9 @@ def test_grid_select_two_press_2_enter_routes_those_two(ui) -> None:
     srcs = page.eval_on_selector_all(".dg-cell-img", "els => els.map(e => e.getAttribute('src'))")
     assert all("side=160" in s and f"index={i}" in s for i, s in enumerate(srcs))
     assert page.evaluate("() => document.querySelector('.dg-cell-img').naturalWidth") == 160
-    columns = page.evaluate("() => getComputedStyle(document.querySelector('.dg-thumbs')).gridTemplateColumns.split(' ').length")
+    columns = page.evaluate(
+        "() => getComputedStyle(document.querySelector('.dg-thumbs')).gridTemplateColumns.split(' ').length"
+    )
     assert columns == 4
     ui.shot("grid16")
 
@@ -915,7 +997,10 @@ def test_grid_select_two_press_2_enter_routes_those_two(ui) -> None:
     page.click(cell(5), modifiers=["Control"])
     assert page.eval_on_selector_all(".dg-cell.dg-selected", "els => els.map(e => e.dataset.index)") == ["2", "5"]
     page.keyboard.press("2")
-    badges = page.eval_on_selector_all(".dg-cell .dg-cell-badge", "els => els.map(e => e.dataset.route + (e.classList.contains('dg-default') ? '?' : ''))")
+    badges = page.eval_on_selector_all(
+        ".dg-cell .dg-cell-badge",
+        "els => els.map(e => e.dataset.route + (e.classList.contains('dg-default') ? '?' : ''))",
+    )
     assert badges == ["1?"] * 2 + ["2"] + ["1?"] * 2 + ["2"] + ["1?"] * 10
     assert page.get_attribute(".dg-gate", "data-mode") == "paused"  # routed, not sent yet
     ui.shot("grid16_two_on_route2")
@@ -946,9 +1031,13 @@ def test_grid_sizes_and_the_one_click_flow(ui, batch: int) -> None:
         assert not page.is_visible(".dg-send")
     else:
         assert page.locator(".dg-cell").count() == batch
-        loaded = page.evaluate("() => [...document.querySelectorAll('.dg-cell-img')].every(i => i.complete && i.naturalWidth > 0)")
+        loaded = page.evaluate(
+            "() => [...document.querySelectorAll('.dg-cell-img')].every(i => i.complete && i.naturalWidth > 0)"
+        )
         assert loaded
-        columns = page.evaluate("() => getComputedStyle(document.querySelector('.dg-thumbs')).gridTemplateColumns.split(' ').length")
+        columns = page.evaluate(
+            "() => getComputedStyle(document.querySelector('.dg-thumbs')).gridTemplateColumns.split(' ').length"
+        )
         assert columns == {4: 2, 64: 8}[batch]
     ui.shot(f"size{batch}")
     page.click(".dg-gate-status")
@@ -1008,15 +1097,18 @@ def test_64_thumbnails_all_load_and_their_time_is_reported(ui) -> None:
         ui.comfy.wait_history(pause["prompt_id"])
     warm_up, runs = runs[0], runs[1:]
     times = sorted(r["ms"] for r in runs)
-    print(f"64 thumbnails, pause event to all loaded: {[round(t) for t in times]} ms "
-          f"(warm-up {round(warm_up['ms'])} ms) "
-          f"(node's own count: {[r['node'] for r in runs]} ms; first request after "
-          f"{[round(r['first']) for r in runs]} ms, last response after "
-          f"{[round(r['last']) for r in runs]} ms; mean wait for the server "
-          f"{[round(r['server'], 1) for r in runs]} ms)")
+    print(
+        f"64 thumbnails, pause event to all loaded: {[round(t) for t in times]} ms "
+        f"(warm-up {round(warm_up['ms'])} ms) "
+        f"(node's own count: {[r['node'] for r in runs]} ms; first request after "
+        f"{[round(r['first']) for r in runs]} ms, last response after "
+        f"{[round(r['last']) for r in runs]} ms; mean wait for the server "
+        f"{[round(r['server'], 1) for r in runs]} ms)"
+    )
     SHOTS.mkdir(parents=True, exist_ok=True)
-    (SHOTS / "grid64_timing.json").write_text(json.dumps({"warm_up": warm_up, "runs": runs,
-                                                        "median_ms": times[2], "target_ms": 300}))
+    (SHOTS / "grid64_timing.json").write_text(
+        json.dumps({"warm_up": warm_up, "runs": runs, "median_ms": times[2], "target_ms": 300})
+    )
 
 
 def test_preselected_routes_from_the_slot_are_reviewed_changed_and_sent(ui) -> None:
@@ -1027,7 +1119,9 @@ def test_preselected_routes_from_the_slot_are_reviewed_changed_and_sent(ui) -> N
     pause = ui.wait_paused()
     assert pause["preselect"] == [2, 1, 2, 1]
     page = ui.page
-    own = page.eval_on_selector_all(".dg-cell .dg-cell-badge", "els => els.map(e => [e.dataset.route, !e.classList.contains('dg-default')])")
+    own = page.eval_on_selector_all(
+        ".dg-cell .dg-cell-badge", "els => els.map(e => [e.dataset.route, !e.classList.contains('dg-default')])"
+    )
     assert own == [["2", True], ["1", True], ["2", True], ["1", True]]
     ui.shot("preselected")
     page.click(cell(1))
@@ -1118,20 +1212,26 @@ def test_a_parked_slot_shows_in_the_sidebar_and_resumes_in_this_tab(ui) -> None:
     finally:
         ui.shot("sidebar_list")
     page.wait_for_function(
-        "sel => { const i = document.querySelector(sel + ' img'); return i && i.complete && i.naturalWidth > 0 }", arg=card)
+        "sel => { const i = document.querySelector(sel + ' img'); return i && i.complete && i.naturalWidth > 0 }",
+        arg=card,
+    )
     page.click(card)
     page.wait_for_selector(".dg-browser .dg-parked-box .dg-resume")
     assert page.locator(".dg-browser .dg-resume-note").count() == 0
     page.wait_for_function("() => document.querySelector('.dg-browser .dg-detail-img')?.complete")
     ui.shot("sidebar_parked_slot")
     page.click(".dg-browser .dg-resume")
-    page.wait_for_function("() => /Resumed as prompt \\S+: /.test(document.querySelector('.dg-resume-status')?.textContent)")
+    page.wait_for_function(
+        "() => /Resumed as prompt \\S+: /.test(document.querySelector('.dg-resume-status')?.textContent)"
+    )
     status = page.inner_text(".dg-resume-status")
     resumed_id = status.split("Resumed as prompt ")[1].split(":")[0]
     assert resumed_id != pause["prompt_id"]
     again = ui.wait_paused(old_token=pause["token"])  # the same node, in this tab
     assert again["prompt_id"] == resumed_id and again["source"] == f"slot:{parked}" and again["deadline"] is None
-    page.wait_for_function("() => document.querySelector('.dg-resume-status').textContent.includes('paused at its gate')")
+    page.wait_for_function(
+        "() => document.querySelector('.dg-resume-status').textContent.includes('paused at its gate')"
+    )
     ui.shot("sidebar_resumed")
     # The sidebar stays open (it follows the prompt) and may cover the node: the keys select.
     page.evaluate("() => document.querySelector('.dg-gate').focus()")
