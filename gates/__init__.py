@@ -11,7 +11,7 @@ from .api import delete, info, list_slots, load, publish, read
 from .errors import SlotCorrupt, SlotError, SlotNotFound, SlotWriteError
 from .slots import SlotData, SlotInfo
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
     "publish",
     "load",

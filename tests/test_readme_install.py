@@ -87,3 +87,11 @@ def test_the_cli_lines_name_every_command() -> None:
     commands = set(build_parser()._subparsers._group_actions[0].choices)
     assert commands <= set(re.findall(r"gates ([a-z]+)", block))
     assert "gates --version" in block
+
+
+def test_the_changelog_leads_with_the_package_version() -> None:
+    import gates
+
+    changelog = (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
+    first = next(line for line in changelog.splitlines() if line.startswith("## "))
+    assert first == f"## {gates.__version__}"
