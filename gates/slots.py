@@ -136,6 +136,22 @@ class SlotInfo:
         """What load() takes to get this exact version back."""
         return format_ref(self.id, -self.version)
 
+    @classmethod
+    def damaged(cls, slot_id: str, error: str, version: int = 0) -> SlotInfo:
+        """A listing's row for a slot that could not be read: the id and why, nothing else."""
+        return cls(
+            id=slot_id,
+            image_shape=[],
+            image_dtype="",
+            mask_shape=None,
+            mask_dtype=None,
+            created=0.0,
+            bytes=0,
+            thumb=None,
+            error=error,
+            version=version,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["batch"] = self.batch
@@ -714,18 +730,7 @@ class SlotStore:
         except SlotNotFound:
             raise
         except SlotError as exc:
-            return SlotInfo(
-                id=slot_id,
-                image_shape=[],
-                image_dtype="",
-                mask_shape=None,
-                mask_dtype=None,
-                created=0.0,
-                bytes=0,
-                thumb=None,
-                error=str(exc),
-                version=-back,
-            )
+            return SlotInfo.damaged(slot_id, str(exc), version=-back)
 
     def _scan(self) -> Iterator[tuple[str, Path, set[str]]]:
         """(id, folder, file names) of every slot folder, one directory read each.
@@ -757,18 +762,6 @@ class SlotStore:
             except SlotNotFound:
                 continue  # deleted while we listed
             except SlotError as exc:
-                out.append(
-                    SlotInfo(
-                        id=slot_id,
-                        image_shape=[],
-                        image_dtype="",
-                        mask_shape=None,
-                        mask_dtype=None,
-                        created=0.0,
-                        bytes=0,
-                        thumb=None,
-                        error=str(exc),
-                    )
-                )
+                out.append(SlotInfo.damaged(slot_id, str(exc)))
         out.sort(key=lambda s: s.created, reverse=True)
         return out
