@@ -12,6 +12,7 @@ import asyncio
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,20 @@ def page(chromium, server: str):
     yield pg
     context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@contextmanager
+def blank_page(chromium, bus: Path, **context_options) -> Iterator:
+    """A page of the standalone browser on `bus`, failing the test on any uncaught page error."""
+    with serving(make_app(SlotStore(bus))) as (host, port):
+        context = chromium.new_context(**context_options)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"http://{host}:{port}/")
+        yield page
+        context.close()
+        assert not errors, f"uncaught errors in the page: {errors}"
 
 
 def shot(page, name: str) -> None:

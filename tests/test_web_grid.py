@@ -15,10 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_browser_page import chromium  # noqa: F401 - the shared browser fixture
-
-from gates.browser import make_app, serving
-from gates.slots import SlotStore
+from test_browser_page import blank_page, chromium  # noqa: F401 - chromium: the shared fixture
 
 pytestmark = pytest.mark.browser
 SHOTS = os.environ.get("E2E_SHOTS")  # set to also keep a screenshot of the 16-image panel
@@ -26,15 +23,8 @@ SHOTS = os.environ.get("E2E_SHOTS")  # set to also keep a screenshot of the 16-i
 
 @pytest.fixture
 def blank(chromium, tmp_path: Path) -> Iterator:  # noqa: F811 - the imported fixture
-    with serving(make_app(SlotStore(tmp_path / "bus"))) as (host, port):
-        context = chromium.new_context(viewport={"width": 900, "height": 900})
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(f"http://{host}:{port}/")
+    with blank_page(chromium, tmp_path / "bus", viewport={"width": 900, "height": 900}) as page:
         yield page
-        context.close()
-        assert not errors, f"uncaught errors in the page: {errors}"
 
 
 SELECTION = """

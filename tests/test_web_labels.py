@@ -11,10 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_browser_page import chromium  # noqa: F401 - the shared browser fixture
-
-from gates.browser import make_app, serving
-from gates.slots import SlotStore
+from test_browser_page import blank_page, chromium  # noqa: F401 - chromium: the shared fixture
 
 # A node as LiteGraph makes it for ImageGate (the routes and labels widgets, the mask output,
 # addOutput/removeOutput), created with default widgets and then given the workflow's values
@@ -60,15 +57,8 @@ async ({ routes, labels, labelsFirst }) => {
 
 @pytest.fixture
 def blank(chromium, tmp_path: Path) -> Iterator:  # noqa: F811 - the imported fixture
-    with serving(make_app(SlotStore(tmp_path / "bus"))) as (host, port):
-        context = chromium.new_context()
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(f"http://{host}:{port}/")
+    with blank_page(chromium, tmp_path / "bus") as page:
         yield page
-        context.close()
-        assert not errors, f"uncaught errors in the page: {errors}"
 
 
 @pytest.mark.browser

@@ -25,19 +25,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_browser_page import CHROMIUM, CHROMIUM_ARGS  # one browser set-up for every page test
 
 from gates.slots import SlotStore
 
-CHROMIUM = os.environ.get("DG_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 SHOTS = Path(os.environ.get("E2E_SHOTS", "/tmp/e2e_shots"))
 INPUT_IMAGE = "dg_ui_input.png"
 PAUSED = ".dg-gate[data-mode='paused']"
