@@ -108,6 +108,18 @@ class Header:
     def latent(self) -> Entry | None:
         return self.entries.get("latent.samples")
 
+    @property
+    def ordered(self) -> list[tuple[str, Entry]]:
+        """The tensors in file and checksum order (TENSORS)."""
+        return [(name, self.entries[name]) for name in TENSORS if name in self.entries]
+
+    @property
+    def contiguous(self) -> bool:
+        """Back to back in TENSORS order, as we write them: one sequential read streams exactly
+        the checksummed bytes (a foreign writer's file may have gaps or another order)."""
+        spans = [entry for _, entry in self.ordered]
+        return all(a.end == b.start for a, b in zip(spans, spans[1:]))
+
 
 # -- tensors in -------------------------------------------------------------------------------
 def check_tensors(image: Any, mask: Any) -> None:
@@ -314,13 +326,11 @@ def read_tensors(f: io.RawIOBase, header: Header, verify: bool, pinned: bool = F
     With `verify`, each chunk is hashed as it lands and a mismatch is SlotCorrupt. Our files
     hold the tensors back to back in TENSORS order, so the stream is exactly the checksummed bytes.
     """
-    names = [n for n in TENSORS if n in header.entries]
-    entries = [header.entries[n] for n in names]
-    start, end = entries[0].start, entries[-1].end
-    contiguous = all(a.end == b.start for a, b in zip(entries, entries[1:]))
+    ordered = header.ordered
+    start, end = ordered[0][1].start, ordered[-1][1].end
     tag = header.checksum.split(":", 1)[0]
-    stream_hash = xxhash.xxh3_64() if verify and contiguous and tag == XXH3_TAG else None
-    if contiguous:
+    stream_hash = xxhash.xxh3_64() if verify and header.contiguous and tag == XXH3_TAG else None
+    if header.contiguous:
         buf = _owned(end - start, pinned)
         raw = memoryview(buf.numpy())
         for at in range(0, len(raw), READ_CHUNK):
@@ -328,13 +338,10 @@ def read_tensors(f: io.RawIOBase, header: Header, verify: bool, pinned: bool = F
             _pread_exact(f, start + at, chunk)
             if stream_hash is not None:
                 stream_hash.update(chunk)
-        tensors, offset = {}, 0
-        for name, e in zip(names, entries):
-            tensors[name] = _view(buf, offset, e)
-            offset += e.nbytes
+        tensors = {name: _view(buf, e.start - start, e) for name, e in ordered}
     else:  # a foreign layout (mask before image, a gap): read each tensor on its own
         tensors = {}
-        for name, e in zip(names, entries):
+        for name, e in ordered:
             buf = _owned(e.nbytes, pinned)
             _pread_exact(f, e.start, memoryview(buf.numpy()))
             tensors[name] = buf.view(e.dtype).reshape(e.shape)
@@ -352,14 +359,11 @@ def read_tensors(f: io.RawIOBase, header: Header, verify: bool, pinned: bool = F
 def verify(f: io.RawIOBase, header: Header) -> None:
     """Check the file's checksum in one reused 1 MiB buffer: what a download does before it
     sends a file of any size. SlotCorrupt on a mismatch."""
-    names = [n for n in TENSORS if n in header.entries]
-    entries = [header.entries[n] for n in names]
-    contiguous = all(a.end == b.start for a, b in zip(entries, entries[1:]))
-    if not (contiguous and header.checksum.startswith(XXH3_TAG + ":")):
+    if not (header.contiguous and header.checksum.startswith(XXH3_TAG + ":")):
         read_tensors(f, header, verify=True)  # a foreign layout or an old checksum: rare
         return
     h, buf = xxhash.xxh3_64(), memoryview(bytearray(READ_CHUNK))
-    start, end = entries[0].start, entries[-1].end
+    start, end = header.ordered[0][1].start, header.ordered[-1][1].end
     for at in range(start, end, READ_CHUNK):
         chunk = buf[: min(READ_CHUNK, end - at)]
         _pread_exact(f, at, chunk)
