@@ -258,13 +258,12 @@ class SlotStore:
 
     # -- reading one file -------------------------------------------------------------------
     @contextmanager
-    def _open(self, ref: str) -> Iterator[tuple[_Version, io.FileIO, slot_format.Header]]:
+    def _open(self, v: _Version) -> Iterator[tuple[_Version, io.FileIO, slot_format.Header]]:
         """The version's tensor file, open and with its header checked.
 
         Everything read through the yielded file comes from one inode, so a publish that
         replaces the path meanwhile cannot pair one version's header with another's data.
         """
-        v = self._version(ref)
         try:
             f = open_regular(v.path)
         except FileNotFoundError:
@@ -611,7 +610,7 @@ class SlotStore:
         goes into pinned memory and one non-blocking copy moves it.
         """
         device = torch.device(device)
-        with self._open(ref) as (v, f, header):
+        with self._open(self._version(ref)) as (v, f, header):
             tensors = self._checked(
                 v.ref, lambda: slot_format.read_tensors(f, header, verify, pinned=device.type == "cuda")
             )
@@ -640,7 +639,7 @@ class SlotStore:
         Only that image's bytes are read, band by band, so paging a big batch stays cheap
         and an image too big to render is refused from its header alone.
         """
-        with self._open(ref) as (v, f, header):
+        with self._open(self._version(ref)) as (v, f, header):
             b, h, w, c = header.image.shape
             _check_index(index, b)
             if h * w > images.MAX_RENDER_PIXELS:
@@ -674,7 +673,7 @@ class SlotStore:
 
         The same open file is then streamed, so what was verified is what is sent.
         """
-        with self._open(ref) as (v, f, header):
+        with self._open(self._version(ref)) as (v, f, header):
             self._checked(v.ref, lambda: slot_format.verify(f, header))
             yield f, os.fstat(f.fileno()).st_size
 
@@ -696,7 +695,7 @@ class SlotStore:
         }
         if not v.back and SLOT_FILE not in names:
             raise SlotNotFound(f"no slot {v.slot_id!r} in {self.name}")
-        with self._open(v.ref) as (_, f, h):
+        with self._open(v) as (_, f, h):
             size = os.fstat(f.fileno()).st_size
         mask, latent = h.mask, h.latent
         has_thumb = os.path.lexists(v.thumb) if v.back else THUMB_FILE in names
