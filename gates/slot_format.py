@@ -12,8 +12,9 @@ Why this module reads and writes the layout itself instead of through `safetenso
 - Every number in the header is checked against the file before anything is allocated: a
   1 GiB claim in a 1 KB file, a uint8 "image", 7 channels or `created = nan` are refused as
   damage, never a 500 or an out-of-memory.
-- A verified load reads each 1 MiB chunk straight into the owned result (`readinto`, one
-  copy by the kernel) and hashes it while it is still in cache: one pass over memory.
+- A verified load reads each 1 MiB chunk straight into the owned result (`preadv`, one copy
+  by the kernel) and hashes it on the same thread while it is still in cache. Big loads
+  read on as many threads as torch copies with.
 - `save_file` leaves its own `.tmpXXXXXX` files behind when killed; here the store's atomic
   temp file is the only file written.
 
@@ -21,17 +22,19 @@ A slot holds up to four tensors, always in this order: `image` [B,H,W,C], `mask`
 or [H,W], and a LATENT's `latent.samples` and `latent.noise_mask`, so a resume before decode
 gets the latent exactly as the sampler left it.
 
-The checksum is xxh3-64 (the `xxhash` package) over the tensors' bytes, in that order:
-about 29 GB/s on one core of the 2-core CI machine, against about 5 GB/s for zlib.crc32,
-so verifying costs a fraction of the copy. Slots written before it carry `crc32x2m:`
-(crc32 of each 2 MiB chunk, folded) and still verify, at the old speed.
+The checksum is xxh3 (the `xxhash` package, about 29 GB/s a core against about 5 GB/s for
+zlib.crc32): `xxh3x1m:` is the xxh3-64 of every 1 MiB chunk of the tensors' bytes (in that
+order, back to back), folded by one xxh3-64 of those digests, so each reader thread checks the
+chunks it read and no thread waits for another. Older slots still load and verify: `xxh3:`
+(0.2.0: one xxh3 stream, checked after the read) and `crc32x2m:` (0.1.0: crc32 of each 2 MiB
+chunk, folded).
 
-Measured on the 2-core machine (warm page cache, interleaved runs): a verified load of
-1x1024x1024, 1x2048x2048 and 16x1024x1024 float32 + mask costs 2.2x to 2.9x a clone into fresh
-memory, of which the hash is about 5%: the read into fresh pages is the cost. A memory map and
-a user-space copy would be faster, but a file in the bus that someone truncates while it is
-mapped kills the reading process (ComfyUI itself) with SIGBUS, where a short read() is just a
-damaged slot. Closing that gap without a mapping is open work.
+Why read() and not a memory map: a file in the bus that someone truncates while it is mapped
+kills the reading process (ComfyUI itself) with SIGBUS, where a short read is just a damaged
+slot. Where a load's time goes (measured, fresh memory, warm page cache): faulting in the new
+pages, which a clone pays too, and the kernel's copy; the hash is a few percent. A clone runs
+on all of torch's threads, so a big load does as well (PARALLEL_MIN, MAX_READERS); see
+benchmarks/README.md for the figures.
 """
 
 from __future__ import annotations
@@ -59,8 +62,11 @@ MAX_HEADER_BYTES = 1 << 20  # ours are < 4 KB (a parked run: its prompt); a bigg
 MAX_SIDE = 1 << 16
 MAX_CREATED = 1e11  # seconds since 1970: year 5138; beyond it (or inf, nan) is damage
 READ_CHUNK = 1 << 20  # fits in L2 with room to spare: hashed while still in cache
-XXH3_TAG = "xxh3"
-LEGACY_CRC_TAG = "crc32x2m"
+PARALLEL_MIN = 8 << 20  # below this a load reads on one thread: the hand-off would cost more
+MAX_READERS = min(16, os.cpu_count() or 1)
+CHUNKED_TAG = "xxh3x1m"  # new slots: one xxh3 per READ_CHUNK, hashed by whichever thread read it
+STREAM_TAG = "xxh3"  # slots written by 0.2.0: one xxh3 over all the bytes
+LEGACY_CRC_TAG = "crc32x2m"  # slots written by 0.1.0
 LEGACY_CRC_CHUNK = 2 << 20
 
 TENSORS = ("image", "mask", "latent.samples", "latent.noise_mask")  # file and checksum order
@@ -169,12 +175,29 @@ def _raw(t: torch.Tensor) -> memoryview:
     return memoryview(t.reshape(-1).view(torch.uint8).numpy())
 
 
+def _fold(digests: list[int]) -> str:
+    """The `xxh3x1m:` checksum from the chunks' digests, in order."""
+    return f"{CHUNKED_TAG}:{xxhash.xxh3_64_hexdigest(np.asarray(digests, dtype='<u8').tobytes())}"
+
+
 def checksum(tensors: list[torch.Tensor]) -> str:
-    """xxh3-64 of the tensors' bytes, in order: what a new slot's header records."""
-    h = xxhash.xxh3_64()
+    """What a new slot's header records: xxh3-64 of every READ_CHUNK of the tensors' bytes
+    (back to back, in order), folded by one xxh3-64 of those digests. Chunks are independent,
+    so a load checks each on the thread that read it."""
+    digests, h, filled = [], xxhash.xxh3_64(), 0
     for t in tensors:
-        h.update(_raw(t))
-    return f"{XXH3_TAG}:{h.hexdigest()}"
+        data = _raw(t)
+        while data:
+            take = min(len(data), READ_CHUNK - filled)
+            h.update(data[:take])
+            data, filled = data[take:], filled + take
+            if filled == READ_CHUNK:
+                digests.append(h.intdigest())
+                h.reset()
+                filled = 0
+    if filled:
+        digests.append(h.intdigest())
+    return _fold(digests)
 
 
 def write(path: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], created: float) -> None:
@@ -223,13 +246,26 @@ def _bad(why: str) -> SlotCorrupt:
 
 
 def _pread_exact(f: io.RawIOBase, offset: int, out: memoryview) -> None:
-    f.seek(offset)
+    """Fill `out` from byte `offset` of `f`. Positional where the OS has pread, so that
+    several threads can read one descriptor at once."""
     done = 0
     while done < len(out):
-        n = f.readinto(out[done:])
+        n = _pread(f, offset + done, out[done:])
         if not n:
             raise _bad("the file ends early")
         done += n
+
+
+if hasattr(os, "preadv"):
+
+    def _pread(f: io.RawIOBase, offset: int, out: memoryview) -> int:
+        return os.preadv(f.fileno(), [out], offset)
+
+else:  # Windows: one reader at a time (see _reader_count)
+
+    def _pread(f: io.RawIOBase, offset: int, out: memoryview) -> int:
+        f.seek(offset)
+        return f.readinto(out) or 0
 
 
 def _entry(name: str, raw: Any, data_start: int, file_size: int) -> Entry:
@@ -327,58 +363,93 @@ def _view(buf: torch.Tensor, offset: int, entry: Entry) -> torch.Tensor:
     return part.view(entry.dtype).reshape(entry.shape)
 
 
-def read_tensors(f: io.RawIOBase, header: Header, verify: bool, pinned: bool = False) -> dict[str, torch.Tensor]:
-    """The slot's tensors, read once into memory the caller owns (pinned for a CUDA copy).
+def read_tensors(
+    f: io.RawIOBase, header: Header, verify: bool, device: torch.device | None = None
+) -> dict[str, torch.Tensor]:
+    """The slot's tensors, read once into memory the caller owns.
 
-    With `verify`, each chunk is hashed as it lands and a mismatch is SlotCorrupt. Our files
-    hold the tensors back to back in TENSORS order, so the stream is exactly the checksummed bytes.
+    With `verify`, a mismatch with the stored checksum is SlotCorrupt. Our files hold the
+    tensors back to back in TENSORS order, so one buffer takes the whole stream. For a CUDA
+    `device` that buffer is pinned and goes over in one non-blocking copy.
     """
     ordered = header.ordered
     start, end = ordered[0][1].start, ordered[-1][1].end
     tag = header.checksum.split(":", 1)[0]
-    stream_hash = xxhash.xxh3_64() if verify and header.contiguous and tag == XXH3_TAG else None
+    cuda = device is not None and device.type == "cuda"
+    digests = None
     if header.contiguous:
-        buf = _owned(end - start, pinned)
-        raw = memoryview(buf.numpy())
-        for at in range(0, len(raw), READ_CHUNK):
-            chunk = raw[at : at + READ_CHUNK]
-            _pread_exact(f, start + at, chunk)
-            if stream_hash is not None:
-                stream_hash.update(chunk)
-        tensors = {name: _view(buf, e.start - start, e) for name, e in ordered}
+        buf = _owned(end - start, cuda)
+        digests = _read_into(f, start, memoryview(buf.numpy()), verify and tag == CHUNKED_TAG)
+        target = buf.to(device, non_blocking=True) if cuda else buf  # one copy for all tensors
+        host = {name: _view(buf, e.start - start, e) for name, e in ordered}
+        tensors = {name: _view(target, e.start - start, e) for name, e in ordered} if cuda else host
     else:  # a foreign layout (mask before image, a gap): read each tensor on its own
-        tensors = {}
+        host = {}
         for name, e in ordered:
-            buf = _owned(e.nbytes, pinned)
-            _pread_exact(f, e.start, memoryview(buf.numpy()))
-            tensors[name] = buf.view(e.dtype).reshape(e.shape)
+            part = _owned(e.nbytes, cuda)
+            _pread_exact(f, e.start, memoryview(part.numpy()))
+            host[name] = part.view(e.dtype).reshape(e.shape)
+        tensors = {name: t.to(device, non_blocking=True) for name, t in host.items()} if cuda else host
     if verify:
-        actual = (
-            f"{XXH3_TAG}:{stream_hash.hexdigest()}"
-            if stream_hash is not None
-            else _checksum_as(tag, list(tensors.values()))
-        )
+        actual = _fold(digests) if digests is not None else _checksum_as(tag, list(host.values()))
         if actual != header.checksum:
             raise SlotCorrupt(f"failed its checksum ({header.checksum} stored, {actual} read): the file is damaged")
     return tensors
 
 
+def _reader_count(nbytes: int) -> int:
+    """How many threads read a load of `nbytes`: as many as torch copies with (a clone into
+    fresh memory faults its pages in on every core it uses), one for a small load or where the
+    OS has no pread."""
+    if nbytes < PARALLEL_MIN or not hasattr(os, "preadv"):
+        return 1
+    return max(1, min(torch.get_num_threads(), MAX_READERS, nbytes // READ_CHUNK))
+
+
+def _read_into(f: io.RawIOBase, start: int, raw: memoryview, digest: bool) -> list[int] | None:
+    """Fill `raw` from byte `start` of `f`, READ_CHUNK by READ_CHUNK; with `digest`, the xxh3
+    of each chunk, taken by the thread that read it while the chunk is still in its cache.
+
+    Reader n takes every n-th chunk, so the file is read front to back and each reader's
+    share stays even whatever the size.
+    """
+    chunks = range(0, len(raw), READ_CHUNK)
+    digests = [0] * len(chunks) if digest else None
+
+    def read_share(first: int, step: int) -> None:
+        for k in range(first, len(chunks), step):
+            chunk = raw[chunks[k] : chunks[k] + READ_CHUNK]
+            _pread_exact(f, start + chunks[k], chunk)
+            if digests is not None:
+                digests[k] = xxhash.xxh3_64_intdigest(chunk)
+
+    readers = _reader_count(len(raw))
+    others = [_workers.submit(read_share, n, readers) for n in range(1, readers)]
+    read_share(0, readers)  # this thread is reader 0
+    for share in others:
+        share.result()  # a short file raises its SlotCorrupt here
+    return digests
+
+
 def verify(f: io.RawIOBase, header: Header) -> None:
-    """Check the file's checksum in one reused 1 MiB buffer: what a download does before it
-    sends a file of any size. SlotCorrupt on a mismatch."""
-    if not (header.contiguous and header.checksum.startswith(XXH3_TAG + ":")):
-        read_tensors(f, header, verify=True)  # a foreign layout or an old checksum: rare
+    """Check the file's checksum in one reused READ_CHUNK buffer: what a download does before
+    it sends a file of any size. SlotCorrupt on a mismatch."""
+    tag = header.checksum.split(":", 1)[0]
+    if not (header.contiguous and tag in (CHUNKED_TAG, STREAM_TAG)):
+        read_tensors(f, header, verify=True)  # a foreign layout or a 0.1.0 checksum: rare
         return
-    h, buf = xxhash.xxh3_64(), memoryview(bytearray(READ_CHUNK))
+    buf, digests, stream = memoryview(bytearray(READ_CHUNK)), [], xxhash.xxh3_64()
     start, end = header.ordered[0][1].start, header.ordered[-1][1].end
     for at in range(start, end, READ_CHUNK):
         chunk = buf[: min(READ_CHUNK, end - at)]
         _pread_exact(f, at, chunk)
-        h.update(chunk)
-    if f"{XXH3_TAG}:{h.hexdigest()}" != header.checksum:
-        raise SlotCorrupt(
-            f"failed its checksum ({header.checksum} stored, {XXH3_TAG}:{h.hexdigest()} read): the file is damaged"
-        )
+        if tag == CHUNKED_TAG:
+            digests.append(xxhash.xxh3_64_intdigest(chunk))
+        else:
+            stream.update(chunk)
+    actual = _fold(digests) if tag == CHUNKED_TAG else f"{STREAM_TAG}:{stream.hexdigest()}"
+    if actual != header.checksum:
+        raise SlotCorrupt(f"failed its checksum ({header.checksum} stored, {actual} read): the file is damaged")
 
 
 def read_rows(f: io.RawIOBase, header: Header, index: int, row0: int, row1: int) -> torch.Tensor:
@@ -395,17 +466,15 @@ def read_rows(f: io.RawIOBase, header: Header, index: int, row0: int, row1: int)
 
 
 # -- the checksum of slots written before xxh3 --------------------------------------------
-_pool: ThreadPoolExecutor | None = None
+# Threads start on first use; pread, xxhash and zlib release the GIL.
+_workers = ThreadPoolExecutor(max_workers=MAX_READERS, thread_name_prefix="gates-io")
 
 
 def _in_parallel(work: Callable[[Any], int], jobs: list[Any]) -> list[int]:
-    """Run chunk jobs on up to eight cores: zlib releases the GIL."""
-    global _pool
+    """Run chunk jobs on the worker threads."""
     if len(jobs) < 2:
         return [work(job) for job in jobs]
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="gates-checksum")
-    return list(_pool.map(work, jobs))
+    return list(_workers.map(work, jobs))
 
 
 def legacy_crc_checksum(tensors: list[torch.Tensor]) -> str:
@@ -419,9 +488,19 @@ def legacy_crc_checksum(tensors: list[torch.Tensor]) -> str:
     return f"{LEGACY_CRC_TAG}:{zlib.crc32(b''.join(c.to_bytes(4, 'little') for c in crcs)):08x}"
 
 
+def stream_checksum(tensors: list[torch.Tensor]) -> str:
+    """xxh3-64 over all the tensors' bytes in one stream: the checksum 0.2.0 wrote."""
+    h = xxhash.xxh3_64()
+    for t in tensors:
+        h.update(_raw(t))
+    return f"{STREAM_TAG}:{h.hexdigest()}"
+
+
 def _checksum_as(tag: str, tensors: list[torch.Tensor]) -> str:
-    if tag == XXH3_TAG:
+    if tag == CHUNKED_TAG:
         return checksum(tensors)
+    if tag == STREAM_TAG:
+        return stream_checksum(tensors)
     if tag == LEGACY_CRC_TAG:
         return legacy_crc_checksum(tensors)
     raise SlotCorrupt(f"unknown checksum kind {tag!r}")

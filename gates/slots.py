@@ -611,9 +611,7 @@ class SlotStore:
         """
         device = torch.device(device)
         with self._open(self._version(ref)) as (v, f, header):
-            tensors = self._checked(
-                v.ref, lambda: slot_format.read_tensors(f, header, verify, pinned=device.type == "cuda")
-            )
+            tensors = self._checked(v.ref, lambda: slot_format.read_tensors(f, header, verify, device))
         moved = {k: t.to(device, non_blocking=device.type == "cuda") for k, t in tensors.items()}
         latent = None
         if "latent.samples" in moved:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import random
 import signal
 import subprocess
@@ -128,7 +129,7 @@ def test_header_carries_metadata(store):
     assert info.image_shape == [2, 24, 16, 3] and info.image_dtype == "bfloat16"
     assert info.mask_shape == [2, 24, 16] and info.mask_dtype == "float32"
     assert info.meta == {"node": "12:5", "prompt": "p1", "route": 2}
-    assert info.checksum and info.checksum.startswith("xxh3:")
+    assert info.checksum and info.checksum.startswith("xxh3x1m:")
     assert abs(info.created - time.time()) < 60
     from safetensors import safe_open
 
@@ -151,13 +152,41 @@ def test_loaded_tensors_own_their_memory(store):
     assert_exact(got, image)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_load_straight_to_cuda(store):
-    image = rand_image(dtype=torch.bfloat16)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_load_straight_to_cuda(store, dtype):
+    image = rand_image(dtype=dtype)
     store.publish("gpu", image.cuda())
     got, mask = store.load("gpu", device="cuda")
     assert got.is_cuda and mask.is_cuda
     assert_exact(got.cpu(), image)
+    assert_exact(mask.cpu(), torch.zeros(2, 24, 16))
+
+
+@needs_cuda
+def test_a_slot_read_to_cuda_on_several_threads_is_exact_latent_included(store, several_readers):
+    image, mask = _several_chunks()
+    latent = {"samples": torch.randn(3, 4, 75, 100, dtype=torch.bfloat16)}
+    store.publish("gpu", image, mask, latent=latent)
+    data = store.read("gpu", device="cuda")
+    assert all(t.device.type == "cuda" for t in (data.image, data.mask, data.latent["samples"]))
+    assert_exact(data.image.cpu(), image)
+    assert_exact(data.mask.cpu(), mask)
+    assert_exact(data.latent["samples"].cpu(), latent["samples"])
+
+
+@needs_cuda
+def test_a_damaged_slot_read_to_cuda_fails_its_checksum(store, several_readers):
+    store.publish("gpu", *_several_chunks())
+    path = _slot_file(store, "gpu")
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(SlotCorrupt, match="checksum"):
+        store.load("gpu", device="cuda")
 
 
 def _seed_folder(store: SlotStore, slot_id: str = "legacy") -> tuple[Path, np.ndarray]:
@@ -180,7 +209,7 @@ def test_a_seed_png_folder_migrates_on_first_access_with_the_same_values(store):
     assert sorted(p.name for p in d.iterdir()) == ["slot.safetensors", "thumb.png"]
     info = store.info("legacy")
     assert info.image_shape == [1, 6, 4, 3] and info.created == mtime
-    assert info.meta == {"source": "migrated from the PNG layout"} and info.checksum.startswith("xxh3:")
+    assert info.meta == {"source": "migrated from the PNG layout"} and info.checksum.startswith("xxh3x1m:")
 
 
 def test_listing_migrates_and_a_dry_run_changes_nothing(store):
@@ -366,6 +395,112 @@ def test_flipped_bit_fails_the_checksum(store):
         store.load("c")
     got, _ = store.load("c", verify=False)
     assert not torch.equal(got, image)
+
+
+@pytest.fixture
+def several_readers(monkeypatch):
+    """Loads of any size read on several threads, as a load of 8 MiB or more does."""
+    monkeypatch.setattr(slot_format, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(slot_format, "MAX_READERS", 3)
+    monkeypatch.setattr(slot_format.torch, "get_num_threads", lambda: 3)
+    assert slot_format._reader_count(5 * slot_format.READ_CHUNK) == 3
+
+
+def _several_chunks(b: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """About 5 MiB of image and mask: five 1 MiB chunks and a short last one."""
+    image = rand_image(b=b, h=300, w=400, seed=4)
+    return image, torch.rand(b, 300, 400, generator=torch.Generator().manual_seed(5))
+
+
+def test_a_load_read_on_several_threads_is_exact(store, several_readers):
+    image, mask = _several_chunks()
+    store.publish("par", image, mask)
+    got_image, got_mask = store.load("par")
+    assert_exact(got_image, image)
+    assert_exact(got_mask, mask)
+
+
+@pytest.mark.parametrize("where", [0.0, 0.35, 0.61, 1.0])
+def test_a_flipped_byte_in_any_readers_chunk_fails_the_load(store, several_readers, where):
+    store.publish("par", *_several_chunks())
+    path = _slot_file(store, "par")
+    data = bytearray(path.read_bytes())
+    header_end = 8 + int.from_bytes(data[:8], "little")
+    data[header_end + int(where * (len(data) - header_end - 1))] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(SlotCorrupt, match="checksum"):
+        store.load("par")
+
+
+def test_a_file_cut_short_under_several_readers_is_damage_not_a_hang(store, several_readers, monkeypatch):
+    store.publish("par", *_several_chunks())
+    path = _slot_file(store, "par")
+    full = path.read_bytes()
+    real = slot_format.read_header
+
+    def cut_after_header(f):  # the header checked out; then someone truncates the file
+        header = real(f)
+        os.truncate(path, len(full) - 3 * slot_format.READ_CHUNK)
+        return header
+
+    monkeypatch.setattr(slot_format, "read_header", cut_after_header)
+    with pytest.raises(SlotCorrupt, match="ends early"):
+        slots.SlotStore(store.root).load("par")
+
+
+OLDER_CHECKSUMS = {
+    "xxh3": slot_format.stream_checksum,  # 0.2.0
+    "crc32x2m": slot_format.legacy_crc_checksum,  # 0.1.0
+}
+
+
+@pytest.mark.parametrize("kind", sorted(OLDER_CHECKSUMS))
+@pytest.mark.parametrize("size", ["small", "several chunks"])
+def test_slots_with_an_older_checksum_load_verify_and_catch_damage(store, monkeypatch, kind, size):
+    image, mask = _several_chunks() if size == "several chunks" else (rand_image(), None)
+    with monkeypatch.context() as m:  # publish as the older version did
+        m.setattr(slot_format, "checksum", OLDER_CHECKSUMS[kind])
+        store.publish("old", image, mask)
+    assert store.info("old").checksum.startswith(kind + ":")
+    assert_exact(store.load("old")[0], image)
+    with store.verified_file("old"):
+        pass
+    path = _slot_file(store, "old")
+    data = bytearray(path.read_bytes())
+    data[-7] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(SlotCorrupt, match="checksum"):
+        store.load("old")
+    with pytest.raises(SlotCorrupt, match="checksum"), store.verified_file("old"):
+        pass
+
+
+def test_the_chunked_checksum_does_not_depend_on_where_tensors_split_chunks():
+    whole = torch.rand(3 * slot_format.READ_CHUNK // 4 + 5)
+    parts = [whole[:1000].contiguous(), whole[1000:].contiguous()]
+    assert slot_format.checksum([whole]) == slot_format.checksum(parts)
+    assert slot_format.checksum([whole]) != slot_format.checksum([whole.flip(0).contiguous()])
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_cuda)])
+def test_a_slot_written_by_safetensors_itself_in_another_order_loads_exactly(store, device):
+    """safetensors puts the float64 mask before the float32 image: not our order, still read."""
+    image, mask = rand_image(), torch.rand(2, 24, 16, dtype=torch.float64)
+    store.slot_dir("st").mkdir(parents=True)
+    metadata = {
+        "format": slot_format.FORMAT,
+        "version": "1",
+        "created": "1700000000.0",
+        "checksum": slot_format.checksum([image, mask]),
+        "meta": "{}",
+    }
+    save_file({"image": image, "mask": mask}, str(_slot_file(store, "st")), metadata=metadata)
+    with open(_slot_file(store, "st"), "rb") as f:
+        assert not slot_format.read_header(f).contiguous
+    got_image, got_mask = store.load("st", device=device)
+    assert got_image.device.type == device
+    assert_exact(got_image.cpu(), image)
+    assert_exact(got_mask.cpu(), mask)
 
 
 def test_disk_full_keeps_the_old_slot(store, monkeypatch):
