@@ -1,7 +1,7 @@
 // Dataset Gates: the ComfyUI extension entry (the only module here with side effects).
 // Wires the Image Gate panel into its nodes, slot pickers into the bus nodes, the pause /
 // done socket events and GET /pending (this tab's pauses, and other tabs') into the right
-// node, and the slot browser into the sidebar.
+// node and into the pause alert, and the slot browser into the sidebar.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { OPEN_COMMAND, refreshSlotBrowsers, registerSlotBrowserTab, toggleFloatingBrowser } from "./browser_tab.js";
@@ -9,6 +9,7 @@ import { ensureStylesheet } from "./format.js";
 import { gateApi, pauseKey } from "./gate_api.js";
 import { GateController, PAINTER_BRUSH, PAINTER_EDITOR, PAINTER_SETTING } from "./gate_node.js";
 import { findNodeByPath, hasNodeOfType } from "./node_lookup.js";
+import { PAUSE_ALERT_SETTING, PAUSE_ALERT_SETTING_DEF, PauseAlert } from "./pause_alert.js";
 import { addSlotPickerButton, refreshOpenPicker } from "./slot_picker.js";
 
 const PAUSE_EVENT = "datasete_gate.pause";
@@ -24,6 +25,8 @@ const waiting = new Map();
 const elsewhere = new Map();
 /** Tokens whose done event came: a slow GET /pending must not bring them back. */
 const finished = new Set();
+/** Flashes the title (or beeps) while `waiting` holds any pause: one alert for all of them. */
+const pauseAlert = new PauseAlert({ mode: () => app.extensionManager?.setting?.get?.(PAUSE_ALERT_SETTING) });
 
 function controllerAt(path) {
   const node = findNodeByPath(app, path);
@@ -38,6 +41,7 @@ function showPause(data) {
   if (finished.has(data.token)) return;
   elsewhere.delete(data.node);
   waiting.set(data.node, data);
+  pauseAlert.update(true);
   const controller = controllerAt(data.node);
   if (controller) controller.pause(data);
   else missingNode(data);
@@ -61,6 +65,7 @@ function missingNode(data) {
 /** A pause this tab may not answer: a notice, with "Take over" once its tab is gone. */
 function showElsewhere(data) {
   waiting.delete(data.node); // if it was ours, another tab took it over
+  pauseAlert.update(waiting.size > 0);
   elsewhere.set(data.node, data);
   controllerAt(data.node)?.elsewhere(data);
 }
@@ -68,6 +73,7 @@ function showElsewhere(data) {
 function showDone(data) {
   finished.add(data.token);
   if (waiting.get(data.node)?.token === data.token) waiting.delete(data.node);
+  pauseAlert.update(waiting.size > 0);
   controllerAt(data.node)?.done(data);
   const other = elsewhere.get(data.node); // a pause queued without a tab ends for everyone
   if (other) {
@@ -101,6 +107,7 @@ async function askPending() {
     waiting.delete(path);
     controllerAt(path)?.expire(data.token);
   }
+  pauseAlert.update(waiting.size > 0);
   for (const [path, data] of elsewhere) {
     const key = pauseKey(data);
     if (live.has(key) || !knownElsewhere.has(key)) continue;
@@ -162,7 +169,7 @@ app.registerExtension({
     type: "combo",
     options: [PAINTER_EDITOR, PAINTER_BRUSH],
     defaultValue: PAINTER_EDITOR,
-  }],
+  }, PAUSE_ALERT_SETTING_DEF],
   commands: [{ id: OPEN_COMMAND, icon: "pi pi-images", label: "Dataset Gates: slot browser", function: toggleFloatingBrowser }],
   menuCommands: [{ path: ["Extensions", "Dataset Gates"], commands: [OPEN_COMMAND] }],
 

@@ -42,6 +42,7 @@ SIDEBAR_BUTTON = "button[aria-label^='Dataset Gates: bus slots']"
 # The MaskEditor, by the key the frontend's dialog store gives it (aria-labelledby in 1.35's
 # PrimeVue dialog and in 1.58's Reka dialog alike).
 EDITOR = "[role='dialog'][aria-labelledby='global-mask-editor']"
+ALERT_SETTING = "DatasetGates.PauseAlert"
 
 # Runs before any page script: wraps console.* to keep each message with the stack that logged
 # it (LiteGraph reports deprecations through console.warn, captured when LiteGraph is built,
@@ -138,6 +139,7 @@ def ui(comfy, chromium, request, e2e_nodes_mode):
             "Comfy.TutorialCompleted": True,
             "Comfy.VueNodes.Enabled": e2e_nodes_mode == "vue",
             "DatasetGates.MaskPainter": "Built-in brush",
+            ALERT_SETTING: None,  # unset: the default
         },
     ).raise_for_status()
     picture = Image.new("RGB", (320, 240), (40, 90, 160))
@@ -1235,3 +1237,106 @@ def test_a_parked_slot_shows_in_the_sidebar_and_resumes_in_this_tab(ui) -> None:
     ui.comfy.wait_history(resumed_id)
     assert corner_colours(ui.outputs("dg_ui_pk4_b")) == [colour_of(3)]
     page.wait_for_function("() => document.querySelector('.dg-resume-status').textContent.endsWith(': done')")
+
+
+# -- the pause alert: the tab's title flashes (or it beeps) while a gate waits ------------------
+TITLE_WAITING = "⏸ Gate waiting · "
+FLASHES = 2.5  # seconds: more than two flashes of the title (one a second)
+
+# Records every document.title write and counts the oscillators started, each marked by whether
+# the pack's files are on the stack: what ComfyUI itself sets and what the alert does.
+ALERT_PROBE = (
+    """
+() => {
+  const fromPack = () => String(new Error().stack).includes('%s');
+  const probe = window.__dgAlert = { before: document.title, titles: [], beeps: 0 };
+  const title = Object.getOwnPropertyDescriptor(Document.prototype, 'title');
+  Object.defineProperty(Document.prototype, 'title', { configurable: true, enumerable: title.enumerable,
+    get: title.get, set(value) {
+      title.set.call(this, value);  // the getter trims what the setter got: keep what it reads
+      probe.titles.push({ value: title.get.call(this), pack: fromPack() });
+    } });
+  const start = OscillatorNode.prototype.start;
+  OscillatorNode.prototype.start = function (...args) { if (fromPack()) probe.beeps++; return start.apply(this, args); };
+}
+"""
+    % PACK_PATH
+)
+
+
+def alert_probe(page) -> dict:
+    """What the probe saw, and ComfyUI's own title: its last write, else the title it had."""
+    probe = page.evaluate("() => ({ ...window.__dgAlert, now: document.title })")
+    own = [t["value"] for t in probe["titles"] if not t["pack"]]
+    probe["own"] = own[-1] if own else probe["before"]
+    probe["pack"] = [t["value"] for t in probe["titles"] if t["pack"]]
+    return probe
+
+
+def set_alert(page, value: str) -> None:
+    page.evaluate("([id, value]) => app.extensionManager.setting.set(id, value)", [ALERT_SETTING, value])
+
+
+def answer_route_1(ui, pause: dict) -> None:
+    ui.page.click(".dg-route[data-route='1']")
+    ui.page.wait_for_selector(DECIDED)
+    ui.comfy.wait_history(pause["prompt_id"])
+
+
+def test_a_pause_flashes_the_tab_title_until_it_is_answered(ui) -> None:
+    """Settings > Dataset Gates > Image Gate: on pause is "title flash" unless set: the title
+    alternates while the gate waits, and after the answer it is exactly ComfyUI's own title
+    again, with no flash left running."""
+    page = ui.page
+    setting = page.evaluate(f"() => app.ui.settings.settingsLookup['{ALERT_SETTING}']")
+    assert setting["category"][0] == "Dataset Gates" and setting["defaultValue"] == "title flash"
+    assert setting["options"] == ["none", "sound", "title flash", "both"]
+    assert page.evaluate(f"() => app.extensionManager.setting.get('{ALERT_SETTING}')") == "title flash"
+    page.evaluate(ALERT_PROBE)
+    ui.build(["dg_ui_alert_a", "dg_ui_alert_b"])
+    ui.queue()
+    pause = ui.wait_paused()
+    page.wait_for_function(f"() => document.title.startsWith('{TITLE_WAITING}')")
+    waiting = page.evaluate("() => document.title")
+    page.wait_for_function("t => document.title !== t", arg=waiting)  # it flashes ...
+    assert page.evaluate("() => document.title").startswith("⏸ ")  # ... and the sign stays
+    shot = ui.shot("paused")
+    shot.with_suffix(".title.txt").write_text(f"{waiting}\n", encoding="utf-8")
+    print(f"document.title while paused ({shot.name}): {waiting!r}")
+    assert waiting == TITLE_WAITING + alert_probe(page)["own"]
+
+    answer_route_1(ui, pause)
+    page.wait_for_function("() => !document.title.includes('⏸')")
+    flashed = len(alert_probe(page)["pack"])
+    page.wait_for_timeout(FLASHES * 1000)
+    probe = alert_probe(page)
+    assert len(probe["pack"]) == flashed, probe["pack"][flashed:]  # the flash stopped
+    assert probe["now"] == probe["own"], probe
+    assert probe["beeps"] == 0
+    assert len(ui.outputs("dg_ui_alert_a")) == 1
+
+
+def test_the_pause_alert_none_leaves_the_title_and_sound_beeps_once(ui) -> None:
+    """With "none" a pause changes nothing; with "sound" it beeps once (Web Audio) and leaves
+    the title alone. The setting applies to the next pause without a reload."""
+    page = ui.page
+    page.evaluate(ALERT_PROBE)
+    set_alert(page, "none")
+    ui.build(["dg_ui_alert_none_a", "dg_ui_alert_none_b"])
+    ui.queue()
+    pause = ui.wait_paused()
+    page.wait_for_timeout(FLASHES * 1000)
+    probe = alert_probe(page)
+    assert probe["pack"] == [] and probe["beeps"] == 0 and probe["now"] == probe["own"]
+    answer_route_1(ui, pause)
+
+    set_alert(page, "sound")
+    page.click(".dg-run")  # "Run from here": a click, as a person queues
+    second = ui.wait_paused(old_token=pause["token"])
+    page.wait_for_function("() => window.__dgAlert.beeps > 0")
+    page.wait_for_timeout(FLASHES * 1000)
+    probe = alert_probe(page)
+    assert probe["beeps"] == 1 and probe["pack"] == [] and probe["now"] == probe["own"]
+    ui.shot("paused_sound")
+    answer_route_1(ui, second)
+    assert alert_probe(page)["beeps"] == 1
