@@ -322,16 +322,17 @@ def test_same_origin_rule(origin: str, host: str, expected: bool) -> None:
 
 
 def test_page_and_static_files_are_served(bus: Path) -> None:
-    async def go() -> tuple[str, int, int]:
+    async def go() -> tuple[str, int, int, int]:
         async with TestClient(TestServer(make_app(SlotStore(bus)))) as client:
             page = await client.get("/")
             module = await client.get("/web/browser/slot_browser.js")
+            shared = await client.get("/web/http.js")  # the shared HTTP client, one folder up
             escape = await client.get("/web/../gates/browser.py")
-            return await page.text(), module.status, escape.status
+            return await page.text(), module.status, shared.status, escape.status
 
-    html, module_status, escape_status = in_thread(go)
+    html, module_status, shared_status, escape_status = in_thread(go)
     assert '<base href="/web/browser/">' in html and "mountBrowser" in html
-    assert module_status == 200
+    assert module_status == 200 and shared_status == 200
     assert escape_status in (403, 404)
 
 

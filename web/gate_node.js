@@ -2,7 +2,7 @@
 // batch grid's selection and per-image routes, the countdown, and what happens on pause /
 // done events and on clicks. The extension entry creates one GateController per node
 // (node.dgGate). No side effects at import.
-import { GateError, gateApi, pauseKey } from "./gate_api.js";
+import { gateApi, pauseKey } from "./gate_api.js";
 import {
   DEFAULT_ROUTE, GridSelection, THUMB_SIDE, clock, gridColumns, normalisePreselect, onTimeoutText, routeCounts,
   routesToSend, secondsLeft, singleRoute,
@@ -11,6 +11,7 @@ import {
   cleanLabel, hideLabelsWidget, readLabels, routeCount, routeTitle, syncOutputs, widgetByName, writeLabels,
 } from "./gate_outputs.js";
 import { GatePanel, PREVIEW_MIN } from "./gate_panel.js";
+import { HttpError } from "./http.js";
 import { openBrush } from "./mask_brush.js";
 import { isEmptyMask, maskToPng, overlayUrl } from "./mask_data.js";
 import { editWithMaskEditor, maskEditorAvailable, maskEditorOpen } from "./mask_editor_bridge.js";
@@ -214,7 +215,7 @@ export class GateController {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof GateError && err.status === 409) {
+      if (err instanceof HttpError && err.status === 409) {
         this.expire(this.info?.token, `That pause cannot be answered here: ${err.message}`);
         this.hooks.refresh?.(); // a pause of another tab now? then its notice shows
       } else {
@@ -380,7 +381,7 @@ export class GateController {
       await gateApi.hold(node, token);
     } catch (err) {
       // 409: the pause is over (answered, timed out): its done event or GET /pending says so.
-      if (err instanceof GateError && err.status === 409) return;
+      if (err instanceof HttpError && err.status === 409) return;
       if (this.info?.token === token) this.say(`Could not stop the countdown: ${err.message}`, true);
     }
   }

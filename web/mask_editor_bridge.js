@@ -12,7 +12,7 @@
 // meanwhile the node draws no image previews of its own. The editor also rewrites a widget
 // named `image`; the Image Gate has none. Any failure rejects, and the caller falls back to the
 // built-in brush. No side effects until editWithMaskEditor().
-import { api } from "../../scripts/api.js";
+import { comfy } from "./gate_api.js";
 import { canvasToBlob, imageWithInverseAlpha, maskFromInverseAlpha } from "./mask_data.js";
 
 const COMMAND = "Comfy.MaskEditor.OpenMaskEditor";
@@ -78,15 +78,18 @@ async function uploadToClipspace(canvas) {
   form.append("type", "input");
   form.append("subfolder", "clipspace");
   form.append("overwrite", "true");
-  const response = await api.fetchApi("/upload/image", { method: "POST", body: form });
-  if (!response.ok) throw new Error(`upload to clipspace failed (${response.status})`);
-  const data = await response.json();
+  let data;
+  try {
+    data = await comfy.postForm("/upload/image", form);
+  } catch (err) {
+    throw new Error(`upload to clipspace failed (${err.message})`);
+  }
   return { filename: data.name, subfolder: data.subfolder ?? "clipspace", type: data.type ?? "input" };
 }
 
 function viewUrl(ref) {
   const query = new URLSearchParams({ filename: ref.filename, subfolder: ref.subfolder ?? "", type: ref.type ?? "input" });
-  return api.apiURL(`/view?${query}&r=${Date.now()}`);
+  return comfy.url(`/view?${query}&r=${Date.now()}`);
 }
 
 /** The node's key in app.nodeOutputs (the frontend's node-output store), as the frontend makes it. */

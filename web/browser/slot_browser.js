@@ -4,7 +4,8 @@
 // resumed. Used by the standalone page (web/browser/index.html, served by
 // `python -m gates serve`) and by the ComfyUI sidebar tab. Side-effect free: nothing happens
 // until mountBrowser() is called, and it never touches ComfyUI's own scripts.
-import { age, el, ensureStylesheet, errorText, humanBytes, readJson, shapeText, sizeText, when } from "../format.js";
+import { age, el, ensureStylesheet, humanBytes, shapeText, sizeText, when } from "../format.js";
+import { PREFIX, fetchClient } from "../http.js";
 
 /** What an empty bus says: how slots get made. */
 export const EMPTY_BUS = "No slots yet. Slots are made when a gate with a send_id passes a batch, " +
@@ -31,18 +32,16 @@ function metaText(meta) {
 /**
  * Render the browser into `root`.
  * @param {HTMLElement} root
- * @param {{apiBase?: string, resume?: (id: string) => Promise<{prompt_id: string}>,
+ * @param {{client?: object, resume?: (id: string) => Promise<{prompt_id: string}>,
  *   promptState?: (promptId: string) => Promise<string>}} options
- *   apiBase: where the /datasete_gate routes live ("/datasete_gate" standalone,
- *   api.apiURL("/datasete_gate") inside ComfyUI). resume / promptState: given inside ComfyUI
- *   only (POST /resume/{id} with the tab's client id; where that prompt is now); without them
- *   a parked slot shows why it cannot be resumed here.
+ *   client: the pack's HTTP client (web/http.js) on the server: fetchClient("") on the
+ *   standalone page (the default), gate_api.js's `comfy` inside ComfyUI. resume / promptState:
+ *   given inside ComfyUI only (POST /resume/{id} with the tab's client id; where that prompt
+ *   is now); without them a parked slot shows why it cannot be resumed here.
  * @returns {{refresh: () => Promise<void>, destroy: () => void}}
  */
-export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, promptState = null } = {}) {
+export function mountBrowser(root, { client = fetchClient(), resume = null, promptState = null } = {}) {
   ensureStylesheet("browser", new URL("./browser.css", import.meta.url));
-  const base = apiBase.replace(/\/+$/, "");
-  const url = (path) => base + path;
   const slotPath = (id) => encodeURIComponent(id);
   // versions: the open slot's kept versions (newest first); shown: the one on screen
   const state = { bus: "", slots: [], filter: "", open: null, index: 0, versions: [], shown: null };
@@ -72,16 +71,6 @@ export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, 
     status.classList.toggle("dg-error", Boolean(isError && text));
   }
 
-  async function call(path, init) {
-    const response = await fetch(url(path), { cache: "no-store", ...init });
-    if (!response.ok) throw new Error(await errorText(response));
-    return readJson(response);
-  }
-
-  function postJson(path, body) {
-    return call(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-  }
-
   /** A cache key that changes when the slot is republished (thumbnails and images are cached). */
   function stamp(slot) {
     return Math.round((slot.created || 0) * 1000);
@@ -89,7 +78,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, 
 
   async function refresh() {
     try {
-      const data = await call("/bus/list");
+      const data = await client.get(`${PREFIX}/bus/list`);
       state.bus = data.bus || "";
       state.slots = Array.isArray(data.slots) ? data.slots : [];
       busLabel.textContent = state.bus;
@@ -107,7 +96,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, 
   }
 
   function thumbUrl(slot) {
-    return url(`/bus/thumb/${slotPath(slot.ref || slot.id)}?v=${stamp(slot)}`);
+    return client.url(`${PREFIX}/bus/thumb/${slotPath(slot.ref || slot.id)}?v=${stamp(slot)}`);
   }
 
   function card(slot) {
@@ -162,7 +151,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, 
 
   async function loadVersions(slot) {
     try {
-      const data = await call(`/bus/history/${slotPath(slot.id)}`);
+      const data = await client.get(`${PREFIX}/bus/history/${slotPath(slot.id)}`);
       if (state.open?.id !== slot.id) return;
       state.versions = Array.isArray(data.versions) ? data.versions : [];
       state.shown = state.versions.find((v) => v.ref === state.shown?.ref) || null;
@@ -180,7 +169,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, 
 
   async function pin(id, pinned) {
     try {
-      state.open = await postJson(`/bus/${slotPath(id)}/pin`, { pinned });
+      state.open = await client.postJson(`${PREFIX}/bus/${slotPath(id)}/pin`, { pinned });
       await refresh();
       say(pinned ? `Pinned ${id}: the bus quota never removes it.` : `Unpinned ${id}.`);
     } catch (err) {
@@ -228,7 +217,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, 
       ? el("div.dg-detail-missing", {}, slot.error)
       : el("img.dg-detail-img", {
         alt: `${ref} image ${state.index + 1}`,
-        src: url(`/bus/image/${slotPath(ref)}/${state.index}?v=${stamp(slot)}`),
+        src: client.url(`${PREFIX}/bus/image/${slotPath(ref)}/${state.index}?v=${stamp(slot)}`),
       });
     const pager = el("div.dg-pager",
       el("button.dg-btn.dg-prev", { type: "button", disabled: state.index <= 0 || bad, onclick: () => page(-1) }, "◀"),
@@ -263,7 +252,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, 
         el("button.dg-btn.dg-rename", { type: "button", onclick: doRename }, "Rename")),
       el("div.dg-actions",
         el("a.dg-btn.dg-download", {
-          href: url(`/bus/tensors/${slotPath(ref)}`), download: `${ref.replace("@", "_")}.safetensors`,
+          href: client.url(`${PREFIX}/bus/tensors/${slotPath(ref)}`), download: `${ref.replace("@", "_")}.safetensors`,
         }, "Download tensors"),
         el("button.dg-btn.dg-pin", { type: "button", onclick: () => pin(owner.id, !owner.pinned) },
           owner.pinned ? "Unpin" : "Pin"),
@@ -351,7 +340,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, 
 
   async function rename(id, to, overwrite) {
     try {
-      const info = await postJson(`/bus/${slotPath(id)}/rename`, { to, overwrite });
+      const info = await client.postJson(`${PREFIX}/bus/${slotPath(id)}/rename`, { to, overwrite });
       state.open = info;
       await refresh();
       say(`Renamed ${id} to ${info.id}.`);
@@ -363,7 +352,7 @@ export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, 
   async function remove(id) {
     if (!window.confirm(`Delete slot "${id}"? Its tensors are removed for good.`)) return;
     try {
-      await call(`/bus/${slotPath(id)}`, { method: "DELETE" });
+      await client.delete(`${PREFIX}/bus/${slotPath(id)}`);
       closeSlot();
       await refresh();
       say(`Deleted ${id}.`);
