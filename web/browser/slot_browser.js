@@ -71,11 +71,6 @@ export function mountBrowser(root, { client = fetchClient(), resume = null, prom
     status.classList.toggle("dg-error", Boolean(isError && text));
   }
 
-  /** A cache key that changes when the slot is republished (thumbnails and images are cached). */
-  function stamp(slot) {
-    return Math.round((slot.created || 0) * 1000);
-  }
-
   async function refresh() {
     try {
       const data = await client.get(`${PREFIX}/bus/list`);
@@ -95,8 +90,9 @@ export function mountBrowser(root, { client = fetchClient(), resume = null, prom
     }
   }
 
+  /** The server's thumbnail of a listed slot or version: its own thumb_url, with its cache key. */
   function thumbUrl(slot) {
-    return client.url(`${PREFIX}/bus/thumb/${slotPath(slot.ref || slot.id)}?v=${stamp(slot)}`);
+    return client.url(slot.thumb_url);
   }
 
   function card(slot) {
@@ -213,11 +209,13 @@ export function mountBrowser(root, { client = fetchClient(), resume = null, prom
     const ref = slot.ref || slot.id;
     const bad = Boolean(slot.error);
     const count = bad ? 0 : slot.batch;
+    // The checksum names the content: a republished slot's image is a new URL, never a cached one.
+    const key = new URLSearchParams({ v: slot.checksum ?? "" });
     const image = bad
       ? el("div.dg-detail-missing", {}, slot.error)
       : el("img.dg-detail-img", {
         alt: `${ref} image ${state.index + 1}`,
-        src: client.url(`${PREFIX}/bus/image/${slotPath(ref)}/${state.index}?v=${stamp(slot)}`),
+        src: client.url(`${PREFIX}/bus/image/${slotPath(ref)}/${state.index}?${key}`),
       });
     const pager = el("div.dg-pager",
       el("button.dg-btn.dg-prev", { type: "button", disabled: state.index <= 0 || bad, onclick: () => page(-1) }, "◀"),
