@@ -1,4 +1,5 @@
-"""web/http.js, the pack's one HTTP client, in headless Chromium.
+"""web/http.js, the pack's one HTTP client, and the slot browser's model on it, in headless
+Chromium.
 
 http.js imports nothing from ComfyUI (gate_api.js binds it to api.fetchApi inside ComfyUI), so
 it runs in the standalone slot browser's server, which serves web/ at /web/, as
@@ -117,3 +118,44 @@ def test_the_client_on_any_transport(blank) -> None:
     assert all(s["cache"] == "no-store" for s in sent)  # slot lists and pauses change under the page
     assert sent[1]["type"] == "application/json" and sent[1]["body"] == '{"route":2}'
     assert sent[2]["form"] == ["node"] and sent[2]["type"] is None  # the browser sets the boundary
+
+
+# The browser's model on a client whose URLs sit under another base (as inside ComfyUI, where
+# the page's URLs start with its base path and /api): every URL it hands the view is the
+# client's, and thumbnails are the rows' own thumb_url.
+MODEL = """
+async () => {
+  const { httpClient } = await import('/web/http.js');
+  const { SlotBrowserModel } = await import('/web/browser/slot_model.js');
+  const client = httpClient({ fetch: (path, init) => fetch(path, init), url: (path) => `/sub/api${path}` });
+  let changes = 0;
+  const model = new SlotBrowserModel({ client, onChange: () => changes++ });
+  const before = model.view();
+  await model.refresh();
+  const rows = (await client.get('/datasete_gate/bus/list')).slots;
+  const listed = model.view();
+  model.openSlot(listed.grid.cards[0].slot, 5);
+  const opened = model.view();
+  model.page(-1);
+  const paged = model.view().detail;
+  model.setFilter('zzz');
+  return { before: before.grid, rows, listed, opened: opened.detail, paged, filtered: model.view().grid,
+           changes };
+}
+"""
+
+
+def test_the_browser_model_uses_the_servers_thumb_url_under_the_clients_base(blank) -> None:
+    got = blank.evaluate(MODEL)
+    assert got["before"] is None  # nothing drawn before the first listing
+    (row,) = got["rows"]
+    (card,) = got["listed"]["grid"]["cards"]
+    assert card["thumbUrl"] == "/sub/api" + row["thumb_url"]
+    assert row["thumb_url"].startswith("/datasete_gate/bus/thumb/two?v=")
+    detail = got["opened"]
+    assert detail["index"] == 1  # asked for image 5 of 2: the last one
+    assert detail["imageUrl"].startswith("/sub/api/datasete_gate/bus/image/two/1?v=")
+    assert detail["tensorsUrl"] == "/sub/api/datasete_gate/bus/tensors/two"
+    assert got["paged"]["index"] == 0 and got["paged"]["key"] > detail["key"]
+    assert got["filtered"]["cards"] == [] and got["filtered"]["total"] == 1
+    assert got["changes"] >= 4
