@@ -7,7 +7,8 @@ import { api } from "../../scripts/api.js";
 import { OPEN_COMMAND, refreshSlotBrowsers, registerSlotBrowserTab, toggleFloatingBrowser } from "./browser_tab.js";
 import { ensureStylesheet } from "./format.js";
 import { gateApi, pauseKey } from "./gate_api.js";
-import { GateController, PAINTER_BRUSH, PAINTER_EDITOR, PAINTER_SETTING } from "./gate_node.js";
+import { GateController } from "./gate_node.js";
+import { PAINTER_BRUSH, PAINTER_EDITOR, PAINTER_SETTING } from "./mask_editor_bridge.js";
 import { findNodeByPath, hasNodeOfType } from "./node_lookup.js";
 import { addSlotPickerButton, refreshOpenPicker } from "./slot_picker.js";
 
