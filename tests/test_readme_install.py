@@ -93,5 +93,6 @@ def test_the_changelog_leads_with_the_package_version() -> None:
     import gates
 
     changelog = (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
-    first = next(line for line in changelog.splitlines() if line.startswith("## "))
+    # Changes not released yet gather under "## Unreleased" above it.
+    first = next(line for line in changelog.splitlines() if line.startswith("## ") and line != "## Unreleased")
     assert first == f"## {gates.__version__}"
