@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -145,6 +146,13 @@ def test_lists_every_slot_with_loaded_thumbnails(page) -> None:
             "sel => { const i = document.querySelector(sel); return i && i.complete && i.naturalWidth > 0 }",
             arg=selector,
         )
+    # Each thumbnail is the server's own thumb_url for its row (it carries the cache key).
+    rows = page.evaluate("async () => (await (await fetch('/datasete_gate/bus/list')).json()).slots")
+    srcs = page.eval_on_selector_all(
+        ".dg-card img.dg-thumb", "imgs => imgs.map(i => [i.closest('.dg-card').dataset.slotId, i.getAttribute('src')])"
+    )
+    assert dict(srcs) == {row["id"]: row["thumb_url"] for row in rows if not row["error"]}
+    assert all("?v=" in src for _, src in srcs)
     half = page.inner_text(".dg-card[data-slot-id='half']")
     assert "bfloat16" in half and "1×40×30×3" in half
     broken = page.locator(".dg-card[data-slot-id='broken']")
@@ -153,7 +161,7 @@ def test_lists_every_slot_with_loaded_thumbnails(page) -> None:
     shot(page, "grid")
 
 
-def test_batch_paging_shows_image_two_of_three(page) -> None:
+def test_batch_paging_shows_image_two_of_three(page, bus: Path) -> None:
     open_slot(page, "batch3")
     assert page.inner_text(".dg-page-label") == "1 / 3"
     page.click(".dg-next")
@@ -170,6 +178,9 @@ def test_batch_paging_shows_image_two_of_three(page) -> None:
         return Array.from(ctx.getImageData(32, 24, 1, 1).data.slice(0, 3));
     }""")
     assert rgb == [26, 204, 51]
+    # Its cache key is the slot's checksum: a republished slot's image is a new URL.
+    key = urllib.parse.urlencode({"v": SlotStore(bus).info("batch3").checksum})
+    assert page.get_attribute(".dg-detail-img", "src").endswith(f"/bus/image/batch3/1?{key}")
     shot(page, "paging")
     page.keyboard.press("ArrowRight")
     assert page.inner_text(".dg-page-label") == "3 / 3"
@@ -322,16 +333,17 @@ def test_same_origin_rule(origin: str, host: str, expected: bool) -> None:
 
 
 def test_page_and_static_files_are_served(bus: Path) -> None:
-    async def go() -> tuple[str, int, int]:
+    async def go() -> tuple[str, int, int, int]:
         async with TestClient(TestServer(make_app(SlotStore(bus)))) as client:
             page = await client.get("/")
             module = await client.get("/web/browser/slot_browser.js")
+            shared = await client.get("/web/http.js")  # the shared HTTP client, one folder up
             escape = await client.get("/web/../gates/browser.py")
-            return await page.text(), module.status, escape.status
+            return await page.text(), module.status, shared.status, escape.status
 
-    html, module_status, escape_status = in_thread(go)
+    html, module_status, shared_status, escape_status = in_thread(go)
     assert '<base href="/web/browser/">' in html and "mountBrowser" in html
-    assert module_status == 200
+    assert module_status == 200 and shared_status == 200
     assert escape_status in (403, 404)
 
 
@@ -374,6 +386,9 @@ def test_versions_can_be_viewed_and_pinned(page, bus: Path) -> None:
         "grey@-1",
         "grey@-2",
     ]
+    history = page.evaluate("async () => (await (await fetch('/datasete_gate/bus/history/grey')).json()).versions")
+    srcs = page.eval_on_selector_all(".dg-version img", "imgs => imgs.map(i => i.getAttribute('src'))")
+    assert srcs == [v["thumb_url"] for v in history]
     page.click(".dg-version[data-ref='grey@-2']")
     page.wait_for_function("document.querySelector('.dg-detail-id').textContent === 'grey@-2'")
     page.wait_for_function("document.querySelector('.dg-detail-img').complete")

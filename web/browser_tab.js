@@ -3,7 +3,7 @@
 // tab's client id, so the gate pauses in this tab). No side effects until registered.
 import { mountBrowser } from "./browser/slot_browser.js";
 import { el } from "./format.js";
-import { gateApi } from "./gate_api.js";
+import { comfy, gateApi } from "./gate_api.js";
 
 export const TAB_ID = "dataset-gates-slots";
 export const OPEN_COMMAND = "DatasetGates.OpenSlotBrowser";
@@ -17,9 +17,7 @@ async function promptState(promptId) {
 }
 
 function mount(target) {
-  const browser = mountBrowser(target, {
-    apiBase: gateApi.base(), resume: (id) => gateApi.resume(id), promptState,
-  });
+  const browser = mountBrowser(target, { client: comfy, resume: (id) => gateApi.resume(id), promptState });
   live.add(browser);
   return () => {
     live.delete(browser);

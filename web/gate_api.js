@@ -1,36 +1,11 @@
-// The pack's HTTP routes as seen from the ComfyUI page (api.fetchApi adds /api and auth).
+// The pack's HTTP routes as seen from the ComfyUI page, on the shared client (web/http.js)
+// bound to api.fetchApi, which adds the page's base path, /api and the user header.
 // No side effects: ComfyUI imports every .js under web/ as a module.
 import { api } from "../../scripts/api.js";
-import { errorText, readJson } from "./format.js";
+import { HttpError, PREFIX, httpClient } from "./http.js";
 
-export const PREFIX = "/datasete_gate";
-
-/** A refused request; `status` is the HTTP status (409 = that pause is not this tab's, or over). */
-export class GateError extends Error {
-  constructor(message, status) {
-    super(message);
-    this.status = status;
-  }
-}
-
-async function call(path, init = {}) {
-  const response = await api.fetchApi(PREFIX + path, { cache: "no-store", ...init });
-  if (!response.ok) throw new GateError(await errorText(response), response.status);
-  return readJson(response);
-}
-
-function postJson(path, body) {
-  return call(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-}
-
-/** POST /mask as multipart: the pause's node and token, then what `fill` adds. */
-function postMask(node, token, fill) {
-  const form = new FormData();
-  form.append("node", node);
-  form.append("token", token);
-  fill(form);
-  return call("/mask", { method: "POST", body: form });
-}
+/** ComfyUI's server, its own routes and the pack's, from this page. */
+export const comfy = httpClient({ fetch: (path, init) => api.fetchApi(path, init), url: (path) => api.apiURL(path) });
 
 /**
  * This tab's websocket client id: the server targets pause events (and pending) at it.
@@ -44,14 +19,30 @@ export function clientId() {
 /** One pause across GET /pending answers, with or without its token (a take-over keeps `created`). */
 export const pauseKey = (data) => `${data.node}@${data.created}`;
 
+const postJson = (path, body) => comfy.postJson(PREFIX + path, body);
+
+/** POST /mask as multipart: the pause's node and token, then what `fill` adds. */
+function postMask(node, token, fill) {
+  const form = new FormData();
+  form.append("node", node);
+  form.append("token", token);
+  fill(form);
+  return comfy.postForm(`${PREFIX}/mask`, form);
+}
+
+/** Rejects at once while this tab's client id is not known (see clientId). */
+function needClientId() {
+  const id = clientId();
+  if (!id) throw new HttpError("this tab's client id is not known yet", 0);
+  return id;
+}
+
 export const gateApi = {
-  /** Full URL of the routes, for code that builds <img src> or fetches on its own. */
-  base: () => api.apiURL(PREFIX),
   /** A batch image of a pause as PNG; `side` (64..1024) asks for a smaller one (grid: 160). */
   previewUrl(node, token, index, side = null) {
     const query = new URLSearchParams({ node, token, index: String(index) });
     if (side) query.set("side", String(side));
-    return api.apiURL(`${PREFIX}/preview?${query}`);
+    return comfy.url(`${PREFIX}/preview?${query}`);
   },
   /** Every image of the batch down one route. */
   choose: (node, token, route) => postJson("/choice", { node, token, route }),
@@ -69,11 +60,7 @@ export const gateApi = {
   },
   clearMask: (node, token) => postMask(node, token, (form) => form.append("clear", "1")),
   /** Take over an orphaned pause (its tab is gone): resolves to the pause with its new token. */
-  takeOver(node) {
-    const id = clientId();
-    if (!id) return Promise.reject(new GateError("this tab's client id is not known yet", 0));
-    return postJson("/takeover", { node, client_id: id });
-  },
+  takeOver: async (node) => postJson("/takeover", { node, client_id: needClientId() }),
   /**
    * Gates waiting now: this tab's with their tokens, other tabs' without (`owner: "other"`,
    * `orphaned`); null when the tab's id is not known yet.
@@ -81,32 +68,29 @@ export const gateApi = {
   async pending() {
     const id = clientId();
     if (!id) return null;
-    const data = await call(`/pending?${new URLSearchParams({ client_id: id })}`);
+    const data = await comfy.get(`${PREFIX}/pending?${new URLSearchParams({ client_id: id })}`);
     return Array.isArray(data.pending) ? data.pending : [];
   },
   async listSlots() {
-    const data = await call("/bus/list");
+    const data = await comfy.get(`${PREFIX}/bus/list`);
     return Array.isArray(data.slots) ? data.slots : [];
   },
   /** The server's own thumbnail URL for a listed slot (it carries the cache key). */
-  thumbUrl: (slot) => api.apiURL(slot.thumb_url),
+  thumbUrl: (slot) => comfy.url(slot.thumb_url),
   /** Queue a parked slot's prompt again, its gate reading the slot: resolves to {prompt_id}. */
-  resume(slotId) {
-    const id = clientId();
-    if (!id) return Promise.reject(new GateError("this tab's client id is not known yet", 0));
-    return postJson(`/resume/${encodeURIComponent(slotId)}`, { client_id: id });
-  },
+  resume: async (slotId) => postJson(`/resume/${encodeURIComponent(slotId)}`, { client_id: needClientId() }),
   /**
    * Where a prompt is now, from ComfyUI's own /queue and /history: "queued", "running",
    * "done", "failed", "stopped" or "unknown".
    */
   async promptState(promptId) {
-    // ComfyUI's own JSON may hold a bare NaN too (the is_changed of the prompts it ran).
-    const queue = await readJson(await api.fetchApi("/queue", { cache: "no-store" }));
+    // ComfyUI's own JSON may hold a bare NaN (the is_changed of the prompts it ran): the
+    // client reads it leniently.
+    const queue = await comfy.get("/queue");
     const has = (list) => (list ?? []).some((item) => item?.[1] === promptId);
     if (has(queue.queue_running)) return "running";
     if (has(queue.queue_pending)) return "queued";
-    const history = await readJson(await api.fetchApi(`/history/${encodeURIComponent(promptId)}`, { cache: "no-store" }));
+    const history = await comfy.get(`/history/${encodeURIComponent(promptId)}`);
     const status = history?.[promptId]?.status;
     if (!status) return "unknown";
     if (status.status_str === "success") return "done";

@@ -2,7 +2,7 @@
 // batch grid's selection and per-image routes, the countdown, and what happens on pause /
 // done events and on clicks. The extension entry creates one GateController per node
 // (node.dgGate). No side effects at import.
-import { GateError, gateApi, pauseKey } from "./gate_api.js";
+import { gateApi, pauseKey } from "./gate_api.js";
 import {
   DEFAULT_ROUTE, GridSelection, THUMB_SIDE, clock, gridColumns, normalisePreselect, onTimeoutText, routeCounts,
   routesToSend, secondsLeft, singleRoute,
@@ -11,15 +11,11 @@ import {
   cleanLabel, hideLabelsWidget, readLabels, routeCount, routeTitle, syncOutputs, widgetByName, writeLabels,
 } from "./gate_outputs.js";
 import { GatePanel, PREVIEW_MIN } from "./gate_panel.js";
-import { openBrush } from "./mask_brush.js";
-import { isEmptyMask, maskToPng, overlayUrl } from "./mask_data.js";
-import { editWithMaskEditor, maskEditorAvailable, maskEditorOpen } from "./mask_editor_bridge.js";
+import { HttpError } from "./http.js";
+import { ALL, MaskKeeper, maskToPng } from "./mask_data.js";
+import { paintMask } from "./mask_editor_bridge.js";
 import { openSlotPicker, setWidget } from "./slot_picker.js";
 
-export const PAINTER_SETTING = "DatasetGates.MaskPainter";
-export const PAINTER_EDITOR = "ComfyUI MaskEditor";
-export const PAINTER_BRUSH = "Built-in brush";
-const ALL = -1; // a mask for every image of the batch
 const PREVIEW_MAX = 420;
 const GRID_MAX = PREVIEW_MAX; // the grid grows the node up to this height, and scrolls beyond
 const CELL_MIN = 56; // a grid thumbnail's smallest width: the node widens to fit a row of them
@@ -59,8 +55,7 @@ export class GateController {
     this.decidedRoutes = null; // per image, when the done event or our answer said
     this.timedOut = false; // the done event said the countdown ran out
     this.answeredToken = null;
-    this.masks = new Map(); // batch index (ALL = every image) -> mask canvas, kept across runs
-    this.overlays = new Map(); // same keys -> tinted data URL
+    this.masks = new MaskKeeper(); // kept across runs
     this.message = "";
     this.messageIsError = false;
     this.panel = new GatePanel({
@@ -214,7 +209,7 @@ export class GateController {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof GateError && err.status === 409) {
+      if (err instanceof HttpError && err.status === 409) {
         this.expire(this.info?.token, `That pause cannot be answered here: ${err.message}`);
         this.hooks.refresh?.(); // a pause of another tab now? then its notice shows
       } else {
@@ -380,7 +375,7 @@ export class GateController {
       await gateApi.hold(node, token);
     } catch (err) {
       // 409: the pause is over (answered, timed out): its done event or GET /pending says so.
-      if (err instanceof GateError && err.status === 409) return;
+      if (err instanceof HttpError && err.status === 409) return;
       if (this.info?.token === token) this.say(`Could not stop the countdown: ${err.message}`, true);
     }
   }
@@ -402,11 +397,6 @@ export class GateController {
   }
 
   // -- masks -------------------------------------------------------------------------------
-  /** The mask shown over batch image `index`: its own, else the one for every image. */
-  overlayFor(index) {
-    return this.overlays.get(index) ?? this.overlays.get(ALL) ?? null;
-  }
-
   /** The batch images a mask painted now belongs to: the enlarged one, the selected ones, or
    *  (nothing selected, or a single image) every image. */
   maskKeys() {
@@ -436,40 +426,20 @@ export class GateController {
       this.say("The preview has not loaded yet.", true);
       return;
     }
-    const key = keys.length ? keys[0] : ALL;
-    const existing = this.masks.get(key) ?? this.masks.get(ALL) ?? null;
+    const existing = this.masks.maskFor(keys.length ? keys[0] : ALL);
     const which = !keys.length ? (this.batch > 1 ? " · every image" : "")
       : keys.length === 1 ? ` · image ${keys[0] + 1}/${this.batch}` : ` · ${keys.length} images`;
     const title = `Mask · ${this.node.title}${which}`;
     let mask;
-    const preferEditor = this.app.extensionManager?.setting?.get?.(PAINTER_SETTING) === PAINTER_EDITOR;
-    if (preferEditor && maskEditorAvailable(this.app)) {
-      try {
-        mask = await editWithMaskEditor({ app: this.app, node: this.node, image, mask: existing });
-      } catch (err) {
-        if (maskEditorOpen()) { // never paint over an editor that is still open
-          this.say(`ComfyUI's MaskEditor is still open: ${err.message}`, true);
-          return;
-        }
-        console.warn("[Dataset Gates] MaskEditor failed, using the built-in brush:", err);
-        mask = await openBrush({ image, mask: existing, title });
-      }
-    } else {
-      mask = await openBrush({ image, mask: existing, title });
+    try {
+      mask = await paintMask({ app: this.app, node: this.node, image, mask: existing, title });
+    } catch (err) { // the MaskEditor failed and is still open
+      this.say(err.message, true);
+      return;
     }
     this.panel.focus(); // keys pick routes again
     if (!mask) return; // cancelled
-    const empty = isEmptyMask(mask);
-    const tint = empty ? null : overlayUrl(mask);
-    for (const k of keys.length ? keys : [ALL]) {
-      if (empty) {
-        this.masks.delete(k);
-        this.overlays.delete(k);
-      } else {
-        this.masks.set(k, mask);
-        this.overlays.set(k, tint);
-      }
-    }
+    this.masks.keep(keys, mask);
     this.render();
     if (this.mode === "paused") await this.pushMasks({ clearFirst: true, what: "Sending the mask…" });
   }
@@ -480,9 +450,8 @@ export class GateController {
     this.say(what);
     const ok = await this.request("Sending the mask", async () => {
       if (clearFirst) await gateApi.clearMask(node, token);
-      for (const [key, mask] of this.masks) {
-        if (key !== ALL && key >= batch) continue;
-        await gateApi.uploadMask(node, token, await maskToPng(mask), key === ALL ? null : key);
+      for (const [index, mask] of this.masks.uploadsFor(batch)) {
+        await gateApi.uploadMask(node, token, await maskToPng(mask), index);
       }
       return true;
     });
@@ -491,7 +460,6 @@ export class GateController {
 
   async clearMask() {
     this.masks.clear();
-    this.overlays.clear();
     if (this.mode === "paused") {
       const { node, token } = this.info;
       const ok = await this.request("Clearing the mask", () => gateApi.clearMask(node, token));
@@ -534,13 +502,8 @@ export class GateController {
       return this.other.orphaned ? "That tab is gone: take the pause over to answer it here."
         : "Answer it in the tab that queued the run.";
     }
-    const kept = [...this.masks.keys()];
-    if (kept.length) {
-      const own = kept.filter((k) => k !== ALL).length;
-      const where = kept.includes(ALL) ? `every image${own ? ` (${own} with their own)` : ""}`
-        : `${own} image${own > 1 ? "s" : ""}`;
-      return `Mask painted on ${where}; kept for the next run until cleared.`;
-    }
+    const kept = this.masks.describe();
+    if (kept) return kept;
     if (this.mode === "paused" && this.info.painted?.length) return "A mask was painted for this pause.";
     return "";
   }
@@ -559,7 +522,7 @@ export class GateController {
         route: this.assigned[i] ?? DEFAULT_ROUTE,
         own: this.assigned[i] != null,
         selected: this.mode === "paused" && this.view === "grid" && this.selection.has(i),
-        overlay: this.overlayFor(i),
+        overlay: this.masks.overlayFor(i),
       })),
     };
   }
@@ -592,7 +555,7 @@ export class GateController {
       grid: this.gridModel(),
       index: this.index,
       previewUrl: p ? (paused ? gateApi.previewUrl(p.node, p.token, this.index) : this.panel.image.getAttribute("src")) : null,
-      overlayUrl: this.batch > 1 ? this.overlayFor(this.index) : this.overlays.get(ALL) ?? null,
+      overlayUrl: this.masks.overlayFor(this.batch > 1 ? this.index : ALL),
       shownRoute: { route: shown ?? DEFAULT_ROUTE, own: shown != null },
       labels: readLabels(this.node),
       routes: routeCount(this.node),

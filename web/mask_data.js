@@ -1,7 +1,7 @@
 // Painted masks in the page. A mask is a canvas whose alpha is the mask (opaque = masked),
 // the size of the preview it was painted on; the server resizes it to the image. On the way
 // to the server and to/from ComfyUI's MaskEditor the convention flips: transparent = masked.
-// No side effects.
+// MaskKeeper holds a gate's painted masks across runs. No side effects.
 
 export const TINT = "rgba(255, 40, 90, 1)";
 
@@ -86,4 +86,70 @@ export function imageWithInverseAlpha(image, mask) {
 export function canvasToBlob(canvas) {
   return new Promise((resolve, reject) =>
     canvas.toBlob((blob) => (blob ? resolve(blob) : reject(new Error("could not encode the image"))), "image/png"));
+}
+
+/** The key of a mask for every image of the batch (other keys are batch indexes). */
+export const ALL = -1;
+
+/**
+ * The masks painted on one gate node, kept in the page for later runs until cleared: one per
+ * batch image and one for every image (ALL), each with its tinted overlay. A mask of an image's
+ * own wins over the one for every image.
+ */
+export class MaskKeeper {
+  constructor() {
+    this.masks = new Map(); // key -> mask canvas
+    this.overlays = new Map(); // same keys -> tinted data URL
+  }
+
+  get size() {
+    return this.masks.size;
+  }
+
+  /** The mask to start painting from for `key` (a batch index, or ALL): its own, else every image's. */
+  maskFor(key) {
+    return this.masks.get(key) ?? this.masks.get(ALL) ?? null;
+  }
+
+  /** The tint shown over batch image `key` (ALL: the one for every image only). */
+  overlayFor(key) {
+    return this.overlays.get(key) ?? this.overlays.get(ALL) ?? null;
+  }
+
+  /** Keep `mask` for batch images `keys` (empty: every image); an empty mask drops theirs. */
+  keep(keys, mask) {
+    const empty = isEmptyMask(mask);
+    const tint = empty ? null : overlayUrl(mask);
+    for (const key of keys.length ? keys : [ALL]) {
+      if (empty) {
+        this.masks.delete(key);
+        this.overlays.delete(key);
+      } else {
+        this.masks.set(key, mask);
+        this.overlays.set(key, tint);
+      }
+    }
+  }
+
+  clear() {
+    this.masks.clear();
+    this.overlays.clear();
+  }
+
+  /** What a pause of `batch` images gets sent: [index, or null for every image, mask], in the
+   *  order painted; an image's own mask beyond the batch stays kept but is not sent. */
+  uploadsFor(batch) {
+    return [...this.masks].filter(([key]) => key === ALL || key < batch)
+      .map(([key, mask]) => [key === ALL ? null : key, mask]);
+  }
+
+  /** Which images have a kept mask, for the node's note ("" when none). */
+  describe() {
+    const keys = [...this.masks.keys()];
+    if (!keys.length) return "";
+    const own = keys.filter((k) => k !== ALL).length;
+    const where = keys.includes(ALL) ? `every image${own ? ` (${own} with their own)` : ""}`
+      : `${own} image${own > 1 ? "s" : ""}`;
+    return `Mask painted on ${where}; kept for the next run until cleared.`;
+  }
 }

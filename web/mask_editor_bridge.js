@@ -10,10 +10,16 @@
 // leaves the upload there. Either way the node is put back exactly as it was: its images, its
 // node-output store entry (app.nodeOutputs, the store's public view), its widgets and its size;
 // meanwhile the node draws no image previews of its own. The editor also rewrites a widget
-// named `image`; the Image Gate has none. Any failure rejects, and the caller falls back to the
-// built-in brush. No side effects until editWithMaskEditor().
-import { api } from "../../scripts/api.js";
+// named `image`; the Image Gate has none. Any failure rejects. paintMask() is the painter
+// choice: the editor when the user's setting asks for it, falling back to the built-in brush.
+// No side effects until editWithMaskEditor() or paintMask().
+import { comfy } from "./gate_api.js";
+import { openBrush } from "./mask_brush.js";
 import { canvasToBlob, imageWithInverseAlpha, maskFromInverseAlpha } from "./mask_data.js";
+
+export const PAINTER_SETTING = "DatasetGates.MaskPainter";
+export const PAINTER_EDITOR = "ComfyUI MaskEditor";
+export const PAINTER_BRUSH = "Built-in brush";
 
 const COMMAND = "Comfy.MaskEditor.OpenMaskEditor";
 /** The frontend's dialog-store key for the MaskEditor (its own isOpened() asks the store for it). */
@@ -78,15 +84,18 @@ async function uploadToClipspace(canvas) {
   form.append("type", "input");
   form.append("subfolder", "clipspace");
   form.append("overwrite", "true");
-  const response = await api.fetchApi("/upload/image", { method: "POST", body: form });
-  if (!response.ok) throw new Error(`upload to clipspace failed (${response.status})`);
-  const data = await response.json();
+  let data;
+  try {
+    data = await comfy.postForm("/upload/image", form);
+  } catch (err) {
+    throw new Error(`upload to clipspace failed (${err.message})`);
+  }
   return { filename: data.name, subfolder: data.subfolder ?? "clipspace", type: data.type ?? "input" };
 }
 
 function viewUrl(ref) {
   const query = new URLSearchParams({ filename: ref.filename, subfolder: ref.subfolder ?? "", type: ref.type ?? "input" });
-  return api.apiURL(`/view?${query}&r=${Date.now()}`);
+  return comfy.url(`/view?${query}&r=${Date.now()}`);
 }
 
 /** The node's key in app.nodeOutputs (the frontend's node-output store), as the frontend makes it. */
@@ -181,5 +190,24 @@ export async function editWithMaskEditor({ app, node, image, mask = null }) {
     restoreNode(app, node, before);
     if (ownDraw) node.onDrawBackground = ownDraw.value;
     else delete node.onDrawBackground;
+  }
+}
+
+/**
+ * Paint a mask over `image` (the loaded preview) with the painter the setting names: ComfyUI's
+ * MaskEditor when it is chosen and available, else (or when it fails) the built-in brush.
+ * Resolves with the new mask canvas, or null when the user cancelled. Rejects, without opening
+ * the brush, when the MaskEditor failed but is still open: never paint over it.
+ * @param {{app, node, image: HTMLImageElement, mask?: HTMLCanvasElement|null, title: string}} options
+ */
+export async function paintMask({ app, node, image, mask = null, title }) {
+  const preferEditor = app.extensionManager?.setting?.get?.(PAINTER_SETTING) === PAINTER_EDITOR;
+  if (!preferEditor || !maskEditorAvailable(app)) return openBrush({ image, mask, title });
+  try {
+    return await editWithMaskEditor({ app, node, image, mask });
+  } catch (err) {
+    if (maskEditorOpen()) throw new Error(`ComfyUI's MaskEditor is still open: ${err.message}`);
+    console.warn("[Dataset Gates] MaskEditor failed, using the built-in brush:", err);
+    return openBrush({ image, mask, title });
   }
 }

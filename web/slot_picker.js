@@ -3,6 +3,7 @@
 // it). Free text is always allowed. One picker is open at a time. No side effects until used.
 import { age, el, humanBytes, sizeText } from "./format.js";
 import { gateApi } from "./gate_api.js";
+import { widgetByName } from "./gate_outputs.js";
 
 let current = null; // {close, refresh}
 
@@ -133,7 +134,7 @@ function anchorFor(event) {
  * values keep their positions) that fills the STRING widget `name`.
  */
 export function addSlotPickerButton(node, name, mode) {
-  const target = node.widgets?.find((w) => w.name === name);
+  const target = widgetByName(node, name);
   if (!target) return null;
   listenForPresses();
   const button = node.addWidget("button", `pick ${name} ▾`, null, (_w, _canvas, _node, _pos, event) => {

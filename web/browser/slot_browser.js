@@ -2,9 +2,12 @@
 // versions (id@-1, ...), pin, rename, delete it or download its exact tensors. A parked slot (a
 // gate that timed out kept its batch and prompt there) is marked, and inside ComfyUI it can be
 // resumed. Used by the standalone page (web/browser/index.html, served by
-// `python -m gates serve`) and by the ComfyUI sidebar tab. Side-effect free: nothing happens
-// until mountBrowser() is called, and it never touches ComfyUI's own scripts.
-import { age, el, ensureStylesheet, errorText, humanBytes, readJson, shapeText, sizeText, when } from "../format.js";
+// `python -m gates serve`) and by the ComfyUI sidebar tab. This module is the view (DOM only:
+// it reports clicks and keys and draws the model's view()); slot_model.js holds the state and
+// makes the requests. Side-effect free: nothing happens until mountBrowser() is called, and it
+// never touches ComfyUI's own scripts.
+import { age, el, ensureStylesheet, humanBytes, shapeText, sizeText, when } from "../format.js";
+import { SlotBrowserModel, isParked } from "./slot_model.js";
 
 /** What an empty bus says: how slots get made. */
 export const EMPTY_BUS = "No slots yet. Slots are made when a gate with a send_id passes a batch, " +
@@ -12,13 +15,6 @@ export const EMPTY_BUS = "No slots yet. Slots are made when a gate with a send_i
 
 /** The standalone page cannot resume: it has no ComfyUI to queue the prompt in. */
 export const RESUME_NEEDS_COMFYUI = "Resume needs ComfyUI: open this bus in ComfyUI's sidebar.";
-const RESUME_POLL_MS = 1000;
-const FINAL_STATES = new Set(["done", "failed", "stopped", "unknown"]);
-
-/** A slot a gate parked when its countdown ran out (meta.parked). */
-export function isParked(slot) {
-  return slot?.meta?.parked === true;
-}
 
 /** The slot's meta for the facts table: the stored API prompt only as its size. */
 function metaText(meta) {
@@ -28,93 +24,72 @@ function metaText(meta) {
   return prompt && typeof prompt === "object" ? `${text} + an API prompt of ${Object.keys(prompt).length} nodes` : text;
 }
 
-/**
- * Render the browser into `root`.
- * @param {HTMLElement} root
- * @param {{apiBase?: string, resume?: (id: string) => Promise<{prompt_id: string}>,
- *   promptState?: (promptId: string) => Promise<string>}} options
- *   apiBase: where the /datasete_gate routes live ("/datasete_gate" standalone,
- *   api.apiURL("/datasete_gate") inside ComfyUI). resume / promptState: given inside ComfyUI
- *   only (POST /resume/{id} with the tab's client id; where that prompt is now); without them
- *   a parked slot shows why it cannot be resumed here.
- * @returns {{refresh: () => Promise<void>, destroy: () => void}}
- */
-export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, promptState = null } = {}) {
-  ensureStylesheet("browser", new URL("./browser.css", import.meta.url));
-  const base = apiBase.replace(/\/+$/, "");
-  const url = (path) => base + path;
-  const slotPath = (id) => encodeURIComponent(id);
-  // versions: the open slot's kept versions (newest first); shown: the one on screen
-  const state = { bus: "", slots: [], filter: "", open: null, index: 0, versions: [], shown: null };
-  const resumed = new Map(); // slot id -> {promptId, state, error}: resumes from this page
-  let polling = null;
-  let destroyed = false;
-
-  const status = el("div.dg-status", { role: "status" });
-  const grid = el("div.dg-grid");
-  const detail = el("section.dg-detail", { hidden: true });
-  const filter = el("input.dg-filter", {
-    type: "search", placeholder: "filter ids", oninput: () => { state.filter = filter.value; drawGrid(); },
-  });
-  const busLabel = el("span.dg-bus");
-  const frame = el("div.dg-root.dg-browser", { tabIndex: -1 },
-    el("header.dg-bar",
-      el("strong.dg-title", {}, "Slots"), busLabel,
-      el("span.dg-grow"), filter,
-      el("button.dg-btn.dg-refresh", { type: "button", onclick: () => refresh() }, "Refresh")),
-    status, grid, detail);
-  frame.addEventListener("keydown", onKey);
-  root.replaceChildren(frame);
-
-  function say(text, isError = false) {
-    status.dataset.kind = "";
-    status.textContent = text || "";
-    status.classList.toggle("dg-error", Boolean(isError && text));
+export class SlotBrowserView {
+  /**
+   * @param {Record<string, Function>} on refresh(), filter(text), open(slot), back(), page(step),
+   *   showVersion(version), rename(id, to, overwrite), pin(id, pinned), remove(id) (after the
+   *   user confirmed), resume(id)
+   */
+  constructor(on) {
+    this.on = on;
+    this.model = null;
+    this.gridKey = null;
+    this.detailKey = null;
+    this.status = el("div.dg-status", { role: "status" });
+    this.grid = el("div.dg-grid");
+    this.detail = el("section.dg-detail", { hidden: true });
+    this.filter = el("input.dg-filter", {
+      type: "search", placeholder: "filter ids", oninput: () => on.filter(this.filter.value),
+    });
+    this.busLabel = el("span.dg-bus");
+    this.root = el("div.dg-root.dg-browser", { tabIndex: -1 },
+      el("header.dg-bar",
+        el("strong.dg-title", {}, "Slots"), this.busLabel,
+        el("span.dg-grow"), this.filter,
+        el("button.dg-btn.dg-refresh", { type: "button", onclick: () => on.refresh() }, "Refresh")),
+      this.status, this.grid, this.detail);
+    this.root.addEventListener("keydown", (event) => this.onKey(event));
   }
 
-  async function call(path, init) {
-    const response = await fetch(url(path), { cache: "no-store", ...init });
-    if (!response.ok) throw new Error(await errorText(response));
-    return readJson(response);
+  get element() {
+    return this.root;
   }
 
-  function postJson(path, body) {
-    return call(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  /** @param {import("./slot_model.js").BrowserView} m */
+  render(m) {
+    const before = this.model;
+    const hadFocus = this.root.contains(document.activeElement);
+    this.model = m;
+    this.busLabel.textContent = m.bus;
+    this.busLabel.title = m.bus;
+    this.status.textContent = m.message.text;
+    this.status.classList.toggle("dg-error", m.message.isError);
+    if (m.grid && m.grid.key !== this.gridKey) this.drawGrid(m.grid);
+    if (m.detail && m.detail.key !== this.detailKey) this.detail.replaceChildren(...this.drawDetail(m.detail));
+    else if (!m.detail) this.detail.replaceChildren();
+    this.detailKey = m.detail?.key ?? null;
+    this.grid.hidden = Boolean(m.detail);
+    this.detail.hidden = !m.detail;
+    // A slot just opened takes the keys (arrows page, Esc goes back); a focused button that was
+    // just replaced (the pager's) must not drop them to the page.
+    const opened = m.detail && m.detail.owner.id !== before?.detail?.owner.id;
+    if ((opened || hadFocus) && !this.root.contains(document.activeElement)) this.root.focus({ preventScroll: true });
   }
 
-  /** A cache key that changes when the slot is republished (thumbnails and images are cached). */
-  function stamp(slot) {
-    return Math.round((slot.created || 0) * 1000);
-  }
-
-  async function refresh() {
-    try {
-      const data = await call("/bus/list");
-      state.bus = data.bus || "";
-      state.slots = Array.isArray(data.slots) ? data.slots : [];
-      busLabel.textContent = state.bus;
-      busLabel.title = state.bus;
-      if (status.dataset.kind === "list") say("");
-      drawGrid();
-      if (state.open) {
-        const fresh = state.slots.find((s) => s.id === state.open.id);
-        if (fresh) openSlot(fresh, state.index); else closeSlot();
-      }
-    } catch (err) {
-      say(`Could not list slots: ${err.message}`, true);
-      status.dataset.kind = "list";
+  drawGrid(grid) {
+    this.gridKey = grid.key;
+    this.grid.replaceChildren(...grid.cards.map((card) => this.card(card)));
+    if (!grid.cards.length) {
+      this.grid.append(el("div.dg-empty", {}, grid.total ? "No slot matches the filter." : EMPTY_BUS));
     }
   }
 
-  function thumbUrl(slot) {
-    return url(`/bus/thumb/${slotPath(slot.ref || slot.id)}?v=${stamp(slot)}`);
-  }
-
-  function card(slot) {
+  /** @param {import("./slot_model.js").Card} card */
+  card({ slot, thumbUrl, resume }) {
     const bad = Boolean(slot.error);
     const thumb = bad
       ? el("div.dg-thumb.dg-thumb-missing", {}, "damaged")
-      : el("img.dg-thumb", { src: thumbUrl(slot), alt: slot.id, loading: "lazy", decoding: "async" });
+      : el("img.dg-thumb", { src: thumbUrl, alt: slot.id, loading: "lazy", decoding: "async" });
     if (!bad) thumb.addEventListener("error", () => thumb.classList.add("dg-thumb-missing"), { once: true });
     const facts = bad
       ? [el("div.dg-card-error", {}, slot.error)]
@@ -129,111 +104,36 @@ export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, 
             .filter(Boolean).join(" · "))] : []),
         ...(isParked(slot) ? [el("div.dg-card-line", {}, el("span.dg-parked-badge", {
           title: "A gate's countdown ran out and parked this batch here with its prompt",
-        }, "parked"), resumed.has(slot.id) ? ` ${resumeText(resumed.get(slot.id))}` : "")] : []),
+        }, "parked"), resume ? ` ${resume}` : "")] : []),
       ];
     return el(`button.dg-card${bad ? ".dg-bad" : ""}${isParked(slot) ? ".dg-parked" : ""}`, {
       type: "button", dataset: { slotId: slot.id }, title: `Open ${slot.id}`,
-      onclick: () => openSlot(slot, 0),
+      onclick: () => this.on.open(slot),
     }, thumb, el("div.dg-card-id", {}, slot.id), ...facts);
   }
 
-  function drawGrid() {
-    const needle = state.filter.trim().toLowerCase();
-    const shown = state.slots.filter((s) => !needle || s.id.toLowerCase().includes(needle));
-    grid.replaceChildren(...shown.map(card));
-    if (!shown.length) {
-      grid.append(el("div.dg-empty", {}, state.slots.length ? "No slot matches the filter." : EMPTY_BUS));
-    }
-  }
-
-  function openSlot(slot, index) {
-    if (!state.open || state.open.id !== slot.id) {
-      state.versions = [];
-      state.shown = null;
-    }
-    state.open = slot;
-    if (slot.versions > 1) loadVersions(slot);
-    state.index = Math.min(Math.max(0, index), Math.max(0, (slot.batch || 1) - 1));
-    grid.hidden = true;
-    detail.hidden = false;
-    drawDetail();
-    frame.focus({ preventScroll: true });
-  }
-
-  async function loadVersions(slot) {
-    try {
-      const data = await call(`/bus/history/${slotPath(slot.id)}`);
-      if (state.open?.id !== slot.id) return;
-      state.versions = Array.isArray(data.versions) ? data.versions : [];
-      state.shown = state.versions.find((v) => v.ref === state.shown?.ref) || null;
-      drawDetail();
-    } catch (err) {
-      say(`Could not list versions of ${slot.id}: ${err.message}`, true);
-    }
-  }
-
-  function showVersion(version) {
-    state.shown = version.version ? version : null;
-    state.index = Math.min(state.index, Math.max(0, (version.batch || 1) - 1));
-    drawDetail();
-  }
-
-  async function pin(id, pinned) {
-    try {
-      state.open = await postJson(`/bus/${slotPath(id)}/pin`, { pinned });
-      await refresh();
-      say(pinned ? `Pinned ${id}: the bus quota never removes it.` : `Unpinned ${id}.`);
-    } catch (err) {
-      say(`Pin failed: ${err.message}`, true);
-    }
-  }
-
-  function closeSlot() {
-    state.open = null;
-    state.versions = [];
-    state.shown = null;
-    detail.hidden = true;
-    detail.replaceChildren();
-    grid.hidden = false;
-  }
-
-  function page(step) {
-    const slot = state.shown || state.open;
-    if (!slot || slot.error) return;
-    const next = state.index + step;
-    if (next < 0 || next >= slot.batch) return;
-    state.index = next;
-    drawDetail();
-    // The pager buttons were just replaced: keep the keyboard on the browser.
-    if (!frame.contains(document.activeElement)) frame.focus({ preventScroll: true });
-  }
-
-  function versionStrip() {
-    if (state.versions.length < 2) return [];
-    const current = (state.shown || state.open).ref || state.open.id;
+  versionStrip(versions) {
+    if (!versions.length) return [];
     return [el("div.dg-versions", { role: "group", "aria-label": "versions" },
-      ...state.versions.map((v) => el(`button.dg-version${v.ref === current ? ".dg-current" : ""}`, {
+      ...versions.map((v) => el(`button.dg-version${v.current ? ".dg-current" : ""}`, {
         type: "button", title: `${v.ref} · ${when(v.created)}`, dataset: { ref: v.ref },
-        onclick: () => showVersion(v),
-      }, el("img.dg-version-thumb", { src: thumbUrl(v), alt: v.ref, loading: "lazy" }),
+        onclick: () => this.on.showVersion(v),
+      }, el("img.dg-version-thumb", { src: v.thumbUrl, alt: v.ref, loading: "lazy" }),
       el("span", {}, v.version ? `@${v.version}` : "latest"))))];
   }
 
-  function drawDetail() {
-    const slot = state.shown || state.open;
-    const ref = slot.ref || slot.id;
+  /** @param {import("./slot_model.js").Detail} d */
+  drawDetail(d) {
+    const { slot, owner, ref, index } = d; // rename, pin and delete act on the owner, not one version
     const bad = Boolean(slot.error);
     const count = bad ? 0 : slot.batch;
     const image = bad
       ? el("div.dg-detail-missing", {}, slot.error)
-      : el("img.dg-detail-img", {
-        alt: `${ref} image ${state.index + 1}`,
-        src: url(`/bus/image/${slotPath(ref)}/${state.index}?v=${stamp(slot)}`),
-      });
+      : el("img.dg-detail-img", { alt: `${ref} image ${index + 1}`, src: d.imageUrl });
     const pager = el("div.dg-pager",
-      el("button.dg-btn.dg-prev", { type: "button", disabled: state.index <= 0 || bad, onclick: () => page(-1) }, "◀"),
-      el("span.dg-page-label", {}, count ? `${state.index + 1} / ${count}` : "-"),
-      el("button.dg-btn.dg-next", { type: "button", disabled: bad || state.index >= count - 1, onclick: () => page(1) }, "▶"));
+      el("button.dg-btn.dg-prev", { type: "button", disabled: index <= 0 || bad, onclick: () => this.on.page(-1) }, "◀"),
+      el("span.dg-page-label", {}, count ? `${index + 1} / ${count}` : "-"),
+      el("button.dg-btn.dg-next", { type: "button", disabled: bad || index >= count - 1, onclick: () => this.on.page(1) }, "▶"));
     const rows = [
       ["shape", shapeText(slot.image_shape)], ["dtype", slot.image_dtype || "-"],
       ["mask", slot.mask_shape ? `${shapeText(slot.mask_shape)} ${slot.mask_dtype || ""}` : "none"],
@@ -244,17 +144,19 @@ export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, 
       ["pinned", slot.pinned ? "yes: never pruned by the bus quota" : "no"],
       ["meta", metaText(slot.meta)],
     ];
-    const owner = state.open;  // rename, pin and delete act on the slot, not one version
     const renameInput = el("input.dg-rename-input", { type: "text", value: owner.id, spellcheck: false, "aria-label": "new id" });
     const overwrite = el("input.dg-overwrite", { type: "checkbox" });
-    const doRename = () => rename(owner.id, renameInput.value.trim(), overwrite.checked);
+    const doRename = () => this.on.rename(owner.id, renameInput.value.trim(), overwrite.checked);
     renameInput.addEventListener("keydown", (e) => { if (e.key === "Enter") doRename(); });
-    detail.replaceChildren(
+    const remove = () => {
+      if (window.confirm(`Delete slot "${owner.id}"? Its tensors are removed for good.`)) this.on.remove(owner.id);
+    };
+    return [
       el("div.dg-bar",
-        el("button.dg-btn.dg-back", { type: "button", onclick: () => { closeSlot(); say(""); } }, "← All slots"),
+        el("button.dg-btn.dg-back", { type: "button", onclick: () => this.on.back() }, "← All slots"),
         el("strong.dg-detail-id", {}, ref)),
-      ...versionStrip(),
-      ...parkedSection(owner),
+      ...this.versionStrip(d.versions),
+      ...this.parkedSection(owner, d),
       el("div.dg-viewer", {}, image), pager,
       el("table.dg-facts", {}, ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))),
       el("div.dg-actions",
@@ -262,20 +164,20 @@ export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, 
         el("label.dg-check", {}, overwrite, " overwrite"),
         el("button.dg-btn.dg-rename", { type: "button", onclick: doRename }, "Rename")),
       el("div.dg-actions",
-        el("a.dg-btn.dg-download", {
-          href: url(`/bus/tensors/${slotPath(ref)}`), download: `${ref.replace("@", "_")}.safetensors`,
-        }, "Download tensors"),
-        el("button.dg-btn.dg-pin", { type: "button", onclick: () => pin(owner.id, !owner.pinned) },
+        el("a.dg-btn.dg-download", { href: d.tensorsUrl, download: `${ref.replace("@", "_")}.safetensors` },
+          "Download tensors"),
+        el("button.dg-btn.dg-pin", { type: "button", onclick: () => this.on.pin(owner.id, !owner.pinned) },
           owner.pinned ? "Unpin" : "Pin"),
-        el("button.dg-btn.dg-danger.dg-delete", { type: "button", onclick: () => remove(owner.id) }, "Delete…")));
+        el("button.dg-btn.dg-danger.dg-delete", { type: "button", onclick: remove }, "Delete…")),
+    ];
   }
 
   /** A parked slot: what parked it, and Resume (inside ComfyUI) or why not (standalone). */
-  function parkedSection(slot) {
-    const run = resumed.get(slot.id);
+  parkedSection(slot, { run, canResume }) {
+    const runStatus = () => el(`div.dg-resume-status${run.error ? ".dg-error" : ""}`, { role: "status" }, run.text);
     if (!isParked(slot)) {
       // Answered since: the slot holds the decision now; the resumed prompt is still followed.
-      return run ? [el(`div.dg-resume-status${run.error ? ".dg-error" : ""}`, { role: "status" }, resumeText(run))] : [];
+      return run ? [runStatus()] : [];
     }
     const meta = slot.meta;
     const where = [meta.node ? `gate ${meta.node}` : "a gate", meta.prompt_id ? `of prompt ${meta.prompt_id}` : ""]
@@ -287,108 +189,61 @@ export function mountBrowser(root, { apiBase = "/datasete_gate", resume = null, 
         el("div.dg-muted.dg-resume-note", {}, `Its prompt was too large to keep: load it with get_id "${slot.id}" `
           + "in the workflow instead."))];
     }
-    if (resume) {
+    if (canResume) {
       parts.push(el("span.dg-grow"), el("button.dg-btn.dg-primary.dg-resume", {
-        type: "button", disabled: Boolean(run && !run.error && !FINAL_STATES.has(run.state)),
+        type: "button", disabled: Boolean(run?.busy),
         title: "Queue its prompt again in this tab: the gate pauses on this batch with its recorded routes",
-        onclick: () => resumeSlot(slot.id),
+        onclick: () => this.on.resume(slot.id),
       }, "▶ Resume"));
     }
     const rows = [el("div.dg-parked-row", {}, ...parts)];
-    if (!resume) rows.push(el("div.dg-muted.dg-resume-note", {}, RESUME_NEEDS_COMFYUI));
-    if (run) {
-      rows.push(el(`div.dg-resume-status${run.error ? ".dg-error" : ""}`, { role: "status" }, resumeText(run)));
-    }
+    if (!canResume) rows.push(el("div.dg-muted.dg-resume-note", {}, RESUME_NEEDS_COMFYUI));
+    if (run) rows.push(runStatus());
     return [el("div.dg-parked-box", {}, ...rows)];
   }
 
-  function resumeText(run) {
-    if (run.error) return `Resume failed: ${run.error}`;
-    if (!run.promptId) return "Resuming…";
-    return `Resumed as prompt ${run.promptId}: ${run.state}`;
-  }
-
-  async function resumeSlot(id) {
-    if (!resume) return;
-    resumed.set(id, { promptId: null, state: "queueing", error: null });
-    redraw();
-    try {
-      const reply = await resume(id);
-      resumed.set(id, { promptId: reply.prompt_id, state: "queued", error: null });
-      say(`Resumed ${id}: prompt ${reply.prompt_id} is queued; its gate pauses in this tab.`);
-    } catch (err) {
-      resumed.set(id, { promptId: null, state: "", error: err.message });
-    }
-    redraw();
-    pollResumed();
-  }
-
-  /** Follow resumed prompts until they end (a few requests a second, only while some run). */
-  function pollResumed() {
-    if (polling || destroyed || !promptState) return;
-    const live = [...resumed.entries()].filter(([, r]) => r.promptId && !FINAL_STATES.has(r.state));
-    if (!live.length) return;
-    polling = setTimeout(async () => {
-      for (const [id, run] of live) {
-        try {
-          const now = await promptState(run.promptId);
-          if (now !== run.state) {
-            resumed.set(id, { ...run, state: now });
-            redraw();
-          }
-        } catch { /* try again on the next round */ }
-      }
-      polling = null;
-      pollResumed();
-    }, RESUME_POLL_MS);
-  }
-
-  function redraw() {
-    if (destroyed) return;
-    drawGrid();
-    if (state.open) drawDetail();
-  }
-
-  async function rename(id, to, overwrite) {
-    try {
-      const info = await postJson(`/bus/${slotPath(id)}/rename`, { to, overwrite });
-      state.open = info;
-      await refresh();
-      say(`Renamed ${id} to ${info.id}.`);
-    } catch (err) {
-      say(`Rename failed: ${err.message}`, true);
-    }
-  }
-
-  async function remove(id) {
-    if (!window.confirm(`Delete slot "${id}"? Its tensors are removed for good.`)) return;
-    try {
-      await call(`/bus/${slotPath(id)}`, { method: "DELETE" });
-      closeSlot();
-      await refresh();
-      say(`Deleted ${id}.`);
-    } catch (err) {
-      say(`Delete failed: ${err.message}`, true);
-    }
-  }
-
-  function onKey(event) {
-    if (!state.open || event.target.closest("input, textarea")) return;
-    const actions = { ArrowLeft: () => page(-1), ArrowRight: () => page(1), Escape: () => { closeSlot(); say(""); } };
+  onKey(event) {
+    if (!this.model?.detail || event.target.closest("input, textarea")) return;
+    const actions = { ArrowLeft: () => this.on.page(-1), ArrowRight: () => this.on.page(1), Escape: () => this.on.back() };
     const act = actions[event.key];
     if (!act) return;
     event.preventDefault();
     event.stopPropagation();
     act();
   }
+}
 
-  refresh();
+/**
+ * Render the browser into `root`.
+ * @param {HTMLElement} root
+ * @param {{client?: object, resume?: (id: string) => Promise<{prompt_id: string}>,
+ *   promptState?: (promptId: string) => Promise<string>}} options
+ *   client: the pack's HTTP client (web/http.js) on the server: fetchClient("") on the
+ *   standalone page (the default), gate_api.js's `comfy` inside ComfyUI. resume / promptState:
+ *   see SlotBrowserModel.
+ * @returns {{refresh: () => Promise<void>, destroy: () => void}}
+ */
+export function mountBrowser(root, options = {}) {
+  ensureStylesheet("browser", new URL("./browser.css", import.meta.url));
+  const model = new SlotBrowserModel({ ...options, onChange: () => view.render(model.view()) });
+  const view = new SlotBrowserView({
+    refresh: () => model.refresh(),
+    filter: (text) => model.setFilter(text),
+    open: (slot) => model.openSlot(slot, 0),
+    back: () => model.back(),
+    page: (step) => model.page(step),
+    showVersion: (version) => model.showVersion(version),
+    rename: (id, to, overwrite) => model.rename(id, to, overwrite),
+    pin: (id, pinned) => model.pin(id, pinned),
+    remove: (id) => model.remove(id),
+    resume: (id) => model.resume(id),
+  });
+  root.replaceChildren(view.element);
+  model.refresh();
   return {
-    refresh,
+    refresh: () => model.refresh(),
     destroy() {
-      destroyed = true;
-      clearTimeout(polling);
-      frame.removeEventListener("keydown", onKey);
+      model.destroy();
       root.replaceChildren();
     },
   };

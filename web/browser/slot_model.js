@@ -1,0 +1,288 @@
+// The slot browser's model: the bus's slots, the filter, the open slot (the batch image on
+// screen, its kept versions and the one shown), resumes started from this page, and every
+// request, through the pack's shared HTTP client (web/http.js). It has no DOM: after each
+// change it calls onChange, and the view (slot_browser.js) draws what view() describes, the
+// way GateController feeds GatePanel. Imports nothing from ComfyUI. No side effects.
+import { PREFIX, fetchClient } from "../http.js";
+
+const RESUME_POLL_MS = 1000;
+const FINAL_STATES = new Set(["done", "failed", "stopped", "unknown"]);
+
+/** A slot a gate parked when its countdown ran out (meta.parked). */
+export function isParked(slot) {
+  return slot?.meta?.parked === true;
+}
+
+const slotPath = (id) => encodeURIComponent(id);
+
+/**
+ * @typedef {object} Card
+ * @property {object} slot         the server's row (GET /bus/list)
+ * @property {string} thumbUrl     the row's own thumb_url, as this page loads it
+ * @property {string|null} resume  how a resume of it from this page goes, if one was started
+ *
+ * @typedef {object} Detail
+ * @property {number} key          changes when the detail must be drawn anew
+ * @property {object} slot         the version on screen (the slot itself, or id@-N)
+ * @property {object} owner        the slot: rename, pin and delete act on it, not on a version
+ * @property {string} ref          the version's ref (id or id@-N)
+ * @property {number} index        the batch image on screen
+ * @property {string} imageUrl
+ * @property {string} tensorsUrl   the exact slot file
+ * @property {{ref: string, created: number, version: number, thumbUrl: string, current: boolean}[]} versions
+ * @property {{text: string, error: boolean, busy: boolean}|null} run  a resume of the slot started here
+ * @property {boolean} canResume   inside ComfyUI (given `resume`); the standalone page cannot
+ *
+ * @typedef {object} BrowserView
+ * @property {string} bus          the bus folder's name
+ * @property {{text: string, isError: boolean}} message
+ * @property {{key: number, cards: Card[], total: number}|null} grid  the slots the filter lets
+ *   through; null until the first listing
+ * @property {Detail|null} detail  the open slot, or null for the grid
+ */
+
+export class SlotBrowserModel {
+  /**
+   * @param {{client?: object, resume?: (id: string) => Promise<{prompt_id: string}>,
+   *   promptState?: (promptId: string) => Promise<string>, onChange?: () => void}} options
+   *   client: an http.js client on the server (the standalone page's window.fetch at "" by
+   *   default). resume / promptState: given inside ComfyUI only (POST /resume/{id} with the
+   *   tab's client id; where that prompt is now); without them a parked slot says why it
+   *   cannot be resumed here.
+   */
+  constructor({ client = fetchClient(), resume = null, promptState = null, onChange = () => {} } = {}) {
+    this.client = client;
+    this.resumeSlot = resume;
+    this.promptState = promptState;
+    this.onChange = onChange;
+    this.bus = "";
+    this.slots = [];
+    this.filter = "";
+    this.open = null; // the open slot (its latest version)
+    this.index = 0;
+    this.versions = []; // the open slot's kept versions, newest first
+    this.shown = null; // the version on screen when not the latest
+    this.resumed = new Map(); // slot id -> {promptId, state, error}: resumes from this page
+    this.message = { text: "", isError: false, kind: "" }; // kind "list": a failed listing
+    this.listed = false; // the first GET /bus/list answered
+    this.gridKey = 0;
+    this.detailKey = 0;
+    this.polling = null;
+    this.destroyed = false;
+  }
+
+  changed({ grid = false, detail = false } = {}) {
+    if (grid) this.gridKey++;
+    if (detail) this.detailKey++;
+    if (!this.destroyed) this.onChange();
+  }
+
+  say(text, isError = false, kind = "") {
+    this.message = { text: text || "", isError: Boolean(isError && text), kind };
+    this.changed();
+  }
+
+  async refresh() {
+    try {
+      const data = await this.client.get(`${PREFIX}/bus/list`);
+      this.bus = data.bus || "";
+      this.slots = Array.isArray(data.slots) ? data.slots : [];
+      this.listed = true;
+      if (this.message.kind === "list") this.message = { text: "", isError: false, kind: "" };
+      if (this.open) {
+        const fresh = this.slots.find((s) => s.id === this.open.id);
+        if (fresh) this.openSlot(fresh, this.index);
+        else this.close();
+      }
+      this.changed({ grid: true });
+    } catch (err) {
+      this.say(`Could not list slots: ${err.message}`, true, "list");
+    }
+  }
+
+  setFilter(text) {
+    this.filter = text;
+    this.changed({ grid: true });
+  }
+
+  openSlot(slot, index) {
+    if (!this.open || this.open.id !== slot.id) {
+      this.versions = [];
+      this.shown = null;
+    }
+    this.open = slot;
+    if (slot.versions > 1) this.loadVersions(slot);
+    this.index = Math.min(Math.max(0, index), Math.max(0, (slot.batch || 1) - 1));
+    this.changed({ detail: true });
+  }
+
+  async loadVersions(slot) {
+    try {
+      const data = await this.client.get(`${PREFIX}/bus/history/${slotPath(slot.id)}`);
+      if (this.open?.id !== slot.id) return;
+      this.versions = Array.isArray(data.versions) ? data.versions : [];
+      this.shown = this.versions.find((v) => v.ref === this.shown?.ref) || null;
+      this.changed({ detail: true });
+    } catch (err) {
+      this.say(`Could not list versions of ${slot.id}: ${err.message}`, true);
+    }
+  }
+
+  showVersion(version) {
+    this.shown = version.version ? version : null;
+    this.index = Math.min(this.index, Math.max(0, (version.batch || 1) - 1));
+    this.changed({ detail: true });
+  }
+
+  close() {
+    this.open = null;
+    this.versions = [];
+    this.shown = null;
+    this.changed({ detail: true });
+  }
+
+  /** Back to the grid, clearing the last message. */
+  back() {
+    this.close();
+    this.say("");
+  }
+
+  /** The next (1) or previous (-1) batch image of the version on screen. */
+  page(step) {
+    const slot = this.shown || this.open;
+    if (!slot || slot.error) return;
+    const next = this.index + step;
+    if (next < 0 || next >= slot.batch) return;
+    this.index = next;
+    this.changed({ detail: true });
+  }
+
+  async pin(id, pinned) {
+    try {
+      this.open = await this.client.postJson(`${PREFIX}/bus/${slotPath(id)}/pin`, { pinned });
+      await this.refresh();
+      this.say(pinned ? `Pinned ${id}: the bus quota never removes it.` : `Unpinned ${id}.`);
+    } catch (err) {
+      this.say(`Pin failed: ${err.message}`, true);
+    }
+  }
+
+  async rename(id, to, overwrite) {
+    try {
+      const info = await this.client.postJson(`${PREFIX}/bus/${slotPath(id)}/rename`, { to, overwrite });
+      this.open = info;
+      await this.refresh();
+      this.say(`Renamed ${id} to ${info.id}.`);
+    } catch (err) {
+      this.say(`Rename failed: ${err.message}`, true);
+    }
+  }
+
+  /** Delete the slot for good (the view asks the user first). */
+  async remove(id) {
+    try {
+      await this.client.delete(`${PREFIX}/bus/${slotPath(id)}`);
+      this.close();
+      await this.refresh();
+      this.say(`Deleted ${id}.`);
+    } catch (err) {
+      this.say(`Delete failed: ${err.message}`, true);
+    }
+  }
+
+  async resume(id) {
+    if (!this.resumeSlot) return;
+    this.resumed.set(id, { promptId: null, state: "queueing", error: null });
+    this.changed({ grid: true, detail: true });
+    try {
+      const reply = await this.resumeSlot(id);
+      this.resumed.set(id, { promptId: reply.prompt_id, state: "queued", error: null });
+      this.message = {
+        text: `Resumed ${id}: prompt ${reply.prompt_id} is queued; its gate pauses in this tab.`, isError: false, kind: "",
+      };
+    } catch (err) {
+      this.resumed.set(id, { promptId: null, state: "", error: err.message });
+    }
+    this.changed({ grid: true, detail: true });
+    this.pollResumed();
+  }
+
+  /** Follow resumed prompts until they end (a few requests a second, only while some run). */
+  pollResumed() {
+    if (this.polling || this.destroyed || !this.promptState) return;
+    const live = [...this.resumed.entries()].filter(([, r]) => r.promptId && !FINAL_STATES.has(r.state));
+    if (!live.length) return;
+    this.polling = setTimeout(async () => {
+      for (const [id, run] of live) {
+        try {
+          const now = await this.promptState(run.promptId);
+          if (now !== run.state) {
+            this.resumed.set(id, { ...run, state: now });
+            this.changed({ grid: true, detail: true });
+          }
+        } catch { /* try again on the next round */ }
+      }
+      this.polling = null;
+      this.pollResumed();
+    }, RESUME_POLL_MS);
+  }
+
+  /** A resume of slot `id` started here, as the page shows it; null if none was. */
+  runOf(id) {
+    const run = this.resumed.get(id);
+    if (!run) return null;
+    const busy = !run.error && !FINAL_STATES.has(run.state);
+    if (run.error) return { text: `Resume failed: ${run.error}`, error: true, busy };
+    if (!run.promptId) return { text: "Resuming…", error: false, busy };
+    return { text: `Resumed as prompt ${run.promptId}: ${run.state}`, error: false, busy };
+  }
+
+  destroy() {
+    this.destroyed = true;
+    clearTimeout(this.polling);
+  }
+
+  /** The server's thumbnail of a listed slot or version, from its own thumb_url. */
+  thumbUrl(slot) {
+    return this.client.url(slot.thumb_url);
+  }
+
+  /** @returns {BrowserView} */
+  view() {
+    const needle = this.filter.trim().toLowerCase();
+    const shown = this.slots.filter((s) => !needle || s.id.toLowerCase().includes(needle));
+    return {
+      bus: this.bus,
+      message: this.message,
+      grid: this.listed ? {
+        key: this.gridKey,
+        total: this.slots.length,
+        cards: shown.map((slot) => ({ slot, thumbUrl: this.thumbUrl(slot), resume: this.runOf(slot.id)?.text ?? null })),
+      } : null,
+      detail: this.open ? this.detail() : null,
+    };
+  }
+
+  /** @returns {Detail} */
+  detail() {
+    const slot = this.shown || this.open;
+    const ref = slot.ref || slot.id;
+    const current = slot.ref || this.open.id;
+    // The checksum names the content: a republished slot's image is a new URL, never a cached one.
+    const key = new URLSearchParams({ v: slot.checksum ?? "" });
+    return {
+      key: this.detailKey,
+      slot,
+      owner: this.open,
+      ref,
+      index: this.index,
+      imageUrl: this.client.url(`${PREFIX}/bus/image/${slotPath(ref)}/${this.index}?${key}`),
+      tensorsUrl: this.client.url(`${PREFIX}/bus/tensors/${slotPath(ref)}`),
+      versions: this.versions.length < 2 ? [] : this.versions.map((v) => ({
+        ref: v.ref, created: v.created, version: v.version, thumbUrl: this.thumbUrl(v), current: v.ref === current,
+      })),
+      run: this.runOf(this.open.id),
+      canResume: Boolean(this.resumeSlot),
+    };
+  }
+}

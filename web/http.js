@@ -1,0 +1,51 @@
+// The pack's one HTTP client: JSON requests to a server's routes, their refusals as errors, and
+// URLs for <img src> and links. It runs in two pages: inside ComfyUI, gate_api.js binds it to
+// api.fetchApi (which adds the page's base path, /api and the user header); on the standalone
+// slot browser page (`python -m gates serve`), which has no ComfyUI, it sits on window.fetch.
+// So it imports nothing from ComfyUI. No side effects.
+import { errorText, readJson } from "./format.js";
+
+/** Where the pack's routes live on the server (gates/routes.py PREFIX). */
+export const PREFIX = "/datasete_gate";
+
+/** A refused request: `status` is the HTTP status (409: that pause is not this tab's, or over;
+ *  0: refused before anything was sent). */
+export class HttpError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.name = "HttpError";
+    this.status = status;
+  }
+}
+
+/**
+ * A client on one transport. Paths are rooted at the server, the way the server itself names
+ * them ("/datasete_gate/bus/list", ComfyUI's "/queue", a listed slot's `thumb_url`).
+ * @param {{fetch: (path: string, init: RequestInit) => Promise<Response>, url: (path: string) => string}} transport
+ *   fetch: send a request for a path; url: the path as a URL this page can load.
+ */
+export function httpClient({ fetch: send, url }) {
+  /** The reply's JSON (read leniently: see readJson); a status other than 2xx throws HttpError. */
+  async function request(path, init = {}) {
+    const response = await send(path, { cache: "no-store", ...init });
+    if (!response.ok) throw new HttpError(await errorText(response), response.status);
+    return readJson(response);
+  }
+  return {
+    url,
+    get: (path) => request(path),
+    postJson: (path, body) =>
+      request(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }),
+    postForm: (path, form) => request(path, { method: "POST", body: form }),
+    delete: (path) => request(path, { method: "DELETE" }),
+  };
+}
+
+/**
+ * A client on window.fetch for a server whose routes start at `root`: "" under `gates serve`,
+ * ComfyUI's "/api" for a page of its own that does not load ComfyUI's scripts.
+ */
+export function fetchClient(root = "") {
+  const url = (path) => root + path;
+  return httpClient({ fetch: (path, init) => fetch(url(path), init), url });
+}
