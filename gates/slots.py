@@ -39,20 +39,7 @@ from .safe_files import UnsafeFile, ensure_real_dir, is_real_dir, open_regular, 
 from .slot_format import LATENT_PREFIX, check_latent, check_tensors
 from .slot_ids import format_ref, is_slot_name, parse_ref, validate_id
 
-__all__ = [
-    "SlotStore",
-    "SlotInfo",
-    "SlotData",
-    "SlotError",
-    "SlotNotFound",
-    "SlotCorrupt",
-    "SlotWriteError",
-    "SlotIndexError",
-    "SlotTooLarge",
-    "validate_id",
-    "parse_ref",
-    "format_ref",
-]
+__all__ = ["SlotStore", "SlotInfo", "SlotData"]  # the errors and the slot id rules: errors.py, slot_ids.py
 
 SLOT_FILE = "slot.safetensors"
 THUMB_FILE = "thumb.png"

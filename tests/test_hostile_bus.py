@@ -48,9 +48,10 @@ import gates
 import gates.policy
 from gates import routes as routes_mod
 from gates.cli import main as gates_cli
+from gates.errors import SlotWriteError
 from gates.routes import PREFIX as P
 from gates.routes import GateRoutes
-from gates.slots import SlotStore, SlotWriteError
+from gates.slots import SlotStore
 from gates.waiter import Waiter
 
 pytestmark = [
