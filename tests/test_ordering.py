@@ -43,16 +43,20 @@ def deps(prompt: dict[str, Any]) -> dict[str, set[str]]:
     return {n: {v[0] for v in node["inputs"].values() if is_link(v)} for n, node in prompt.items()}
 
 
+def upstream(prompt: dict[str, Any], node: str) -> set[str]:
+    """Every node `node` runs after: those its links reach, directly or through others. The
+    tests' own walk, so a bug in the one under test cannot hide itself here."""
+    graph = deps(prompt)
+    found: set[str] = set()
+    new = graph.get(node, set())
+    while new:
+        found |= new
+        new = set().union(*(graph.get(n, set()) for n in new)) - found
+    return found
+
+
 def runs_after(prompt: dict[str, Any], node: str, other: str) -> bool:
-    graph, seen, stack = deps(prompt), set(), [node]
-    while stack:
-        for d in graph.get(stack.pop(), ()):
-            if d == other:
-                return True
-            if d not in seen:
-                seen.add(d)
-                stack.append(d)
-    return False
+    return other in upstream(prompt, node)
 
 
 def acyclic(prompt: dict[str, Any]) -> bool:
