@@ -90,8 +90,10 @@ def test_the_cli_lines_name_every_command() -> None:
 
 
 def test_the_changelog_leads_with_the_package_version() -> None:
+    """An "Unreleased" section may sit on top (changes not in a release yet); the first
+    released section is the package's version."""
     import gates
 
     changelog = (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
-    first = next(line for line in changelog.splitlines() if line.startswith("## "))
+    first = next(line for line in changelog.splitlines() if line.startswith("## ") and line != "## Unreleased")
     assert first == f"## {gates.__version__}"
