@@ -22,8 +22,9 @@ import torch
 from safetensors.torch import save_file
 
 from . import __version__, images
+from .errors import SlotError, SlotNotFound
 from .policy import parse_size
-from .slots import SlotError, SlotInfo, SlotNotFound, SlotStore
+from .slots import SlotInfo, SlotStore
 
 BUS_ENV = "DATASET_GATES_BUS"
 LS_HEADER = ["id", "batch", "HxW", "channels", "dtype", "mask", "size", "created", "versions", "pinned"]

@@ -171,7 +171,7 @@ def run_gate(
     hooks: Hooks,
     node: str,
     routes: int,
-    image: torch.Tensor | None,
+    image: torch.Tensor | None = None,
     send_id: str = "",
     get_id: str = "",
     labels: str = "",

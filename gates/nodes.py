@@ -8,7 +8,7 @@ import torch
 
 from . import comfy_adapter
 from .gate import MAX_ROUTES, run_gate
-from .ordering import AFTER, HIDDEN_AFTER, after_input
+from .ordering import AFTER, AFTER_KEYS, HIDDEN_AFTER, after_input
 from .parking import ON_TIMEOUT, PARK
 from .slot_ids import parse_ref, validate_id
 from .split import DECISIONS_TYPE, Decisions, format_indices, split_latent, split_mask, take
@@ -116,36 +116,15 @@ class ImageGate:
         before it pauses (run_gate checks it first)."""
         return _check_id("get_id", get_id, reading=True)
 
-    def run(
-        self,
-        routes: int,
-        unique_id: str,
-        image: torch.Tensor | None = None,
-        send_id: str = "",
-        get_id: str = "",
-        labels: str = "",
-        mask: torch.Tensor | None = None,
-        latent: dict[str, Any] | None = None,
-        timeout: int = 0,
-        on_timeout: str = PARK,
-        prompt: dict[str, Any] | None = None,
-        **ordering: Any,
-    ) -> tuple:
+    def run(self, unique_id: str, **inputs: Any) -> tuple:
+        """`inputs` are INPUT_TYPES' by name, run_gate's keywords (an unwired optional input is
+        left out and takes run_gate's default); the ordering sockets only order, so they stop here."""
         return run_gate(
             store=comfy_adapter.store(),
             waiter=comfy_adapter.waiter(),
             hooks=comfy_adapter.hooks(),
             node=str(unique_id),
-            routes=routes,
-            image=image,
-            send_id=send_id,
-            get_id=get_id,
-            labels=labels,
-            mask=mask,
-            latent=latent,
-            timeout=timeout,
-            on_timeout=on_timeout,
-            prompt=prompt,
+            **{name: value for name, value in inputs.items() if name not in AFTER_KEYS},
         )
 
 

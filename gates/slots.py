@@ -39,20 +39,7 @@ from .safe_files import UnsafeFile, ensure_real_dir, is_real_dir, open_regular, 
 from .slot_format import LATENT_PREFIX, check_latent, check_tensors
 from .slot_ids import format_ref, is_slot_name, parse_ref, validate_id
 
-__all__ = [
-    "SlotStore",
-    "SlotInfo",
-    "SlotData",
-    "SlotError",
-    "SlotNotFound",
-    "SlotCorrupt",
-    "SlotWriteError",
-    "SlotIndexError",
-    "SlotTooLarge",
-    "validate_id",
-    "parse_ref",
-    "format_ref",
-]
+__all__ = ["SlotStore", "SlotInfo", "SlotData"]  # the errors and the slot id rules: errors.py, slot_ids.py
 
 SLOT_FILE = "slot.safetensors"
 THUMB_FILE = "thumb.png"
@@ -564,12 +551,7 @@ class SlotStore:
         if not self.exists(slot_id):
             raise SlotNotFound(f"no slot {slot_id!r} in {self.name}")
         trash = d.with_name(f".trash-{slot_id}-{secrets.token_hex(4)}")
-        try:
-            os.replace(d, trash)
-        except FileNotFoundError:  # deleted or renamed by another thread/process since the check
-            raise SlotNotFound(f"no slot {slot_id!r} in {self.name}") from None
-        except OSError as exc:
-            raise SlotWriteError(f"could not delete slot {slot_id!r}: {_os_reason(exc)}") from None
+        self._move(slot_id, d, trash, "delete")
         freed = _tree_bytes(trash)
         shutil.rmtree(trash, ignore_errors=True)  # rmtree never follows links inside
         return freed
@@ -592,14 +574,22 @@ class SlotStore:
             if not overwrite:
                 raise FileExistsError(f"slot {new!r} already exists; delete it first or overwrite")
             self._delete_unlocked(new)
-        try:
-            os.rename(src, dst)
-        except FileNotFoundError:  # deleted or renamed by another thread/process since the check
-            raise SlotNotFound(f"no slot {old!r} in {self.name}") from None
-        except OSError as exc:
-            raise SlotWriteError(f"could not rename slot {old!r}: {_os_reason(exc)}") from None
+        self._move(old, src, dst, "rename")
         fsync_dir(self.root)
         return self.info(new)
+
+    def _move(self, slot_id: str, src: Path, dst: Path, doing: str) -> None:
+        """Rename slot `slot_id`'s folder `src` to `dst`, a name the caller made sure is free.
+
+        Callers check that the slot exists first, under its lock; a folder gone since then was
+        deleted or renamed by another thread or process: SlotNotFound, like the check itself.
+        """
+        try:
+            os.rename(src, dst)
+        except FileNotFoundError:
+            raise SlotNotFound(f"no slot {slot_id!r} in {self.name}") from None
+        except OSError as exc:
+            raise SlotWriteError(f"could not {doing} slot {slot_id!r}: {_os_reason(exc)}") from None
 
     # -- read ------------------------------------------------------------------------------
     def read(self, ref: str, device: str | torch.device = "cpu", verify: bool = True) -> SlotData:

@@ -13,6 +13,7 @@ import numpy as np
 import png
 import pytest
 import torch
+from children import run_python
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -486,15 +487,7 @@ def test_main_uses_default_bus(capsys, monkeypatch, tmp_path, bus, store):
 
 # -- the real entry point ----------------------------------------------------------------------
 def _python_m_gates(*argv: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "gates", *map(str, argv)],
-        cwd=REPO,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_python("-m", "gates", *argv, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
 
 
 def test_python_m_gates_ls(bus, store):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from children import run_python
 from comfy_standin import REPO, ComfyStandIn
 
 
@@ -45,12 +46,6 @@ def test_comfyui_loads_the_pack_from_a_folder_of_any_name(tmp_path, monkeypatch,
 def test_the_test_command_passes_in_a_clone_named_dataset_gates(tmp_path):
     """pytest imports the root __init__.py on its own there; it must not fail every test."""
     clone = _copy_named(tmp_path, "dataset-gates")
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gate.py"],
-        cwd=clone,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_python("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gate.py", cwd=clone, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and "error" not in run.stdout.lower()

@@ -38,7 +38,8 @@ from PIL import Image
 from gates import images
 from gates.browser import serving
 from gates.routes import PREFIX, GateRoutes
-from gates.slots import SlotStore, parse_ref, validate_id
+from gates.slot_ids import parse_ref, validate_id
+from gates.slots import SlotStore
 from gates.waiter import Waiter
 
 # Pillow warns about the junk and the bombs it is fed here; that is the point, not news.

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from gates import gate
+from gates.errors import SlotCorrupt
 from gates.gate import Hooks, compose_mask, parse_labels, resolve_source, run_gate
-from gates.slots import SlotCorrupt
 from gates.waiter import Waiter
 
 

@@ -41,6 +41,7 @@ import numpy as np
 import pytest
 import torch
 from aiohttp import FormData, web
+from children import run_python
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -48,9 +49,10 @@ import gates
 import gates.policy
 from gates import routes as routes_mod
 from gates.cli import main as gates_cli
+from gates.errors import SlotWriteError
 from gates.routes import PREFIX as P
 from gates.routes import GateRoutes
-from gates.slots import SlotStore, SlotWriteError
+from gates.slots import SlotStore
 from gates.waiter import Waiter
 
 pytestmark = [
@@ -407,15 +409,7 @@ def in_child(code: str, *args: str, timeout: float = 10) -> Any:
     out; a child can be killed.
     """
     try:
-        done = subprocess.run(
-            [sys.executable, "-c", code, *args],
-            check=False,
-            cwd=REPO,
-            env=CHILD_ENV,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        done = run_python("-c", code, *args, cwd=REPO, env=CHILD_ENV, timeout=timeout)
     except subprocess.TimeoutExpired:
         pytest.fail(f"hung for {timeout} s")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -698,15 +692,8 @@ def test_writers_killed_mid_publish_leave_nothing_the_next_publish_keeps(tmp_pat
     """A child publishing a 16 MiB slot in a loop is SIGKILLed 10 times, each time at a random
     moment while a temp file is on disk; one normal publish must then leave only the slot."""
     bus = tmp_path / "gate_bus"
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLED_WRITER, str(bus), "10", "20240611"],
-        cwd=REPO,
-        env=CHILD_ENV,
-        check=True,
-        timeout=120,
-        capture_output=True,
-        text=True,
-    )
+    killed = run_python("-c", KILLED_WRITER, bus, "10", "20240611", cwd=REPO, env=CHILD_ENV)
+    assert killed.returncode == 0, killed.stderr[-2000:]
     print(f"\nkilled writers: {killed.stdout.strip()} of 10 mid-write, left {sorted(os.listdir(bus / 'big'))}")
     assert int(killed.stdout) > 0, "no kill landed mid-write: the test proved nothing"
     store = SlotStore(bus)

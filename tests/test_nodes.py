@@ -93,6 +93,16 @@ def test_image_gate_declares_the_seed_interface(comfy):
     assert "letters, digits" in gate.VALIDATE_INPUTS(get_id="../x")
 
 
+def test_every_gate_input_but_the_ordering_ones_is_a_run_gate_keyword(comfy):
+    """ImageGate.run passes its inputs on by name: an input run_gate does not take would fail
+    every run, and a run_gate keyword no input feeds could never be set from ComfyUI."""
+    _, pack = comfy
+    gates = pack.gates
+    declared = {name for group in pack.NODE_CLASS_MAPPINGS["ImageGate"].INPUT_TYPES().values() for name in group}
+    taken = set(inspect.signature(gates.gate.run_gate).parameters) - {"store", "waiter", "hooks", "node"}
+    assert declared - set(gates.ordering.AFTER_KEYS) - {"unique_id"} == taken
+
+
 def test_gate_routes_publishes_and_targets_the_queuing_tab(comfy):
     standin, pack = comfy
     answer_with(standin, pack, 2)

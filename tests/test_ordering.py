@@ -7,52 +7,34 @@ import logging
 from typing import Any
 
 import pytest
+from api_prompts import bus_load, bus_save, gate, load_image, save_image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gates import ordering
 from gates.ordering import is_link, order_slot_access
 
-# -- prompt builders -------------------------------------------------------------------------
-
-
-def load_image(name: str = "a.png") -> dict[str, Any]:
-    return {"class_type": "LoadImage", "inputs": {"image": name}}
-
-
-def gate(image: Any = None, send: Any = "", get: Any = "", routes: int = 2) -> dict[str, Any]:
-    inputs: dict[str, Any] = {"routes": routes, "send_id": send, "get_id": get, "labels": ""}
-    if image is not None:
-        inputs["image"] = image
-    return {"class_type": "ImageGate", "inputs": inputs}
-
-
-def bus_save(image: Any, slot: Any) -> dict[str, Any]:
-    return {"class_type": "DatasetGatesBusSave", "inputs": {"image": image, "slot_id": slot}}
-
-
-def bus_load(slot: Any) -> dict[str, Any]:
-    return {"class_type": "DatasetGatesBusLoad", "inputs": {"slot_id": slot}}
-
-
-def save_image(images: list) -> dict[str, Any]:
-    return {"class_type": "SaveImage", "inputs": {"images": images, "filename_prefix": "x"}}
+# -- checks on a rewritten prompt (the nodes come from api_prompts.py) ---------------------
 
 
 def deps(prompt: dict[str, Any]) -> dict[str, set[str]]:
     return {n: {v[0] for v in node["inputs"].values() if is_link(v)} for n, node in prompt.items()}
 
 
+def upstream(prompt: dict[str, Any], node: str) -> set[str]:
+    """Every node `node` runs after: those its links reach, directly or through others. The
+    tests' own walk, so a bug in the one under test cannot hide itself here."""
+    graph = deps(prompt)
+    found: set[str] = set()
+    new = graph.get(node, set())
+    while new:
+        found |= new
+        new = set().union(*(graph.get(n, set()) for n in new)) - found
+    return found
+
+
 def runs_after(prompt: dict[str, Any], node: str, other: str) -> bool:
-    graph, seen, stack = deps(prompt), set(), [node]
-    while stack:
-        for d in graph.get(stack.pop(), ()):
-            if d == other:
-                return True
-            if d not in seen:
-                seen.add(d)
-                stack.append(d)
-    return False
+    return other in upstream(prompt, node)
 
 
 def acyclic(prompt: dict[str, Any]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from api_prompts import gate, load_image, load_latent, save_image
 
 from gates.parking import ON_TIMEOUT, NotParked, parked_meta, parked_slot_id, resume_prompt, timeout_action
 from gates.slot_ids import validate_id
@@ -39,24 +40,12 @@ def test_a_long_node_path_still_makes_a_valid_slot_id():
 
 
 PROMPT = {
-    "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
-    "3": {"class_type": "LoadLatent", "inputs": {"latent": "a.latent"}},
-    "2": {
-        "class_type": "ImageGate",
-        "inputs": {
-            "routes": 3,
-            "image": ["1", 0],
-            "mask": ["1", 1],
-            "latent": ["3", 0],
-            "send_id": "",
-            "get_id": "",
-            "labels": "a,b",
-            "timeout": 2,
-            "on_timeout": "park",
-            "after": ["9", 0],
-        },
-    },
-    "4": {"class_type": "SaveImage", "inputs": {"images": ["2", 1], "filename_prefix": "x"}},
+    "1": load_image("a.png"),
+    "3": load_latent("a.latent"),
+    "2": gate(
+        ["1", 0], routes=3, mask=["1", 1], latent=["3", 0], labels="a,b", timeout=2, on_timeout="park", after=["9", 0]
+    ),
+    "4": save_image(["2", 1]),
 }
 
 

@@ -33,8 +33,9 @@ from PIL import Image
 from test_slots import assert_exact
 
 from gates import images
+from gates.errors import SlotNotFound
 from gates.policy import Policy, write_policy
-from gates.slots import SlotNotFound, SlotStore
+from gates.slots import SlotStore
 
 KILLS = 200  # values stay below 256, so every version is exact in bfloat16 too
 SOAK_S = float(os.environ.get("DATASET_GATES_SOAK_S", "30"))

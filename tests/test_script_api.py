@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from children import run_python
 
 import gates
 
@@ -26,14 +25,7 @@ def test_the_readme_script_checkpoints_and_reloads_a_batch(tmp_path: Path) -> No
         "assert image.shape == (4, 64, 64, 3) and mask.shape == (4, 64, 64)\n"
         "print(gates.info('my_bus', 'batch-1').latent_shape)\n"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PYTHONPATH": str(REPO), "PATH": ""},
-    )
+    run = run_python("-c", script, cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": ""})
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[4, 4, 8, 8]"
     assert (tmp_path / "my_bus" / "batch-1" / "slot.safetensors").is_file()

@@ -21,7 +21,9 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from gates import slot_format, slots
-from gates.slots import SlotCorrupt, SlotNotFound, SlotStore, SlotWriteError, validate_id
+from gates.errors import SlotCorrupt, SlotNotFound, SlotWriteError
+from gates.slot_ids import validate_id
+from gates.slots import SlotStore
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from gates.errors import SlotNotFound, SlotWriteError
 from gates.policy import Policy, parse_size, read_policy, write_policy
-from gates.slots import SlotNotFound, SlotStore, SlotWriteError, parse_ref
+from gates.slot_ids import parse_ref
+from gates.slots import SlotStore
 
 
 def img(value: float, size: int = 16, dtype=torch.float32) -> torch.Tensor:

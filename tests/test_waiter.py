@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import torch
 
-from gates.waiter import GateInterrupted, OwnerConnected, StaleRun, Waiter
+from gates.waiter import Decision, GateInterrupted, OwnerConnected, StaleRun, Waiter
 
 
 def image(b: int = 1) -> torch.Tensor:
@@ -28,6 +29,15 @@ def wait_in_thread(waiter: Waiter, pending, interrupted=lambda: False):
     t = threading.Thread(target=run)
     t.start()
     return t, out
+
+
+def woken_by(waiter: Waiter, pending, answer: Callable[..., object], *args: object) -> Decision:
+    """The decision a gate waiting in another thread wakes with once `answer(*args)` runs."""
+    t, out = wait_in_thread(waiter, pending)
+    answer(*args)
+    t.join(timeout=2.0)
+    assert not t.is_alive(), "the gate did not wake on the answer"
+    return out["decision"]
 
 
 def test_choice_wakes_the_gate_without_polling_delay():
@@ -59,10 +69,7 @@ def test_stale_token_is_refused_and_changes_nothing():
     with pytest.raises(StaleRun):
         waiter.stop("7", "forged")
     assert [p["token"] for p in waiter.paused()] == [second.token]
-    t, out = wait_in_thread(waiter, second)
-    waiter.choose("7", second.token, 1)
-    t.join(timeout=2.0)
-    assert out["decision"].route == 1
+    assert woken_by(waiter, second, waiter.choose, "7", second.token, 1).route == 1
 
 
 def test_second_click_after_an_answer_is_stale():
@@ -86,10 +93,7 @@ def test_route_out_of_range_is_a_value_error(route):
 def test_stop_gives_no_route():
     waiter = Waiter()
     pending = waiter.arm("1", image(), routes=2)
-    t, out = wait_in_thread(waiter, pending)
-    waiter.stop("1", pending.token)
-    t.join(timeout=2.0)
-    assert out["decision"].route is None
+    assert woken_by(waiter, pending, waiter.stop, "1", pending.token).route is None
 
 
 def test_interrupt_flag_is_noticed_within_the_poll_interval():
@@ -194,10 +198,7 @@ def test_take_over_moves_the_pause_to_a_new_token_and_the_old_one_is_dead():
     assert "token" not in back and back["owner"] == "other" and back["orphaned"] is False
     assert waiter.pending("tab-b")[0]["token"] == taken.token
     assert waiter.pending("tab-b")[0]["painted"] == [-1]  # the mask painted before stays
-    t, out = wait_in_thread(waiter, pending)
-    waiter.choose("1", taken.token, 2)
-    t.join(timeout=2.0)
-    assert out["decision"].route == 2
+    assert woken_by(waiter, pending, waiter.choose, "1", taken.token, 2).route == 2
 
 
 def test_anyone_may_take_over_a_pause_without_an_owner():

@@ -11,7 +11,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import api_prompts
 import pytest
+from api_prompts import bus_save, load_image, load_latent
 
 # Importing test_gate_e2e skips this module as it skips itself (no COMFYUI_DIR, no numpy/torch/
 # requests/websocket-client), and gives it the same optional modules.
@@ -68,33 +70,12 @@ def batch(comfy) -> dict[str, Any]:
 
 
 def sources(image: str = BATCH_IMAGE, latent: str = BATCH_LATENT) -> dict[str, Any]:
-    return {
-        "1": {"class_type": "LoadImage", "inputs": {"image": image}},
-        "3": {"class_type": "LoadLatent", "inputs": {"latent": latent}},
-    }
+    return {"1": load_image(image), "3": load_latent(latent)}
 
 
 def gate(routes: int, **inputs: Any) -> dict[str, Any]:
     """An Image Gate fed the batch: image and mask from LoadImage, latent from LoadLatent."""
-    base = {
-        "routes": routes,
-        "image": ["1", 0],
-        "mask": ["1", 1],
-        "latent": ["3", 0],
-        "send_id": "",
-        "get_id": "",
-        "labels": "",
-    }
-    return {"class_type": "ImageGate", "inputs": {**base, **inputs}}
-
-
-def bus_save(slot_id: str, image: list, mask: list | None = None, latent: list | None = None) -> dict[str, Any]:
-    inputs: dict[str, Any] = {"image": image, "slot_id": slot_id}
-    if mask is not None:
-        inputs["mask"] = mask
-    if latent is not None:
-        inputs["latent"] = latent
-    return {"class_type": "DatasetGatesBusSave", "inputs": inputs}
+    return api_prompts.gate(["1", 0], routes=routes, mask=["1", 1], latent=["3", 0], **inputs)
 
 
 def queue_until_pause(comfy, ws, prompt: dict[str, Any]) -> tuple[str, dict[str, Any], int]:
@@ -132,12 +113,12 @@ def test_each_image_goes_down_its_own_route_and_gate_split_cuts_masks_and_latent
     prompt = sources()
     prompt["2"] = gate(4, send_id="e2e_cur_sent")
     for k in (1, 2, 3, 4):  # route k's images, and Gate Split's cut of everything for route k
-        prompt[f"1{k}"] = bus_save(f"e2e_cur_r{k}", ["2", k])
+        prompt[f"1{k}"] = bus_save(["2", k], f"e2e_cur_r{k}")
         prompt[f"2{k}"] = {
             "class_type": "DatasetGatesSplit",
             "inputs": {"decisions": ["2", 11], "route": k, "image": ["1", 0], "mask": ["2", 0], "latent": ["2", 12]},
         }
-        prompt[f"3{k}"] = bus_save(f"e2e_cur_split{k}", [f"2{k}", 0], [f"2{k}", 1], [f"2{k}", 2])
+        prompt[f"3{k}"] = bus_save([f"2{k}", 0], f"e2e_cur_split{k}", mask=[f"2{k}", 1], latent=[f"2{k}", 2])
         prompt[f"4{k}"] = {"class_type": "PreviewAny", "inputs": {"source": [f"2{k}", 3]}}
         prompt[f"5{k}"] = {"class_type": "PreviewAny", "inputs": {"source": [f"2{k}", 4]}}
     prompt_id, pause, since = queue_until_pause(comfy, ws, prompt)
@@ -178,7 +159,7 @@ def test_each_image_goes_down_its_own_route_and_gate_split_cuts_masks_and_latent
     # A gate resuming from it pre-selects the routes, and gives the latent back.
     resume = {
         "2": {"class_type": "ImageGate", "inputs": {"routes": 4, "get_id": "e2e_cur_sent"}},
-        "6": bus_save("e2e_cur_resumed", ["2", 1], latent=["2", 12]),
+        "6": bus_save(["2", 1], "e2e_cur_resumed", latent=["2", 12]),
     }
     prompt_id, pause, since = queue_until_pause(comfy, ws, resume)
     assert pause["preselect"] == [1, 2, 1, 3] and pause["source"] == "slot:e2e_cur_sent"
@@ -195,8 +176,8 @@ def test_each_image_goes_down_its_own_route_and_gate_split_cuts_masks_and_latent
 def test_a_route_timeout_sends_every_image_down_that_route(comfy, ws, batch):
     prompt = sources()
     prompt["2"] = gate(2, timeout=2, on_timeout="route 2")
-    prompt["11"] = bus_save("e2e_to_r1", ["2", 1])
-    prompt["12"] = bus_save("e2e_to_r2", ["2", 2], latent=["2", 12])
+    prompt["11"] = bus_save(["2", 1], "e2e_to_r1")
+    prompt["12"] = bus_save(["2", 2], "e2e_to_r2", latent=["2", 12])
     started = time.monotonic()
     prompt_id, pause, since = queue_until_pause(comfy, ws, prompt)
     assert pause["timeout"] == 2 and pause["on_timeout"] == "route 2"
@@ -216,7 +197,7 @@ def test_a_route_timeout_sends_every_image_down_that_route(comfy, ws, batch):
 def test_a_stop_timeout_stops_the_run(comfy, ws, batch):
     prompt = sources()
     prompt["2"] = gate(2, timeout=2, on_timeout="stop", send_id="e2e_to_stop")
-    prompt["11"] = bus_save("e2e_to_stop_r1", ["2", 1])
+    prompt["11"] = bus_save(["2", 1], "e2e_to_stop_r1")
     prompt_id, pause, since = queue_until_pause(comfy, ws, prompt)
     data = ended(ws, prompt_id, since, expect="execution_interrupted")
     assert data["node_id"] == "2"
@@ -229,7 +210,7 @@ def test_a_stop_timeout_stops_the_run(comfy, ws, batch):
 def test_hold_stops_the_countdown(comfy, ws, batch):
     prompt = sources()
     prompt["2"] = gate(2, timeout=1, on_timeout="stop")
-    prompt["11"] = bus_save("e2e_hold_r1", ["2", 1])
+    prompt["11"] = bus_save(["2", 1], "e2e_hold_r1")
     prompt_id, pause, since = queue_until_pause(comfy, ws, prompt)
     r = comfy.post("/datasete_gate/hold", json={"node": "2", "token": pause["token"]})
     assert r.status_code == 200 and r.json() == {"node": "2", "deadline": None}
@@ -252,7 +233,7 @@ def test_park_on_timeout_then_resume_pauses_again_from_the_parked_slot(comfy, ws
     own["latent"].write_bytes((comfy.input_dir / BATCH_LATENT).read_bytes())
     prompt = sources(own["image"].name, own["latent"].name)
     prompt["2"] = gate(2, timeout=2, on_timeout="park", labels="keep, fix")
-    prompt["11"] = bus_save("e2e_park_r1", ["2", 1], latent=["2", 12])
+    prompt["11"] = bus_save(["2", 1], "e2e_park_r1", latent=["2", 12])
     prompt["21"] = {
         "class_type": "DatasetGatesSplit",
         "inputs": {  # route 2's masks and latents
@@ -262,7 +243,7 @@ def test_park_on_timeout_then_resume_pauses_again_from_the_parked_slot(comfy, ws
             "latent": ["2", 12],
         },
     }
-    prompt["22"] = bus_save("e2e_park_r2", ["2", 2], ["21", 1], ["21", 2])
+    prompt["22"] = bus_save(["2", 2], "e2e_park_r2", mask=["21", 1], latent=["21", 2])
     prompt_id, pause, since = queue_until_pause(comfy, ws, prompt)
     assert pause["on_timeout"] == "park" and pause["deadline"] is not None
     ended(ws, prompt_id, since)  # parking ends the prompt successfully ...
@@ -321,7 +302,7 @@ def test_park_on_timeout_then_resume_pauses_again_from_the_parked_slot(comfy, ws
 def test_park_goes_to_send_id_and_a_subgraph_node_id_becomes_a_slot_id(comfy, ws, batch):
     prompt = sources()
     prompt["12:5"] = gate(2, timeout=1, on_timeout="park")
-    prompt["12:6"] = bus_save("e2e_park_sub_r1", ["12:5", 1])
+    prompt["12:6"] = bus_save(["12:5", 1], "e2e_park_sub_r1")
     prompt_id, pause, since = queue_until_pause(comfy, ws, prompt)
     ended(ws, prompt_id, since)
     slot_id = f"parked-{prompt_id.replace('-', '')[:8]}-12-5"

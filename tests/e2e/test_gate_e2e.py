@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import api_prompts
 import pytest
+from api_prompts import bus_load, bus_save, load_image, save_image
 
 if not os.environ.get("COMFYUI_DIR", "").strip():
     pytest.skip(
@@ -112,17 +114,11 @@ def gate_prompt(
     saves: dict[int, str] | None = None,
 ) -> dict[str, Any]:
     """[LoadImage ->] ImageGate -> one SaveImage per entry of `saves` (route -> prefix)."""
-    prompt: dict[str, Any] = {}
-    gate_inputs: dict[str, Any] = {"routes": routes, "send_id": send_id, "get_id": get_id, "labels": labels}
-    if image is not None:
-        prompt["1"] = {"class_type": "LoadImage", "inputs": {"image": image}}
-        gate_inputs["image"] = ["1", 0]
-    prompt[gate] = {"class_type": "ImageGate", "inputs": gate_inputs}
+    prompt: dict[str, Any] = {} if image is None else {"1": load_image(image)}
+    wired = None if image is None else ["1", 0]
+    prompt[gate] = api_prompts.gate(wired, send=send_id, get=get_id, routes=routes, labels=labels)
     for route, prefix in (saves or {}).items():
-        prompt[f"9{route}"] = {
-            "class_type": "SaveImage",
-            "inputs": {"images": [gate, route], "filename_prefix": prefix},
-        }
+        prompt[f"9{route}"] = save_image([gate, route], prefix)
     return prompt
 
 
@@ -266,27 +262,14 @@ def test_get_id_resumes_bit_exact(comfy, ws, images):
     ref_image, ref_mask = images[IMG_A]
 
     # LoadImage's own tensors, checkpointed unchanged (BusSave is a pass-through).
-    run_plain(
-        comfy,
-        ws,
-        {
-            "1": {"class_type": "LoadImage", "inputs": {"image": IMG_A}},
-            "2": {
-                "class_type": "DatasetGatesBusSave",
-                "inputs": {"image": ["1", 0], "mask": ["1", 1], "slot_id": "e2e_source"},
-            },
-        },
-    )
+    run_plain(comfy, ws, {"1": load_image(IMG_A), "2": bus_save(["1", 0], "e2e_source", mask=["1", 1])})
     source = load_slot(comfy, "e2e_source")
     assert_exact(source["image"], ref_image, "BusSave(LoadImage) image vs PNG decode")
     assert_exact(source["mask"], ref_mask, "BusSave(LoadImage) mask vs 1 - alpha")
 
     # No image wired: the gate loads e2e_slot, pauses, and route 1 checkpoints what it got.
     prompt = gate_prompt(image=None, get_id="e2e_slot", saves={2: "t2_route2"})
-    prompt["5"] = {
-        "class_type": "DatasetGatesBusSave",
-        "inputs": {"image": ["2", 1], "mask": ["2", 0], "slot_id": "e2e_copy"},
-    }
+    prompt["5"] = bus_save(["2", 1], "e2e_copy", mask=["2", 0])
     prompt_id, pause, since = run_until_pause(comfy, ws, prompt)
     assert pause["source"] == "slot:e2e_slot"
     assert (pause["batch"], pause["height"], pause["width"]) == (1, H, W)
@@ -393,7 +376,7 @@ def test_missing_slot_without_image_is_a_silent_noop(comfy, ws):
 def test_missing_slot_blocks_the_mask_output_too(comfy, ws):
     prompt = gate_prompt(image=None, get_id="e2e_no_such_slot_mask")
     prompt["3"] = {"class_type": "MaskToImage", "inputs": {"mask": ["2", 0]}}
-    prompt["4"] = {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "t4_mask"}}
+    prompt["4"] = save_image(["3", 0], "t4_mask")
     prompt_id, since, history = run_plain(comfy, ws, prompt)
     assert not saved(comfy, "t4_mask"), "a node fed by the no-op gate's mask output ran"
     assert "4" not in history["outputs"]
@@ -410,10 +393,7 @@ def test_gate_inside_a_subgraph(comfy, ws, images, gate_id):
     slot_id = "e2e_sub_" + gate_id.replace(":", "_")
     inner_save = gate_id.rsplit(":", 1)[0] + ":6"
     prompt = gate_prompt(gate=gate_id, send_id=slot_id, saves={2: f"t5_outer_{slot_id}"})
-    prompt[inner_save] = {
-        "class_type": "SaveImage",
-        "inputs": {"images": [gate_id, 1], "filename_prefix": f"t5_{slot_id}"},
-    }
+    prompt[inner_save] = save_image([gate_id, 1], f"t5_{slot_id}")
     prompt_id, pause, since = run_until_pause(comfy, ws, prompt)
     assert pause["node"] == gate_id
     assert [p["node"] for p in comfy.pending_gates()] == [gate_id]
@@ -436,25 +416,9 @@ def test_gate_inside_a_subgraph(comfy, ws, images, gate_id):
 
 def test_bus_load_reruns_only_when_the_slot_changes(comfy, ws, images):
     def publish(image: str) -> None:
-        run_plain(
-            comfy,
-            ws,
-            {
-                "1": {"class_type": "LoadImage", "inputs": {"image": image}},
-                "2": {
-                    "class_type": "DatasetGatesBusSave",
-                    "inputs": {"image": ["1", 0], "mask": ["1", 1], "slot_id": "e2e_fp"},
-                },
-            },
-        )
+        run_plain(comfy, ws, {"1": load_image(image), "2": bus_save(["1", 0], "e2e_fp", mask=["1", 1])})
 
-    load = {
-        "11": {"class_type": "DatasetGatesBusLoad", "inputs": {"slot_id": "e2e_fp"}},
-        "12": {
-            "class_type": "DatasetGatesBusSave",
-            "inputs": {"image": ["11", 0], "mask": ["11", 1], "slot_id": "e2e_fp_out"},
-        },
-    }
+    load = {"11": bus_load("e2e_fp"), "12": bus_save(["11", 0], "e2e_fp_out", mask=["11", 1])}
 
     def run_load() -> tuple[set[str], set[str]]:
         """(nodes reported cached, nodes that executed)"""

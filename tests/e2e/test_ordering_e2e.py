@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 import pytest
+from api_prompts import bus_load, bus_save, gate, load_image
 
 # Importing test_gate_e2e skips this module as it skips itself (no COMFYUI_DIR, no numpy/torch/
 # requests/websocket-client), and gives it the same optional modules.
@@ -57,25 +58,6 @@ def put_images(comfy) -> list[tuple[str, Any, Any]]:
             path.write_bytes(png_bytes(arr))
         out.append((name, *load_image_reference(arr)))
     return out
-
-
-def load_image(name: str) -> dict[str, Any]:
-    return {"class_type": "LoadImage", "inputs": {"image": name}}
-
-
-def gate(image: list | None = None, send: str = "", get: str = "", **extra: Any) -> dict[str, Any]:
-    inputs: dict[str, Any] = {"routes": 2, "send_id": send, "get_id": get, "labels": "", **extra}
-    if image is not None:
-        inputs["image"] = image
-    return {"class_type": "ImageGate", "inputs": inputs}
-
-
-def bus_save(image: list, slot: str, **extra: Any) -> dict[str, Any]:
-    return {"class_type": "DatasetGatesBusSave", "inputs": {"image": image, "slot_id": slot, **extra}}
-
-
-def bus_load(slot: str, **extra: Any) -> dict[str, Any]:
-    return {"class_type": "DatasetGatesBusLoad", "inputs": {"slot_id": slot, **extra}}
 
 
 def run_answering(

@@ -20,6 +20,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -78,39 +79,55 @@ pytestmark = [
     ),
 ]
 
-# Builds LoadImage -> ImageGate(routes) -> one SaveImage per route (+ mask -> MaskToImage ->
-# SaveImage), all prefixes given, and returns the node ids.
-BUILD_GRAPH = """
-({ prefixes, maskPrefix, image, routes }) => {
+# Builds an Image Gate fed by LoadImage(`image`) or, with no image, reading slot `slot` (get_id),
+# with one `sink` node per route (its first widget set to that route's prefix) and the mask through
+# MaskToImage to a SaveImage when maskPrefix is given; other widget values by name. Returns the
+# node ids and the widget names this ImageGate does not have.
+BUILD_GATE = """
+({ image, slot, prefixes, maskPrefix, widgets, sink }) => {
   const LG = window.LiteGraph, app = window.app;
   app.graph.clear();
   const add = (type, x, y) => { const n = LG.createNode(type); n.pos = [x, y]; app.graph.add(n); return n; };
-  const load = add("LoadImage", 20, 120);
-  load.widgets.find(w => w.name === "image").value = image;
-  const gate = add("ImageGate", 380, 80);
-  const routesWidget = gate.widgets.find(w => w.name === "routes");
-  routesWidget.value = routes;
-  routesWidget.callback(routes);
-  load.connect(0, gate, gate.findInputSlot("image"));
+  // A LoadImage column left of the gate; or a gate on its own, wide enough for a 4-column grid.
+  const at = image
+    ? { gate: [380, 80], sink: 800, step: 330, toImage: [420, 760], maskSave: 700 }
+    : { gate: [100, 60], sink: 900, step: 300, toImage: [700, 640], maskSave: 640, width: 560 };
+  let load = null;
+  if (image) {
+    load = add("LoadImage", 20, 120);
+    load.widgets.find(w => w.name === "image").value = image;
+  }
+  const gate = add("ImageGate", ...at.gate);
+  const set = (name, value) => {
+    const w = gate.widgets.find(w => w.name === name);
+    if (!w) return false;
+    w.value = value; w.callback?.(value);
+    return true;
+  };
+  set("routes", prefixes.length);
+  if (load) load.connect(0, gate, gate.findInputSlot("image"));
+  else set("get_id", slot);
+  const missing = Object.entries(widgets).filter(([k, v]) => !set(k, v)).map(([k]) => k);
   const saves = prefixes.map((prefix, i) => {
-    const save = add("SaveImage", 800, 20 + i * 330);
-    save.widgets[0].value = prefix;
+    const save = add(sink, at.sink, 20 + i * at.step);
+    save.widgets[0].value = prefix;  // SaveImage's filename_prefix, Bus Save's slot_id
     gate.connect(i + 1, save, 0);
     return save.id;
   });
   let maskSave = null;
   if (maskPrefix) {
-    const toImage = add("MaskToImage", 420, 760);
+    const toImage = add("MaskToImage", ...at.toImage);
     gate.connect(0, toImage, 0);
-    const save = add("SaveImage", 800, 700);
+    const save = add("SaveImage", at.sink, at.maskSave);
     save.widgets[0].value = maskPrefix;
     toImage.connect(0, save, 0);
     maskSave = save.id;
   }
+  if (at.width) gate.setSize([at.width, gate.size[1]]);
   app.canvas.ds.offset = [0, 0];
   app.canvas.ds.scale = 1;
   app.graph.setDirtyCanvas(true, true);
-  return { gate: gate.id, saves, maskSave };
+  return { gate: gate.id, saves, maskSave, missing };
 }
 """
 
@@ -204,11 +221,28 @@ class Ui:
         (page or self.page).screenshot(path=str(path))
         return path
 
-    def build(self, prefixes: list[str], mask_prefix: str | None = None) -> dict:
-        return self.page.evaluate(
-            BUILD_GRAPH,
-            {"prefixes": prefixes, "maskPrefix": mask_prefix, "image": INPUT_IMAGE, "routes": len(prefixes)},
+    def build(
+        self,
+        prefixes: list[str],
+        mask_prefix: str | None = None,
+        slot: str | None = None,
+        sink: str = "SaveImage",
+        **widgets: Any,
+    ) -> dict:
+        """LoadImage, or with `slot` that slot (get_id), -> ImageGate -> a `sink` per route; see BUILD_GATE."""
+        ids = self.page.evaluate(
+            BUILD_GATE,
+            {
+                "image": None if slot else INPUT_IMAGE,
+                "slot": slot,
+                "prefixes": prefixes,
+                "maskPrefix": mask_prefix,
+                "widgets": widgets,
+                "sink": sink,
+            },
         )
+        assert not ids["missing"], f"the ImageGate has no widget {ids['missing']}"
+        return ids
 
     def queue(self) -> None:
         self.page.evaluate("() => window.app.extensionManager.command.execute('Comfy.QueuePrompt')")
@@ -912,57 +946,6 @@ def corner_colours(paths: list[Path]) -> list[tuple[int, int, int]]:
     return [tuple(np.asarray(Image.open(p).convert("RGB"))[4, 4].tolist()) for p in paths]
 
 
-# An Image Gate reading slot `slot` (get_id, no image wired), one SaveImage per route (+ the mask
-# through MaskToImage), extra widget values by name; returns the node ids and the widget names
-# this ImageGate does not have.
-BUILD_SLOT_GATE = """
-({ slot, prefixes, maskPrefix, widgets, sink }) => {
-  const LG = window.LiteGraph, app = window.app;
-  app.graph.clear();
-  const add = (type, x, y) => { const n = LG.createNode(type); n.pos = [x, y]; app.graph.add(n); return n; };
-  const gate = add("ImageGate", 100, 60);
-  const set = (name, value) => {
-    const w = gate.widgets.find(w => w.name === name);
-    if (!w) return false;
-    w.value = value; w.callback?.(value);
-    return true;
-  };
-  set("routes", prefixes.length);
-  set("get_id", slot);
-  const missing = Object.entries(widgets || {}).filter(([k, v]) => !set(k, v)).map(([k]) => k);
-  const saves = prefixes.map((prefix, i) => {
-    const save = add(sink, 900, 20 + i * 300);
-    save.widgets[0].value = prefix;  // SaveImage's filename_prefix, Bus Save's slot_id
-    gate.connect(i + 1, save, 0);
-    return save.id;
-  });
-  if (maskPrefix) {
-    const toImage = add("MaskToImage", 700, 640);
-    gate.connect(0, toImage, 0);
-    const save = add("SaveImage", 900, 640);
-    save.widgets[0].value = maskPrefix;
-    toImage.connect(0, save, 0);
-  }
-  gate.setSize([560, gate.size[1]]);
-  app.canvas.ds.offset = [0, 0];
-  app.canvas.ds.scale = 1;
-  app.graph.setDirtyCanvas(true, true);
-  return { gate: gate.id, saves, missing };
-}
-"""
-
-
-def build_slot_gate(
-    ui, slot: str, prefixes: list[str], mask_prefix: str | None = None, sink: str = "SaveImage", **widgets
-) -> dict:
-    ids = ui.page.evaluate(
-        BUILD_SLOT_GATE,
-        {"slot": slot, "prefixes": prefixes, "maskPrefix": mask_prefix, "widgets": widgets, "sink": sink},
-    )
-    assert not ids["missing"], f"the ImageGate has no widget {ids['missing']}"
-    return ids
-
-
 def cell(index: int) -> str:
     return f".dg-cell[data-index='{index}']"
 
@@ -971,7 +954,7 @@ def test_grid_select_two_press_2_enter_routes_those_two(ui) -> None:
     """16 images as a 4×4 grid: click one, ctrl-click another, key 2, Enter. Route 2's
     SaveImage gets exactly those two (in batch order), route 1 the other 14."""
     publish_batch(ui.comfy, "dg_ui_grid16", 16)
-    build_slot_gate(ui, "dg_ui_grid16", ["dg_ui_g16_a", "dg_ui_g16_b"])
+    ui.build(["dg_ui_g16_a", "dg_ui_g16_b"], slot="dg_ui_grid16")
     page = ui.page
     ui.queue()
     pause = ui.wait_paused()
@@ -1015,7 +998,7 @@ def test_grid_sizes_and_the_one_click_flow(ui, batch: int) -> None:
     selected sends the whole batch at once, as before the grid."""
     slot = f"dg_ui_size{batch}"
     publish_batch(ui.comfy, slot, batch)
-    build_slot_gate(ui, slot, [f"{slot}_a", f"{slot}_b"])
+    ui.build([f"{slot}_a", f"{slot}_b"], slot=slot)
     ui.queue()
     pause = ui.wait_paused()
     page = ui.page
@@ -1072,7 +1055,7 @@ def test_64_thumbnails_all_load_and_their_time_is_reported(ui) -> None:
     publish_batch(ui.comfy, "dg_ui_time64", 64)
     # Bus Save, not SaveImage: the page would load the last run's 64 saved images from /view
     # while the next grid loads.
-    build_slot_gate(ui, "dg_ui_time64", ["dg_ui_t64_a", "dg_ui_t64_b"], sink="DatasetGatesBusSave")
+    ui.build(["dg_ui_t64_a", "dg_ui_t64_b"], slot="dg_ui_time64", sink="DatasetGatesBusSave")
     page = ui.page
     runs = []
     old = None
@@ -1107,7 +1090,7 @@ def test_64_thumbnails_all_load_and_their_time_is_reported(ui) -> None:
 def test_preselected_routes_from_the_slot_are_reviewed_changed_and_sent(ui) -> None:
     """A gate reading a slot that recorded routes shows them pre-selected; change one, Enter."""
     publish_batch(ui.comfy, "dg_ui_pre4", 4, meta={"routes": [2, 1, 2, 1]})
-    build_slot_gate(ui, "dg_ui_pre4", ["dg_ui_pre_a", "dg_ui_pre_b"])
+    ui.build(["dg_ui_pre_a", "dg_ui_pre_b"], slot="dg_ui_pre4")
     ui.queue()
     pause = ui.wait_paused()
     assert pause["preselect"] == [2, 1, 2, 1]
@@ -1128,7 +1111,7 @@ def test_preselected_routes_from_the_slot_are_reviewed_changed_and_sent(ui) -> N
 
 def test_a_mask_painted_on_a_selected_image_stays_on_that_image(ui) -> None:
     publish_batch(ui.comfy, "dg_ui_mask4", 4)
-    build_slot_gate(ui, "dg_ui_mask4", ["dg_ui_gm_a", "dg_ui_gm_b"], mask_prefix="dg_ui_gm_mask")
+    ui.build(["dg_ui_gm_a", "dg_ui_gm_b"], slot="dg_ui_mask4", mask_prefix="dg_ui_gm_mask")
     ui.queue()
     pause = ui.wait_paused()
     page = ui.page
@@ -1154,7 +1137,7 @@ def test_a_mask_painted_on_a_selected_image_stays_on_that_image(ui) -> None:
 # -- countdown, parking and resume -------------------------------------------------------------
 def test_countdown_is_shown_and_a_click_stops_it(ui) -> None:
     publish_batch(ui.comfy, "dg_ui_cd4", 4)
-    build_slot_gate(ui, "dg_ui_cd4", ["dg_ui_cd_a", "dg_ui_cd_b"], timeout=120, on_timeout="stop")
+    ui.build(["dg_ui_cd_a", "dg_ui_cd_b"], slot="dg_ui_cd4", timeout=120, on_timeout="stop")
     ui.queue()
     pause = ui.wait_paused()
     assert pause["timeout"] == 120 and pause["deadline"] and pause["on_timeout"] == "stop"
@@ -1186,7 +1169,7 @@ def test_a_parked_slot_shows_in_the_sidebar_and_resumes_in_this_tab(ui) -> None:
     """A 2 s countdown runs out and parks the batch; the sidebar marks the slot, and Resume
     queues its prompt from this tab: the gate pauses here again on the same batch."""
     publish_batch(ui.comfy, "dg_ui_park4", 4)
-    ids = build_slot_gate(ui, "dg_ui_park4", ["dg_ui_pk4_a", "dg_ui_pk4_b"], timeout=2, on_timeout="park")
+    ids = ui.build(["dg_ui_pk4_a", "dg_ui_pk4_b"], slot="dg_ui_park4", timeout=2, on_timeout="park")
     ui.queue()
     pause = ui.wait_paused()
     page = ui.page
