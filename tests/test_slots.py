@@ -183,10 +183,7 @@ def test_a_slot_read_to_cuda_on_several_threads_is_exact_latent_included(store, 
 @needs_cuda
 def test_a_damaged_slot_read_to_cuda_fails_its_checksum(store, several_readers):
     store.publish("gpu", *_several_chunks())
-    path = _slot_file(store, "gpu")
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 0x01
-    path.write_bytes(bytes(data))
+    _flip(store, "gpu", -1)
     with pytest.raises(SlotCorrupt, match="checksum"):
         store.load("gpu", device="cuda")
 
@@ -358,6 +355,18 @@ def _slot_file(store: SlotStore, slot_id: str) -> Path:
     return store.slot_dir(slot_id) / slots.SLOT_FILE
 
 
+def _flip(store: SlotStore, slot_id: str, where: int | float, bits: int = 0x01) -> None:
+    """Flip `bits` of one byte of the slot's file: at offset `where` (negative from the end),
+    or, for a float in 0..1, that far into the tensor data."""
+    path = _slot_file(store, slot_id)
+    data = bytearray(path.read_bytes())
+    if isinstance(where, float):
+        header_end = 8 + int.from_bytes(data[:8], "little")
+        where = header_end + int(where * (len(data) - header_end - 1))
+    data[where] ^= bits
+    path.write_bytes(bytes(data))
+
+
 def test_truncated_file_is_a_clear_error(store):
     store.publish("t", rand_image())
     path = _slot_file(store, "t")
@@ -389,10 +398,7 @@ def test_foreign_safetensors_file_is_refused(store):
 def test_flipped_bit_fails_the_checksum(store):
     image = rand_image()
     store.publish("c", image)
-    path = _slot_file(store, "c")
-    data = bytearray(path.read_bytes())
-    data[-5] ^= 0x01
-    path.write_bytes(bytes(data))
+    _flip(store, "c", -5)
     with pytest.raises(SlotCorrupt, match="checksum"):
         store.load("c")
     got, _ = store.load("c", verify=False)
@@ -425,11 +431,7 @@ def test_a_load_read_on_several_threads_is_exact(store, several_readers):
 @pytest.mark.parametrize("where", [0.0, 0.35, 0.61, 1.0])
 def test_a_flipped_byte_in_any_readers_chunk_fails_the_load(store, several_readers, where):
     store.publish("par", *_several_chunks())
-    path = _slot_file(store, "par")
-    data = bytearray(path.read_bytes())
-    header_end = 8 + int.from_bytes(data[:8], "little")
-    data[header_end + int(where * (len(data) - header_end - 1))] ^= 0x40
-    path.write_bytes(bytes(data))
+    _flip(store, "par", where, 0x40)
     with pytest.raises(SlotCorrupt, match="checksum"):
         store.load("par")
 
@@ -467,10 +469,7 @@ def test_slots_with_an_older_checksum_load_verify_and_catch_damage(store, monkey
     assert_exact(store.load("old")[0], image)
     with store.verified_file("old"):
         pass
-    path = _slot_file(store, "old")
-    data = bytearray(path.read_bytes())
-    data[-7] ^= 0x10
-    path.write_bytes(bytes(data))
+    _flip(store, "old", -7, 0x10)
     with pytest.raises(SlotCorrupt, match="checksum"):
         store.load("old")
     with pytest.raises(SlotCorrupt, match="checksum"), store.verified_file("old"):
@@ -649,10 +648,7 @@ def test_slot_without_latent_reads_none_and_damage_in_the_latent_is_caught(store
     store.publish("plain", rand_image())
     assert store.read("plain").latent is None and store.info("plain").latent_shape is None
     store.publish("lat", rand_image(), latent={"samples": torch.randn(2, 4, 3, 2)})
-    path = _slot_file(store, "lat")
-    data = bytearray(path.read_bytes())
-    data[-3] ^= 0x01  # the last bytes are the latent's
-    path.write_bytes(bytes(data))
+    _flip(store, "lat", -3)  # the last bytes are the latent's
     with pytest.raises(SlotCorrupt, match="checksum"):
         store.read("lat")
 
@@ -683,10 +679,7 @@ def test_a_download_is_verified_in_bounded_memory(store, monkeypatch):
     monkeypatch.setattr(slot_format, "read_tensors", whole_read)
     with store.verified_file("dl") as (f, size):
         assert size == _slot_file(store, "dl").stat().st_size
-    path = _slot_file(store, "dl")
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x80
-    path.write_bytes(bytes(data))
+    _flip(store, "dl", 0.5, 0x80)
     with pytest.raises(SlotCorrupt, match="checksum"), store.verified_file("dl"):
         pass
 
