@@ -25,9 +25,10 @@ gets the latent exactly as the sampler left it.
 The checksum is xxh3 (the `xxhash` package, about 29 GB/s a core against about 5 GB/s for
 zlib.crc32): `xxh3x1m:` is the xxh3-64 of every 1 MiB chunk of the tensors' bytes (in that
 order, back to back), folded by one xxh3-64 of those digests, so each reader thread checks the
-chunks it read and no thread waits for another. Older slots still load and verify: `xxh3:`
-(0.2.0: one xxh3 stream, checked after the read) and `crc32x2m:` (0.1.0: crc32 of each 2 MiB
-chunk, folded).
+chunks it read and no thread waits for another. It sits in the header's `chunks` field; the
+`checksum` field keeps the one-stream `xxh3:` that 0.2.0 verifies, so a downgrade still reads
+new slots. Older slots still load and verify: `xxh3:` (0.2.0: checked after the read) and
+`crc32x2m:` (0.1.0: crc32 of each 2 MiB chunk, folded).
 
 Why read() and not a memory map: a file in the bus that someone truncates while it is mapped
 kills the reading process (ComfyUI itself) with SIGBUS, where a short read is just a damaged
@@ -200,6 +201,13 @@ def checksum(tensors: list[torch.Tensor]) -> str:
     return _fold(digests)
 
 
+def checksums(tensors: list[torch.Tensor]) -> dict[str, str]:
+    """The header's checksum fields: `chunks` (xxh3x1m), which loads verify, and `checksum`
+    (one xxh3 stream), which 0.2.0 verifies, so a slot written now still loads after a
+    downgrade. The second hash costs a fraction of a publish (xxh3 runs at memory speed)."""
+    return {"checksum": stream_checksum(tensors), "chunks": checksum(tensors)}
+
+
 def write(path: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], created: float) -> None:
     """Write a slot file at `path` (a new temp file; the store makes it durable and swaps it in).
 
@@ -212,7 +220,7 @@ def write(path: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], cre
             "format": FORMAT,
             "version": str(FORMAT_VERSION),
             "created": repr(created),
-            "checksum": checksum(list(tensors.values())),
+            **checksums(list(tensors.values())),
             "meta": json.dumps(meta, default=str),
         }
     }
@@ -344,7 +352,7 @@ def read_header(f: io.RawIOBase) -> Header:
         raise _bad("created or meta is unreadable") from None
     if not 0 <= created < MAX_CREATED or not isinstance(user_meta, dict):
         raise _bad(f"created must be a time since 1970 and meta an object, got {meta.get('created')!r}")
-    checksum_text = meta.get("checksum")
+    checksum_text = meta.get("chunks", meta.get("checksum"))  # 0.1.0 and 0.2.0 wrote no chunks
     if not isinstance(checksum_text, str) or ":" not in checksum_text:
         raise _bad("it has no checksum")
     return Header(entries, created, checksum_text, user_meta)

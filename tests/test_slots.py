@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import xxhash
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -462,8 +463,8 @@ OLDER_CHECKSUMS = {
 @pytest.mark.parametrize("size", ["small", "several chunks"])
 def test_slots_with_an_older_checksum_load_verify_and_catch_damage(store, monkeypatch, kind, size):
     image, mask = _several_chunks() if size == "several chunks" else (rand_image(), None)
-    with monkeypatch.context() as m:  # publish as the older version did
-        m.setattr(slot_format, "checksum", OLDER_CHECKSUMS[kind])
+    with monkeypatch.context() as m:  # publish as the older version did: one checksum field
+        m.setattr(slot_format, "checksums", lambda tensors: {"checksum": OLDER_CHECKSUMS[kind](tensors)})
         store.publish("old", image, mask)
     assert store.info("old").checksum.startswith(kind + ":")
     assert_exact(store.load("old")[0], image)
@@ -474,6 +475,18 @@ def test_slots_with_an_older_checksum_load_verify_and_catch_damage(store, monkey
         store.load("old")
     with pytest.raises(SlotCorrupt, match="checksum"), store.verified_file("old"):
         pass
+
+
+def test_a_new_slot_still_verifies_the_way_0_2_0_checks_it(store):
+    """0.2.0 reads the header's `checksum` field as one xxh3 stream: a downgrade keeps every slot."""
+    image, mask = _several_chunks()
+    store.publish("new", image, mask)
+    with open(_slot_file(store, "new"), "rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        fields = json.loads(f.read(length))["__metadata__"]
+        stream = xxhash.xxh3_64(f.read()).hexdigest()
+    assert fields["checksum"] == f"xxh3:{stream}"
+    assert fields["chunks"].startswith("xxh3x1m:") and store.info("new").checksum == fields["chunks"]
 
 
 def test_the_chunked_checksum_does_not_depend_on_where_tensors_split_chunks():
