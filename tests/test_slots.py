@@ -453,6 +453,47 @@ def test_a_file_cut_short_under_several_readers_is_damage_not_a_hang(store, seve
         slots.SlotStore(store.root).load("par")
 
 
+def test_each_huge_page_of_a_load_is_read_by_one_thread(store, several_readers, monkeypatch):
+    """Readers take whole stripes: two threads faulting one huge page would wait on each other."""
+    image, mask = _several_chunks()
+    store.publish("par", image, mask)
+    readers: dict[int, set[str]] = {}
+    real = slot_format._pread
+
+    def recording(f, offset, out):
+        readers.setdefault(offset // slot_format.HUGE_PAGE, set()).add(threading.current_thread().name)
+        return real(f, offset, out)
+
+    monkeypatch.setattr(slot_format, "_pread", recording)
+    got_image, got_mask = store.load("par")
+    assert_exact(got_image, image)
+    assert_exact(got_mask, mask)
+    data_start = _slot_file(store, "par").stat().st_size - image.nbytes - mask.nbytes
+    stripes = {page: names for page, names in readers.items() if page * slot_format.HUGE_PAGE >= data_start}
+    assert len(stripes) >= 2 and all(len(names) == 1 for names in stripes.values())
+    assert len(set().union(*readers.values())) == 3
+
+
+@pytest.mark.skipif(slot_format._MADV_HUGEPAGE is None, reason="MADV_HUGEPAGE is Linux only")
+def test_a_big_load_lands_in_huge_page_aligned_memory_it_owns(store):
+    image = rand_image(b=1, h=512, w=1024, seed=7)  # 6 MiB: over one huge page
+    store.publish("big", image)
+    got, mask = store.load("big")
+    assert got.data_ptr() % slot_format.HUGE_PAGE == 0
+    assert_exact(got, image)
+    store.delete("big")
+    got.mul_(0.5)  # private memory: writable, and nothing else sees the write
+    assert_exact(got, image * 0.5)
+
+
+@pytest.mark.parametrize("advice", [None, -1], ids=["no MADV_HUGEPAGE", "madvise refused"])
+def test_a_load_without_huge_pages_is_the_same_bytes(store, monkeypatch, advice):
+    image = rand_image(b=1, h=512, w=1024, seed=8)
+    store.publish("big", image)
+    monkeypatch.setattr(slot_format, "_MADV_HUGEPAGE", advice)
+    assert_exact(store.load("big")[0], image)
+
+
 OLDER_CHECKSUMS = {
     "xxh3": slot_format.stream_checksum,  # 0.2.0
     "crc32x2m": slot_format.legacy_crc_checksum,  # 0.1.0
