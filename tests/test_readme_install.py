@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,13 +75,45 @@ def test_park_is_the_default_on_timeout() -> None:
     assert on_timeout[1]["default"] == PARK == "park"
 
 
-def test_the_two_developer_commands_are_unchanged() -> None:
+def developer_commands() -> list[str]:
     section = README[README.index("## Developers") : README.index("## Layout")]
-    assert "pip install torch==2.13.0 -e . && python -m gates serve" in section
-    assert 'pip install torch==2.13.0 -e ".[test]" && python -m pytest' in section
-    assert "`pip install -r requirements.txt`\nand `pip install -e . --no-deps`" in section
+    return re.findall(r"^(pip install .*)$", section, re.M)
+
+
+def test_the_two_developer_commands_serve_and_test() -> None:
+    assert developer_commands() == [
+        "pip install -e . && python -m gates serve",
+        'pip install -e ".[test]" && python -m pytest',
+    ]
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert "torch==2.13.0" in ci and '-e ".[test]"' in ci and "python3 -m pytest" in ci
+
+
+def test_the_developer_commands_leave_an_installed_torch_alone(tmp_path: Path) -> None:
+    """Each README command's pip step, dry-run where pip sees a torch no index has (as a
+    ComfyUI venv's CUDA build is to PyPI): it installs the pack and nothing else. A pin such
+    as `torch==2.13.0` in a command would replace that torch, and fail here."""
+    site = tmp_path / "site"
+    dist = site / "torch-0.0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 0.0.1\n", encoding="utf-8")
+    (dist / "RECORD").write_text("", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    for command in developer_commands():
+        pip_args = shlex.split(command.split("&&")[0])[2:]  # after "pip install"
+        report = tmp_path / "report.json"
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--no-index", "--no-build-isolation"]
+            + ["--report", str(report), *pip_args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, f"{command}: {done.stderr[-2000:]}"
+        installs = {item["metadata"]["name"] for item in json.loads(report.read_text())["install"]}
+        assert installs == {"dataset-gates"}, command
 
 
 def test_the_cli_lines_name_every_command() -> None:
