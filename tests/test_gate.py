@@ -433,11 +433,15 @@ def test_a_mask_painted_before_the_timeout_is_parked_with_the_batch(store):
 
 
 def test_a_held_pause_does_not_time_out(store):
+    now = [1000.0]  # the waiter's clock stands still until the hold, so a busy machine cannot expire it first
+
     def hold_then_choose(waiter: Waiter, payload: dict) -> None:
         waiter.hold(payload["node"], payload["token"])
+        now[0] += 60  # far past the deadline
         threading.Timer(0.3, waiter.choose, args=(payload["node"], payload["token"], 1)).start()
 
-    out = run(store, Host(Waiter(), hold_then_choose), image=torch.rand(1, 4, 4, 3), timeout=0.1, on_timeout="stop")
+    host = Host(Waiter(clock=lambda: now[0]), hold_then_choose)
+    out = run(store, host, image=torch.rand(1, 4, 4, 3), timeout=0.1, on_timeout="stop")
     assert out[11].routes == (1,)
 
 
