@@ -1,0 +1,56 @@
+"""Previews and thumbnails: the PNG writer and the box downscale behind every pause preview."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gates import images
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 5), (64, 33, 1), (9, 31, 2), (40, 17, 3), (3, 300, 4)])
+def test_encode_png_is_exact_in_any_decoder_for_every_channel_count(shape):
+    """Extreme and neighbouring values too: the Up filter wraps modulo 256."""
+    rng = np.random.default_rng(sum(shape))
+    pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    pixels.reshape(-1)[:4] = [0, 255, 0, 255][: pixels.size]
+    data = images.encode_png(pixels)
+    assert data[:8] == images.PNG_SIGNATURE
+    decoded = Image.open(io.BytesIO(data))
+    decoded.load()  # checks every chunk's CRC and the deflate stream
+    channels = shape[2] if len(shape) == 3 else 1
+    assert decoded.mode == {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
+    assert decoded.size == (shape[1], shape[0])
+    assert np.array_equal(np.asarray(decoded).reshape(shape), pixels)
+
+
+def test_a_flat_image_compresses_to_under_one_percent():
+    flat = np.full((512, 512, 3), 128, np.uint8)
+    assert len(images.encode_png(flat)) < flat.nbytes / 100
+
+
+def test_png_bytes_of_a_thumbnail_round_trips():
+    thumb = images.thumbnail(torch.rand(3, 300, 200, 3))
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(images.png_bytes(thumb)))), np.asarray(thumb))
+
+
+@pytest.mark.parametrize(("h", "w", "c", "factor"), [(2048, 2048, 3, 2), (301, 257, 4, 3), (97, 1600, 1, 16)])
+def test_the_box_downscale_is_avg_pool_over_whole_cells(h, w, c, factor):
+    """Rows and columns that do not fill a cell are dropped, as avg_pool2d drops them."""
+    image = torch.rand(h, w, c, generator=torch.Generator().manual_seed(h))
+    want = torch.nn.functional.avg_pool2d(image.permute(2, 0, 1)[None], factor)[0].permute(1, 2, 0)
+    got = images._fit(image, side=1, factor=factor)
+    assert got.shape == want.shape and got.dtype == torch.float32
+    assert torch.allclose(got, want, atol=1e-6, rtol=0)
+
+
+def test_the_box_downscale_takes_half_precision_and_leaves_its_input_alone():
+    image = torch.rand(64, 48, 3).to(torch.bfloat16)
+    before = image.clone()
+    got = images._fit(image, side=16)
+    assert got.shape == (16, 12, 3) and got.dtype == torch.float32
+    assert torch.equal(image, before)
