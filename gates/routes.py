@@ -17,7 +17,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from aiohttp import BodyPartReader, web
@@ -29,7 +29,7 @@ from .parking import NotParked, resume_prompt
 from .policy import Policy
 from .slot_ids import parse_ref, validate_id
 from .slots import SlotInfo, SlotStore
-from .waiter import Connected, StaleRun, Waiter, single_route
+from .waiter import Connected, Pending, StaleRun, Waiter, single_route
 
 PREFIX = "/datasete_gate"
 MAX_JSON_BYTES = 64 * 1024
@@ -42,6 +42,9 @@ DOWNLOAD_CHUNK = 1 << 20
 # bytes, so a 64-image grid's thumbnails (~40 KB each) and a few full previews all fit.
 PREVIEW_CACHE_BYTES = 48 << 20
 PREVIEW_SIDES = (64, 1024)  # the long side a pause preview may ask for (grid thumbnails: 160)
+GRID_SIDE = 160  # the long side of a batch grid's thumbnails: web/gate_grid.js THUMB_SIDE
+RENDER_AHEAD = 4  # a batch's first grid thumbnails rendered as it pauses (under MAX_WAITING_RENDERS)
+PreviewKey = tuple[str, str, int, int]  # node, token, batch index, long side
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 QueuePrompt = Callable[[dict[str, Any], "str | None"], Awaitable[str]]
@@ -74,6 +77,11 @@ _STATUS: list[tuple[type[BaseException], int]] = [
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+def _rendered(future: Future[Any]) -> bool:
+    """Done with a result (a failed render's callback may not have dropped it yet)."""
+    return future.done() and not future.cancelled() and future.exception() is None
 
 
 def _guard(handler: Handler) -> Handler:
@@ -149,15 +157,18 @@ class GateRoutes:
         self._render_pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="gates-render")
         self._renders = 0
         self._renders_lock = threading.Lock()
-        self._previews: OrderedDict[tuple[str, str, int, int], bytes] = OrderedDict()
+        # Pause previews, rendering or rendered, oldest first; a byte budget over the finished ones.
+        self._previews: OrderedDict[PreviewKey, Future[bytes]] = OrderedDict()
         self._preview_bytes = 0
+        self._previews_lock = threading.Lock()
+        waiter.on_arm(self._render_ahead)
 
     async def _store(self, fn: Callable[..., R], *args: Any) -> R:
         """Run store work on the store pool: disk reads never block the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._store_pool, functools.partial(fn, *args))
 
-    async def _render(self, fn: Callable[..., R], *args: Any) -> R:
-        """Run a render or decode on the render pool; 503 when too many are already waiting."""
+    def _submit_render(self, fn: Callable[..., R], *args: Any) -> Future[R]:
+        """Queue a render or decode on the render pool; 503 when too many are already waiting."""
         with self._renders_lock:
             if self._renders >= MAX_WAITING_RENDERS:
                 raise web.HTTPServiceUnavailable(
@@ -166,11 +177,57 @@ class GateRoutes:
                     headers={"Retry-After": "1"},
                 )
             self._renders += 1
+        future = self._render_pool.submit(fn, *args)
+        future.add_done_callback(self._render_done)
+        return future
+
+    def _render_done(self, _future: Future[Any]) -> None:
+        with self._renders_lock:
+            self._renders -= 1
+
+    async def _render(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run a render or decode on the render pool, off the event loop."""
+        return await asyncio.wrap_future(self._submit_render(fn, *args))
+
+    def _preview(self, pending: Pending, index: int, side: int) -> Future[bytes]:
+        """The preview of batch image `index` at `side`: the one already rendered or rendering
+        (paging back and forth, a second look, or a render started at the pause), else a new
+        render. A failed render is forgotten, so the next request tries again."""
+        key = (pending.node, pending.token, index, side)
+        with self._previews_lock:
+            future = self._previews.get(key)
+            if future is not None:
+                return future
+            future = self._submit_render(images.preview, pending.image[index], side)
+            self._previews[key] = future
+        future.add_done_callback(functools.partial(self._preview_done, key))  # may run at once
+        return future
+
+    def _preview_done(self, key: PreviewKey, future: Future[bytes]) -> None:
+        with self._previews_lock:
+            if self._previews.get(key) is not future:
+                return
+            if future.cancelled() or future.exception() is not None:
+                del self._previews[key]
+                return
+            self._preview_bytes += len(future.result())
+            finished = [k for k, f in self._previews.items() if k != key and _rendered(f)]
+            for old in finished:  # oldest first; the newest preview always stays
+                if self._preview_bytes <= PREVIEW_CACHE_BYTES:
+                    break
+                self._preview_bytes -= len(self._previews.pop(old).result())
+
+    def _render_ahead(self, pending: Pending) -> None:
+        """At the pause, on the gate's thread: start rendering what the page asks for first (a
+        single image's preview, a batch's first grid thumbnails), so that it is ready or nearly
+        when the page's request comes. Skipped when the render pool is already full."""
+        batch = int(pending.image.shape[0])
+        wanted = [(0, PREVIEW_SIDES[1])] if batch == 1 else [(i, GRID_SIDE) for i in range(min(batch, RENDER_AHEAD))]
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._render_pool, functools.partial(fn, *args))
-        finally:
-            with self._renders_lock:
-                self._renders -= 1
+            for index, side in wanted:
+                self._preview(pending, index, side)
+        except web.HTTPServiceUnavailable:
+            pass  # the page's own requests render the rest
 
     def add_to(self, table: web.RouteTableDef) -> None:
         p = self.prefix
@@ -394,13 +451,5 @@ class GateRoutes:
         side = _int_param(request.query.get("side"), "side", PREVIEW_SIDES[1])
         if not PREVIEW_SIDES[0] <= side <= PREVIEW_SIDES[1]:
             raise ValueError(f"side must be from {PREVIEW_SIDES[0]} to {PREVIEW_SIDES[1]}, got {side}")
-        key = (pending.node, pending.token, index, side)
-        data = self._previews.get(key)
-        if data is None:  # paging back and forth, or a second look, costs nothing
-            data = await self._render(images.preview, pending.image[index], side)
-            if key not in self._previews:  # a twin request may have rendered it meanwhile
-                self._previews[key] = data
-                self._preview_bytes += len(data)
-            while self._preview_bytes > PREVIEW_CACHE_BYTES and len(self._previews) > 1:
-                self._preview_bytes -= len(self._previews.popitem(last=False)[1])
-        return _png(data)
+        # shield: a request that goes away must not cancel a render other requests share
+        return _png(await asyncio.shield(asyncio.wrap_future(self._preview(pending, index, side))))

@@ -18,6 +18,7 @@ click in the UI) stops the countdown for good.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -35,6 +36,8 @@ class StaleRun(LookupError):
 class OwnerConnected(StaleRun):
     """A take-over was refused: the tab that owns the pause still has an open socket."""
 
+
+log = logging.getLogger(__name__)
 
 Connected = Callable[[str], bool]
 """Whether a client id has an open websocket now (ComfyUI: PromptServer.instance.sockets)."""
@@ -137,6 +140,13 @@ class Waiter:
         self._lock = threading.Lock()
         self._waiting: dict[str, Pending] = {}
         self._revoked: dict[str, str] = {}  # taken-over token -> node path (oldest first)
+        self._on_arm: list[Callable[[Pending], None]] = []
+
+    def on_arm(self, listener: Callable[[Pending], None]) -> None:
+        """Call `listener(pending)` on the gate's thread as each pause is armed, before the page
+        hears of it (the routes start rendering its preview then). It must not block; what it
+        raises is logged and the pause goes on."""
+        self._on_arm.append(listener)
 
     def arm(self, node: str, image: torch.Tensor, routes: int, **details: Any) -> Pending:
         """Register a pause under a new token. A leftover pause of the same node is superseded.
@@ -149,6 +159,11 @@ class Waiter:
             self._waiting[node] = pending
         if old is not None:
             old._event.set()
+        for listener in self._on_arm:
+            try:
+                listener(pending)
+            except Exception:
+                log.exception("Dataset Gates: a pause listener failed; the gate waits all the same")
         return pending
 
     def wait(self, pending: Pending, interrupted: Callable[[], bool], poll_s: float = 0.05) -> Decision:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -519,6 +521,97 @@ async def test_resume_without_comfyui_is_501(client, store):
     resp = await client.post(f"{P}/resume/p", json={})
     assert resp.status == 501
     assert await resp.json() == {"error": "Resume needs ComfyUI: open this bus in ComfyUI's sidebar"}
+
+
+@pytest.fixture
+def renders(monkeypatch) -> list[tuple]:
+    """Every preview render's arguments, in order (images.preview still does the work)."""
+    from gates import images as images_mod
+
+    calls: list[tuple] = []
+    real = images_mod.preview
+    monkeypatch.setattr(images_mod, "preview", lambda *a: calls.append(a) or real(*a))
+    return calls
+
+
+async def _until(condition, seconds: float = 5.0) -> None:
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+async def test_a_pause_renders_its_preview_before_the_page_asks(client, waiter, renders):
+    image = torch.rand(1, 40, 30, 3)
+    pending = waiter.arm("12:5", image, routes=2, client_id="tab-a")
+    await _until(lambda: len(renders) == 1)  # no request was made
+    assert renders[0][1] == routes_mod.PREVIEW_SIDES[1]
+    resp = await client.get(f"{P}/preview", params={"node": "12:5", "token": pending.token})
+    got = np.asarray(Image.open(io.BytesIO(await resp.read())).convert("RGB"))
+    assert np.array_equal(got, (image[0] * 255).round().to(torch.uint8).numpy())
+    assert len(renders) == 1
+
+
+async def test_a_batch_pause_renders_its_first_grid_thumbnails_ahead(client, waiter, renders):
+    pending = waiter.arm("7:1", torch.rand(10, 300, 200, 3), routes=2, client_id="tab-a")
+    await _until(lambda: len(renders) == routes_mod.RENDER_AHEAD)
+    assert {side for _, side in renders} == {routes_mod.GRID_SIDE}
+    for i in range(10):
+        params = {"node": "7:1", "token": pending.token, "index": i, "side": routes_mod.GRID_SIDE}
+        resp = await client.get(f"{P}/preview", params=params)
+        assert resp.status == 200 and max(Image.open(io.BytesIO(await resp.read())).size) == routes_mod.GRID_SIDE
+    assert len(renders) == 10
+
+
+def test_the_grid_thumbnails_rendered_ahead_are_the_size_the_page_asks_for():
+    grid_js = (Path(__file__).resolve().parents[1] / "web" / "gate_grid.js").read_text(encoding="utf-8")
+    assert f"export const THUMB_SIDE = {routes_mod.GRID_SIDE};" in grid_js
+
+
+async def test_a_failed_preview_render_is_not_kept(client, waiter, monkeypatch):
+    from gates import images as images_mod
+
+    real, failed = images_mod.preview, []
+
+    def fails_once(*a):
+        if not failed:
+            failed.append(True)
+            raise ValueError("the image went away")
+        return real(*a)
+
+    monkeypatch.setattr(images_mod, "preview", fails_once)
+    pending = waiter.arm("12:5", torch.rand(1, 16, 12, 3), routes=2, client_id="tab-a")
+    await _until(lambda: failed)  # the render at the pause failed
+    resp = await client.get(f"{P}/preview", params={"node": "12:5", "token": pending.token})
+    assert resp.status == 200 and (await resp.read())[:8] == images_mod.PNG_SIGNATURE
+
+
+async def test_a_request_that_goes_away_does_not_cancel_a_render_another_waits_for(client, waiter, monkeypatch):
+    from gates import images as images_mod
+
+    started, release = [], threading.Event()
+    real = images_mod.preview
+
+    def slow(*a):
+        started.append(a)
+        release.wait(5)
+        return real(*a)
+
+    monkeypatch.setattr(images_mod, "preview", slow)
+    for node in ("1:1", "1:2"):  # both render threads busy: the next render waits in the queue
+        waiter.arm(node, torch.rand(1, 8, 8, 3), routes=2, client_id="tab-a")
+    await _until(lambda: len(started) == routes_mod.RENDER_THREADS)
+    pending = waiter.arm("12:5", torch.rand(1, 16, 12, 3), routes=2, client_id="tab-a")
+    params = {"node": "12:5", "token": pending.token}
+    first = asyncio.ensure_future(client.get(f"{P}/preview", params=params))
+    second = asyncio.ensure_future(client.get(f"{P}/preview", params=params))
+    await asyncio.sleep(0.1)
+    first.cancel()  # one tab goes away while its render is still queued
+    await asyncio.sleep(0.1)
+    release.set()
+    resp = await second
+    assert resp.status == 200 and (await resp.read())[:8] == images_mod.PNG_SIGNATURE
 
 
 async def test_the_preview_cache_keeps_a_whole_64_image_grid(client, waiter, monkeypatch):

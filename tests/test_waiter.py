@@ -334,3 +334,12 @@ def test_preselect_is_shown_with_the_pause():
     waiter = Waiter()
     waiter.arm("1", image(3), routes=3, preselect=[3, 1, 1])
     assert waiter.pending("tab")[0]["preselect"] == [3, 1, 1]
+
+
+def test_a_failing_arm_listener_is_logged_and_the_pause_goes_on(caplog):
+    waiter, seen = Waiter(), []
+    waiter.on_arm(lambda pending: 1 / 0)
+    waiter.on_arm(seen.append)  # later listeners still hear of it
+    pending = waiter.arm("3", torch.zeros(1, 2, 2, 3), routes=2)
+    assert seen == [pending] and waiter.get("3", pending.token) is pending
+    assert "pause listener failed" in caplog.text
