@@ -14,15 +14,17 @@ Run from the repository root:
 * `publish 1024x1024 f32 + thumbnail` and `thumbnail 1024x1024 alone`: `SlotStore.publish` of
   a [1,1024,1024,3] image with its mask (tensor file, thumbnail, fsyncs), and the thumbnail's
   share of it (downscale plus PNG encode).
-* `pause preview 2048x2048, first look` and `pause preview 2048x2048`: `GET /preview` of a
-  paused gate's 2048x2048 float32 image over loopback: the first request of a pause renders
-  (downscale + PNG), later ones (paging back, a reload) come from the per-pause cache. The
-  target applies to the cached figure; the first look is reported beside it.
+* `pause preview 2048x2048, first look`: from arming a pause of a 2048x2048 float32 image to
+  the last byte of its `GET /preview` over loopback, the request sent at once (the page is
+  slower than that to ask, so this is the worst case): the render starts at the pause
+  (downscale + PNG) and the request waits for it. `preview render 2048x2048 alone` is the
+  render in-process, and `pause preview 2048x2048` a later request of the same pause (paging
+  back, a reload), from the per-pause cache. The target applies to the first look.
 * `/bus/list during 4 renders of 4096x4096`: `GET /bus/list` latency while four
   `GET /bus/image` previews of a 4096x4096 float32 slot render at once: whether the server
   (ComfyUI's own loop, inside ComfyUI) stays responsive.
 
-Targets (median POST -> wake < 5 ms, pause preview 2048x2048 median < 20 ms, /bus/list p95
+Targets (median POST -> wake < 5 ms, pause preview 2048x2048 first look median < 20 ms, /bus/list p95
 < 20 ms under the renders) are printed as PASS/FAIL; only --strict turns a FAIL into exit 1.
 """
 
@@ -179,11 +181,16 @@ def run(n: int, repeat: int, folder: Path) -> list[Row]:
         post = http_answer(address)
         rows.append(Row("POST /choice -> wake (event)", wake_latencies(waiter, n, event_wait, post, 0.003)))
         rows.append(Row("POST /choice -> wake (100 ms poll)", wake_latencies(waiter, n, poll_wait, post, POLL_S)))
-        first = []
+        first, render = [], []
         for _ in range(repeat):  # a new pause each time: the first look renders
-            paused = waiter.arm(NODE, torch.rand(1, 2048, 2048, 3), routes=2)
-            first.append(get_ms(address, f"{PREFIX}/preview?node={NODE}&token={paused.token}&index=0"))
+            image = torch.rand(1, 2048, 2048, 3)
+            start = time.perf_counter()
+            paused = waiter.arm(NODE, image, routes=2)  # the render starts here, at the pause
+            get_ms(address, f"{PREFIX}/preview?node={NODE}&token={paused.token}&index=0")
+            first.append((time.perf_counter() - start) * 1000.0)
+            render.extend(timed_ms(lambda image=image: images.preview(image[0]), 1))
         rows.append(Row("pause preview 2048x2048, first look", first))
+        rows.append(Row("preview render 2048x2048 alone", render))
         rows.append(
             Row(
                 "pause preview 2048x2048",
@@ -221,7 +228,7 @@ def print_table(rows: list[Row]) -> None:
 def check_targets(rows: list[Row]) -> list[Target]:
     by_path = {r.path: r for r in rows}
     wake = by_path["POST /choice -> wake (event)"].median_ms
-    preview = by_path["pause preview 2048x2048"].median_ms
+    preview = by_path["pause preview 2048x2048, first look"].median_ms
     listing = by_path[f"/bus/list during {RENDERS} renders of 4096x4096"].p95_ms
     return [
         Target(
@@ -232,11 +239,12 @@ def check_targets(rows: list[Row]) -> list[Target]:
             f"100 ms polling: mean {by_path['POST /choice -> wake (100 ms poll)'].mean_ms:.1f} ms",
         ),
         Target(
-            "pause preview 2048x2048 median, cached (ms)",
+            "pause preview 2048x2048 median, first look (ms)",
             preview,
             f"< {PREVIEW_TARGET_MS:g}",
             preview < PREVIEW_TARGET_MS,
-            f"first look: {by_path['pause preview 2048x2048, first look'].median_ms:.1f} ms",
+            f"render alone {by_path['preview render 2048x2048 alone'].median_ms:.1f} ms, "
+            f"cached {by_path['pause preview 2048x2048'].median_ms:.1f} ms",
         ),
         Target(
             f"/bus/list p95 during {RENDERS} renders (ms)",
