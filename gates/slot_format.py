@@ -67,6 +67,7 @@ READ_CHUNK = 1 << 20  # fits in L2 with room to spare: hashed while still in cac
 PARALLEL_MIN = 8 << 20  # below this a load reads on one thread: the hand-off would cost more
 MAX_READERS = min(16, os.cpu_count() or 1)
 HUGE_PAGE = 2 << 20  # a transparent huge page on x86-64 and arm64 (4 KiB base pages)
+HUGE_MIN = 32 << 20  # glibc maps fresh memory for anything this big (its highest mmap threshold)
 STRIPE = HUGE_PAGE // READ_CHUNK  # chunks a reader takes at a time: each huge page faults on one thread
 _MADV_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)  # Linux only
 CHUNKED_TAG = "xxh3x1m"  # new slots: one xxh3 per READ_CHUNK, hashed by whichever thread read it
@@ -364,16 +365,18 @@ def read_header(f: io.RawIOBase) -> Header:
 
 # -- tensors out ------------------------------------------------------------------------------
 def _owned(size: int, pinned: bool) -> torch.Tensor:
-    """Fresh memory for a load, owned by the result (never a view of the file).
+    """Memory for a load, owned by the result (never a view of the file).
 
-    A big host buffer is an anonymous mapping advised for transparent huge pages: most of a
-    load into fresh memory is page faults, one per 4 KiB page (512 per 2 MiB), and on Linux
-    with THP set to `madvise` (the common default) torch's own allocator never asks for huge
-    ones. Where the OS has no MADV_HUGEPAGE, or refuses it, the buffer is torch's as before.
+    A buffer of HUGE_MIN or more is an anonymous mapping advised for transparent huge pages.
+    torch's allocator (glibc) maps fresh memory for it anyway, and most of a load into fresh
+    memory is page faults, one per 4 KiB page (512 per 2 MiB); with THP set to `madvise` (the
+    common default) nothing but an advice gets huge pages. A smaller buffer comes from torch,
+    whose heap reuses memory a clone would reuse too. Where the OS has no MADV_HUGEPAGE, or
+    refuses it, every buffer is torch's.
     """
     if pinned:
         return torch.empty(size, dtype=torch.uint8, pin_memory=True)
-    if size >= HUGE_PAGE and _MADV_HUGEPAGE is not None:
+    if size >= HUGE_MIN and _MADV_HUGEPAGE is not None:
         return _huge_page_buffer(size)
     return torch.empty(size, dtype=torch.uint8)
 

@@ -477,7 +477,8 @@ def test_each_huge_page_of_a_load_is_read_by_one_thread(store, several_readers, 
 
 
 @pytest.mark.skipif(slot_format._MADV_HUGEPAGE is None, reason="MADV_HUGEPAGE is Linux only")
-def test_a_big_load_lands_in_huge_page_aligned_memory_it_owns(store):
+def test_a_big_load_lands_in_huge_page_aligned_memory_it_owns(store, monkeypatch):
+    monkeypatch.setattr(slot_format, "HUGE_MIN", slot_format.HUGE_PAGE)
     image = rand_image(b=1, h=512, w=1024, seed=7)  # 6 MiB: over one huge page
     store.publish("big", image)
     got, mask = store.load("big")
@@ -490,6 +491,7 @@ def test_a_big_load_lands_in_huge_page_aligned_memory_it_owns(store):
 
 @pytest.mark.parametrize("advice", [None, -1], ids=["no MADV_HUGEPAGE", "madvise refused"])
 def test_a_load_without_huge_pages_is_the_same_bytes(store, monkeypatch, advice):
+    monkeypatch.setattr(slot_format, "HUGE_MIN", slot_format.HUGE_PAGE)
     image = rand_image(b=1, h=512, w=1024, seed=8)
     store.publish("big", image)
     monkeypatch.setattr(slot_format, "_MADV_HUGEPAGE", advice)
