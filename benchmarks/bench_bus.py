@@ -46,6 +46,7 @@ COLD_LOAD_VS_READ_MAX = 1.15
 CUDA_LOAD_VS_COPY_MAX = 1.2
 LOAD_VS_PNG_MIN_SPEEDUP = 10.0
 PUBLISH_VS_PLAIN_MAX = 3.0
+PUBLISH_VS_PLAIN_MAX_2048 = 2.0  # the 2048x2048 publish: a gate's typical pass
 LIST_MAX_MS = 100.0
 
 LOAD_PATHS = ("load", "load_noverify", "load_cold", "load_cuda", "png_load", "torch_load")
@@ -70,18 +71,23 @@ def timed(
     before: Callable[[], None] | None = None,
     keep: bool = True,
 ) -> tuple[list[float], Any]:
-    """Run `fn` once untimed, then `repeat` timed times; return the times in ms and the last result.
+    """Run `fn` untimed, then `repeat` timed times; return the times in ms and the last result.
 
     The untimed run warms the page cache and (for CUDA) the context, and makes every timed write
     an overwrite, as republishing a slot is. With `keep`, every result is held until the end, as
     ComfyUI holds a node's outputs: each run then pays for fresh memory, the same for a clone as
     for a load, instead of some runs reusing the block the previous run freed (several times
-    faster, and a matter of allocator state). `before` runs untimed ahead of each run; `sync`
-    runs inside the timing, so asynchronous CUDA work is counted.
+    faster, and a matter of allocator state). Then the untimed runs are `repeat` held results,
+    freed before the timing: on a virtual machine whose host backs memory on first touch, the
+    first use of a block costs many times a later one (a 2048x2048 load into huge pages: 110-180
+    ms on never-used memory, 12 ms after), and a ComfyUI that has run for a while reuses memory
+    it has touched. `before` runs untimed ahead of each run; `sync` runs inside the timing, so
+    asynchronous CUDA work is counted.
     """
-    kept = [fn()]
+    kept = [fn() for _ in range(repeat if keep else 1)]  # settle: see the docstring
     if sync is not None:
         sync()
+    kept = kept[-1:]
     samples = []
     for _ in range(repeat):
         if not keep:
@@ -294,11 +300,12 @@ def check_targets(workloads: list[Workload], list_ms: float | None) -> list[Targ
             f"verify=False: {r['load_noverify'] / r['memcopy']:.2f}x",
         )
         ratio = r["publish"] / r["plain_write_fsync"]
+        limit = PUBLISH_VS_PLAIN_MAX_2048 if wl.shape == (1, 2048, 2048) else PUBLISH_VS_PLAIN_MAX
         target(
             f"{wl.name} publish / plain_write_fsync",
             ratio,
-            f"<= {PUBLISH_VS_PLAIN_MAX}",
-            ratio <= PUBLISH_VS_PLAIN_MAX,
+            f"<= {limit}",
+            ratio <= limit,
             f"vs plain_write without fsync: {r['publish'] / r['plain_write']:.2f}x",
         )
         cold = r["load_cold"] / r["plain_read_cold"]
