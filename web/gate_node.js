@@ -383,8 +383,11 @@ export class GateController {
   runAgain() {
     const command = this.app.extensionManager?.command;
     const queued = command ? command.execute("Comfy.QueuePrompt") : this.app.queuePrompt(0);
-    Promise.resolve(queued).then(() => this.say("Queued: the run will pause here again."),
-      (err) => this.say(`Could not queue: ${err.message}`, true));
+    const before = this.info?.token ?? null;
+    // The new run can pause here before the queue call resolves: then that pause speaks.
+    const repaused = () => this.mode === "paused" && this.info?.token !== before;
+    Promise.resolve(queued).then(() => repaused() || this.say("Queued: the run will pause here again."),
+      (err) => repaused() || this.say(`Could not queue: ${err.message}`, true));
   }
 
   pickSlot(name, anchor) {

@@ -340,6 +340,8 @@ def test_pause_in_node_click_and_keyboard_pick(ui) -> None:
 
     page.click(".dg-run")  # "Run from here" queues the workflow again
     second = ui.wait_paused(old_token=pause["token"])
+    page.wait_for_timeout(500)  # the queue call may resolve after the new pause: it must not speak then
+    assert "Queued" not in page.inner_text(f"{PAUSED}")
     page.click(".dg-gate-status")  # the gate has focus ...
     page.keyboard.press("1")  # ... so key 1 picks route 1
     page.wait_for_selector(DECIDED)
