@@ -614,13 +614,8 @@ async def test_a_request_that_goes_away_does_not_cancel_a_render_another_waits_f
     assert resp.status == 200 and (await resp.read())[:8] == images_mod.PNG_SIGNATURE
 
 
-async def test_the_preview_cache_keeps_a_whole_64_image_grid(client, waiter, monkeypatch):
+async def test_the_preview_cache_keeps_a_whole_64_image_grid(client, waiter, renders):
     """Grid thumbnails of a 64-image pause are rendered once each, however often asked for."""
-    from gates import images as images_mod
-
-    renders = []
-    real = images_mod.preview
-    monkeypatch.setattr(images_mod, "preview", lambda *a: renders.append(a) or real(*a))
     pending = waiter.arm("7:1", torch.rand(64, 48, 64, 3), routes=2, client_id="tab-a")
     for _ in range(2):
         for i in range(64):
