@@ -614,6 +614,30 @@ async def test_a_request_that_goes_away_does_not_cancel_a_render_another_waits_f
     assert resp.status == 200 and (await resp.read())[:8] == images_mod.PNG_SIGNATURE
 
 
+async def test_a_flood_of_previews_gets_503_past_the_render_limit_and_the_limit_comes_back(client, waiter, monkeypatch):
+    from gates import images as images_mod
+
+    release, real = threading.Event(), images_mod.preview
+    monkeypatch.setattr(images_mod, "preview", lambda *a: release.wait(5) and real(*a))
+    pending = waiter.arm("7:1", torch.rand(16, 64, 48, 3), routes=2, client_id="tab-a")  # renders ahead
+    flood = [
+        asyncio.ensure_future(
+            client.get(f"{P}/preview", params={"node": "7:1", "token": pending.token, "index": i, "side": 64 + i})
+        )
+        for i in range(16)
+    ]
+    await asyncio.sleep(0.3)  # every request has been admitted or refused while the renders wait
+    release.set()
+    statuses = [(await request).status for request in flood]
+    admitted = routes_mod.MAX_WAITING_RENDERS - routes_mod.RENDER_AHEAD
+    assert statuses.count(200) == admitted and statuses.count(503) == 16 - admitted
+    again = [
+        await client.get(f"{P}/preview", params={"node": "7:1", "token": pending.token, "index": i, "side": 200})
+        for i in range(routes_mod.MAX_WAITING_RENDERS + 2)
+    ]
+    assert [r.status for r in again] == [200] * (routes_mod.MAX_WAITING_RENDERS + 2)
+
+
 async def test_the_preview_cache_keeps_a_whole_64_image_grid(client, waiter, renders):
     """Grid thumbnails of a 64-image pause are rendered once each, however often asked for."""
     pending = waiter.arm("7:1", torch.rand(64, 48, 64, 3), routes=2, client_id="tab-a")
