@@ -77,17 +77,17 @@ def timed(
     an overwrite, as republishing a slot is. With `keep`, every result is held until the end, as
     ComfyUI holds a node's outputs: each run then pays for fresh memory, the same for a clone as
     for a load, instead of some runs reusing the block the previous run freed (several times
-    faster, and a matter of allocator state). Then the untimed runs are `repeat` held results,
-    freed before the timing: on a virtual machine whose host backs memory on first touch, the
+    faster, and a matter of allocator state). Then the untimed runs are `repeat` + 1 held
+    results, freed before the timing: on a virtual machine whose host backs memory on first touch, the
     first use of a block costs many times a later one (a 2048x2048 load into huge pages: 110-180
     ms on never-used memory, 12 ms after), and a ComfyUI that has run for a while reuses memory
     it has touched. `before` runs untimed ahead of each run; `sync` runs inside the timing, so
     asynchronous CUDA work is counted.
     """
-    kept = [fn() for _ in range(repeat if keep else 1)]  # settle: see the docstring
+    kept = [fn() for _ in range(repeat + 1 if keep else 1)]  # settle: see the docstring
     if sync is not None:
         sync()
-    kept = kept[-1:]
+    kept.clear()  # the timed runs hold at most `repeat` results: memory the settling touched
     samples = []
     for _ in range(repeat):
         if not keep:
