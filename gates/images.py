@@ -53,11 +53,11 @@ def _fit(image_hwc: torch.Tensor, side: int, factor: int | None = None) -> torch
     over a channels-last image took 10x as long (2048x2048 float32 on two cores: 6 ms
     against 60-110 ms).
     """
+    h, w, c = (int(n) for n in image_hwc.shape)
     if factor is None:
-        factor = max(int(image_hwc.shape[0]), int(image_hwc.shape[1])) // side
+        factor = _box_factor(h, w, side)
     if factor < 2:
         return image_hwc
-    h, w, c = (int(n) for n in image_hwc.shape)
     img = image_hwc.detach().to("cpu", torch.float32)[: h - h % factor, : w - w % factor]
     rows = torch.add(img[0::factor], img[1::factor])  # a new contiguous tensor: the input stays
     for i in range(2, factor):
@@ -67,6 +67,12 @@ def _fit(image_hwc: torch.Tensor, side: int, factor: int | None = None) -> torch
     for j in range(2, factor):
         out += cells[:, :, j]
     return out.div_(factor * factor)
+
+
+def _box_factor(height: int, width: int, side: int) -> int:
+    """The whole factor that brings the long side down to between `side` and twice it, never
+    more than the short side (a 1x3000 strip stays one pixel high)."""
+    return max(1, min(max(height, width) // side, height, width))
 
 
 _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
@@ -136,7 +142,7 @@ def preview_rows(read_rows: RowReader, height: int, width: int, channels: int, s
     """
     if height * width > MAX_RENDER_PIXELS:
         raise ValueError(f"image of {width}x{height} pixels is over the render limit of {MAX_RENDER_PIXELS} pixels")
-    factor = max(1, max(height, width) // side)
+    factor = _box_factor(height, width, side)
     row_bytes = width * channels * 4  # as float32
     band = max(factor, BAND_BYTES // row_bytes // factor * factor)
     usable = height - height % factor

@@ -54,3 +54,15 @@ def test_the_box_downscale_takes_half_precision_and_leaves_its_input_alone():
     got = images._fit(image, side=16)
     assert got.shape == (16, 12, 3) and got.dtype == torch.float32
     assert torch.equal(image, before)
+
+
+@pytest.mark.parametrize("shape", [(1, 5000, 1, 3), (1, 1, 3000, 1), (2, 3, 2500, 4)])
+def test_a_thin_strip_publishes_with_a_thumbnail_and_previews(store, shape):
+    """The box average never shrinks the short side below one pixel (it used to fail the publish)."""
+    store.publish("strip", torch.rand(*shape))
+    thumb = Image.open(io.BytesIO(store.thumbnail("strip")))
+    preview = Image.open(io.BytesIO(store.render("strip", 0)))
+    for img in (thumb, preview):
+        img.load()
+        assert min(img.size) >= 1
+    assert max(thumb.size) <= images.THUMB_SIDE and max(preview.size) <= 1024
