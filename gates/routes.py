@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -35,7 +36,10 @@ PREFIX = "/datasete_gate"
 MAX_JSON_BYTES = 64 * 1024
 MAX_MASK_BYTES = 32 * 1024 * 1024
 STORE_THREADS = 4
-RENDER_THREADS = 2
+# Each render already runs its heavy steps on all of torch's threads: a second render thread
+# only helps small renders, and on two cores it starves the event loop (/bus/list p95 during
+# four 4096x4096 renders: 20-21 ms with two render threads, 10-13 ms with one).
+RENDER_THREADS = 1 if (os.cpu_count() or 1) <= 2 else 2
 MAX_WAITING_RENDERS = 8  # beyond this many renders queued or running, answer 503
 DOWNLOAD_CHUNK = 1 << 20
 # Rendered pause previews kept, by (node, token, index, side), oldest out first: a budget in

@@ -55,7 +55,7 @@ const THUMB_RETRIES = 3;
  */
 
 /**
- * Loads thumbnails a few at a time (the server renders on two threads and answers 503 past a
+ * Loads thumbnails a few at a time (the server renders on one or two threads and answers 503 past a
  * small queue) and tries a failed one again. Reports each batch of cells fully loaded once.
  */
 class ThumbLoader {
