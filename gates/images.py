@@ -78,10 +78,10 @@ def _box_factor(height: int, width: int, side: int) -> int:
 _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
 
-def _pil(image_hwc: torch.Tensor) -> Image.Image:
-    arr = to_uint(image_hwc)
-    mode = _MODES[arr.shape[2]]
-    return Image.fromarray(arr[:, :, 0] if mode == "L" else arr, mode)
+def _pil(pixels: np.ndarray) -> Image.Image:
+    """A PIL image of uint8 [H,W,C] pixels (C 1..4), in the mode their channels make."""
+    mode = _MODES[pixels.shape[2]]
+    return Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode)
 
 
 _COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # PNG colour types: grey, grey + alpha, RGB, RGBA
@@ -121,7 +121,7 @@ def thumbnail(images: torch.Tensor, side: int = THUMB_SIDE, strip: int = STRIP_M
 
     Only the images shown are converted, so a 64-image bfloat16 batch costs no more than four.
     """
-    shown = [_pil(_fit(images[i], side)) for i in range(min(int(images.shape[0]), strip))]
+    shown = [_pil(to_uint(_fit(images[i], side))) for i in range(min(int(images.shape[0]), strip))]
     w, h = shown[0].size
     sheet = Image.new(shown[0].mode, (w * len(shown), h))
     for i, img in enumerate(shown):
@@ -155,7 +155,7 @@ def preview_rows(read_rows: RowReader, height: int, width: int, channels: int, s
             part = part.to(torch.float32, copy=True)
         torch.from_numpy(pixels[r0 // factor : r1 // factor]).copy_(_levels(part, 255))
     if max(pixels.shape[:2]) > side:  # a whole factor left it up to twice too big
-        img = Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels, _MODES[channels])
+        img = _pil(pixels)
         img.thumbnail((side, side), Image.Resampling.LANCZOS)
         pixels = np.asarray(img)
     return encode_png(pixels)

@@ -211,7 +211,7 @@ class GateRoutes:
         with self._previews_lock:
             if self._previews.get(key) is not future:
                 return
-            if future.cancelled() or future.exception() is not None:
+            if not _rendered(future):
                 del self._previews[key]
                 return
             self._preview_bytes += len(future.result())
