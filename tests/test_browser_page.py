@@ -187,6 +187,36 @@ def test_batch_paging_shows_image_two_of_three(page, bus: Path) -> None:
     assert page.is_disabled(".dg-next")
 
 
+def test_a_full_size_preview_decodes_exactly_in_the_browser(page, bus: Path) -> None:
+    """Chromium's own PNG decoder reads our encoder's Up-filtered, ISA-L-deflated preview of
+    a noisy 1024x768 image pixel for pixel (the other page tests show images of a few KB)."""
+    from gates import images
+
+    image = torch.rand(1, 768, 1024, 3, generator=torch.Generator().manual_seed(7))
+    SlotStore(bus).publish("noise", image)  # 1024 wide: the preview is every pixel, 8-bit
+    page.click(".dg-refresh")
+    open_slot(page, "noise")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.dg-detail-img'); "
+        "return i && i.complete && i.naturalWidth === 1024 && i.src.includes('/bus/image/noise/0') }"
+    )
+    sums = page.evaluate("""() => {
+        const img = document.querySelector('.dg-detail-img');
+        const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+        const rgba = g.getImageData(0, 0, c.width, c.height).data;
+        let plain = 0, placed = 0;
+        for (let i = 0, k = 0; i < rgba.length; i++) {
+            if (i % 4 === 3) continue;
+            plain += rgba[i]; placed += rgba[i] * (k++ % 65521);
+        }
+        return [c.height, plain, placed];
+    }""")
+    want = images.to_uint(image[0]).reshape(-1).astype("int64")
+    weights = (torch.arange(want.size) % 65521).numpy()
+    assert sums == [768, int(want.sum()), int((want * weights).sum())]
+
+
 def test_delete_asks_and_removes_the_slot_on_disk(page, bus: Path) -> None:
     open_slot(page, "half")
     prompts: list[str] = []
