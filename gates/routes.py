@@ -161,8 +161,9 @@ class GateRoutes:
         self._render_pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="gates-render")
         self._renders = 0
         self._renders_lock = threading.Lock()
-        # Pause previews, rendering or rendered, oldest first; a byte budget over the finished ones.
+        # Pause previews, rendering or rendered, oldest first; a byte budget over the counted ones.
         self._previews: OrderedDict[PreviewKey, Future[bytes]] = OrderedDict()
+        self._preview_sizes: dict[PreviewKey, int] = {}  # the previews counted in _preview_bytes
         self._preview_bytes = 0
         self._previews_lock = threading.Lock()
         waiter.on_arm(self._render_ahead)
@@ -214,12 +215,16 @@ class GateRoutes:
             if not _rendered(future):
                 del self._previews[key]
                 return
-            self._preview_bytes += len(future.result())
-            finished = [k for k, f in self._previews.items() if k != key and _rendered(f)]
-            for old in finished:  # oldest first; the newest preview always stays
+            self._preview_sizes[key] = len(future.result())
+            self._preview_bytes += self._preview_sizes[key]
+            # Only counted previews are evicted: one that has rendered but whose own callback
+            # has not run yet would be subtracted without ever having been added.
+            counted = [k for k in self._previews if k != key and k in self._preview_sizes]
+            for old in counted:  # oldest first; the newest preview always stays
                 if self._preview_bytes <= PREVIEW_CACHE_BYTES:
                     break
-                self._preview_bytes -= len(self._previews.pop(old).result())
+                del self._previews[old]
+                self._preview_bytes -= self._preview_sizes.pop(old)
 
     def _render_ahead(self, pending: Pending) -> None:
         """At the pause, on the gate's thread: start rendering what the page asks for first (a

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -648,3 +649,21 @@ async def test_the_preview_cache_keeps_a_whole_64_image_grid(client, waiter, ren
             )
             assert resp.status == 200
     assert len(renders) == 64
+
+
+def test_a_rendered_preview_whose_callback_is_late_is_never_evicted_uncounted(store, waiter, monkeypatch):
+    """A preview can finish rendering before its own done-callback has counted its bytes (a
+    thread switch between the two). Another preview's callback must not evict it meanwhile:
+    its bytes would be subtracted without ever having been added, and the cache would hold
+    that much more than its budget from then on."""
+    monkeypatch.setattr(routes_mod, "PREVIEW_CACHE_BYTES", 1)  # any two previews are over budget
+    gate_routes = GateRoutes(store, waiter)
+    late, newer = Future(), Future()
+    late.set_result(b"x" * 10)
+    newer.set_result(b"y" * 20)
+    gate_routes._previews[("7:1", "tok", 0, 1024)] = late  # rendered; its callback not run yet
+    gate_routes._previews[("7:1", "tok", 1, 1024)] = newer
+    gate_routes._preview_done(("7:1", "tok", 1, 1024), newer)
+    gate_routes._preview_done(("7:1", "tok", 0, 1024), late)
+    held = sum(len(f.result()) for f in gate_routes._previews.values())
+    assert gate_routes._preview_bytes == held == 10  # the budget keeps only the newest counted one
