@@ -95,8 +95,10 @@ def _guard(handler: Handler) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
-        except web.HTTPException:
-            raise
+        except web.HTTPException as exc:
+            # aiohttp keeps a keep-alive connection's last response, this exception: without
+            # the handler's frames it holds no pause (a whole image batch) for 75 s.
+            raise exc.with_traceback(None) from None
         except tuple(exc for exc, _ in _STATUS) as exc:
             status = next(code for kind, code in _STATUS if isinstance(exc, kind))
             return _error(status, str(exc))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import threading
+import weakref
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -667,3 +669,22 @@ def test_a_rendered_preview_whose_callback_is_late_is_never_evicted_uncounted(st
     gate_routes._preview_done(("7:1", "tok", 0, 1024), late)
     held = sum(len(f.result()) for f in gate_routes._previews.values())
     assert gate_routes._preview_bytes == held == 10  # the budget keeps only the newest counted one
+
+
+async def test_a_refused_preview_keeps_nothing_of_an_ended_pause_alive(client, waiter, monkeypatch):
+    """The 503 of a full render queue is raised out of the handler that holds the pause, and
+    aiohttp keeps a keep-alive connection's last response: with its traceback, the whole batch
+    would outlive the pause by up to the keep-alive timeout (75 s)."""
+    monkeypatch.setattr(routes_mod, "MAX_WAITING_RENDERS", 0)  # every render is refused
+    image = torch.rand(4, 32, 32, 3)
+    alive = weakref.ref(image)
+    pending = waiter.arm("7:1", image, routes=2, client_id="tab-a")
+    resp = await client.get(f"{P}/preview", params={"node": "7:1", "token": pending.token, "index": 0, "side": 64})
+    assert resp.status == 503
+    await resp.read()
+    decision = asyncio.get_running_loop().run_in_executor(None, waiter.wait, pending, lambda: False)
+    waiter.stop("7:1", pending.token)
+    await decision
+    del image, pending, decision
+    gc.collect()
+    assert alive() is None
