@@ -165,7 +165,7 @@ class GateRoutes:
         self._renders_lock = threading.Lock()
         # Pause previews, rendering or rendered, oldest first; a byte budget over the counted ones.
         self._previews: OrderedDict[PreviewKey, Future[bytes]] = OrderedDict()
-        self._preview_sizes: dict[PreviewKey, int] = {}  # the previews counted in _preview_bytes
+        self._preview_sizes: OrderedDict[PreviewKey, int] = OrderedDict()  # counted in _preview_bytes, in that order
         self._preview_bytes = 0
         self._previews_lock = threading.Lock()
         waiter.on_arm(self._render_ahead)
@@ -219,11 +219,11 @@ class GateRoutes:
                 return
             self._preview_sizes[key] = len(future.result())
             self._preview_bytes += self._preview_sizes[key]
-            # Only counted previews are evicted: one that has rendered but whose own callback
-            # has not run yet would be subtracted without ever having been added.
-            counted = [k for k in self._previews if k != key and k in self._preview_sizes]
-            for old in counted:  # oldest first; the newest preview always stays
-                if self._preview_bytes <= PREVIEW_CACHE_BYTES:
+            # Only counted previews are evicted, oldest counted first: one that has rendered but
+            # whose own callback has not run yet would be subtracted without ever being added.
+            while self._preview_bytes > PREVIEW_CACHE_BYTES:
+                old = next(iter(self._preview_sizes))
+                if old == key:  # the newest preview always stays
                     break
                 del self._previews[old]
                 self._preview_bytes -= self._preview_sizes.pop(old)
