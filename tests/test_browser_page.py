@@ -34,6 +34,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SHOTS = os.environ.get("E2E_SHOTS")  # set to also keep screenshots of the page
+# Page JS that draws the detail view's image on a canvas `c`, with its 2D context `g`.
+DRAW_DETAIL = """const img = document.querySelector('.dg-detail-img');
+        const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const g = c.getContext('2d'); g.drawImage(img, 0, 0);"""
 
 
 # -- fixtures ----------------------------------------------------------------------------------
@@ -171,12 +175,9 @@ def test_batch_paging_shows_image_two_of_three(page, bus: Path) -> None:
         "return i && i.complete && i.naturalWidth === 64 && i.src.includes('/bus/image/batch3/1') }"
     )
     # The second image is the green one: sample its centre pixel.
-    rgb = page.evaluate("""() => {
-        const img = document.querySelector('.dg-detail-img');
-        const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
-        const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
-        return Array.from(ctx.getImageData(32, 24, 1, 1).data.slice(0, 3));
-    }""")
+    rgb = page.evaluate(f"""() => {{ {DRAW_DETAIL}
+        return Array.from(g.getImageData(32, 24, 1, 1).data.slice(0, 3));
+    }}""")
     assert rgb == [26, 204, 51]
     # Its cache key is the slot's checksum: a republished slot's image is a new URL.
     key = urllib.parse.urlencode({"v": SlotStore(bus).info("batch3").checksum})
@@ -200,18 +201,15 @@ def test_a_full_size_preview_decodes_exactly_in_the_browser(page, bus: Path) -> 
         "() => { const i = document.querySelector('.dg-detail-img'); "
         "return i && i.complete && i.naturalWidth === 1024 && i.src.includes('/bus/image/noise/0') }"
     )
-    sums = page.evaluate("""() => {
-        const img = document.querySelector('.dg-detail-img');
-        const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
-        const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+    sums = page.evaluate(f"""() => {{ {DRAW_DETAIL}
         const rgba = g.getImageData(0, 0, c.width, c.height).data;
         let plain = 0, placed = 0;
-        for (let i = 0, k = 0; i < rgba.length; i++) {
+        for (let i = 0, k = 0; i < rgba.length; i++) {{
             if (i % 4 === 3) continue;
             plain += rgba[i]; placed += rgba[i] * (k++ % 65521);
-        }
+        }}
         return [c.height, plain, placed];
-    }""")
+    }}""")
     want = images.to_uint(image[0]).reshape(-1).astype("int64")
     weights = (torch.arange(want.size) % 65521).numpy()
     assert sums == [768, int(want.sum()), int((want * weights).sum())]
@@ -423,12 +421,9 @@ def test_versions_can_be_viewed_and_pinned(page, bus: Path) -> None:
     page.wait_for_function("document.querySelector('.dg-detail-id').textContent === 'grey@-2'")
     page.wait_for_function("document.querySelector('.dg-detail-img').complete")
     shot(page, "versions")
-    grey = page.evaluate("""() => {
-        const img = document.querySelector('.dg-detail-img');
-        const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
-        const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+    grey = page.evaluate(f"""() => {{ {DRAW_DETAIL}
         return g.getImageData(1, 1, 1, 1).data[0];
-    }""")
+    }}""")
     assert grey == round(0.2 * 255)  # the oldest version's pixels, not the latest's
     href = page.get_attribute(".dg-download", "href")
     assert href.endswith("/bus/tensors/grey%40-2")
