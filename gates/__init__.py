@@ -1,6 +1,6 @@
 """Dataset Gates: a human-in-the-loop Image Gate for ComfyUI and its lossless tensor bus.
 
-Every module here except `comfy_adapter` runs without ComfyUI. A script needs only this:
+Every module here except `comfy.adapter` runs without ComfyUI. A script needs only this:
 
     import gates
     gates.publish("bus", "ckpt", image, mask)   # exact dtype, shape and bits
@@ -8,11 +8,11 @@ Every module here except `comfy_adapter` runs without ComfyUI. A script needs on
 """
 
 from .api import delete, info, list_slots, load, publish, read
-from .errors import SlotCorrupt, SlotError, SlotNotFound, SlotWriteError
-from .slots import SlotData, SlotInfo
+from .bus import SlotCorrupt, SlotData, SlotError, SlotInfo, SlotNotFound, SlotWriteError, open_bus
 
 __version__ = "0.2.0"
 __all__ = [
+    "open_bus",
     "publish",
     "load",
     "read",

@@ -1,20 +1,18 @@
-"""The script API: checkpoint tensors to a bus folder and read them back, without ComfyUI.
+"""The script API: checkpoint tensors to a bus and read them back, without ComfyUI.
 
-Each function takes the bus folder first and opens nothing that outlives the call, so a
-script, a notebook and a running ComfyUI can share one bus. What a gate publishes, these read,
-and the other way round.
+Each function takes the bus location first (a folder, or any location `open_bus` serves) and
+opens nothing that outlives the call, so a script, a notebook and a running ComfyUI can share
+one bus. What a gate publishes, these read, and the other way round.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 
-from .slots import SlotData, SlotInfo, SlotStore
-
-Bus = str | os.PathLike[str]
+from .bus import SlotData, SlotInfo, open_bus
+from .bus.location import Location as Bus
 
 
 def publish(
@@ -29,7 +27,8 @@ def publish(
     """Store a batch exactly (dtype, shape and bits) under `slot_id`, replacing it atomically.
 
     Args:
-        bus: the bus folder, e.g. `ComfyUI/input/gate_bus` (created if missing).
+        bus: the bus location: a folder, e.g. `ComfyUI/input/gate_bus` (created if missing),
+            or `memory://name`.
         slot_id: 1-64 letters, digits, '-', '_' or '.'.
         image: float IMAGE [B,H,W,C] (C 1..4), any float dtype, any device.
         mask: optional float MASK [B,H,W], [1,H,W] or [H,W].
@@ -44,14 +43,14 @@ def publish(
         >>> gates.publish("/tmp/bus", "ckpt", torch.rand(2, 64, 64, 3)).batch
         2
     """
-    return SlotStore(bus).publish(slot_id, image, mask, meta=meta, latent=latent)
+    return open_bus(bus).publish(slot_id, image, mask, meta=meta, latent=latent)
 
 
 def load(bus: Bus, ref: str, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """(image, mask) bit-identical to what was published, checksum verified.
 
     Args:
-        bus: the bus folder.
+        bus: the bus location.
         ref: a slot id, or `id@-N` for the version N publishes back (when history is kept).
         device: where the tensors go; "cuda" reads into pinned memory and copies once.
 
@@ -64,7 +63,7 @@ def load(bus: Bus, ref: str, device: str | torch.device = "cpu") -> tuple[torch.
     Example:
         >>> image, mask = gates.load("/tmp/bus", "ckpt")
     """
-    return SlotStore(bus).load(ref, device)
+    return open_bus(bus).load(ref, device)
 
 
 def read(bus: Bus, ref: str, device: str | torch.device = "cpu") -> SlotData:
@@ -75,7 +74,7 @@ def read(bus: Bus, ref: str, device: str | torch.device = "cpu") -> SlotData:
         >>> gates.read("/tmp/bus", "ckpt").latent is None
         True
     """
-    return SlotStore(bus).read(ref, device)
+    return open_bus(bus).read(ref, device)
 
 
 def info(bus: Bus, ref: str) -> SlotInfo:
@@ -86,7 +85,7 @@ def info(bus: Bus, ref: str) -> SlotInfo:
         >>> gates.info("/tmp/bus", "ckpt").image_shape
         [2, 64, 64, 3]
     """
-    return SlotStore(bus).info(ref)
+    return open_bus(bus).info(ref)
 
 
 def list_slots(bus: Bus) -> list[SlotInfo]:
@@ -96,7 +95,7 @@ def list_slots(bus: Bus) -> list[SlotInfo]:
         >>> [s.id for s in gates.list_slots("/tmp/bus")]
         ['ckpt']
     """
-    return SlotStore(bus).list()
+    return open_bus(bus).list()
 
 
 def delete(bus: Bus, slot_id: str) -> int:
@@ -106,4 +105,4 @@ def delete(bus: Bus, slot_id: str) -> int:
         >>> gates.delete("/tmp/bus", "ckpt") > 0
         True
     """
-    return SlotStore(bus).delete(slot_id)
+    return open_bus(bus).delete(slot_id)

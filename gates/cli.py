@@ -22,9 +22,9 @@ import torch
 from safetensors.torch import save_file
 
 from . import __version__, images
-from .errors import SlotError, SlotNotFound
-from .policy import parse_size
-from .slots import SlotInfo, SlotStore
+from .bus import BusAdmin, SlotError, SlotInfo, SlotNotFound, open_bus
+from .bus.ids import validate_id
+from .bus.policy import parse_size
 
 BUS_ENV = "DATASET_GATES_BUS"
 LS_HEADER = ["id", "batch", "HxW", "channels", "dtype", "mask", "size", "created", "versions", "pinned"]
@@ -108,10 +108,10 @@ def _slot_row(s: SlotInfo) -> list[str]:
     ]
 
 
-def _refuse_existing(store: SlotStore, slot_id: str, force: bool) -> None:
+def _refuse_existing(store: BusAdmin, slot_id: str, force: bool) -> None:
     """Replacing a slot loses its tensors for good, so it takes an explicit --force."""
     if not force and store.exists(slot_id):
-        raise FileExistsError(f"slot {slot_id!r} already exists in {store.root}; use --force to replace it")
+        raise FileExistsError(f"slot {slot_id!r} already exists in {store.location}; use --force to replace it")
 
 
 def _read_all(paths: list[Path], reader: Callable[[Path], torch.Tensor], what: str) -> torch.Tensor:
@@ -134,22 +134,22 @@ def _read_all(paths: list[Path], reader: Callable[[Path], torch.Tensor], what: s
 
 
 # -- commands --------------------------------------------------------------------------------
-def cmd_ls(store: SlotStore, args: argparse.Namespace) -> int:
-    print(f"bus: {store.root}", file=sys.stderr)
+def cmd_ls(store: BusAdmin, args: argparse.Namespace) -> int:
+    print(f"bus: {store.location}", file=sys.stderr)
     slots = store.list()
     if args.json:
         _print_json([s.to_dict() for s in slots])
     elif not slots:
-        print(f"no slots in {store.root}")
+        print(f"no slots in {store.location}")
     else:
         print(_table([_slot_row(s) for s in slots], LS_HEADER))
     return 0
 
 
-def cmd_info(store: SlotStore, args: argparse.Namespace) -> int:
+def cmd_info(store: BusAdmin, args: argparse.Namespace) -> int:
     s = store.info(args.id)
     data = s.to_dict()
-    data["path"] = str(store.slot_dir(s.id))
+    data["path"] = store.where(s.id)
     if args.verify:
         store.load(args.id, verify=True)
         data["verified"] = "checksum OK"
@@ -166,7 +166,7 @@ def cmd_info(store: SlotStore, args: argparse.Namespace) -> int:
         ["size", f"{_human(s.bytes)} ({s.bytes} bytes)"],
         ["created", _when(s.created)],
         ["checksum", s.checksum or "-"],
-        ["thumb", s.thumb or "-"],
+        ["thumb", "yes" if s.has_thumb else "-"],
         ["meta", json.dumps(s.meta, default=str)],
     ]
     if args.verify:
@@ -180,7 +180,7 @@ def is_png_name(out: Path) -> bool:
     return out.suffix.lower() == ".png"
 
 
-def cmd_export(store: SlotStore, args: argparse.Namespace) -> int:
+def cmd_export(store: BusAdmin, args: argparse.Namespace) -> int:
     s = store.info(args.id)
     out: Path = args.out
     to_file = is_png_name(out)
@@ -231,7 +231,7 @@ def cmd_export(store: SlotStore, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_import(store: SlotStore, args: argparse.Namespace) -> int:
+def cmd_import(store: BusAdmin, args: argparse.Namespace) -> int:
     _refuse_existing(store, args.id, args.force)
     image = _read_all(args.files, images.read_image, "image")
     mask = None
@@ -245,17 +245,17 @@ def cmd_import(store: SlotStore, args: argparse.Namespace) -> int:
     _, h, w, c = s.image_shape
     print(
         f"published {s.id!r}: {s.batch} x {h}x{w}x{c} {s.image_dtype}"
-        f"{', with mask' if mask is not None else ''} -> {store.slot_dir(s.id)}"
+        f"{', with mask' if mask is not None else ''} -> {store.where(s.id)}"
     )
     return 0
 
 
-def cmd_rm(store: SlotStore, args: argparse.Namespace) -> int:
+def cmd_rm(store: BusAdmin, args: argparse.Namespace) -> int:
     if not store.exists(args.id):
-        raise SlotNotFound(f"no slot {args.id!r} in {store.root}")
+        raise SlotNotFound(f"no slot {args.id!r} in {store.location}")
     if not args.yes:
         try:
-            answer = input(f"delete slot {args.id!r} from {store.root}? [y/N] ")
+            answer = input(f"delete slot {args.id!r} from {store.location}? [y/N] ")
         except EOFError:
             answer = ""
         if answer.strip().lower() not in ("y", "yes"):
@@ -266,15 +266,15 @@ def cmd_rm(store: SlotStore, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_mv(store: SlotStore, args: argparse.Namespace) -> int:
-    if store.slot_dir(args.old) != store.slot_dir(args.new):
+def cmd_mv(store: BusAdmin, args: argparse.Namespace) -> int:
+    if validate_id(args.old) != validate_id(args.new):
         _refuse_existing(store, args.new, args.force)
     store.rename(args.old, args.new, overwrite=args.force)
     print(f"renamed {args.old!r} -> {args.new!r}")
     return 0
 
 
-def cmd_history(store: SlotStore, args: argparse.Namespace) -> int:
+def cmd_history(store: BusAdmin, args: argparse.Namespace) -> int:
     versions = store.history(args.id)
     if args.json:
         _print_json([v.to_dict() for v in versions])
@@ -283,13 +283,13 @@ def cmd_history(store: SlotStore, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_pin(store: SlotStore, args: argparse.Namespace) -> int:
+def cmd_pin(store: BusAdmin, args: argparse.Namespace) -> int:
     s = store.pin(args.id, args.command == "pin")
     print(f"{s.id!r} is {'pinned: the quota never removes it' if s.pinned else 'unpinned'}")
     return 0
 
 
-def cmd_config(store: SlotStore, args: argparse.Namespace) -> int:
+def cmd_config(store: BusAdmin, args: argparse.Namespace) -> int:
     changes: dict[str, Any] = {}
     if args.keep is not None:
         changes["keep"] = args.keep
@@ -305,7 +305,7 @@ def cmd_config(store: SlotStore, args: argparse.Namespace) -> int:
     print(
         _table(
             [
-                ["bus:", str(store.root)],
+                ["bus:", store.location],
                 ["keep:", f"{policy.keep} version(s) per slot"],
                 ["quota:", quota],
                 ["used:", _human(store.usage())],
@@ -315,21 +315,24 @@ def cmd_config(store: SlotStore, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_migrate(store: SlotStore, args: argparse.Namespace) -> int:
-    found = store.migrate_all(dry_run=args.dry_run)
+def cmd_migrate(store: BusAdmin, args: argparse.Namespace) -> int:
+    migrate_all = getattr(store, "migrate_all", None)
+    if migrate_all is None:  # only a folder can hold the seed's PNG layout
+        raise ValueError(f"nothing to migrate in {store.location}: only a bus folder has the old PNG layout")
+    found = migrate_all(dry_run=args.dry_run)
     if not found:
-        print(f"nothing to migrate in {store.root}: no folder in the PNG layout")
+        print(f"nothing to migrate in {store.location}: no folder in the PNG layout")
     for slot_id, error in found:
         verb = "would migrate" if args.dry_run else "migrated"
         print(f"{slot_id}: {'ERROR: ' + error if error else verb}")
     return 1 if any(error for _, error in found) else 0
 
 
-def cmd_serve(store: SlotStore, args: argparse.Namespace) -> int:
-    from . import browser  # aiohttp and the page are needed by this command only
+def cmd_serve(store: BusAdmin, args: argparse.Namespace) -> int:
+    from .http import app  # aiohttp and the page are needed by this command only
 
     # a port in use is an OSError, a bad --token a ValueError: both clean errors
-    browser.serve(store, args.host, args.port, token=args.token, no_auth=args.no_auth)
+    app.serve(store, args.host, args.port, token=args.token, no_auth=args.no_auth)
     return 0
 
 
@@ -452,9 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, run one command, and turn user mistakes into `gates: error:` and status 1."""
     args = build_parser().parse_args(argv)
     bus = getattr(args, "bus", None)  # absent when given nowhere (SUPPRESS, see build_parser)
-    store = SlotStore(bus if bus is not None else default_bus_dir())
     try:
-        return args.func(store, args)
+        return args.func(open_bus(bus if bus is not None else default_bus_dir()), args)
     except BrokenPipeError:
         # `gates ls | head`: the reader left; stop quietly as other Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

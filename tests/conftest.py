@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gates.slots import SlotStore
+from gates.bus.local.store import SlotStore
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ import pytest
 import torch
 from aiohttp.test_utils import TestClient, TestServer
 
-from gates.browser import make_app, same_origin, serving
-from gates.slots import SlotStore
+from gates.bus.local.store import SlotStore
+from gates.http.app import make_app, same_origin, serving
 
 CHROMIUM = os.environ.get("DG_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -376,7 +376,7 @@ def test_page_and_static_files_are_served(bus: Path) -> None:
 
 
 def test_missing_web_folder_is_a_clear_error(bus: Path, monkeypatch) -> None:
-    import gates.browser as browser
+    import gates.http.app as browser
 
     monkeypatch.setattr(browser, "PAGE", bus / "nowhere" / "index.html")
     with pytest.raises(FileNotFoundError, match="slot browser page is missing"):
@@ -385,7 +385,7 @@ def test_missing_web_folder_is_a_clear_error(bus: Path, monkeypatch) -> None:
 
 def test_serve_prints_url_and_bus(bus: Path, capsys) -> None:
     """What `python -m gates serve` prints once it listens: the URL and the bus folder."""
-    import gates.browser as browser
+    import gates.http.app as browser
 
     class StopAtOnce:
         async def wait(self) -> None:
@@ -398,7 +398,9 @@ def test_serve_prints_url_and_bus(bus: Path, capsys) -> None:
 
 def test_versions_can_be_viewed_and_pinned(page, bus: Path) -> None:
     """With history kept, the page steps through id, id@-1, ... and pins the slot."""
-    from gates.policy import Policy, write_policy
+    from policy_files import write_policy
+
+    from gates.bus.policy import Policy
 
     store = SlotStore(bus)
     write_policy(bus, Policy(keep=3))

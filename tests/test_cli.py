@@ -18,9 +18,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import gates
+import gates.http
 from gates import cli, images
-from gates.slot_ids import ID_RULE
-from gates.slots import SLOT_FILE
+from gates.bus.ids import ID_RULE
+from gates.bus.local.store import SLOT_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -419,10 +420,10 @@ def test_serve_on_a_busy_port_is_a_clean_error(capsys, bus):
 
 def test_serve_calls_browser(capsys, bus, monkeypatch):
     calls = []
-    fake = types.ModuleType("gates.browser")
-    fake.serve = lambda store, host, port, **options: calls.append((store.root, host, port, options))
-    monkeypatch.setitem(sys.modules, "gates.browser", fake)
-    monkeypatch.setattr(gates, "browser", fake, raising=False)
+    fake = types.ModuleType("gates.http.app")
+    fake.serve = lambda store, host, port, **options: calls.append((store.location, host, port, options))
+    monkeypatch.setitem(sys.modules, "gates.http.app", fake)
+    monkeypatch.setattr(gates.http, "app", fake, raising=False)
     assert run(capsys, "serve", "--bus", bus, "--port", "9000")[0] == 0
     assert run(capsys, "--bus", bus, "serve", "--host", "0.0.0.0", "--no-auth")[0] == 0
     assert run(capsys, "serve", "--host", "::", "--token", "t" * 16)[0] == 0

@@ -9,7 +9,7 @@ from typing import Any
 
 from doc_images import EXAMPLES, EXAMPLES_DIR, REPO
 
-from gates.nodes import NODE_CLASS_MAPPINGS
+from gates.comfy.nodes import NODE_CLASS_MAPPINGS
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 SD15 = "v1-5-pruned-emaonly-fp16.safetensors"

@@ -36,11 +36,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from gates import images
-from gates.browser import serving
-from gates.routes import PREFIX, GateRoutes
-from gates.slot_ids import parse_ref, validate_id
-from gates.slots import SlotStore
-from gates.waiter import Waiter
+from gates.bus.ids import parse_ref, validate_id
+from gates.bus.local.store import SlotStore
+from gates.comfy.resume import resume_prompt
+from gates.gate.waiter import Waiter
+from gates.http.app import serving
+from gates.http.routes import PREFIX, GateRoutes
 
 # Pillow warns about the junk and the bombs it is fed here; that is the point, not news.
 pytestmark = [
@@ -161,7 +162,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, tuple
         """A ComfyUI queue that takes anything (the standalone app's 501 is by design)."""
         return "fuzz-prompt"
 
-    GateRoutes(s.store, s.waiter, queue_prompt=queue_prompt).add_to(table)
+    GateRoutes(s.store, s.waiter, queue_prompt=queue_prompt, resume_prompt=resume_prompt).add_to(table)
     app = web.Application()
     app.add_routes(table)
     with serving(app) as address:
@@ -559,7 +560,7 @@ def test_malformed_multipart_is_a_4xx(site: tuple[Site, tuple[str, int]], name: 
 
 
 def browser_app(store: SlotStore) -> web.Application:
-    browser = pytest.importorskip("gates.browser", reason="gates/browser.py is not there yet")
+    browser = pytest.importorskip("gates.http.app", reason="gates/browser.py is not there yet")
     return browser.make_app(store)
 
 
@@ -635,14 +636,14 @@ OTHER_PROBES = [
     f"{PREFIX}/bus/thumb/../../outside/secret.txt",
     f"{PREFIX}/bus/../../outside/secret.txt",
     f"{PREFIX}/../outside/secret.txt",
-    "/static/../gates/slots.py",
+    "/static/../gates/bus/local/store.py",
     "/static/slots.py",
-    "/web/../gates/slots.py",
-    "/web/%2e%2e/gates/slots.py",
+    "/web/../gates/bus/local/store.py",
+    "/web/%2e%2e/gates/bus/local/store.py",
     "/web/..%2Fgates%2Fslots.py",
-    "/web/browser/../../gates/slots.py",
+    "/web/browser/../../gates/bus/local/store.py",
     "/web/%2e%2e%2f%2e%2e%2foutside/secret.txt",
-    "/gates/slots.py",
+    "/gates/bus/local/store.py",
     "/.git/config",
     "/web/../../outside/secret.txt",
     "/web/..\\..\\outside\\secret.txt",
@@ -665,7 +666,7 @@ GET_PROBES = {
 def test_gets_reach_only_slot_files_and_the_page(browser_site: tuple[Site, tuple[str, int]]) -> None:
     """Nothing but the API's slot views and web/ is served; the repo's own source is never served."""
     s, address = browser_site
-    source = (Path(__file__).resolve().parents[1] / "gates" / "slots.py").read_bytes()[:200]
+    source = (Path(__file__).resolve().parents[1] / "gates" / "bus" / "local" / "store.py").read_bytes()[:200]
     for path, status in GET_PROBES.items():
         reply = send(address, "GET", path)
         assert reply.status == status, (path, reply.status, reply.body[:200])

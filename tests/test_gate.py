@@ -9,10 +9,10 @@ import threading
 import pytest
 import torch
 
-from gates import gate
-from gates.errors import SlotCorrupt
-from gates.gate import Hooks, compose_mask, parse_labels, resolve_source, run_gate
-from gates.waiter import Waiter
+from gates.bus.errors import SlotCorrupt
+from gates.gate import run as gate
+from gates.gate.run import Hooks, compose_mask, parse_labels, resolve_source, run_gate
+from gates.gate.waiter import Waiter
 
 
 class Blocker:
@@ -260,7 +260,9 @@ def test_resolve_source_rules(store):
 
 
 def test_get_id_can_resume_an_older_version(store):
-    from gates.policy import Policy, write_policy
+    from policy_files import write_policy
+
+    from gates.bus.policy import Policy
 
     write_policy(store.root, Policy(keep=2))
     store.publish("cp1", torch.zeros(1, 4, 4, 3))
@@ -474,7 +476,7 @@ def test_no_timeout_waits_however_long(store):
 
 
 def test_a_prompt_too_large_to_keep_parks_the_batch_alone(store, caplog):
-    from gates.slot_format import MAX_HEADER_BYTES
+    from gates.bus.codec import MAX_HEADER_BYTES
 
     image = torch.rand(1, 4, 4, 3)
     prompt = {"1": {"class_type": "X", "inputs": {"blob": "x" * MAX_HEADER_BYTES}}}

@@ -46,14 +46,14 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import gates
-import gates.policy
-from gates import routes as routes_mod
+import gates.bus.local.store
+from gates.bus.errors import SlotWriteError
+from gates.bus.local.store import SlotStore
 from gates.cli import main as gates_cli
-from gates.errors import SlotWriteError
-from gates.routes import PREFIX as P
-from gates.routes import GateRoutes
-from gates.slots import SlotStore
-from gates.waiter import Waiter
+from gates.gate.waiter import Waiter
+from gates.http import pause_routes
+from gates.http.routes import PREFIX as P
+from gates.http.routes import GateRoutes
 
 pytestmark = [
     pytest.mark.skipif(sys.platform != "linux", reason="symlinks, FIFOs, fork and /proc"),
@@ -418,7 +418,7 @@ def in_child(code: str, *args: str, timeout: float = 10) -> Any:
 
 OUTCOMES = r"""
 import json, sys, torch
-from gates.slots import SlotStore
+from gates.bus.local.store import SlotStore
 
 store = SlotStore(sys.argv[1])
 calls = {"list": lambda: {s.id: s.error for s in store.list()}, "info a": lambda: store.info("a"),
@@ -587,7 +587,7 @@ async def test_an_image_of_the_wrong_shape_is_a_4xx(client, store, shape):
 
 
 async def test_a_full_disk_on_policy_save_is_507_and_keeps_the_policy(client, store, monkeypatch):
-    monkeypatch.setattr(gates.policy, "atomic_write", no_space_left)
+    monkeypatch.setattr(gates.bus.local.store, "atomic_write", no_space_left)
     resp = await client.post(f"{P}/bus/policy", json={"keep": 3})
     assert resp.status == 507, resp.status
     assert await error_of(resp)
@@ -655,7 +655,7 @@ def test_gates_history_lists_a_damaged_older_version(store, capsys):
 KILLED_WRITER = r"""
 import os, random, signal, sys, time
 import torch
-from gates.slots import SlotStore
+from gates.bus.local.store import SlotStore
 
 root, kills = sys.argv[1], int(sys.argv[2])
 rng = random.Random(int(sys.argv[3]))
@@ -751,7 +751,7 @@ def test_gates_mv_a_slot_to_itself_is_a_no_op(store, capsys):
 
 async def test_unnamed_multipart_parts_count_toward_the_upload_limit(client, waiter, monkeypatch):
     """Sent chunked, so no Content-Length lets the limit be checked up front."""
-    monkeypatch.setattr(routes_mod, "MAX_MASK_BYTES", 16 << 10)
+    monkeypatch.setattr(pause_routes, "MAX_MASK_BYTES", 16 << 10)
     pending = waiter.arm("7", torch.rand(1, 8, 8, 3), routes=2)
     boundary = "hostileboundary"
     parts = [
@@ -780,7 +780,7 @@ def truncate_slot_a(store: SlotStore, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def fill_the_disk(store: SlotStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gates.policy, "atomic_write", no_space_left)
+    monkeypatch.setattr(gates.bus.local.store, "atomic_write", no_space_left)
 
 
 def damage_the_policy(store: SlotStore, monkeypatch: pytest.MonkeyPatch) -> None:

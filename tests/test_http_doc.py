@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gates.routes import _STATUS, PREFIX, GateRoutes
-from gates.slots import SlotStore
-from gates.waiter import Waiter
+from gates.bus.local.store import SlotStore
+from gates.gate.waiter import Waiter
+from gates.http.guard import _STATUS
+from gates.http.routes import PREFIX, GateRoutes
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = (REPO / "docs" / "http.md").read_text(encoding="utf-8")
@@ -41,15 +42,15 @@ def test_every_route_is_documented_once_and_nothing_else_is(tmp_path: Path) -> N
 def test_every_status_code_the_routes_give_is_in_the_table() -> None:
     table = DOC[DOC.index("| status | when |") : DOC.index("A slot in JSON")]
     listed = {int(code) for code in re.findall(r"^\| `(\d{3})` \|", table, re.M)}
-    source = (REPO / "gates" / "routes.py").read_text(encoding="utf-8")
+    source = "".join(p.read_text(encoding="utf-8") for p in (REPO / "gates" / "http").glob("*.py"))
     given = {code for _, code in _STATUS} | {200, 413, 501, 503}
     assert "HTTPRequestEntityTooLarge" in source and "HTTPServiceUnavailable" in source
-    assert "_error(501" in source
+    assert "error(501" in source
     assert given <= listed, given - listed
 
 
 def test_the_doc_names_the_api_mirror_and_the_socket_events() -> None:
-    from gates.gate import DONE_EVENT, PAUSE_EVENT
+    from gates.gate.run import DONE_EVENT, PAUSE_EVENT
 
     assert f"`{PAUSE_EVENT}`" in DOC and f"`{DONE_EVENT}`" in DOC
     assert "`/api/datasete_gate`" in DOC and PREFIX == "/datasete_gate"

@@ -29,7 +29,7 @@ def comfy(tmp_path, monkeypatch):
 
 def answer_with(standin: ComfyStandIn, pack, route):
     """Click `route` (None = Stop) as soon as the pause event goes out."""
-    waiter = pack.gates.waiter.WAITER
+    waiter = pack.gates.gate.waiter.WAITER
 
     def on_send(event, data):
         if event == "datasete_gate.pause":
@@ -45,7 +45,7 @@ def answer_with(standin: ComfyStandIn, pack, route):
 
 def answer_each(standin: ComfyStandIn, pack, routes):
     """Answer the pause with one route per image, as soon as it goes out."""
-    waiter = pack.gates.waiter.WAITER
+    waiter = pack.gates.gate.waiter.WAITER
 
     def on_send(event, data):
         if event == "datasete_gate.pause":
@@ -99,8 +99,8 @@ def test_every_gate_input_but_the_ordering_ones_is_a_run_gate_keyword(comfy):
     _, pack = comfy
     gates = pack.gates
     declared = {name for group in pack.NODE_CLASS_MAPPINGS["ImageGate"].INPUT_TYPES().values() for name in group}
-    taken = set(inspect.signature(gates.gate.run_gate).parameters) - {"store", "waiter", "hooks", "node"}
-    assert declared - set(gates.ordering.AFTER_KEYS) - {"unique_id"} == taken
+    taken = set(inspect.signature(gates.gate.run.run_gate).parameters) - {"store", "waiter", "hooks", "node"}
+    assert declared - set(gates.comfy.ordering.AFTER_KEYS) - {"unique_id"} == taken
 
 
 def test_gate_routes_publishes_and_targets_the_queuing_tab(comfy):
@@ -163,7 +163,7 @@ def test_global_cancel_interrupts_the_pause_and_clears_the_flag(comfy):
     with pytest.raises(InterruptProcessingException):
         pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="3", image=torch.rand(1, 4, 4, 3))
     assert not standin.interrupt_flag.is_set()
-    assert pack.gates.waiter.WAITER.paused() == []
+    assert pack.gates.gate.waiter.WAITER.paused() == []
 
 
 def test_slot_ids_fed_by_links_pass_queue_time_validation(comfy):
@@ -240,7 +240,7 @@ def test_every_node_declares_the_ordering_inputs_as_raw_links(comfy, name):
 
 def test_the_ordering_module_knows_the_node_class_names(comfy):
     _, pack = comfy
-    ordering = pack.gates.ordering
+    ordering = pack.gates.comfy.ordering
     assert {ordering.GATE, ordering.BUS_SAVE, ordering.BUS_LOAD} == set(pack.NODE_CLASS_MAPPINGS) - {
         "DatasetGatesSplit"
     }  # the split touches no slot
@@ -262,7 +262,7 @@ def test_nodes_take_ordering_links_as_keywords_and_ignore_them(comfy):
 
 def test_loading_the_pack_registers_the_ordering_handler(comfy):
     standin, pack = comfy
-    assert standin.server.on_prompt_handlers == [pack.gates.ordering.on_prompt]
+    assert standin.server.on_prompt_handlers == [pack.gates.comfy.ordering.on_prompt]
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
         "2": {"class_type": "ImageGate", "inputs": {"routes": 2, "image": ["1", 0], "send_id": "s", "get_id": ""}},
@@ -286,15 +286,15 @@ def test_a_second_copy_of_the_pack_reuses_the_first_copys_routes_and_waiter(comf
     (nodes_dir / "dataset-gates-copy").symlink_to(REPO, target_is_directory=True)
     with caplog.at_level(logging.ERROR, logger="dataset_gates"):
         second = standin.load_pack("dataset_gates_pack_copy", nodes_dir / "dataset-gates-copy")
-    assert second.gates.waiter.WAITER is not first.gates.waiter.WAITER  # two modules indeed
+    assert second.gates.gate.waiter.WAITER is not first.gates.gate.waiter.WAITER  # two modules indeed
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "installed twice" in errors[0]
     assert str(REPO) in errors[0] and str(nodes_dir / "dataset-gates-copy") in errors[0]
     paths = [r.path for r in standin.server.routes if isinstance(r, web.RouteDef)]
     assert paths.count("/datasete_gate/choice") == 1
-    assert standin.server.on_prompt_handlers == [first.gates.ordering.on_prompt]
+    assert standin.server.on_prompt_handlers == [first.gates.comfy.ordering.on_prompt]
     assert first.WEB_DIRECTORY == "./web" and second.WEB_DIRECTORY is None
-    assert second.gates.comfy_adapter.waiter() is first.gates.waiter.WAITER
+    assert second.gates.comfy.adapter.waiter() is first.gates.gate.waiter.WAITER
 
     answer_with(standin, first, 2)  # answered through the first copy's waiter: the routes'
     image = torch.rand(1, 4, 4, 3)
@@ -369,7 +369,7 @@ def test_gate_split_cuts_what_the_gate_decided(comfy):
 
 def test_gate_split_blocks_an_empty_route_and_unwired_inputs(comfy):
     _, pack = comfy
-    decisions = pack.gates.split.Decisions((1, 1))
+    decisions = pack.gates.gate.split.Decisions((1, 1))
     split = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]()
     empty = split.split(decisions, 2, image=torch.rand(2, 4, 4, 3))
     assert len(empty) == 5 and all(isinstance(o, ExecutionBlocker) for o in empty)
@@ -381,7 +381,7 @@ def test_gate_split_blocks_an_empty_route_and_unwired_inputs(comfy):
 
 def test_gate_split_shares_a_mask_and_latent_of_batch_1(comfy):
     _, pack = comfy
-    decisions = pack.gates.split.Decisions((2, 1, 2))
+    decisions = pack.gates.gate.split.Decisions((2, 1, 2))
     mask = torch.rand(1, 4, 4)
     latent = {"samples": torch.randn(1, 4, 1, 1)}
     _, m, lat, _, _ = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]().split(decisions, 2, mask=mask, latent=latent)
@@ -394,7 +394,7 @@ def test_a_gate_that_times_out_parks_the_run_with_the_prompt_it_was_given(comfy)
     image = torch.rand(1, 4, 4, 3)
     out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="2", image=image, timeout=1, prompt=prompt)
     assert all(isinstance(o, ExecutionBlocker) for o in out)
-    slot = pack.gates.comfy_adapter.store().read("parked-promptct-2")  # "prompt-ctx"
+    slot = pack.gates.comfy.adapter.store().read("parked-promptct-2")  # "prompt-ctx"
     assert slot.meta["prompt"] == prompt and slot.meta["parked"] is True
     assert torch.equal(slot.image, image)
 
@@ -417,7 +417,7 @@ async def test_resume_queues_like_post_prompt(comfy, aiohttp_client):
         },
         "3": {"class_type": "DatasetGatesBusSave", "inputs": {"image": ["1", 0], "slot_id": "parked-x-2"}},
     }
-    pack.gates.comfy_adapter.store().publish(
+    pack.gates.comfy.adapter.store().publish(
         "parked-x-2", torch.rand(1, 4, 4, 3), meta={"parked": True, "prompt": prompt, "node": "2", "prompt_id": "x"}
     )
     standin.server.number = 7
@@ -440,7 +440,7 @@ async def test_a_resumed_prompt_comfyui_refuses_is_400_with_its_node_errors(comf
     app.add_routes(standin.server.routes)
     client = await aiohttp_client(app)
     prompt = {"2": {"class_type": "ImageGate", "inputs": {"routes": 2}}}
-    pack.gates.comfy_adapter.store().publish(
+    pack.gates.comfy.adapter.store().publish(
         "p", torch.rand(1, 4, 4, 3), meta={"parked": True, "prompt": prompt, "node": "2"}
     )
     standin.validation = (

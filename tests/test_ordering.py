@@ -11,8 +11,8 @@ from api_prompts import bus_load, bus_save, gate, load_image, save_image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gates import ordering
-from gates.ordering import is_link, order_slot_access
+from gates.comfy import ordering
+from gates.comfy.ordering import is_link, order_slot_access
 
 # -- checks on a rewritten prompt (the nodes come from api_prompts.py) ---------------------
 

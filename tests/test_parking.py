@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from api_prompts import gate, load_image, load_latent, save_image
 
-from gates.parking import ON_TIMEOUT, NotParked, parked_meta, parked_slot_id, resume_prompt, timeout_action
-from gates.slot_ids import validate_id
+from gates.bus.ids import validate_id
+from gates.comfy.resume import resume_prompt
+from gates.gate.parking import ON_TIMEOUT, NotParked, parked_meta, parked_slot_id, timeout_action
 
 
 def test_the_timeout_actions():

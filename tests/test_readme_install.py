@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gates.nodes import NODE_CLASS_MAPPINGS
-from gates.parking import PARK
+from gates.comfy.nodes import NODE_CLASS_MAPPINGS
+from gates.gate.parking import PARK
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")

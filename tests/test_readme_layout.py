@@ -11,8 +11,12 @@ REPO = Path(__file__).resolve().parents[1]
 def test_layout_table_names_exactly_the_gates_modules() -> None:
     text = (REPO / "README.md").read_text(encoding="utf-8")
     table = text[text.index("## Layout") :]
-    named = set(re.findall(r"`gates/([a-z_]+\.py)`", table))
-    on_disk = {p.name for p in (REPO / "gates").glob("*.py")} - {"__init__.py", "__main__.py"}
+    named = set(re.findall(r"`gates/([a-z_/]+\.py)`", table))
+    on_disk = {
+        p.relative_to(REPO / "gates").as_posix()
+        for p in (REPO / "gates").rglob("*.py")
+        if p.name not in ("__init__.py", "__main__.py")
+    }
     assert named == on_disk
 
 

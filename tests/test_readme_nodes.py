@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gates.nodes import NODE_CLASS_MAPPINGS
-from gates.parking import ON_TIMEOUT, parked_slot_id
+from gates.comfy.nodes import NODE_CLASS_MAPPINGS
+from gates.gate.parking import ON_TIMEOUT, parked_slot_id
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")

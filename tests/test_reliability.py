@@ -30,12 +30,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from policy_files import write_policy
 from test_slots import assert_exact
 
 from gates import images
-from gates.errors import SlotNotFound
-from gates.policy import Policy, write_policy
-from gates.slots import SlotStore
+from gates.bus.errors import SlotNotFound
+from gates.bus.local.store import SlotStore
+from gates.bus.policy import Policy
 
 KILLS = 200  # values stay below 256, so every version is exact in bfloat16 too
 SOAK_S = float(os.environ.get("DATASET_GATES_SOAK_S", "30"))
@@ -53,7 +54,7 @@ def ctx() -> Any:
     import pytest itself (~130 ms); PYTHONPATH hands the path over while it starts.
     """
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["torch", "gates.slots", __name__])
+    context.set_forkserver_preload(["torch", "gates.bus.local.store", __name__])
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PYTHONPATH", os.pathsep.join(p for p in sys.path if p))
         multiprocessing.forkserver.ensure_running()
@@ -278,7 +279,7 @@ def test_publish_between_anothers_two_renames_keeps_thumbnail_and_tensors_togeth
     monkeypatch.undo()
     assert b_done.is_set()
     value = store.load("x")[0].reshape(-1)[0].item()
-    thumb = np.asarray(Image.open(store.info("x").thumb).convert("L"))
+    thumb = np.asarray(Image.open(io.BytesIO(store.thumbnail("x"))).convert("L"))
     assert value == 1.0, "B published last"
     assert (thumb > 127).all() == (value > 0.5), "thumbnail shows the other version"
 

@@ -17,10 +17,13 @@ import torch
 from aiohttp import FormData, web
 from PIL import Image
 
-from gates import routes as routes_mod
-from gates.routes import GateRoutes
-from gates.slots import SlotStore
-from gates.waiter import Waiter
+from gates.bus.local.store import SlotStore
+from gates.comfy.resume import resume_prompt
+from gates.gate.waiter import Waiter
+from gates.http import pause_routes, previews
+from gates.http import routes as routes_mod
+from gates.http.guard import PromptRejected
+from gates.http.routes import GateRoutes
 
 P = routes_mod.PREFIX
 
@@ -336,8 +339,8 @@ async def test_bad_mask_uploads(client, waiter, kind, status, monkeypatch):
     data = {"garbage": b"\x89PNG not really", "bomb": png(np.zeros((300, 300), np.uint8), "L")}.get(
         kind, png(np.zeros((4, 4), np.uint8), "L")
     )
-    monkeypatch.setattr(routes_mod.images, "MAX_UPLOAD_PIXELS", 10_000)
-    monkeypatch.setattr(routes_mod.images.decode_mask_upload, "__defaults__", (10_000,))
+    monkeypatch.setattr(pause_routes.images, "MAX_UPLOAD_PIXELS", 10_000)
+    monkeypatch.setattr(pause_routes.images.decode_mask_upload, "__defaults__", (10_000,))
     form = mask_form("12:5", token, None if kind == "nofile" else data, index=5 if kind == "index" else None)
     resp = await client.post(f"{P}/mask", data=form)
     assert resp.status == status, await resp.text()
@@ -346,7 +349,7 @@ async def test_bad_mask_uploads(client, waiter, kind, status, monkeypatch):
 
 async def test_mask_upload_over_the_size_cap_is_413(client, waiter, monkeypatch):
     pending, _ = pause(waiter)
-    monkeypatch.setattr(routes_mod, "MAX_MASK_BYTES", 1000)
+    monkeypatch.setattr(pause_routes, "MAX_MASK_BYTES", 1000)
     resp = await client.post(f"{P}/mask", data=mask_form("12:5", pending.token, b"\0" * 5000))
     assert resp.status == 413
 
@@ -371,9 +374,8 @@ async def test_versions_pins_and_policy(client, store):
     assert info["version"] == -1 and info["image_shape"] == [1, 4, 4, 3]
     assert (await client.get(history[2]["thumb_url"])).status == 200
     old = await (await client.get(f"{P}/bus/tensors/a@-2")).read()
-    with store.verified_file("a@-2") as (f, size):
-        f.seek(0)
-        assert old == f.read() and len(old) == size
+    with store.verified_stream("a@-2") as stream:
+        assert old == b"".join(stream.chunks(1 << 20)) and len(old) == stream.size
     assert (await client.get(f"{P}/bus/info/a@-3")).status == 404
     assert (await client.get(f"{P}/bus/info/a@-x")).status == 400
     resp = await client.post(f"{P}/bus/a/pin", json={"pinned": True})
@@ -469,12 +471,12 @@ def queued() -> list:
 async def comfy_client(aiohttp_client, store, waiter, queued):
     async def queue_prompt(prompt, client_id):
         if prompt.get("refuse"):
-            raise routes_mod.PromptRejected("Prompt outputs failed validation", {"2": {"errors": []}})
+            raise PromptRejected("Prompt outputs failed validation", {"2": {"errors": []}})
         queued.append((prompt, client_id))
         return f"pid-{len(queued)}"
 
     table = web.RouteTableDef()
-    GateRoutes(store, waiter, queue_prompt=queue_prompt).add_to(table)
+    GateRoutes(store, waiter, queue_prompt=queue_prompt, resume_prompt=resume_prompt).add_to(table)
     app = web.Application()
     app.add_routes(table)
     return await aiohttp_client(app)
@@ -549,7 +551,7 @@ async def test_a_pause_renders_its_preview_before_the_page_asks(client, waiter, 
     image = torch.rand(1, 40, 30, 3)
     pending = waiter.arm("12:5", image, routes=2, client_id="tab-a")
     await _until(lambda: len(renders) == 1)  # no request was made
-    assert renders[0][1] == routes_mod.PREVIEW_SIDES[1]
+    assert renders[0][1] == previews.PREVIEW_SIDES[1]
     resp = await client.get(f"{P}/preview", params={"node": "12:5", "token": pending.token})
     got = np.asarray(Image.open(io.BytesIO(await resp.read())).convert("RGB"))
     assert np.array_equal(got, (image[0] * 255).round().to(torch.uint8).numpy())
@@ -558,18 +560,18 @@ async def test_a_pause_renders_its_preview_before_the_page_asks(client, waiter, 
 
 async def test_a_batch_pause_renders_its_first_grid_thumbnails_ahead(client, waiter, renders):
     pending = waiter.arm("7:1", torch.rand(10, 300, 200, 3), routes=2, client_id="tab-a")
-    await _until(lambda: len(renders) == routes_mod.RENDER_AHEAD)
-    assert {side for _, side in renders} == {routes_mod.GRID_SIDE}
+    await _until(lambda: len(renders) == previews.RENDER_AHEAD)
+    assert {side for _, side in renders} == {previews.GRID_SIDE}
     for i in range(10):
-        params = {"node": "7:1", "token": pending.token, "index": i, "side": routes_mod.GRID_SIDE}
+        params = {"node": "7:1", "token": pending.token, "index": i, "side": previews.GRID_SIDE}
         resp = await client.get(f"{P}/preview", params=params)
-        assert resp.status == 200 and max(Image.open(io.BytesIO(await resp.read())).size) == routes_mod.GRID_SIDE
+        assert resp.status == 200 and max(Image.open(io.BytesIO(await resp.read())).size) == previews.GRID_SIDE
     assert len(renders) == 10
 
 
 def test_the_grid_thumbnails_rendered_ahead_are_the_size_the_page_asks_for():
     grid_js = (Path(__file__).resolve().parents[1] / "web" / "gate_grid.js").read_text(encoding="utf-8")
-    assert f"export const THUMB_SIDE = {routes_mod.GRID_SIDE};" in grid_js
+    assert f"export const THUMB_SIDE = {previews.GRID_SIDE};" in grid_js
 
 
 async def test_a_failed_preview_render_is_not_kept(client, waiter, monkeypatch):
@@ -604,7 +606,7 @@ async def test_a_request_that_goes_away_does_not_cancel_a_render_another_waits_f
     monkeypatch.setattr(images_mod, "preview", slow)
     for node in ("1:1", "1:2"):  # both render threads busy: the next render waits in the queue
         waiter.arm(node, torch.rand(1, 8, 8, 3), routes=2, client_id="tab-a")
-    await _until(lambda: len(started) == routes_mod.RENDER_THREADS)
+    await _until(lambda: len(started) == previews.RENDER_THREADS)
     pending = waiter.arm("12:5", torch.rand(1, 16, 12, 3), routes=2, client_id="tab-a")
     params = {"node": "12:5", "token": pending.token}
     first = asyncio.ensure_future(client.get(f"{P}/preview", params=params))
@@ -632,13 +634,13 @@ async def test_a_flood_of_previews_gets_503_past_the_render_limit_and_the_limit_
     await asyncio.sleep(0.3)  # every request has been admitted or refused while the renders wait
     release.set()
     statuses = [(await request).status for request in flood]
-    admitted = routes_mod.MAX_WAITING_RENDERS - routes_mod.RENDER_AHEAD
+    admitted = previews.MAX_WAITING_RENDERS - previews.RENDER_AHEAD
     assert statuses.count(200) == admitted and statuses.count(503) == 16 - admitted
     again = [
         await client.get(f"{P}/preview", params={"node": "7:1", "token": pending.token, "index": i, "side": 200})
-        for i in range(routes_mod.MAX_WAITING_RENDERS + 2)
+        for i in range(previews.MAX_WAITING_RENDERS + 2)
     ]
-    assert [r.status for r in again] == [200] * (routes_mod.MAX_WAITING_RENDERS + 2)
+    assert [r.status for r in again] == [200] * (previews.MAX_WAITING_RENDERS + 2)
 
 
 async def test_the_preview_cache_keeps_a_whole_64_image_grid(client, waiter, renders):
@@ -658,24 +660,24 @@ def test_a_rendered_preview_whose_callback_is_late_is_never_evicted_uncounted(st
     thread switch between the two). Another preview's callback must not evict it meanwhile:
     its bytes would be subtracted without ever having been added, and the cache would hold
     that much more than its budget from then on."""
-    monkeypatch.setattr(routes_mod, "PREVIEW_CACHE_BYTES", 1)  # any two previews are over budget
+    monkeypatch.setattr(previews, "PREVIEW_CACHE_BYTES", 1)  # any two previews are over budget
     gate_routes = GateRoutes(store, waiter)
     late, newer = Future(), Future()
     late.set_result(b"x" * 10)
     newer.set_result(b"y" * 20)
-    gate_routes._previews[("7:1", "tok", 0, 1024)] = late  # rendered; its callback not run yet
-    gate_routes._previews[("7:1", "tok", 1, 1024)] = newer
-    gate_routes._preview_done(("7:1", "tok", 1, 1024), newer)
-    gate_routes._preview_done(("7:1", "tok", 0, 1024), late)
-    held = sum(len(f.result()) for f in gate_routes._previews.values())
-    assert gate_routes._preview_bytes == held == 10  # the budget keeps only the newest counted one
+    gate_routes.previews._previews[("7:1", "tok", 0, 1024)] = late  # rendered; its callback not run yet
+    gate_routes.previews._previews[("7:1", "tok", 1, 1024)] = newer
+    gate_routes.previews._preview_done(("7:1", "tok", 1, 1024), newer)
+    gate_routes.previews._preview_done(("7:1", "tok", 0, 1024), late)
+    held = sum(len(f.result()) for f in gate_routes.previews._previews.values())
+    assert gate_routes.previews._preview_bytes == held == 10  # the budget keeps only the newest counted one
 
 
 async def test_a_refused_preview_keeps_nothing_of_an_ended_pause_alive(client, waiter, monkeypatch):
     """The 503 of a full render queue is raised out of the handler that holds the pause, and
     aiohttp keeps a keep-alive connection's last response: with its traceback, the whole batch
     would outlive the pause by up to the keep-alive timeout (75 s)."""
-    monkeypatch.setattr(routes_mod, "MAX_WAITING_RENDERS", 0)  # every render is refused
+    monkeypatch.setattr(previews, "MAX_WAITING_RENDERS", 0)  # every render is refused
     image = torch.rand(4, 32, 32, 3)
     alive = weakref.ref(image)
     pending = waiter.arm("7:1", image, routes=2, client_id="tab-a")

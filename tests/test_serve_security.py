@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gates.browser import (
+from gates.bus.local.store import SlotStore
+from gates.http.app import (
     LOOPBACK_HOSTS,
     allowed_hosts_for,
     bind_warnings,
@@ -36,7 +37,6 @@ from gates.browser import (
     refusal,
     serving,
 )
-from gates.slots import SlotStore
 
 REPO = Path(__file__).resolve().parent.parent
 P = 8189

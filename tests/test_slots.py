@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import random
@@ -21,10 +22,12 @@ import xxhash
 from PIL import Image
 from safetensors.torch import save_file
 
-from gates import slot_format, slots
-from gates.errors import SlotCorrupt, SlotNotFound, SlotWriteError
-from gates.slot_ids import validate_id
-from gates.slots import SlotStore
+from gates.bus import codec
+from gates.bus.errors import SlotCorrupt, SlotNotFound, SlotWriteError
+from gates.bus.ids import validate_id
+from gates.bus.local import slot_file as slot_format
+from gates.bus.local import store as slots
+from gates.bus.local.store import SlotStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -138,7 +141,7 @@ def test_header_carries_metadata(store):
 
     with safe_open(store.slot_dir("meta") / slots.SLOT_FILE, "pt") as f:
         header = f.metadata()
-    assert header["format"] == slot_format.FORMAT and header["version"] == str(slot_format.FORMAT_VERSION)
+    assert header["format"] == codec.FORMAT and header["version"] == str(codec.FORMAT_VERSION)
     assert json.loads(header["meta"]) == {"node": "12:5", "prompt": "p1", "route": 2}
 
 
@@ -241,7 +244,7 @@ def test_list_reports_every_slot_from_headers(store):
     assert set(listed) == {"a", "b"}
     assert listed["b"].batch == 5 and listed["b"].image_dtype == "float16"
     assert listed["b"].bytes == (store.slot_dir("b") / slots.SLOT_FILE).stat().st_size
-    assert Path(listed["a"].thumb).is_file()
+    assert listed["a"].has_thumb and store.thumbnail("a").startswith(b"\x89PNG")
     assert [s.id for s in store.list()] == ["b", "a"]  # newest first
     assert listed["b"].to_dict()["batch"] == 5
 
@@ -265,7 +268,7 @@ def test_thumbnail_is_small_png_of_first_images(store):
     image = torch.zeros(6, 600, 400, 3)
     image[0, ..., 0] = 1.0  # first image red, the rest black
     store.publish("big", image)
-    with Image.open(store.info("big").thumb) as thumb:
+    with Image.open(io.BytesIO(store.thumbnail("big"))) as thumb:
         assert thumb.format == "PNG" and max(thumb.size) <= 256
         w, h = thumb.size
         assert w > h  # a strip of several images side by side
@@ -412,7 +415,7 @@ def several_readers(monkeypatch):
     monkeypatch.setattr(slot_format, "PARALLEL_MIN", 0)
     monkeypatch.setattr(slot_format, "MAX_READERS", 3)
     monkeypatch.setattr(slot_format.torch, "get_num_threads", lambda: 3)
-    assert slot_format._reader_count(5 * slot_format.READ_CHUNK) == 3
+    assert slot_format._reader_count(5 * codec.READ_CHUNK) == 3
 
 
 def _several_chunks(b: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -445,7 +448,7 @@ def test_a_file_cut_short_under_several_readers_is_damage_not_a_hang(store, seve
 
     def cut_after_header(f):  # the header checked out; then someone truncates the file
         header = real(f)
-        os.truncate(path, len(full) - 3 * slot_format.READ_CHUNK)
+        os.truncate(path, len(full) - 3 * codec.READ_CHUNK)
         return header
 
     monkeypatch.setattr(slot_format, "read_header", cut_after_header)
@@ -499,8 +502,8 @@ def test_a_load_without_huge_pages_is_the_same_bytes(store, monkeypatch, advice)
 
 
 OLDER_CHECKSUMS = {
-    "xxh3": slot_format.stream_checksum,  # 0.2.0
-    "crc32x2m": slot_format.legacy_crc_checksum,  # 0.1.0
+    "xxh3": codec.stream_checksum,  # 0.2.0
+    "crc32x2m": codec.legacy_crc_checksum,  # 0.1.0
 }
 
 
@@ -509,16 +512,16 @@ OLDER_CHECKSUMS = {
 def test_slots_with_an_older_checksum_load_verify_and_catch_damage(store, monkeypatch, kind, size):
     image, mask = _several_chunks() if size == "several chunks" else (rand_image(), None)
     with monkeypatch.context() as m:  # publish as the older version did: one checksum field
-        m.setattr(slot_format, "checksums", lambda tensors: {"checksum": OLDER_CHECKSUMS[kind](tensors)})
+        m.setattr(codec, "checksums", lambda tensors: {"checksum": OLDER_CHECKSUMS[kind](tensors)})
         store.publish("old", image, mask)
     assert store.info("old").checksum.startswith(kind + ":")
     assert_exact(store.load("old")[0], image)
-    with store.verified_file("old"):
+    with store.verified_stream("old"):
         pass
     _flip(store, "old", -7, 0x10)
     with pytest.raises(SlotCorrupt, match="checksum"):
         store.load("old")
-    with pytest.raises(SlotCorrupt, match="checksum"), store.verified_file("old"):
+    with pytest.raises(SlotCorrupt, match="checksum"), store.verified_stream("old"):
         pass
 
 
@@ -535,10 +538,10 @@ def test_a_new_slot_still_verifies_the_way_0_2_0_checks_it(store):
 
 
 def test_the_chunked_checksum_does_not_depend_on_where_tensors_split_chunks():
-    whole = torch.rand(3 * slot_format.READ_CHUNK // 4 + 5)
+    whole = torch.rand(3 * codec.READ_CHUNK // 4 + 5)
     parts = [whole[:1000].contiguous(), whole[1000:].contiguous()]
-    assert slot_format.checksum([whole]) == slot_format.checksum(parts)
-    assert slot_format.checksum([whole]) != slot_format.checksum([whole.flip(0).contiguous()])
+    assert codec.checksum([whole]) == codec.checksum(parts)
+    assert codec.checksum([whole]) != codec.checksum([whole.flip(0).contiguous()])
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_cuda)])
@@ -547,10 +550,10 @@ def test_a_slot_written_by_safetensors_itself_in_another_order_loads_exactly(sto
     image, mask = rand_image(), torch.rand(2, 24, 16, dtype=torch.float64)
     store.slot_dir("st").mkdir(parents=True)
     metadata = {
-        "format": slot_format.FORMAT,
+        "format": codec.FORMAT,
         "version": "1",
         "created": "1700000000.0",
-        "checksum": slot_format.checksum([image, mask]),
+        "checksum": codec.checksum([image, mask]),
         "meta": "{}",
     }
     save_file({"image": image, "mask": mask}, str(_slot_file(store, "st")), metadata=metadata)
@@ -579,7 +582,7 @@ def test_disk_full_keeps_the_old_slot(store, monkeypatch):
 def test_thumbnail_write_failure_keeps_the_old_slot(store, monkeypatch):
     old = rand_image()
     store.publish("th", old)
-    monkeypatch.setattr(slots.images, "png_bytes", lambda img: (_ for _ in ()).throw(OSError(errno.EIO, "io")))
+    monkeypatch.setattr(slots.codec.images, "png_bytes", lambda img: (_ for _ in ()).throw(OSError(errno.EIO, "io")))
     with pytest.raises(OSError):
         store.publish("th", rand_image(seed=2))
     assert_exact(store.load("th")[0], old)
@@ -591,8 +594,8 @@ def test_thumbnail_write_failure_keeps_the_old_slot(store, monkeypatch):
 CHILD = textwrap.dedent("""
     import os, signal, sys, torch
     sys.path.insert(0, {repo!r})
-    from gates import slot_format, slots
-    from gates.slots import SlotStore
+    from gates.bus.local import slot_file as slot_format
+    from gates.bus.local.store import SlotStore
     mode, root, value = sys.argv[1], sys.argv[2], float(sys.argv[3])
     store = SlotStore(root)
     image = torch.full((4, 256, 256, 3), value)
@@ -699,7 +702,7 @@ def test_latent_rides_along_bit_exact_with_noise_mask_and_batch_index(store, dty
     assert_exact(data.latent["noise_mask"], noise_mask)
     assert data.latent["batch_index"] == [4, 5, 6]
     info = store.info("lat")
-    assert info.latent_shape == [3, 4, 3, 2] and info.latent_dtype == slot_format.dtype_name(dtype)
+    assert info.latent_shape == [3, 4, 3, 2] and info.latent_dtype == codec.dtype_name(dtype)
 
 
 def test_slot_without_latent_reads_none_and_damage_in_the_latent_is_caught(store):
@@ -727,7 +730,7 @@ def test_a_latent_that_is_not_a_latent_is_refused_before_writing(store, latent):
 
 
 def test_a_download_is_verified_in_bounded_memory(store, monkeypatch):
-    """verified_file hashes the file chunk by chunk: it never reads the slot into memory."""
+    """verified_stream hashes the file chunk by chunk: it never reads the slot into memory."""
     image = rand_image(b=4, h=256, w=256)
     store.publish("dl", image)
 
@@ -735,16 +738,16 @@ def test_a_download_is_verified_in_bounded_memory(store, monkeypatch):
         raise AssertionError("a download read the whole slot into memory")
 
     monkeypatch.setattr(slot_format, "read_tensors", whole_read)
-    with store.verified_file("dl") as (f, size):
-        assert size == _slot_file(store, "dl").stat().st_size
+    with store.verified_stream("dl") as stream:
+        assert stream.size == _slot_file(store, "dl").stat().st_size
     _flip(store, "dl", 0.5, 0x80)
-    with pytest.raises(SlotCorrupt, match="checksum"), store.verified_file("dl"):
+    with pytest.raises(SlotCorrupt, match="checksum"), store.verified_stream("dl"):
         pass
 
 
 def test_a_meta_too_large_to_read_back_is_refused_and_the_slot_is_unchanged(store):
-    from gates.errors import SlotMetaTooLarge
-    from gates.slot_format import MAX_HEADER_BYTES
+    from gates.bus.codec import MAX_HEADER_BYTES
+    from gates.bus.errors import SlotMetaTooLarge
 
     store.publish("big", torch.zeros(1, 2, 2, 3))
     before = store.info("big").checksum

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gates.split import Decisions, format_indices, route_images, split_latent, split_mask, take
+from gates.gate.split import Decisions, format_indices, route_images, split_latent, split_mask, take
 
 
 class Blocker:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from gates.waiter import Decision, GateInterrupted, OwnerConnected, StaleRun, Waiter
+from gates.gate.waiter import Decision, GateInterrupted, OwnerConnected, StaleRun, Waiter
 
 
 def image(b: int = 1) -> torch.Tensor:

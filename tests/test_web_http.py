@@ -16,7 +16,7 @@ import pytest
 import torch
 from test_browser_page import blank_page, chromium  # noqa: F401 - chromium: the shared fixture
 
-from gates.slots import SlotStore
+from gates.bus.local.store import SlotStore
 
 pytestmark = pytest.mark.browser
 

@@ -30,7 +30,7 @@ from example_graphs import EXAMPLES as GRAPHS
 from PIL import Image, ImageDraw
 from test_ui_e2e import SIDEBAR_BUTTON, Ui, chromium  # noqa: F401 (chromium: a fixture, used by name)
 
-from gates.slots import SlotStore
+from gates.bus.local.store import SlotStore
 
 pytestmark = [
     pytest.mark.e2e,

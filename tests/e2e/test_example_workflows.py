@@ -19,8 +19,8 @@ from example_graphs import EXAMPLES as GRAPHS
 from example_graphs import SD15, put_example_image
 from test_ui_e2e import DECIDED, Ui, chromium  # noqa: F401 (chromium: a fixture, used by name)
 
-from gates.parking import parked_slot_id
-from gates.slots import SlotStore
+from gates.bus.local.store import SlotStore
+from gates.gate.parking import parked_slot_id
 
 pytestmark = [
     pytest.mark.e2e,

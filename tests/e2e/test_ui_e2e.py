@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from test_browser_page import CHROMIUM, CHROMIUM_ARGS  # one browser set-up for every page test
 
-from gates.slots import SlotStore
+from gates.bus.local.store import SlotStore
 
 SHOTS = Path(os.environ.get("E2E_SHOTS", "/tmp/e2e_shots"))
 INPUT_IMAGE = "dg_ui_input.png"

@@ -40,7 +40,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from .slot_ids import parse_ref, validate_id
+from ..bus.ids import parse_ref, validate_id
 
 GATE = "ImageGate"
 BUS_SAVE = "DatasetGatesBusSave"

@@ -16,11 +16,10 @@ from typing import Any
 
 import torch
 
-from . import images
-from .bus import SlotBus
-from .errors import SlotMetaTooLarge, SlotNotFound
+from .. import images
+from ..bus import SlotBus, SlotMetaTooLarge, SlotNotFound
+from ..bus.ids import validate_id
 from .parking import PARK, STOP, parked_meta, parked_slot_id, timeout_action
-from .slot_ids import validate_id
 from .split import Decisions, route_images
 from .waiter import Decision, Pending, Waiter, single_route
 

@@ -3,26 +3,22 @@
 `on_timeout` says what a gate does when nobody answered in time: "park", "stop", or "route K"
 (every image to K). Parking publishes the batch to the gate's `send_id`, or to a slot named
 `parked_slot_id(prompt_id, node)`, with the API prompt and the gate's node id in the meta
-(`parked: true`), so the queue moves on. `resume_prompt` later turns that slot back into a
-prompt whose gate loads the slot instead of recomputing its input: the pause comes at once.
+(`parked: true`), so the queue moves on. `gates.comfy.resume` later turns that slot back into
+a prompt whose gate loads the slot instead of recomputing its input: the pause comes at once.
 Pure: no ComfyUI, no disk.
 """
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
-from .ordering import GATE
-from .slot_ids import validate_id
+from ..bus.ids import validate_id
 
 PARK = "park"
 STOP = "stop"
 ON_TIMEOUT = (PARK, STOP) + tuple(f"route {k}" for k in range(1, 11))
 PARKED_PREFIX = "parked"
-# What a resumed gate takes from its slot instead of its links: re-linked, they would recompute.
-SLOT_FED_INPUTS = ("image", "mask", "latent")
 
 
 class NotParked(LookupError):
@@ -71,29 +67,3 @@ def parked_meta(prompt: dict[str, Any] | None, node: str, prompt_id: str | None,
         "prompt_id": prompt_id,
         "source": source,
     }
-
-
-def resume_prompt(meta: dict[str, Any], slot_id: str) -> dict[str, Any]:
-    """The parked prompt again, with its gate resuming from `slot_id`: image, mask and latent
-    unlinked (the slot holds them), get_id and send_id set to the slot (answering it replaces
-    the parked slot with the decision), and no countdown (timeout 0), so it cannot park again.
-
-    NotParked when the slot holds no parked run, or its prompt has no such gate.
-    """
-    if meta.get("parked") is not True:
-        raise NotParked(f"slot {slot_id!r} is not a parked run")
-    prompt, node = meta.get("prompt"), meta.get("node")
-    if prompt is None:
-        raise NotParked(
-            f"slot {slot_id!r} is parked without its prompt (too large to keep): "
-            f"load it with get_id={slot_id} in the workflow instead"
-        )
-    gate = prompt.get(node) if isinstance(prompt, dict) and isinstance(node, str) else None
-    if not isinstance(gate, dict) or gate.get("class_type") != GATE or not isinstance(gate.get("inputs"), dict):
-        raise NotParked(f"slot {slot_id!r} is parked but its stored prompt has no Image Gate {node!r} to resume")
-    prompt = copy.deepcopy(prompt)
-    inputs = prompt[node]["inputs"]
-    for name in SLOT_FED_INPUTS:
-        inputs.pop(name, None)
-    inputs.update(get_id=slot_id, send_id=slot_id, timeout=0)
-    return prompt

@@ -1,7 +1,8 @@
-"""The bus's storage policy: how many versions a slot keeps and how much disk the bus may use.
+"""The bus's storage policy: how many versions a slot keeps and how much room the bus may use.
 
-It lives in the bus folder itself (`.policy.json`), not in ComfyUI's settings, so ComfyUI, the
-command line and the slot browser all obey the same rules for the same folder.
+It lives in the bus itself (a folder bus keeps it in `.policy.json`), not in ComfyUI's
+settings, so ComfyUI, the command line and the slot browser all obey the same rules for the
+same bus. This module holds the rules and their JSON form; each backend stores the bytes.
 """
 
 from __future__ import annotations
@@ -9,13 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from .atomic import atomic_write
-from .errors import SlotCorrupt
-from .safe_files import read_regular
-
-POLICY_FILE = ".policy.json"
 MAX_KEEP = 100
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -45,26 +40,18 @@ def parse_size(text: str) -> int | None:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
-def read_policy(root: Path) -> Policy:
-    """The folder's policy; defaults when there is none. A damaged file is an error, not a reset."""
-    path = Path(root) / POLICY_FILE
-    where = f"storage policy of bus {Path(root).name!r}"
+def policy_from_json(data: bytes, bus_name: str) -> Policy:
+    """The policy a backend stored; a damaged one is an error naming the bus, never a reset."""
+    where = f"storage policy of {bus_name}"
     try:
-        data = json.loads(read_regular(path, 64 << 10).decode("utf-8"))
-    except FileNotFoundError:
-        return Policy()
-    except OSError as exc:
-        raise ValueError(f"{where} is unreadable: {exc.strerror}") from None
-    except (SlotCorrupt, ValueError) as exc:
+        raw = json.loads(data.decode("utf-8"))
+    except ValueError as exc:
         raise ValueError(f"{where} is unreadable: {exc}") from None
-    if not isinstance(data, dict):
+    if not isinstance(raw, dict):
         raise ValueError(f"{where} must be a JSON object")
-    return Policy(keep=data.get("keep", 1), quota_bytes=data.get("quota_bytes"))
+    return Policy(keep=raw.get("keep", 1), quota_bytes=raw.get("quota_bytes"))
 
 
-def write_policy(root: Path, policy: Policy) -> None:
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(asdict(policy), indent=2)
-    with atomic_write(root / POLICY_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8")) as commit:
-        commit()
+def policy_to_json(policy: Policy) -> bytes:
+    """What a backend stores for `policy`."""
+    return json.dumps(asdict(policy), indent=2).encode("utf-8")

@@ -6,12 +6,12 @@ from typing import Any
 
 import torch
 
-from . import comfy_adapter
-from .gate import MAX_ROUTES, run_gate
+from ..bus.ids import parse_ref, validate_id
+from ..gate.parking import ON_TIMEOUT, PARK
+from ..gate.run import MAX_ROUTES, run_gate
+from ..gate.split import DECISIONS_TYPE, Decisions, format_indices, split_latent, split_mask, take
+from . import adapter
 from .ordering import AFTER, AFTER_KEYS, HIDDEN_AFTER, after_input
-from .parking import ON_TIMEOUT, PARK
-from .slot_ids import parse_ref, validate_id
-from .split import DECISIONS_TYPE, Decisions, format_indices, split_latent, split_mask, take
 
 CATEGORY = "Dataset Gates"
 MAX_TIMEOUT_S = 7 * 24 * 3600
@@ -120,9 +120,9 @@ class ImageGate:
         """`inputs` are INPUT_TYPES' by name, run_gate's keywords (an unwired optional input is
         left out and takes run_gate's default); the ordering sockets only order, so they stop here."""
         return run_gate(
-            store=comfy_adapter.store(),
-            waiter=comfy_adapter.waiter(),
-            hooks=comfy_adapter.hooks(),
+            store=adapter.store(),
+            waiter=adapter.waiter(),
+            hooks=adapter.hooks(),
             node=str(unique_id),
             **{name: value for name, value in inputs.items() if name not in AFTER_KEYS},
         )
@@ -160,8 +160,8 @@ class BusSave:
         latent: dict[str, Any] | None = None,
         **ordering: Any,
     ) -> dict[str, Any]:
-        hooks = comfy_adapter.hooks()
-        info = comfy_adapter.store().publish(
+        hooks = adapter.hooks()
+        info = adapter.store().publish(
             slot_id.strip(),
             image,
             mask,
@@ -171,7 +171,7 @@ class BusSave:
         text = f"{info.id}: {info.batch} x {info.image_shape[1]}x{info.image_shape[2]} {info.image_dtype}"
         if info.latent_shape:
             text += f", latent {'x'.join(str(n) for n in info.latent_shape)}"
-        return {"ui": {"text": [text]}, "result": (image, latent if latent is not None else comfy_adapter.blocker())}
+        return {"ui": {"text": [text]}, "result": (image, latent if latent is not None else adapter.blocker())}
 
 
 class BusLoad:
@@ -194,7 +194,7 @@ class BusLoad:
         if slot_id is None:
             return float("nan")
         try:
-            return comfy_adapter.store().fingerprint(parse_ref(slot_id.strip())[0])
+            return adapter.store().fingerprint(parse_ref(slot_id.strip())[0])
         except ValueError:
             return "invalid"
 
@@ -203,10 +203,10 @@ class BusLoad:
         return _check_id("slot_id", slot_id, reading=True, required=True)
 
     def load(self, slot_id: str, **ordering: Any) -> tuple:
-        data = comfy_adapter.store().read(slot_id.strip())
+        data = adapter.store().read(slot_id.strip())
         b, h, w, _ = data.image.shape
         mask = data.mask if data.mask is not None else torch.zeros((b, h, w), dtype=torch.float32)
-        return (data.image, mask, int(b), data.latent if data.latent is not None else comfy_adapter.blocker())
+        return (data.image, mask, int(b), data.latent if data.latent is not None else adapter.blocker())
 
 
 class GateSplit:
@@ -238,7 +238,7 @@ class GateSplit:
         mask: torch.Tensor | None = None,
         latent: dict[str, Any] | None = None,
     ) -> tuple:
-        blocker = comfy_adapter.blocker
+        blocker = adapter.blocker
         indices = decisions.indices(route)
         if not indices:
             return tuple(blocker() for _ in self.RETURN_TYPES)

@@ -32,11 +32,11 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from ..bus import BusAdmin
+from ..gate.waiter import Waiter
 from .routes import GateRoutes, Handler
-from .slots import SlotStore
-from .waiter import Waiter
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 PAGE = WEB_DIR / "browser" / "index.html"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -279,7 +279,7 @@ async def _index(request: web.Request) -> web.Response:
 
 
 def make_app(
-    store: SlotStore, *, allowed_hosts: Collection[str] = LOOPBACK_HOSTS, token: str | None = None
+    store: BusAdmin, *, allowed_hosts: Collection[str] = LOOPBACK_HOSTS, token: str | None = None
 ) -> web.Application:
     """The browser app on one slot store: API at /datasete_gate, files at /web/, page at /.
 
@@ -311,7 +311,7 @@ async def _serve_until(
 
 
 async def _run(
-    store: SlotStore, host: str, port: int, stop: asyncio.Event | None = None, token: str | None = None
+    store: BusAdmin, host: str, port: int, stop: asyncio.Event | None = None, token: str | None = None
 ) -> None:
     """Listen, say where (with the token, the only place it is printed), and wait for `stop`
     (forever by default: Ctrl-C ends it)."""
@@ -325,14 +325,14 @@ async def _run(
             if ":" in shown_host:
                 shown_host = f"[{shown_host}]"
             print(f"Dataset Gates slot browser: http://{shown_host}:{shown_port}/{query}", flush=True)
-        print(f"bus folder: {store.root.resolve()}", flush=True)
+        print(f"bus: {store.location}", flush=True)
         print("press Ctrl-C to stop", flush=True)
 
     await _serve_until(runner, host, port, stop or asyncio.Event(), say_where)
 
 
 def serve(
-    store: SlotStore, host: str = "127.0.0.1", port: int = 8189, *, token: str | None = None, no_auth: bool = False
+    store: BusAdmin, host: str = "127.0.0.1", port: int = 8189, *, token: str | None = None, no_auth: bool = False
 ) -> None:
     """Serve the browser until Ctrl-C; beyond loopback, behind a token unless no_auth.
 

@@ -9,18 +9,19 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..bus import BusAdmin, open_bus
+from ..gate.run import Hooks
+from ..gate.waiter import WAITER, Waiter
+from ..http.routes import GateRoutes, PromptRejected
 from . import ordering
-from .gate import Hooks
-from .routes import GateRoutes, PromptRejected
-from .slots import SlotStore
-from .waiter import WAITER, Waiter
+from .resume import resume_prompt
 
 log = logging.getLogger("dataset_gates")
 
 # The first copy of the pack to load leaves this on PromptServer.instance, so a second copy
 # (the pack installed twice under two folder names) can find it: {"folder", "waiter"}.
 SHARED_ATTR = "dataset_gates_first_copy"
-PACK_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # symlinks kept
+PACK_FOLDER = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # symlinks kept
 _waiter: Waiter = WAITER
 
 
@@ -31,9 +32,9 @@ def bus_root() -> Path:
     return Path(folder_paths.get_input_directory()) / "gate_bus"
 
 
-def store() -> SlotStore:
-    """A store for the current input directory; SlotStore is stateless, so nothing is cached."""
-    return SlotStore(bus_root())
+def store() -> BusAdmin:
+    """The bus of the current input directory; a bus is stateless, so nothing is cached."""
+    return open_bus(bus_root())
 
 
 def _client_id() -> str | None:
@@ -170,7 +171,9 @@ def register() -> str:
             )
         return "duplicate"
     setattr(server, SHARED_ATTR, {"folder": PACK_FOLDER, "waiter": WAITER})
-    GateRoutes(store(), WAITER, connected=_connected, queue_prompt=queue_prompt).add_to(server.routes)
+    GateRoutes(store(), WAITER, connected=_connected, queue_prompt=queue_prompt, resume_prompt=resume_prompt).add_to(
+        server.routes
+    )
     add_handler = getattr(server, "add_on_prompt_handler", None)
     if add_handler is not None:
         add_handler(ordering.on_prompt)

@@ -13,7 +13,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import SlotCorrupt
+from ..errors import SlotCorrupt
 
 # O_NONBLOCK: opening a planted FIFO must not hang the reader; it is refused by fstat below.
 _READ_FLAGS = (

@@ -1,0 +1,25 @@
+"""The bus: named slots of exact tensors, behind one contract (see `contract`).
+
+`open_bus(location)` makes a bus; `SlotBus` is what gates use, `BusAdmin` what the browser,
+the command line and the routes use. Backends: `local` (a folder), `memory` (this process).
+"""
+
+from .contract import BusAdmin, SlotBus, SlotData, SlotInfo, SlotStream
+from .errors import SlotCorrupt, SlotError, SlotIndexError, SlotMetaTooLarge, SlotNotFound, SlotTooLarge, SlotWriteError
+from .location import open_bus
+
+__all__ = [
+    "open_bus",
+    "SlotBus",
+    "BusAdmin",
+    "SlotStream",
+    "SlotInfo",
+    "SlotData",
+    "SlotError",
+    "SlotNotFound",
+    "SlotCorrupt",
+    "SlotWriteError",
+    "SlotIndexError",
+    "SlotTooLarge",
+    "SlotMetaTooLarge",
+]

@@ -1,0 +1,174 @@
+"""The bus's HTTP routes: list, inspect, download, rename, pin, delete, policy, resume.
+
+What the slot browser (sidebar or `gates serve`) and the slot pickers ask of a bus. Bus work
+runs on a small thread pool and renders on the render pool, never on the event loop (in
+ComfyUI, ComfyUI's own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from ..bus import BusAdmin, SlotInfo
+from ..bus.ids import validate_id
+from ..bus.policy import Policy
+from .guard import PromptRejected, error, int_param, json_body, png_response, ref_param
+from .previews import RenderPool
+
+STORE_THREADS = 4
+DOWNLOAD_CHUNK = 1 << 20
+RESUME_NEEDS_COMFY = "Resume needs ComfyUI: open this bus in ComfyUI's sidebar"
+R = TypeVar("R")
+
+QueuePrompt = Callable[[dict[str, Any], "str | None"], Awaitable[str]]
+"""Queue an API prompt as POST /prompt would, for this client id; returns the prompt id."""
+ResumePrompt = Callable[[dict[str, Any], str], dict[str, Any]]
+"""The API prompt that resumes the run parked in a slot, from its meta and id (NotParked)."""
+
+
+class BusRoutes:
+    """The /bus/... and /resume/... endpoints on one bus."""
+
+    def __init__(
+        self,
+        bus: BusAdmin,
+        renders: RenderPool,
+        prefix: str,
+        queue_prompt: QueuePrompt | None = None,
+        resume_prompt: ResumePrompt | None = None,
+    ):
+        self.bus = bus
+        self.prefix = prefix
+        self.queue_prompt = queue_prompt  # ComfyUI's queue; None where there is none (gates serve)
+        self.resume_prompt = resume_prompt
+        self._renders = renders
+        self._pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="gates-store")
+
+    async def _store(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run bus work on the bus pool: disk reads never block the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
+
+    def routes(self) -> list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]]:
+        return [
+            ("GET", "/bus/list", self.bus_list),
+            ("GET", "/bus/info/{id}", self.bus_info),
+            ("GET", "/bus/thumb/{id}", self.bus_thumb),
+            ("GET", "/bus/image/{id}/{index}", self.bus_image),
+            ("GET", "/bus/tensors/{id}", self.bus_tensors),
+            ("GET", "/bus/history/{id}", self.bus_history),
+            ("GET", "/bus/policy", self.bus_policy),
+            ("POST", "/bus/policy", self.bus_set_policy),
+            ("POST", "/bus/{id}/pin", self.bus_pin),
+            ("DELETE", "/bus/{id}", self.bus_delete),
+            ("POST", "/bus/{id}/rename", self.bus_rename),
+            ("POST", "/resume/{id}", self.resume),
+        ]
+
+    def _slot_json(self, info: SlotInfo) -> dict[str, Any]:
+        d = info.to_dict()
+        d.pop("has_thumb")  # the page asks thumb_url, and shows a placeholder when it fails
+        d["thumb_url"] = f"{self.prefix}/bus/thumb/{info.ref}?v={int(info.created * 1000)}"
+        return d
+
+    async def bus_list(self, request: web.Request) -> web.Response:
+        slots = await self._store(self.bus.list)
+        return web.json_response(
+            {"bus": self.bus.label, "ids": [s.id for s in slots], "slots": [self._slot_json(s) for s in slots]}
+        )
+
+    async def bus_info(self, request: web.Request) -> web.Response:
+        return web.json_response(self._slot_json(await self._store(self.bus.info, ref_param(request))))
+
+    async def bus_history(self, request: web.Request) -> web.Response:
+        versions = await self._store(self.bus.history, validate_id(request.match_info["id"]))
+        return web.json_response({"versions": [self._slot_json(v) for v in versions]})
+
+    async def bus_thumb(self, request: web.Request) -> web.Response:
+        data = await self._renders.run(self.bus.thumbnail, ref_param(request))
+        return web.Response(body=data, content_type="image/png", headers={"Cache-Control": "no-cache"})
+
+    async def bus_image(self, request: web.Request) -> web.Response:
+        index = int_param(request.match_info["index"], "index")
+        return png_response(await self._renders.run(self.bus.render, ref_param(request), index))
+
+    async def bus_tensors(self, request: web.Request) -> web.StreamResponse:
+        """The exact slot file, verified first, then streamed from what was verified."""
+        ref = ref_param(request)
+        opened = self.bus.verified_stream(ref)
+        stream = await self._renders.run(opened.__enter__)
+        try:
+            chunks = stream.chunks(DOWNLOAD_CHUNK)
+            resp = web.StreamResponse(
+                headers={
+                    "Content-Disposition": f'attachment; filename="{ref.replace("@", "_")}.safetensors"',
+                    "Content-Type": "application/octet-stream",
+                    "Cache-Control": "no-store",
+                }
+            )
+            resp.content_length = stream.size
+            await resp.prepare(request)
+            while chunk := await self._store(next, chunks, b""):
+                await resp.write(chunk)
+            await resp.write_eof()
+            return resp
+        finally:
+            await self._store(opened.__exit__, None, None, None)
+
+    async def bus_delete(self, request: web.Request) -> web.Response:
+        slot_id = validate_id(request.match_info["id"])
+        await self._store(self.bus.delete, slot_id)
+        return web.json_response({"deleted": slot_id})
+
+    async def bus_rename(self, request: web.Request) -> web.Response:
+        old = validate_id(request.match_info["id"])
+        body = await json_body(request)
+        info = await self._store(
+            functools.partial(
+                self.bus.rename, old, validate_id(body.get("to")), overwrite=body.get("overwrite") is True
+            )
+        )
+        return web.json_response(self._slot_json(info))
+
+    async def bus_pin(self, request: web.Request) -> web.Response:
+        body = await json_body(request)
+        if not isinstance(body.get("pinned", True), bool):
+            raise ValueError("pinned must be true or false")
+        info = await self._store(self.bus.pin, validate_id(request.match_info["id"]), body.get("pinned", True))
+        return web.json_response(self._slot_json(info))
+
+    async def resume(self, request: web.Request) -> web.Response:
+        """{client_id}: queue the run parked in this slot again, its gate resuming from the
+        slot (see gates.comfy.resume), so the pause comes back at once; the pause goes to
+        `client_id`'s tab. 404 no slot, 409 not a parked run, 400 when ComfyUI refuses the
+        prompt (with its node_errors), 501 without ComfyUI."""
+        if self.queue_prompt is None or self.resume_prompt is None:
+            return error(501, RESUME_NEEDS_COMFY)
+        slot_id = validate_id(request.match_info["id"])
+        body = await json_body(request)
+        client_id = body.get("client_id")
+        if client_id is not None and not isinstance(client_id, str):
+            raise ValueError("client_id must be a string (this tab's websocket client id)")
+        info = await self._store(self.bus.info, slot_id)
+        prompt = self.resume_prompt(info.meta, slot_id)
+        try:
+            prompt_id = await self.queue_prompt(prompt, client_id or None)
+        except PromptRejected as exc:
+            return web.json_response({"error": str(exc), "node_errors": exc.node_errors}, status=400)
+        return web.json_response({"prompt_id": prompt_id})
+
+    def _policy_json(self, policy: Policy) -> dict[str, Any]:
+        return {"keep": policy.keep, "quota_bytes": policy.quota_bytes, "used_bytes": self.bus.usage()}
+
+    async def bus_policy(self, request: web.Request) -> web.Response:
+        return web.json_response(await self._store(lambda: self._policy_json(self.bus.policy())))
+
+    async def bus_set_policy(self, request: web.Request) -> web.Response:
+        body = await json_body(request)
+        changes = {k: body[k] for k in ("keep", "quota_bytes") if k in body}
+        return web.json_response(await self._store(lambda: self._policy_json(self.bus.set_policy(**changes)[0])))

@@ -1,0 +1,106 @@
+"""What every route shares: errors turned into JSON with the right status, bodies read
+within a size limit, and parameters checked before they go near a bus.
+
+Every input is validated: ids by the slot id rule, numbers by range, bodies by size, so a bad
+request gets a 4xx with a message and never a 500.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from ..bus import SlotCorrupt, SlotNotFound, SlotTooLarge, SlotWriteError
+from ..bus.ids import parse_ref
+from ..gate.parking import NotParked
+from ..gate.waiter import StaleRun
+
+MAX_JSON_BYTES = 64 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class PromptRejected(ValueError):
+    """ComfyUI's validation refused a prompt; `node_errors` as POST /prompt reports them."""
+
+    def __init__(self, message: str, node_errors: Any = None):
+        super().__init__(message)
+        self.node_errors = node_errors or {}
+
+
+# Exceptions a request can cause, and what the client is told.
+_STATUS: list[tuple[type[BaseException], int]] = [
+    (StaleRun, 409),
+    (FileExistsError, 409),
+    (NotParked, 409),
+    (SlotNotFound, 404),
+    (SlotCorrupt, 422),
+    (SlotTooLarge, 413),
+    (SlotWriteError, 507),
+    (ValueError, 400),
+    (HttpProcessingError, 400),  # a malformed multipart body (bad or oversized part headers)
+]
+
+
+def error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def guard(handler: Handler) -> Handler:
+    """Turn the documented failures into JSON errors with the right status."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            # aiohttp keeps a keep-alive connection's last response, this exception: without
+            # the handler's frames it holds no pause (a whole image batch) for 75 s.
+            raise exc.with_traceback(None) from None
+        except tuple(exc for exc, _ in _STATUS) as exc:
+            status = next(code for kind, code in _STATUS if isinstance(exc, kind))
+            return error(status, str(exc))
+
+    return wrapped
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=request.content_length)
+    raw = bytearray()
+    async for chunk in request.content.iter_any():  # the whole body, however it was split
+        raw += chunk
+        if len(raw) > MAX_JSON_BYTES:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(raw))
+    try:
+        body = json.loads(raw or b"{}")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("request body must be JSON") from None
+    if not isinstance(body, dict):
+        raise ValueError("request body must be a JSON object")
+    return body
+
+
+def int_param(value: Any, name: str, default: int | None = None) -> int | None:
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+
+
+def ref_param(request: web.Request) -> str:
+    """A slot id or 'id@-N' from the path, validated before it goes near the filesystem."""
+    ref = request.match_info["id"]
+    parse_ref(ref)
+    return ref
+
+
+def png_response(data: bytes) -> web.Response:
+    return web.Response(body=data, content_type="image/png", headers={"Cache-Control": "no-store"})
