@@ -1,0 +1,41 @@
+"""The bus contract (tests/bus_contract.py) against every backend, unchanged for each."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from bus_contract import BusContract, BusKit
+
+from gates.bus import open_bus
+from gates.bus.local.store import SLOT_FILE, SlotStore
+from gates.bus.memory import MemoryBus, forget
+
+_names = itertools.count()
+
+
+class TestFolderBus(BusContract):
+    @pytest.fixture
+    def kit(self, tmp_path: Path) -> BusKit:
+        bus = open_bus(tmp_path / "bus")
+        assert isinstance(bus, SlotStore)
+
+        def put_raw(slot_id: str, data: bytes) -> None:
+            folder = tmp_path / "bus" / slot_id
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / SLOT_FILE).write_bytes(data)
+
+        return BusKit(bus, lambda slot_id: (tmp_path / "bus" / slot_id / SLOT_FILE).read_bytes(), put_raw)
+
+
+class TestMemoryBus(BusContract):
+    @pytest.fixture
+    def kit(self) -> Iterator[BusKit]:
+        name = f"contract-{os.getpid()}-{next(_names)}"
+        bus = open_bus(f"memory://{name}")
+        assert isinstance(bus, MemoryBus)
+        yield BusKit(bus, bus.raw, bus.put_raw)
+        forget(name)
