@@ -3,7 +3,7 @@
 // tab's client id, so the gate pauses in this tab). No side effects until registered.
 import { mountBrowser } from "./browser/slot_browser.js";
 import { el } from "./format.js";
-import { comfy, gateApi } from "./gate_api.js";
+import { comfyBus, comfyGate } from "./comfy_api.js";
 
 export const TAB_ID = "dataset-gates-slots";
 export const OPEN_COMMAND = "DatasetGates.OpenSlotBrowser";
@@ -11,13 +11,13 @@ const live = new Set(); // mounted browsers, refreshed after every run
 
 /** Where a resumed prompt is: paused at a gate (GET /pending), else ComfyUI's queue/history. */
 async function promptState(promptId) {
-  const pending = await gateApi.pending().catch(() => null);
+  const pending = await comfyGate.pending().catch(() => null);
   if (pending?.some((p) => p.prompt_id === promptId)) return "paused at its gate";
-  return gateApi.promptState(promptId);
+  return comfyGate.promptState(promptId);
 }
 
 function mount(target) {
-  const browser = mountBrowser(target, { client: comfy, resume: (id) => gateApi.resume(id), promptState });
+  const browser = mountBrowser(target, { bus: comfyBus, resume: (id) => comfyBus.resume(id), promptState });
   live.add(browser);
   return () => {
     live.delete(browser);

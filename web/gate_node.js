@@ -2,7 +2,8 @@
 // batch grid's selection and per-image routes, the countdown, and what happens on pause /
 // done events and on clicks. The extension entry creates one GateController per node
 // (node.dgGate). No side effects at import.
-import { gateApi, pauseKey } from "./gate_api.js";
+import { comfyGate } from "./comfy_api.js";
+import { pauseKey } from "./gate_api.js";
 import {
   DEFAULT_ROUTE, GridSelection, THUMB_SIDE, clock, gridColumns, normalisePreselect, onTimeoutText, routeCounts,
   routesToSend, secondsLeft, singleRoute,
@@ -189,7 +190,7 @@ export class GateController {
     this.render();
     let data;
     try {
-      data = await gateApi.takeOver(node);
+      data = await comfyGate.takeOver(node);
     } catch (err) {
       this.say(`Could not take over: ${err.message}`, true);
       this.hooks.refresh?.();
@@ -253,7 +254,7 @@ export class GateController {
   async choose(route) {
     if (this.busy) return;
     const routes = Array(this.batch).fill(route);
-    await this.answer("Choosing", route, routes, (node, token) => gateApi.choose(node, token, route));
+    await this.answer("Choosing", route, routes, (node, token) => comfyGate.choose(node, token, route));
   }
 
   /** Send (Enter): one route per image, the default route where an image has none. */
@@ -261,7 +262,7 @@ export class GateController {
     if (this.mode !== "paused" || this.busy || !this.canSend()) return;
     const routes = routesToSend(this.assigned);
     await this.answer("Sending", singleRoute(routes), routes,
-      (node, token) => gateApi.chooseEach(node, token, routes));
+      (node, token) => comfyGate.chooseEach(node, token, routes));
   }
 
   canSend() {
@@ -269,7 +270,7 @@ export class GateController {
   }
 
   stop() {
-    return this.answer("Stop", null, null, (node, token) => gateApi.stop(node, token));
+    return this.answer("Stop", null, null, (node, token) => comfyGate.stop(node, token));
   }
 
   /** Send this pause's answer (route null = Stop); a pause event for it meanwhile is ignored. */
@@ -372,7 +373,7 @@ export class GateController {
     this.panel.setCountdown(this.countdown());
     this.tick();
     try {
-      await gateApi.hold(node, token);
+      await comfyGate.hold(node, token);
     } catch (err) {
       // 409: the pause is over (answered, timed out): its done event or GET /pending says so.
       if (err instanceof HttpError && err.status === 409) return;
@@ -414,7 +415,7 @@ export class GateController {
     }
     const { node, token } = this.info;
     try {
-      return await loadImage(gateApi.previewUrl(node, token, keys[0] ?? 0));
+      return await loadImage(comfyGate.previewUrl(node, token, keys[0] ?? 0));
     } catch {
       return null;
     }
@@ -452,9 +453,9 @@ export class GateController {
     const { node, token, batch } = this.info;
     this.say(what);
     const ok = await this.request("Sending the mask", async () => {
-      if (clearFirst) await gateApi.clearMask(node, token);
+      if (clearFirst) await comfyGate.clearMask(node, token);
       for (const [index, mask] of this.masks.uploadsFor(batch)) {
-        await gateApi.uploadMask(node, token, await maskToPng(mask), index);
+        await comfyGate.uploadMask(node, token, await maskToPng(mask), index);
       }
       return true;
     });
@@ -465,7 +466,7 @@ export class GateController {
     this.masks.clear();
     if (this.mode === "paused") {
       const { node, token } = this.info;
-      const ok = await this.request("Clearing the mask", () => gateApi.clearMask(node, token));
+      const ok = await this.request("Clearing the mask", () => comfyGate.clearMask(node, token));
       if (ok) this.info = { ...this.info, painted: [] };
     }
     this.render();
@@ -521,7 +522,7 @@ export class GateController {
       aspect: p.height / Math.max(1, p.width),
       cursor: this.selection.cursor,
       cells: Array.from({ length: this.batch }, (_, i) => ({
-        url: gateApi.previewUrl(p.node, p.token, i, THUMB_SIDE),
+        url: comfyGate.previewUrl(p.node, p.token, i, THUMB_SIDE),
         route: this.assigned[i] ?? DEFAULT_ROUTE,
         own: this.assigned[i] != null,
         selected: this.mode === "paused" && this.view === "grid" && this.selection.has(i),
@@ -557,7 +558,7 @@ export class GateController {
       view: this.view,
       grid: this.gridModel(),
       index: this.index,
-      previewUrl: p ? (paused ? gateApi.previewUrl(p.node, p.token, this.index) : this.panel.image.getAttribute("src")) : null,
+      previewUrl: p ? (paused ? comfyGate.previewUrl(p.node, p.token, this.index) : this.panel.image.getAttribute("src")) : null,
       overlayUrl: this.masks.overlayFor(this.batch > 1 ? this.index : ALL),
       shownRoute: { route: shown ?? DEFAULT_ROUTE, own: shown != null },
       labels: readLabels(this.node),

@@ -6,7 +6,8 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { OPEN_COMMAND, refreshSlotBrowsers, registerSlotBrowserTab, toggleFloatingBrowser } from "./browser_tab.js";
 import { ensureStylesheet } from "./format.js";
-import { gateApi, pauseKey } from "./gate_api.js";
+import { comfyGate } from "./comfy_api.js";
+import { pauseKey } from "./gate_api.js";
 import { GateController } from "./gate_node.js";
 import { PAINTER_BRUSH, PAINTER_EDITOR, PAINTER_SETTING } from "./mask_editor_bridge.js";
 import { findNodeByPath, hasNodeOfType } from "./node_lookup.js";
@@ -91,7 +92,7 @@ async function askPending() {
   const knownElsewhere = new Set([...elsewhere.values()].map(pauseKey));
   let pending;
   try {
-    pending = await gateApi.pending();
+    pending = await comfyGate.pending();
   } catch (err) {
     console.warn("[Dataset Gates] could not ask for pending gates:", err);
     return;

@@ -13,7 +13,7 @@
 // named `image`; the Image Gate has none. Any failure rejects. paintMask() is the painter
 // choice: the editor when the user's setting asks for it, falling back to the built-in brush.
 // No side effects until editWithMaskEditor() or paintMask().
-import { comfy } from "./gate_api.js";
+import { comfy } from "./comfy_api.js";
 import { openBrush } from "./mask_brush.js";
 import { canvasToBlob, imageWithInverseAlpha, maskFromInverseAlpha } from "./mask_data.js";
 

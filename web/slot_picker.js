@@ -2,7 +2,7 @@
 // "get" mode picks a slot to read; "send" mode shows which ids exist (sending to one replaces
 // it). Free text is always allowed. One picker is open at a time. No side effects until used.
 import { age, el, humanBytes, sizeText } from "./format.js";
-import { gateApi } from "./gate_api.js";
+import { comfyBus } from "./comfy_api.js";
 import { widgetByName } from "./gate_outputs.js";
 
 let current = null; // {close, refresh}
@@ -40,7 +40,7 @@ export function openSlotPicker({ at, mode = "get", value = "", title, onPick }) 
     const bad = Boolean(slot.error);
     const thumb = bad
       ? el("div.dg-pick-thumb.dg-thumb-missing", {}, "!")
-      : el("img.dg-pick-thumb", { src: gateApi.thumbUrl(slot), alt: "", loading: "lazy" });
+      : el("img.dg-pick-thumb", { src: comfyBus.thumbUrl(slot), alt: "", loading: "lazy" });
     const facts = bad
       ? slot.error
       : `batch ${slot.batch} · ${sizeText(slot.image_shape)} · ${humanBytes(slot.bytes)} · ${age(slot.created)}`;
@@ -52,7 +52,7 @@ export function openSlotPicker({ at, mode = "get", value = "", title, onPick }) 
 
   async function refresh() {
     try {
-      const slots = await gateApi.listSlots();
+      const { slots } = await comfyBus.list();
       list.replaceChildren(...slots.map(row));
       if (!slots.length) list.append(el("div.dg-muted.dg-pick-note", {}, "No slots yet: a gate with send_id or a Bus Save makes one."));
     } catch (err) {
