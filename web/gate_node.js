@@ -13,6 +13,7 @@ import {
 } from "./gate_outputs.js";
 import { GatePanel, PREVIEW_MIN } from "./gate_panel.js";
 import { HttpError } from "./http.js";
+import { loadImage } from "./image_loader.js";
 import { ALL, MaskKeeper, maskToPng } from "./mask_data.js";
 import { paintMask } from "./mask_editor_bridge.js";
 import { openSlotPicker, setWidget } from "./slot_picker.js";
@@ -21,15 +22,6 @@ const PREVIEW_MAX = 420;
 const GRID_MAX = PREVIEW_MAX; // the grid grows the node up to this height, and scrolls beyond
 const CELL_MIN = 56; // a grid thumbnail's smallest width: the node widens to fit a row of them
 const TICK_MS = 250;
-
-function loadImage(src) {
-  return new Promise((resolve, reject) => {
-    const img = new Image();
-    img.onload = () => resolve(img);
-    img.onerror = () => reject(new Error("the image did not load"));
-    img.src = src;
-  });
-}
 
 export class GateController {
   /**
