@@ -13,7 +13,7 @@ import {
 import { GatePanel, PREVIEW_MIN } from "./gate_panel.js";
 import { GateViewModel } from "./gate_view.js";
 import { HttpError } from "./http.js";
-import { openSlotPicker, setWidget } from "./slot_picker.js";
+import { setWidget } from "./slot_picker.js";
 
 const PREVIEW_MAX = 420;
 const GRID_MAX = PREVIEW_MAX; // the grid grows the node up to this height, and scrolls beyond
@@ -23,7 +23,8 @@ const TICK_MS = 250;
 export class GateController {
   /**
    * @param {object} hooks  from the extension entry: `claimed(pause)` when this node took a
-   *   pause over (the entry tracks it like a pause event), `refresh()` to ask GET /pending now.
+   *   pause over (the entry tracks it like a pause event), `refresh()` to ask GET /pending now,
+   *   `picker` the page's SlotPicker (slot_picker.js) for the get_id / send_id buttons.
    */
   constructor(app, node, hooks = {}) {
     this.app = app;
@@ -338,7 +339,7 @@ export class GateController {
   pickSlot(name, anchor) {
     const widget = widgetByName(this.node, name);
     if (!widget) return;
-    openSlotPicker({
+    this.hooks.picker?.open({
       at: anchor, mode: name === "send_id" ? "send" : "get", title: name, value: String(widget.value ?? ""),
       onPick: (id) => setWidget(this.node, widget, id),
     });
