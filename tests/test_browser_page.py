@@ -129,6 +129,25 @@ def blank_page(chromium, bus: Path, **context_options) -> Iterator:
         assert not errors, f"uncaught errors in the page: {errors}"
 
 
+@pytest.fixture
+def blank(chromium, tmp_path: Path) -> Iterator:
+    """The standalone page on an empty bus, for tests that import web/ modules into it."""
+    with blank_page(chromium, tmp_path / "bus") as page:
+        yield page
+
+
+def harness_fixture(script: str):
+    """A fixture: `blank` after running `script` in it (a harness that sets window.dg). The
+    module that uses it imports `blank` too."""
+
+    @pytest.fixture
+    def harnessed(blank):
+        blank.evaluate(script)
+        return blank
+
+    return harnessed
+
+
 def shot(page, name: str) -> None:
     if SHOTS:
         os.makedirs(SHOTS, exist_ok=True)

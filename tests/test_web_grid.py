@@ -202,3 +202,58 @@ def test_the_panel_reports_clicks_and_keys(blank) -> None:
     blank.click(".dg-route[data-route='3']")
     got = calls()
     assert ["choose", 3] in got and ["touch"] in got  # any click while paused stops a countdown
+
+
+# ThumbLoader (web/image_loader.js) on stand-in <img>s: each records the URLs it is given and
+# waits until the test settles it. `settle()` answers every load in flight: URLs in `fails` error.
+LOADER = """
+async () => {
+  const { THUMB_LOADS, THUMB_RETRIES, ThumbLoader } = await import('/web/image_loader.js');
+  const inFlight = [];
+  let most = 0;
+  const fake = (i) => {
+    const classes = new Set();
+    const img = { i, urls: [], classList: { add: (c) => classes.add(c), remove: (c) => classes.delete(c) }, classes };
+    Object.defineProperty(img, 'src', { set(url) { img.urls.push(url); inFlight.push(img); most = Math.max(most, inFlight.length); } });
+    return img;
+  };
+  let loaded = 0;
+  const loader = new ThumbLoader(() => loaded++);
+  const settle = (fails) => {
+    for (const img of inFlight.splice(0)) (fails.has(img.urls.at(-1)) ? img.onerror : img.onload)();
+  };
+  const wait = (ms) => new Promise((r) => setTimeout(r, ms));
+  const imgs = Array.from({ length: 30 }, (_, i) => fake(i));
+  loader.loadAll(imgs.map((img, i) => [img, `/t?i=${i}`]));
+  const first = inFlight.length;
+  // Image 3 fails twice, then loads; image 7 fails every time.
+  const fails = new Set(['/t?i=3', '/t?i=3&retry=2', '/t?i=7', '/t?i=7&retry=2', '/t?i=7&retry=3']);
+  for (let round = 0; round < 12 && inFlight.length + loader.queue.length + loader.running; round++) {
+    settle(fails);
+    await wait(700);
+  }
+  const one = { first, most, loaded, urls3: imgs[3].urls, urls7: imgs[7].urls, failed7: imgs[7].classes.has('dg-cell-failed'),
+                failed3: imgs[3].classes.has('dg-cell-failed'), limits: [THUMB_LOADS, THUMB_RETRIES] };
+  // A new grid forgets the old one: a late answer of an old load counts for nothing.
+  const old = fake(100);
+  loader.loadAll([[old, '/old']]);
+  const stale = inFlight.splice(0)[0];
+  const fresh = [fake(200), fake(201)];
+  loader.loadAll(fresh.map((img, i) => [img, `/new?i=${i}`]));
+  loaded = 0;
+  stale.onload?.();
+  settle(new Set());
+  return { one, second: { loaded, urls: fresh.map((img) => img.urls) } };
+}
+"""
+
+
+def test_thumbnails_load_twelve_at_a_time_and_a_failed_one_is_asked_again(blank) -> None:
+    got = blank.evaluate(LOADER)
+    one = got["one"]
+    assert one["limits"] == [12, 3]
+    assert one["first"] == 12 and one["most"] == 12  # never more in flight than THUMB_LOADS
+    assert one["urls3"] == ["/t?i=3", "/t?i=3&retry=2", "/t?i=3&retry=3"] and not one["failed3"]
+    assert one["urls7"] == ["/t?i=7", "/t?i=7&retry=2", "/t?i=7&retry=3"] and one["failed7"]  # three tries
+    assert one["loaded"] == 0  # image 7 never loaded: the grid is not reported loaded
+    assert got["second"] == {"loaded": 1, "urls": [["/new?i=0"], ["/new?i=1"]]}

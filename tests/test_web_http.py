@@ -127,9 +127,10 @@ MODEL = """
 async () => {
   const { httpClient } = await import('/web/http.js');
   const { SlotBrowserModel } = await import('/web/browser/slot_model.js');
+  const { busApi } = await import('/web/gate_api.js');
   const client = httpClient({ fetch: (path, init) => fetch(path, init), url: (path) => `/sub/api${path}` });
   let changes = 0;
-  const model = new SlotBrowserModel({ client, onChange: () => changes++ });
+  const model = new SlotBrowserModel({ bus: busApi(client), onChange: () => changes++ });
   const before = model.view();
   await model.refresh();
   const rows = (await client.get('/datasete_gate/bus/list')).slots;

@@ -8,13 +8,10 @@
 import { el } from "./format.js";
 import { labelOf } from "./gate_outputs.js";
 import { routeColour } from "./gate_grid.js";
+import { ThumbLoader } from "./image_loader.js";
 
 export const PREVIEW_MIN = 120;
 const GAP = 6;
-/** Thumbnails asked for at once: more than the browser's 6 connections per host, so a lane never
- *  waits for the page to handle a load event; the server renders them two at a time. */
-const THUMB_LOADS = 12;
-const THUMB_RETRIES = 3;
 
 /**
  * @typedef {object} GridCell
@@ -53,63 +50,6 @@ const THUMB_RETRIES = 3;
  * @property {string} note         mask state, errors
  * @property {boolean} noteIsError
  */
-
-/**
- * Loads thumbnails a few at a time (the server renders on one or two threads and answers 503 past a
- * small queue) and tries a failed one again. Reports each batch of cells fully loaded once.
- */
-class ThumbLoader {
-  constructor(onAllLoaded) {
-    this.onAllLoaded = onAllLoaded;
-    this.reset();
-  }
-
-  reset() {
-    this.queue = [];
-    this.running = 0;
-    this.left = 0;
-    this.generation = (this.generation ?? 0) + 1;
-  }
-
-  /** Load every [img, url] of a new grid (forgets the previous grid's loads). */
-  loadAll(items) {
-    this.reset();
-    this.queue = items.map(([img, url]) => ({ img, url, tries: 0 }));
-    this.left = items.length;
-    this.pump();
-  }
-
-  pump() {
-    while (this.running < THUMB_LOADS && this.queue.length) this.start(this.queue.shift());
-  }
-
-  start(item) {
-    const generation = this.generation;
-    this.running++;
-    item.tries++;
-    const done = (ok) => {
-      item.img.onload = item.img.onerror = null;
-      if (generation !== this.generation) return;
-      this.running--;
-      if (ok) {
-        item.img.classList.remove("dg-cell-failed");
-        if (--this.left === 0) this.onAllLoaded();
-      } else if (item.tries < THUMB_RETRIES) {
-        setTimeout(() => {
-          if (generation !== this.generation) return;
-          this.queue.push(item);
-          this.pump();
-        }, 200 * item.tries);
-      } else {
-        item.img.classList.add("dg-cell-failed");
-      }
-      this.pump();
-    };
-    item.img.onload = () => done(true);
-    item.img.onerror = () => done(false);
-    item.img.src = item.tries > 1 ? `${item.url}&retry=${item.tries}` : item.url;
-  }
-}
 
 export class GatePanel {
   /**

@@ -1,5 +1,5 @@
 // The pack's one HTTP client: JSON requests to a server's routes, their refusals as errors, and
-// URLs for <img src> and links. It runs in two pages: inside ComfyUI, gate_api.js binds it to
+// URLs for <img src> and links. It runs in two pages: inside ComfyUI, comfy_api.js binds it to
 // api.fetchApi (which adds the page's base path, /api and the user header); on the standalone
 // slot browser page (`python -m gates serve`), which has no ComfyUI, it sits on window.fetch.
 // So it imports nothing from ComfyUI. No side effects.

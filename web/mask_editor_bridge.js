@@ -13,7 +13,8 @@
 // named `image`; the Image Gate has none. Any failure rejects. paintMask() is the painter
 // choice: the editor when the user's setting asks for it, falling back to the built-in brush.
 // No side effects until editWithMaskEditor() or paintMask().
-import { comfy } from "./gate_api.js";
+import { comfy } from "./comfy_api.js";
+import { loadImage } from "./image_loader.js";
 import { openBrush } from "./mask_brush.js";
 import { canvasToBlob, imageWithInverseAlpha, maskFromInverseAlpha } from "./mask_data.js";
 
@@ -66,15 +67,6 @@ function whenDom(check, timeoutMs = null) {
       childList: true, subtree: true, attributes: true, attributeFilter: ["data-state", "aria-labelledby", "role"],
     });
     if (timeoutMs !== null) timer = setTimeout(() => done(check()), timeoutMs);
-  });
-}
-
-function loadImage(src) {
-  return new Promise((resolve, reject) => {
-    const img = new Image();
-    img.onload = () => resolve(img);
-    img.onerror = () => reject(new Error(`could not load ${src}`));
-    img.src = src;
   });
 }
 

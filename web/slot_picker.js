@@ -1,18 +1,84 @@
 // A popup listing bus slots (thumbnail, id, batch, size, age) to fill a slot id widget.
 // "get" mode picks a slot to read; "send" mode shows which ids exist (sending to one replaces
-// it). Free text is always allowed. One picker is open at a time. No side effects until used.
+// it). Free text is always allowed. One picker is open at a time: the page's SlotPicker (the
+// extension entry makes one) knows which. No side effects until used.
 import { age, el, humanBytes, sizeText } from "./format.js";
-import { gateApi } from "./gate_api.js";
+import { comfyBus } from "./comfy_api.js";
 import { widgetByName } from "./gate_outputs.js";
 
-let current = null; // {close, refresh}
+const PRESS_MAX_AGE_MS = 2000;
 
 /**
- * Open the picker next to `at` ({x, y} in client pixels, or an element).
- * @param {{at, mode?: "get"|"send", value?: string, title?: string, onPick: (id: string) => void}} options
+ * The page's slot pickers: the one open now, the buttons that open one, and the last pointer
+ * press (see anchorFor).
  */
-export function openSlotPicker({ at, mode = "get", value = "", title, onPick }) {
-  current?.close();
+export class SlotPicker {
+  constructor() {
+    this.current = null; // the open picker: {close, refresh}
+    this.lastPress = null; // {target, x, y, at}, once listenForPresses ran
+  }
+
+  /**
+   * Open the picker next to `at` ({x, y} in client pixels, or an element).
+   * @param {{at, mode?: "get"|"send", value?: string, title?: string, onPick: (id: string) => void}} options
+   */
+  open(options) {
+    this.current?.close();
+    const handle = openPicker(options, () => {
+      if (this.current === handle) this.current = null;
+    });
+    this.current = handle;
+    return handle;
+  }
+
+  /** Re-list the open picker's slots (called after every run). */
+  refresh() {
+    this.current?.refresh();
+  }
+
+  listenForPresses() {
+    if (this.lastPress !== null) return;
+    this.lastPress = { target: null, at: -Infinity };
+    document.addEventListener("pointerdown", (event) => {
+      this.lastPress = { target: event.target, x: event.clientX, y: event.clientY, at: event.timeStamp };
+    }, { capture: true, passive: true });
+  }
+
+  /**
+   * Where a button widget was clicked, for the picker. The LiteGraph canvas passes its pointer
+   * event; Vue nodes mode calls the callback from its own <button>'s click with no event, so the
+   * press that led to it (or, from the keyboard, the focused button) names the element.
+   */
+  anchorFor(event) {
+    if (event && Number.isFinite(event.clientX)) return { x: event.clientX, y: event.clientY };
+    const press = this.lastPress;
+    const fresh = press?.target instanceof Element && performance.now() - press.at < PRESS_MAX_AGE_MS;
+    if (fresh) return press.target.closest("button") ?? { x: press.x, y: press.y };
+    const focused = document.activeElement;
+    return focused instanceof HTMLButtonElement ? focused : null;
+  }
+
+  /**
+   * Give a node a "pick slot" button (a serialize:false widget, added last so saved widget
+   * values keep their positions) that fills the STRING widget `name`.
+   */
+  addButton(node, name, mode) {
+    const target = widgetByName(node, name);
+    if (!target) return null;
+    this.listenForPresses();
+    const button = node.addWidget("button", `pick ${name} ▾`, null, (_w, _canvas, _node, _pos, event) => {
+      this.open({
+        at: this.anchorFor(event), mode, value: String(target.value ?? ""), title: name,
+        onPick: (id) => setWidget(node, target, id),
+      });
+    }, { serialize: false });
+    button.serialize = false;
+    return button;
+  }
+}
+
+/** A picker on the page next to `at`; `closed()` runs when it closes. */
+function openPicker({ at, mode = "get", value = "", title, onPick }, closed) {
   const input = el("input.dg-pick-input", {
     type: "text", value, placeholder: "slot id", spellcheck: false, "aria-label": "slot id",
   });
@@ -40,7 +106,7 @@ export function openSlotPicker({ at, mode = "get", value = "", title, onPick }) 
     const bad = Boolean(slot.error);
     const thumb = bad
       ? el("div.dg-pick-thumb.dg-thumb-missing", {}, "!")
-      : el("img.dg-pick-thumb", { src: gateApi.thumbUrl(slot), alt: "", loading: "lazy" });
+      : el("img.dg-pick-thumb", { src: comfyBus.thumbUrl(slot), alt: "", loading: "lazy" });
     const facts = bad
       ? slot.error
       : `batch ${slot.batch} · ${sizeText(slot.image_shape)} · ${humanBytes(slot.bytes)} · ${age(slot.created)}`;
@@ -52,7 +118,7 @@ export function openSlotPicker({ at, mode = "get", value = "", title, onPick }) 
 
   async function refresh() {
     try {
-      const slots = await gateApi.listSlots();
+      const { slots } = await comfyBus.list();
       list.replaceChildren(...slots.map(row));
       if (!slots.length) list.append(el("div.dg-muted.dg-pick-note", {}, "No slots yet: a gate with send_id or a Bus Save makes one."));
     } catch (err) {
@@ -73,7 +139,7 @@ export function openSlotPicker({ at, mode = "get", value = "", title, onPick }) 
   function close() {
     document.removeEventListener("pointerdown", onOutside, true);
     box.remove();
-    if (current === handle) current = null;
+    closed();
   }
 
   box.addEventListener("keydown", onKey);
@@ -82,15 +148,8 @@ export function openSlotPicker({ at, mode = "get", value = "", title, onPick }) 
   document.addEventListener("pointerdown", onOutside, true);
   input.focus({ preventScroll: true });
   input.select();
-  const handle = { close, refresh };
-  current = handle;
   refresh();
-  return handle;
-}
-
-/** Re-list the open picker's slots (called after every run). */
-export function refreshOpenPicker() {
-  current?.refresh();
+  return { close, refresh };
 }
 
 function place(box, at) {
@@ -100,51 +159,6 @@ function place(box, at) {
   const { width, height } = box.getBoundingClientRect();
   box.style.left = `${Math.max(4, Math.min(x, window.innerWidth - width - 4))}px`;
   box.style.top = `${Math.max(4, Math.min(y, window.innerHeight - height - 4))}px`;
-}
-
-/** The last pointer press anywhere on the page (see anchorFor). */
-let lastPress = null;
-const PRESS_MAX_AGE_MS = 2000;
-
-function rememberPress(event) {
-  lastPress = { target: event.target, x: event.clientX, y: event.clientY, at: event.timeStamp };
-}
-
-function listenForPresses() {
-  if (lastPress !== null) return;
-  lastPress = { target: null, at: -Infinity };
-  document.addEventListener("pointerdown", rememberPress, { capture: true, passive: true });
-}
-
-/**
- * Where a button widget was clicked, for the picker. The LiteGraph canvas passes its pointer
- * event; Vue nodes mode calls the callback from its own <button>'s click with no event, so the
- * press that led to it (or, from the keyboard, the focused button) names the element.
- */
-function anchorFor(event) {
-  if (event && Number.isFinite(event.clientX)) return { x: event.clientX, y: event.clientY };
-  const fresh = lastPress?.target instanceof Element && performance.now() - lastPress.at < PRESS_MAX_AGE_MS;
-  if (fresh) return lastPress.target.closest("button") ?? { x: lastPress.x, y: lastPress.y };
-  const focused = document.activeElement;
-  return focused instanceof HTMLButtonElement ? focused : null;
-}
-
-/**
- * Give a node a "pick slot" button (a serialize:false widget, added last so saved widget
- * values keep their positions) that fills the STRING widget `name`.
- */
-export function addSlotPickerButton(node, name, mode) {
-  const target = widgetByName(node, name);
-  if (!target) return null;
-  listenForPresses();
-  const button = node.addWidget("button", `pick ${name} ▾`, null, (_w, _canvas, _node, _pos, event) => {
-    openSlotPicker({
-      at: anchorFor(event), mode, value: String(target.value ?? ""), title: name,
-      onPick: (id) => setWidget(node, target, id),
-    });
-  }, { serialize: false });
-  button.serialize = false;
-  return button;
 }
 
 /** Set a widget's value the way a user edit would (callbacks run, the graph is marked dirty). */

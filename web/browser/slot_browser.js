@@ -216,11 +216,11 @@ export class SlotBrowserView {
 /**
  * Render the browser into `root`.
  * @param {HTMLElement} root
- * @param {{client?: object, resume?: (id: string) => Promise<{prompt_id: string}>,
+ * @param {{bus?: object, resume?: (id: string) => Promise<{prompt_id: string}>,
  *   promptState?: (promptId: string) => Promise<string>}} options
- *   client: the pack's HTTP client (web/http.js) on the server: fetchClient("") on the
- *   standalone page (the default), gate_api.js's `comfy` inside ComfyUI. resume / promptState:
- *   see SlotBrowserModel.
+ *   bus: the bus's routes (busApi, web/gate_api.js) on the server's HTTP client: on
+ *   fetchClient("") on the standalone page (the default), comfy_api.js's `comfyBus` inside
+ *   ComfyUI. resume / promptState: see SlotBrowserModel.
  * @returns {{refresh: () => Promise<void>, destroy: () => void}}
  */
 export function mountBrowser(root, options = {}) {

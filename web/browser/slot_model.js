@@ -1,9 +1,11 @@
 // The slot browser's model: the bus's slots, the filter, the open slot (the batch image on
 // screen, its kept versions and the one shown), resumes started from this page, and every
-// request, through the pack's shared HTTP client (web/http.js). It has no DOM: after each
-// change it calls onChange, and the view (slot_browser.js) draws what view() describes, the
-// way GateController feeds GatePanel. Imports nothing from ComfyUI. No side effects.
-import { PREFIX, fetchClient } from "../http.js";
+// request, through the bus's routes (busApi, web/gate_api.js) on the page's HTTP client. It
+// has no DOM: after each change it calls onChange, and the view (slot_browser.js) draws what
+// view() describes, the way GateController feeds GatePanel. Imports nothing from ComfyUI. No
+// side effects.
+import { busApi } from "../gate_api.js";
+import { fetchClient } from "../http.js";
 
 const RESUME_POLL_MS = 1000;
 const FINAL_STATES = new Set(["done", "failed", "stopped", "unknown"]);
@@ -12,8 +14,6 @@ const FINAL_STATES = new Set(["done", "failed", "stopped", "unknown"]);
 export function isParked(slot) {
   return slot?.meta?.parked === true;
 }
-
-const slotPath = (id) => encodeURIComponent(id);
 
 /**
  * @typedef {object} Card
@@ -43,15 +43,15 @@ const slotPath = (id) => encodeURIComponent(id);
 
 export class SlotBrowserModel {
   /**
-   * @param {{client?: object, resume?: (id: string) => Promise<{prompt_id: string}>,
+   * @param {{bus?: object, resume?: (id: string) => Promise<{prompt_id: string}>,
    *   promptState?: (promptId: string) => Promise<string>, onChange?: () => void}} options
-   *   client: an http.js client on the server (the standalone page's window.fetch at "" by
-   *   default). resume / promptState: given inside ComfyUI only (POST /resume/{id} with the
-   *   tab's client id; where that prompt is now); without them a parked slot says why it
-   *   cannot be resumed here.
+   *   bus: busApi (web/gate_api.js) on the server's client (the standalone page's window.fetch
+   *   at "" by default). resume / promptState: given inside ComfyUI only (POST /resume/{id}
+   *   with the tab's client id; where that prompt is now); without them a parked slot says why
+   *   it cannot be resumed here.
    */
-  constructor({ client = fetchClient(), resume = null, promptState = null, onChange = () => {} } = {}) {
-    this.client = client;
+  constructor({ bus = busApi(fetchClient()), resume = null, promptState = null, onChange = () => {} } = {}) {
+    this.busApi = bus; // its requests; this.bus is the bus folder's name
     this.resumeSlot = resume;
     this.promptState = promptState;
     this.onChange = onChange;
@@ -84,9 +84,9 @@ export class SlotBrowserModel {
 
   async refresh() {
     try {
-      const data = await this.client.get(`${PREFIX}/bus/list`);
-      this.bus = data.bus || "";
-      this.slots = Array.isArray(data.slots) ? data.slots : [];
+      const { bus, slots } = await this.busApi.list();
+      this.bus = bus;
+      this.slots = slots;
       this.listed = true;
       if (this.message.kind === "list") this.message = { text: "", isError: false, kind: "" };
       if (this.open) {
@@ -118,9 +118,9 @@ export class SlotBrowserModel {
 
   async loadVersions(slot) {
     try {
-      const data = await this.client.get(`${PREFIX}/bus/history/${slotPath(slot.id)}`);
+      const versions = await this.busApi.history(slot.id);
       if (this.open?.id !== slot.id) return;
-      this.versions = Array.isArray(data.versions) ? data.versions : [];
+      this.versions = versions;
       this.shown = this.versions.find((v) => v.ref === this.shown?.ref) || null;
       this.changed({ detail: true });
     } catch (err) {
@@ -159,7 +159,7 @@ export class SlotBrowserModel {
 
   async pin(id, pinned) {
     try {
-      this.open = await this.client.postJson(`${PREFIX}/bus/${slotPath(id)}/pin`, { pinned });
+      this.open = await this.busApi.pin(id, pinned);
       await this.refresh();
       this.say(pinned ? `Pinned ${id}: the bus quota never removes it.` : `Unpinned ${id}.`);
     } catch (err) {
@@ -169,7 +169,7 @@ export class SlotBrowserModel {
 
   async rename(id, to, overwrite) {
     try {
-      const info = await this.client.postJson(`${PREFIX}/bus/${slotPath(id)}/rename`, { to, overwrite });
+      const info = await this.busApi.rename(id, to, overwrite);
       this.open = info;
       await this.refresh();
       this.say(`Renamed ${id} to ${info.id}.`);
@@ -181,7 +181,7 @@ export class SlotBrowserModel {
   /** Delete the slot for good (the view asks the user first). */
   async remove(id) {
     try {
-      await this.client.delete(`${PREFIX}/bus/${slotPath(id)}`);
+      await this.busApi.delete(id);
       this.close();
       await this.refresh();
       this.say(`Deleted ${id}.`);
@@ -242,11 +242,6 @@ export class SlotBrowserModel {
     clearTimeout(this.polling);
   }
 
-  /** The server's thumbnail of a listed slot or version, from its own thumb_url. */
-  thumbUrl(slot) {
-    return this.client.url(slot.thumb_url);
-  }
-
   /** @returns {BrowserView} */
   view() {
     const needle = this.filter.trim().toLowerCase();
@@ -257,7 +252,7 @@ export class SlotBrowserModel {
       grid: this.listed ? {
         key: this.gridKey,
         total: this.slots.length,
-        cards: shown.map((slot) => ({ slot, thumbUrl: this.thumbUrl(slot), resume: this.runOf(slot.id)?.text ?? null })),
+        cards: shown.map((slot) => ({ slot, thumbUrl: this.busApi.thumbUrl(slot), resume: this.runOf(slot.id)?.text ?? null })),
       } : null,
       detail: this.open ? this.detail() : null,
     };
@@ -268,18 +263,16 @@ export class SlotBrowserModel {
     const slot = this.shown || this.open;
     const ref = slot.ref || slot.id;
     const current = slot.ref || this.open.id;
-    // The checksum names the content: a republished slot's image is a new URL, never a cached one.
-    const key = new URLSearchParams({ v: slot.checksum ?? "" });
     return {
       key: this.detailKey,
       slot,
       owner: this.open,
       ref,
       index: this.index,
-      imageUrl: this.client.url(`${PREFIX}/bus/image/${slotPath(ref)}/${this.index}?${key}`),
-      tensorsUrl: this.client.url(`${PREFIX}/bus/tensors/${slotPath(ref)}`),
+      imageUrl: this.busApi.imageUrl(ref, this.index, slot.checksum),
+      tensorsUrl: this.busApi.tensorsUrl(ref),
       versions: this.versions.length < 2 ? [] : this.versions.map((v) => ({
-        ref: v.ref, created: v.created, version: v.version, thumbUrl: this.thumbUrl(v), current: v.ref === current,
+        ref: v.ref, created: v.created, version: v.version, thumbUrl: this.busApi.thumbUrl(v), current: v.ref === current,
       })),
       run: this.runOf(this.open.id),
       canResume: Boolean(this.resumeSlot),

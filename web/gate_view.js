@@ -1,0 +1,215 @@
+// What one Image Gate's panel shows, and the state it is drawn from: the mode (idle, paused,
+// decided, elsewhere), the pause, the grid or the one image enlarged, the selection, each
+// batch image's own route, the countdown a click stopped, requests in flight and the message;
+// and what the panel derives from them (panelModel(): the status line, the hint, the route
+// counts, Send's title, the countdown text, the grid's cells, the note). Per-image state lives
+// here, one entry per batch image, made anew for each new pause. No DOM and no requests:
+// GateController changes it on events and clicks and hands panelModel() to GatePanel. No side
+// effects.
+import {
+  DEFAULT_ROUTE, GridSelection, THUMB_SIDE, clock, gridColumns, normalisePreselect, onTimeoutText, routeCounts,
+  routesToSend, secondsLeft, singleRoute,
+} from "./gate_grid.js";
+import { routeTitle } from "./gate_outputs.js";
+import { ALL } from "./mask_data.js";
+
+/** "2 down route 1 · keep, 1 down route 2" for the routes a list sends images down. */
+function routesText(routes, labels) {
+  return routeCounts(routes).map(({ route, count }) => `${count} down ${routeTitle(labels, route)}`).join(", ");
+}
+
+export class GateViewModel {
+  /**
+   * @param {(node: string, token: string, index: number, side?: number) => string} previewUrl
+   *   a batch image of a pause (gateApi.previewUrl)
+   */
+  constructor(previewUrl) {
+    this.previewUrl = previewUrl;
+    this.mode = "idle"; // idle | paused | decided | elsewhere (another tab's pause)
+    this.info = null; // the pause (this tab's, with its token)
+    this.other = null; // another tab's pause (no token) while mode is "elsewhere"
+    this.index = 0; // the batch image shown enlarged
+    this.view = "single"; // a batch: "grid" of thumbnails, or "single" (one image enlarged)
+    this.selection = new GridSelection(0);
+    this.assigned = []; // per batch image: its own route, or null (DEFAULT_ROUTE on Send)
+    this.held = null; // the token whose countdown a click stopped
+    this.busy = 0; // requests in flight: route buttons wait
+    this.decided = null;
+    this.decidedRoutes = null; // per image, when the done event or our answer said
+    this.timedOut = false; // the done event said the countdown ran out
+    this.message = "";
+    this.messageIsError = false;
+  }
+
+  get batch() {
+    return Math.max(1, this.info?.batch ?? 1);
+  }
+
+  /** A pause of this tab for this node; returns true when it is a new one (not one shown again). */
+  showPause(data) {
+    const fresh = this.info?.token !== data.token;
+    // A countdown stopped here stays stopped, whatever an older GET /pending answer says.
+    this.info = this.held === data.token ? { ...data, deadline: null } : data;
+    this.other = null;
+    this.mode = "paused";
+    this.decided = null;
+    this.decidedRoutes = null;
+    if (fresh) {
+      const batch = Math.max(1, data.batch ?? 1);
+      this.index = 0;
+      this.view = batch > 1 ? "grid" : "single";
+      this.selection.reset(batch);
+      this.assigned = normalisePreselect(data.preselect, batch, data.routes);
+    }
+    return fresh;
+  }
+
+  /** The pause was answered: `route` (null = stopped), and one route per image when known. */
+  decide(route, routes = null, timedOut = false) {
+    this.mode = "decided";
+    this.decided = route ?? 0;
+    if (routes?.length === this.batch && (route || routes.some(Boolean))) {
+      this.decidedRoutes = routes;
+      this.assigned = [...routes];
+    }
+    this.timedOut = timedOut;
+    this.selection.clear();
+  }
+
+  say(text, isError = false) {
+    this.message = text;
+    this.messageIsError = isError;
+  }
+
+  /** The images a route or a mask applies to: the enlarged one of a batch, else the
+   *  selection (empty: the whole batch). */
+  targets() {
+    if (this.batch > 1 && this.view === "single") return [this.index];
+    return this.selection.list();
+  }
+
+  canSend() {
+    return this.batch > 1 || this.assigned.some((r) => r !== null);
+  }
+
+  countdown() {
+    if (this.mode !== "paused") return null;
+    if (this.held === this.info.token) {
+      return { text: "Countdown stopped: the gate waits for you.", urgent: false };
+    }
+    const left = secondsLeft(this.info.deadline);
+    if (left === null) return null;
+    const labels = this.info.labels ?? [];
+    const then = onTimeoutText(this.info.on_timeout, (r) => routeTitle(labels, r));
+    if (left <= 0) return { text: `Time is up: the gate ${then}…`, urgent: true };
+    return { text: `${clock(left)} left, then the gate ${then}. Click here to stay.`, urgent: left <= 10 };
+  }
+
+  /** The first line; `nodeLabels` name the routes when no pause does. */
+  statusText(nodeLabels) {
+    const labels = this.info?.labels ?? nodeLabels;
+    if (this.mode === "paused") {
+      const p = this.info;
+      const source = p.source && p.source !== "input" ? ` · ${p.source}` : "";
+      return `Paused: pick a route · ${p.width}×${p.height}${p.batch > 1 ? ` · batch of ${p.batch}` : ""}${source}`;
+    }
+    if (this.mode === "decided") {
+      const late = this.timedOut ? "Time ran out: " : "";
+      if (this.decidedRoutes && !singleRoute(this.decidedRoutes)) {
+        return `${late || "Sent: "}${routesText(this.decidedRoutes, labels)}`;
+      }
+      if (this.decided) return `${late}Sent down ${routeTitle(labels, this.decided)}`;
+      if (this.timedOut) return this.message.startsWith("Parked") ? "Time ran out: parked, nothing was sent on"
+        : "Time ran out: stopped, nothing was sent on";
+      return "Stopped: nothing was sent on";
+    }
+    if (this.mode === "elsewhere") return "A gate is waiting in another tab.";
+    return "Image Gate: each run pauses here until you pick a route.";
+  }
+
+  /** The line under the buttons when there is no message: another tab's pause, or the masks. */
+  maskNote(masks) {
+    if (this.mode === "elsewhere") {
+      return this.other.orphaned ? "That tab is gone: take the pause over to answer it here."
+        : "Answer it in the tab that queued the run.";
+    }
+    const kept = masks.describe();
+    if (kept) return kept;
+    if (this.mode === "paused" && this.info.painted?.length) return "A mask was painted for this pause.";
+    return "";
+  }
+
+  /** The grid's model: one cell per batch image (a batch of more than one only). */
+  gridModel(masks) {
+    const p = this.info;
+    if (!p || this.batch < 2 || (this.mode !== "paused" && this.mode !== "decided")) return null;
+    return {
+      key: p.token,
+      columns: gridColumns(this.batch),
+      aspect: p.height / Math.max(1, p.width),
+      cursor: this.selection.cursor,
+      cells: Array.from({ length: this.batch }, (_, i) => ({
+        url: this.previewUrl(p.node, p.token, i, THUMB_SIDE),
+        route: this.assigned[i] ?? DEFAULT_ROUTE,
+        own: this.assigned[i] != null,
+        selected: this.mode === "paused" && this.view === "grid" && this.selection.has(i),
+        overlay: masks.overlayFor(i),
+      })),
+    };
+  }
+
+  hint() {
+    if (this.mode !== "paused" || this.batch < 2) return "";
+    const labels = this.info.labels ?? [];
+    const rest = this.assigned.filter((r) => r === null).length;
+    const fallback = rest ? ` (${rest} without a route: ${routeTitle(labels, DEFAULT_ROUTE)})` : "";
+    if (this.view === "single") {
+      return `A route key routes this image and moves on · Enter sends all${fallback} · Space: all images`;
+    }
+    const n = this.selection.size;
+    if (!n) return "Click, shift- or ctrl-click to select · a route with nothing selected sends the whole batch at once";
+    return `${n} selected: a route key routes ${n > 1 ? "them" : "it"} · Enter sends all${fallback}`;
+  }
+
+  /** Images with a route of their own, by route (while paused). */
+  counts() {
+    const counts = {};
+    if (this.mode === "paused") for (const r of this.assigned) if (r) counts[r] = (counts[r] ?? 0) + 1;
+    return counts;
+  }
+
+  /**
+   * What GatePanel draws (its PanelModel).
+   * @param {{labels: string[], routes: number, masks: {overlayFor: Function, describe: Function},
+   *   shownUrl: string|null}} node  the node's labels and routes widget, its kept masks (a
+   *   MaskKeeper) and the image the panel shows now (kept on screen after the pause)
+   */
+  panelModel({ labels, routes, masks, shownUrl }) {
+    const paused = this.mode === "paused";
+    const p = this.info;
+    const shown = this.assigned[this.index];
+    const sendRoutes = paused ? routesToSend(this.assigned) : [];
+    return {
+      mode: this.mode,
+      pause: p,
+      view: this.view,
+      grid: this.gridModel(masks),
+      index: this.index,
+      previewUrl: p ? (paused ? this.previewUrl(p.node, p.token, this.index) : shownUrl) : null,
+      overlayUrl: masks.overlayFor(this.batch > 1 ? this.index : ALL),
+      shownRoute: { route: shown ?? DEFAULT_ROUTE, own: shown != null },
+      labels,
+      routes,
+      counts: this.counts(),
+      canSend: paused && this.canSend(),
+      sendTitle: `Send (Enter): ${routesText(sendRoutes, p?.labels ?? [])}`,
+      hint: this.hint(),
+      countdown: this.countdown(),
+      orphaned: this.mode === "elsewhere" && Boolean(this.other?.orphaned),
+      busy: this.busy > 0,
+      status: this.statusText(labels),
+      note: this.message || this.maskNote(masks),
+      noteIsError: Boolean(this.message) && this.messageIsError,
+    };
+  }
+}
