@@ -6,11 +6,11 @@ its own, with no package: then there is no ComfyUI either, and nothing is regist
 """
 
 if __package__:
-    from .gates import comfy_adapter
-    from .gates.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+    from .gates.comfy import adapter
+    from .gates.comfy.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
     # A second copy of the pack (installed twice) reuses the first one's routes and serves no
     # second copy of the frontend extension.
-    WEB_DIRECTORY = None if comfy_adapter.register() == "duplicate" else "./web"
+    WEB_DIRECTORY = None if adapter.register() == "duplicate" else "./web"
 
     __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -34,7 +34,7 @@ from PIL import Image
 from report import Row, Target, print_targets
 
 from gates import images
-from gates.slots import SlotStore
+from gates.bus.local.store import SlotStore
 
 WORKLOADS: list[tuple[int, int, int]] = [(1, 1024, 1024), (1, 2048, 2048), (16, 1024, 1024)]
 LIST_SLOTS = 1000

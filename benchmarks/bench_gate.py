@@ -51,10 +51,10 @@ from aiohttp import web
 from report import Row, Target, print_targets
 
 from gates import images
-from gates.browser import serving
-from gates.routes import PREFIX, GateRoutes
-from gates.slots import SlotStore
-from gates.waiter import Pending, Waiter
+from gates.bus.local.store import SlotStore
+from gates.gate.waiter import Pending, Waiter
+from gates.http.app import serving
+from gates.http.routes import PREFIX, GateRoutes
 
 WAKE_TARGET_MS = 5.0
 PREVIEW_TARGET_MS = 20.0
