@@ -12,18 +12,18 @@ from .bus import SlotCorrupt, SlotData, SlotError, SlotInfo, SlotNotFound, SlotW
 
 __version__ = "0.2.0"
 __all__ = [
-    "open_bus",
-    "publish",
-    "load",
-    "read",
-    "info",
-    "list_slots",
-    "delete",
-    "SlotInfo",
+    "SlotCorrupt",
     "SlotData",
     "SlotError",
+    "SlotInfo",
     "SlotNotFound",
-    "SlotCorrupt",
     "SlotWriteError",
     "__version__",
+    "delete",
+    "info",
+    "list_slots",
+    "load",
+    "open_bus",
+    "publish",
+    "read",
 ]

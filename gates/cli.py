@@ -116,7 +116,7 @@ def _refuse_existing(store: BusAdmin, slot_id: str, force: bool) -> None:
 
 def _read_all(paths: list[Path], reader: Callable[[Path], torch.Tensor], what: str) -> torch.Tensor:
     """Read files into one batch, naming the first one whose size differs from the first file."""
-    batch = []
+    batch: list[torch.Tensor] = []
     for p in paths:
         try:
             t = reader(p)
@@ -191,7 +191,7 @@ def cmd_export(store: BusAdmin, args: argparse.Namespace) -> int:
         )
     image, mask = store.load(args.id, verify=True)
     has_mask = s.mask_shape is not None
-    masks = (mask if mask.ndim == 3 else mask[None]) if has_mask else []
+    masks: torch.Tensor | list[torch.Tensor] = (mask if mask.ndim == 3 else mask[None]) if has_mask else []
     if to_file:
         # 'out.png' -> out.png (+ out_mask.png); exact tensors, when asked for, beside them
         folder, stem = out.parent, out.stem

@@ -251,10 +251,7 @@ def read_mask(
     Reads back exactly what `gates export` writes for a mask, at either bit depth.
     """
     arr = _decode(source, max_pixels, formats)
-    if arr.shape[2] >= 3:
-        arr = arr[:, :, :3] @ np.array([0.299, 0.587, 0.114], np.float32)
-    else:
-        arr = arr[:, :, 0]
+    arr = arr[:, :, :3] @ np.array([0.299, 0.587, 0.114], np.float32) if arr.shape[2] >= 3 else arr[:, :, 0]
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None]
 
 

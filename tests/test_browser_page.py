@@ -461,9 +461,8 @@ def test_serving_a_taken_port_raises_at_once(bus: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         start = time.monotonic()
-        with pytest.raises(OSError):
-            with serving(make_app(SlotStore(bus)), port=taken.getsockname()[1]):
-                pass
+        with pytest.raises(OSError), serving(make_app(SlotStore(bus)), port=taken.getsockname()[1]):
+            pass
     assert time.monotonic() - start < 10
 
 

@@ -561,7 +561,7 @@ def test_import_refuses_a_decompression_bomb_before_decoding(capsys, bus, tmp_pa
         + chunk(b"IDAT", raw)
         + chunk(b"IEND", b"")
     )
-    rc, out, err = run(capsys, "--bus", bus, "import", "x", bomb)
+    rc, _out, err = run(capsys, "--bus", bus, "import", "x", bomb)
     assert rc == 1 and "exceeds the limit" in err and err.count("\n") == 1
     assert not (bus / "x").exists()
 

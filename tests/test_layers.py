@@ -98,11 +98,11 @@ def test_no_import_cycle_between_modules() -> None:
 
     def visit(module: str, path: list[str]) -> None:
         if module in path:
-            raise AssertionError("import cycle: " + " -> ".join(path[path.index(module) :] + [module]))
+            raise AssertionError("import cycle: " + " -> ".join([*path[path.index(module) :], module]))
         if module in done:
             return
         for target in sorted(graph.get(module, ())):
-            visit(target, path + [module])
+            visit(target, [*path, module])
         done.add(module)
 
     for module in sorted(graph):

@@ -305,7 +305,7 @@ def test_a_second_copy_of_the_pack_reuses_the_first_copys_routes_and_waiter(comf
 
 
 async def test_the_first_copys_choice_route_answers_a_gate_of_the_second_copy(comfy, tmp_path, aiohttp_client):
-    standin, first = comfy
+    standin, _first = comfy
     (tmp_path / "copy").symlink_to(REPO, target_is_directory=True)
     second = standin.load_pack("dataset_gates_pack_copy2", tmp_path / "copy")
     app = web.Application()
@@ -389,7 +389,7 @@ def test_gate_split_shares_a_mask_and_latent_of_batch_1(comfy):
 
 
 def test_a_gate_that_times_out_parks_the_run_with_the_prompt_it_was_given(comfy):
-    standin, pack = comfy
+    _standin, pack = comfy
     prompt = {"2": {"class_type": "ImageGate", "inputs": {"routes": 2}}}
     image = torch.rand(1, 4, 4, 3)
     out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="2", image=image, timeout=1, prompt=prompt)

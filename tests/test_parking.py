@@ -11,7 +11,7 @@ from gates.gate.parking import ON_TIMEOUT, NotParked, parked_meta, parked_slot_i
 
 
 def test_the_timeout_actions():
-    assert ON_TIMEOUT == ("park", "stop") + tuple(f"route {k}" for k in range(1, 11))
+    assert ("park", "stop", *tuple(f"route {k}" for k in range(1, 11))) == ON_TIMEOUT
     assert timeout_action("park", 2) == ("park", None)
     assert timeout_action("stop", 2) == ("stop", None)
     assert timeout_action("route 2", 2) == ("route", 2)

@@ -36,7 +36,7 @@ def test_the_gate_inputs_and_outputs_the_readme_names():
 def test_the_timeout_actions_the_readme_names():
     bullet = _bullet("Image Gate (Manual Router)")
     assert "`route k`" in bullet and "`stop`" in bullet and "`park`" in bullet
-    assert ON_TIMEOUT == ("park", "stop") + tuple(f"route {k}" for k in range(1, 11))
+    assert ("park", "stop", *tuple(f"route {k}" for k in range(1, 11))) == ON_TIMEOUT
 
 
 def test_the_parked_slot_name_the_readme_gives():

@@ -198,7 +198,7 @@ async def test_bad_choices_change_nothing(client, waiter, body, status):
 
 
 async def test_oversized_json_is_413(client, waiter):
-    pending, _ = pause(waiter)
+    _pending, _ = pause(waiter)
     resp = await client.post(
         f"{P}/choice", data=json.dumps({"node": "x" * 100_000}), headers={"Content-Type": "application/json"}
     )

@@ -82,7 +82,7 @@ def test_refusal_rule(method: str, host: str | None, origin: str | None, allowed
 
 def test_a_wildcard_bind_admits_ip_literals_but_no_other_name() -> None:
     """0.0.0.0 stands for every address of the machine; a rebinding page sends a DNS name."""
-    assert WILDCARD == LOOPBACK_HOSTS | {"0.0.0.0"}
+    assert LOOPBACK_HOSTS | {"0.0.0.0"} == WILDCARD
     for host in (f"192.168.1.5:{P}", f"10.0.0.1:{P}", f"[fe80::1]:{P}", f"0.0.0.0:{P}", f"localhost:{P}"):
         assert host_allowed(host, WILDCARD, P), host
     for host in (f"evil.example:{P}", f"{socket.gethostname()}:{P}", f"192.168.1.5:{P + 1}"):

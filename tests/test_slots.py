@@ -83,7 +83,7 @@ def test_non_contiguous_input_stores_its_values(store):
 
 def test_missing_mask_loads_as_zeros_of_the_batch_shape(store):
     store.publish("nomask", rand_image(b=3, h=10, w=12, dtype=torch.float16))
-    image, mask = store.load("nomask")
+    _image, mask = store.load("nomask")
     assert mask.shape == (3, 10, 12) and mask.dtype == torch.float32
     assert not mask.any()
     assert store.info("nomask").mask_shape is None
@@ -484,7 +484,7 @@ def test_a_big_load_lands_in_huge_page_aligned_memory_it_owns(store, monkeypatch
     monkeypatch.setattr(slot_format, "HUGE_MIN", slot_format.HUGE_PAGE)
     image = rand_image(b=1, h=512, w=1024, seed=7)  # 6 MiB: over one huge page
     store.publish("big", image)
-    got, mask = store.load("big")
+    got, _mask = store.load("big")
     assert got.data_ptr() % slot_format.HUGE_PAGE == 0
     assert_exact(got, image)
     store.delete("big")
@@ -573,7 +573,7 @@ def test_disk_full_keeps_the_old_slot(store, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(slot_format, "write", no_space)
-    with pytest.raises(SlotWriteError, match="previous version.*unchanged"):
+    with pytest.raises(SlotWriteError, match=r"previous version.*unchanged"):
         store.publish("full", rand_image(seed=9))
     assert_exact(store.load("full")[0], old)
     assert sorted(p.name for p in store.slot_dir("full").iterdir()) == ["slot.safetensors", "thumb.png"]
@@ -667,7 +667,7 @@ def test_concurrent_writers_and_readers_never_mix(store):
             try:
                 image, mask = store.load("race")
                 assert image.unique().numel() == 1 and torch.equal(mask.unique(), image.unique())
-            except BaseException as exc:  # noqa: BLE001 - collected and re-raised below
+            except BaseException as exc:
                 errors.append(exc)
                 return
 

@@ -33,7 +33,7 @@ def test_take_is_bit_exact_and_keeps_the_dtype():
 
 
 def test_take_refuses_a_batch_that_does_not_match():
-    with pytest.raises(ValueError, match="batch of 3 .* for 4 images"):
+    with pytest.raises(ValueError, match=r"batch of 3 .* for 4 images"):
         take(torch.rand(3, 2, 2, 3), [0], 4)
     with pytest.raises(ValueError):
         take(torch.rand(1, 2, 2, 3), [0], 4)  # an image of batch 1 is not shared

@@ -161,7 +161,7 @@ def test_real_full_disk_keeps_the_old_slot(tiny_disk):
     store = SlotStore(tiny_disk / "bus")
     old = torch.rand(1, 64, 64, 3)
     store.publish("s", old)
-    with pytest.raises(SlotWriteError, match="previous version.*unchanged") as caught:
+    with pytest.raises(SlotWriteError, match=r"previous version.*unchanged") as caught:
         store.publish("s", torch.rand(1, 512, 512, 3))  # 3 MiB into a 1 MiB disk
     assert (
         "No space" in str(caught.value)

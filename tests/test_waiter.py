@@ -22,7 +22,7 @@ def wait_in_thread(waiter: Waiter, pending, interrupted=lambda: False):
     def run():
         try:
             out["decision"] = waiter.wait(pending, interrupted)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:
             out["error"] = exc
         out["woke"] = time.perf_counter()
 
@@ -172,7 +172,7 @@ def test_the_owner_still_gets_its_pause_after_a_reload():
 def test_take_over_is_refused_while_the_owner_tab_is_open():
     waiter = Waiter()
     pending = waiter.arm("1", image(), routes=2, client_id="tab-a")
-    with pytest.raises(OwnerConnected, match="another tab.*still open"):
+    with pytest.raises(OwnerConnected, match=r"another tab.*still open"):
         waiter.take_over("1", "tab-b", {"tab-a", "tab-b"}.__contains__)
     assert waiter.paused()[0]["token"] == pending.token  # nothing changed
     assert isinstance(OwnerConnected("x"), StaleRun)  # so the routes answer 409

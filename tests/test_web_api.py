@@ -15,7 +15,7 @@ import pytest
 import torch
 from test_browser_page import blank, chromium, harness_fixture  # noqa: F401 - the shared fixtures
 
-from gates.slots import SlotStore
+from gates.bus.local.store import SlotStore
 
 pytestmark = pytest.mark.browser
 
@@ -160,7 +160,7 @@ def test_gate_api_sends_a_pauses_answers_on_the_client(api) -> None:
     assert got["key"] == "12:5@17"
 
 
-def test_bus_api_on_window_fetch_reaches_the_standalone_servers_routes(blank, tmp_path: Path) -> None:  # noqa: F811
+def test_bus_api_on_window_fetch_reaches_the_standalone_servers_routes(blank, tmp_path: Path) -> None:
     """busApi on http.js's window.fetch client against `gates serve`: the requests the slot
     browser makes reach the server's routes (a wrong path would 404 here)."""
     SlotStore(tmp_path / "bus").publish("one", torch.rand(2, 8, 8, 3))

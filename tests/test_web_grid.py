@@ -22,7 +22,7 @@ SHOTS = os.environ.get("E2E_SHOTS")  # set to also keep a screenshot of the 16-i
 
 
 @pytest.fixture
-def blank(chromium, tmp_path: Path) -> Iterator:  # noqa: F811 - the imported fixture
+def blank(chromium, tmp_path: Path) -> Iterator:
     with blank_page(chromium, tmp_path / "bus", viewport={"width": 900, "height": 900}) as page:
         yield page
 

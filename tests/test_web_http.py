@@ -22,7 +22,7 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def blank(chromium, tmp_path: Path) -> Iterator:  # noqa: F811 - the imported fixture
+def blank(chromium, tmp_path: Path) -> Iterator:
     bus = tmp_path / "bus"
     SlotStore(bus).publish("two", torch.rand(2, 8, 8, 3))
     with blank_page(chromium, bus) as page:

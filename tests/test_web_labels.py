@@ -56,7 +56,7 @@ async ({ routes, labels, labelsFirst }) => {
 
 
 @pytest.fixture
-def blank(chromium, tmp_path: Path) -> Iterator:  # noqa: F811 - the imported fixture
+def blank(chromium, tmp_path: Path) -> Iterator:
     with blank_page(chromium, tmp_path / "bus") as page:
         yield page
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def blank(chromium, tmp_path: Path) -> Iterator:  # noqa: F811 - the imported fixture
+def blank(chromium, tmp_path: Path) -> Iterator:
     with blank_page(chromium, tmp_path / "bus") as page:
         yield page
 

@@ -41,7 +41,7 @@ async () => {
 
 
 @pytest.fixture
-def alert(chromium, tmp_path: Path) -> Iterator:  # noqa: F811 - the imported fixture
+def alert(chromium, tmp_path: Path) -> Iterator:
     """A page with the harness, after a click: the person has interacted, so sound may play."""
     with blank_page(chromium, tmp_path / "bus") as page:
         page.mouse.click(5, 5)
@@ -137,19 +137,19 @@ def test_a_setting_changed_during_a_pause_applies_at_the_next_flash(alert) -> No
 
 # Runs as the page loads, so no call from the test (which counts as a user gesture) comes
 # first: a pause alert with sound in a page nobody has interacted with yet.
-UNTOUCHED = """
-window.addEventListener('load', async () => {
-  await (%s)();
+UNTOUCHED = f"""
+window.addEventListener('load', async () => {{
+  await ({HARNESS.strip()})();
   dg.mode = 'sound';
   dg.untouched = navigator.userActivation.hasBeenActive;
   dg.alert.update(true);
   dg.alert.update(false);
   dg.done = true;
-});
-""" % HARNESS.strip()
+}});
+"""
 
 
-def test_no_sound_without_an_interaction_and_none_when_audio_fails(chromium, tmp_path: Path) -> None:  # noqa: F811
+def test_no_sound_without_an_interaction_and_none_when_audio_fails(chromium, tmp_path: Path) -> None:
     """A reloaded tab has had no click: the browser would refuse to play (and warn), so the
     alert stays silent. Where creating the audio fails, the title flash still runs."""
     with blank_page(chromium, tmp_path / "bus") as page:

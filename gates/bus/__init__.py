@@ -9,17 +9,17 @@ from .errors import SlotCorrupt, SlotError, SlotIndexError, SlotMetaTooLarge, Sl
 from .location import open_bus
 
 __all__ = [
-    "open_bus",
-    "SlotBus",
     "BusAdmin",
-    "SlotStream",
-    "SlotInfo",
+    "SlotBus",
+    "SlotCorrupt",
     "SlotData",
     "SlotError",
-    "SlotNotFound",
-    "SlotCorrupt",
-    "SlotWriteError",
     "SlotIndexError",
-    "SlotTooLarge",
+    "SlotInfo",
     "SlotMetaTooLarge",
+    "SlotNotFound",
+    "SlotStream",
+    "SlotTooLarge",
+    "SlotWriteError",
+    "open_bus",
 ]

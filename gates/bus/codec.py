@@ -26,6 +26,7 @@ new slots. Older slots still load and verify: `xxh3:` (0.2.0: checked after the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -110,12 +111,12 @@ class Header:
         """Back to back in TENSORS order, as we write them: one sequential read streams exactly
         the checksummed bytes (a foreign writer's file may have gaps or another order)."""
         spans = [entry for _, entry in self.ordered]
-        return all(a.end == b.start for a, b in zip(spans, spans[1:]))
+        return all(a.end == b.start for a, b in itertools.pairwise(spans))
 
 
 def raw_bytes(t: torch.Tensor) -> memoryview:
     """The bytes of a contiguous CPU tensor, bfloat16 included (numpy has no bfloat16)."""
-    return memoryview(t.reshape(-1).view(torch.uint8).numpy())
+    return t.reshape(-1).view(torch.uint8).numpy().data
 
 
 def fold(digests: list[int]) -> str:
@@ -271,7 +272,7 @@ def parse_header(text: bytes | bytearray | memoryview, file_size: int) -> Header
     entries = {name: _entry(name, raw[name], 8 + length, file_size) for name in TENSORS if name in raw}
     _check_shapes(entries)
     spans = sorted((e.start, e.end) for e in entries.values())
-    if any(a[1] > b[0] for a, b in zip(spans, spans[1:])):
+    if any(a[1] > b[0] for a, b in itertools.pairwise(spans)):
         raise _bad("tensor bytes overlap")
     try:
         created = float(meta.get("created", ""))
@@ -331,7 +332,7 @@ def verify_stream(read_into: Callable[[int, memoryview], None], header: Header) 
         tensors = []
         for _, e in header.ordered:
             part = torch.empty(e.nbytes, dtype=torch.uint8)
-            read_into(e.start, memoryview(part.numpy()))
+            read_into(e.start, part.numpy().data)
             tensors.append(part)
         check_checksum(header, checksum_as(tag, tensors))
         return
@@ -356,7 +357,7 @@ def read_rows(
     _, h, w, c = e.shape
     row_bytes = w * c * e.dtype.itemsize
     buf = torch.empty((row1 - row0) * row_bytes, dtype=torch.uint8)
-    read_into(e.start + (index * h + row0) * row_bytes, memoryview(buf.numpy()))
+    read_into(e.start + (index * h + row0) * row_bytes, buf.numpy().data)
     return buf.view(e.dtype).reshape(row1 - row0, w, c)
 
 

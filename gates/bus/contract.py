@@ -15,6 +15,7 @@ backend, so a slot published by one backend reads back bit-exactly from the byte
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
@@ -156,16 +157,16 @@ class BusAdmin(SlotBus, Protocol):
     def label(self) -> str:
         """The bus's short name for a page's title (a folder's name, never its path)."""
 
-    def list(self) -> list[SlotInfo]:
+    def list(self) -> builtins.list[SlotInfo]:
         """Every slot, newest first; a damaged one is listed with `error` set, never hidden."""
 
-    def ids(self) -> list[str]:
+    def ids(self) -> builtins.list[str]:
         """The ids of every slot, sorted, read from names alone (no slot file is opened)."""
 
     def info(self, ref: str) -> SlotInfo:
         """What `ref` holds, from its header alone. SlotNotFound / SlotCorrupt."""
 
-    def history(self, slot_id: str) -> list[SlotInfo]:
+    def history(self, slot_id: str) -> builtins.list[SlotInfo]:
         """Every kept version, newest first; a damaged older one has `error` set."""
 
     def delete(self, slot_id: str) -> int:
@@ -181,11 +182,11 @@ class BusAdmin(SlotBus, Protocol):
     def policy(self) -> Policy:
         """The bus's storage policy, read afresh (another process may have changed it)."""
 
-    def set_policy(self, **changes: Any) -> tuple[Policy, list[str]]:
+    def set_policy(self, **changes: Any) -> tuple[Policy, builtins.list[str]]:
         """Save the policy with `changes` (keep, quota_bytes) and meet it at once; returns it
         and the ids the quota removed."""
 
-    def enforce_quota(self, protect: str | None = None, policy: Policy | None = None) -> list[str]:
+    def enforce_quota(self, protect: str | None = None, policy: Policy | None = None) -> builtins.list[str]:
         """Delete the oldest unpinned, undamaged slots (never `protect`) until the bus fits."""
 
     def usage(self) -> int:

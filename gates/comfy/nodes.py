@@ -52,7 +52,7 @@ class ImageGate:
     CATEGORY = CATEGORY
     FUNCTION = "run"
     RETURN_TYPES = ("MASK",) + ("IMAGE",) * MAX_ROUTES + (DECISIONS_TYPE, "LATENT")
-    RETURN_NAMES = ("mask",) + tuple(f"route_{i + 1}" for i in range(MAX_ROUTES)) + ("decisions", "latent")
+    RETURN_NAMES = ("mask", *tuple(f"route_{i + 1}" for i in range(MAX_ROUTES)), "decisions", "latent")
     DESCRIPTION = (
         "Pauses with the batch in the node until you pick a route for each image; each "
         "route output carries the images sent down it, in batch order, and a route "

@@ -36,6 +36,7 @@ most two ordering links (one as a reader, one as a writer), so three keys always
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -47,7 +48,7 @@ BUS_SAVE = "DatasetGatesBusSave"
 BUS_LOAD = "DatasetGatesBusLoad"
 AFTER = "after"  # the visible, user-facing ordering socket
 HIDDEN_AFTER = ("after_2", "after_3")  # for ordering links when `after` is taken
-AFTER_KEYS = (AFTER,) + HIDDEN_AFTER
+AFTER_KEYS = (AFTER, *HIDDEN_AFTER)
 
 log = logging.getLogger("dataset_gates")
 
@@ -174,7 +175,7 @@ def plan(prompt: Prompt) -> list[tuple[str, str]]:
 
     for slot in sorted(set(writers) & set(readers)):
         chain = graph.ordered(writers[slot], last=readers[slot])
-        for before, writer in zip(chain, chain[1:]):
+        for before, writer in itertools.pairwise(chain):
             if not graph.depends_on(writer, before) and not graph.depends_on(before, writer):
                 link(writer, before)
         for reader in sorted(readers[slot], key=id_key):

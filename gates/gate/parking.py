@@ -17,7 +17,7 @@ from ..bus.ids import validate_id
 
 PARK = "park"
 STOP = "stop"
-ON_TIMEOUT = (PARK, STOP) + tuple(f"route {k}" for k in range(1, 11))
+ON_TIMEOUT = (PARK, STOP, *tuple(f"route {k}" for k in range(1, 11)))
 PARKED_PREFIX = "parked"
 
 

@@ -142,7 +142,7 @@ def blocked(hooks: Hooks) -> tuple:
     The mask is blocked too (not a placeholder zeros tensor): a node fed only by the mask
     would otherwise still run, e.g. save a 1x1 black image on every empty run.
     """
-    return (hooks.blocker(),) + route_outputs(None, None, hooks.blocker) + (hooks.blocker(), hooks.blocker())
+    return (hooks.blocker(), *route_outputs(None, None, hooks.blocker), hooks.blocker(), hooks.blocker())
 
 
 def _done(
@@ -242,7 +242,7 @@ def run_gate(
         _done(hooks, pending, None, timed_out=True)
         log.info("Image Gate %s: no answer in %ss; stopped the run as on_timeout says", node, timeout)
         raise hooks.interrupt()
-    if decision.timed_out:
+    if decision.timed_out and timeout_route is not None:
         decision = Decision([timeout_route] * int(source.image.shape[0]), decision.masks, True)
     _done(hooks, pending, decision.routes, timed_out=decision.timed_out)
     if decision.routes is None:
@@ -265,9 +265,10 @@ def run_gate(
             },
         )
     return (
-        (mask,)
-        + route_outputs(decision.routes, source.image, hooks.blocker)
-        + (Decisions(tuple(decision.routes)), source.latent if source.latent is not None else hooks.blocker())
+        mask,
+        *route_outputs(decision.routes, source.image, hooks.blocker),
+        Decisions(tuple(decision.routes)),
+        source.latent if source.latent is not None else hooks.blocker(),
     )
 
 

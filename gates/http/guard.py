@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, overload
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -86,7 +86,12 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+@overload
+def int_param(value: Any, name: str, default: int) -> int: ...
+@overload
+def int_param(value: Any, name: str, default: None = None) -> int | None: ...
 def int_param(value: Any, name: str, default: int | None = None) -> int | None:
+    """`value` as an int (`default` when absent); ValueError naming the parameter otherwise."""
     if value in (None, ""):
         return default
     try:

@@ -72,7 +72,7 @@ class PauseRoutes:
         fields: dict[str, bytes] = {}
         total = 0
         reader = await request.multipart()
-        async for part in reader:
+        async for part in reader:  # type: ignore[misc]  # aiohttp types __aiter__ on its base class
             if not isinstance(part, BodyPartReader):  # a nested multipart/* part
                 raise ValueError("mask upload fields must be plain form fields, not nested multipart")
             data = bytearray()

@@ -27,6 +27,7 @@ Vue nodes mode ("Nodes 2.0", setting ``Comfy.VueNodes.Enabled``) on in every tab
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -53,8 +54,8 @@ RESET_CLIENT = "e2e-reset"  # the client id the between-tests cleanup takes paus
 
 NODES_MODES = ("classic", "vue")
 
-_SERVER: "ComfyServer | None" = None
-_EXTRA_SERVERS: "list[ComfyServer]" = []
+_SERVER: ComfyServer | None = None
+_EXTRA_SERVERS: list[ComfyServer] = []
 
 
 def e2e_enabled() -> bool:
@@ -210,20 +211,18 @@ class WsClient:
         def match(d: dict) -> bool:
             return (prompt_id is None or d.get("prompt_id") == prompt_id) and (node is None or d.get("node") == node)
 
-        e = self.wait_for(("datasete_gate.pause",) + TERMINAL_EVENTS, match, timeout, since)
+        e = self.wait_for(("datasete_gate.pause", *TERMINAL_EVENTS), match, timeout, since)
         if e["type"] != "datasete_gate.pause":
             raise AssertionError(f"prompt ended ({e['type']}) before any gate paused: {e['data']}")
         return e["data"]
 
     def close(self) -> None:
         self._closed = True
-        try:
+        with contextlib.suppress(Exception):
             self._ws.close()
-        except Exception:
-            pass
         self._thread.join(timeout=2)
 
-    def __enter__(self) -> "WsClient":
+    def __enter__(self) -> WsClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -296,7 +295,7 @@ class ComfyServer:
         root = frontend_root()
         if root is not None:
             cmd += ["--front-end-root", str(root)]
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - ComfyUI writes it until stop() closes it
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self.proc = subprocess.Popen(
             cmd, cwd=self.comfy_dir, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env

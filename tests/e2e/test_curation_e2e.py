@@ -303,13 +303,13 @@ def test_park_goes_to_send_id_and_a_subgraph_node_id_becomes_a_slot_id(comfy, ws
     prompt = sources()
     prompt["12:5"] = gate(2, timeout=1, on_timeout="park")
     prompt["12:6"] = bus_save(["12:5", 1], "e2e_park_sub_r1")
-    prompt_id, pause, since = queue_until_pause(comfy, ws, prompt)
+    prompt_id, _pause, since = queue_until_pause(comfy, ws, prompt)
     ended(ws, prompt_id, since)
     slot_id = f"parked-{prompt_id.replace('-', '')[:8]}-12-5"
     assert meta(comfy, slot_id)["node"] == "12:5"
 
     prompt["12:5"] = gate(2, timeout=1, on_timeout="park", send_id="e2e_park_named")
-    prompt_id, pause, since = queue_until_pause(comfy, ws, prompt)
+    prompt_id, _pause, since = queue_until_pause(comfy, ws, prompt)
     ended(ws, prompt_id, since)
     assert meta(comfy, "e2e_park_named")["parked"] is True
     assert_exact(load_slot(comfy, "e2e_park_named")["image"], batch["image"], "parked to send_id")

@@ -223,7 +223,7 @@ def test_choice_runs_only_the_chosen_branch_and_publishes(comfy, ws, images):
     r = choose(comfy, pause, 2)
     assert r.status_code == 200, r.text
     assert r.json() == {"node": "2", "route": 2, "routes": [2]}
-    end, history = finish(comfy, ws, prompt_id, since)
+    _end, history = finish(comfy, ws, prompt_id, since)
 
     assert saved(comfy, "branch2"), "route 2's SaveImage wrote nothing"
     assert not saved(comfy, "branch1"), "route 1's SaveImage ran although route 2 was chosen"
@@ -377,7 +377,7 @@ def test_missing_slot_blocks_the_mask_output_too(comfy, ws):
     prompt = gate_prompt(image=None, get_id="e2e_no_such_slot_mask")
     prompt["3"] = {"class_type": "MaskToImage", "inputs": {"mask": ["2", 0]}}
     prompt["4"] = save_image(["3", 0], "t4_mask")
-    prompt_id, since, history = run_plain(comfy, ws, prompt)
+    _prompt_id, _since, history = run_plain(comfy, ws, prompt)
     assert not saved(comfy, "t4_mask"), "a node fed by the no-op gate's mask output ran"
     assert "4" not in history["outputs"]
 

@@ -69,7 +69,7 @@ def run_answering(
     pauses: list[dict] = []
     while True:
         e = ws.wait_for(
-            (PAUSE,) + TERMINAL, lambda d: d.get("prompt_id") == prompt_id, timeout=ROUTE_TIMEOUT, since=since
+            (PAUSE, *TERMINAL), lambda d: d.get("prompt_id") == prompt_id, timeout=ROUTE_TIMEOUT, since=since
         )
         since = ws.events.index(e, since) + 1
         if e["type"] != PAUSE:

@@ -48,28 +48,25 @@ ALERT_SETTING = "DatasetGates.PauseAlert"
 # Runs before any page script: wraps console.* to keep each message with the stack that logged
 # it (LiteGraph reports deprecations through console.warn, captured when LiteGraph is built,
 # so after this) and turns LiteGraph.alwaysRepeatWarnings on as soon as LiteGraph exists.
-CONSOLE_PROBE = (
-    """
-(() => {
-  const PACK = '%s';
+CONSOLE_PROBE = f"""
+(() => {{
+  const PACK = '{PACK_PATH}';
   const seen = window.__dgConsole = [];
-  const text = (a) => { try { return a instanceof Error ? a.message + '\\n' + a.stack : String(a); } catch { return '?'; } };
-  for (const level of ['warn', 'error', 'log', 'info', 'debug', 'trace']) {
+  const text = (a) => {{ try {{ return a instanceof Error ? a.message + '\\n' + a.stack : String(a); }} catch {{ return '?'; }} }};
+  for (const level of ['warn', 'error', 'log', 'info', 'debug', 'trace']) {{
     const original = console[level];
-    console[level] = function (...args) {
-      const entry = { level, text: args.map(text).join(' '), stack: String(new Error().stack) };
+    console[level] = function (...args) {{
+      const entry = {{ level, text: args.map(text).join(' '), stack: String(new Error().stack) }};
       if (seen.length < 2000) seen.push(entry);
       if ((entry.stack + entry.text).includes(PACK)) window.__dgPackConsole?.(entry);
       return original.apply(this, args);
-    };
-  }
+    }};
+  }}
   let litegraph;
-  Object.defineProperty(window, 'LiteGraph', { configurable: true, enumerable: true, get: () => litegraph,
-    set(value) { litegraph = value; try { value.alwaysRepeatWarnings = true; } catch {} } });
-})();
+  Object.defineProperty(window, 'LiteGraph', {{ configurable: true, enumerable: true, get: () => litegraph,
+    set(value) {{ litegraph = value; try {{ value.alwaysRepeatWarnings = true; }} catch {{}} }} }});
+}})();
 """
-    % PACK_PATH
-)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -1230,23 +1227,20 @@ FLASHES = 2.5  # seconds: more than two flashes of the title (one a second)
 
 # Records every document.title write and counts the oscillators started, each marked by whether
 # the pack's files are on the stack: what ComfyUI itself sets and what the alert does.
-ALERT_PROBE = (
-    """
-() => {
-  const fromPack = () => String(new Error().stack).includes('%s');
-  const probe = window.__dgAlert = { before: document.title, titles: [], beeps: 0 };
+ALERT_PROBE = f"""
+() => {{
+  const fromPack = () => String(new Error().stack).includes('{PACK_PATH}');
+  const probe = window.__dgAlert = {{ before: document.title, titles: [], beeps: 0 }};
   const title = Object.getOwnPropertyDescriptor(Document.prototype, 'title');
-  Object.defineProperty(Document.prototype, 'title', { configurable: true, enumerable: title.enumerable,
-    get: title.get, set(value) {
+  Object.defineProperty(Document.prototype, 'title', {{ configurable: true, enumerable: title.enumerable,
+    get: title.get, set(value) {{
       title.set.call(this, value);  // the getter trims what the setter got: keep what it reads
-      probe.titles.push({ value: title.get.call(this), pack: fromPack() });
-    } });
+      probe.titles.push({{ value: title.get.call(this), pack: fromPack() }});
+    }} }});
   const start = OscillatorNode.prototype.start;
-  OscillatorNode.prototype.start = function (...args) { if (fromPack()) probe.beeps++; return start.apply(this, args); };
-}
+  OscillatorNode.prototype.start = function (...args) {{ if (fromPack()) probe.beeps++; return start.apply(this, args); }};
+}}
 """
-    % PACK_PATH
-)
 
 
 def alert_probe(page) -> dict:

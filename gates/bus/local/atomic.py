@@ -11,7 +11,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 _TEMP_RE = re.compile(r"\..+\.(\d+)\.[0-9a-f]+\.tmp")
@@ -46,10 +46,8 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> Iterator[Callabl
         fsync_file(tmp)
         yield lambda: os.replace(tmp, path)
     finally:
-        try:
+        with suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
 
 
 def _writer_alive(pid: int) -> bool:

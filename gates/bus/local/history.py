@@ -47,9 +47,13 @@ def archive_current(d: Path, slot_file: str, thumb_file: str) -> None:
             try:
                 os.link(src, dst, follow_symlinks=False)
             except OSError:  # a filesystem without hard links
-                with atomic_write(dst, lambda tmp, src=src: shutil.copyfile(src, tmp)) as commit:
-                    commit()
+                _copy(src, dst)
     fsync_dir(history)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    with atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp)) as commit:
+        commit()
 
 
 def prune(d: Path, keep_older: int) -> None:

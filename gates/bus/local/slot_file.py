@@ -125,7 +125,8 @@ def _huge_page_buffer(size: int) -> torch.Tensor:
     """
     region = mmap.mmap(-1, size + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     try:
-        region.madvise(_MADV_HUGEPAGE)
+        if _MADV_HUGEPAGE is not None:
+            region.madvise(_MADV_HUGEPAGE)
     except OSError:  # THP "never", or a kernel without it: ordinary pages, same bytes
         pass
     whole = np.frombuffer(region, dtype=np.uint8)
@@ -157,7 +158,7 @@ def read_tensors(
     digests = None
     if header.contiguous:
         buf = _owned(end - start, cuda)
-        digests = _read_into(f, start, memoryview(buf.numpy()), verify and tag == CHUNKED_TAG)
+        digests = _read_into(f, start, buf.numpy().data, verify and tag == CHUNKED_TAG)
         target = buf.to(device, non_blocking=True) if cuda else buf  # one copy for all tensors
         host = {name: _view(buf, e.start - start, e) for name, e in ordered}
         tensors = {name: _view(target, e.start - start, e) for name, e in ordered} if cuda else host
@@ -165,7 +166,7 @@ def read_tensors(
         host = {}
         for name, e in ordered:
             part = _owned(e.nbytes, cuda)
-            pread_exact(f, e.start, memoryview(part.numpy()))
+            pread_exact(f, e.start, part.numpy().data)
             host[name] = part.view(e.dtype).reshape(e.shape)
         tensors = {name: t.to(device, non_blocking=True) for name, t in host.items()} if cuda else host
     if verify:

@@ -314,7 +314,7 @@ class SlotStore:
 
     def migrate_all(self, dry_run: bool = False) -> list[tuple[str, str | None]]:
         """Every seed-layout folder of the bus as (id, error or None), converted unless dry_run."""
-        out = []
+        out: list[tuple[str, str | None]] = []
         for slot_id, d, _ in self._scan():
             if migration.seed_layout(d, SLOT_FILE):
                 try:
