@@ -1,7 +1,8 @@
 """The Image Gate's page UI in a real ComfyUI, driven in headless Chromium.
 
 Needs COMFYUI_DIR and COMFYUI_PYTHON (see README.md here), Debian's /usr/bin/chromium and the
-Python `playwright` package; otherwise every test skips with the reason. Screenshots of each
+Python `playwright` package; otherwise every test skips with the reason (or, for a missing
+browser, fails where DATASET_GATES_REQUIRE_BROWSER is set, as in CI). Screenshots of each
 step go to $E2E_SHOTS (default /tmp/e2e_shots), named ui_<test>_<step>.png. The frontend is the
 one E2E_FRONTEND picks, in the nodes mode E2E_NODES picks (classic or vue); see README.md.
 
@@ -26,7 +27,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_browser_page import CHROMIUM, CHROMIUM_ARGS  # one browser set-up for every page test
+from test_browser_page import CHROMIUM, CHROMIUM_ARGS, no_browser  # one browser set-up for every page test
 
 from gates.slots import SlotStore
 
@@ -136,11 +137,11 @@ BUILD_GATE = """
 @pytest.fixture(scope="module")
 def chromium():
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} not found; the UI e2e tests need Chromium")
+        no_browser(f"{CHROMIUM} not found; the UI e2e tests need Chromium")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("the `playwright` Python package is not installed; the UI e2e tests need it")
+        no_browser("the `playwright` Python package is not installed; the UI e2e tests need it")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
