@@ -55,6 +55,7 @@ export class GateController {
     this.decidedRoutes = null; // per image, when the done event or our answer said
     this.timedOut = false; // the done event said the countdown ran out
     this.answeredToken = null;
+    this.expired = null; // the pause a GET /pending answer called over: its done event may follow
     this.masks = new MaskKeeper(); // kept across runs
     this.message = "";
     this.messageIsError = false;
@@ -121,6 +122,7 @@ export class GateController {
     // A countdown stopped here stays stopped, whatever an older GET /pending answer says.
     this.info = this.held === data.token ? { ...data, deadline: null } : data;
     this.other = null;
+    this.expired = null;
     this.mode = "paused";
     this.decided = null;
     this.decidedRoutes = null;
@@ -142,13 +144,21 @@ export class GateController {
   }
 
   done(data) {
+    // The server drops a pause from GET /pending before its done event goes out (a timed-out
+    // gate parks its batch in between), so a poll's answer can call the pause over first:
+    // its done event still says how it ended.
+    const late = !this.info && this.mode === "idle" && this.expired?.token === data.token;
+    if (late) this.info = this.expired;
+    this.expired = null;
     if (!this.info || data.token !== this.info.token) return;
     this.decide(data.route, Array.isArray(data.routes) ? data.routes : null, data);
+    if (late) this.fit({ grow: true });
   }
 
   /** The server no longer waits on `token` (answered elsewhere, taken over, run ended). */
   expire(token, reason = "That pause is over: the run ended or was answered elsewhere.") {
     if (this.info?.token !== token || this.mode !== "paused") return;
+    this.expired = this.info;
     this.mode = "idle";
     this.info = null;
     this.tick();
@@ -163,6 +173,7 @@ export class GateController {
     const fresh = !this.other || pauseKey(this.other) !== pauseKey(data);
     this.other = data;
     this.info = null;
+    this.expired = null;
     this.decided = null;
     this.mode = "elsewhere";
     this.tick();

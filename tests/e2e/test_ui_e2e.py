@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -1223,6 +1224,44 @@ def test_a_parked_slot_shows_in_the_sidebar_and_resumes_in_this_tab(ui) -> None:
     ui.comfy.wait_history(resumed_id)
     assert corner_colours(ui.outputs("dg_ui_pk4_b")) == [colour_of(3)]
     page.wait_for_function("() => document.querySelector('.dg-resume-status').textContent.endsWith(': done')")
+
+
+def test_a_done_event_that_comes_after_a_poll_called_the_pause_over_still_decides(ui) -> None:
+    """The server drops a pause from GET /pending before its done event goes out (a timed-out
+    gate parks its batch in between), so the tab's poll can call the pause over first. Here the
+    tab's websocket holds the done event back until the poll has done that: the node then shows
+    the decision the late event brings, not "That pause is over"."""
+    sockets: list = []
+    held: list = []
+
+    def route(ws) -> None:
+        server = ws.connect_to_server()
+        ws.on_message(server.send)
+        server.on_message(
+            lambda m: held.append(m) if isinstance(m, str) and '"datasete_gate.done"' in m else ws.send(m)
+        )
+        sockets.append(ws)
+
+    ui.context.route_web_socket(re.compile(r"/ws(\?|$)"), route)
+    ui.page.close()
+    page = ui.page = ui.open_tab()  # a tab whose websocket goes through `route`
+    assert len(sockets) == 1
+    ui.build(["dg_ui_late_a", "dg_ui_late_b"])
+    ui.queue()
+    pause = ui.wait_paused()
+    r = ui.comfy.post("/datasete_gate/choice", json={"node": pause["node"], "token": pause["token"], "route": 2})
+    assert r.status_code == 200, r.text
+    # The tab's next poll (every 3 s) finds no pause: the node calls it over.
+    page.wait_for_selector(".dg-gate[data-mode='idle']", timeout=15000)
+    page.wait_for_function("() => document.querySelector('.dg-gate').textContent.includes('That pause is over')")
+    ui.shot("called_over")
+    ui.comfy.wait_history(pause["prompt_id"])
+    assert len(held) == 1 and json.loads(held[0])["data"]["token"] == pause["token"]
+    sockets[0].send(held.pop())  # the done event, late
+    page.wait_for_selector(DECIDED)
+    assert "That pause is over" not in page.inner_text(".dg-gate")
+    ui.shot("decided_late")
+    assert len(ui.outputs("dg_ui_late_b")) == 1 and not ui.outputs("dg_ui_late_a")
 
 
 # -- the pause alert: the tab's title flashes (or it beeps) while a gate waits ------------------
