@@ -109,14 +109,23 @@ export class GateController {
   }
 
   done(data) {
-    if (!this.model.info || data.token !== this.model.info.token) return;
+    const m = this.model;
+    // The server drops a pause from GET /pending before its done event goes out (a timed-out
+    // gate parks its batch in between), so a poll's answer can call the pause over first:
+    // its done event still says how it ended.
+    const late = !m.info && m.mode === "idle" && m.expired?.token === data.token;
+    if (late) m.info = m.expired;
+    m.expired = null;
+    if (!m.info || data.token !== m.info.token) return;
     this.decide(data.route, Array.isArray(data.routes) ? data.routes : null, data);
+    if (late) this.fit({ grow: true });
   }
 
   /** The server no longer waits on `token` (answered elsewhere, taken over, run ended). */
   expire(token, reason = "That pause is over: the run ended or was answered elsewhere.") {
     const m = this.model;
     if (m.info?.token !== token || m.mode !== "paused") return;
+    m.expired = m.info;
     m.mode = "idle";
     m.info = null;
     this.tick();
@@ -132,6 +141,7 @@ export class GateController {
     const fresh = !m.other || pauseKey(m.other) !== pauseKey(data);
     m.other = data;
     m.info = null;
+    m.expired = null;
     m.decided = null;
     m.mode = "elsewhere";
     this.tick();

@@ -27,6 +27,7 @@ export class GateViewModel {
     this.previewUrl = previewUrl;
     this.mode = "idle"; // idle | paused | decided | elsewhere (another tab's pause)
     this.info = null; // the pause (this tab's, with its token)
+    this.expired = null; // the pause a GET /pending answer called over: its done event may follow
     this.other = null; // another tab's pause (no token) while mode is "elsewhere"
     this.index = 0; // the batch image shown enlarged
     this.view = "single"; // a batch: "grid" of thumbnails, or "single" (one image enlarged)
@@ -51,6 +52,7 @@ export class GateViewModel {
     // A countdown stopped here stays stopped, whatever an older GET /pending answer says.
     this.info = this.held === data.token ? { ...data, deadline: null } : data;
     this.other = null;
+    this.expired = null;
     this.mode = "paused";
     this.decided = null;
     this.decidedRoutes = null;

@@ -88,8 +88,32 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"e2e frontend: {root or 'bundled'}; nodes mode: {nodes_mode()}"
 
 
+def e2e_required() -> bool:
+    """DATASET_GATES_REQUIRE_E2E=1 (CI): what would skip the e2e tests stops the run instead."""
+    return os.environ.get("DATASET_GATES_REQUIRE_E2E", "") not in ("", "0")
+
+
+def _missing_for_e2e() -> str | None:
+    """Why the e2e tests here could not run in full, or None."""
+    if not e2e_enabled():
+        return SKIP_REASON
+    if not os.environ.get("COMFYUI_PYTHON", "").strip():
+        return "the UI e2e tests need COMFYUI_PYTHON too"
+    for module, package in (("requests", "requests"), ("websocket", "websocket-client")):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"e2e tests need {package} (pip install -e '.[test]')"
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without COMFYUI_DIR, skip everything in this folder with one reason."""
+    """Without COMFYUI_DIR, skip everything in this folder with one reason; with
+    DATASET_GATES_REQUIRE_E2E set, stop instead where anything the e2e tests need is missing."""
+    if e2e_required() and any(E2E_DIR in Path(str(item.fspath)).resolve().parents for item in items):
+        missing = _missing_for_e2e()
+        if missing:
+            pytest.exit(f"{missing} (DATASET_GATES_REQUIRE_E2E is set)", returncode=pytest.ExitCode.USAGE_ERROR)
     if e2e_enabled():
         return
     skip = pytest.mark.skip(reason=SKIP_REASON)

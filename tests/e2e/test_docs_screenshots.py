@@ -12,6 +12,12 @@ each run rewrites, in this checkout:
 
 Sizes come from tests/doc_images.py, which tests/test_doc_images.py checks the committed
 files against. Commit what changed (`git status docs/images example_workflows`).
+
+With E2E_DOCS_OUT set (CI sets it), the same files go under that folder instead
+(E2E_DOCS_OUT/docs/images, E2E_DOCS_OUT/example_workflows) and the checkout is left as it is;
+each example workflow's JSON is then compared with the committed one, when the frontend is the
+bundled one (the committed examples are made with it): a difference means example_graphs.py
+changed without the examples being made again.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import json
 import math
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 import torch
@@ -39,6 +46,12 @@ pytestmark = [
         reason="UI e2e: set COMFYUI_DIR and COMFYUI_PYTHON to run against a real ComfyUI",
     ),
 ]
+
+# Where this run writes: the checkout, or E2E_DOCS_OUT (then nothing here changes).
+DOCS_OUT = Path(os.environ["E2E_DOCS_OUT"]).expanduser().resolve() if os.environ.get("E2E_DOCS_OUT") else None
+OUT_IMAGES = DOCS_OUT / "docs" / "images" if DOCS_OUT else IMAGES_DIR
+OUT_EXAMPLES = DOCS_OUT / "example_workflows" if DOCS_OUT else EXAMPLES_DIR
+BUNDLED_FRONTEND = os.environ.get("E2E_FRONTEND", "").strip() in ("", "bundled")  # as conftest.frontend_root
 
 # Clean pictures: full-detail nodes at any zoom, no FPS corner, no minimap.
 SETTINGS = {
@@ -109,8 +122,8 @@ def write_png(shot: bytes, name: str) -> None:
         out = io.BytesIO()
         img.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(out, "PNG", optimize=True)
     assert out.tell() < MAX_BYTES, f"{name} is {out.tell()} bytes"
-    IMAGES_DIR.mkdir(parents=True, exist_ok=True)
-    (IMAGES_DIR / name).write_bytes(out.getvalue())
+    OUT_IMAGES.mkdir(parents=True, exist_ok=True)
+    (OUT_IMAGES / name).write_bytes(out.getvalue())
 
 
 def clip(x: float, y: float, size: tuple[int, int]) -> dict:
@@ -128,8 +141,9 @@ def test_example_workflow_is_built_in_the_page_and_saved(shots, name) -> None:
     # through JSON in the page: what the frontend saves has no `undefined` (Python would get None)
     workflow = json.loads(page.evaluate("() => JSON.stringify(app.graph.serialize())"))
     workflow["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"dataset-gates/example_workflows/{name}"))  # stable
-    EXAMPLES_DIR.mkdir(exist_ok=True)
-    (EXAMPLES_DIR / f"{name}.json").write_text(json.dumps(workflow, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(workflow, indent=2) + "\n"
+    OUT_EXAMPLES.mkdir(parents=True, exist_ok=True)
+    (OUT_EXAMPLES / f"{name}.json").write_text(text, encoding="utf-8")
 
     side = 1400  # clear of the zoom controls in the bottom right corner
     page.evaluate(FIT, [70, 100, side, side, 24])
@@ -146,8 +160,14 @@ def test_example_workflow_is_built_in_the_page_and_saved(shots, name) -> None:
     out = io.BytesIO()
     thumb.save(out, "JPEG", quality=82, optimize=True, progressive=True)
     assert out.tell() < MAX_THUMB_BYTES
-    (EXAMPLES_DIR / f"{name}.jpg").write_bytes(out.getvalue())
+    (OUT_EXAMPLES / f"{name}.jpg").write_bytes(out.getvalue())
     shots.shot(name)
+    if DOCS_OUT is not None and BUNDLED_FRONTEND:
+        committed = (EXAMPLES_DIR / f"{name}.json").read_text(encoding="utf-8")
+        assert text == committed, (
+            f"example_workflows/{name}.json is not what tests/e2e/example_graphs.py builds now: run "
+            f"tests/e2e/test_docs_screenshots.py without E2E_DOCS_OUT and commit it (and its .jpg)"
+        )
 
 
 # -- the README pictures -----------------------------------------------------------------------
