@@ -138,6 +138,21 @@ def test_bad_policy_files_are_errors(store, bad):
         read_policy(store.root)
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 40_000, "[" * 20_000 + "]" * 20_000, '{"keep":' * 7_000 + "1" + "}" * 7_000],
+    ids=["40 KB of [", "balanced", "objects"],
+)
+def test_a_policy_file_nested_deep_is_an_error_not_a_crash(store, text):
+    store.root.mkdir(parents=True)
+    (store.root / ".policy.json").write_text(text)
+    with pytest.raises(ValueError, match="storage policy of bus 'bus' is unreadable: nested deeper than 64"):
+        read_policy(store.root)
+    with pytest.raises(ValueError, match="nested deeper than 64"):
+        store.publish("s", img(1.0))
+    assert store.ids() == []
+
+
 def test_policy_round_trip(store):
     write_policy(store.root, Policy(keep=5, quota_bytes=1 << 30))
     assert read_policy(store.root) == Policy(keep=5, quota_bytes=1 << 30)

@@ -41,6 +41,7 @@ import torch
 import xxhash
 
 from .. import images
+from . import json_limits
 from .contract import SlotInfo
 from .errors import SlotCorrupt, SlotIndexError, SlotMetaTooLarge, SlotTooLarge
 from .tensors import DTYPES, TENSORS, dtype_name
@@ -155,7 +156,9 @@ def encode_header(tensors: dict[str, torch.Tensor], meta: dict[str, Any], create
     follow it back to back in TENSORS order (see `ordered`).
 
     `tensors` are contiguous CPU tensors named from TENSORS (image required), already checked
-    by check_tensors / check_latent. SlotMetaTooLarge when the header could not be read back.
+    by check_tensors / check_latent. Numbers in `meta` that are not finite are stored as null,
+    as a read would give them. ValueError when `meta` nests deeper than a read accepts,
+    SlotMetaTooLarge when the header could not be read back.
     """
     tensors = ordered(tensors)
     header: dict[str, Any] = {
@@ -164,7 +167,7 @@ def encode_header(tensors: dict[str, torch.Tensor], meta: dict[str, Any], create
             "version": str(FORMAT_VERSION),
             "created": repr(created),
             **checksums(list(tensors.values())),
-            "meta": json.dumps(meta, default=str),
+            "meta": json_limits.dumps(json_limits.plain(meta, "the slot's meta"), default=str),
         }
     }
     offset = 0
@@ -197,22 +200,25 @@ def _bad(why: str) -> SlotCorrupt:
     return SlotCorrupt(f"not a valid Dataset Gates slot file: {why}")
 
 
+def _short(text: str) -> str:
+    """A header value for a message: crafted ones can be a megabyte long."""
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def truncated() -> SlotCorrupt:
     """What a backend raises when a slot file ends before its header says it should."""
     return _bad("the file ends early")
 
 
 def _entry(name: str, raw: Any, data_start: int, file_size: int) -> Entry:
-    if not isinstance(raw, dict) or raw.get("dtype") not in DTYPES:
-        raise _bad(
-            f"{name} must be a float16/bfloat16/float32/float64 tensor, "
-            f"got {raw.get('dtype') if isinstance(raw, dict) else raw!r}"
-        )
+    code = raw.get("dtype") if isinstance(raw, dict) else raw
+    if not (isinstance(code, str) and code in DTYPES):  # a list or an object is no dtype (nor hashable)
+        raise _bad(f"{name} must be a float16/bfloat16/float32/float64 tensor, got {_short(repr(code))}")
     shape, offsets = raw.get("shape"), raw.get("data_offsets")
     if not isinstance(shape, list) or not all(type(n) is int and 0 <= n <= MAX_SIDE for n in shape):
-        raise _bad(f"{name} has an impossible shape {shape!r}")
+        raise _bad(f"{name} has an impossible shape {_short(repr(shape))}")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int and n >= 0 for n in offsets)):
-        raise _bad(f"{name} has impossible data offsets {offsets!r}")
+        raise _bad(f"{name} has impossible data offsets {_short(repr(offsets))}")
     dtype = DTYPES[raw["dtype"]]
     start, end = data_start + offsets[0], data_start + offsets[1]
     if end - start != math.prod(shape) * dtype.itemsize:
@@ -257,13 +263,15 @@ def header_length(first8: bytes, file_size: int) -> int:
 
 def parse_header(text: bytes | bytearray | memoryview, file_size: int) -> Header:
     """Parse and check the JSON header `text` (the `header_length` bytes after the first 8)
-    of a slot file of `file_size` bytes; SlotCorrupt for anything else."""
+    of a slot file of `file_size` bytes; SlotCorrupt for anything else, whatever its shape."""
     length = len(text)
     try:
-        raw = json.loads(bytes(text))
-        meta = raw.pop("__metadata__", None) or {}
-    except (ValueError, AttributeError):
-        raise _bad("the header is not a JSON object") from None
+        raw = json_limits.loads(text)
+    except ValueError as exc:
+        raise _bad(f"the header is not JSON ({_short(str(exc))})") from None
+    if not isinstance(raw, dict):
+        raise _bad("the header is not a JSON object")
+    meta = raw.pop("__metadata__", None) or {}
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "image" not in raw:
         raise _bad("it has no Dataset Gates header")
     if set(raw) - set(TENSORS):
@@ -275,12 +283,12 @@ def parse_header(text: bytes | bytearray | memoryview, file_size: int) -> Header
         raise _bad("tensor bytes overlap")
     try:
         created = float(meta.get("created", ""))
-        # NaN and Infinity are no JSON: a page's JSON.parse would refuse the whole listing.
-        user_meta = json.loads(meta.get("meta") or "{}", parse_constant=lambda _: None)
-    except (TypeError, ValueError):
-        raise _bad("created or meta is unreadable") from None
+        # Finite numbers only: a page's JSON.parse refuses NaN and Infinity, and the whole listing with them.
+        user_meta = json_limits.loads(meta.get("meta") or "{}")
+    except (TypeError, ValueError) as exc:
+        raise _bad(f"created or meta is unreadable ({_short(str(exc))})") from None
     if not 0 <= created < MAX_CREATED or not isinstance(user_meta, dict):
-        raise _bad(f"created must be a time since 1970 and meta an object, got {meta.get('created')!r}")
+        raise _bad(f"created must be a time since 1970 and meta an object, got {_short(repr(meta.get('created')))}")
     checksum_text = meta.get("chunks", meta.get("checksum"))  # 0.1.0 and 0.2.0 wrote no chunks
     if not isinstance(checksum_text, str) or ":" not in checksum_text:
         raise _bad("it has no checksum")
