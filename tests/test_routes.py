@@ -226,6 +226,14 @@ async def test_bad_choices_change_nothing(client, waiter, body, status):
     assert waiter.paused()[0]["token"] == pending.token  # still waiting
 
 
+@pytest.mark.parametrize("route", ["/choice", "/hold", "/cancel"])
+async def test_a_token_that_is_not_ascii_is_409(client, waiter, route):
+    pending, _ = pause(waiter)
+    resp = await client.post(f"{P}{route}", json={"node": "12:5", "token": "t\u00f6ken", "route": 1})
+    assert resp.status == 409 and "with that token" in (await resp.json())["error"]
+    assert waiter.paused()[0]["token"] == pending.token  # still waiting
+
+
 JSON_POSTS = ["/choice", "/hold", "/cancel", "/takeover", "/bus/policy", "/bus/a/pin", "/bus/a/rename", "/resume/a"]
 
 
