@@ -57,6 +57,7 @@ CRAFTED = {
     "meta a number": crafted(ours(meta=10**12)),
     "meta an object": crafted(ours(meta={"a": 1})),
     "created a list": crafted(ours(created=[1])),
+    "seq not a number": crafted(ours(seq="../1")),
     "header nested 100000 deep": crafted("[" * 100_000 + "]" * 100_000),
     "meta nested 100000 deep": crafted(ours(meta="[" * 100_000 + "]" * 100_000)),
     "meta nested 65 deep": crafted(ours(meta=json.dumps({"a": nested(64)}))),

@@ -52,6 +52,7 @@ MAX_HEADER_BYTES = 1 << 20  # ours are < 4 KB (a parked run: its prompt); a bigg
 MAX_SIDE = 1 << 16
 MAX_THUMB_BYTES = 8 << 20  # ours are ~100 KB
 MAX_CREATED = 1e11  # seconds since 1970: year 5138; beyond it (or inf, nan) is damage
+MAX_SEQ = 10**19  # a version number beyond it is damage (history names versions in 20 digits)
 READ_CHUNK = 1 << 20  # fits in L2 with room to spare: hashed while still in cache
 MAX_READERS = min(16, os.cpu_count() or 1)
 CHUNKED_TAG = "xxh3x1m"  # new slots: one xxh3 per READ_CHUNK, hashed by whichever thread read it
@@ -83,6 +84,7 @@ class Header:
     created: float
     checksum: str
     meta: dict[str, Any]
+    seq: int | None = None  # the version's number within its slot; None in files written before 0.3
 
     @property
     def image(self) -> Entry:
@@ -151,9 +153,11 @@ def checksums(tensors: list[torch.Tensor]) -> dict[str, str]:
     return {"checksum": stream_checksum(tensors), "chunks": checksum(tensors)}
 
 
-def encode_header(tensors: dict[str, torch.Tensor], meta: dict[str, Any], created: float) -> bytes:
+def encode_header(
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any], created: float, seq: int | None = None
+) -> bytes:
     """The bytes a slot file starts with (length prefix and JSON header) for `tensors`, which
-    follow it back to back in TENSORS order (see `ordered`).
+    follow it back to back in TENSORS order (see `ordered`); `seq` numbers the version.
 
     `tensors` are contiguous CPU tensors named from TENSORS (image required), already checked
     by check_tensors / check_latent. Numbers in `meta` that are not finite are stored as null,
@@ -168,6 +172,7 @@ def encode_header(tensors: dict[str, torch.Tensor], meta: dict[str, Any], create
             "created": repr(created),
             **checksums(list(tensors.values())),
             "meta": json_limits.dumps(json_limits.plain(meta, "the slot's meta"), default=str),
+            **({"seq": str(seq)} if seq is not None else {}),
         }
     }
     offset = 0
@@ -292,7 +297,16 @@ def parse_header(text: bytes | bytearray | memoryview, file_size: int) -> Header
     checksum_text = meta.get("chunks", meta.get("checksum"))  # 0.1.0 and 0.2.0 wrote no chunks
     if not isinstance(checksum_text, str) or ":" not in checksum_text:
         raise _bad("it has no checksum")
-    return Header(entries, created, checksum_text, user_meta)
+    return Header(entries, created, checksum_text, user_meta, _seq(meta.get("seq")))
+
+
+def _seq(text: Any) -> int | None:
+    """The version number a header carries (None: written before versions were numbered)."""
+    if text is None:
+        return None
+    if not (isinstance(text, str) and text.isascii() and text.isdigit() and len(text) < 20 and 0 < int(text) < MAX_SEQ):
+        raise _bad(f"seq must be a version number, got {_short(repr(text))}")
+    return int(text)
 
 
 def read_header(read_at: Callable[[int, int], bytes], file_size: int) -> Header:

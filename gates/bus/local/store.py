@@ -259,12 +259,15 @@ class SlotStore:
         try:
             ensure_real_dir(d)
             clean_stale_temps(d)
+            current, seq = history.numbers(d, SLOT_FILE)
             with (
-                atomic_write(d / SLOT_FILE, lambda tmp: slot_file.write(tmp, tensors, meta, created)) as commit_slot,
+                atomic_write(
+                    d / SLOT_FILE, lambda tmp: slot_file.write(tmp, tensors, meta, created, seq)
+                ) as commit_slot,
                 atomic_write(d / THUMB_FILE, lambda tmp: Path(tmp).write_bytes(thumb.result())) as commit_thumb,
             ):
-                if keep > 1:
-                    history.archive_current(d, SLOT_FILE, THUMB_FILE)
+                if keep > 1 and current is not None:
+                    history.archive_current(d, SLOT_FILE, THUMB_FILE, current)
                 commit_slot()
                 commit_thumb()
             fsync_dir(d)
