@@ -179,6 +179,12 @@ async def test_numbers_too_big_for_a_float_list_as_strict_json(client, store):
         assert {"big": None, "nan": None, "ok": [1.5, None]} in [row["meta"] for row in rows(strict)]
 
 
+async def test_a_policy_file_nested_deep_is_a_400_not_a_500(client, store):
+    (store.root / ".policy.json").write_text("[" * 40_000)
+    resp = await client.get(f"{P}/bus/policy")
+    assert resp.status == 400 and "nested deeper than 64 levels" in (await resp.json())["error"]
+
+
 async def test_corrupt_slot_is_422_not_500(client, store):
     (store.slot_dir("b") / "slot.safetensors").write_bytes(b"\x00" * 3)
     resp = await client.get(f"{P}/bus/info/b")
