@@ -9,7 +9,6 @@ exit status 1; argparse's own usage errors keep status 2. stdout carries only th
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -22,7 +21,7 @@ import torch
 from safetensors.torch import save_file
 
 from . import __version__, images
-from .bus import BusAdmin, SlotError, SlotInfo, SlotNotFound, open_bus
+from .bus import BusAdmin, SlotError, SlotInfo, SlotNotFound, json_limits, open_bus
 from .bus.ids import validate_id
 from .bus.policy import parse_size
 
@@ -87,7 +86,7 @@ def _note(message: str) -> None:
 
 
 def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
+    print(json_limits.dumps(data, indent=2, default=str))
 
 
 def _slot_row(s: SlotInfo) -> list[str]:
@@ -167,7 +166,7 @@ def cmd_info(store: BusAdmin, args: argparse.Namespace) -> int:
         ["created", _when(s.created)],
         ["checksum", s.checksum or "-"],
         ["thumb", "yes" if s.has_thumb else "-"],
-        ["meta", json.dumps(s.meta, default=str)],
+        ["meta", json_limits.dumps(s.meta, default=str)],
     ]
     if args.verify:
         rows.append(["verify", data["verified"]])

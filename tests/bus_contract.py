@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 import torch
+from crafted_slots import CRAFTED, crafted, nested, ours, with_header
 from PIL import Image
 from safetensors.torch import load as safetensors_load
 
@@ -274,35 +274,46 @@ class BusContract:
         assert kit.bus.info("dmg").error is None  # the header is whole: only a verify finds it
         assert kit.bus.delete("dmg") > 0
 
-    @pytest.mark.parametrize(
-        "data",
-        [
-            b"",
-            b"\x00" * 7,
-            struct.pack("<Q", 1 << 40) + b"{}",
-            struct.pack("<Q", 2) + b"{}",
-            struct.pack("<Q", 9) + b"not json!",
-        ],
-        ids=["empty", "short", "huge length", "no header", "not json"],
-    )
-    def test_a_crafted_file_is_a_damaged_row_never_a_crash(self, kit: BusKit, data: bytes) -> None:
+    @pytest.mark.parametrize("name", list(CRAFTED))
+    def test_a_crafted_file_is_a_damaged_row_never_a_crash(self, kit: BusKit, name: str) -> None:
         kit.bus.publish("good", _image())
-        kit.put_raw("bad", data)
+        kit.put_raw("bad", CRAFTED[name])
         rows = {s.id: s for s in kit.bus.list()}
         assert rows["good"].error is None and rows["bad"].error
-        assert "bad" in rows["bad"].error
+        assert "bad" in rows["bad"].error and len(rows["bad"].error) < 300
         for call in (kit.bus.info, kit.bus.read):
             with pytest.raises(SlotCorrupt):
                 call("bad")
 
+    def test_meta_nested_as_deep_as_reads_allow_round_trips(self, kit: BusKit) -> None:
+        meta = {"a": nested(62), "b": [float("inf"), float("nan"), -float("inf"), 1.5]}  # 64 levels
+        kit.bus.publish("deep", _image(), meta=meta)
+        assert kit.bus.info("deep").meta == {"a": nested(62), "b": [None, None, None, 1.5]}
+        kit.put_raw("planted", crafted(ours(meta=json.dumps({"a": nested(63)}))))
+        assert kit.bus.info("planted").meta == {"a": nested(63)}
+
+    def test_meta_nested_deeper_than_reads_allow_is_refused_and_nothing_changes(self, kit: BusKit) -> None:
+        kit.bus.publish("deep", _image())
+        for meta in ({"a": nested(64)}, {"a": nested(900)}, {"a": nested(100_000)}):
+            with pytest.raises(ValueError, match="meta is nested deeper than 64 levels"):
+                kit.bus.publish("deep", _image(seed=1), meta=meta)
+        cycle: list = []
+        cycle.append(cycle)
+        with pytest.raises(ValueError, match="deeper than 64"):
+            kit.bus.publish("deep", _image(seed=1), meta={"a": cycle})
+        assert _same(kit.bus.read("deep").image, _image()) and kit.bus.info("deep").meta == {}
+
+    def test_numbers_too_big_for_a_float_read_back_as_null(self, kit: BusKit) -> None:
+        kit.bus.publish("big", _image())
+        text = '{"big": 1e999, "small": -1e999, "nan": NaN, "inf": [Infinity, -Infinity], "ok": 1.5, "int": 7}'
+        kit.put_raw("big", with_header(kit.raw("big"), lambda h: h["__metadata__"].update(meta=text)))
+        expected = {"big": None, "small": None, "nan": None, "inf": [None, None], "ok": 1.5, "int": 7}
+        assert kit.bus.info("big").meta == expected and kit.bus.read("big").meta == expected
+        assert [s.meta for s in kit.bus.list()] == [expected]
+
     def test_a_header_claiming_more_than_the_file_holds_is_damage(self, kit: BusKit) -> None:
         kit.bus.publish("lie", _image())
-        data = kit.raw("lie")
-        (length,) = struct.unpack("<Q", data[:8])
-        header = json.loads(data[8 : 8 + length])
-        header["image"]["shape"] = [4096, 4096, 4096, 3]
-        text = json.dumps(header).encode()
-        kit.put_raw("lie", struct.pack("<Q", len(text)) + text + data[8 + length :])
+        kit.put_raw("lie", with_header(kit.raw("lie"), lambda h: h["image"].update(shape=[4096, 4096, 4096, 3])))
         with pytest.raises(SlotCorrupt):
             kit.bus.read("lie")
         assert {s.id: s.error for s in kit.bus.list()}["lie"]

@@ -14,6 +14,7 @@ import png
 import pytest
 import torch
 from children import run_python
+from crafted_slots import CRAFTED, with_header
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -84,6 +85,33 @@ def test_ls_json_parses_and_keeps_stdout_clean(capsys, bus, store):
     assert [d["id"] for d in data] == ["alpha"]
     assert data[0]["image_shape"] == [2, 5, 7, 3] and data[0]["batch"] == 2
     assert "bus:" in err and "bus:" not in out
+
+
+@pytest.mark.parametrize("name", ["a list", "dtype a list", "header nested 100000 deep", "meta nested 100000 deep"])
+def test_ls_lists_a_crafted_slot_as_damaged(capsys, bus, store, name):
+    store.publish("alpha", torch.rand(1, 4, 4, 3))
+    (bus / "crafted").mkdir()
+    (bus / "crafted" / SLOT_FILE).write_bytes(CRAFTED[name])
+    rc, out, err = run(capsys, "--bus", bus, "ls")
+    assert rc == 0 and "Traceback" not in err
+    assert "ERROR: " in next(line for line in out.splitlines() if line.startswith("crafted"))
+    rc, out, _ = run(capsys, "--bus", bus, "ls", "--json")
+    assert rc == 0 and {d["id"]: bool(d["error"]) for d in json.loads(out)} == {"alpha": False, "crafted": True}
+
+
+def test_ls_json_prints_numbers_too_big_for_a_float_as_null(capsys, bus, store):
+    store.publish("alpha", torch.rand(1, 4, 4, 3))
+    path = bus / "alpha" / SLOT_FILE
+    text = '{"big": 1e999, "nan": NaN}'
+    path.write_bytes(with_header(path.read_bytes(), lambda h: h["__metadata__"].update(meta=text)))
+    for argv in (["ls", "--json"], ["info", "alpha", "--json"], ["info", "alpha"]):
+        rc, out, _ = run(capsys, "--bus", bus, *argv)
+        assert rc == 0 and "Infinity" not in out and "NaN" not in out
+    rc, out, _ = run(capsys, "--bus", bus, "ls", "--json")
+    assert json.loads(out, parse_constant=lambda c: pytest.fail(f"printed {c}"))[0]["meta"] == {
+        "big": None,
+        "nan": None,
+    }
 
 
 def test_ls_json_empty_is_empty_list(capsys, bus):

@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from gates import images
+from gates.bus import SlotCorrupt, codec, json_limits
 from gates.bus.ids import parse_ref, validate_id
 from gates.bus.local.store import SlotStore
 from gates.comfy.resume import resume_prompt
@@ -250,6 +251,21 @@ JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
+
+
+@st.composite
+def deep_json(draw: Any) -> str:
+    """JSON text nested up to 12,000 levels (arrays, objects or both), closed or not, around a
+    scalar that may be too big for a float: what json's recursion and a page's JSON.parse choke on."""
+    levels = draw(st.one_of(st.integers(0, 80), st.integers(0, 12_000)))
+    openers = draw(st.lists(st.sampled_from(["[", '{"a":', '{"\\"[":']), min_size=1, max_size=3))
+    inner = draw(st.sampled_from(["1", "1e999", "-1e999", "NaN", "Infinity", '"]]}}"', "[]", "{}", ""]))
+    text = "".join(openers[i % len(openers)] for i in range(levels)) + inner
+    closers = "".join("]" if openers[i % len(openers)] == "[" else "}" for i in reversed(range(levels)))
+    return text + closers[: draw(st.sampled_from([len(closers), len(closers) // 2, 0]))]
+
+
+DEEP_JSON = deep_json()
 KEYS = ["to", "overwrite", "pinned", "keep", "quota_bytes", "node", "token", "route", "routes", "client_id"]
 VALUE = st.one_of(
     JSON,
@@ -282,6 +298,7 @@ BODY = st.one_of(
     st.none(),
     st.binary(max_size=200),
     JSON.map(lambda v: json.dumps(v).encode()),
+    DEEP_JSON.map(str.encode),
     st.dictionaries(st.sampled_from(KEYS), VALUE, max_size=5),
     MULTIPART,
 )
@@ -752,3 +769,169 @@ def test_crafted_slot_files_never_get_a_500_or_a_big_allocation(site: tuple[Site
 
     one()
     report("crafted slot files", cases)
+
+
+# -- crafted JSON headers and deep JSON --------------------------------------------------------
+
+SCALAR = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
+ANY_JSON = st.recursive(
+    SCALAR,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=12,
+)
+ENTRY = st.one_of(
+    ANY_JSON,
+    st.fixed_dictionaries(
+        {
+            "dtype": st.one_of(DTYPE_CODES, ANY_JSON),
+            "shape": st.one_of(st.just([1, 1, 1, 3]), DIMS, ANY_JSON),
+            "data_offsets": st.one_of(st.just([0, 12]), st.lists(st.integers(-2, 1 << 40), max_size=3), ANY_JSON),
+        }
+    ),
+)
+META = st.one_of(
+    ANY_JSON,
+    st.fixed_dictionaries(
+        {
+            "format": st.one_of(st.just("dataset-gates.slot"), ANY_JSON),
+            "created": st.one_of(CREATED, ANY_JSON),
+            "checksum": st.one_of(st.just("xxh3:0"), ANY_JSON),
+        },
+        optional={
+            "meta": st.one_of(DEEP_JSON, ANY_JSON.map(json.dumps), ANY_JSON),
+            "chunks": ANY_JSON,
+            "seq": st.one_of(st.integers(-1, 10**21).map(str), st.text(max_size=25), ANY_JSON),
+        },
+    ),
+)
+HEADER = st.one_of(
+    ANY_JSON,
+    st.fixed_dictionaries(
+        {},
+        optional={"__metadata__": META, "image": ENTRY, "mask": ENTRY, "latent.samples": ENTRY, "other": ANY_JSON},
+    ),
+)
+META_OBJECT = st.one_of(
+    st.dictionaries(st.text(max_size=6), ANY_JSON, max_size=4).map(json.dumps),
+    st.sampled_from(['{"big": 1e999, "small": -1e999}', '{"x": [NaN, Infinity, -Infinity, 1e308]}']),
+)
+VALID = {
+    "__metadata__": {"format": "dataset-gates.slot", "created": "1700000000", "checksum": "xxh3:0", "seq": "3"},
+    "image": {"dtype": "F32", "shape": [1, 1, 1, 3], "data_offsets": [0, 12]},
+}
+
+
+@st.composite
+def nearly_valid(draw: Any) -> dict:
+    """A header of ours with a field or two of any JSON, and any meta: mostly slots."""
+    header = json.loads(json.dumps(VALID))
+    for _ in range(draw(st.integers(0, 2))):
+        part = header[draw(st.sampled_from(["__metadata__", "image"]))]
+        part[draw(st.sampled_from(sorted(part)))] = draw(ANY_JSON)
+    header["__metadata__"]["meta"] = draw(st.one_of(DEEP_JSON, ANY_JSON.map(json.dumps), META_OBJECT))
+    return header
+
+
+HEADER_TEXT = st.one_of(HEADER.map(json.dumps), nearly_valid().map(json.dumps), DEEP_JSON, st.text(max_size=40))
+
+
+def slot_file_bytes(text: str, tail: int) -> bytes:
+    data = text.encode("utf-8", "surrogatepass")
+    return struct.pack("<Q", len(data)) + data + b"\0" * tail
+
+
+def test_any_json_header_is_a_slot_or_damage() -> None:
+    """codec.parse_header on headers of every shape: a Header or SlotCorrupt, nothing else."""
+    cases = 0
+    outcomes = {"slot": 0, "damage": 0}
+
+    @fuzz(1000)
+    @given(text=HEADER_TEXT, tail=st.sampled_from([0, 12, 4096]))
+    def check(text: str, tail: int) -> None:
+        nonlocal cases
+        cases += 1
+        try:
+            header = codec.parse_file(slot_file_bytes(text, tail))
+        except SlotCorrupt:
+            outcomes["damage"] += 1
+            return
+        outcomes["slot"] += 1
+        assert json.loads(json_limits.dumps(header.meta)) == header.meta  # strict JSON, finite numbers
+
+    check()
+    report(f"JSON headers ({outcomes})", cases)
+
+
+def nesting(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(nesting, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(nesting, value), default=0)
+    return 0
+
+
+def test_the_depth_scan_agrees_with_the_parser() -> None:
+    """Brackets inside strings (quotes and backslashes included) never count, every other does."""
+    cases = 0
+
+    @fuzz(800)
+    @given(value=ANY_JSON, ascii_only=st.booleans())
+    def check(value: Any, ascii_only: bool) -> None:
+        nonlocal cases
+        cases += 1
+        assert json_limits.depth(json.dumps(value, ensure_ascii=ascii_only)) == nesting(value)
+
+    check()
+    report("depth scan", cases)
+
+
+def test_crafted_json_headers_list_as_damaged_rows_over_http(site: tuple[Site, tuple[str, int]]) -> None:
+    """Planted in a folder bus: /bus/list stays a 200 of strict JSON with the slot in it."""
+    s, address = site
+    folder = s.store.root / "crafted-json"
+    cases = 0
+
+    @fuzz(150)
+    @given(text=HEADER_TEXT, tail=st.sampled_from([0, 12]))
+    def one(text: str, tail: int) -> None:
+        nonlocal cases
+        cases += 1
+        folder.mkdir(exist_ok=True)
+        (folder / "slot.safetensors").write_bytes(slot_file_bytes(text, tail))
+        reply = send(address, "GET", f"{PREFIX}/bus/list")
+        check_reply(s, reply)
+        assert reply.status == 200
+        listed = json.loads(reply.body, parse_constant=lambda c: pytest.fail(f"/bus/list printed {c}"))
+        row = next(r for r in listed["slots"] if r["id"] == "crafted-json")
+        assert row["error"] or row["image_shape"], row
+        check_reply(s, send(address, "GET", f"{PREFIX}/bus/info/crafted-json"))
+
+    one()
+    report("crafted JSON headers over HTTP", cases)
+
+
+JSON_ROUTES = [(m, t) for m, t in ROUTES if m == "POST" and t.removeprefix(PREFIX) != "/mask"]
+
+
+def test_deep_json_bodies_are_4xx_on_every_json_route(site: tuple[Site, tuple[str, int]]) -> None:
+    s, address = site
+    cases = 0
+    statuses: dict[int, int] = {}
+
+    @fuzz(300)
+    @given(route=st.sampled_from(JSON_ROUTES), body=DEEP_JSON)
+    def check(route: tuple[str, str], body: str) -> None:
+        nonlocal cases
+        cases += 1
+        s.restock()
+        method, template = route
+        reply = send(
+            address, method, template.replace("{id}", "a"), body.encode(), {"Content-Type": "application/json"}
+        )
+        statuses[reply.status] = statuses.get(reply.status, 0) + 1
+        check_reply(s, reply)
+        if json_limits.depth(body) > json_limits.MAX_DEPTH:
+            assert reply.status in (400, 413), (route, reply.status, reply.body[:200])
+
+    check()
+    report(f"deep JSON bodies ({len(JSON_ROUTES)} routes, statuses {dict(sorted(statuses.items()))})", cases)

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import io
 import json
+import logging
 import threading
 import weakref
 from concurrent.futures import Future
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from aiohttp import FormData, web
+from crafted_slots import CRAFTED, with_header
 from PIL import Image
 
 from gates.bus.local.store import SlotStore
@@ -150,6 +152,39 @@ async def test_delete_and_rename(client, store):
     assert (await client.delete(f"{P}/bus/c")).status == 404
 
 
+@pytest.mark.parametrize("name", list(CRAFTED))
+async def test_a_crafted_slot_is_a_damaged_row_in_the_list(client, store, name):
+    (store.root / "crafted").mkdir()
+    (store.root / "crafted" / "slot.safetensors").write_bytes(CRAFTED[name])
+    resp = await client.get(f"{P}/bus/list")
+    assert resp.status == 200
+    slots = {s["id"]: s for s in (await resp.json())["slots"]}
+    assert slots["crafted"]["error"] and slots["a"]["error"] is None
+    assert (await client.get(f"{P}/bus/info/crafted")).status == 422
+
+
+async def test_numbers_too_big_for_a_float_list_as_strict_json(client, store):
+    text = '{"big": 1e999, "nan": NaN, "ok": [1.5, -1e999]}'
+    path = store.slot_dir("a") / "slot.safetensors"
+    path.write_bytes(with_header(path.read_bytes(), lambda h: h["__metadata__"].update(meta=text)))
+    rows_of = {
+        "list": lambda body: body["slots"],
+        "info/a": lambda body: [body],
+        "history/a": lambda body: body["versions"],
+    }
+    for view, rows in rows_of.items():
+        resp = await client.get(f"{P}/bus/{view}")
+        assert resp.status == 200 and "Infinity" not in await resp.text()
+        strict = json.loads(await resp.text(), parse_constant=lambda c: pytest.fail(f"printed {c}"))
+        assert {"big": None, "nan": None, "ok": [1.5, None]} in [row["meta"] for row in rows(strict)]
+
+
+async def test_a_policy_file_nested_deep_is_a_400_not_a_500(client, store):
+    (store.root / ".policy.json").write_text("[" * 40_000)
+    resp = await client.get(f"{P}/bus/policy")
+    assert resp.status == 400 and "nested deeper than 64 levels" in (await resp.json())["error"]
+
+
 async def test_corrupt_slot_is_422_not_500(client, store):
     (store.slot_dir("b") / "slot.safetensors").write_bytes(b"\x00" * 3)
     resp = await client.get(f"{P}/bus/info/b")
@@ -195,6 +230,32 @@ async def test_bad_choices_change_nothing(client, waiter, body, status):
     assert resp.status == status
     assert (await resp.json())["error"]
     assert waiter.paused()[0]["token"] == pending.token  # still waiting
+
+
+@pytest.mark.parametrize("route", ["/choice", "/hold", "/cancel"])
+async def test_a_token_that_is_not_ascii_is_409(client, waiter, route):
+    pending, _ = pause(waiter)
+    resp = await client.post(f"{P}{route}", json={"node": "12:5", "token": "t\u00f6ken", "route": 1})
+    assert resp.status == 409 and "with that token" in (await resp.json())["error"]
+    assert waiter.paused()[0]["token"] == pending.token  # still waiting
+
+
+JSON_POSTS = ["/choice", "/hold", "/cancel", "/takeover", "/bus/policy", "/bus/a/pin", "/bus/a/rename", "/resume/a"]
+
+
+@pytest.mark.parametrize("route", JSON_POSTS)
+@pytest.mark.parametrize("opener, closer, levels", [("[", "]", 30_000), ('{"a":', "}", 10_000)])
+async def test_a_body_of_60_kb_nested_deep_is_400_without_a_traceback(
+    comfy_client, waiter, store, queued, route, opener, closer, levels, caplog
+):
+    pause(waiter)
+    body = opener * levels + "1" + closer * levels  # 60 KB, under the size limit
+    with caplog.at_level(logging.DEBUG):
+        resp = await comfy_client.post(f"{P}{route}", data=body, headers={"Content-Type": "application/json"})
+    assert resp.status == 400, await resp.text()
+    assert "nested deeper than 64 levels" in (await resp.json())["error"]
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert store.exists("a") and store.policy().keep == 1 and waiter.paused() and not queued
 
 
 async def test_oversized_json_is_413(client, waiter):

@@ -12,9 +12,11 @@ import pytest
 import torch
 from policy_files import read_policy, write_policy
 
+from gates.bus import codec
 from gates.bus.errors import SlotNotFound, SlotWriteError
 from gates.bus.ids import parse_ref
-from gates.bus.local.store import SlotStore
+from gates.bus.local import history
+from gates.bus.local.store import SLOT_FILE, THUMB_FILE, SlotStore
 from gates.bus.policy import Policy, parse_size
 
 
@@ -56,6 +58,54 @@ def test_history_uses_hard_links_not_copies(store):
     store.publish("s", img(2.0, size=64))
     (old,) = (store.slot_dir("s") / "history").glob("*.safetensors")
     assert old.stat().st_ino == first_inode
+
+
+def freeze_timestamps(root: Path, when: int = 1_700_000_000) -> None:
+    """Give every file under `root` one and the same mtime: a disk with 1- or 2-second
+    timestamps (FAT32, exFAT, HFS+, some SMB shares) on which publishes come fast."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            os.utime(os.path.join(folder, name), (when, when))
+
+
+def test_history_on_a_disk_with_coarse_timestamps_loses_and_mixes_no_version(store):
+    write_policy(store.root, Policy(keep=4))
+    for n in range(12):
+        store.publish("s", img(float(n)), meta={"n": n})
+        freeze_timestamps(store.root)
+        kept = list(range(n, max(-1, n - 4), -1))
+        assert [v.meta["n"] for v in store.history("s")] == kept, f"after publish {n}"
+        for back, m in enumerate(kept):
+            data = store.read(f"s@-{back}" if back else "s")
+            assert data.meta["n"] == m and data.image.unique().item() == float(m)
+
+
+def test_history_kept_by_0_2_stays_older_than_every_new_version(store):
+    """0.2.x named versions by their mtime_ns and wrote no number in the header."""
+    folder = store.root / "s"
+    (folder / "history").mkdir(parents=True)
+    for n, mtime_ns in ((0, 1_700_000_000_000_000_000), (1, 1_700_000_001_000_000_000)):
+        old = codec.encode({"image": img(float(n))}, {"n": n}, 1.7e9 + n)
+        (folder / "history" / f"{mtime_ns:020d}.safetensors").write_bytes(old)
+    (folder / SLOT_FILE).write_bytes(codec.encode({"image": img(2.0)}, {"n": 2}, 1.7e9 + 2))
+    write_policy(store.root, Policy(keep=5))
+    for n in (3, 4):
+        store.publish("s", img(float(n)), meta={"n": n})
+        freeze_timestamps(store.root)
+    assert [v.meta["n"] for v in store.history("s")] == [4, 3, 2, 1, 0]
+    store.publish("s", img(5.0), meta={"n": 5})
+    assert [v.meta["n"] for v in store.history("s")] == [5, 4, 3, 2, 1]  # the oldest 0.2.x one pruned
+
+
+def test_a_publish_after_a_crash_mid_archive_keeps_the_version_once(store):
+    write_policy(store.root, Policy(keep=4))
+    for n in (1, 2):
+        store.publish("s", img(float(n)), meta={"n": n})
+    folder = store.slot_dir("s")
+    current, _ = history.numbers(folder, SLOT_FILE)
+    history.archive_current(folder, SLOT_FILE, THUMB_FILE, current)  # archived, then the crash
+    store.publish("s", img(3.0), meta={"n": 3})
+    assert [v.meta["n"] for v in store.history("s")] == [3, 2, 1]
 
 
 def test_lowering_keep_prunes_on_the_next_publish(store):
@@ -136,6 +186,21 @@ def test_bad_policy_files_are_errors(store, bad):
     (store.root / ".policy.json").write_text(__import__("json").dumps(bad))
     with pytest.raises(ValueError):
         read_policy(store.root)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 40_000, "[" * 20_000 + "]" * 20_000, '{"keep":' * 7_000 + "1" + "}" * 7_000],
+    ids=["40 KB of [", "balanced", "objects"],
+)
+def test_a_policy_file_nested_deep_is_an_error_not_a_crash(store, text):
+    store.root.mkdir(parents=True)
+    (store.root / ".policy.json").write_text(text)
+    with pytest.raises(ValueError, match="storage policy of bus 'bus' is unreadable: nested deeper than 64"):
+        read_policy(store.root)
+    with pytest.raises(ValueError, match="nested deeper than 64"):
+        store.publish("s", img(1.0))
+    assert store.ids() == []
 
 
 def test_policy_round_trip(store):

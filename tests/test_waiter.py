@@ -72,6 +72,18 @@ def test_stale_token_is_refused_and_changes_nothing():
     assert woken_by(waiter, second, waiter.choose, "7", second.token, 1).route == 1
 
 
+@pytest.mark.parametrize("token", ["\u00e9", "\u0442\u043e\u043a\u0435\u043d", "\ud800", "\x00"])
+def test_a_token_that_is_not_ascii_is_just_a_wrong_token(token):
+    waiter = Waiter()
+    pending = waiter.arm("7", image(), routes=2)
+    for answer in (waiter.hold, waiter.stop, waiter.get):
+        with pytest.raises(StaleRun, match="no gate '7' is waiting with that token"):
+            answer("7", token)
+    with pytest.raises(StaleRun):
+        waiter.choose("7", pending.token + token, 1)
+    assert [p["token"] for p in waiter.paused()] == [pending.token]
+
+
 def test_second_click_after_an_answer_is_stale():
     waiter = Waiter()
     pending = waiter.arm("1", image(), routes=2)

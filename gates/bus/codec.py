@@ -42,6 +42,7 @@ import torch
 import xxhash
 
 from .. import images
+from . import json_limits
 from .contract import SlotInfo
 from .errors import SlotCorrupt, SlotIndexError, SlotMetaTooLarge, SlotTooLarge
 from .tensors import DTYPES, TENSORS, dtype_name
@@ -52,6 +53,7 @@ MAX_HEADER_BYTES = 1 << 20  # ours are < 4 KB (a parked run: its prompt); a bigg
 MAX_SIDE = 1 << 16
 MAX_THUMB_BYTES = 8 << 20  # ours are ~100 KB
 MAX_CREATED = 1e11  # seconds since 1970: year 5138; beyond it (or inf, nan) is damage
+MAX_SEQ = 10**19  # a version number beyond it is damage (history names versions in 20 digits)
 READ_CHUNK = 1 << 20  # fits in L2 with room to spare: hashed while still in cache
 MAX_READERS = min(16, os.cpu_count() or 1)
 CHUNKED_TAG = "xxh3x1m"  # new slots: one xxh3 per READ_CHUNK, hashed by whichever thread read it
@@ -83,6 +85,7 @@ class Header:
     created: float
     checksum: str
     meta: dict[str, Any]
+    seq: int | None = None  # the version's number within its slot; None in files written before 0.3
 
     @property
     def image(self) -> Entry:
@@ -151,12 +154,16 @@ def checksums(tensors: list[torch.Tensor]) -> dict[str, str]:
     return {"checksum": stream_checksum(tensors), "chunks": checksum(tensors)}
 
 
-def encode_header(tensors: dict[str, torch.Tensor], meta: dict[str, Any], created: float) -> bytes:
+def encode_header(
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any], created: float, seq: int | None = None
+) -> bytes:
     """The bytes a slot file starts with (length prefix and JSON header) for `tensors`, which
-    follow it back to back in TENSORS order (see `ordered`).
+    follow it back to back in TENSORS order (see `ordered`); `seq` numbers the version.
 
     `tensors` are contiguous CPU tensors named from TENSORS (image required), already checked
-    by check_tensors / check_latent. SlotMetaTooLarge when the header could not be read back.
+    by check_tensors / check_latent. Numbers in `meta` that are not finite are stored as null,
+    as a read would give them. ValueError when `meta` nests deeper than a read accepts,
+    SlotMetaTooLarge when the header could not be read back.
     """
     tensors = ordered(tensors)
     header: dict[str, Any] = {
@@ -165,7 +172,8 @@ def encode_header(tensors: dict[str, torch.Tensor], meta: dict[str, Any], create
             "version": str(FORMAT_VERSION),
             "created": repr(created),
             **checksums(list(tensors.values())),
-            "meta": json.dumps(meta, default=str),
+            "meta": json_limits.dumps(json_limits.plain(meta, "the slot's meta"), default=str),
+            **({"seq": str(seq)} if seq is not None else {}),
         }
     }
     offset = 0
@@ -198,22 +206,25 @@ def _bad(why: str) -> SlotCorrupt:
     return SlotCorrupt(f"not a valid Dataset Gates slot file: {why}")
 
 
+def _short(text: str) -> str:
+    """A header value for a message: crafted ones can be a megabyte long."""
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def truncated() -> SlotCorrupt:
     """What a backend raises when a slot file ends before its header says it should."""
     return _bad("the file ends early")
 
 
 def _entry(name: str, raw: Any, data_start: int, file_size: int) -> Entry:
-    if not isinstance(raw, dict) or raw.get("dtype") not in DTYPES:
-        raise _bad(
-            f"{name} must be a float16/bfloat16/float32/float64 tensor, "
-            f"got {raw.get('dtype') if isinstance(raw, dict) else raw!r}"
-        )
+    code = raw.get("dtype") if isinstance(raw, dict) else raw
+    if not (isinstance(code, str) and code in DTYPES):  # a list or an object is no dtype (nor hashable)
+        raise _bad(f"{name} must be a float16/bfloat16/float32/float64 tensor, got {_short(repr(code))}")
     shape, offsets = raw.get("shape"), raw.get("data_offsets")
     if not isinstance(shape, list) or not all(type(n) is int and 0 <= n <= MAX_SIDE for n in shape):
-        raise _bad(f"{name} has an impossible shape {shape!r}")
+        raise _bad(f"{name} has an impossible shape {_short(repr(shape))}")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int and n >= 0 for n in offsets)):
-        raise _bad(f"{name} has impossible data offsets {offsets!r}")
+        raise _bad(f"{name} has impossible data offsets {_short(repr(offsets))}")
     dtype = DTYPES[raw["dtype"]]
     start, end = data_start + offsets[0], data_start + offsets[1]
     if end - start != math.prod(shape) * dtype.itemsize:
@@ -258,13 +269,15 @@ def header_length(first8: bytes, file_size: int) -> int:
 
 def parse_header(text: bytes | bytearray | memoryview, file_size: int) -> Header:
     """Parse and check the JSON header `text` (the `header_length` bytes after the first 8)
-    of a slot file of `file_size` bytes; SlotCorrupt for anything else."""
+    of a slot file of `file_size` bytes; SlotCorrupt for anything else, whatever its shape."""
     length = len(text)
     try:
-        raw = json.loads(bytes(text))
-        meta = raw.pop("__metadata__", None) or {}
-    except (ValueError, AttributeError):
-        raise _bad("the header is not a JSON object") from None
+        raw = json_limits.loads(text)
+    except ValueError as exc:
+        raise _bad(f"the header is not JSON ({_short(str(exc))})") from None
+    if not isinstance(raw, dict):
+        raise _bad("the header is not a JSON object")
+    meta = raw.pop("__metadata__", None) or {}
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "image" not in raw:
         raise _bad("it has no Dataset Gates header")
     if set(raw) - set(TENSORS):
@@ -276,16 +289,25 @@ def parse_header(text: bytes | bytearray | memoryview, file_size: int) -> Header
         raise _bad("tensor bytes overlap")
     try:
         created = float(meta.get("created", ""))
-        # NaN and Infinity are no JSON: a page's JSON.parse would refuse the whole listing.
-        user_meta = json.loads(meta.get("meta") or "{}", parse_constant=lambda _: None)
-    except (TypeError, ValueError):
-        raise _bad("created or meta is unreadable") from None
+        # Finite numbers only: a page's JSON.parse refuses NaN and Infinity, and the whole listing with them.
+        user_meta = json_limits.loads(meta.get("meta") or "{}")
+    except (TypeError, ValueError) as exc:
+        raise _bad(f"created or meta is unreadable ({_short(str(exc))})") from None
     if not 0 <= created < MAX_CREATED or not isinstance(user_meta, dict):
-        raise _bad(f"created must be a time since 1970 and meta an object, got {meta.get('created')!r}")
+        raise _bad(f"created must be a time since 1970 and meta an object, got {_short(repr(meta.get('created')))}")
     checksum_text = meta.get("chunks", meta.get("checksum"))  # 0.1.0 and 0.2.0 wrote no chunks
     if not isinstance(checksum_text, str) or ":" not in checksum_text:
         raise _bad("it has no checksum")
-    return Header(entries, created, checksum_text, user_meta)
+    return Header(entries, created, checksum_text, user_meta, _seq(meta.get("seq")))
+
+
+def _seq(text: Any) -> int | None:
+    """The version number a header carries (None: written before versions were numbered)."""
+    if text is None:
+        return None
+    if not (isinstance(text, str) and text.isascii() and text.isdigit() and len(text) < 20 and 0 < int(text) < MAX_SEQ):
+        raise _bad(f"seq must be a version number, got {_short(repr(text))}")
+    return int(text)
 
 
 def read_header(read_at: Callable[[int, int], bytes], file_size: int) -> Header:

@@ -11,6 +11,8 @@ import json
 import re
 from dataclasses import asdict, dataclass
 
+from . import json_limits
+
 MAX_KEEP = 100
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -44,8 +46,8 @@ def policy_from_json(data: bytes, bus_name: str) -> Policy:
     """The policy a backend stored; a damaged one is an error naming the bus, never a reset."""
     where = f"storage policy of {bus_name}"
     try:
-        raw = json.loads(data.decode("utf-8"))
-    except ValueError as exc:
+        raw = json_limits.loads(data.decode("utf-8"))
+    except ValueError as exc:  # not JSON, or nested so deep that json would recurse out of stack
         raise ValueError(f"{where} is unreadable: {exc}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{where} must be a JSON object")

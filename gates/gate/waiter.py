@@ -132,6 +132,12 @@ class Pending:
         return view
 
 
+def _same_token(live: str, given: str) -> bool:
+    """Constant-time, on bytes: compare_digest refuses a str that is not ASCII (a TypeError,
+    where a wrong token is just a wrong token)."""
+    return secrets.compare_digest(live.encode(), given.encode("utf-8", "surrogatepass"))
+
+
 class Waiter:
     """Registry of paused gates, shared by the node (one thread) and the routes (another)."""
 
@@ -193,7 +199,7 @@ class Waiter:
 
     def _check(self, pending: Pending | None, node: Any, token: Any) -> Pending:
         """`pending` if `token` is its live token; else StaleRun saying why. Call under the lock."""
-        if pending is not None and isinstance(token, str) and secrets.compare_digest(pending.token, token):
+        if pending is not None and isinstance(token, str) and _same_token(pending.token, token):
             if not pending._event.is_set():
                 return pending
             if pending._decision is not None and pending._decision.timed_out:

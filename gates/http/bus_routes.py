@@ -18,7 +18,7 @@ from aiohttp import web
 from ..bus import BusAdmin, SlotInfo
 from ..bus.ids import validate_id
 from ..bus.policy import Policy
-from .guard import PromptRejected, error, int_param, json_body, png_response, ref_param
+from .guard import PromptRejected, error, int_param, json_body, json_response, png_response, ref_param
 from .previews import RenderPool
 
 STORE_THREADS = 4
@@ -78,16 +78,16 @@ class BusRoutes:
 
     async def bus_list(self, request: web.Request) -> web.Response:
         slots = await self._store(self.bus.list)
-        return web.json_response(
+        return json_response(
             {"bus": self.bus.label, "ids": [s.id for s in slots], "slots": [self._slot_json(s) for s in slots]}
         )
 
     async def bus_info(self, request: web.Request) -> web.Response:
-        return web.json_response(self._slot_json(await self._store(self.bus.info, ref_param(request))))
+        return json_response(self._slot_json(await self._store(self.bus.info, ref_param(request))))
 
     async def bus_history(self, request: web.Request) -> web.Response:
         versions = await self._store(self.bus.history, validate_id(request.match_info["id"]))
-        return web.json_response({"versions": [self._slot_json(v) for v in versions]})
+        return json_response({"versions": [self._slot_json(v) for v in versions]})
 
     async def bus_thumb(self, request: web.Request) -> web.Response:
         data = await self._renders.run(self.bus.thumbnail, ref_param(request))
@@ -123,7 +123,7 @@ class BusRoutes:
     async def bus_delete(self, request: web.Request) -> web.Response:
         slot_id = validate_id(request.match_info["id"])
         await self._store(self.bus.delete, slot_id)
-        return web.json_response({"deleted": slot_id})
+        return json_response({"deleted": slot_id})
 
     async def bus_rename(self, request: web.Request) -> web.Response:
         old = validate_id(request.match_info["id"])
@@ -133,14 +133,14 @@ class BusRoutes:
                 self.bus.rename, old, validate_id(body.get("to")), overwrite=body.get("overwrite") is True
             )
         )
-        return web.json_response(self._slot_json(info))
+        return json_response(self._slot_json(info))
 
     async def bus_pin(self, request: web.Request) -> web.Response:
         body = await json_body(request)
         if not isinstance(body.get("pinned", True), bool):
             raise ValueError("pinned must be true or false")
         info = await self._store(self.bus.pin, validate_id(request.match_info["id"]), body.get("pinned", True))
-        return web.json_response(self._slot_json(info))
+        return json_response(self._slot_json(info))
 
     async def resume(self, request: web.Request) -> web.Response:
         """{client_id}: queue the run parked in this slot again, its gate resuming from the
@@ -166,9 +166,9 @@ class BusRoutes:
         return {"keep": policy.keep, "quota_bytes": policy.quota_bytes, "used_bytes": self.bus.usage()}
 
     async def bus_policy(self, request: web.Request) -> web.Response:
-        return web.json_response(await self._store(lambda: self._policy_json(self.bus.policy())))
+        return json_response(await self._store(lambda: self._policy_json(self.bus.policy())))
 
     async def bus_set_policy(self, request: web.Request) -> web.Response:
         body = await json_body(request)
         changes = {k: body[k] for k in ("keep", "quota_bytes") if k in body}
-        return web.json_response(await self._store(lambda: self._policy_json(self.bus.set_policy(**changes)[0])))
+        return json_response(await self._store(lambda: self._policy_json(self.bus.set_policy(**changes)[0])))

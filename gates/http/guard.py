@@ -8,14 +8,13 @@ request gets a 4xx with a message and never a 500.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, overload
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ..bus import SlotCorrupt, SlotNotFound, SlotTooLarge, SlotWriteError
+from ..bus import SlotCorrupt, SlotNotFound, SlotTooLarge, SlotWriteError, json_limits
 from ..bus.ids import parse_ref
 from ..gate.parking import NotParked
 from ..gate.waiter import StaleRun
@@ -47,8 +46,13 @@ _STATUS: list[tuple[type[BaseException], int]] = [
 ]
 
 
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """`data` as strict JSON (see json_limits.dumps): what the page's JSON.parse accepts."""
+    return web.json_response(data, status=status, dumps=json_limits.dumps)
+
+
 def error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    return json_response({"error": message}, status=status)
 
 
 def guard(handler: Handler) -> Handler:
@@ -70,6 +74,8 @@ def guard(handler: Handler) -> Handler:
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, read within MAX_JSON_BYTES and json_limits.MAX_DEPTH; a
+    body that is too deep is a 400 like any other bad body, never a RecursionError."""
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=request.content_length)
     raw = bytearray()
@@ -78,9 +84,9 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         if len(raw) > MAX_JSON_BYTES:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(raw))
     try:
-        body = json.loads(raw or b"{}")
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ValueError("request body must be JSON") from None
+        body = json_limits.loads(raw or b"{}")
+    except ValueError as exc:
+        raise ValueError(f"request body must be JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ValueError("request body must be a JSON object")
     return body

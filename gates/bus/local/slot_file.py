@@ -45,13 +45,14 @@ STRIPE = HUGE_PAGE // READ_CHUNK  # chunks a reader takes at a time: each huge p
 _MADV_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)  # Linux only
 
 
-def write(path: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], created: float) -> None:
-    """Write a slot file at `path` (a new temp file; the store makes it durable and swaps it in).
+def write(path: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], created: float, seq: int) -> None:
+    """Write version `seq` of a slot at `path` (a new temp file; the store makes it durable and
+    swaps it in).
 
     `tensors` are contiguous CPU tensors named from TENSORS (image required), already checked
     by check_tensors / check_latent; they are written in TENSORS order.
     """
-    head = codec.encode_header(tensors, meta, created)  # SlotMetaTooLarge before any file exists
+    head = codec.encode_header(tensors, meta, created, seq)  # SlotMetaTooLarge before any file exists
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     with open(os.open(path, flags, 0o644), "wb", buffering=0) as f:
         f.write(head)

@@ -40,7 +40,7 @@ from ..quota import enforce_quota
 from ..tensors import image_and_mask, slot_data, slot_tensors
 from . import history, migration, slot_file
 from .atomic import atomic_write, clean_stale_temps, fsync_dir
-from .locks import os_reason, slot_lock
+from .locks import os_reason, slot_locks
 from .safe_files import UnsafeFile, ensure_real_dir, open_regular, read_regular
 
 __all__ = ["SlotStore"]
@@ -65,6 +65,14 @@ def _tree_bytes(folder: Path) -> int:
             except FileNotFoundError:
                 continue
     return total
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    """Whether two paths name one folder (ids that differ in case, on a case-insensitive disk)."""
+    try:
+        return os.path.samestat(os.lstat(a), os.lstat(b))
+    except FileNotFoundError:
+        return False
 
 
 _thumbs: ThreadPoolExecutor | None = None
@@ -259,12 +267,15 @@ class SlotStore:
         try:
             ensure_real_dir(d)
             clean_stale_temps(d)
+            current, seq = history.numbers(d, SLOT_FILE)
             with (
-                atomic_write(d / SLOT_FILE, lambda tmp: slot_file.write(tmp, tensors, meta, created)) as commit_slot,
+                atomic_write(
+                    d / SLOT_FILE, lambda tmp: slot_file.write(tmp, tensors, meta, created, seq)
+                ) as commit_slot,
                 atomic_write(d / THUMB_FILE, lambda tmp: Path(tmp).write_bytes(thumb.result())) as commit_thumb,
             ):
-                if keep > 1:
-                    history.archive_current(d, SLOT_FILE, THUMB_FILE)
+                if keep > 1 and current is not None:
+                    history.archive_current(d, SLOT_FILE, THUMB_FILE, current)
                 commit_slot()
                 commit_thumb()
             fsync_dir(d)
@@ -324,9 +335,9 @@ class SlotStore:
                     out.append((slot_id, str(exc)))
         return out
 
-    def _locked(self, slot_id: str) -> AbstractContextManager[None]:
-        """Serialize writers of one slot across threads and processes (see `locks`)."""
-        return slot_lock(self.root, slot_id, self.name)
+    def _locked(self, *slot_ids: str) -> AbstractContextManager[None]:
+        """Serialize writers of these slots across threads and processes (see `locks`)."""
+        return slot_locks(self.root, slot_ids, self.name)
 
     def pin(self, slot_id: str, pinned: bool = True) -> SlotInfo:
         """A pinned slot is never removed to meet the quota."""
@@ -393,14 +404,14 @@ class SlotStore:
             if not self.exists(old):
                 raise SlotNotFound(f"no slot {old!r} in {self.name}")
             return self.info(new)
-        first, second = sorted((old, new))  # one order everywhere: no deadlock
-        with self._locked(first), self._locked(second):
+        with self._locked(old, new):
             return self._rename_unlocked(old, new, src, dst, overwrite)
 
     def _rename_unlocked(self, old: str, new: str, src: Path, dst: Path, overwrite: bool) -> SlotInfo:
         if not self.exists(old):
             raise SlotNotFound(f"no slot {old!r} in {self.name}")
-        if os.path.lexists(dst):
+        # `a` -> `A` on a case-insensitive disk: `A` is the slot itself, respelled, not one to replace
+        if os.path.lexists(dst) and not _same_folder(src, dst):
             if not overwrite:
                 raise FileExistsError(f"slot {new!r} already exists; delete it first or overwrite")
             self._delete_unlocked(new)
