@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from gates.bus.errors import SlotCorrupt
-from gates.gate.run import Hooks, compose_mask, parse_labels, resolve_source, run_gate
 from gates.gate import run as gate
+from gates.gate.run import Hooks, compose_mask, parse_labels, resolve_source, run_gate
 from gates.gate.waiter import Waiter
 
 

@@ -140,9 +140,8 @@ def test_a_writer_waiting_on_a_removed_lock_file_locks_the_file_there_now(
     try:
         assert holding.wait(10)
         monkeypatch.setattr(locks, "LOCK_TIMEOUT_S", 0.3)
-        with pytest.raises(SlotWriteError, match="busy"):
-            with locks.slot_lock(root, "x", "bus"):
-                pass
+        with pytest.raises(SlotWriteError, match="busy"), locks.slot_lock(root, "x", "bus"):
+            pass
     finally:
         release.set()
         second.join()

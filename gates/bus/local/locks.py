@@ -20,6 +20,7 @@ file outside the bus.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -36,7 +37,7 @@ _OPEN_FLAGS = (
     os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 )
 
-if os.name == "nt":
+if sys.platform == "win32":  # mypy narrows on sys.platform, not os.name
     import msvcrt
 
     def _try_lock(fd: int) -> bool:
