@@ -1176,7 +1176,7 @@ def test_a_parked_slot_shows_in_the_sidebar_and_resumes_in_this_tab(ui) -> None:
     # On a slow machine the 2 s may run out before a look at the paused node (the countdown is
     # tested above): wait for the end, then read the pause from the node, which keeps it.
     page.wait_for_selector(DECIDED, timeout=60000)  # nobody clicked: it parked
-    pause = page.evaluate("(id) => app.graph.getNodeById(id).dgGate.info", ids["gate"])
+    pause = page.evaluate("(id) => app.graph.getNodeById(id).dgGate.model.info", ids["gate"])
     assert pause["timeout"] == 2 and pause["deadline"] and pause["on_timeout"] == "park"
     parked = f"parked-{pause['prompt_id'][:8]}-{ids['gate']}"
     page.wait_for_function("id => document.querySelector('.dg-gate-note')?.textContent.includes(id)", arg=parked)
