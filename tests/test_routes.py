@@ -354,6 +354,58 @@ async def test_mask_upload_over_the_size_cap_is_413(client, waiter, monkeypatch)
     assert resp.status == 413
 
 
+def multipart_head(boundary: str, fields: dict[str, str], then: str | None = None) -> bytes:
+    """The start of a multipart body: these form fields, then the head of file field `then`."""
+    out = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    )
+    if then is not None:
+        out += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{then}"; filename="m.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+    return out
+
+
+@pytest.mark.parametrize("fields", [{"node": "12:5", "token": "wrong"}, {"node": "7", "token": "any"}])
+async def test_a_wrong_token_is_refused_before_the_mask_is_read(client, waiter, fields):
+    """node and token come before the mask: the pause is looked up first, so a wrong token is
+    refused while the 31 MB the request announces are still unsent. The client sends only the
+    fields and the mask's first bytes, then waits: a server that read the mask before checking
+    the token would wait for the rest forever."""
+    pause(waiter)
+    boundary = "dgboundary"
+    start = multipart_head(boundary, fields, then="mask") + b"\x89PNG" + b"\0" * (64 * 1024)
+    declared = 31 * 1024 * 1024
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(
+            (
+                f"POST {P}/mask HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {declared}\r\n\r\n"
+            ).encode()
+            + start
+        )
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 30)
+        assert status.split()[1] == b"409", status
+    finally:
+        writer.close()
+    assert waiter.paused()[0]["painted"] == []
+
+
+async def test_a_mask_before_its_node_and_token_is_refused(client, waiter):
+    pending, _ = pause(waiter)
+    form = FormData(default_to_multipart=True)
+    form.add_field("mask", png(np.zeros((4, 4), np.uint8), "L"), filename="mask.png", content_type="image/png")
+    form.add_field("node", "12:5")
+    form.add_field("token", pending.token)
+    resp = await client.post(f"{P}/mask", data=form)
+    assert resp.status == 400 and "before the mask" in (await resp.json())["error"]
+    assert waiter.paused()[0]["painted"] == []
+
+
 async def test_mask_upload_must_be_multipart(client, waiter):
     pending, _ = pause(waiter)
     resp = await client.post(f"{P}/mask", json={"node": "12:5", "token": pending.token})

@@ -26,7 +26,8 @@ function needClientId(clientId) {
  */
 export function gateApi(client, clientId = () => null) {
   const postJson = (path, body) => client.postJson(PREFIX + path, body);
-  /** POST /mask as multipart: the pause's node and token, then what `fill` adds. */
+  /** POST /mask as multipart: the pause's node and token first (the server checks them before
+   *  it reads the mask, and refuses a mask that comes before them), then what `fill` adds. */
   const postMask = (node, token, fill) => {
     const form = new FormData();
     form.append("node", node);
