@@ -742,3 +742,70 @@ async def test_a_refused_preview_keeps_nothing_of_an_ended_pause_alive(client, w
     del image, pending, decision
     gc.collect()
     assert alive() is None
+
+
+# -- clients that go away ---------------------------------------------------------------------
+
+
+@pytest.fixture
+async def plain_server(store, waiter):
+    """The routes on a server run as ComfyUI and `gates serve` run theirs: a handler is not
+    cancelled when its client goes away (aiohttp's test server would cancel it)."""
+    table = web.RouteTableDef()
+    GateRoutes(store, waiter).add_to(table)
+    app = web.Application()
+    app.add_routes(table)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield runner
+    await runner.cleanup()
+
+
+async def _hang_up(runner: web.AppRunner, request: bytes, read_first: int) -> None:
+    """Send `request`, read `read_first` bytes of the reply, then reset the connection (RST), as
+    a closed tab or a killed curl does; return once the server is done with the connection."""
+    import socket as socket_mod
+    import struct
+
+    reader, writer = await asyncio.open_connection(*runner.addresses[0][:2])
+    writer.write(request)
+    await writer.drain()
+    if read_first:
+        await reader.readexactly(read_first)
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket_mod.SOL_SOCKET, socket_mod.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.close()
+    for _ in range(600):  # the server notices at its next read or write
+        if not runner.server.connections:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the server kept the connection of a client that went away")
+
+
+@pytest.mark.parametrize("kind", ["download", "mask upload", "json body"])
+async def test_a_client_that_goes_away_leaves_no_traceback(plain_server, store, waiter, caplog, kind):
+    caplog.set_level("DEBUG", logger="aiohttp")
+    store.publish("big", torch.rand(4, 1024, 1024, 3))  # 48 MiB: far more than socket buffers hold
+    pending, _ = pause(waiter)
+    head = "Host: 127.0.0.1\r\n"
+    if kind == "download":
+        request, read_first = f"GET {P}/bus/tensors/big HTTP/1.1\r\n{head}\r\n".encode(), 4096
+    elif kind == "mask upload":
+        fields = {"node": "12:5", "token": pending.token}
+        body = multipart_head("dgb", fields, then="mask") + b"\0" * (64 * 1024)
+        request = (
+            f"POST {P}/mask HTTP/1.1\r\n{head}Content-Type: multipart/form-data; boundary=dgb\r\n"
+            f"Content-Length: {1 << 20}\r\n\r\n"
+        ).encode() + body
+        read_first = 0
+    else:
+        request = (
+            f"POST {P}/choice HTTP/1.1\r\n{head}Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+            '{"node": "12:5", '
+        ).encode()
+        read_first = 0
+    await _hang_up(plain_server, request, read_first)
+    traced = [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+    assert traced == [], [r.getMessage() for r in traced]
+    assert waiter.paused()[0]["token"] == pending.token  # the pause is still there, unanswered
