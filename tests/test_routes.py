@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import io
 import json
@@ -19,6 +20,7 @@ from PIL import Image
 
 from gates.bus.local.store import SlotStore
 from gates.comfy.resume import resume_prompt
+from gates.gate.parking import parked_meta
 from gates.gate.waiter import Waiter
 from gates.http import pause_routes, previews
 from gates.http import routes as routes_mod
@@ -514,6 +516,14 @@ PARKED_PROMPT = {
 }
 
 
+PARK_SECRET = b"the routes' park secret, 32 bytes.."
+
+
+def parked(slot_id: str, prompt: dict) -> dict:
+    """The meta of a run this host parked in `slot_id`, sealed with its secret."""
+    return parked_meta(prompt, "2", "abc", "input", slot_id, PARK_SECRET)
+
+
 @pytest.fixture
 def queued() -> list:
     return []
@@ -528,18 +538,15 @@ async def comfy_client(aiohttp_client, store, waiter, queued):
         return f"pid-{len(queued)}"
 
     table = web.RouteTableDef()
-    GateRoutes(store, waiter, queue_prompt=queue_prompt, resume_prompt=resume_prompt).add_to(table)
+    resume = functools.partial(resume_prompt, secret=PARK_SECRET)
+    GateRoutes(store, waiter, queue_prompt=queue_prompt, resume_prompt=resume).add_to(table)
     app = web.Application()
     app.add_routes(table)
     return await aiohttp_client(app)
 
 
 async def test_resume_queues_the_parked_prompt_reading_the_slot(comfy_client, store, queued):
-    store.publish(
-        "parked-abc-2",
-        torch.rand(1, 4, 4, 3),
-        meta={"parked": True, "prompt": PARKED_PROMPT, "node": "2", "prompt_id": "abc"},
-    )
+    store.publish("parked-abc-2", torch.rand(1, 4, 4, 3), meta=parked("parked-abc-2", PARKED_PROMPT))
     resp = await comfy_client.post(f"{P}/resume/parked-abc-2", json={"client_id": "tab-a"})
     assert resp.status == 200, await resp.text()
     assert await resp.json() == {"prompt_id": "pid-1"}
@@ -561,9 +568,7 @@ async def test_resume_answers_404_409_and_400(comfy_client, store, queued):
     resp = await comfy_client.post(f"{P}/resume/a", json={})  # a plain slot
     assert resp.status == 409 and "not a parked run" in (await resp.json())["error"]
     assert (await comfy_client.post(f"{P}/resume/..%2Fa", json={})).status in (400, 404)
-    store.publish(
-        "p", torch.rand(1, 4, 4, 3), meta={"parked": True, "node": "2", "prompt": dict(PARKED_PROMPT, refuse=True)}
-    )
+    store.publish("p", torch.rand(1, 4, 4, 3), meta=parked("p", dict(PARKED_PROMPT, refuse=True)))
     resp = await comfy_client.post(f"{P}/resume/p", json={"client_id": 5})
     assert resp.status == 400 and "client_id" in (await resp.json())["error"]
     resp = await comfy_client.post(f"{P}/resume/p", json={"client_id": "tab-a"})
@@ -574,10 +579,45 @@ async def test_resume_answers_404_409_and_400(comfy_client, store, queued):
 
 
 async def test_resume_without_comfyui_is_501(client, store):
-    store.publish("p", torch.rand(1, 4, 4, 3), meta={"parked": True, "node": "2", "prompt": PARKED_PROMPT})
-    resp = await client.post(f"{P}/resume/p", json={})
-    assert resp.status == 501
-    assert await resp.json() == {"error": "Resume needs ComfyUI: open this bus in ComfyUI's sidebar"}
+    store.publish("p", torch.rand(1, 4, 4, 3), meta=parked("p", PARKED_PROMPT))
+    for resp in (await client.post(f"{P}/resume/p", json={}), await client.get(f"{P}/resume/p")):
+        assert resp.status == 501
+        assert await resp.json() == {"error": "Resume needs ComfyUI: open this bus in ComfyUI's sidebar"}
+
+
+@pytest.mark.parametrize(
+    "meta, reason",
+    [
+        ({"parked": True, "prompt": PARKED_PROMPT, "node": "2", "prompt_id": "abc"}, "unsigned"),
+        (parked("another-slot", PARKED_PROMPT), "altered"),  # a sealed meta copied to this slot
+        (parked_meta(PARKED_PROMPT, "2", "abc", "input", "planted", b"not our secret at all, 32 bytes."), "foreign"),
+    ],
+)
+async def test_resume_refuses_a_planted_parked_slot_with_403_and_queues_nothing(
+    comfy_client, store, queued, meta, reason
+):
+    store.publish("planted", torch.rand(1, 4, 4, 3), meta=meta)
+    for resp in (
+        await comfy_client.get(f"{P}/resume/planted"),
+        await comfy_client.post(f"{P}/resume/planted", json={"client_id": "tab-a"}),
+    ):
+        body = await resp.json()
+        assert resp.status == 403 and body["reason"] == reason and "refused" in body["error"], body
+    assert queued == []
+
+
+async def test_resume_plan_counts_the_nodes_it_would_queue(comfy_client, store, queued):
+    store.publish("parked-abc-2", torch.rand(1, 4, 4, 3), meta=parked("parked-abc-2", PARKED_PROMPT))
+    resp = await comfy_client.get(f"{P}/resume/parked-abc-2")
+    assert resp.status == 200
+    assert await resp.json() == {
+        "slot": "parked-abc-2",
+        "count": 2,
+        "nodes": [{"class_type": "ImageGate", "count": 1}, {"class_type": "LoadImage", "count": 1}],
+    }
+    assert (await comfy_client.get(f"{P}/resume/a")).status == 409  # not parked
+    assert (await comfy_client.get(f"{P}/resume/nothing-here")).status == 404
+    assert queued == []  # looking queues nothing
 
 
 @pytest.fixture

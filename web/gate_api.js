@@ -129,6 +129,9 @@ export function busApi(client, clientId = () => null) {
     policy: () => client.get(bus("/policy")),
     /** Change the policy ({keep}, {quota_bytes} or both): resolves to the new one. */
     setPolicy: (changes) => client.postJson(bus("/policy"), changes),
+    /** What resuming a parked slot would queue: {slot, count, nodes: [{class_type, count}]}; an
+     *  HttpError 403 (with the server's reason) for a run this ComfyUI did not park. */
+    resumePlan: (id) => client.get(`${PREFIX}/resume/${slotPath(id)}`),
     /** Queue a parked slot's prompt again, its gate reading the slot and pausing in this tab:
      *  resolves to {prompt_id}. */
     resume: async (id) => client.postJson(`${PREFIX}/resume/${slotPath(id)}`, { client_id: needClientId(clientId) }),
