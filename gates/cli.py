@@ -330,8 +330,9 @@ def cmd_migrate(store: BusAdmin, args: argparse.Namespace) -> int:
 def cmd_serve(store: BusAdmin, args: argparse.Namespace) -> int:
     from .http import app  # aiohttp and the page are needed by this command only
 
-    # a port in use is an OSError, a bad --token a ValueError: both clean errors
-    app.serve(store, args.host, args.port, token=args.token, no_auth=args.no_auth)
+    # a port in use is an OSError, a bad --token or --token-file a ValueError: both clean errors
+    token = app.given_token(args.token, args.token_file, {} if args.no_auth else os.environ)
+    app.serve(store, args.host, args.port, token=token, no_auth=args.no_auth)
     return 0
 
 
@@ -439,12 +440,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--token",
         metavar="TOKEN",
         help="require this token instead of a random one (16+ of A-Z a-z 0-9 _ -); "
-        "other local users can see it in the process list",
+        "other local users can see it in the process list: prefer --token-file or "
+        "the DATASET_GATES_TOKEN environment variable",
+    )
+    p.add_argument(
+        "--token-file",
+        metavar="PATH",
+        type=Path,
+        help="require the token in this file (refused if group or others can read it: chmod 600)",
     )
     p.add_argument(
         "--no-auth",
         action="store_true",
-        help="no token beyond loopback: anyone who can reach the port can delete slots",
+        help="no token beyond loopback (DATASET_GATES_TOKEN is ignored): anyone who can reach "
+        "the port can delete slots",
     )
     p.set_defaults(func=cmd_serve)
     return parser

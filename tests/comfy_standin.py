@@ -1,7 +1,8 @@
 """A small stand-in for the ComfyUI modules the pack touches, so the nodes run in CI.
 
 It mirrors only what gates/comfy_adapter.py uses, with the same names and behaviour as
-ComfyUI 0.8.0: folder_paths.get_input_directory, server.PromptServer.instance (client_id,
+ComfyUI 0.8.0: folder_paths.get_input_directory, get_user_directory and
+get_system_user_directory, server.PromptServer.instance (client_id,
 routes, send_sync, last_prompt_id, sockets, add_on_prompt_handler, trigger_on_prompt, number,
 prompt_queue.put), execution's validate_prompt and SENSITIVE_EXTRA_DATA_KEYS,
 comfy_execution's ExecutionBlocker and get_executing_context, and comfy.model_management's
@@ -74,6 +75,7 @@ class ComfyStandIn:
 
     def __init__(self, input_dir: Path):
         self.input_dir = input_dir
+        self.user_dir = input_dir.parent / "user"
         self.server = FakePromptServer()
         self.interrupt_flag = threading.Event()
         self.modules = self._modules()
@@ -81,6 +83,9 @@ class ComfyStandIn:
     def _modules(self) -> dict[str, types.ModuleType]:
         folder_paths = types.ModuleType("folder_paths")
         folder_paths.get_input_directory = lambda: str(self.input_dir)
+        folder_paths.get_user_directory = lambda: str(self.user_dir)
+        # a "system user" folder: ComfyUI's HTTP routes never serve one ("__" + name)
+        folder_paths.get_system_user_directory = lambda name="system": str(self.user_dir / f"__{name}")
 
         server = types.ModuleType("server")
         server.PromptServer = type("PromptServer", (), {"instance": self.server})

@@ -154,6 +154,22 @@ def shot(page, name: str) -> None:
         page.screenshot(path=os.path.join(SHOTS, f"browser_{name}.png"))
 
 
+def answer_dialogs(page, *accept: bool) -> list[str]:
+    """Answer the dialogs the page opens from now on, the n-th with accept[n] (the last one for
+    any later dialog): True accepts, False dismisses. Returns their messages, as they come."""
+    asked: list[str] = []
+
+    def answer(dialog) -> None:
+        asked.append(dialog.message)
+        if accept[min(len(asked), len(accept)) - 1]:
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+    page.on("dialog", answer)
+    return asked
+
+
 def open_slot(page, slot_id: str) -> None:
     page.click(f".dg-card[data-slot-id='{slot_id}']")
     page.wait_for_selector(".dg-detail:not([hidden]) .dg-detail-id")
@@ -236,13 +252,7 @@ def test_a_full_size_preview_decodes_exactly_in_the_browser(page, bus: Path) -> 
 
 def test_delete_asks_and_removes_the_slot_on_disk(page, bus: Path) -> None:
     open_slot(page, "half")
-    prompts: list[str] = []
-
-    def answer(dialog) -> None:
-        prompts.append(dialog.message)
-        dialog.accept()
-
-    page.on("dialog", answer)
+    prompts = answer_dialogs(page, True)
     page.click(".dg-delete")
     page.wait_for_selector(".dg-card[data-slot-id='half']", state="detached")
     assert prompts and "half" in prompts[0]
@@ -496,6 +506,55 @@ def test_a_parked_slot_is_marked_and_the_page_says_resume_needs_comfyui(page, bu
     assert "an API prompt of 2 nodes" in facts and "SaveImage" not in facts
     page.wait_for_function("() => document.querySelector('.dg-detail-img')?.complete")
     shot(page, "parked_detail")
+
+
+# The browser as ComfyUI's sidebar mounts it (with `resume`), on the standalone server's bus,
+# its resume plans answered as ComfyUI's GET /resume/{id} would: a sealed run lists its nodes,
+# a planted one is refused with the server's reason.
+AS_IN_COMFYUI = """
+async () => {
+  window.dgBrowser.destroy();
+  const { mountBrowser } = await import('/web/browser/slot_browser.js');
+  const { busApi } = await import('/web/gate_api.js');
+  const { HttpError, fetchClient } = await import('/web/http.js');
+  const bus = {
+    ...busApi(fetchClient('')),
+    resumePlan: async (id) => {
+      if (id === 'planted') throw new HttpError(
+        "slot 'planted' holds a parked run that this ComfyUI did not park (it has no seal): refused", 403);
+      return { slot: id, count: 4, nodes: [
+        { class_type: 'SaveImage', count: 2 }, { class_type: 'ImageGate', count: 1 }, { class_type: 'LoadImage', count: 1 }] };
+    },
+  };
+  window.resumed = [];
+  const resume = async (id) => { window.resumed.push(id); return { prompt_id: 'p-1' }; };
+  window.dgBrowser = mountBrowser(document.getElementById('app'), { bus, resume, promptState: async () => 'queued' });
+}
+"""
+
+
+def test_resume_names_the_nodes_it_will_run_and_a_planted_run_says_why_not(page, bus: Path) -> None:
+    prompt = {"1": {"class_type": "ImageGate", "inputs": {"routes": 2}}}
+    for slot_id in ("sealed", "planted"):
+        SlotStore(bus).publish(slot_id, torch.rand(1, 8, 8, 3), meta={"parked": True, "prompt": prompt, "node": "1"})
+    page.evaluate(AS_IN_COMFYUI)
+    page.wait_for_selector(".dg-card[data-slot-id='planted']")
+    open_slot(page, "planted")
+    page.wait_for_selector(".dg-resume-plan.dg-error")
+    assert "did not park (it has no seal): refused" in page.inner_text(".dg-resume-plan")
+    assert page.locator(".dg-resume").count() == 0  # nothing to click
+    shot(page, "parked_refused")
+    page.click(".dg-back")
+    open_slot(page, "sealed")
+    plan = "Resume will run 4 nodes: SaveImage ×2, ImageGate ×1, LoadImage ×1"
+    page.wait_for_function("t => document.querySelector('.dg-resume-plan')?.textContent === t", arg=plan)
+    asked = answer_dialogs(page, False, True)  # dismissed, then accepted
+    page.click(".dg-resume:not([disabled])")
+    page.wait_for_function("() => true")
+    assert asked == [f"{plan}.\n\nQueue them in this tab?"] and page.evaluate("window.resumed") == []
+    page.click(".dg-resume")
+    page.wait_for_function("() => window.resumed.length === 1")
+    assert page.evaluate("window.resumed") == ["sealed"]
 
 
 def test_a_slot_whose_meta_holds_nan_still_lists(page, bus: Path) -> None:

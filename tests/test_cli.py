@@ -448,8 +448,12 @@ def test_serve_on_a_busy_port_is_a_clean_error(capsys, bus):
 
 def test_serve_calls_browser(capsys, bus, monkeypatch):
     calls = []
+    from gates.http.app import given_token
+
     fake = types.ModuleType("gates.http.app")
     fake.serve = lambda store, host, port, **options: calls.append((store.location, host, port, options))
+    fake.given_token = given_token
+    monkeypatch.delenv("DATASET_GATES_TOKEN", raising=False)
     monkeypatch.setitem(sys.modules, "gates.http.app", fake)
     monkeypatch.setattr(gates.http, "app", fake, raising=False)
     assert run(capsys, "serve", "--bus", bus, "--port", "9000")[0] == 0

@@ -12,7 +12,10 @@ import torch
 from gates.bus.errors import SlotCorrupt
 from gates.gate import run as gate
 from gates.gate.run import Hooks, compose_mask, parse_labels, resolve_source, run_gate
+from gates.gate.seal import seal as gate_seal
 from gates.gate.waiter import Waiter
+
+PARK_SECRET = b"the test host's park secret, 32 bytes"
 
 
 class Blocker:
@@ -33,6 +36,7 @@ class Host:
         self.events: list[tuple[str, dict]] = []
         self.sent_to: list[str | None] = []  # the client id of each event (None = every tab)
         self.flag = threading.Event()
+        self.park_secret: bytes | None = PARK_SECRET
 
     def notify(self, event: str, payload: dict, client_id: str | None) -> None:
         self.events.append((event, payload))
@@ -48,6 +52,7 @@ class Host:
             interrupt=Interrupt,
             prompt_id=lambda: "prompt-1",
             client_id=lambda: self.client_id,
+            park_secret=lambda: self.park_secret,
         )
 
 
@@ -412,9 +417,22 @@ def test_park_on_timeout_stores_the_batch_the_prompt_and_the_node_and_blocks_eve
     data = store.read(slot_id)
     assert torch.equal(data.image, image) and data.image.dtype == torch.float16
     assert torch.equal(data.mask, mask) and torch.equal(data.latent["samples"], latent["samples"])
+    seal = data.meta.pop("seal")
     assert data.meta == {"parked": True, "prompt": prompt, "node": "12:5", "prompt_id": "prompt-1", "source": "input"}
+    assert seal == gate_seal(PARK_SECRET, slot_id, "12:5", prompt)  # what resume checks
     done = host.events[-1][1]
     assert done["parked"] == slot_id and done["timed_out"] is True and done["routes"] is None
+
+
+def test_a_host_without_a_park_secret_parks_the_batch_unsealed_and_says_so(store, caplog):
+    host = Host(Waiter(), no_answer)
+    host.park_secret = None
+    prompt = {"12:5": {"class_type": "ImageGate", "inputs": {"routes": 3}}}
+    with caplog.at_level(logging.WARNING, logger="dataset_gates"):
+        run(store, host, image=torch.rand(1, 4, 4, 3), timeout=0.1, prompt=prompt)
+    meta = store.read("parked-prompt1-12-5").meta
+    assert meta["parked"] is True and meta["prompt"] == prompt and "seal" not in meta
+    assert "Resume will refuse" in caplog.text
 
 
 def test_park_goes_to_send_id_when_there_is_one(store):

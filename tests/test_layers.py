@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "gates"
 
 LAYERS: list[tuple[str, list[str]]] = [
+    ("secrets", ["gates.secret_file"]),
     ("pixels", ["gates.images"]),
     (
         "bus contract",

@@ -402,6 +402,101 @@ def test_a_gate_that_times_out_parks_the_run_with_the_prompt_it_was_given(comfy)
 # -- resume queues through ComfyUI's machinery -------------------------------------------------
 
 
+def park_here(pack, slot_id: str, prompt: dict, node: str = "2") -> None:
+    """A run this ComfyUI parked in `slot_id`: sealed with its park secret, as the gate does."""
+    adapter = pack.gates.comfy.adapter
+    meta = pack.gates.gate.parking.parked_meta(prompt, node, "x", "input", slot_id, adapter._park_secret())
+    adapter.store().publish(slot_id, torch.rand(1, 4, 4, 3), meta=meta)
+
+
+PLANTED = {
+    "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+    "2": {"class_type": "ImageGate", "inputs": {"routes": 2, "image": ["1", 0]}},
+    "3": {"class_type": "DatasetGatesBusSave", "inputs": {"image": ["1", 0], "slot_id": "someone-elses"}},
+}
+
+
+@pytest.fixture
+async def comfy_routes(comfy, aiohttp_client):
+    standin, _ = comfy
+    app = web.Application()
+    app.add_routes(standin.server.routes)
+    return await aiohttp_client(app)
+
+
+def test_the_park_secret_is_made_in_comfyuis_user_directory_outside_the_bus(comfy):
+    standin, pack = comfy
+    prompt = {"2": {"class_type": "ImageGate", "inputs": {"routes": 2}}}
+    pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(
+        routes=2, unique_id="2", image=torch.rand(1, 4, 4, 3), timeout=0.1, prompt=prompt
+    )
+    secret_file = standin.user_dir / "__dataset_gates" / "park_secret"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    secret = secret_file.read_text().strip()
+    bus = pack.gates.comfy.adapter.bus_root()
+    assert all(secret.encode() not in f.read_bytes() for f in bus.rglob("*") if f.is_file())
+    assert "seal" in pack.gates.comfy.adapter.store().info("parked-promptct-2").meta
+
+
+@pytest.mark.parametrize(
+    "how, reason",
+    [
+        ("unsealed", "unsigned"),  # written into the bus by hand
+        ("sealed elsewhere", "foreign"),  # sealed with a key of the planter's own
+        ("altered", "altered"),  # a genuine parked run with a node added
+    ],
+)
+async def test_a_planted_parked_slot_is_refused_and_nothing_is_queued(comfy, comfy_routes, how, reason):
+    standin, pack = comfy
+    store = pack.gates.comfy.adapter.store()
+    parked_meta = pack.gates.gate.parking.parked_meta
+    if how == "unsealed":
+        meta = {"parked": True, "prompt": PLANTED, "node": "2", "prompt_id": "x"}
+    elif how == "sealed elsewhere":
+        meta = parked_meta(PLANTED, "2", "x", "input", "parked-x-2", b"the planter's own key, 32 bytes..")
+    else:
+        park_here(pack, "parked-x-2", {k: PLANTED[k] for k in ("1", "2")})
+        meta = dict(store.info("parked-x-2").meta, prompt=PLANTED)
+    store.publish("parked-x-2", torch.rand(1, 4, 4, 3), meta=meta)
+    for resp in (
+        await comfy_routes.get("/datasete_gate/resume/parked-x-2"),
+        await comfy_routes.post("/datasete_gate/resume/parked-x-2", json={"client_id": "tab-9"}),
+    ):
+        body = await resp.json()
+        assert resp.status == 403 and body["reason"] == reason, body
+        assert "refused" in body["error"] and "parked-x-2" in body["error"]
+    assert standin.server.prompt_queue.items == []
+
+
+async def test_resume_plan_names_what_will_run(comfy, comfy_routes):
+    _, pack = comfy
+    park_here(pack, "parked-x-2", PLANTED)
+    resp = await comfy_routes.get("/datasete_gate/resume/parked-x-2")
+    assert resp.status == 200
+    assert await resp.json() == {
+        "slot": "parked-x-2",
+        "count": 3,
+        "nodes": [
+            {"class_type": "DatasetGatesBusSave", "count": 1},
+            {"class_type": "ImageGate", "count": 1},
+            {"class_type": "LoadImage", "count": 1},
+        ],
+    }
+    assert (await comfy_routes.get("/datasete_gate/resume/nothing-here")).status == 404
+
+
+async def test_workers_sharing_a_park_secret_resume_each_others_runs(comfy, comfy_routes, monkeypatch):
+    standin, pack = comfy
+    monkeypatch.setenv("DATASET_GATES_PARK_SECRET", "the farm's shared secret 0123")
+    park_here(pack, "parked-x-2", PLANTED)
+    assert not (standin.user_dir / "__dataset_gates").exists()  # the configured one, no file
+    assert (await comfy_routes.get("/datasete_gate/resume/parked-x-2")).status == 200
+    monkeypatch.setenv("DATASET_GATES_PARK_SECRET", "another farm's secret 456789")
+    resp = await comfy_routes.post("/datasete_gate/resume/parked-x-2", json={})
+    assert resp.status == 403 and (await resp.json())["reason"] == "foreign"
+    assert standin.server.prompt_queue.items == []
+
+
 async def test_resume_queues_like_post_prompt(comfy, aiohttp_client):
     """The on-prompt handlers (the pack's ordering) run, the prompt is validated, and it is put
     on ComfyUI's queue with the next number and the clicking tab's client id."""
@@ -417,9 +512,7 @@ async def test_resume_queues_like_post_prompt(comfy, aiohttp_client):
         },
         "3": {"class_type": "DatasetGatesBusSave", "inputs": {"image": ["1", 0], "slot_id": "parked-x-2"}},
     }
-    pack.gates.comfy.adapter.store().publish(
-        "parked-x-2", torch.rand(1, 4, 4, 3), meta={"parked": True, "prompt": prompt, "node": "2", "prompt_id": "x"}
-    )
+    park_here(pack, "parked-x-2", prompt)
     standin.server.number = 7
     resp = await client.post("/datasete_gate/resume/parked-x-2", json={"client_id": "tab-9", "extra": "ignored"})
     assert resp.status == 200, await resp.text()
@@ -439,10 +532,7 @@ async def test_a_resumed_prompt_comfyui_refuses_is_400_with_its_node_errors(comf
     app = web.Application()
     app.add_routes(standin.server.routes)
     client = await aiohttp_client(app)
-    prompt = {"2": {"class_type": "ImageGate", "inputs": {"routes": 2}}}
-    pack.gates.comfy.adapter.store().publish(
-        "p", torch.rand(1, 4, 4, 3), meta={"parked": True, "prompt": prompt, "node": "2"}
-    )
+    park_here(pack, "p", {"2": {"class_type": "ImageGate", "inputs": {"routes": 2}}})
     standin.validation = (
         False,
         {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import io
 import json
@@ -21,6 +22,7 @@ from PIL import Image
 
 from gates.bus.local.store import SlotStore
 from gates.comfy.resume import resume_prompt
+from gates.gate.parking import parked_meta
 from gates.gate.waiter import Waiter
 from gates.http import pause_routes, previews
 from gates.http import routes as routes_mod
@@ -415,6 +417,58 @@ async def test_mask_upload_over_the_size_cap_is_413(client, waiter, monkeypatch)
     assert resp.status == 413
 
 
+def multipart_head(boundary: str, fields: dict[str, str], then: str | None = None) -> bytes:
+    """The start of a multipart body: these form fields, then the head of file field `then`."""
+    out = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    )
+    if then is not None:
+        out += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{then}"; filename="m.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+    return out
+
+
+@pytest.mark.parametrize("fields", [{"node": "12:5", "token": "wrong"}, {"node": "7", "token": "any"}])
+async def test_a_wrong_token_is_refused_before_the_mask_is_read(client, waiter, fields):
+    """node and token come before the mask: the pause is looked up first, so a wrong token is
+    refused while the 31 MB the request announces are still unsent. The client sends only the
+    fields and the mask's first bytes, then waits: a server that read the mask before checking
+    the token would wait for the rest forever."""
+    pause(waiter)
+    boundary = "dgboundary"
+    start = multipart_head(boundary, fields, then="mask") + b"\x89PNG" + b"\0" * (64 * 1024)
+    declared = 31 * 1024 * 1024
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(
+            (
+                f"POST {P}/mask HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {declared}\r\n\r\n"
+            ).encode()
+            + start
+        )
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 30)
+        assert status.split()[1] == b"409", status
+    finally:
+        writer.close()
+    assert waiter.paused()[0]["painted"] == []
+
+
+async def test_a_mask_before_its_node_and_token_is_refused(client, waiter):
+    pending, _ = pause(waiter)
+    form = FormData(default_to_multipart=True)
+    form.add_field("mask", png(np.zeros((4, 4), np.uint8), "L"), filename="mask.png", content_type="image/png")
+    form.add_field("node", "12:5")
+    form.add_field("token", pending.token)
+    resp = await client.post(f"{P}/mask", data=form)
+    assert resp.status == 400 and "before the mask" in (await resp.json())["error"]
+    assert waiter.paused()[0]["painted"] == []
+
+
 async def test_mask_upload_must_be_multipart(client, waiter):
     pending, _ = pause(waiter)
     resp = await client.post(f"{P}/mask", json={"node": "12:5", "token": pending.token})
@@ -523,6 +577,14 @@ PARKED_PROMPT = {
 }
 
 
+PARK_SECRET = b"the routes' park secret, 32 bytes.."
+
+
+def parked(slot_id: str, prompt: dict) -> dict:
+    """The meta of a run this host parked in `slot_id`, sealed with its secret."""
+    return parked_meta(prompt, "2", "abc", "input", slot_id, PARK_SECRET)
+
+
 @pytest.fixture
 def queued() -> list:
     return []
@@ -537,18 +599,15 @@ async def comfy_client(aiohttp_client, store, waiter, queued):
         return f"pid-{len(queued)}"
 
     table = web.RouteTableDef()
-    GateRoutes(store, waiter, queue_prompt=queue_prompt, resume_prompt=resume_prompt).add_to(table)
+    resume = functools.partial(resume_prompt, secret=PARK_SECRET)
+    GateRoutes(store, waiter, queue_prompt=queue_prompt, resume_prompt=resume).add_to(table)
     app = web.Application()
     app.add_routes(table)
     return await aiohttp_client(app)
 
 
 async def test_resume_queues_the_parked_prompt_reading_the_slot(comfy_client, store, queued):
-    store.publish(
-        "parked-abc-2",
-        torch.rand(1, 4, 4, 3),
-        meta={"parked": True, "prompt": PARKED_PROMPT, "node": "2", "prompt_id": "abc"},
-    )
+    store.publish("parked-abc-2", torch.rand(1, 4, 4, 3), meta=parked("parked-abc-2", PARKED_PROMPT))
     resp = await comfy_client.post(f"{P}/resume/parked-abc-2", json={"client_id": "tab-a"})
     assert resp.status == 200, await resp.text()
     assert await resp.json() == {"prompt_id": "pid-1"}
@@ -570,9 +629,7 @@ async def test_resume_answers_404_409_and_400(comfy_client, store, queued):
     resp = await comfy_client.post(f"{P}/resume/a", json={})  # a plain slot
     assert resp.status == 409 and "not a parked run" in (await resp.json())["error"]
     assert (await comfy_client.post(f"{P}/resume/..%2Fa", json={})).status in (400, 404)
-    store.publish(
-        "p", torch.rand(1, 4, 4, 3), meta={"parked": True, "node": "2", "prompt": dict(PARKED_PROMPT, refuse=True)}
-    )
+    store.publish("p", torch.rand(1, 4, 4, 3), meta=parked("p", dict(PARKED_PROMPT, refuse=True)))
     resp = await comfy_client.post(f"{P}/resume/p", json={"client_id": 5})
     assert resp.status == 400 and "client_id" in (await resp.json())["error"]
     resp = await comfy_client.post(f"{P}/resume/p", json={"client_id": "tab-a"})
@@ -583,10 +640,45 @@ async def test_resume_answers_404_409_and_400(comfy_client, store, queued):
 
 
 async def test_resume_without_comfyui_is_501(client, store):
-    store.publish("p", torch.rand(1, 4, 4, 3), meta={"parked": True, "node": "2", "prompt": PARKED_PROMPT})
-    resp = await client.post(f"{P}/resume/p", json={})
-    assert resp.status == 501
-    assert await resp.json() == {"error": "Resume needs ComfyUI: open this bus in ComfyUI's sidebar"}
+    store.publish("p", torch.rand(1, 4, 4, 3), meta=parked("p", PARKED_PROMPT))
+    for resp in (await client.post(f"{P}/resume/p", json={}), await client.get(f"{P}/resume/p")):
+        assert resp.status == 501
+        assert await resp.json() == {"error": "Resume needs ComfyUI: open this bus in ComfyUI's sidebar"}
+
+
+@pytest.mark.parametrize(
+    "meta, reason",
+    [
+        ({"parked": True, "prompt": PARKED_PROMPT, "node": "2", "prompt_id": "abc"}, "unsigned"),
+        (parked("another-slot", PARKED_PROMPT), "altered"),  # a sealed meta copied to this slot
+        (parked_meta(PARKED_PROMPT, "2", "abc", "input", "planted", b"not our secret at all, 32 bytes."), "foreign"),
+    ],
+)
+async def test_resume_refuses_a_planted_parked_slot_with_403_and_queues_nothing(
+    comfy_client, store, queued, meta, reason
+):
+    store.publish("planted", torch.rand(1, 4, 4, 3), meta=meta)
+    for resp in (
+        await comfy_client.get(f"{P}/resume/planted"),
+        await comfy_client.post(f"{P}/resume/planted", json={"client_id": "tab-a"}),
+    ):
+        body = await resp.json()
+        assert resp.status == 403 and body["reason"] == reason and "refused" in body["error"], body
+    assert queued == []
+
+
+async def test_resume_plan_counts_the_nodes_it_would_queue(comfy_client, store, queued):
+    store.publish("parked-abc-2", torch.rand(1, 4, 4, 3), meta=parked("parked-abc-2", PARKED_PROMPT))
+    resp = await comfy_client.get(f"{P}/resume/parked-abc-2")
+    assert resp.status == 200
+    assert await resp.json() == {
+        "slot": "parked-abc-2",
+        "count": 2,
+        "nodes": [{"class_type": "ImageGate", "count": 1}, {"class_type": "LoadImage", "count": 1}],
+    }
+    assert (await comfy_client.get(f"{P}/resume/a")).status == 409  # not parked
+    assert (await comfy_client.get(f"{P}/resume/nothing-here")).status == 404
+    assert queued == []  # looking queues nothing
 
 
 @pytest.fixture
@@ -751,3 +843,70 @@ async def test_a_refused_preview_keeps_nothing_of_an_ended_pause_alive(client, w
     del image, pending, decision
     gc.collect()
     assert alive() is None
+
+
+# -- clients that go away ---------------------------------------------------------------------
+
+
+@pytest.fixture
+async def plain_server(store, waiter):
+    """The routes on a server run as ComfyUI and `gates serve` run theirs: a handler is not
+    cancelled when its client goes away (aiohttp's test server would cancel it)."""
+    table = web.RouteTableDef()
+    GateRoutes(store, waiter).add_to(table)
+    app = web.Application()
+    app.add_routes(table)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield runner
+    await runner.cleanup()
+
+
+async def _hang_up(runner: web.AppRunner, request: bytes, read_first: int) -> None:
+    """Send `request`, read `read_first` bytes of the reply, then reset the connection (RST), as
+    a closed tab or a killed curl does; return once the server is done with the connection."""
+    import socket as socket_mod
+    import struct
+
+    reader, writer = await asyncio.open_connection(*runner.addresses[0][:2])
+    writer.write(request)
+    await writer.drain()
+    if read_first:
+        await reader.readexactly(read_first)
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket_mod.SOL_SOCKET, socket_mod.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.close()
+    for _ in range(600):  # the server notices at its next read or write
+        if not runner.server.connections:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the server kept the connection of a client that went away")
+
+
+@pytest.mark.parametrize("kind", ["download", "mask upload", "json body"])
+async def test_a_client_that_goes_away_leaves_no_traceback(plain_server, store, waiter, caplog, kind):
+    caplog.set_level("DEBUG", logger="aiohttp")
+    store.publish("big", torch.rand(4, 1024, 1024, 3))  # 48 MiB: far more than socket buffers hold
+    pending, _ = pause(waiter)
+    head = "Host: 127.0.0.1\r\n"
+    if kind == "download":
+        request, read_first = f"GET {P}/bus/tensors/big HTTP/1.1\r\n{head}\r\n".encode(), 4096
+    elif kind == "mask upload":
+        fields = {"node": "12:5", "token": pending.token}
+        body = multipart_head("dgb", fields, then="mask") + b"\0" * (64 * 1024)
+        request = (
+            f"POST {P}/mask HTTP/1.1\r\n{head}Content-Type: multipart/form-data; boundary=dgb\r\n"
+            f"Content-Length: {1 << 20}\r\n\r\n"
+        ).encode() + body
+        read_first = 0
+    else:
+        request = (
+            f"POST {P}/choice HTTP/1.1\r\n{head}Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+            '{"node": "12:5", '
+        ).encode()
+        read_first = 0
+    await _hang_up(plain_server, request, read_first)
+    traced = [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+    assert traced == [], [r.getMessage() for r in traced]
+    assert waiter.paused()[0]["token"] == pending.token  # the pause is still there, unanswered

@@ -191,6 +191,7 @@ class Served:
     url: str  # the URL line it printed
     stderr: str  # what it printed to stderr before listening
     store: SlotStore
+    pid: int
 
     def send(self, method: str, path: str, host: str | None = "127.0.0.1", **kwargs) -> Reply:
         """`host` without a port gets the served one."""
@@ -200,7 +201,9 @@ class Served:
 
 
 @contextmanager
-def gates_serve(bus: Path, *options: str, bind: str = "127.0.0.1") -> Iterator[Served]:
+def gates_serve(
+    bus: Path, *options: str, bind: str = "127.0.0.1", env: dict[str, str] | None = None
+) -> Iterator[Served]:
     """`python -m gates serve --bus bus --port <free> *options`, until its URL line; killed after."""
     port = free_port(bind)
     lines: queue.Queue[str | None] = queue.Queue()
@@ -208,7 +211,7 @@ def gates_serve(bus: Path, *options: str, bind: str = "127.0.0.1") -> Iterator[S
         proc = subprocess.Popen(
             [sys.executable, "-m", "gates", "serve", "--bus", str(bus), "--port", str(port), *options],
             cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
@@ -225,7 +228,7 @@ def gates_serve(bus: Path, *options: str, bind: str = "127.0.0.1") -> Iterator[S
                 if "slot browser: http://" in line:
                     url = line.split("slot browser: ", 1)[1].strip()
             err.seek(0)
-            yield Served(port, url, err.read(), SlotStore(bus))
+            yield Served(port, url, err.read(), SlotStore(bus), proc.pid)
         finally:
             proc.kill()
             proc.wait(10)
@@ -288,7 +291,7 @@ def test_loopback_serve_refuses_dns_rebinding_and_foreign_origins(bus: Path) -> 
 
 
 def token_of(url: str) -> str:
-    match = re.fullmatch(r"http://0\.0\.0\.0:\d+/\?token=([A-Za-z0-9_-]+)", url)
+    match = re.fullmatch(r"http://0\.0\.0\.0:\d+/#token=([A-Za-z0-9_-]+)", url)
     assert match, url
     return match.group(1)
 
@@ -299,8 +302,11 @@ def test_wildcard_serve_needs_the_printed_token(bus: Path) -> None:
         token = token_of(served.url)
         assert token not in served.stderr
         header = {"X-Dataset-Gates-Token": token}
-        for path in (LIST, "/", "/web/browser/slot_browser.js", "/datasete_gate/bus/tensors/a"):
+        for path in (LIST, "/datasete_gate/bus/tensors/a", "/datasete_gate/bus/thumb/a", "/?token=" + token):
             reply = served.send("GET", path)
+            if path.startswith("/?"):  # the page is public (see below); the old login URL sets nothing
+                assert reply.status == 200 and "Set-Cookie" not in reply.headers
+                continue
             assert reply.status == 401 and "token required" in reply.json()["error"], path
         reply = served.send("POST", POLICY, body={"quota_bytes": 1})
         assert reply.status == 401
@@ -310,22 +316,79 @@ def test_wildcard_serve_needs_the_printed_token(bus: Path) -> None:
         assert served.send("GET", LIST, "192.0.2.7", headers=header).status == 200
         # A rebinding page could not have the token, and its Host is refused before that anyway.
         assert served.send("GET", LIST, "evil.example", headers=header).status == 403
-
-        assert served.send("GET", "/?token=" + token[:-1] + "x").status == 401
-        login = served.send("GET", "/?token=" + token)
-        assert login.status == 200 and b'location.replace("/")' in login.body
-        cookie = login.headers["Set-Cookie"]
-        name = f"dataset_gates_token_{served.port}"
-        assert cookie.startswith(f"{name}={token};")
-        assert {"HttpOnly", "Path=/", "SameSite=Strict"} <= {part.strip() for part in cookie.split(";")}
-        jar = {"Cookie": f"{name}={token}"}
-        page = served.send("GET", "/", headers=jar)
-        assert page.status == 200 and b"mountBrowser" in page.body
-        assert served.send("GET", LIST, headers=jar).status == 200
-        assert served.send("GET", LIST, headers={"Cookie": f"dataset_gates_token_1={token}"}).status == 401
         origin = {"Origin": f"http://127.0.0.1:{served.port}"}
-        reply = served.send("DELETE", "/datasete_gate/bus/b", headers={**jar, **origin})
+        reply = served.send("DELETE", "/datasete_gate/bus/b", headers={**header, **origin})
         assert reply.status == 200 and slot_ids(served.store) == {"a"}
+
+
+def test_the_token_is_never_a_cookie_that_other_ports_would_get(bus: Path) -> None:
+    """Cookies ignore ports: a token in one would reach every service on the host. The page
+    and its scripts are public files; the data needs the token, as a header, or as a query
+    parameter on reads only (what <img> and a download link can carry)."""
+    with gates_serve(bus, "--host", "0.0.0.0", bind="0.0.0.0") as served:
+        token = token_of(served.url)
+        for path in ("/", "/web/browser/slot_browser.js", "/web/http.js"):
+            reply = served.send("GET", path)
+            assert reply.status == 200 and "Set-Cookie" not in reply.headers, path
+        assert token.encode() not in served.send("GET", "/").body
+        old_cookies = {"Cookie": f"dataset_gates_token_{served.port}={token}; dataset_gates_token={token}"}
+        assert served.send("GET", LIST, headers=old_cookies).status == 401
+        query = f"dataset_gates_token={token}"
+        thumb = served.send("GET", f"/datasete_gate/bus/thumb/a?v=1&{query}")
+        assert thumb.status == 200 and thumb.body.startswith(b"\x89PNG") and "Set-Cookie" not in thumb.headers
+        assert served.send("GET", f"/datasete_gate/bus/tensors/a?{query}").status == 200
+        assert served.send("GET", f"{LIST}?dataset_gates_token={token[:-1]}x").status == 401
+        # A write must send the header: a URL is too easily replayed or leaked.
+        assert served.send("DELETE", f"/datasete_gate/bus/b?{query}").status == 401
+        assert served.send("POST", f"{POLICY}?{query}", body={"quota_bytes": 1}).status == 401
+        assert slot_ids(served.store) == {"a", "b"} and served.store.policy().quota_bytes is None
+
+
+def proc_cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
+def test_a_token_from_the_environment_or_a_file_is_not_in_the_process_list(bus: Path, tmp_path: Path) -> None:
+    token = "from-the-environment-0123"
+    with gates_serve(bus, env={"DATASET_GATES_TOKEN": token}) as served:
+        assert token.encode() not in proc_cmdline(served.pid)
+        assert served.url.endswith(f"/#token={token}")
+        assert served.send("GET", LIST).status == 401
+        assert served.send("GET", LIST, headers={"X-Dataset-Gates-Token": token}).status == 200
+    secret = tmp_path / "token"
+    secret.write_text("from-a-file-0123456789\n")
+    secret.chmod(0o600)
+    with gates_serve(bus, "--token-file", str(secret), env={"DATASET_GATES_TOKEN": token}) as served:
+        assert b"from-a-file" not in proc_cmdline(served.pid)
+        assert served.send("GET", LIST, headers={"X-Dataset-Gates-Token": "from-a-file-0123456789"}).status == 200
+        assert served.send("GET", LIST, headers={"X-Dataset-Gates-Token": token}).status == 401  # the file wins
+
+
+@pytest.mark.skipif(os.name != "posix", reason="mode bits are POSIX")
+def test_a_token_file_others_can_read_is_refused(bus: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("readable-by-all-0123456789\n")
+    secret.chmod(0o644)
+    result = subprocess.run(
+        [sys.executable, "-m", "gates", "serve", "--bus", str(bus), "--token-file", str(secret)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1 and "chmod 600" in result.stderr and "Traceback" not in result.stderr
+    assert "readable-by-all" not in result.stderr + result.stdout
+    both = subprocess.run(
+        [sys.executable, "-m", "gates", "serve", "--bus", str(bus), "--token-file", str(secret), "--token", "x" * 16],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert both.returncode == 1 and "not both" in both.stderr
 
 
 def test_no_auth_warns_and_needs_no_token(bus: Path) -> None:
@@ -340,21 +403,23 @@ def test_no_auth_warns_and_needs_no_token(bus: Path) -> None:
 def test_a_given_token_is_required_even_on_loopback(bus: Path) -> None:
     token = "scripted-token-0123456789"
     with gates_serve(bus, "--token", token) as served:
-        assert served.url == f"http://127.0.0.1:{served.port}/?token={token}"
+        assert served.url == f"http://127.0.0.1:{served.port}/#token={token}"
         assert served.send("GET", LIST).status == 401
         assert served.send("GET", LIST, headers={"X-Dataset-Gates-Token": token}).status == 200
 
 
 def test_host_localhost_answers_to_localhost(bus: Path) -> None:
     with gates_serve(bus, "--host", "localhost") as served:
-        assert served.stderr == "" and "?token=" not in served.url
+        assert served.stderr == "" and "token=" not in served.url
         assert served.send("GET", LIST, "localhost").status == 200
         assert served.send("GET", LIST, "evil.example").status == 403
 
 
 # -- a real browser ----------------------------------------------------------------------------
-def test_printed_url_opens_the_page_even_from_a_link_on_another_site(bus: Path) -> None:
-    """The cookie is SameSite=Strict: a plain 303 would lose it after a cross-site click."""
+def test_printed_url_opens_the_page_and_no_other_port_gets_the_token(bus: Path) -> None:
+    """The printed URL, clicked in a page on another site, opens the browser; the token then
+    reaches no other service on the host: cookies ignore ports, so it is in none (a service on
+    another port of 127.0.0.1 gets nothing), and Back leaves the page (no login loop)."""
     from test_browser_page import CHROMIUM, CHROMIUM_ARGS, no_browser
 
     if not os.path.exists(CHROMIUM):
@@ -367,21 +432,38 @@ def test_printed_url_opens_the_page_even_from_a_link_on_another_site(bus: Path) 
 
     token = "k" * 24
     with serving(make_app(SlotStore(bus), token=token)) as (host, port):
-        target = f"http://{host}:{port}/?token={token}"
-        mail = web.Application()
+        target = f"http://{host}:{port}/#token={token}"
+        mail, neighbour, seen = web.Application(), web.Application(), []
 
         async def message(request: web.Request) -> web.Response:
             return web.Response(text=f'<a id="go" href="{target}">slots</a>', content_type="text/html")
 
+        async def record(request: web.Request) -> web.Response:
+            seen.append(dict(request.headers))
+            return web.Response(text="another service")
+
         mail.router.add_get("/", message)
-        with serving(mail, host="localhost") as (_, mail_port), sync_playwright() as p:
+        neighbour.router.add_get("/", record)
+        with (
+            serving(mail, host="localhost") as (_, mail_port),
+            serving(neighbour, host=host) as (_, neighbour_port),
+            sync_playwright() as p,
+        ):
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page()
                 page.goto(f"http://localhost:{mail_port}/")
                 page.click("#go")
-                page.wait_for_selector(".dg-card[data-slot-id='a']", timeout=20_000)
-                assert page.url == f"http://{host}:{port}/"
+                page.wait_for_selector(".dg-card[data-slot-id='a'] img.dg-thumb", timeout=20_000)
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('img.dg-thumb')].every((i) => i.complete && i.naturalWidth)"
+                )
+                assert page.url == f"http://{host}:{port}/"  # the token left the address bar
+                assert page.context.cookies() == []
+                page.goto(f"http://{host}:{neighbour_port}/")
+                assert seen and all(token not in str(headers) for headers in seen), seen
+                page.go_back()
+                page.wait_for_selector(".dg-card[data-slot-id='a']", timeout=20_000)  # the tab kept it
                 page.go_back()
                 page.wait_for_url(f"http://localhost:{mail_port}/")  # no Back loop to the login
             finally:

@@ -62,6 +62,7 @@ def test_bus_api_builds_every_bus_request_on_the_client_it_is_given(api) -> None
         deleted: await bus.delete('c?x'),
         policy: await bus.policy(),
         setPolicy: await bus.setPolicy({ keep: 3 }),
+        plan: await bus.resumePlan('gate_5 x'),
         resume: await bus.resume('gate_5 x'),
         urls: {
           thumb: bus.thumbUrl({ thumb_url: '/datasete_gate/bus/thumb/a?v=7' }),
@@ -84,6 +85,7 @@ def test_bus_api_builds_every_bus_request_on_the_client_it_is_given(api) -> None
         ["DELETE", "/datasete_gate/bus/c%3Fx", None],
         ["GET", "/datasete_gate/bus/policy", None],
         ["POST", "/datasete_gate/bus/policy", {"keep": 3}],
+        ["GET", "/datasete_gate/resume/gate_5%20x", None],
         ["POST", "/datasete_gate/resume/gate_5%20x", {"client_id": "tab-1"}],
     ]
     # Every URL is the client's (its base), and the image's cache key is the checksum.

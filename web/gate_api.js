@@ -26,7 +26,8 @@ function needClientId(clientId) {
  */
 export function gateApi(client, clientId = () => null) {
   const postJson = (path, body) => client.postJson(PREFIX + path, body);
-  /** POST /mask as multipart: the pause's node and token, then what `fill` adds. */
+  /** POST /mask as multipart: the pause's node and token first (the server checks them before
+   *  it reads the mask, and refuses a mask that comes before them), then what `fill` adds. */
   const postMask = (node, token, fill) => {
     const form = new FormData();
     form.append("node", node);
@@ -128,6 +129,9 @@ export function busApi(client, clientId = () => null) {
     policy: () => client.get(bus("/policy")),
     /** Change the policy ({keep}, {quota_bytes} or both): resolves to the new one. */
     setPolicy: (changes) => client.postJson(bus("/policy"), changes),
+    /** What resuming a parked slot would queue: {slot, count, nodes: [{class_type, count}]}; an
+     *  HttpError 403 (with the server's reason) for a run this ComfyUI did not park. */
+    resumePlan: (id) => client.get(`${PREFIX}/resume/${slotPath(id)}`),
     /** Queue a parked slot's prompt again, its gate reading the slot and pausing in this tab:
      *  resolves to {prompt_id}. */
     resume: async (id) => client.postJson(`${PREFIX}/resume/${slotPath(id)}`, { client_id: needClientId(clientId) }),

@@ -41,11 +41,20 @@ export function httpClient({ fetch: send, url }) {
   };
 }
 
+/** The header and the query parameter that carry `gates serve`'s token (gates/http/app.py). */
+export const TOKEN_HEADER = "X-Dataset-Gates-Token";
+export const TOKEN_QUERY = "dataset_gates_token";
+
 /**
  * A client on window.fetch for a server whose routes start at `root`: "" under `gates serve`,
- * ComfyUI's "/api" for a page of its own that does not load ComfyUI's scripts.
+ * ComfyUI's "/api" for a page of its own that does not load ComfyUI's scripts. With `token`
+ * (`gates serve` beyond loopback), requests send it as a header, and the URLs the browser loads
+ * by itself (<img>, download links, which cannot send headers) carry it as a query parameter:
+ * both only to this server.
  */
-export function fetchClient(root = "") {
-  const url = (path) => root + path;
-  return httpClient({ fetch: (path, init) => fetch(url(path), init), url });
+export function fetchClient(root = "", token = null) {
+  const withToken = (path) => `${path}${path.includes("?") ? "&" : "?"}${TOKEN_QUERY}=${encodeURIComponent(token)}`;
+  const url = (path) => root + (token ? withToken(path) : path);
+  const send = (path, init) => fetch(root + path, token ? { ...init, headers: { ...init.headers, [TOKEN_HEADER]: token } } : init);
+  return httpClient({ fetch: send, url });
 }

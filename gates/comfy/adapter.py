@@ -14,6 +14,7 @@ from ..gate.run import Hooks
 from ..gate.waiter import WAITER, Waiter
 from ..http.routes import GateRoutes, PromptRejected
 from . import ordering
+from .park_secret import park_secret
 from .resume import resume_prompt
 
 log = logging.getLogger("dataset_gates")
@@ -21,6 +22,7 @@ log = logging.getLogger("dataset_gates")
 # The first copy of the pack to load leaves this on PromptServer.instance, so a second copy
 # (the pack installed twice under two folder names) can find it: {"folder", "waiter"}.
 SHARED_ATTR = "dataset_gates_first_copy"
+SECRET_FOLDER = "dataset_gates"  # user/__dataset_gates: a ComfyUI "system user" folder
 PACK_FOLDER = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # symlinks kept
 _waiter: Waiter = WAITER
 
@@ -93,6 +95,27 @@ def blocker() -> Any:
     return ExecutionBlocker(None)
 
 
+def _park_secret() -> bytes | None:
+    """This ComfyUI's park secret (see park_secret); None, with the reason logged, when the
+    one configured cannot be used: runs then park unsealed and Resume refuses every one."""
+    import folder_paths
+
+    system_folder = getattr(folder_paths, "get_system_user_directory", None)  # never served over HTTP
+    folder = (
+        system_folder(SECRET_FOLDER) if system_folder else Path(folder_paths.get_user_directory(), "__" + SECRET_FOLDER)
+    )
+    try:
+        return park_secret(Path(folder))
+    except (OSError, ValueError) as exc:
+        log.error("Dataset Gates: no usable park secret: %s", exc)
+        return None
+
+
+def _resume_prompt(meta: dict[str, Any], slot_id: str) -> dict[str, Any]:
+    """resume_prompt, checked against this ComfyUI's park secret."""
+    return resume_prompt(meta, slot_id, _park_secret())
+
+
 def hooks() -> Hooks:
     return Hooks(
         interrupted=_interrupted,
@@ -101,6 +124,7 @@ def hooks() -> Hooks:
         interrupt=_interrupt,
         prompt_id=_prompt_id,
         client_id=_client_id,
+        park_secret=_park_secret,
     )
 
 
@@ -171,7 +195,7 @@ def register() -> str:
             )
         return "duplicate"
     setattr(server, SHARED_ATTR, {"folder": PACK_FOLDER, "waiter": WAITER})
-    GateRoutes(store(), WAITER, connected=_connected, queue_prompt=queue_prompt, resume_prompt=resume_prompt).add_to(
+    GateRoutes(store(), WAITER, connected=_connected, queue_prompt=queue_prompt, resume_prompt=_resume_prompt).add_to(
         server.routes
     )
     add_handler = getattr(server, "add_on_prompt_handler", None)

@@ -1,6 +1,7 @@
 """Resuming a parked run: its stored API prompt, queued again with its gate fed by the slot.
 
-The routes are handed `resume_prompt` by the adapter (they know no ComfyUI prompt format).
+The routes are handed `resume_prompt` by the adapter (they know no ComfyUI prompt format),
+bound to this ComfyUI's park secret: a prompt it did not seal is never queued (gate.seal).
 """
 
 from __future__ import annotations
@@ -9,18 +10,20 @@ import copy
 from typing import Any
 
 from ..gate.parking import NotParked
+from ..gate.seal import check_seal
 from .ordering import GATE
 
 # What a resumed gate takes from its slot instead of its links: re-linked, they would recompute.
 SLOT_FED_INPUTS = ("image", "mask", "latent")
 
 
-def resume_prompt(meta: dict[str, Any], slot_id: str) -> dict[str, Any]:
+def resume_prompt(meta: dict[str, Any], slot_id: str, secret: bytes | None) -> dict[str, Any]:
     """The parked prompt again, with its gate resuming from `slot_id`: image, mask and latent
     unlinked (the slot holds them), get_id and send_id set to the slot (answering it replaces
     the parked slot with the decision), and no countdown (timeout 0), so it cannot park again.
 
-    NotParked when the slot holds no parked run, or its prompt has no such gate.
+    NotParked when the slot holds no parked run, or its prompt has no such gate; ParkRefused
+    when `secret` did not seal its prompt, gate and slot id (or is None: none to check with).
     """
     if meta.get("parked") is not True:
         raise NotParked(f"slot {slot_id!r} is not a parked run")
@@ -30,6 +33,7 @@ def resume_prompt(meta: dict[str, Any], slot_id: str) -> dict[str, Any]:
             f"slot {slot_id!r} is parked without its prompt (too large to keep): "
             f"load it with get_id={slot_id} in the workflow instead"
         )
+    check_seal(meta, slot_id, secret)  # before anything of the prompt is trusted
     gate = prompt.get(node) if isinstance(prompt, dict) and isinstance(node, str) else None
     if not isinstance(gate, dict) or gate.get("class_type") != GATE or not isinstance(gate.get("inputs"), dict):
         raise NotParked(f"slot {slot_id!r} is parked but its stored prompt has no Image Gate {node!r} to resume")

@@ -3,17 +3,20 @@
 `on_timeout` says what a gate does when nobody answered in time: "park", "stop", or "route K"
 (every image to K). Parking publishes the batch to the gate's `send_id`, or to a slot named
 `parked_slot_id(prompt_id, node)`, with the API prompt and the gate's node id in the meta
-(`parked: true`), so the queue moves on. `gates.comfy.resume` later turns that slot back into
-a prompt whose gate loads the slot instead of recomputing its input: the pause comes at once.
+(`parked: true`) and the seal that lets Resume trust them (see `seal`), so the queue moves on.
+`gates.comfy.resume` later turns that slot back into a prompt whose gate loads the slot instead
+of recomputing its input: the pause comes at once.
 Pure: no ComfyUI, no disk.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Any
 
 from ..bus.ids import validate_id
+from .seal import SEAL, seal
 
 PARK = "park"
 STOP = "stop"
@@ -58,12 +61,27 @@ def _without_cache_keys(prompt: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def parked_meta(prompt: dict[str, Any] | None, node: str, prompt_id: str | None, source: str) -> dict[str, Any]:
-    """What a parked slot records beside the batch: enough to queue the run again."""
-    return {
-        "parked": True,
-        "prompt": _without_cache_keys(prompt),
-        "node": node,
-        "prompt_id": prompt_id,
-        "source": source,
-    }
+def parked_meta(
+    prompt: dict[str, Any] | None,
+    node: str,
+    prompt_id: str | None,
+    source: str,
+    slot_id: str,
+    secret: bytes | None,
+) -> dict[str, Any]:
+    """What a parked slot records beside the batch: enough to queue the run again, sealed with
+    `secret` for slot `slot_id` (no secret, or no prompt: no seal, and Resume refuses it)."""
+    kept = _without_cache_keys(prompt)
+    meta = {"parked": True, "prompt": kept, "node": node, "prompt_id": prompt_id, "source": source}
+    if secret is not None and kept is not None:
+        meta[SEAL] = seal(secret, slot_id, node, kept)
+    return meta
+
+
+def node_summary(prompt: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a prompt runs, for a person to read before Resume: each node class with its count,
+    the most frequent first."""
+    counts = Counter(
+        str(node.get("class_type")) if isinstance(node, dict) else "(not a node)" for node in prompt.values()
+    )
+    return [{"class_type": name, "count": n} for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]

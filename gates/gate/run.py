@@ -40,6 +40,7 @@ class Hooks:
     interrupt: Callable[[], BaseException]  # what to raise on Stop / Cancel
     prompt_id: Callable[[], str | None]
     client_id: Callable[[], str | None]
+    park_secret: Callable[[], bytes | None]  # seals parked runs (gate.seal); None: the host has none
 
 
 @dataclass
@@ -232,6 +233,7 @@ def run_gate(
                 node,
                 pending.prompt_id,
                 prompt,
+                hooks.park_secret(),
             )
         except Exception:
             _done(hooks, pending, None, timed_out=True)
@@ -280,13 +282,14 @@ def park(
     node: str,
     prompt_id: str | None,
     prompt: dict[str, Any] | None,
+    secret: bytes | None,
 ) -> str:
-    """Publish an unanswered batch (image, mask, latent) with what resuming it needs. A prompt
-    too large for the slot's header is left out: the batch is kept, resume is refused."""
+    """Publish an unanswered batch (image, mask, latent) with what resuming it needs, sealed
+    with `secret`. A prompt too large for the slot's header is left out: the batch is kept,
+    resume is refused."""
     try:
-        store.publish(
-            slot_id, source.image, mask, latent=source.latent, meta=parked_meta(prompt, node, prompt_id, source.origin)
-        )
+        meta = parked_meta(prompt, node, prompt_id, source.origin, slot_id, secret)
+        store.publish(slot_id, source.image, mask, latent=source.latent, meta=meta)
     except SlotMetaTooLarge:
         log.warning(
             "Image Gate %s: the prompt is too large to park with the batch; parking "
@@ -294,10 +297,11 @@ def park(
             node,
             slot_id,
         )
-        store.publish(
-            slot_id, source.image, mask, latent=source.latent, meta=parked_meta(None, node, prompt_id, source.origin)
-        )
+        meta = parked_meta(None, node, prompt_id, source.origin, slot_id, secret)
+        store.publish(slot_id, source.image, mask, latent=source.latent, meta=meta)
     log.info(
         "Image Gate %s: no answer in time; parked the batch in slot %r (resume it from the bus browser)", node, slot_id
     )
+    if secret is None:
+        log.warning("Image Gate %s: parked without a seal (no park secret): Resume will refuse slot %r", node, slot_id)
     return slot_id

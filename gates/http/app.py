@@ -11,21 +11,31 @@ and the API deletes things:
   own name in Host, so refusing unknown names stops that (DNS rebinding).
 - A state-changing request with an Origin must come from exactly our scheme, host and port:
   a page on another site could otherwise POST or DELETE to 127.0.0.1 from the user's browser.
-- With a token (required when listening beyond loopback), every request must carry it as the
-  cookie that GET /?token=... sets, or as the X-Dataset-Gates-Token header.
+- With a token (required when listening beyond loopback), every request for slot data must
+  carry it: as the X-Dataset-Gates-Token header, or, on a GET (an <img> or a download link,
+  which cannot send headers), as the `dataset_gates_token` query parameter. The page and its
+  scripts (GET /, /web/...) are the pack's own public files and need none.
+
+The token is never put in a cookie: cookies ignore ports, so the browser would send it to every
+other service on the same host, which could then use it here. The printed URL carries it in
+the fragment (/#token=...), which browsers never send over the network; the page moves it into
+sessionStorage, which is scoped to this exact origin (scheme, host and port), and drops it from
+the address bar. `--token` shows the token in the process list; the DATASET_GATES_TOKEN
+environment variable or `--token-file` (a file only its owner can read) do not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import queue
 import re
 import secrets
 import sys
 import threading
 import urllib.parse
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,6 +44,7 @@ from aiohttp.typedefs import Middleware
 
 from ..bus import BusAdmin
 from ..gate.waiter import Waiter
+from ..secret_file import read_secret
 from .routes import GateRoutes, Handler
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
@@ -44,8 +55,9 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Binding one of these listens on every address of the machine; see host_allowed.
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 TOKEN_HEADER = "X-Dataset-Gates-Token"
-TOKEN_COOKIE = "dataset_gates_token"  # + "_<port>": cookies ignore ports, two servers must not clash
-_TOKEN_RULE = re.compile(r"[A-Za-z0-9_-]{16,}")  # token_urlsafe's alphabet: safe in URLs and cookies
+TOKEN_QUERY = "dataset_gates_token"  # on a GET only: what <img> and download links can carry
+TOKEN_ENV = "DATASET_GATES_TOKEN"
+_TOKEN_RULE = re.compile(r"[A-Za-z0-9_-]{16,}")  # token_urlsafe's alphabet: safe in URLs
 
 
 def _host_name(host: str) -> str:
@@ -153,10 +165,25 @@ def refusal(
     return None
 
 
+def given_token(
+    token: str | None = None, token_file: Path | None = None, environ: Mapping[str, str] = os.environ
+) -> str | None:
+    """The token asked for: --token, else the one in --token-file (a file only its owner may
+    read, see gates.secret_file), else $DATASET_GATES_TOKEN; None when none is.
+
+    ValueError for both --token and --token-file, or a token file that is refused.
+    """
+    if token is not None and token_file is not None:
+        raise ValueError("give --token or --token-file, not both")
+    if token_file is not None:
+        return read_secret(token_file)
+    return token if token is not None else (environ.get(TOKEN_ENV) or None)
+
+
 def choose_token(host: str, token: str | None = None, no_auth: bool = False) -> str | None:
     """The token `serve` requires: the one given, a fresh one for a non-loopback bind, or None.
 
-    Raises ValueError for a token that is too short or not URL/cookie safe, or for a token
+    Raises ValueError for a token that is too short or not URL safe, or for a token
     together with no_auth.
     """
     if token is not None:
@@ -189,8 +216,8 @@ def bind_warnings(host: str, port: int, token: str | None) -> list[str]:
     return [
         exposed,
         (
-            f"Every request needs the token: open the URL printed below (it sets a "
-            f"cookie) or send the {TOKEN_HEADER} header."
+            f"Every request needs the token: open the URL printed below (the page keeps "
+            f"the token for this tab) or send the {TOKEN_HEADER} header."
         ),
     ]
 
@@ -210,27 +237,18 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-# A page, not a 303: a Strict cookie is not sent after a redirect chain that started on
-# another site (the URL clicked in a web mail), while a navigation started by our own page
-# is. location.replace also drops the token URL from the tab's history (no Back loop).
-_LOGIN_PAGE = (
-    '<!doctype html><meta charset="utf-8"><title>Dataset Gates</title>'
-    '<script>location.replace("/")</script>'
-    '<noscript><meta http-equiv="refresh" content="0; url=/"></noscript>'
-    '<a href="/">Open the slot browser</a>'
-)
+def _public(request: web.Request) -> bool:
+    """The page and its scripts: the pack's own files, the same for everyone, holding no slot
+    data. Served without the token, so the page can read it from the URL's fragment."""
+    return request.method in SAFE_METHODS and (request.path == "/" or request.path.startswith("/web/"))
 
 
-def _login(cookie: str, token: str) -> web.Response:
-    """Trade the URL's token for an HttpOnly, SameSite=Strict cookie and go on to /, so the
-    token leaves the address bar and the page's own requests carry it without any script."""
-    page = web.Response(
-        text=_LOGIN_PAGE,
-        content_type="text/html",
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
-    )
-    page.set_cookie(cookie, token, httponly=True, samesite="Strict", path="/")
-    return page
+def _token_of(request: web.Request) -> str | None:
+    """The token a request carries: the header, or on a read the query parameter."""
+    given = request.headers.get(TOKEN_HEADER)
+    if given is None and request.method in SAFE_METHODS:
+        given = request.query.get(TOKEN_QUERY)
+    return given
 
 
 def guard(allowed_hosts: Collection[str], token: str | None = None) -> Middleware:
@@ -250,19 +268,12 @@ def guard(allowed_hosts: Collection[str], token: str | None = None) -> Middlewar
         )
         if why:
             return _error(403, why)
-        if token is None:
+        if token is None or _public(request):
             return await handler(request)
-        cookie = f"{TOKEN_COOKIE}_{port}"
-        if request.method == "GET" and request.path == "/" and "token" in request.query:
-            if not _same_secret(request.query["token"], token):
-                return _error(401, "wrong token in the URL: use the one `gates serve` printed")
-            return _login(cookie, token)
-        if not (
-            _same_secret(request.headers.get(TOKEN_HEADER), token) or _same_secret(request.cookies.get(cookie), token)
-        ):
+        if not _same_secret(_token_of(request), token):
             return _error(
                 401,
-                f"token required: open the URL `gates serve` printed (/?token=...) or send the {TOKEN_HEADER} header",
+                f"token required: open the URL `gates serve` printed (/#token=...) or send the {TOKEN_HEADER} header",
             )
         return await handler(request)
 
@@ -317,7 +328,8 @@ async def _run(
     (forever by default: Ctrl-C ends it)."""
     app = make_app(store, allowed_hosts=allowed_hosts_for(host), token=token)
     runner = web.AppRunner(app, handle_signals=False)
-    query = "" if token is None else "?" + urllib.parse.urlencode({"token": token})
+    # In the fragment: browsers never send it, so it reaches no log and no Referer.
+    query = "" if token is None else "#" + urllib.parse.urlencode({"token": token})
 
     def say_where() -> None:
         for address in runner.addresses:

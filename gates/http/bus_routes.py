@@ -18,6 +18,8 @@ from aiohttp import web
 from ..bus import BusAdmin, SlotInfo
 from ..bus.ids import validate_id
 from ..bus.policy import Policy
+from ..gate.parking import node_summary
+from ..gate.seal import ParkRefused
 from .guard import PromptRejected, error, int_param, json_body, json_response, png_response, ref_param
 from .previews import RenderPool
 
@@ -29,7 +31,8 @@ R = TypeVar("R")
 QueuePrompt = Callable[[dict[str, Any], "str | None"], Awaitable[str]]
 """Queue an API prompt as POST /prompt would, for this client id; returns the prompt id."""
 ResumePrompt = Callable[[dict[str, Any], str], dict[str, Any]]
-"""The API prompt that resumes the run parked in a slot, from its meta and id (NotParked)."""
+"""The API prompt that resumes the run parked in a slot, from its meta and id: NotParked, or
+ParkRefused for a run this ComfyUI did not seal (gate.seal)."""
 
 
 class BusRoutes:
@@ -67,6 +70,7 @@ class BusRoutes:
             ("POST", "/bus/{id}/pin", self.bus_pin),
             ("DELETE", "/bus/{id}", self.bus_delete),
             ("POST", "/bus/{id}/rename", self.bus_rename),
+            ("GET", "/resume/{id}", self.resume_plan),
             ("POST", "/resume/{id}", self.resume),
         ]
 
@@ -142,11 +146,29 @@ class BusRoutes:
         info = await self._store(self.bus.pin, validate_id(request.match_info["id"]), body.get("pinned", True))
         return json_response(self._slot_json(info))
 
+    async def _resumable(self, resume: ResumePrompt, slot_id: str) -> dict[str, Any]:
+        """The prompt that resumes `slot_id`, its seal checked, off the event loop."""
+        info = await self._store(self.bus.info, slot_id)
+        return await self._store(resume, info.meta, slot_id)
+
+    async def resume_plan(self, request: web.Request) -> web.Response:
+        """What Resume would queue, for the person to read first: {slot, count, nodes: [{class_type,
+        count}]}. 403 {error, reason} for a run this ComfyUI did not park; else as POST."""
+        if self.resume_prompt is None:
+            return error(501, RESUME_NEEDS_COMFY)
+        slot_id = validate_id(request.match_info["id"])
+        try:
+            prompt = await self._resumable(self.resume_prompt, slot_id)
+        except ParkRefused as exc:
+            return _refused(exc)
+        return web.json_response({"slot": slot_id, "count": len(prompt), "nodes": node_summary(prompt)})
+
     async def resume(self, request: web.Request) -> web.Response:
         """{client_id}: queue the run parked in this slot again, its gate resuming from the
         slot (see gates.comfy.resume), so the pause comes back at once; the pause goes to
-        `client_id`'s tab. 404 no slot, 409 not a parked run, 400 when ComfyUI refuses the
-        prompt (with its node_errors), 501 without ComfyUI."""
+        `client_id`'s tab. 404 no slot, 409 not a parked run, 403 {error, reason} a run this
+        ComfyUI did not park (unsealed, sealed elsewhere, or altered: nothing is queued), 400
+        when ComfyUI refuses the prompt (with its node_errors), 501 without ComfyUI."""
         if self.queue_prompt is None or self.resume_prompt is None:
             return error(501, RESUME_NEEDS_COMFY)
         slot_id = validate_id(request.match_info["id"])
@@ -154,8 +176,10 @@ class BusRoutes:
         client_id = body.get("client_id")
         if client_id is not None and not isinstance(client_id, str):
             raise ValueError("client_id must be a string (this tab's websocket client id)")
-        info = await self._store(self.bus.info, slot_id)
-        prompt = self.resume_prompt(info.meta, slot_id)
+        try:
+            prompt = await self._resumable(self.resume_prompt, slot_id)
+        except ParkRefused as exc:
+            return _refused(exc)
         try:
             prompt_id = await self.queue_prompt(prompt, client_id or None)
         except PromptRejected as exc:
@@ -172,3 +196,8 @@ class BusRoutes:
         body = await json_body(request)
         changes = {k: body[k] for k in ("keep", "quota_bytes") if k in body}
         return json_response(await self._store(lambda: self._policy_json(self.bus.set_policy(**changes)[0])))
+
+
+def _refused(exc: ParkRefused) -> web.Response:
+    """403: why this parked run is not resumed here, and the reason's code for pages."""
+    return json_response({"error": str(exc), "reason": exc.reason}, status=403)

@@ -8,6 +8,7 @@ request gets a 4xx with a message and never a 500.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, overload
 
@@ -20,6 +21,9 @@ from ..gate.parking import NotParked
 from ..gate.waiter import StaleRun
 
 MAX_JSON_BYTES = 64 * 1024
+CLIENT_GONE = 499  # nginx's "client closed request": in the access log, never sent
+
+log = logging.getLogger("dataset_gates")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -56,7 +60,11 @@ def error(status: int, message: str) -> web.Response:
 
 
 def guard(handler: Handler) -> Handler:
-    """Turn the documented failures into JSON errors with the right status."""
+    """Turn the documented failures into JSON errors with the right status.
+
+    A client that goes away mid-body or mid-download (a closed tab, a killed curl) is no
+    server error: one debug line instead of aiohttp's traceback, and an answer nobody gets.
+    """
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
@@ -69,6 +77,9 @@ def guard(handler: Handler) -> Handler:
         except tuple(exc for exc, _ in _STATUS) as exc:
             status = next(code for kind, code in _STATUS if isinstance(exc, kind))
             return error(status, str(exc))
+        except ConnectionError:  # aiohttp's ClientConnectionResetError is one
+            log.debug("Dataset Gates: %s %s: the client went away", request.method, request.path)
+            return web.Response(status=CLIENT_GONE)
 
     return wrapped
 

@@ -12,11 +12,34 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from .. import images
-from ..gate.waiter import Connected, Waiter, single_route
+from ..gate.waiter import Connected, Pending, Waiter, single_route
 from .guard import int_param, json_body, png_response
 from .previews import PREVIEW_SIDES, PreviewCache, RenderPool
 
 MAX_MASK_BYTES = 32 * 1024 * 1024
+MAX_FIELD_BYTES = 8 * 1024  # node, token, index, clear: short text
+
+
+class _Budget:
+    """What a multipart upload may still send, in all its parts together."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+
+    async def read(self, part: BodyPartReader, most: int) -> bytes:
+        """The part's bytes; 413 past `most` for this part or past the budget for the upload.
+
+        Read in chunks of at most `most`: the reader looks one chunk ahead for the boundary,
+        so a short field reads little of the part after it (the mask, not checked yet).
+        """
+        data = bytearray()
+        while chunk := await part.read_chunk(min(most, 1 << 16)):
+            self.used += len(chunk)
+            data += chunk
+            if self.used > self.limit or len(data) > most:
+                raise web.HTTPRequestEntityTooLarge(max_size=min(most, self.limit), actual_size=self.used)
+        return bytes(data)
 
 
 class PauseRoutes:
@@ -64,29 +87,30 @@ class PauseRoutes:
         return web.json_response({"node": pending.node, "stopped": True})
 
     async def mask(self, request: web.Request) -> web.Response:
-        """multipart: node, token, optional index, and `mask` (an image) or `clear`."""
+        """multipart: node, token, optional index, then `mask` (an image) or `clear`.
+
+        node and token must come before the mask (the page's client sends them first): the
+        pause is looked up when the mask part begins, so a stale or foreign token is refused
+        (409) before a byte of the image is read, and wrong-token uploads cannot make the
+        server hold their images.
+        """
         if request.content_length is not None and request.content_length > MAX_MASK_BYTES:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_MASK_BYTES, actual_size=request.content_length)
         if not request.content_type.startswith("multipart/"):
             raise ValueError("mask upload must be multipart/form-data")
         fields: dict[str, bytes] = {}
-        total = 0
+        budget = _Budget(MAX_MASK_BYTES)
         reader = await request.multipart()
         async for part in reader:  # type: ignore[misc]  # aiohttp types __aiter__ on its base class
             if not isinstance(part, BodyPartReader):  # a nested multipart/* part
                 raise ValueError("mask upload fields must be plain form fields, not nested multipart")
-            data = bytearray()
-            while chunk := await part.read_chunk(1 << 16):  # unnamed parts count too
-                total += len(chunk)
-                if total > MAX_MASK_BYTES:
-                    raise web.HTTPRequestEntityTooLarge(max_size=MAX_MASK_BYTES, actual_size=total)
-                data += chunk
-            if part.name is not None:
-                fields[part.name] = bytes(data)
-        node = fields.get("node", b"").decode("utf-8", "replace")
-        token = fields.get("token", b"").decode("utf-8", "replace")
+            if part.name == "mask":
+                self._pause_of(fields, before_mask=True)  # refuse a stale run before reading it
+            data = await budget.read(part, MAX_MASK_BYTES if part.name == "mask" else MAX_FIELD_BYTES)
+            if part.name is not None:  # unnamed parts count against the budget too
+                fields[part.name] = data
+        node, token, pending = self._pause_of(fields)
         index = int_param(fields.get("index", b"").decode("ascii", "replace"), "index")
-        pending = self.waiter.get(node, token)  # refuse a stale run before decoding anything
         if "clear" in fields:
             pending = self.waiter.set_mask(node, token, None)
         elif "mask" in fields:
@@ -96,6 +120,14 @@ class PauseRoutes:
         else:
             raise ValueError("mask upload needs a `mask` file field or a `clear` field")
         return web.json_response({"node": pending.node, "painted": pending.public()["painted"]})
+
+    def _pause_of(self, fields: dict[str, bytes], before_mask: bool = False) -> tuple[str, str, Pending]:
+        """(node, token, the pause) from the form's fields; StaleRun for a wrong token."""
+        if before_mask and not {"node", "token"} <= fields.keys():
+            raise ValueError("mask upload: the node and token fields must come before the mask")
+        node = fields.get("node", b"").decode("utf-8", "replace")
+        token = fields.get("token", b"").decode("utf-8", "replace")
+        return node, token, self.waiter.get(node, token)
 
     @staticmethod
     def _decode_mask(data: bytes, height: int, width: int) -> Any:

@@ -31,6 +31,8 @@ from test_gate_e2e import (
     torch,
 )
 
+from gates.bus.local.store import SlotStore
+
 pytestmark = pytest.mark.e2e
 
 PAUSE = "datasete_gate.pause"
@@ -262,6 +264,10 @@ def test_park_on_timeout_then_resume_pauses_again_from_the_parked_slot(comfy, ws
     assert recorded["parked"] is True and recorded["node"] == "2"
     assert recorded["prompt_id"] == prompt_id
     assert recorded["prompt"]["2"]["inputs"]["image"] == ["1", 0]  # the API prompt as queued
+    assert recorded["seal"]["alg"] == "HMAC-SHA256"  # sealed by this ComfyUI: Resume trusts it
+    plan = comfy.get(f"/datasete_gate/resume/{slot_id}")
+    assert plan.status_code == 200 and plan.json()["count"] == len(prompt)
+    assert {"class_type": "DatasetGatesSplit", "count": 1} in plan.json()["nodes"]
     listed = {s["id"]: s for s in comfy.get("/datasete_gate/bus/list").json()["slots"]}
     assert listed[slot_id]["meta"]["parked"] is True
 
@@ -299,14 +305,62 @@ def test_park_on_timeout_then_resume_pauses_again_from_the_parked_slot(comfy, ws
     assert comfy.post(f"/datasete_gate/resume/{slot_id}", json={}).status_code == 409
 
 
-def test_park_goes_to_send_id_and_a_subgraph_node_id_becomes_a_slot_id(comfy, ws, batch):
+def park_a_run(comfy, ws, node: str, route_1_slot: str) -> tuple[dict[str, Any], str]:
+    """Queue the batch through gate `node` (route 1 saved to `route_1_slot`), let its 1 s
+    countdown park it: (the prompt, the parked slot's id)."""
     prompt = sources()
-    prompt["12:5"] = gate(2, timeout=1, on_timeout="park")
-    prompt["12:6"] = bus_save(["12:5", 1], "e2e_park_sub_r1")
-    prompt_id, _pause, since = queue_until_pause(comfy, ws, prompt)
+    prompt[node] = gate(2, timeout=1, on_timeout="park")
+    prompt[f"{node}1"] = bus_save([node, 1], route_1_slot)
+    prompt_id, _, since = queue_until_pause(comfy, ws, prompt)
     ended(ws, prompt_id, since)
-    slot_id = f"parked-{prompt_id.replace('-', '')[:8]}-12-5"
-    assert meta(comfy, slot_id)["node"] == "12:5"
+    return prompt, f"parked-{prompt_id.replace('-', '')[:8]}-{node.replace(':', '-')}"
+
+
+def test_a_planted_parked_slot_is_refused_and_its_nodes_do_not_run(comfy, ws, batch):
+    """Someone who can only write files into the bus plants "parked" slots whose prompt saves
+    over another slot: one without a seal, and a run this ComfyUI parked with one node added.
+    Resume refuses both (403, naming why) and queues nothing; the run as it was parked still
+    resumes."""
+    _, own = park_a_run(comfy, ws, "2", "e2e_own_r1")
+    genuine = meta(comfy, own)
+
+    store = SlotStore(comfy.bus_dir)  # what a planter with write access to the bus can do
+    parked = store.read(own)
+    victim = "e2e_planted_victim"
+    store.publish(victim, torch.zeros(1, 4, 4, 3))
+    planted_prompt = {**genuine["prompt"], "66": bus_save(["1", 0], victim)}
+    unsealed = {k: v for k, v in genuine.items() if k != "seal"}
+    plants = {
+        "e2e_planted": ({**unsealed, "prompt": planted_prompt}, "unsigned"),
+        own: ({**genuine, "prompt": planted_prompt}, "altered"),
+    }
+    history = len(comfy.get("/history").json())
+    for slot_id, (planted, reason) in plants.items():
+        store.publish(slot_id, parked.image, parked.mask, latent=parked.latent, meta=planted)
+        plan = comfy.get(f"/datasete_gate/resume/{slot_id}")
+        assert plan.status_code == 403 and plan.json()["reason"] == reason, plan.text
+        r = comfy.post(f"/datasete_gate/resume/{slot_id}", json={"client_id": ws.client_id})
+        assert r.status_code == 403 and r.json()["reason"] == reason, r.text
+        assert "refused" in r.json()["error"] and slot_id in r.json()["error"]
+    queue = comfy.get("/queue").json()
+    assert queue["queue_running"] == [] and queue["queue_pending"] == []
+    assert len(comfy.get("/history").json()) == history  # nothing was queued, so nothing ran
+    assert torch.equal(store.read(victim).image, torch.zeros(1, 4, 4, 3))
+
+    # The run as this ComfyUI parked it (its seal intact) still resumes.
+    store.publish(own, parked.image, parked.mask, latent=parked.latent, meta=genuine)
+    since = ws.mark()
+    r = comfy.post(f"/datasete_gate/resume/{own}", json={"client_id": ws.client_id})
+    assert r.status_code == 200, r.text
+    pause = ws.wait_pause(r.json()["prompt_id"], timeout=ROUTE_TIMEOUT, since=since)
+    answer(comfy, pause, route=1)
+    ended(ws, r.json()["prompt_id"], since)
+    assert_exact(load_slot(comfy, "e2e_own_r1")["image"], batch["image"], "the resumed run's route 1")
+
+
+def test_park_goes_to_send_id_and_a_subgraph_node_id_becomes_a_slot_id(comfy, ws, batch):
+    prompt, slot_id = park_a_run(comfy, ws, "12:5", "e2e_park_sub_r1")
+    assert slot_id.endswith("-12-5") and meta(comfy, slot_id)["node"] == "12:5"
 
     prompt["12:5"] = gate(2, timeout=1, on_timeout="park", send_id="e2e_park_named")
     prompt_id, _pause, since = queue_until_pause(comfy, ws, prompt)

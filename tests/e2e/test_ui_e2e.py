@@ -1199,10 +1199,17 @@ def test_a_parked_slot_shows_in_the_sidebar_and_resumes_in_this_tab(ui) -> None:
     assert page.locator(".dg-browser .dg-resume-note").count() == 0
     page.wait_for_function("() => document.querySelector('.dg-browser .dg-detail-img')?.complete")
     ui.shot("sidebar_parked_slot")
+    # Resume first says what it will run (the seal checked), and asks.
+    page.wait_for_selector(".dg-browser .dg-resume:not([disabled])")
+    plan = page.inner_text(".dg-browser .dg-resume-plan")
+    assert plan.startswith("Resume will run ") and "ImageGate ×1" in plan, plan
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     page.click(".dg-browser .dg-resume")
     page.wait_for_function(
         "() => /Resumed as prompt \\S+: /.test(document.querySelector('.dg-resume-status')?.textContent)"
     )
+    assert asked and asked[0].startswith(plan)
     status = page.inner_text(".dg-resume-status")
     resumed_id = status.split("Resumed as prompt ")[1].split(":")[0]
     assert resumed_id != pause["prompt_id"]

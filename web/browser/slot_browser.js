@@ -16,12 +16,14 @@ export const EMPTY_BUS = "No slots yet. Slots are made when a gate with a send_i
 /** The standalone page cannot resume: it has no ComfyUI to queue the prompt in. */
 export const RESUME_NEEDS_COMFYUI = "Resume needs ComfyUI: open this bus in ComfyUI's sidebar.";
 
-/** The slot's meta for the facts table: the stored API prompt only as its size. */
+/** The slot's meta for the facts table: the stored API prompt only as its size, its seal (a
+ *  parked run's, see gates/gate/seal.py) only as a word. */
 function metaText(meta) {
   if (!meta || !Object.keys(meta).length) return "-";
-  const { prompt, ...rest } = meta;
+  const { prompt, seal, ...rest } = meta;
   const text = JSON.stringify(rest);
-  return prompt && typeof prompt === "object" ? `${text} + an API prompt of ${Object.keys(prompt).length} nodes` : text;
+  const sealed = seal ? " (sealed)" : "";
+  return prompt && typeof prompt === "object" ? `${text} + an API prompt of ${Object.keys(prompt).length} nodes${sealed}` : text;
 }
 
 export class SlotBrowserView {
@@ -172,8 +174,9 @@ export class SlotBrowserView {
     ];
   }
 
-  /** A parked slot: what parked it, and Resume (inside ComfyUI) or why not (standalone). */
-  parkedSection(slot, { run, canResume }) {
+  /** A parked slot: what parked it, and Resume (inside ComfyUI) or why not (standalone, or a run
+   *  this ComfyUI did not park). Resume says which nodes it will run and asks first. */
+  parkedSection(slot, { run, canResume, plan }) {
     const runStatus = () => el(`div.dg-resume-status${run.error ? ".dg-error" : ""}`, { role: "status" }, run.text);
     if (!isParked(slot)) {
       // Answered since: the slot holds the decision now; the resumed prompt is still followed.
@@ -189,15 +192,19 @@ export class SlotBrowserView {
         el("div.dg-muted.dg-resume-note", {}, `Its prompt was too large to keep: load it with get_id "${slot.id}" `
           + "in the workflow instead."))];
     }
-    if (canResume) {
+    if (canResume && !plan?.refused) {
+      const resume = () => {
+        if (window.confirm(`${plan.text}.\n\nQueue them in this tab?`)) this.on.resume(slot.id);
+      };
       parts.push(el("span.dg-grow"), el("button.dg-btn.dg-primary.dg-resume", {
-        type: "button", disabled: Boolean(run?.busy),
+        type: "button", disabled: Boolean(run?.busy) || !plan?.ready,
         title: "Queue its prompt again in this tab: the gate pauses on this batch with its recorded routes",
-        onclick: () => this.on.resume(slot.id),
+        onclick: resume,
       }, "▶ Resume"));
     }
     const rows = [el("div.dg-parked-row", {}, ...parts)];
     if (!canResume) rows.push(el("div.dg-muted.dg-resume-note", {}, RESUME_NEEDS_COMFYUI));
+    else if (plan) rows.push(el(`div.dg-resume-plan${plan.refused ? ".dg-error" : ".dg-muted"}`, {}, plan.text));
     if (run) rows.push(runStatus());
     return [el("div.dg-parked-box", {}, ...rows)];
   }

@@ -15,6 +15,12 @@ export function isParked(slot) {
   return slot?.meta?.parked === true;
 }
 
+/** "Resume will run 3 nodes: KSampler ×1, ..." from GET /resume/{id}'s plan. */
+export function planText(plan) {
+  const nodes = (plan.nodes ?? []).map((n) => `${n.class_type} ×${n.count}`).join(", ");
+  return `Resume will run ${plan.count} node${plan.count === 1 ? "" : "s"}: ${nodes}`;
+}
+
 /**
  * @typedef {object} Card
  * @property {object} slot         the server's row (GET /bus/list)
@@ -32,6 +38,8 @@ export function isParked(slot) {
  * @property {{ref: string, created: number, version: number, thumbUrl: string, current: boolean}[]} versions
  * @property {{text: string, error: boolean, busy: boolean}|null} run  a resume of the slot started here
  * @property {boolean} canResume   inside ComfyUI (given `resume`); the standalone page cannot
+ * @property {{text: string, ready: boolean, refused: boolean}|null} plan  what Resume would run
+ *   (ready: it may be confirmed), or why this ComfyUI refuses to (refused); null if not asked
  *
  * @typedef {object} BrowserView
  * @property {string} bus          the bus folder's name
@@ -63,6 +71,7 @@ export class SlotBrowserModel {
     this.versions = []; // the open slot's kept versions, newest first
     this.shown = null; // the version on screen when not the latest
     this.resumed = new Map(); // slot id -> {promptId, state, error}: resumes from this page
+    this.plan = null; // the open parked slot's {id, created, text, ready, refused}
     this.message = { text: "", isError: false, kind: "" }; // kind "list": a failed listing
     this.listed = false; // the first GET /bus/list answered
     this.gridKey = 0;
@@ -112,6 +121,8 @@ export class SlotBrowserModel {
     }
     this.open = slot;
     if (slot.versions > 1) this.loadVersions(slot);
+    if (this.resumeSlot && isParked(slot) && slot.meta.prompt
+      && (this.plan?.id !== slot.id || this.plan.created !== slot.created)) this.loadPlan(slot);
     this.index = Math.min(Math.max(0, index), Math.max(0, (slot.batch || 1) - 1));
     this.changed({ detail: true });
   }
@@ -126,6 +137,25 @@ export class SlotBrowserModel {
     } catch (err) {
       this.say(`Could not list versions of ${slot.id}: ${err.message}`, true);
     }
+  }
+
+  /** Ask what resuming `slot` would run (or why this ComfyUI refuses to), for the view to show
+   *  before the person confirms. */
+  async loadPlan(slot) {
+    const key = { id: slot.id, created: slot.created };
+    this.plan = { ...key, text: "Checking what Resume would run…", ready: false, refused: false };
+    let plan;
+    try {
+      const reply = await this.busApi.resumePlan(slot.id);
+      plan = { text: planText(reply), ready: true, refused: false };
+    } catch (err) {
+      const refused = err.status === 403;
+      plan = { text: refused ? `Not resumable here: ${err.message}` : `Could not check what Resume would run: ${err.message}`,
+        ready: false, refused };
+    }
+    if (this.plan?.id !== slot.id || this.plan.created !== slot.created) return; // another slot opened since
+    this.plan = { ...key, ...plan };
+    this.changed({ detail: true });
   }
 
   showVersion(version) {
@@ -276,6 +306,7 @@ export class SlotBrowserModel {
       })),
       run: this.runOf(this.open.id),
       canResume: Boolean(this.resumeSlot),
+      plan: this.plan?.id === this.open.id ? { text: this.plan.text, ready: this.plan.ready, refused: this.plan.refused } : null,
     };
   }
 }
