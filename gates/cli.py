@@ -342,9 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     bus = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a subcommand that is not given --bus must not reset one given before it. The
     # action object is shared by every parser built from this parent, so no set_defaults.
+    # str, not Path: Path("s3://b/x") is "s3:/b/x", a folder name open_bus could not refuse.
     bus.add_argument(
         "--bus",
-        type=Path,
+        type=os.path.expanduser,
         metavar="DIR",
         default=argparse.SUPPRESS,
         help=f"bus folder (default: ${BUS_ENV}, <ComfyUI>/input/gate_bus, or ~/.local/share/dataset-gates/gate_bus)",

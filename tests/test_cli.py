@@ -579,3 +579,23 @@ def test_migrate_dry_run_lists_then_migrate_converts(capsys, bus, store):
     assert torch.equal(image[0, 0, 0], torch.tensor([1.0, 0.0, 51 / 255], dtype=torch.float32))
     rc, out, _ = run(capsys, "--bus", bus, "migrate")
     assert rc == 0 and out.startswith("nothing to migrate")
+
+
+# -- bus locations -------------------------------------------------------------------------------
+def test_a_location_with_a_scheme_is_refused_and_nothing_is_created(capsys, tmp_path, monkeypatch):
+    """`--bus s3://x` once became the folder `s3:/x` (argparse's Path ate a slash) and listed
+    an empty bus; every scheme without a backend is refused, naming the locations served."""
+    monkeypatch.chdir(tmp_path)
+    for argv in (["--bus", "s3://bucket/x", "ls"], ["ls", "--bus", "s3://bucket/x"]):
+        rc, out, err = run(capsys, *argv)
+        assert rc == 1 and out == ""
+        assert err.startswith("gates: error: no bus backend serves s3:// locations") and err.count("\n") == 1
+        assert "file:///path" in err and "memory://name" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bus_expands_a_home_folder(capsys, tmp_path, monkeypatch, store):
+    store.publish("alpha", torch.zeros(1, 2, 2, 3))
+    monkeypatch.setenv("HOME", str(store.root.parent))
+    rc, out, _ = run(capsys, "--bus", "~/bus", "ls")
+    assert rc == 0 and "alpha" in out
