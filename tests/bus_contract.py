@@ -262,6 +262,19 @@ class BusContract:
         assert kit.bus.ids() == ["b"] and _same(kit.bus.read("b").image, _image(seed=1))
         assert kit.bus.rename("b", "b").id == "b"
 
+    def test_a_damaged_slot_is_renamed_and_pinned_and_says_it_is_damaged(self, kit: BusKit) -> None:
+        """A rename (or pin) of a slot whose file is damaged does what was asked and returns
+        the slot as a damaged row, never an error after the change was made."""
+        kit.bus.publish("dmg", _image())
+        kit.put_raw("dmg", kit.raw("dmg")[:-8])  # the file ends early
+        info = kit.bus.rename("dmg", "dmg2")
+        assert info.id == "dmg2" and info.error and "'dmg2'" in info.error and "not a valid" in info.error
+        assert kit.bus.ids() == ["dmg2"] and not kit.bus.exists("dmg")
+        assert kit.bus.rename("dmg2", "dmg2").error
+        pinned = kit.bus.pin("dmg2")
+        assert pinned.id == "dmg2" and pinned.error
+        assert kit.bus.delete("dmg2") > 0 and kit.bus.ids() == []
+
     # -- damage -----------------------------------------------------------------------------
     def test_a_flipped_byte_fails_the_checksum_but_stays_listed(self, kit: BusKit) -> None:
         kit.bus.publish("dmg", _image())

@@ -173,10 +173,12 @@ class BusAdmin(SlotBus, Protocol):
 
     def rename(self, old: str, new: str, overwrite: bool = False) -> SlotInfo:
         """Give a slot another id, its versions and pin with it. FileExistsError when `new`
-        exists and not `overwrite`."""
+        exists and not `overwrite`. A damaged slot is renamed too: the slot comes back with
+        `error` set (what was done is done; the damage is reported, not raised)."""
 
     def pin(self, slot_id: str, pinned: bool = True) -> SlotInfo:
-        """A pinned slot is never removed to meet the quota."""
+        """A pinned slot is never removed to meet the quota. A damaged slot is pinned too and
+        comes back with `error` set, as from `rename`."""
 
     def policy(self) -> Policy:
         """The bus's storage policy, read afresh (another process may have changed it)."""

@@ -221,7 +221,7 @@ class MemoryBus:
         with self._shelf.lock:
             self._versions(old)
             if old == new:
-                return self.info(new)
+                return self._info_or_damaged(new)
             if self._shelf.slots.get(new):
                 if not overwrite:
                     raise FileExistsError(f"slot {new!r} already exists; delete it first or overwrite")
@@ -230,13 +230,13 @@ class MemoryBus:
             if old in self._shelf.pinned:
                 self._shelf.pinned.discard(old)
                 self._shelf.pinned.add(new)
-            return self.info(new)
+            return self._info_or_damaged(new)
 
     def pin(self, slot_id: str, pinned: bool = True) -> SlotInfo:
         with self._shelf.lock:
             self._versions(slot_id)
             (self._shelf.pinned.add if pinned else self._shelf.pinned.discard)(slot_id)
-        return self.info(slot_id)
+        return self._info_or_damaged(slot_id)
 
     def policy(self) -> Policy:
         stored = self._shelf.policy

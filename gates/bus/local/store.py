@@ -342,7 +342,7 @@ class SlotStore:
             raise SlotWriteError(
                 f"could not {'pin' if pinned else 'unpin'} slot {slot_id!r}: {os_reason(exc)}"
             ) from None
-        return self.info(slot_id)
+        return self._info_or_damaged(slot_id)
 
     def usage(self) -> int:
         """Bytes used by everything in the bus folder."""
@@ -387,12 +387,13 @@ class SlotStore:
         return freed
 
     def rename(self, old: str, new: str, overwrite: bool = False) -> SlotInfo:
-        """Give a slot another id (all its versions and its pin go with it)."""
+        """Give a slot another id (all its versions and its pin go with it); a damaged slot
+        is renamed too and comes back with `error` set."""
         src, dst = self.slot_dir(old), self.slot_dir(new)
         if src == dst:
             if not self.exists(old):
                 raise SlotNotFound(f"no slot {old!r} in {self.name}")
-            return self.info(new)
+            return self._info_or_damaged(new)
         first, second = sorted((old, new))  # one order everywhere: no deadlock
         with self._locked(first), self._locked(second):
             return self._rename_unlocked(old, new, src, dst, overwrite)
@@ -406,7 +407,7 @@ class SlotStore:
             self._delete_unlocked(new)
         self._move(old, src, dst, "rename")
         fsync_dir(self.root)
-        return self.info(new)
+        return self._info_or_damaged(new)
 
     def _move(self, slot_id: str, src: Path, dst: Path, doing: str) -> None:
         """Rename slot `slot_id`'s folder `src` to `dst`, a name the caller made sure is free.
