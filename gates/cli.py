@@ -266,11 +266,18 @@ def cmd_rm(store: BusAdmin, args: argparse.Namespace) -> int:
     return 0
 
 
+def _damage_note(s: SlotInfo) -> str:
+    """' (the slot is damaged: why)' for a damaged slot a command acted on, else ''."""
+    return f" (the slot is damaged: {s.error.removeprefix(f'slot {s.id!r}: ')})" if s.error else ""
+
+
 def cmd_mv(store: BusAdmin, args: argparse.Namespace) -> int:
-    if validate_id(args.old) != validate_id(args.new):
+    same = validate_id(args.old) == validate_id(args.new)
+    if not same:
         _refuse_existing(store, args.new, args.force)
-    store.rename(args.old, args.new, overwrite=args.force)
-    print(f"renamed {args.old!r} -> {args.new!r}")
+    s = store.rename(args.old, args.new, overwrite=args.force)
+    done = f"{args.old!r} already has that id: nothing changed" if same else f"renamed {args.old!r} -> {args.new!r}"
+    print(done + _damage_note(s))
     return 0
 
 
@@ -284,8 +291,9 @@ def cmd_history(store: BusAdmin, args: argparse.Namespace) -> int:
 
 
 def cmd_pin(store: BusAdmin, args: argparse.Namespace) -> int:
-    s = store.pin(args.id, args.command == "pin")
-    print(f"{s.id!r} is {'pinned: the quota never removes it' if s.pinned else 'unpinned'}")
+    pinned = args.command == "pin"
+    s = store.pin(args.id, pinned)
+    print(f"{s.id!r} is {'pinned: the quota never removes it' if pinned else 'unpinned'}{_damage_note(s)}")
     return 0
 
 

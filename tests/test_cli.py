@@ -599,3 +599,29 @@ def test_bus_expands_a_home_folder(capsys, tmp_path, monkeypatch, store):
     monkeypatch.setenv("HOME", str(store.root.parent))
     rc, out, _ = run(capsys, "--bus", "~/bus", "ls")
     assert rc == 0 and "alpha" in out
+
+
+def _truncate(path: Path, size: int) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(size)
+
+
+def test_mv_of_a_damaged_slot_renames_it_and_says_so(capsys, bus, store):
+    """It once renamed the folder, then failed to read the new name and said `error`, exit 1."""
+    store.publish("dmg", torch.rand(1, 40, 40, 3))
+    _truncate(bus / "dmg" / SLOT_FILE, 1000)
+    rc, out, err = run(capsys, "--bus", bus, "mv", "dmg", "dmg2")
+    assert rc == 0 and err == ""
+    assert out.startswith("renamed 'dmg' -> 'dmg2' (the slot is damaged: not a valid Dataset Gates slot file")
+    assert out.count("\n") == 1 and store.ids() == ["dmg2"]
+    rc, out, _ = run(capsys, "--bus", bus, "pin", "dmg2")
+    assert rc == 0 and out.startswith("'dmg2' is pinned: the quota never removes it (the slot is damaged: ")
+
+
+def test_mv_onto_its_own_id_says_nothing_changed(capsys, bus, store):
+    store.publish("kitty", torch.rand(1, 4, 4, 3))
+    rc, out, _ = run(capsys, "--bus", bus, "mv", "kitty", "kitty")
+    assert (rc, out) == (0, "'kitty' already has that id: nothing changed\n")
+    assert store.ids() == ["kitty"]
+    rc, _, err = run(capsys, "--bus", bus, "mv", "ghost", "ghost")
+    assert rc == 1 and "no slot 'ghost'" in err
