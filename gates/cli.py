@@ -9,8 +9,10 @@ exit status 1; argparse's own usage errors keep status 2. stdout carries only th
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import socket
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -336,12 +338,39 @@ def cmd_migrate(store: BusAdmin, args: argparse.Namespace) -> int:
     return 1 if any(error for _, error in found) else 0
 
 
+def _listen_error(exc: OSError, host: str, port: int) -> str:
+    """Why `serve` could not listen, and what to change: asyncio's '[Errno 98] error while
+    attempting to bind on address ...' names neither."""
+    if isinstance(exc, socket.gaierror):
+        return f"cannot listen on {host!r}: no such address or host name; check --host"
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} is in use: choose another with --port"
+    if exc.errno == errno.EACCES:
+        return f"port {port} needs privileges this user lacks: choose one above 1023 with --port"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host!r}: not an address of this machine; check --host"
+    return f"cannot listen on {host!r} port {port}: {exc.strerror or exc}"
+
+
 def cmd_serve(store: BusAdmin, args: argparse.Namespace) -> int:
     from .http import app  # aiohttp and the page are needed by this command only
 
-    # a port in use is an OSError, a bad --token a ValueError: both clean errors
-    app.serve(store, args.host, args.port, token=args.token, no_auth=args.no_auth)
+    try:
+        app.serve(store, args.host, args.port, token=args.token, no_auth=args.no_auth)  # a bad --token: ValueError
+    except OSError as exc:
+        raise ValueError(_listen_error(exc, args.host, args.port)) from None
     return 0
+
+
+def port_number(text: str) -> int:
+    """`--port`: 1-65535, or 0 for any free port (printed once listening)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number: give 1-65535 (0 picks a free one)")
+    return port
 
 
 # -- parser and entry point ------------------------------------------------------------------
@@ -444,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--host", default="127.0.0.1", help="address or name to listen on; beyond loopback a token is required"
     )
-    p.add_argument("--port", type=int, default=8189)
+    p.add_argument("--port", type=port_number, default=8189, help="1-65535, or 0 for any free port (default: 8189)")
     p.add_argument(
         "--token",
         metavar="TOKEN",
