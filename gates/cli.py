@@ -489,12 +489,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _creates_bus(args: argparse.Namespace) -> bool:
+    """`import` and a `config` change make a missing bus; every other command reads one."""
+    return args.command == "import" or (args.command == "config" and (args.keep, args.quota) != (None, None))
+
+
+def _run(store: BusAdmin, args: argparse.Namespace) -> int:
+    """Run the command on `store`: a bus that is not there is an error for a reading command
+    (a typo'd --bus must not look like an empty bus), and is made, and said so, by a writing one."""
+    if store.bus_exists():
+        return args.func(store, args)
+    if not _creates_bus(args):
+        raise ValueError(
+            f"no bus at {store.location}: nothing was ever published there; check --bus "
+            f"(a gate's send_id, Bus Save or `gates import` creates one)"
+        )
+    rc = args.func(store, args)
+    if store.bus_exists():
+        _note(f"created the bus {store.location}")
+    return rc
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse, run one command, and turn user mistakes into `gates: error:` and status 1."""
     args = build_parser().parse_args(argv)
     bus = getattr(args, "bus", None)  # absent when given nowhere (SUPPRESS, see build_parser)
     try:
-        return args.func(open_bus(bus if bus is not None else default_bus_dir()), args)
+        return _run(open_bus(bus if bus is not None else default_bus_dir()), args)
     except BrokenPipeError:
         # `gates ls | head`: the reader left; stop quietly as other Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -71,6 +71,12 @@ class BusContract:
         assert isinstance(kit.bus, SlotBus) and isinstance(kit.bus, BusAdmin)
         assert kit.bus.label and kit.bus.label in kit.bus.name and kit.bus.location
 
+    def test_a_bus_exists_once_something_is_published(self, kit: BusKit) -> None:
+        kit.bus.publish("x", _image())
+        assert kit.bus.bus_exists()
+        kit.bus.delete("x")
+        assert kit.bus.bus_exists()  # an empty bus is still a bus
+
     # -- exact round trips ----------------------------------------------------------------
     @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: str(d).removeprefix("torch."))
     def test_every_float_dtype_round_trips_bit_exactly(self, kit: BusKit, dtype: torch.dtype) -> None:

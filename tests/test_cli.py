@@ -56,6 +56,7 @@ def save_rgb(path: Path, arr: np.ndarray) -> Path:
 
 # -- ls ----------------------------------------------------------------------------------------
 def test_ls_empty_bus_says_so(capsys, bus):
+    bus.mkdir()
     rc, out, err = run(capsys, "--bus", bus, "ls")
     assert rc == 0
     assert out.strip() == f"no slots in {bus}"
@@ -87,6 +88,7 @@ def test_ls_json_parses_and_keeps_stdout_clean(capsys, bus, store):
 
 
 def test_ls_json_empty_is_empty_list(capsys, bus):
+    bus.mkdir()
     rc, out, _ = run(capsys, "--bus", bus, "ls", "--json")
     assert rc == 0 and json.loads(out) == []
 
@@ -197,6 +199,7 @@ def test_export_npy_widens_bfloat16_with_note(capsys, bus, store, tmp_path):
 
 
 def test_export_missing_slot_creates_nothing(capsys, bus, tmp_path):
+    bus.mkdir()
     rc, _, err = run(capsys, "--bus", bus, "export", "nope", tmp_path / "o")
     assert rc == 1 and "no slot 'nope'" in err
     assert not (tmp_path / "o").exists()
@@ -375,6 +378,7 @@ def test_invalid_id_is_a_clean_error(capsys, bus, store, tmp_path, argv):
 
 
 def test_missing_slot(capsys, bus):
+    bus.mkdir()
     rc, out, err = run(capsys, "--bus", bus, "info", "nope")
     assert rc == 1 and out == ""
     assert err == f"gates: error: no slot 'nope' in bus {bus.name!r}\n"
@@ -407,6 +411,7 @@ def test_usage_errors_keep_argparse_status_2(capsys, argv):
 
 # -- serve -------------------------------------------------------------------------------------
 def test_serve_on_a_busy_port_is_a_clean_error(capsys, bus):
+    bus.mkdir()
     import socket
 
     with socket.socket() as taken:
@@ -430,6 +435,7 @@ def test_serve_on_an_impossible_port_is_a_usage_error(capsys, bus, port):
 
 
 def test_serve_on_a_host_it_cannot_listen_on_is_a_clean_error(capsys, bus):
+    bus.mkdir()
     rc, _, err = run(capsys, "--bus", bus, "serve", "--host", "192.0.2.1", "--no-auth", "--port", "0")
     assert rc == 1 and "Errno" not in err  # the lines before it warn that 192.0.2.1 is not loopback
     assert (
@@ -439,11 +445,13 @@ def test_serve_on_a_host_it_cannot_listen_on_is_a_clean_error(capsys, bus):
 
 
 def test_serve_calls_browser(capsys, bus, monkeypatch):
+    bus.mkdir()
     calls = []
     fake = types.ModuleType("gates.http.app")
     fake.serve = lambda store, host, port, **options: calls.append((store.location, host, port, options))
     monkeypatch.setitem(sys.modules, "gates.http.app", fake)
     monkeypatch.setattr(gates.http, "app", fake, raising=False)
+    monkeypatch.setenv(cli.BUS_ENV, str(bus))
     assert run(capsys, "serve", "--bus", bus, "--port", "9000")[0] == 0
     assert run(capsys, "--bus", bus, "serve", "--host", "0.0.0.0", "--no-auth")[0] == 0
     assert run(capsys, "serve", "--host", "::", "--token", "t" * 16)[0] == 0
@@ -463,6 +471,7 @@ def test_serve_calls_browser(capsys, bus, monkeypatch):
     ],
 )
 def test_serve_bad_token_options_are_clean_errors(capsys, bus, options, message):
+    bus.mkdir()
     rc, _, err = run(capsys, "--bus", bus, "serve", "--port", "0", *options)
     assert rc == 1 and err.startswith("gates: error:") and message in err
 
@@ -645,3 +654,38 @@ def test_mv_onto_its_own_id_says_nothing_changed(capsys, bus, store):
     assert store.ids() == ["kitty"]
     rc, _, err = run(capsys, "--bus", bus, "mv", "ghost", "ghost")
     assert rc == 1 and "no slot 'ghost'" in err
+
+
+# -- a bus that is not there ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv", [["ls"], ["ls", "--json"], ["info", "x"], ["history", "x"], ["rm", "x", "-y"], ["config"], ["serve"]]
+)
+@pytest.mark.parametrize("where", ["typo", "rgb.png"])
+def test_reading_a_bus_that_is_not_there_is_an_error(capsys, tmp_path, monkeypatch, argv, where):
+    """A typo'd --bus, or a file, once listed as an empty bus ("no slots in ...", exit 0) and
+    `gates serve` served it."""
+    (tmp_path / "rgb.png").write_bytes(b"\x89PNG not really")
+    served = []
+    monkeypatch.setattr("gates.http.app.serve", lambda *a, **k: served.append(a))
+    rc, out, err = run(capsys, "--bus", tmp_path / where, *argv)
+    assert rc == 1 and out == "" and not served
+    assert err == (
+        f"gates: error: no bus at {tmp_path / where}: nothing was ever published there; check --bus "
+        "(a gate's send_id, Bus Save or `gates import` creates one)\n"
+        if where == "typo"
+        else "gates: error: bus 'rgb.png' is a file, not a bus folder: give a folder\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rgb.png"]
+
+
+def test_import_and_a_config_change_create_a_missing_bus_and_say_so(capsys, tmp_path):
+    picture = save_rgb(tmp_path / "a.png", np.zeros((4, 4, 3)))
+    rc, out, err = run(capsys, "--bus", tmp_path / "new", "import", "shots", picture)
+    assert rc == 0 and out.startswith("published 'shots'")
+    assert err == f"gates: note: created the bus {tmp_path / 'new'}\n"
+    rc, _, err = run(capsys, "--bus", tmp_path / "new", "import", "more", picture)
+    assert rc == 0 and err == ""  # there now: nothing to say
+    rc, out, err = run(capsys, "--bus", tmp_path / "other", "config", "--keep", "2")
+    assert rc == 0 and "keep:" in out and err == f"gates: note: created the bus {tmp_path / 'other'}\n"
+    rc, out, err = run(capsys, "--bus", picture, "import", "shots", picture)
+    assert (rc, out) == (1, "") and err == "gates: error: bus 'a.png' is a file, not a bus folder: give a folder\n"

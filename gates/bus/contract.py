@@ -156,6 +156,11 @@ class BusAdmin(SlotBus, Protocol):
     def label(self) -> str:
         """The bus's short name for a page's title (a folder's name, never its path)."""
 
+    def bus_exists(self) -> bool:
+        """Whether there is a bus at the location to read (a typo'd folder is none); the
+        first publish or policy change creates it. ValueError where none can ever be made
+        (a file where the bus folder would be). An in-memory bus exists once opened."""
+
     def list(self) -> list[SlotInfo]:
         """Every slot, newest first; a damaged one is listed with `error` set, never hidden."""
 

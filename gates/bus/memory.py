@@ -93,6 +93,10 @@ class MemoryBus:
     def location(self) -> str:
         return SCHEME + self._bus_name
 
+    def bus_exists(self) -> bool:
+        """Opening a memory bus makes it: it is there for as long as the process runs."""
+        return True
+
     def where(self, slot_id: str) -> str:
         return f"{self.location}/{validate_id(slot_id)}"
 

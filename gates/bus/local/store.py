@@ -125,6 +125,14 @@ class SlotStore:
     def location(self) -> str:
         return str(self.root)
 
+    def bus_exists(self) -> bool:
+        """Whether the bus folder exists (a link to a folder counts); ValueError for a file."""
+        if self.root.is_dir():
+            return True
+        if os.path.lexists(self.root):
+            raise ValueError(f"{self.name} is a file, not a bus folder: give a folder")
+        return False
+
     def where(self, slot_id: str) -> str:
         """The slot's folder, for a person at this machine's shell."""
         return str(self.slot_dir(slot_id))
