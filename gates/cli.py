@@ -29,7 +29,7 @@ from .bus.ids import validate_id
 from .bus.policy import parse_size
 
 BUS_ENV = "DATASET_GATES_BUS"
-LS_HEADER = ["id", "batch", "HxW", "channels", "dtype", "mask", "size", "created", "versions", "pinned"]
+LS_HEADER = ["id", "batch", "HxW", "channels", "dtype", "mask", "latent", "size", "created", "versions", "pinned"]
 
 
 def default_bus_dir() -> Path:
@@ -103,6 +103,7 @@ def _slot_row(s: SlotInfo) -> list[str]:
         str(c),
         s.image_dtype,
         "yes" if s.mask_shape else "no",
+        "x".join(map(str, s.latent_shape)) if s.latent_shape else "no",
         _human(s.bytes),
         _when(s.created),
         str(s.versions),
@@ -165,6 +166,7 @@ def cmd_info(store: BusAdmin, args: argparse.Namespace) -> int:
         ["pinned", "yes" if s.pinned else "no"],
         ["image", f"{s.image_shape} {s.image_dtype}"],
         ["mask", f"{s.mask_shape} {s.mask_dtype}" if s.mask_shape else "none"],
+        ["latent", f"{s.latent_shape} {s.latent_dtype}" if s.latent_shape else "none"],
         ["size", f"{_human(s.bytes)} ({s.bytes} bytes)"],
         ["created", _when(s.created)],
         ["checksum", s.checksum or "-"],

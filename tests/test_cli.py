@@ -93,6 +93,22 @@ def test_ls_json_empty_is_empty_list(capsys, bus):
     assert rc == 0 and json.loads(out) == []
 
 
+def test_ls_and_info_show_a_latent(capsys, bus, store):
+    """Only `--json` once showed a slot's latent."""
+    latent = {"samples": torch.randn(2, 4, 8, 6, dtype=torch.bfloat16)}
+    store.publish("lat", torch.rand(2, 64, 48, 3), latent=latent)
+    store.publish("plain", torch.rand(1, 4, 4, 3))
+    rc, out, _ = run(capsys, "--bus", bus, "ls")
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert out.splitlines()[0].split()[5:7] == ["mask", "latent"]
+    assert rows["lat"][5:7] == ["no", "2x4x8x6"] and rows["plain"][5:7] == ["no", "no"]
+    rc, out, _ = run(capsys, "--bus", bus, "info", "lat")
+    fields = dict(line.split(":", 1) for line in out.splitlines())
+    assert rc == 0 and fields["latent"].strip() == "[2, 4, 8, 6] bfloat16"
+    rc, out, _ = run(capsys, "--bus", bus, "info", "plain")
+    assert dict(line.split(":", 1) for line in out.splitlines())["latent"].strip() == "none"
+
+
 # -- info --------------------------------------------------------------------------------------
 def test_info_shows_fields_and_verify(capsys, bus, store):
     s = store.publish("alpha", torch.rand(2, 5, 7, 3), torch.rand(2, 5, 7), meta={"seed": 7})
