@@ -237,20 +237,31 @@ def cmd_export(store: BusAdmin, args: argparse.Namespace) -> int:
 
 def cmd_import(store: BusAdmin, args: argparse.Namespace) -> int:
     _refuse_existing(store, args.id, args.force)
-    image = _read_all(args.files, images.read_image, "image")
-    mask = None
+    alphas: list[torch.Tensor | None] = []  # each file's alpha as a mask, as it is read
+
+    def read_image(path: Path) -> torch.Tensor:
+        picture, alpha = images.read_image_and_alpha(path)
+        alphas.append(alpha)
+        return picture
+
+    image = _read_all(args.files, read_image, "image")
+    mask, with_mask = None, ""
     if args.mask:
         if len(args.mask) not in (1, len(args.files)):
             raise ValueError(
                 f"got {len(args.mask)} mask files for {len(args.files)} images: give one mask for all or one per image"
             )
-        mask = _read_all(args.mask, images.read_mask, "mask")
+        mask, with_mask = _read_all(args.mask, images.read_mask, "mask"), ", with mask"
+        if any(alpha is not None for alpha in alphas):
+            _note("the images' alpha is not used: --mask gives the mask")
+    elif any(alpha is not None for alpha in alphas):
+        # ComfyUI's LoadImage: the mask is 1 - alpha; an image without alpha masks nothing.
+        zeros = torch.zeros(image.shape[:3], dtype=torch.float32)
+        mask = torch.cat([zeros[i : i + 1] if alpha is None else alpha for i, alpha in enumerate(alphas)])
+        with_mask = ", with mask = 1 - alpha (transparent = masked, as ComfyUI's LoadImage)"
     s = store.publish(args.id, image, mask, meta={"source": "gates import", "files": [str(p) for p in args.files]})
     _, h, w, c = s.image_shape
-    print(
-        f"published {s.id!r}: {s.batch} x {h}x{w}x{c} {s.image_dtype}"
-        f"{', with mask' if mask is not None else ''} -> {store.where(s.id)}"
-    )
+    print(f"published {s.id!r}: {s.batch} x {h}x{w}x{c} {s.image_dtype}{with_mask} -> {store.where(s.id)}")
     return 0
 
 
@@ -434,7 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         nargs="+",
         metavar="FILE",
-        help="greyscale mask files, white = masked: one for all images or one each",
+        help="greyscale mask files, white = masked: one for all images or one each "
+        "(without it, images with alpha get the mask 1 - alpha, as ComfyUI's LoadImage)",
     )
     p.add_argument("--force", action="store_true", help="replace an existing slot")
     p.set_defaults(func=cmd_import)

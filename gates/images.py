@@ -236,9 +236,25 @@ def read_image(
 ) -> torch.Tensor:
     """Load an image file as ComfyUI does: float32 [1,H,W,3] in 0..1, 16-bit PNGs at 16 bits.
 
-    Greyscale is repeated to RGB; alpha is dropped (ComfyUI's LoadImage gives it as the mask).
+    Greyscale is repeated to RGB; alpha is dropped (see `read_image_and_alpha` for the mask).
     """
+    return _rgb(_decode(source, max_pixels, formats))
+
+
+def read_image_and_alpha(
+    source: ImageSource, max_pixels: int = MAX_DECODE_PIXELS, formats: tuple[str, ...] = IMPORT_FORMATS
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`read_image`'s image, and the mask ComfyUI's LoadImage makes of its alpha: float32
+    [1,H,W], `1 - alpha` (transparent = masked), bit for bit as LoadImage computes it; None
+    for a file without alpha."""
     arr = _decode(source, max_pixels, formats)
+    alpha = arr[:, :, -1] if arr.shape[2] in (2, 4) else None
+    mask = None if alpha is None else 1.0 - torch.from_numpy(np.ascontiguousarray(alpha))[None]
+    return _rgb(arr), mask
+
+
+def _rgb(arr: np.ndarray) -> torch.Tensor:
+    """Decoded planes [H,W,1..4] as an IMAGE [1,H,W,3]: grey repeated, alpha dropped."""
     arr = np.repeat(arr[:, :, :1], 3, axis=2) if arr.shape[2] <= 2 else arr[:, :, :3]
     return torch.from_numpy(np.ascontiguousarray(arr))[None]
 

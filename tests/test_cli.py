@@ -300,6 +300,35 @@ def test_import_round_trip(capsys, bus, store, tmp_path):
     assert mask.shape == (1, 6, 4) and torch.equal(mask, images.read_mask(mask_file))
 
 
+def comfy_load_image_mask(path: Path) -> torch.Tensor:
+    """ComfyUI's LoadImage mask of an RGBA file (nodes.py, 0.8.0), written out independently."""
+    alpha = np.array(Image.open(path).getchannel("A")).astype(np.float32) / 255.0
+    return (1.0 - torch.from_numpy(alpha))[None]
+
+
+def test_import_makes_the_mask_from_alpha_as_comfyui_does(capsys, bus, store, tmp_path):
+    """RGBA once lost its alpha and got no mask; now mask = 1 - alpha, bit for bit as LoadImage."""
+    rgba = np.random.default_rng(3).integers(0, 256, (6, 4, 4), dtype=np.uint8)
+    with_alpha = tmp_path / "cut.png"
+    Image.fromarray(rgba, "RGBA").save(with_alpha)
+    plain = save_rgb(tmp_path / "plain.png", rgba[:, :, :3])
+    bus.mkdir()
+    rc, out, err = run(capsys, "--bus", bus, "import", "cut", with_alpha, plain)
+    assert rc == 0 and err == ""
+    assert ", with mask = 1 - alpha (transparent = masked, as ComfyUI's LoadImage) ->" in out
+    image, mask = store.load("cut")
+    assert torch.equal(image, torch.cat([images.read_image(with_alpha), images.read_image(plain)]))
+    assert mask.dtype == torch.float32 and mask.shape == (2, 6, 4)
+    assert torch.equal(mask[:1], comfy_load_image_mask(with_alpha))
+    assert not mask[1].any()  # no alpha: nothing masked
+    # --mask wins over alpha, and says so
+    mask_file = tmp_path / "m.png"
+    Image.new("L", (4, 6), 255).save(mask_file)
+    rc, out, err = run(capsys, "--bus", bus, "import", "cut2", with_alpha, "--mask", mask_file)
+    assert rc == 0 and err == "gates: note: the images' alpha is not used: --mask gives the mask\n"
+    assert torch.equal(store.load("cut2")[1], torch.ones(1, 6, 4))
+
+
 def test_import_refuses_mismatched_sizes(capsys, bus, store, tmp_path):
     a = save_rgb(tmp_path / "a.png", np.zeros((6, 4, 3)))
     b = save_rgb(tmp_path / "b.png", np.zeros((5, 4, 3)))
