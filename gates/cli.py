@@ -114,7 +114,7 @@ def _slot_row(s: SlotInfo) -> list[str]:
 def _refuse_existing(store: BusAdmin, slot_id: str, force: bool) -> None:
     """Replacing a slot loses its tensors for good, so it takes an explicit --force."""
     if not force and store.exists(slot_id):
-        raise FileExistsError(f"slot {slot_id!r} already exists in {store.location}; use --force to replace it")
+        raise FileExistsError(f"slot {slot_id!r} already exists in {store.name}; use --force to replace it")
 
 
 def _read_all(paths: list[Path], reader: Callable[[Path], torch.Tensor], what: str) -> torch.Tensor:
@@ -123,10 +123,16 @@ def _read_all(paths: list[Path], reader: Callable[[Path], torch.Tensor], what: s
     for p in paths:
         try:
             t = reader(p)
+        except IsADirectoryError:
+            raise ValueError(f"{p}/: a folder, not an image file") from None
         except FileNotFoundError:
+            raise ValueError(f"{p}: no such file") from None
+        except PermissionError:
+            raise ValueError(f"{p}: permission denied") from None
+        except ValueError:  # images' own message, naming the file
             raise
-        except Exception as exc:  # Pillow raises many types for junk input
-            raise ValueError(f"{p}: not a readable image ({exc})") from None
+        except Exception:  # Pillow raises many types for data it cannot decode
+            raise ValueError(f"{p}: the image data is damaged") from None
         if batch and t.shape[1:3] != batch[0].shape[1:3]:
             raise ValueError(
                 f"{what} {p} is {t.shape[2]}x{t.shape[1]} but {paths[0]} is "
@@ -267,10 +273,10 @@ def cmd_import(store: BusAdmin, args: argparse.Namespace) -> int:
 
 def cmd_rm(store: BusAdmin, args: argparse.Namespace) -> int:
     if not store.exists(args.id):
-        raise SlotNotFound(f"no slot {args.id!r} in {store.location}")
+        raise SlotNotFound(f"no slot {args.id!r} in {store.name}")
     if not args.yes:
         try:
-            answer = input(f"delete slot {args.id!r} from {store.location}? [y/N] ")
+            answer = input(f"delete slot {args.id!r} from {store.name}? [y/N] ")
         except EOFError:
             answer = ""
         if answer.strip().lower() not in ("y", "yes"):

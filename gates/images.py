@@ -7,6 +7,7 @@ what a person looks at or asks to export; the bus itself never goes through PNG.
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -178,15 +179,33 @@ def write_png(path: Path, image_hwc: torch.Tensor, bits: int = 8) -> None:
         writer.write(f, arr.reshape(h, w * c))
 
 
+_FORMAT_NAMES = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP"}
+
+
+def _one_of(formats: tuple[str, ...]) -> str:
+    """('PNG', 'JPEG', 'WEBP') -> 'PNG, JPEG or WebP'."""
+    names = [_FORMAT_NAMES.get(f, f) for f in formats]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _pixels(n: int) -> str:
+    """A pixel limit as a person reads it: '8192x8192 pixels' for a square one."""
+    side = math.isqrt(n)
+    return f"{side}x{side} pixels" if side * side == n else f"{n} pixels"
+
+
 def _open(f: BinaryIO, formats: tuple[str, ...], max_pixels: int, what: str) -> Image.Image:
-    """Open without decoding, in one of `formats` only, refusing a pixel count over the limit."""
+    """Open without decoding, in one of `formats` only, refusing a pixel count over the limit.
+    Messages start with `what` (the file as the person named it) and hold no Python repr."""
     try:
         img = Image.open(f, formats=list(formats))
         w, h = img.size
-    except Exception as exc:  # Pillow raises many types for junk input
-        raise ValueError(f"{what} is not a readable {'/'.join(formats)} image: {exc}") from None
+    except Image.DecompressionBombError:  # Pillow's own, far higher limit: the size is not given
+        raise ValueError(f"{what}: too many pixels, over the limit of {_pixels(max_pixels)}") from None
+    except Exception:  # Pillow raises many types for junk input; its text holds the file's repr
+        raise ValueError(f"{what}: not an image ({_one_of(formats)})") from None
     if w < 1 or h < 1 or w * h > max_pixels:
-        raise ValueError(f"{what} of {w}x{h} pixels exceeds the limit of {max_pixels} pixels")
+        raise ValueError(f"{what}: {w}x{h} pixels is over the limit of {_pixels(max_pixels)}")
     return img
 
 

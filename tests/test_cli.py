@@ -350,13 +350,60 @@ def test_import_refuses_wrong_mask_count_and_size(capsys, bus, store, tmp_path):
     assert not store.exists("shots")
 
 
-def test_import_missing_or_junk_file(capsys, bus, tmp_path):
-    rc, _, err = run(capsys, "--bus", bus, "import", "shots", tmp_path / "nope.png")
-    assert rc == 1 and err.strip() == f"gates: error: {tmp_path / 'nope.png'}: No such file or directory"
-    junk = tmp_path / "junk.png"
-    junk.write_bytes(b"not a png")
-    rc, _, err = run(capsys, "--bus", bus, "import", "shots", junk)
-    assert rc == 1 and "not a readable image" in err
+def png_header(width: int, height: int, rows: int = 64) -> bytes:
+    """A PNG claiming width x height pixels with only `rows` rows of data: what a bomb looks like."""
+    import struct
+    import zlib as _zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", _zlib.crc32(kind + body))
+
+    raw = _zlib.compress(b"\0" * (1 + 3 * width) * rows, 9)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", raw)
+        + chunk(b"IEND", b"")
+    )
+
+
+def _bad_file(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / {"folder": "photos", "missing": "nope.png", "text": "notimage.txt"}.get(kind, f"{kind}.png")
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "text":
+        path.write_text("hello")
+    elif kind == "huge":
+        path.write_bytes(png_header(20000, 20000))  # over Pillow's own bomb limit too
+    elif kind == "big":
+        path.write_bytes(png_header(9000, 8200))
+    elif kind == "cut":
+        path.write_bytes(png_header(64, 64, rows=64)[:-40])  # its data ends early
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("missing", "{p}: no such file"),
+        ("folder", "{p}/: a folder, not an image file"),
+        ("text", "{p}: not an image (PNG, JPEG or WebP)"),
+        ("big", "{p}: 9000x8200 pixels is over the limit of 8192x8192 pixels"),
+        ("huge", "{p}: too many pixels, over the limit of 8192x8192 pixels"),
+        ("cut", "{p}: the image data is damaged"),
+    ],
+)
+@pytest.mark.parametrize("as_mask", [False, True], ids=["image", "mask"])
+def test_import_names_a_bad_file_in_one_plain_line(capsys, bus, tmp_path, kind, message, as_mask):
+    """Once: "cannot identify image file <_io.BufferedReader name='notimage.txt'>", "[Errno 21]
+    Is a directory", and "not a readable image" for one too large."""
+    bad = _bad_file(tmp_path, kind)
+    good = save_rgb(tmp_path / "good.png", np.zeros((4, 4, 3)))
+    argv = ["import", "shots", good, "--mask", bad] if as_mask else ["import", "shots", bad]
+    rc, out, err = run(capsys, "--bus", bus, *argv)
+    assert (rc, out) == (1, "")
+    assert err == f"gates: error: {message.format(p=bad)}\n"
+    assert not (bus / "shots").exists()
 
 
 def test_import_over_existing_needs_force(capsys, bus, store, tmp_path):
@@ -382,7 +429,7 @@ def test_rm(capsys, bus, store, monkeypatch):
     rc, out, _ = run(capsys, "--bus", bus, "rm", "beta", "-y")
     assert rc == 0 and "deleted 'beta'" in out and store.ids() == []
     rc, _, err = run(capsys, "--bus", bus, "rm", "beta", "-y")
-    assert rc == 1 and "no slot 'beta'" in err
+    assert rc == 1 and err == f"gates: error: no slot 'beta' in bus {bus.name!r}\n"  # once the full path
 
 
 def test_mv(capsys, bus, store):
@@ -620,23 +667,10 @@ def test_pin_unpin_and_quota_from_the_cli(capsys, bus, store):
 
 def test_import_refuses_a_decompression_bomb_before_decoding(capsys, bus, tmp_path):
     """A small PNG claiming 13000x13000 pixels is refused from its header: one error line."""
-    import struct
-    import zlib as _zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", _zlib.crc32(kind + body))
-
-    w = h = 13000
-    raw = _zlib.compress(b"\0" * (1 + 3 * w) * 64, 9)  # a few rows: the header is what counts
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-        + chunk(b"IDAT", raw)
-        + chunk(b"IEND", b"")
-    )
+    bomb.write_bytes(png_header(13000, 13000))  # a few rows: the header is what counts
     rc, out, err = run(capsys, "--bus", bus, "import", "x", bomb)
-    assert rc == 1 and "exceeds the limit" in err and err.count("\n") == 1
+    assert rc == 1 and "13000x13000 pixels is over the limit" in err and err.count("\n") == 1
     assert not (bus / "x").exists()
 
 
