@@ -190,6 +190,14 @@ def is_png_name(out: Path) -> bool:
     return out.suffix.lower() == ".png"
 
 
+def _as_opened(path: Path) -> None:
+    """Give `path` the mode a file made by open() gets (0666 less the umask), as the PNGs beside
+    it have: safetensors writes through a private temp file and leaves its 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def cmd_export(store: BusAdmin, args: argparse.Namespace) -> int:
     s = store.info(args.id)
     out: Path = args.out
@@ -224,6 +232,7 @@ def cmd_export(store: BusAdmin, args: argparse.Namespace) -> int:
     if tensors_format == "safetensors":
         path = folder / f"{stem}.safetensors"
         save_file(tensors, path, metadata={"slot": args.id, "checksum": s.checksum or ""})
+        _as_opened(path)
         written.append(path)
     elif tensors_format == "npy":
         for name, t in tensors.items():

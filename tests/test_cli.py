@@ -192,6 +192,20 @@ def test_export_safetensors_without_mask_has_only_image(capsys, bus, store, tmp_
     assert set(load_file(tmp_path / "o" / "alpha.safetensors")) == {"image"}
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002], ids=oct)
+def test_export_writes_every_file_with_one_mode(capsys, bus, store, tmp_path, umask):
+    """The .safetensors was once 0600 beside 0644 PNGs."""
+    store.publish("alpha", torch.rand(2, 4, 4, 3), torch.rand(2, 4, 4))
+    old = os.umask(umask)
+    try:
+        assert run(capsys, "--bus", bus, "export", "alpha", tmp_path / "o")[0] == 0
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "o").iterdir()}
+    assert "alpha.safetensors" in modes and len(modes) == 5
+    assert set(modes.values()) == {0o666 & ~umask}
+
+
 def test_export_npy_float32_exact(capsys, bus, store, tmp_path):
     image, mask = torch.rand(2, 4, 5, 3), torch.rand(2, 4, 5)
     store.publish("alpha", image, mask)
