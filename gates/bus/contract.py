@@ -18,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
-
-import torch
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .ids import format_ref
 from .policy import Policy
+
+if TYPE_CHECKING:  # hints only: a listing or a script that only lists needs no torch
+    import torch
 
 
 @dataclass

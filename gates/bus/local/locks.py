@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from ..errors import SlotWriteError
 from ..ids import validate_id
 from .safe_files import UnsafeFile, ensure_real_dir
@@ -33,6 +31,8 @@ def os_reason(exc: OSError) -> str:
 def slot_lock(root: Path, slot_id: str, bus_name: str) -> Iterator[None]:
     """Hold slot `slot_id`'s writer lock of the bus folder `root`; SlotWriteError when it
     stays busy for LOCK_TIMEOUT_S or cannot be made."""
+    from filelock import FileLock, Timeout  # only writers lock: a listing starts without it
+
     lock = FileLock(_lock_path(root, slot_id, bus_name), timeout=LOCK_TIMEOUT_S)
     try:
         lock.acquire()

@@ -27,9 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
-
-import torch
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import codec
 from ..contract import SlotData, SlotInfo
@@ -42,6 +40,9 @@ from . import history, migration, slot_file
 from .atomic import atomic_write, clean_stale_temps, fsync_dir
 from .locks import os_reason, slot_lock
 from .safe_files import UnsafeFile, ensure_real_dir, open_regular, read_regular
+
+if TYPE_CHECKING:  # imported where tensors are made: listing and info read headers only
+    import torch
 
 __all__ = ["SlotStore"]
 
@@ -300,6 +301,8 @@ class SlotStore:
             return False
         if dry_run:
             return True
+        import torch
+
         with self._locked(slot_id):
             if not migration.seed_layout(d, SLOT_FILE):
                 return False  # another thread or process converted it meanwhile
@@ -438,6 +441,8 @@ class SlotStore:
         may be replaced or deleted right away, Windows included. For a CUDA device the read
         goes into pinned memory and one non-blocking copy moves it.
         """
+        import torch
+
         device = torch.device(device)
         with self._open(self._version(ref)) as (v, f, header):
             tensors = self._checked(v.ref, lambda: slot_file.read_tensors(f, header, verify, device))
