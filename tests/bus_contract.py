@@ -190,6 +190,25 @@ class BusContract:
         with pytest.raises(SlotIndexError):
             kit.bus.render("pic", 2)
 
+    @pytest.mark.parametrize("shape", [(3, 6, 5), (1, 6, 5), (6, 5)], ids=["per image", "shared", "2-d"])
+    def test_a_mask_renders_as_a_grey_picture_of_its_batch_image(self, kit: BusKit, shape: tuple[int, ...]) -> None:
+        """What the browser shows of a mask (white = masked); a shared mask is every image's."""
+        mask = torch.zeros(shape)
+        mask[..., :3, :] = 1.0  # the top half masked
+        if len(shape) == 3 and shape[0] == 3:
+            mask[2] = 0.5
+        kit.bus.publish("m", _image(batch=3, dtype=torch.float16), mask.to(torch.bfloat16))
+        for index in range(3):
+            picture = Image.open(io.BytesIO(kit.bus.render("m", index, mask=True)))
+            assert picture.mode == "L" and picture.size == (5, 6)
+            want = 128 if index == 2 and shape[0] == 3 else 255
+            assert picture.getpixel((2, 1)) == want and picture.getpixel((2, 4)) == (want if want == 128 else 0)
+        with pytest.raises(SlotIndexError):
+            kit.bus.render("m", 3, mask=True)
+        kit.bus.publish("bare", _image())
+        with pytest.raises(SlotNotFound, match="'bare' has no mask"):
+            kit.bus.render("bare", 0, mask=True)
+
     def test_the_download_is_the_exact_safetensors_file(self, kit: BusKit) -> None:
         image, mask = _image(dtype=torch.bfloat16), torch.rand(2, 6, 5)
         kit.bus.publish("dl", image, mask)

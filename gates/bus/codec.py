@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import xxhash
 
 from .contract import SlotInfo
-from .errors import SlotCorrupt, SlotIndexError, SlotMetaTooLarge, SlotTooLarge
+from .errors import SlotCorrupt, SlotIndexError, SlotMetaTooLarge, SlotNotFound, SlotTooLarge
 from .tensors import DTYPE_NAMES, ITEMSIZES, TENSORS, dtype_code, torch_dtype
 
 if TYPE_CHECKING:
@@ -370,20 +370,50 @@ def read_rows(
 ) -> torch.Tensor:
     """Rows row0..row1 of batch image `index` as [rows,W,C], through `read_into(offset,
     buffer)`, reading only those bytes: a preview of a huge image renders band by band."""
+    _, h, w, c = header.image.shape
+    return _plane_rows(read_into, header.image, index, (h, w, c), row0, row1)
+
+
+def _plane_rows(
+    read_into: Callable[[int, memoryview], None],
+    e: Entry,
+    plane: int,
+    hwc: tuple[int, int, int],
+    row0: int,
+    row1: int,
+) -> torch.Tensor:
+    """Rows row0..row1 of plane `plane` of tensor `e`, whose planes are [H,W,C] = `hwc`."""
     import torch
 
-    e = header.image
-    _, h, w, c = e.shape
+    h, w, c = hwc
     row_bytes = w * c * e.dtype.itemsize
     buf = torch.empty((row1 - row0) * row_bytes, dtype=torch.uint8)
-    read_into(e.start + (index * h + row0) * row_bytes, memoryview(buf.numpy()))
+    read_into(e.start + (plane * h + row0) * row_bytes, memoryview(buf.numpy()))
     return buf.view(e.dtype).reshape(row1 - row0, w, c)
 
 
-def preview(ref: str, header: Header, index: int, side: int, read_into: Callable[[int, memoryview], None]) -> bytes:
-    """PNG preview of batch image `index` of slot `ref`, long side <= side, read band by band
-    through `read_into`: paging a big batch stays cheap, and an image too big to render is
-    refused from its header alone (SlotTooLarge; SlotIndexError for a bad index)."""
+def _mask_rows(
+    read_into: Callable[[int, memoryview], None], e: Entry, index: int, row0: int, row1: int
+) -> torch.Tensor:
+    """Rows row0..row1 of mask `e` of batch image `index` as [rows,W,1] (a mask of batch 1 or
+    [H,W] is every image's), reading only those bytes, as `read_rows` does for the image."""
+    h, w = e.shape[-2:]
+    plane = index if len(e.shape) == 3 and e.shape[0] > 1 else 0
+    return _plane_rows(read_into, e, plane, (h, w, 1), row0, row1)
+
+
+def preview(
+    ref: str,
+    header: Header,
+    index: int,
+    side: int,
+    read_into: Callable[[int, memoryview], None],
+    mask: bool = False,
+) -> bytes:
+    """PNG preview of batch image `index` of slot `ref` (with `mask`, of its mask: grey, white
+    = masked), long side <= side, read band by band through `read_into`: paging a big batch
+    stays cheap, and an image too big to render is refused from its header alone (SlotTooLarge;
+    SlotIndexError for a bad index, SlotNotFound for a mask the slot does not hold)."""
     from .. import images
 
     b, h, w, c = header.image.shape
@@ -393,7 +423,12 @@ def preview(ref: str, header: Header, index: int, side: int, read_into: Callable
         raise SlotTooLarge(
             f"slot {ref!r}: an image of {w}x{h} pixels is over the render limit of {images.MAX_RENDER_PIXELS} pixels"
         )
-    return images.preview_rows(lambda r0, r1: read_rows(read_into, header, index, r0, r1), h, w, c, side)
+    if not mask:
+        return images.preview_rows(lambda r0, r1: read_rows(read_into, header, index, r0, r1), h, w, c, side)
+    e = header.mask
+    if e is None:
+        raise SlotNotFound(f"slot {ref!r} has no mask")
+    return images.preview_rows(lambda r0, r1: _mask_rows(read_into, e, index, r0, r1), h, w, 1, side)
 
 
 def thumbnail(image: torch.Tensor) -> bytes:

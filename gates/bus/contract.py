@@ -202,8 +202,9 @@ class BusAdmin(SlotBus, Protocol):
     def thumbnail(self, ref: str) -> bytes:
         """The version's PNG thumbnail, checked to be a small PNG."""
 
-    def render(self, ref: str, index: int, side: int = 1024) -> bytes:
-        """PNG preview of batch image `index`, long side <= side, in bounded memory."""
+    def render(self, ref: str, index: int, side: int = 1024, mask: bool = False) -> bytes:
+        """PNG preview of batch image `index` (with `mask`, of its mask: grey, white = masked;
+        SlotNotFound when the slot holds none), long side <= side, in bounded memory."""
 
     def verified_stream(self, ref: str) -> AbstractContextManager[SlotStream]:
         """The exact slot file of `ref`, its checksum verified first."""

@@ -266,7 +266,7 @@ class MemoryBus:
             raise SlotNotFound(f"slot {name!r} has no thumbnail")
         return codec.check_thumbnail(name, version.thumb)
 
-    def render(self, ref: str, index: int, side: int = 1024) -> bytes:
+    def render(self, ref: str, index: int, side: int = 1024, mask: bool = False) -> bytes:
         name, version = self._stored(ref)
         view = memoryview(version.data)
 
@@ -277,7 +277,7 @@ class MemoryBus:
 
         header = self._header(name, version.data)
         try:
-            return codec.preview(name, header, index, side, read_into)
+            return codec.preview(name, header, index, side, read_into, mask)
         except SlotError as exc:
             if str(exc).startswith(f"slot {name!r}"):
                 raise

@@ -456,8 +456,8 @@ class SlotStore:
         yields zeros [B,H,W] float32, ComfyUI's MASK convention."""
         return image_and_mask(self.read(ref, device, verify))
 
-    def render(self, ref: str, index: int, side: int = 1024) -> bytes:
-        """PNG preview of batch image `index`, long side <= side, in bounded memory.
+    def render(self, ref: str, index: int, side: int = 1024, mask: bool = False) -> bytes:
+        """PNG preview of batch image `index` (or of its mask), long side <= side, in bounded memory.
 
         Only that image's bytes are read, band by band, so paging a big batch stays cheap
         and an image too big to render is refused from its header alone.
@@ -465,7 +465,9 @@ class SlotStore:
         with self._open(self._version(ref)) as (v, f, header):
             return self._checked(
                 v.ref,
-                lambda: codec.preview(v.ref, header, index, side, lambda at, out: slot_file.pread_exact(f, at, out)),
+                lambda: codec.preview(
+                    v.ref, header, index, side, lambda at, out: slot_file.pread_exact(f, at, out), mask
+                ),
             )
 
     def thumbnail(self, ref: str) -> bytes:
