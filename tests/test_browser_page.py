@@ -176,8 +176,13 @@ def test_lists_every_slot_with_loaded_thumbnails(page) -> None:
     )
     assert dict(srcs) == {row["id"]: row["thumb_url"] for row in rows if not row["error"]}
     assert all("?v=" in src for _, src in srcs)
+    # one convention for pictures, W×H; the tensor's own shape only where it is labelled as one
+    # (the card once showed 1×40×30×3 beside 30×40)
     half = page.inner_text(".dg-card[data-slot-id='half']")
-    assert "bfloat16" in half and "1×40×30×3" in half
+    assert half.splitlines()[1:3] == ["30×40 px · batch 1", "bfloat16 · 3 channels · 12.0 KiB"]
+    assert "1×40×30×3" not in half
+    title = page.get_attribute(".dg-card[data-slot-id='half'] .dg-card-line", "title")
+    assert title == "tensor [B,H,W,C] 1×40×30×3 bfloat16"
     broken = page.locator(".dg-card[data-slot-id='broken']")
     assert "dg-bad" in broken.get_attribute("class")
     assert "not a valid Dataset Gates slot" in broken.inner_text()

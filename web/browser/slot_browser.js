@@ -102,13 +102,14 @@ export class SlotBrowserView {
       ? el("div.dg-thumb.dg-thumb-missing", {}, "damaged")
       : el("img.dg-thumb", { src: thumbUrl, alt: slot.id, loading: "lazy", decoding: "async" });
     if (!bad) thumb.addEventListener("error", () => thumb.classList.add("dg-thumb-missing"), { once: true });
+    const channels = slot.image_shape?.[3];
     const facts = bad
       ? [el("div.dg-card-error", {}, slot.error)]
       : [
-        el("div.dg-card-line", {}, el("span.dg-shape", {}, shapeText(slot.image_shape)), " ",
-          el("span.dg-dtype", {}, slot.image_dtype)),
-        el("div.dg-card-line", {}, `batch ${slot.batch} · ${sizeText(slot.image_shape)} · `,
-          el("span.dg-bytes", {}, humanBytes(slot.bytes))),
+        el("div.dg-card-line", { title: `tensor ${tensorText(slot.image_shape, slot.image_dtype)}` },
+          el("span.dg-size", {}, `${sizeText(slot.image_shape)} px`), ` · batch ${slot.batch}`),
+        el("div.dg-card-line", {}, el("span.dg-dtype", {}, slot.image_dtype),
+          ` · ${channels} channel${channels === 1 ? "" : "s"} · `, el("span.dg-bytes", {}, humanBytes(slot.bytes))),
         ...(damage ? [el("div.dg-card-error", {}, damage)] : []),
         el("div.dg-card-line.dg-muted", { title: when(slot.created) }, `${when(slot.created)} (${age(slot.created)})`),
         ...(slot.versions > 1 || slot.pinned ? [el("div.dg-card-line.dg-muted", {},
