@@ -523,15 +523,23 @@ def test_a_slot_whose_meta_holds_nan_still_lists(page, bus: Path) -> None:
 
 
 def test_an_empty_bus_says_how_slots_get_made(chromium, tmp_path: Path) -> None:
+    """The hint once sat squeezed in the grid's first 130 px column, top left."""
     with serving(make_app(SlotStore(tmp_path / "empty"))) as (host, port):
-        page = chromium.new_page()
+        page = chromium.new_page(viewport={"width": 1100, "height": 500})
         try:
             page.goto(f"http://{host}:{port}/")
             text = page.inner_text(".dg-empty")
+            hint = page.locator(".dg-empty").bounding_box()
+            lines = page.evaluate(
+                "() => { const e = document.querySelector('.dg-empty'); "
+                "return Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight)); }"
+            )
+            shot(page, "empty_bus")
         finally:
             page.close()
     assert text.startswith("No slots yet.")
     assert all(way in text for way in ("send_id", "Bus Save", "gates import"))
+    assert hint["width"] > 400 and lines <= 4  # a paragraph across the page, not a tall column
 
 
 # -- damage, found where it is found -------------------------------------------------------------
