@@ -6,7 +6,7 @@ Run from the repository root:
 
 Each row is one command run as a new process on a bus of a few small slots, timed from spawn to
 exit (median of --repeat runs, after one untimed run that warms the disk cache), with the CPU
-time the process used beside it (user + system: what a busy machine stretches least): `--version`,
+time the process used in its note (user + system: what a busy machine stretches least): `--version`,
 `ls`, `info`, `history`, `rm`, `mv`, `pin` and `config`, none of which makes a tensor, so none
 imports torch, numpy or Pillow. `python -c pass` is the interpreter's own start-up, the floor
 under every row; `import torch` what each command cost before it started without torch.
@@ -18,19 +18,16 @@ into exit 1.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
-from report import Row, Target, print_targets
+from report import Row, Target, print_table, print_targets, write_json
 
 import gates
 
@@ -98,13 +95,6 @@ def run(repeat: int, folder: Path) -> list[Row]:
     return rows
 
 
-def print_table(rows: list[Row]) -> None:
-    width = max(len(r.path) for r in rows)
-    print(f"{'command':<{width}}  {'n':>3}  {'median ms':>10}  {'p95 ms':>8}  CPU (median)")
-    for r in rows:
-        print(f"{r.path:<{width}}  {len(r.samples_ms):>3}  {r.median_ms:>10.1f}  {r.p95_ms:>8.1f}  {r.note}")
-
-
 def check_targets(rows: list[Row]) -> list[Target]:
     floor = rows[0].median_ms
     return [
@@ -133,21 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = check_targets(rows)
     passed = print_targets(targets)
     if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "rows": [r.to_dict() for r in rows],
-                    "targets": [asdict(t) for t in targets],
-                    "env": {
-                        "python": platform.python_version(),
-                        "platform": platform.platform(),
-                        "cpus": os.cpu_count(),
-                        "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-                    },
-                },
-                indent=2,
-            )
-        )
+        write_json(args.json, rows, targets)
     return 1 if args.strict and not passed else 0
 
 
