@@ -15,7 +15,7 @@ import pytest
 import torch
 from test_browser_page import blank, chromium, harness_fixture  # noqa: F401 - the shared fixtures
 
-from gates.slots import SlotStore
+from gates.bus.local.store import SlotStore
 
 pytestmark = pytest.mark.browser
 
