@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import platform
 import random
 import sys
 import tempfile
@@ -42,13 +40,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from aiohttp import web
-from report import Row, Target, print_targets
+from report import Row, Target, print_table, print_targets, write_json
 
 from gates import images
 from gates.bus.local.store import SlotStore
@@ -218,13 +215,6 @@ def run(n: int, repeat: int, folder: Path) -> list[Row]:
     return rows
 
 
-def print_table(rows: list[Row]) -> None:
-    width = max(len(r.path) for r in rows)
-    print(f"{'path':<{width}}  {'n':>4}  {'median ms':>10}  {'p95 ms':>8}  {'mean ms':>8}")
-    for r in rows:
-        print(f"{r.path:<{width}}  {len(r.samples_ms):>4}  {r.median_ms:>10.3f}  {r.p95_ms:>8.3f}  {r.mean_ms:>8.3f}")
-
-
 def check_targets(rows: list[Row]) -> list[Target]:
     by_path = {r.path: r for r in rows}
     wake = by_path["POST /choice -> wake (event)"].median_ms
@@ -270,22 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = check_targets(rows)
     passed = print_targets(targets)
     if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "rows": [r.to_dict() for r in rows],
-                    "targets": [asdict(t) for t in targets],
-                    "env": {
-                        "python": platform.python_version(),
-                        "torch": torch.__version__,
-                        "platform": platform.platform(),
-                        "cpus": os.cpu_count(),
-                        "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-                    },
-                },
-                indent=2,
-            )
-        )
+        write_json(args.json, rows, targets, torch=torch.__version__)
     return 1 if args.strict and not passed else 0
 
 

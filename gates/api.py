@@ -7,12 +7,13 @@ one bus. What a gate publishes, these read, and the other way round.
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .bus import SlotData, SlotInfo, open_bus
 from .bus.location import Location as Bus
+
+if TYPE_CHECKING:  # hints only: a listing or a script that only lists needs no torch
+    import torch
 
 
 def publish(

@@ -9,24 +9,25 @@ exit status 1; argparse's own usage errors keep status 2. stdout carries only th
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-from safetensors.torch import save_file
-
-from . import __version__, images
+from . import __version__
 from .bus import BusAdmin, SlotError, SlotInfo, SlotNotFound, json_limits, open_bus
 from .bus.ids import validate_id
 from .bus.policy import parse_size
 
+if TYPE_CHECKING:  # torch, numpy and Pillow load in the commands that make tensors (start-up)
+    import torch
+
 BUS_ENV = "DATASET_GATES_BUS"
-LS_HEADER = ["id", "batch", "HxW", "channels", "dtype", "mask", "size", "created", "versions", "pinned"]
+LS_HEADER = ["id", "batch", "HxW", "channels", "dtype", "mask", "latent", "size", "created", "versions", "pinned"]
 
 
 def default_bus_dir() -> Path:
@@ -100,6 +101,7 @@ def _slot_row(s: SlotInfo) -> list[str]:
         str(c),
         s.image_dtype,
         "yes" if s.mask_shape else "no",
+        "x".join(map(str, s.latent_shape)) if s.latent_shape else "no",
         _human(s.bytes),
         _when(s.created),
         str(s.versions),
@@ -110,19 +112,27 @@ def _slot_row(s: SlotInfo) -> list[str]:
 def _refuse_existing(store: BusAdmin, slot_id: str, force: bool) -> None:
     """Replacing a slot loses its tensors for good, so it takes an explicit --force."""
     if not force and store.exists(slot_id):
-        raise FileExistsError(f"slot {slot_id!r} already exists in {store.location}; use --force to replace it")
+        raise FileExistsError(f"slot {slot_id!r} already exists in {store.name}; use --force to replace it")
 
 
 def _read_all(paths: list[Path], reader: Callable[[Path], torch.Tensor], what: str) -> torch.Tensor:
     """Read files into one batch, naming the first one whose size differs from the first file."""
+    import torch
+
     batch: list[torch.Tensor] = []
     for p in paths:
         try:
             t = reader(p)
+        except IsADirectoryError:
+            raise ValueError(f"{p}/: a folder, not an image file") from None
         except FileNotFoundError:
+            raise ValueError(f"{p}: no such file") from None
+        except PermissionError:
+            raise ValueError(f"{p}: permission denied") from None
+        except ValueError:  # images' own message, naming the file
             raise
-        except Exception as exc:  # Pillow raises many types for junk input
-            raise ValueError(f"{p}: not a readable image ({exc})") from None
+        except Exception:  # Pillow raises many types for data it cannot decode
+            raise ValueError(f"{p}: the image data is damaged") from None
         if batch and t.shape[1:3] != batch[0].shape[1:3]:
             raise ValueError(
                 f"{what} {p} is {t.shape[2]}x{t.shape[1]} but {paths[0]} is "
@@ -150,8 +160,8 @@ def cmd_info(store: BusAdmin, args: argparse.Namespace) -> int:
     data = s.to_dict()
     data["path"] = store.where(s.id)
     if args.verify:
-        store.load(args.id, verify=True)
-        data["verified"] = "checksum OK"
+        with store.verified_stream(args.id):  # the check a download makes: no tensor is built
+            data["verified"] = "checksum OK"
     if args.json:
         _print_json(data)
         return 0
@@ -162,6 +172,7 @@ def cmd_info(store: BusAdmin, args: argparse.Namespace) -> int:
         ["pinned", "yes" if s.pinned else "no"],
         ["image", f"{s.image_shape} {s.image_dtype}"],
         ["mask", f"{s.mask_shape} {s.mask_dtype}" if s.mask_shape else "none"],
+        ["latent", f"{s.latent_shape} {s.latent_dtype}" if s.latent_shape else "none"],
         ["size", f"{_human(s.bytes)} ({s.bytes} bytes)"],
         ["created", _when(s.created)],
         ["checksum", s.checksum or "-"],
@@ -179,7 +190,21 @@ def is_png_name(out: Path) -> bool:
     return out.suffix.lower() == ".png"
 
 
+def _as_opened(path: Path) -> None:
+    """Give `path` the mode a file made by open() gets (0666 less the umask), as the PNGs beside
+    it have: safetensors writes through a private temp file and leaves its 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def cmd_export(store: BusAdmin, args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    from . import images
+
     s = store.info(args.id)
     out: Path = args.out
     to_file = is_png_name(out)
@@ -213,6 +238,7 @@ def cmd_export(store: BusAdmin, args: argparse.Namespace) -> int:
     if tensors_format == "safetensors":
         path = folder / f"{stem}.safetensors"
         save_file(tensors, path, metadata={"slot": args.id, "checksum": s.checksum or ""})
+        _as_opened(path)
         written.append(path)
     elif tensors_format == "npy":
         for name, t in tensors.items():
@@ -231,30 +257,45 @@ def cmd_export(store: BusAdmin, args: argparse.Namespace) -> int:
 
 
 def cmd_import(store: BusAdmin, args: argparse.Namespace) -> int:
+    import torch
+
+    from . import images
+
     _refuse_existing(store, args.id, args.force)
-    image = _read_all(args.files, images.read_image, "image")
-    mask = None
+    alphas: list[torch.Tensor | None] = []  # each file's alpha as a mask, as it is read
+
+    def read_image(path: Path) -> torch.Tensor:
+        picture, alpha = images.read_image_and_alpha(path)
+        alphas.append(alpha)
+        return picture
+
+    image = _read_all(args.files, read_image, "image")
+    mask, with_mask = None, ""
     if args.mask:
         if len(args.mask) not in (1, len(args.files)):
             raise ValueError(
                 f"got {len(args.mask)} mask files for {len(args.files)} images: give one mask for all or one per image"
             )
-        mask = _read_all(args.mask, images.read_mask, "mask")
+        mask, with_mask = _read_all(args.mask, images.read_mask, "mask"), ", with mask"
+        if any(alpha is not None for alpha in alphas):
+            _note("the images' alpha is not used: --mask gives the mask")
+    elif any(alpha is not None for alpha in alphas):
+        # ComfyUI's LoadImage: the mask is 1 - alpha; an image without alpha masks nothing.
+        zeros = torch.zeros(image.shape[:3], dtype=torch.float32)
+        mask = torch.cat([zeros[i : i + 1] if alpha is None else alpha for i, alpha in enumerate(alphas)])
+        with_mask = ", with mask = 1 - alpha (transparent = masked, as ComfyUI's LoadImage)"
     s = store.publish(args.id, image, mask, meta={"source": "gates import", "files": [str(p) for p in args.files]})
     _, h, w, c = s.image_shape
-    print(
-        f"published {s.id!r}: {s.batch} x {h}x{w}x{c} {s.image_dtype}"
-        f"{', with mask' if mask is not None else ''} -> {store.where(s.id)}"
-    )
+    print(f"published {s.id!r}: {s.batch} x {h}x{w}x{c} {s.image_dtype}{with_mask} -> {store.where(s.id)}")
     return 0
 
 
 def cmd_rm(store: BusAdmin, args: argparse.Namespace) -> int:
     if not store.exists(args.id):
-        raise SlotNotFound(f"no slot {args.id!r} in {store.location}")
+        raise SlotNotFound(f"no slot {args.id!r} in {store.name}")
     if not args.yes:
         try:
-            answer = input(f"delete slot {args.id!r} from {store.location}? [y/N] ")
+            answer = input(f"delete slot {args.id!r} from {store.name}? [y/N] ")
         except EOFError:
             answer = ""
         if answer.strip().lower() not in ("y", "yes"):
@@ -265,11 +306,18 @@ def cmd_rm(store: BusAdmin, args: argparse.Namespace) -> int:
     return 0
 
 
+def _damage_note(s: SlotInfo) -> str:
+    """' (the slot is damaged: why)' for a damaged slot a command acted on, else ''."""
+    return f" (the slot is damaged: {s.error.removeprefix(f'slot {s.id!r}: ')})" if s.error else ""
+
+
 def cmd_mv(store: BusAdmin, args: argparse.Namespace) -> int:
-    if validate_id(args.old) != validate_id(args.new):
+    same = validate_id(args.old) == validate_id(args.new)
+    if not same:
         _refuse_existing(store, args.new, args.force)
-    store.rename(args.old, args.new, overwrite=args.force)
-    print(f"renamed {args.old!r} -> {args.new!r}")
+    s = store.rename(args.old, args.new, overwrite=args.force)
+    done = f"{args.old!r} already has that id: nothing changed" if same else f"renamed {args.old!r} -> {args.new!r}"
+    print(done + _damage_note(s))
     return 0
 
 
@@ -283,8 +331,9 @@ def cmd_history(store: BusAdmin, args: argparse.Namespace) -> int:
 
 
 def cmd_pin(store: BusAdmin, args: argparse.Namespace) -> int:
-    s = store.pin(args.id, args.command == "pin")
-    print(f"{s.id!r} is {'pinned: the quota never removes it' if s.pinned else 'unpinned'}")
+    pinned = args.command == "pin"
+    s = store.pin(args.id, pinned)
+    print(f"{s.id!r} is {'pinned: the quota never removes it' if pinned else 'unpinned'}{_damage_note(s)}")
     return 0
 
 
@@ -327,13 +376,41 @@ def cmd_migrate(store: BusAdmin, args: argparse.Namespace) -> int:
     return 1 if any(error for _, error in found) else 0
 
 
+def _listen_error(exc: OSError, host: str, port: int) -> str:
+    """Why `serve` could not listen, and what to change: asyncio's '[Errno 98] error while
+    attempting to bind on address ...' names neither."""
+    if isinstance(exc, socket.gaierror):
+        return f"cannot listen on {host!r}: no such address or host name; check --host"
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} is in use: choose another with --port"
+    if exc.errno == errno.EACCES:
+        return f"port {port} needs privileges this user lacks: choose one above 1023 with --port"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host!r}: not an address of this machine; check --host"
+    return f"cannot listen on {host!r} port {port}: {exc.strerror or exc}"
+
+
 def cmd_serve(store: BusAdmin, args: argparse.Namespace) -> int:
     from .http import app  # aiohttp and the page are needed by this command only
 
-    # a port in use is an OSError, a bad --token or --token-file a ValueError: both clean errors
+    # a bad --token or --token-file is a ValueError, a port in use an OSError: both clean errors
     token = app.given_token(args.token, args.token_file, {} if args.no_auth else os.environ)
-    app.serve(store, args.host, args.port, token=token, no_auth=args.no_auth)
+    try:
+        app.serve(store, args.host, args.port, token=token, no_auth=args.no_auth)
+    except OSError as exc:
+        raise ValueError(_listen_error(exc, args.host, args.port)) from None
     return 0
+
+
+def port_number(text: str) -> int:
+    """`--port`: 1-65535, or 0 for any free port (printed once listening)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number: give 1-65535 (0 picks a free one)")
+    return port
 
 
 # -- parser and entry point ------------------------------------------------------------------
@@ -342,9 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
     bus = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a subcommand that is not given --bus must not reset one given before it. The
     # action object is shared by every parser built from this parent, so no set_defaults.
+    # str, not Path: Path("s3://b/x") is "s3:/b/x", a folder name open_bus could not refuse.
     bus.add_argument(
         "--bus",
-        type=Path,
+        type=os.path.expanduser,
         metavar="DIR",
         default=argparse.SUPPRESS,
         help=f"bus folder (default: ${BUS_ENV}, <ComfyUI>/input/gate_bus, or ~/.local/share/dataset-gates/gate_bus)",
@@ -394,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         nargs="+",
         metavar="FILE",
-        help="greyscale mask files, white = masked: one for all images or one each",
+        help="greyscale mask files, white = masked: one for all images or one each "
+        "(without it, images with alpha get the mask 1 - alpha, as ComfyUI's LoadImage)",
     )
     p.add_argument("--force", action="store_true", help="replace an existing slot")
     p.set_defaults(func=cmd_import)
@@ -435,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--host", default="127.0.0.1", help="address or name to listen on; beyond loopback a token is required"
     )
-    p.add_argument("--port", type=int, default=8189)
+    p.add_argument("--port", type=port_number, default=8189, help="1-65535, or 0 for any free port (default: 8189)")
     p.add_argument(
         "--token",
         metavar="TOKEN",
@@ -459,12 +538,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _creates_bus(args: argparse.Namespace) -> bool:
+    """`import` and a `config` change make a missing bus; every other command reads one."""
+    return args.command == "import" or (args.command == "config" and (args.keep, args.quota) != (None, None))
+
+
+def _run(store: BusAdmin, args: argparse.Namespace) -> int:
+    """Run the command on `store`: a bus that is not there is an error for a reading command
+    (a typo'd --bus must not look like an empty bus), and is made, and said so, by a writing one."""
+    if store.bus_exists():
+        return args.func(store, args)
+    if not _creates_bus(args):
+        raise ValueError(
+            f"no bus at {store.location}: nothing was ever published there; check --bus "
+            f"(a gate's send_id, Bus Save or `gates import` creates one)"
+        )
+    rc = args.func(store, args)
+    if store.bus_exists():
+        _note(f"created the bus {store.location}")
+    return rc
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse, run one command, and turn user mistakes into `gates: error:` and status 1."""
     args = build_parser().parse_args(argv)
     bus = getattr(args, "bus", None)  # absent when given nowhere (SUPPRESS, see build_parser)
     try:
-        return args.func(open_bus(bus if bus is not None else default_bus_dir()), args)
+        return _run(open_bus(bus if bus is not None else default_bus_dir()), args)
     except BrokenPipeError:
         # `gates ls | head`: the reader left; stop quietly as other Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

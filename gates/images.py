@@ -7,6 +7,7 @@ what a person looks at or asks to export; the bus itself never goes through PNG.
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -178,15 +179,33 @@ def write_png(path: Path, image_hwc: torch.Tensor, bits: int = 8) -> None:
         writer.write(f, arr.reshape(h, w * c))
 
 
+_FORMAT_NAMES = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP"}
+
+
+def _one_of(formats: tuple[str, ...]) -> str:
+    """('PNG', 'JPEG', 'WEBP') -> 'PNG, JPEG or WebP'."""
+    names = [_FORMAT_NAMES.get(f, f) for f in formats]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _pixels(n: int) -> str:
+    """A pixel limit as a person reads it: '8192x8192 pixels' for a square one."""
+    side = math.isqrt(n)
+    return f"{side}x{side} pixels" if side * side == n else f"{n} pixels"
+
+
 def _open(f: BinaryIO, formats: tuple[str, ...], max_pixels: int, what: str) -> Image.Image:
-    """Open without decoding, in one of `formats` only, refusing a pixel count over the limit."""
+    """Open without decoding, in one of `formats` only, refusing a pixel count over the limit.
+    Messages start with `what` (the file as the person named it) and hold no Python repr."""
     try:
         img = Image.open(f, formats=list(formats))
         w, h = img.size
-    except Exception as exc:  # Pillow raises many types for junk input
-        raise ValueError(f"{what} is not a readable {'/'.join(formats)} image: {exc}") from None
+    except Image.DecompressionBombError:  # Pillow's own, far higher limit: the size is not given
+        raise ValueError(f"{what}: too many pixels, over the limit of {_pixels(max_pixels)}") from None
+    except Exception:  # Pillow raises many types for junk input; its text holds the file's repr
+        raise ValueError(f"{what}: not an image ({_one_of(formats)})") from None
     if w < 1 or h < 1 or w * h > max_pixels:
-        raise ValueError(f"{what} of {w}x{h} pixels exceeds the limit of {max_pixels} pixels")
+        raise ValueError(f"{what}: {w}x{h} pixels is over the limit of {_pixels(max_pixels)}")
     return img
 
 
@@ -236,9 +255,25 @@ def read_image(
 ) -> torch.Tensor:
     """Load an image file as ComfyUI does: float32 [1,H,W,3] in 0..1, 16-bit PNGs at 16 bits.
 
-    Greyscale is repeated to RGB; alpha is dropped (ComfyUI's LoadImage gives it as the mask).
+    Greyscale is repeated to RGB; alpha is dropped (see `read_image_and_alpha` for the mask).
     """
+    return _rgb(_decode(source, max_pixels, formats))
+
+
+def read_image_and_alpha(
+    source: ImageSource, max_pixels: int = MAX_DECODE_PIXELS, formats: tuple[str, ...] = IMPORT_FORMATS
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`read_image`'s image, and the mask ComfyUI's LoadImage makes of its alpha: float32
+    [1,H,W], `1 - alpha` (transparent = masked), bit for bit as LoadImage computes it; None
+    for a file without alpha."""
     arr = _decode(source, max_pixels, formats)
+    alpha = arr[:, :, -1] if arr.shape[2] in (2, 4) else None
+    mask = None if alpha is None else 1.0 - torch.from_numpy(np.ascontiguousarray(alpha))[None]
+    return _rgb(arr), mask
+
+
+def _rgb(arr: np.ndarray) -> torch.Tensor:
+    """Decoded planes [H,W,1..4] as an IMAGE [1,H,W,3]: grey repeated, alpha dropped."""
     arr = np.repeat(arr[:, :, :1], 3, axis=2) if arr.shape[2] <= 2 else arr[:, :, :3]
     return torch.from_numpy(np.ascontiguousarray(arr))[None]
 

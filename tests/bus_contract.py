@@ -71,6 +71,12 @@ class BusContract:
         assert isinstance(kit.bus, SlotBus) and isinstance(kit.bus, BusAdmin)
         assert kit.bus.label and kit.bus.label in kit.bus.name and kit.bus.location
 
+    def test_a_bus_exists_once_something_is_published(self, kit: BusKit) -> None:
+        kit.bus.publish("x", _image())
+        assert kit.bus.bus_exists()
+        kit.bus.delete("x")
+        assert kit.bus.bus_exists()  # an empty bus is still a bus
+
     # -- exact round trips ----------------------------------------------------------------
     @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: str(d).removeprefix("torch."))
     def test_every_float_dtype_round_trips_bit_exactly(self, kit: BusKit, dtype: torch.dtype) -> None:
@@ -184,6 +190,25 @@ class BusContract:
         with pytest.raises(SlotIndexError):
             kit.bus.render("pic", 2)
 
+    @pytest.mark.parametrize("shape", [(3, 6, 5), (1, 6, 5), (6, 5)], ids=["per image", "shared", "2-d"])
+    def test_a_mask_renders_as_a_grey_picture_of_its_batch_image(self, kit: BusKit, shape: tuple[int, ...]) -> None:
+        """What the browser shows of a mask (white = masked); a shared mask is every image's."""
+        mask = torch.zeros(shape)
+        mask[..., :3, :] = 1.0  # the top half masked
+        if len(shape) == 3 and shape[0] == 3:
+            mask[2] = 0.5
+        kit.bus.publish("m", _image(batch=3, dtype=torch.float16), mask.to(torch.bfloat16))
+        for index in range(3):
+            picture = Image.open(io.BytesIO(kit.bus.render("m", index, mask=True)))
+            assert picture.mode == "L" and picture.size == (5, 6)
+            want = 128 if index == 2 and shape[0] == 3 else 255
+            assert picture.getpixel((2, 1)) == want and picture.getpixel((2, 4)) == (want if want == 128 else 0)
+        with pytest.raises(SlotIndexError):
+            kit.bus.render("m", 3, mask=True)
+        kit.bus.publish("bare", _image())
+        with pytest.raises(SlotNotFound, match="'bare' has no mask"):
+            kit.bus.render("bare", 0, mask=True)
+
     def test_the_download_is_the_exact_safetensors_file(self, kit: BusKit) -> None:
         image, mask = _image(dtype=torch.bfloat16), torch.rand(2, 6, 5)
         kit.bus.publish("dl", image, mask)
@@ -261,6 +286,19 @@ class BusContract:
         kit.bus.rename("a", "b", overwrite=True)
         assert kit.bus.ids() == ["b"] and _same(kit.bus.read("b").image, _image(seed=1))
         assert kit.bus.rename("b", "b").id == "b"
+
+    def test_a_damaged_slot_is_renamed_and_pinned_and_says_it_is_damaged(self, kit: BusKit) -> None:
+        """A rename (or pin) of a slot whose file is damaged does what was asked and returns
+        the slot as a damaged row, never an error after the change was made."""
+        kit.bus.publish("dmg", _image())
+        kit.put_raw("dmg", kit.raw("dmg")[:-8])  # the file ends early
+        info = kit.bus.rename("dmg", "dmg2")
+        assert info.id == "dmg2" and info.error and "'dmg2'" in info.error and "not a valid" in info.error
+        assert kit.bus.ids() == ["dmg2"] and not kit.bus.exists("dmg")
+        assert kit.bus.rename("dmg2", "dmg2").error
+        pinned = kit.bus.pin("dmg2")
+        assert pinned.id == "dmg2" and pinned.error
+        assert kit.bus.delete("dmg2") > 0 and kit.bus.ids() == []
 
     # -- damage -----------------------------------------------------------------------------
     def test_a_flipped_byte_fails_the_checksum_but_stays_listed(self, kit: BusKit) -> None:

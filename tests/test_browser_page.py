@@ -192,8 +192,13 @@ def test_lists_every_slot_with_loaded_thumbnails(page) -> None:
     )
     assert dict(srcs) == {row["id"]: row["thumb_url"] for row in rows if not row["error"]}
     assert all("?v=" in src for _, src in srcs)
+    # one convention for pictures, W×H; the tensor's own shape only where it is labelled as one
+    # (the card once showed 1×40×30×3 beside 30×40)
     half = page.inner_text(".dg-card[data-slot-id='half']")
-    assert "bfloat16" in half and "1×40×30×3" in half
+    assert half.splitlines()[1:3] == ["30×40 px · batch 1", "bfloat16 · 3 channels · 12.0 KiB"]
+    assert "1×40×30×3" not in half
+    title = page.get_attribute(".dg-card[data-slot-id='half'] .dg-card-line", "title")
+    assert title == "tensor [B,H,W,C] 1×40×30×3 bfloat16"
     broken = page.locator(".dg-card[data-slot-id='broken']")
     assert "dg-bad" in broken.get_attribute("class")
     assert "not a valid Dataset Gates slot" in broken.inner_text()
@@ -576,12 +581,132 @@ def test_a_slot_whose_meta_holds_nan_still_lists(page, bus: Path) -> None:
 
 
 def test_an_empty_bus_says_how_slots_get_made(chromium, tmp_path: Path) -> None:
+    """The hint once sat squeezed in the grid's first 130 px column, top left."""
     with serving(make_app(SlotStore(tmp_path / "empty"))) as (host, port):
-        page = chromium.new_page()
+        page = chromium.new_page(viewport={"width": 1100, "height": 500})
         try:
             page.goto(f"http://{host}:{port}/")
             text = page.inner_text(".dg-empty")
+            hint = page.locator(".dg-empty").bounding_box()
+            lines = page.evaluate(
+                "() => { const e = document.querySelector('.dg-empty'); "
+                "return Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight)); }"
+            )
+            shot(page, "empty_bus")
         finally:
             page.close()
     assert text.startswith("No slots yet.")
     assert all(way in text for way in ("send_id", "Bus Save", "gates import"))
+    assert hint["width"] > 400 and lines <= 4  # a paragraph across the page, not a tall column
+
+
+# -- damage, found where it is found -------------------------------------------------------------
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # tensor data: the header still reads, only a checksum finds it
+    path.write_bytes(bytes(data))
+
+
+def _actions(page) -> list[str]:
+    return page.eval_on_selector_all(".dg-detail .dg-actions .dg-btn", "els => els.map(e => e.textContent.trim())")
+
+
+def test_verify_finds_a_checksum_damaged_slot_and_leaves_only_what_works(page, bus: Path) -> None:
+    """A slot whose tensor bytes are damaged once looked healthy everywhere in the page."""
+    SlotStore(bus).publish("flip", torch.rand(2, 24, 32, 3), torch.rand(2, 24, 32))
+    _flip_last_byte(bus / "flip" / "slot.safetensors")
+    page.click(".dg-refresh")
+    open_slot(page, "flip")
+    assert page.locator(".dg-damage").count() == 0  # nothing has read the data yet
+    assert _actions(page) == ["Rename", "Verify", "Download tensors", "Pin", "Delete…"]
+    page.click(".dg-verify")
+    page.wait_for_selector(".dg-damage")
+    damage = page.inner_text(".dg-damage")
+    assert "Damaged: slot 'flip': failed its checksum" in damage and "rename it" in damage
+    assert str(bus) not in damage
+    assert _actions(page) == ["Rename", "Delete…"]  # no download, pin or verify of a damaged file
+    assert "32×24 px" in page.inner_text(".dg-facts")  # the header reads: its facts are the file's own
+    page.set_viewport_size({"width": 1100, "height": 900})  # the actions too
+    shot(page, "checksum_damaged_detail")
+    page.click(".dg-back")
+    card = page.locator(".dg-card[data-slot-id='flip']")
+    assert "dg-bad" in card.get_attribute("class") and "failed its checksum" in card.inner_text()
+    shot(page, "checksum_damaged_card")
+
+
+def test_download_of_a_damaged_slot_shows_the_error_instead(page, bus: Path) -> None:
+    """The download's 422 once went to the browser's download bar only: the page said nothing."""
+    SlotStore(bus).publish("flip", torch.rand(1, 16, 16, 3))
+    _flip_last_byte(bus / "flip" / "slot.safetensors")
+    downloads: list = []
+    page.on("download", lambda download: downloads.append(download))
+    page.click(".dg-refresh")
+    open_slot(page, "flip")
+    page.click(".dg-download")
+    page.wait_for_selector(".dg-damage")
+    assert "failed its checksum" in page.inner_text(".dg-damage")
+    page.wait_for_timeout(300)
+    assert downloads == [] and page.locator(".dg-download").count() == 0
+
+
+def test_a_healthy_slot_verifies_and_then_downloads(page, bus: Path) -> None:
+    open_slot(page, "batch3")
+    page.click(".dg-verify")
+    page.wait_for_function("() => document.querySelector('.dg-verify-status')?.textContent.startsWith('Checksum OK')")
+    with page.expect_download() as download:
+        page.click(".dg-download")
+    assert Path(download.value.path()).read_bytes() == (bus / "batch3" / "slot.safetensors").read_bytes()
+
+
+def test_an_unreadable_slot_says_what_is_known_and_can_be_renamed(page, bus: Path) -> None:
+    """Its detail once showed `mask none`, `size 0 B`, `pinned no` as if real, with Download
+    and Pin enabled; rename works on it and says it is still damaged."""
+    open_slot(page, "broken")
+    damage = page.inner_text(".dg-damage")
+    assert "Damaged: slot 'broken': not a valid Dataset Gates slot file" in damage
+    detail = page.inner_text(".dg-detail")
+    assert all(fake not in detail for fake in ("0 B", "none", "pinned", "1 / ", "Download"))
+    assert page.locator(".dg-detail .dg-facts, .dg-detail .dg-pager, .dg-detail img").count() == 0
+    assert _actions(page) == ["Rename", "Delete…"]
+    shot(page, "unreadable_detail")
+    page.fill(".dg-rename-input", "broken_kept")
+    page.click(".dg-rename")
+    page.wait_for_function("() => document.querySelector('.dg-detail-id')?.textContent === 'broken_kept'")
+    assert "Renamed broken to broken_kept" in page.inner_text(".dg-status")
+    assert "slot 'broken_kept': not a valid" in page.inner_text(".dg-damage")
+    assert (bus / "broken_kept").is_dir() and not (bus / "broken").exists()
+
+
+def test_the_detail_shows_the_latent_and_the_mask(page, bus: Path) -> None:
+    """Neither was ever shown: the latent not at all, the mask not as a picture."""
+    mask = torch.zeros(2, 40, 60)
+    mask[1, :, :30] = 1.0  # image 2: its left half masked
+    latent = {"samples": torch.randn(2, 4, 5, 8, dtype=torch.bfloat16)}
+    SlotStore(bus).publish("masked", torch.rand(2, 40, 60, 3), mask, latent=latent)
+    page.click(".dg-refresh")
+    open_slot(page, "masked")
+    facts = dict(
+        page.eval_on_selector_all(
+            ".dg-facts tr", "rows => rows.map(r => [r.cells[0].textContent, r.cells[1].textContent])"
+        )
+    )
+    assert facts["latent"] == "[B,C,H,W] 2×4×5×8 bfloat16"
+    assert facts["mask"] == "[B,H,W] 2×40×60 float32"
+    assert facts["picture"] == "60×40 px (width × height) · batch 2 · 3 channels"
+    assert facts["tensor"] == "[B,H,W,C] 2×40×60×3 float32"
+    page.click(".dg-next")
+    page.click(".dg-layer[data-layer='mask']")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.dg-detail-img'); "
+        "return i && i.complete && i.naturalWidth === 60 && i.src.includes('/bus/mask/masked/1') }"
+    )
+    left, right = page.evaluate(f"""() => {{ {DRAW_DETAIL}
+        return [g.getImageData(10, 20, 1, 1).data[0], g.getImageData(50, 20, 1, 1).data[0]];
+    }}""")
+    assert (left, right) == (255, 0)  # white = masked
+    shot(page, "mask_and_latent")
+    page.click(".dg-layer[data-layer='image']")
+    page.wait_for_function("() => document.querySelector('.dg-detail-img').src.includes('/bus/image/masked/1')")
+    page.click(".dg-back")
+    open_slot(page, "batch3")  # no mask: no switch
+    assert page.locator(".dg-layer").count() == 0

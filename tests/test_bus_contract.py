@@ -30,6 +30,16 @@ class TestFolderBus(BusContract):
 
         return BusKit(bus, lambda slot_id: (tmp_path / "bus" / slot_id / SLOT_FILE).read_bytes(), put_raw)
 
+    def test_no_folder_and_a_file_are_no_bus(self, tmp_path: Path) -> None:
+        """What tells `gates ls --bus typo` from an empty bus; nothing is created by asking."""
+        assert not open_bus(tmp_path / "typo").bus_exists()
+        (tmp_path / "rgb.png").write_bytes(b"\x89PNG")
+        with pytest.raises(ValueError, match=r"^bus 'rgb.png' is a file, not a bus folder: give a folder$"):
+            open_bus(tmp_path / "rgb.png").bus_exists()
+        (tmp_path / "empty").mkdir()
+        assert open_bus(tmp_path / "empty").bus_exists()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "rgb.png"]
+
 
 class TestMemoryBus(BusContract):
     @pytest.fixture

@@ -57,6 +57,7 @@ def save_rgb(path: Path, arr: np.ndarray) -> Path:
 
 # -- ls ----------------------------------------------------------------------------------------
 def test_ls_empty_bus_says_so(capsys, bus):
+    bus.mkdir()
     rc, out, err = run(capsys, "--bus", bus, "ls")
     assert rc == 0
     assert out.strip() == f"no slots in {bus}"
@@ -115,8 +116,25 @@ def test_ls_json_prints_numbers_too_big_for_a_float_as_null(capsys, bus, store):
 
 
 def test_ls_json_empty_is_empty_list(capsys, bus):
+    bus.mkdir()
     rc, out, _ = run(capsys, "--bus", bus, "ls", "--json")
     assert rc == 0 and json.loads(out) == []
+
+
+def test_ls_and_info_show_a_latent(capsys, bus, store):
+    """Only `--json` once showed a slot's latent."""
+    latent = {"samples": torch.randn(2, 4, 8, 6, dtype=torch.bfloat16)}
+    store.publish("lat", torch.rand(2, 64, 48, 3), latent=latent)
+    store.publish("plain", torch.rand(1, 4, 4, 3))
+    rc, out, _ = run(capsys, "--bus", bus, "ls")
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert out.splitlines()[0].split()[5:7] == ["mask", "latent"]
+    assert rows["lat"][5:7] == ["no", "2x4x8x6"] and rows["plain"][5:7] == ["no", "no"]
+    rc, out, _ = run(capsys, "--bus", bus, "info", "lat")
+    fields = dict(line.split(":", 1) for line in out.splitlines())
+    assert rc == 0 and fields["latent"].strip() == "[2, 4, 8, 6] bfloat16"
+    rc, out, _ = run(capsys, "--bus", bus, "info", "plain")
+    assert dict(line.split(":", 1) for line in out.splitlines())["latent"].strip() == "none"
 
 
 # -- info --------------------------------------------------------------------------------------
@@ -202,6 +220,20 @@ def test_export_safetensors_without_mask_has_only_image(capsys, bus, store, tmp_
     assert set(load_file(tmp_path / "o" / "alpha.safetensors")) == {"image"}
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002], ids=oct)
+def test_export_writes_every_file_with_one_mode(capsys, bus, store, tmp_path, umask):
+    """The .safetensors was once 0600 beside 0644 PNGs."""
+    store.publish("alpha", torch.rand(2, 4, 4, 3), torch.rand(2, 4, 4))
+    old = os.umask(umask)
+    try:
+        assert run(capsys, "--bus", bus, "export", "alpha", tmp_path / "o")[0] == 0
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "o").iterdir()}
+    assert "alpha.safetensors" in modes and len(modes) == 5
+    assert set(modes.values()) == {0o666 & ~umask}
+
+
 def test_export_npy_float32_exact(capsys, bus, store, tmp_path):
     image, mask = torch.rand(2, 4, 5, 3), torch.rand(2, 4, 5)
     store.publish("alpha", image, mask)
@@ -225,6 +257,7 @@ def test_export_npy_widens_bfloat16_with_note(capsys, bus, store, tmp_path):
 
 
 def test_export_missing_slot_creates_nothing(capsys, bus, tmp_path):
+    bus.mkdir()
     rc, _, err = run(capsys, "--bus", bus, "export", "nope", tmp_path / "o")
     assert rc == 1 and "no slot 'nope'" in err
     assert not (tmp_path / "o").exists()
@@ -309,6 +342,35 @@ def test_import_round_trip(capsys, bus, store, tmp_path):
     assert mask.shape == (1, 6, 4) and torch.equal(mask, images.read_mask(mask_file))
 
 
+def comfy_load_image_mask(path: Path) -> torch.Tensor:
+    """ComfyUI's LoadImage mask of an RGBA file (nodes.py, 0.8.0), written out independently."""
+    alpha = np.array(Image.open(path).getchannel("A")).astype(np.float32) / 255.0
+    return (1.0 - torch.from_numpy(alpha))[None]
+
+
+def test_import_makes_the_mask_from_alpha_as_comfyui_does(capsys, bus, store, tmp_path):
+    """RGBA once lost its alpha and got no mask; now mask = 1 - alpha, bit for bit as LoadImage."""
+    rgba = np.random.default_rng(3).integers(0, 256, (6, 4, 4), dtype=np.uint8)
+    with_alpha = tmp_path / "cut.png"
+    Image.fromarray(rgba, "RGBA").save(with_alpha)
+    plain = save_rgb(tmp_path / "plain.png", rgba[:, :, :3])
+    bus.mkdir()
+    rc, out, err = run(capsys, "--bus", bus, "import", "cut", with_alpha, plain)
+    assert rc == 0 and err == ""
+    assert ", with mask = 1 - alpha (transparent = masked, as ComfyUI's LoadImage) ->" in out
+    image, mask = store.load("cut")
+    assert torch.equal(image, torch.cat([images.read_image(with_alpha), images.read_image(plain)]))
+    assert mask.dtype == torch.float32 and mask.shape == (2, 6, 4)
+    assert torch.equal(mask[:1], comfy_load_image_mask(with_alpha))
+    assert not mask[1].any()  # no alpha: nothing masked
+    # --mask wins over alpha, and says so
+    mask_file = tmp_path / "m.png"
+    Image.new("L", (4, 6), 255).save(mask_file)
+    rc, out, err = run(capsys, "--bus", bus, "import", "cut2", with_alpha, "--mask", mask_file)
+    assert rc == 0 and err == "gates: note: the images' alpha is not used: --mask gives the mask\n"
+    assert torch.equal(store.load("cut2")[1], torch.ones(1, 6, 4))
+
+
 def test_import_refuses_mismatched_sizes(capsys, bus, store, tmp_path):
     a = save_rgb(tmp_path / "a.png", np.zeros((6, 4, 3)))
     b = save_rgb(tmp_path / "b.png", np.zeros((5, 4, 3)))
@@ -330,13 +392,60 @@ def test_import_refuses_wrong_mask_count_and_size(capsys, bus, store, tmp_path):
     assert not store.exists("shots")
 
 
-def test_import_missing_or_junk_file(capsys, bus, tmp_path):
-    rc, _, err = run(capsys, "--bus", bus, "import", "shots", tmp_path / "nope.png")
-    assert rc == 1 and err.strip() == f"gates: error: {tmp_path / 'nope.png'}: No such file or directory"
-    junk = tmp_path / "junk.png"
-    junk.write_bytes(b"not a png")
-    rc, _, err = run(capsys, "--bus", bus, "import", "shots", junk)
-    assert rc == 1 and "not a readable image" in err
+def png_header(width: int, height: int, rows: int = 64) -> bytes:
+    """A PNG claiming width x height pixels with only `rows` rows of data: what a bomb looks like."""
+    import struct
+    import zlib as _zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", _zlib.crc32(kind + body))
+
+    raw = _zlib.compress(b"\0" * (1 + 3 * width) * rows, 9)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", raw)
+        + chunk(b"IEND", b"")
+    )
+
+
+def _bad_file(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / {"folder": "photos", "missing": "nope.png", "text": "notimage.txt"}.get(kind, f"{kind}.png")
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "text":
+        path.write_text("hello")
+    elif kind == "huge":
+        path.write_bytes(png_header(20000, 20000))  # over Pillow's own bomb limit too
+    elif kind == "big":
+        path.write_bytes(png_header(9000, 8200))
+    elif kind == "cut":
+        path.write_bytes(png_header(64, 64, rows=64)[:-40])  # its data ends early
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("missing", "{p}: no such file"),
+        ("folder", "{p}/: a folder, not an image file"),
+        ("text", "{p}: not an image (PNG, JPEG or WebP)"),
+        ("big", "{p}: 9000x8200 pixels is over the limit of 8192x8192 pixels"),
+        ("huge", "{p}: too many pixels, over the limit of 8192x8192 pixels"),
+        ("cut", "{p}: the image data is damaged"),
+    ],
+)
+@pytest.mark.parametrize("as_mask", [False, True], ids=["image", "mask"])
+def test_import_names_a_bad_file_in_one_plain_line(capsys, bus, tmp_path, kind, message, as_mask):
+    """Once: "cannot identify image file <_io.BufferedReader name='notimage.txt'>", "[Errno 21]
+    Is a directory", and "not a readable image" for one too large."""
+    bad = _bad_file(tmp_path, kind)
+    good = save_rgb(tmp_path / "good.png", np.zeros((4, 4, 3)))
+    argv = ["import", "shots", good, "--mask", bad] if as_mask else ["import", "shots", bad]
+    rc, out, err = run(capsys, "--bus", bus, *argv)
+    assert (rc, out) == (1, "")
+    assert err == f"gates: error: {message.format(p=bad)}\n"
+    assert not (bus / "shots").exists()
 
 
 def test_import_over_existing_needs_force(capsys, bus, store, tmp_path):
@@ -362,7 +471,7 @@ def test_rm(capsys, bus, store, monkeypatch):
     rc, out, _ = run(capsys, "--bus", bus, "rm", "beta", "-y")
     assert rc == 0 and "deleted 'beta'" in out and store.ids() == []
     rc, _, err = run(capsys, "--bus", bus, "rm", "beta", "-y")
-    assert rc == 1 and "no slot 'beta'" in err
+    assert rc == 1 and err == f"gates: error: no slot 'beta' in bus {bus.name!r}\n"  # once the full path
 
 
 def test_mv(capsys, bus, store):
@@ -403,6 +512,7 @@ def test_invalid_id_is_a_clean_error(capsys, bus, store, tmp_path, argv):
 
 
 def test_missing_slot(capsys, bus):
+    bus.mkdir()
     rc, out, err = run(capsys, "--bus", bus, "info", "nope")
     assert rc == 1 and out == ""
     assert err == f"gates: error: no slot 'nope' in bus {bus.name!r}\n"
@@ -435,6 +545,7 @@ def test_usage_errors_keep_argparse_status_2(capsys, argv):
 
 # -- serve -------------------------------------------------------------------------------------
 def test_serve_on_a_busy_port_is_a_clean_error(capsys, bus):
+    bus.mkdir()
     import socket
 
     with socket.socket() as taken:
@@ -442,11 +553,33 @@ def test_serve_on_a_busy_port_is_a_clean_error(capsys, bus):
         taken.listen()
         port = taken.getsockname()[1]
         rc, _, err = run(capsys, "--bus", bus, "serve", "--port", str(port))
-    assert rc == 1 and err.startswith("gates: error:") and "Traceback" not in err
-    assert str(port) in err
+    assert rc == 1 and err == f"gates: error: port {port} is in use: choose another with --port\n"
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "65536", "http"])
+def test_serve_on_an_impossible_port_is_a_usage_error(capsys, bus, port):
+    """99999 and -1 once reached the socket and printed an OverflowError traceback."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--bus", str(bus), "serve", "--port", port])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        f"gates serve: error: argument --port: {port!r} is not a port number: give 1-65535 (0 picks a free one)"
+    )
+
+
+def test_serve_on_a_host_it_cannot_listen_on_is_a_clean_error(capsys, bus):
+    bus.mkdir()
+    rc, _, err = run(capsys, "--bus", bus, "serve", "--host", "192.0.2.1", "--no-auth", "--port", "0")
+    assert rc == 1 and "Errno" not in err  # the lines before it warn that 192.0.2.1 is not loopback
+    assert (
+        err.splitlines()[-1]
+        == "gates: error: cannot listen on '192.0.2.1': not an address of this machine; check --host"
+    )
 
 
 def test_serve_calls_browser(capsys, bus, monkeypatch):
+    bus.mkdir()
     calls = []
     from gates.http.app import given_token
 
@@ -456,6 +589,7 @@ def test_serve_calls_browser(capsys, bus, monkeypatch):
     monkeypatch.delenv("DATASET_GATES_TOKEN", raising=False)
     monkeypatch.setitem(sys.modules, "gates.http.app", fake)
     monkeypatch.setattr(gates.http, "app", fake, raising=False)
+    monkeypatch.setenv(cli.BUS_ENV, str(bus))
     assert run(capsys, "serve", "--bus", bus, "--port", "9000")[0] == 0
     assert run(capsys, "--bus", bus, "serve", "--host", "0.0.0.0", "--no-auth")[0] == 0
     assert run(capsys, "serve", "--host", "::", "--token", "t" * 16)[0] == 0
@@ -475,6 +609,7 @@ def test_serve_calls_browser(capsys, bus, monkeypatch):
     ],
 )
 def test_serve_bad_token_options_are_clean_errors(capsys, bus, options, message):
+    bus.mkdir()
     rc, _, err = run(capsys, "--bus", bus, "serve", "--port", "0", *options)
     assert rc == 1 and err.startswith("gates: error:") and message in err
 
@@ -578,23 +713,10 @@ def test_pin_unpin_and_quota_from_the_cli(capsys, bus, store):
 
 def test_import_refuses_a_decompression_bomb_before_decoding(capsys, bus, tmp_path):
     """A small PNG claiming 13000x13000 pixels is refused from its header: one error line."""
-    import struct
-    import zlib as _zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", _zlib.crc32(kind + body))
-
-    w = h = 13000
-    raw = _zlib.compress(b"\0" * (1 + 3 * w) * 64, 9)  # a few rows: the header is what counts
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-        + chunk(b"IDAT", raw)
-        + chunk(b"IEND", b"")
-    )
+    bomb.write_bytes(png_header(13000, 13000))  # a few rows: the header is what counts
     rc, _out, err = run(capsys, "--bus", bus, "import", "x", bomb)
-    assert rc == 1 and "exceeds the limit" in err and err.count("\n") == 1
+    assert rc == 1 and "13000x13000 pixels is over the limit" in err and err.count("\n") == 1
     assert not (bus / "x").exists()
 
 
@@ -611,3 +733,124 @@ def test_migrate_dry_run_lists_then_migrate_converts(capsys, bus, store):
     assert torch.equal(image[0, 0, 0], torch.tensor([1.0, 0.0, 51 / 255], dtype=torch.float32))
     rc, out, _ = run(capsys, "--bus", bus, "migrate")
     assert rc == 0 and out.startswith("nothing to migrate")
+
+
+# -- bus locations -------------------------------------------------------------------------------
+def test_a_location_with_a_scheme_is_refused_and_nothing_is_created(capsys, tmp_path, monkeypatch):
+    """`--bus s3://x` once became the folder `s3:/x` (argparse's Path ate a slash) and listed
+    an empty bus; every scheme without a backend is refused, naming the locations served."""
+    monkeypatch.chdir(tmp_path)
+    for argv in (["--bus", "s3://bucket/x", "ls"], ["ls", "--bus", "s3://bucket/x"]):
+        rc, out, err = run(capsys, *argv)
+        assert rc == 1 and out == ""
+        assert err.startswith("gates: error: no bus backend serves s3:// locations") and err.count("\n") == 1
+        assert "file:///path" in err and "memory://name" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bus_expands_a_home_folder(capsys, tmp_path, monkeypatch, store):
+    store.publish("alpha", torch.zeros(1, 2, 2, 3))
+    monkeypatch.setenv("HOME", str(store.root.parent))
+    rc, out, _ = run(capsys, "--bus", "~/bus", "ls")
+    assert rc == 0 and "alpha" in out
+
+
+def _truncate(path: Path, size: int) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(size)
+
+
+def test_mv_of_a_damaged_slot_renames_it_and_says_so(capsys, bus, store):
+    """It once renamed the folder, then failed to read the new name and said `error`, exit 1."""
+    store.publish("dmg", torch.rand(1, 40, 40, 3))
+    _truncate(bus / "dmg" / SLOT_FILE, 1000)
+    rc, out, err = run(capsys, "--bus", bus, "mv", "dmg", "dmg2")
+    assert rc == 0 and err == ""
+    assert out.startswith("renamed 'dmg' -> 'dmg2' (the slot is damaged: not a valid Dataset Gates slot file")
+    assert out.count("\n") == 1 and store.ids() == ["dmg2"]
+    rc, out, _ = run(capsys, "--bus", bus, "pin", "dmg2")
+    assert rc == 0 and out.startswith("'dmg2' is pinned: the quota never removes it (the slot is damaged: ")
+
+
+def test_mv_onto_its_own_id_says_nothing_changed(capsys, bus, store):
+    store.publish("kitty", torch.rand(1, 4, 4, 3))
+    rc, out, _ = run(capsys, "--bus", bus, "mv", "kitty", "kitty")
+    assert (rc, out) == (0, "'kitty' already has that id: nothing changed\n")
+    assert store.ids() == ["kitty"]
+    rc, _, err = run(capsys, "--bus", bus, "mv", "ghost", "ghost")
+    assert rc == 1 and "no slot 'ghost'" in err
+
+
+# -- a bus that is not there ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv", [["ls"], ["ls", "--json"], ["info", "x"], ["history", "x"], ["rm", "x", "-y"], ["config"], ["serve"]]
+)
+@pytest.mark.parametrize("where", ["typo", "rgb.png"])
+def test_reading_a_bus_that_is_not_there_is_an_error(capsys, tmp_path, monkeypatch, argv, where):
+    """A typo'd --bus, or a file, once listed as an empty bus ("no slots in ...", exit 0) and
+    `gates serve` served it."""
+    (tmp_path / "rgb.png").write_bytes(b"\x89PNG not really")
+    served = []
+    monkeypatch.setattr("gates.http.app.serve", lambda *a, **k: served.append(a))
+    rc, out, err = run(capsys, "--bus", tmp_path / where, *argv)
+    assert rc == 1 and out == "" and not served
+    assert err == (
+        f"gates: error: no bus at {tmp_path / where}: nothing was ever published there; check --bus "
+        "(a gate's send_id, Bus Save or `gates import` creates one)\n"
+        if where == "typo"
+        else "gates: error: bus 'rgb.png' is a file, not a bus folder: give a folder\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rgb.png"]
+
+
+def test_import_and_a_config_change_create_a_missing_bus_and_say_so(capsys, tmp_path):
+    picture = save_rgb(tmp_path / "a.png", np.zeros((4, 4, 3)))
+    rc, out, err = run(capsys, "--bus", tmp_path / "new", "import", "shots", picture)
+    assert rc == 0 and out.startswith("published 'shots'")
+    assert err == f"gates: note: created the bus {tmp_path / 'new'}\n"
+    rc, _, err = run(capsys, "--bus", tmp_path / "new", "import", "more", picture)
+    assert rc == 0 and err == ""  # there now: nothing to say
+    rc, out, err = run(capsys, "--bus", tmp_path / "other", "config", "--keep", "2")
+    assert rc == 0 and "keep:" in out and err == f"gates: note: created the bus {tmp_path / 'other'}\n"
+    rc, out, err = run(capsys, "--bus", picture, "import", "shots", picture)
+    assert (rc, out) == (1, "") and err == "gates: error: bus 'a.png' is a file, not a bus folder: give a folder\n"
+
+
+# -- start-up ------------------------------------------------------------------------------------
+NO_TENSOR_SCRIPT = """
+import sys
+from gates.cli import main
+try:
+    rc = main(sys.argv[1:])
+except SystemExit as exc:  # --version
+    rc = exc.code
+print("loaded:", sorted(m for m in ("torch", "numpy", "PIL") if m in sys.modules), "rc:", rc)
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--version"],
+        ["ls"],
+        ["ls", "--json"],
+        ["info", "a"],
+        ["info", "a", "--verify"],
+        ["history", "a"],
+        ["rm", "b", "-y"],
+        ["mv", "c", "c2"],
+        ["pin", "a"],
+        ["unpin", "a"],
+        ["config"],
+        ["config", "--keep", "2"],
+    ],
+    ids=" ".join,
+)
+def test_commands_that_make_no_tensor_start_without_torch(bus, store, argv):
+    """Every command once imported torch first (1.4 s of a 1.5 s `gates ls`); those that read
+    headers only load neither torch nor numpy nor Pillow (their times: benchmarks/bench_cli.py)."""
+    for slot_id in ("a", "b", "c"):
+        store.publish(slot_id, torch.rand(1, 4, 4, 3), latent={"samples": torch.rand(1, 4, 1, 1)})
+    p = run_python("-c", NO_TENSOR_SCRIPT, "--bus", bus, *argv, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-1] == "loaded: [] rc: 0", p.stderr

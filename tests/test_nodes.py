@@ -177,15 +177,35 @@ def test_slot_ids_fed_by_links_pass_queue_time_validation(comfy):
     assert "required" in nodes["DatasetGatesBusSave"].VALIDATE_INPUTS(slot_id=" ")
 
 
-def test_gate_queue_time_error_names_only_get_id(comfy):
-    """ComfyUI (execution.validate_inputs) attaches VALIDATE_INPUTS's error to every argument
-    the function names, so naming only get_id reports a bad get_id once, against get_id."""
+def comfy_validation_details(node: type, inputs: dict[str, str]) -> list[str]:
+    """The `details` of each error ComfyUI 0.8.0 (execution.validate_inputs) makes of what
+    VALIDATE_INPUTS returns: one per argument it names that the prompt gives, "<input> - <error>"."""
+    names = inspect.getfullargspec(node.VALIDATE_INPUTS).args[1:]
+    given = {name: value for name, value in inputs.items() if name in names}
+    result = node.VALIDATE_INPUTS(**given)
+    return [] if result is True else [f"{name} - {result}" for name in given]
+
+
+@pytest.mark.parametrize(
+    "inputs, at_fault",
+    [
+        ({"get_id": "nul@-1", "send_id": "ok"}, ["get_id: ", "Windows reserves"]),
+        ({"get_id": "", "send_id": "a/b"}, ["send_id: invalid slot id 'a/b'"]),
+        ({"get_id": "", "send_id": "x" * 300}, ["send_id: invalid slot id 'xxx"]),
+        ({"get_id": "", "send_id": "ok@-1"}, ["send_id: invalid slot id 'ok@-1'"]),  # a ref only reads
+        ({"get_id": "../x", "send_id": "a b"}, ["get_id: invalid slot id '../x'", "send_id: invalid slot id 'a b'"]),
+    ],
+)
+def test_gate_queue_time_errors_name_the_field_at_fault(comfy, inputs, at_fault):
+    """A bad send_id once queued with HTTP 200 and failed only when the gate ran. ComfyUI
+    repeats the error against every input VALIDATE_INPUTS names; each copy names the field."""
     _, pack = comfy
     gate = pack.NODE_CLASS_MAPPINGS["ImageGate"]
-    spec = inspect.getfullargspec(gate.VALIDATE_INPUTS)
-    assert spec.args == ["cls", "get_id"] and spec.varkw is None
-    error = gate.VALIDATE_INPUTS(get_id="nul@-1")
-    assert error.startswith("get_id: ") and "Windows reserves" in error
+    details = comfy_validation_details(gate, {"routes": 2, "labels": "", **inputs})
+    assert [d.split(" - ")[0] for d in details] == ["get_id", "send_id"]
+    assert all(all(part in d for part in at_fault) for d in details)
+    assert comfy_validation_details(gate, {"get_id": "a@-2", "send_id": "b", "routes": 2}) == []
+    assert gate.VALIDATE_INPUTS(get_id=None, send_id=None) is True  # fed by links: checked when run
 
 
 def test_bus_save_then_load_is_bit_exact_and_fingerprinted(comfy):

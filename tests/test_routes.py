@@ -195,6 +195,37 @@ async def test_corrupt_slot_is_422_not_500(client, store):
     assert next(s for s in listed["slots"] if s["id"] == "b")["error"]
 
 
+async def test_verify_reads_the_whole_file_and_finds_what_a_listing_cannot(client, store):
+    """A flipped tensor byte leaves the header whole: the list and info look healthy, and only
+    a check of the checksum (this route, a load, a download) finds it."""
+    assert await (await client.get(f"{P}/bus/verify/a")).json() == {"ref": "a", "verified": True}
+    path = store.slot_dir("a") / "slot.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert (await client.get(f"{P}/bus/info/a")).status == 200
+    resp = await client.get(f"{P}/bus/verify/a")
+    assert resp.status == 422
+    error = (await resp.json())["error"]
+    assert error.startswith("slot 'a': failed its checksum") and str(store.root) not in error
+    assert (await client.get(f"{P}/bus/verify/missing")).status == 404
+    assert (await client.get(f"{P}/bus/verify/a@-1")).status == 404
+
+
+async def test_mask_renders_white_where_masked(client, store):
+    mask = torch.zeros(3, 40, 30)
+    mask[1, :20] = 1.0
+    store.publish("m", torch.rand(3, 40, 30, 3), mask)
+    resp = await client.get(f"{P}/bus/mask/m/1")
+    assert resp.status == 200 and resp.content_type == "image/png"
+    picture = Image.open(io.BytesIO(await resp.read()))
+    assert picture.mode == "L" and picture.size == (30, 40)
+    assert picture.getpixel((5, 5)) == 255 and picture.getpixel((5, 30)) == 0
+    resp = await client.get(f"{P}/bus/mask/b/0")
+    assert resp.status == 404 and (await resp.json())["error"] == "slot 'b' has no mask"
+    assert (await client.get(f"{P}/bus/mask/m/3")).status == 400
+
+
 # -- a paused gate -------------------------------------------------------------------------------
 
 

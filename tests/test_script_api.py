@@ -51,3 +51,13 @@ def test_every_exported_function_documents_args_returns_or_an_example() -> None:
     for name in ("publish", "load", "read", "info", "list_slots", "delete"):
         doc = getattr(gates, name).__doc__ or ""
         assert "Example:" in doc, name
+
+
+def test_a_location_with_a_scheme_is_refused_and_nothing_is_created(tmp_path: Path, monkeypatch) -> None:
+    """`gates.publish("s3://bucket/x", ...)` once made a local folder named `s3:`."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"no bus backend serves s3:// locations; use a folder path"):
+        gates.publish("s3://bucket/x", "slot", torch.rand(1, 4, 4, 3))
+    with pytest.raises(ValueError, match="s3://"):
+        gates.list_slots("s3://bucket/x")
+    assert list(tmp_path.iterdir()) == []

@@ -22,12 +22,14 @@ import xxhash
 from PIL import Image
 from safetensors.torch import save_file
 
+from gates import images
 from gates.bus import codec
 from gates.bus.errors import SlotCorrupt, SlotNotFound, SlotWriteError
 from gates.bus.ids import validate_id
 from gates.bus.local import slot_file as slot_format
 from gates.bus.local import store as slots
 from gates.bus.local.store import SlotStore
+from gates.bus.tensors import dtype_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -414,7 +416,7 @@ def several_readers(monkeypatch):
     """Loads of any size read on several threads, as a load of 8 MiB or more does."""
     monkeypatch.setattr(slot_format, "PARALLEL_MIN", 0)
     monkeypatch.setattr(slot_format, "MAX_READERS", 3)
-    monkeypatch.setattr(slot_format.torch, "get_num_threads", lambda: 3)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     assert slot_format._reader_count(5 * codec.READ_CHUNK) == 3
 
 
@@ -582,7 +584,7 @@ def test_disk_full_keeps_the_old_slot(store, monkeypatch):
 def test_thumbnail_write_failure_keeps_the_old_slot(store, monkeypatch):
     old = rand_image()
     store.publish("th", old)
-    monkeypatch.setattr(slots.codec.images, "png_bytes", lambda img: (_ for _ in ()).throw(OSError(errno.EIO, "io")))
+    monkeypatch.setattr(images, "png_bytes", lambda img: (_ for _ in ()).throw(OSError(errno.EIO, "io")))
     with pytest.raises(OSError):
         store.publish("th", rand_image(seed=2))
     assert_exact(store.load("th")[0], old)
@@ -702,7 +704,7 @@ def test_latent_rides_along_bit_exact_with_noise_mask_and_batch_index(store, dty
     assert_exact(data.latent["noise_mask"], noise_mask)
     assert data.latent["batch_index"] == [4, 5, 6]
     info = store.info("lat")
-    assert info.latent_shape == [3, 4, 3, 2] and info.latent_dtype == codec.dtype_name(dtype)
+    assert info.latent_shape == [3, 4, 3, 2] and info.latent_dtype == dtype_name(dtype)
 
 
 def test_slot_without_latent_reads_none_and_damage_in_the_latent_is_caught(store):

@@ -64,11 +64,13 @@ def test_bus_api_builds_every_bus_request_on_the_client_it_is_given(api) -> None
         setPolicy: await bus.setPolicy({ keep: 3 }),
         plan: await bus.resumePlan('gate_5 x'),
         resume: await bus.resume('gate_5 x'),
+        verify: await bus.verify('a b@-1'),
         urls: {
           thumb: bus.thumbUrl({ thumb_url: '/datasete_gate/bus/thumb/a?v=7' }),
           image: bus.imageUrl('a@-1', 2, 'abc123'),
           imageNoChecksum: bus.imageUrl('a', 0),
           tensors: bus.tensorsUrl('a b@-2'),
+          mask: bus.maskUrl('a@-1', 2, 'abc123'),
         },
       };
       out.sent = sent.splice(0);
@@ -87,6 +89,7 @@ def test_bus_api_builds_every_bus_request_on_the_client_it_is_given(api) -> None
         ["POST", "/datasete_gate/bus/policy", {"keep": 3}],
         ["GET", "/datasete_gate/resume/gate_5%20x", None],
         ["POST", "/datasete_gate/resume/gate_5%20x", {"client_id": "tab-1"}],
+        ["GET", "/datasete_gate/bus/verify/a%20b%40-1", None],
     ]
     # Every URL is the client's (its base), and the image's cache key is the checksum.
     assert got["urls"] == {
@@ -94,6 +97,7 @@ def test_bus_api_builds_every_bus_request_on_the_client_it_is_given(api) -> None
         "image": "/base/datasete_gate/bus/image/a%40-1/2?v=abc123",
         "imageNoChecksum": "/base/datasete_gate/bus/image/a/0?v=",
         "tensors": "/base/datasete_gate/bus/tensors/a%20b%40-2",
+        "mask": "/base/datasete_gate/bus/mask/a%40-1/2?v=abc123",
     }
 
 
@@ -165,7 +169,7 @@ def test_gate_api_sends_a_pauses_answers_on_the_client(api) -> None:
 def test_bus_api_on_window_fetch_reaches_the_standalone_servers_routes(blank, tmp_path: Path) -> None:
     """busApi on http.js's window.fetch client against `gates serve`: the requests the slot
     browser makes reach the server's routes (a wrong path would 404 here)."""
-    SlotStore(tmp_path / "bus").publish("one", torch.rand(2, 8, 8, 3))
+    SlotStore(tmp_path / "bus").publish("one", torch.rand(2, 8, 8, 3), torch.rand(2, 8, 8))
     got = blank.evaluate("""async () => {
       const { busApi } = await import('/web/gate_api.js');
       const { fetchClient } = await import('/web/http.js');
@@ -174,15 +178,18 @@ def test_bus_api_on_window_fetch_reaches_the_standalone_servers_routes(blank, tm
       const image = await fetch(bus.imageUrl('one', 1, slots[0].checksum));
       const thumb = await fetch(bus.thumbUrl(slots[0]));
       const tensors = await fetch(bus.tensorsUrl('one'));
+      const mask = await fetch(bus.maskUrl('one', 1, slots[0].checksum));
       return {
         ids: slots.map((s) => s.id), info: (await bus.info('one')).id, history: (await bus.history('one')).length,
         pinned: (await bus.pin('one', true)).pinned, policy: (await bus.setPolicy({ keep: 4 })).keep,
         policyAgain: (await bus.policy()).keep,
-        files: [image.status, image.headers.get('content-type'), thumb.status, tensors.status],
+        files: [image.status, image.headers.get('content-type'), thumb.status, tensors.status, mask.status],
+        verified: await bus.verify('one'),
         renamed: (await bus.rename('one', 'two', false)).id, deleted: await bus.delete('two'),
       };
     }""")
     assert got["ids"] == ["one"] and got["info"] == "one" and got["history"] >= 1
     assert got["pinned"] is True and got["policy"] == got["policyAgain"] == 4
-    assert got["files"] == [200, "image/png", 200, 200]
+    assert got["files"] == [200, "image/png", 200, 200, 200]
+    assert got["verified"] == {"ref": "one", "verified": True}
     assert got["renamed"] == "two" and got["deleted"] == {"deleted": "two"}

@@ -117,8 +117,14 @@ export function busApi(client, clientId = () => null) {
      *  slot's image is a new URL, never a cached one. */
     imageUrl: (ref, index, checksum) =>
       client.url(bus(`/image/${slotPath(ref)}/${index}?${new URLSearchParams({ v: checksum ?? "" })}`)),
+    /** The mask of one batch image (grey, white = masked), keyed by checksum as imageUrl is. */
+    maskUrl: (ref, index, checksum) =>
+      client.url(bus(`/mask/${slotPath(ref)}/${index}?${new URLSearchParams({ v: checksum ?? "" })}`)),
     /** The exact slot file. */
     tensorsUrl: (ref) => client.url(bus(`/tensors/${slotPath(ref)}`)),
+    /** Check the slot file's checksum (the whole file is read): resolves when it holds, rejects
+     *  with HttpError 422 and the failure when it is damaged. */
+    verify: (ref) => client.get(bus(`/verify/${slotPath(ref)}`)),
     /** Delete a slot for good. */
     delete: (id) => client.delete(bus(`/${slotPath(id)}`)),
     /** Resolves to the slot under its new id. */

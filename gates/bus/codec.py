@@ -22,6 +22,9 @@ chunks it read and no thread waits for another. It sits in the header's `chunks`
 `checksum` field keeps the one-stream `xxh3:` that 0.2.0 verifies, so a downgrade still reads
 new slots. Older slots still load and verify: `xxh3:` (0.2.0: checked after the read) and
 `crc32x2m:` (0.1.0: crc32 of each 2 MiB chunk, folded).
+
+Headers are parsed without torch, numpy or Pillow (dtypes by their names): those are imported
+where tensors or pixels are made, so a listing (`gates ls`) starts without them.
 """
 
 from __future__ import annotations
@@ -35,17 +38,17 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
 import xxhash
 
-from .. import images
 from . import json_limits
 from .contract import SlotInfo
-from .errors import SlotCorrupt, SlotIndexError, SlotMetaTooLarge, SlotTooLarge
-from .tensors import DTYPES, TENSORS, dtype_name
+from .errors import SlotCorrupt, SlotIndexError, SlotMetaTooLarge, SlotNotFound, SlotTooLarge
+from .tensors import DTYPE_NAMES, ITEMSIZES, TENSORS, dtype_code, torch_dtype
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT = "dataset-gates.slot"
 FORMAT_VERSION = 1
@@ -60,17 +63,25 @@ CHUNKED_TAG = "xxh3x1m"  # new slots: one xxh3 per READ_CHUNK, hashed by whichev
 STREAM_TAG = "xxh3"  # slots written by 0.2.0: one xxh3 over all the bytes
 LEGACY_CRC_TAG = "crc32x2m"  # slots written by 0.1.0
 LEGACY_CRC_CHUNK = 2 << 20
-_CODES = {dtype: code for code, dtype in DTYPES.items()}
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One tensor of a slot file: its dtype, shape and absolute byte range in the file."""
+    """One tensor of a slot file: its dtype (by its code, 'F32'), shape and absolute byte
+    range in the file."""
 
-    dtype: torch.dtype
+    code: str
     shape: tuple[int, ...]
     start: int
     end: int
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch_dtype(self.code)
+
+    @property
+    def dtype_name(self) -> str:
+        return DTYPE_NAMES[self.code]
 
     @property
     def nbytes(self) -> int:
@@ -119,12 +130,14 @@ class Header:
 
 def raw_bytes(t: torch.Tensor) -> memoryview:
     """The bytes of a contiguous CPU tensor, bfloat16 included (numpy has no bfloat16)."""
+    import torch
+
     return t.reshape(-1).view(torch.uint8).numpy().data
 
 
 def fold(digests: list[int]) -> str:
     """The `xxh3x1m:` checksum from the chunks' digests, in order."""
-    return f"{CHUNKED_TAG}:{xxhash.xxh3_64_hexdigest(np.asarray(digests, dtype='<u8').tobytes())}"
+    return f"{CHUNKED_TAG}:{xxhash.xxh3_64_hexdigest(struct.pack(f'<{len(digests)}Q', *digests))}"
 
 
 def checksum(tensors: list[torch.Tensor]) -> str:
@@ -179,7 +192,7 @@ def encode_header(
     offset = 0
     for name, t in tensors.items():
         nbytes = t.numel() * t.element_size()
-        header[name] = {"dtype": _CODES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+        header[name] = {"dtype": dtype_code(t.dtype), "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # 8-byte aligned data, as safetensors writes it
@@ -218,20 +231,19 @@ def truncated() -> SlotCorrupt:
 
 def _entry(name: str, raw: Any, data_start: int, file_size: int) -> Entry:
     code = raw.get("dtype") if isinstance(raw, dict) else raw
-    if not (isinstance(code, str) and code in DTYPES):  # a list or an object is no dtype (nor hashable)
+    if not (isinstance(raw, dict) and isinstance(code, str) and code in DTYPE_NAMES):  # a list is no dtype
         raise _bad(f"{name} must be a float16/bfloat16/float32/float64 tensor, got {_short(repr(code))}")
     shape, offsets = raw.get("shape"), raw.get("data_offsets")
     if not isinstance(shape, list) or not all(type(n) is int and 0 <= n <= MAX_SIDE for n in shape):
         raise _bad(f"{name} has an impossible shape {_short(repr(shape))}")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int and n >= 0 for n in offsets)):
         raise _bad(f"{name} has impossible data offsets {_short(repr(offsets))}")
-    dtype = DTYPES[raw["dtype"]]
     start, end = data_start + offsets[0], data_start + offsets[1]
-    if end - start != math.prod(shape) * dtype.itemsize:
-        raise _bad(f"{name} claims {end - start} bytes for a {shape} {dtype_name(dtype)} tensor")
+    if end - start != math.prod(shape) * ITEMSIZES[code]:
+        raise _bad(f"{name} claims {end - start} bytes for a {shape} {DTYPE_NAMES[code]} tensor")
     if end > file_size:
         raise _bad(f"{name} claims bytes up to {end} in a file of {file_size}")
-    return Entry(dtype, tuple(shape), start, end)
+    return Entry(code, tuple(shape), start, end)
 
 
 def _check_shapes(entries: dict[str, Entry]) -> None:
@@ -327,6 +339,9 @@ def parse_file(data: bytes | memoryview) -> Header:
 def decode_tensors(data: bytes | memoryview, header: Header, verify: bool) -> dict[str, torch.Tensor]:
     """The tensors of a whole slot file held in memory, as copies the caller owns, in
     TENSORS order; with `verify`, SlotCorrupt when the checksum does not match."""
+    import numpy as np
+    import torch
+
     view = memoryview(data)
     out = {}
     for name, e in header.ordered:
@@ -351,6 +366,8 @@ def verify_stream(read_into: Callable[[int, memoryview], None], header: Header) 
     tag = header.tag
     if not (header.contiguous and tag in (CHUNKED_TAG, STREAM_TAG)):
         # a foreign layout or a 0.1.0 checksum (rare): each tensor read whole
+        import torch
+
         tensors = []
         for _, e in header.ordered:
             part = torch.empty(e.nbytes, dtype=torch.uint8)
@@ -375,18 +392,52 @@ def read_rows(
 ) -> torch.Tensor:
     """Rows row0..row1 of batch image `index` as [rows,W,C], through `read_into(offset,
     buffer)`, reading only those bytes: a preview of a huge image renders band by band."""
-    e = header.image
-    _, h, w, c = e.shape
+    _, h, w, c = header.image.shape
+    return _plane_rows(read_into, header.image, index, (h, w, c), row0, row1)
+
+
+def _plane_rows(
+    read_into: Callable[[int, memoryview], None],
+    e: Entry,
+    plane: int,
+    hwc: tuple[int, int, int],
+    row0: int,
+    row1: int,
+) -> torch.Tensor:
+    """Rows row0..row1 of plane `plane` of tensor `e`, whose planes are [H,W,C] = `hwc`."""
+    import torch
+
+    h, w, c = hwc
     row_bytes = w * c * e.dtype.itemsize
     buf = torch.empty((row1 - row0) * row_bytes, dtype=torch.uint8)
-    read_into(e.start + (index * h + row0) * row_bytes, buf.numpy().data)
+    read_into(e.start + (plane * h + row0) * row_bytes, buf.numpy().data)
     return buf.view(e.dtype).reshape(row1 - row0, w, c)
 
 
-def preview(ref: str, header: Header, index: int, side: int, read_into: Callable[[int, memoryview], None]) -> bytes:
-    """PNG preview of batch image `index` of slot `ref`, long side <= side, read band by band
-    through `read_into`: paging a big batch stays cheap, and an image too big to render is
-    refused from its header alone (SlotTooLarge; SlotIndexError for a bad index)."""
+def _mask_rows(
+    read_into: Callable[[int, memoryview], None], e: Entry, index: int, row0: int, row1: int
+) -> torch.Tensor:
+    """Rows row0..row1 of mask `e` of batch image `index` as [rows,W,1] (a mask of batch 1 or
+    [H,W] is every image's), reading only those bytes, as `read_rows` does for the image."""
+    h, w = e.shape[-2:]
+    plane = index if len(e.shape) == 3 and e.shape[0] > 1 else 0
+    return _plane_rows(read_into, e, plane, (h, w, 1), row0, row1)
+
+
+def preview(
+    ref: str,
+    header: Header,
+    index: int,
+    side: int,
+    read_into: Callable[[int, memoryview], None],
+    mask: bool = False,
+) -> bytes:
+    """PNG preview of batch image `index` of slot `ref` (with `mask`, of its mask: grey, white
+    = masked), long side <= side, read band by band through `read_into`: paging a big batch
+    stays cheap, and an image too big to render is refused from its header alone (SlotTooLarge;
+    SlotIndexError for a bad index, SlotNotFound for a mask the slot does not hold)."""
+    from .. import images
+
     b, h, w, c = header.image.shape
     if not 0 <= index < b:
         raise SlotIndexError(f"index must be from 0 to {b - 1}, got {index}")
@@ -394,16 +445,25 @@ def preview(ref: str, header: Header, index: int, side: int, read_into: Callable
         raise SlotTooLarge(
             f"slot {ref!r}: an image of {w}x{h} pixels is over the render limit of {images.MAX_RENDER_PIXELS} pixels"
         )
-    return images.preview_rows(lambda r0, r1: read_rows(read_into, header, index, r0, r1), h, w, c, side)
+    if not mask:
+        return images.preview_rows(lambda r0, r1: read_rows(read_into, header, index, r0, r1), h, w, c, side)
+    e = header.mask
+    if e is None:
+        raise SlotNotFound(f"slot {ref!r} has no mask")
+    return images.preview_rows(lambda r0, r1: _mask_rows(read_into, e, index, r0, r1), h, w, 1, side)
 
 
 def thumbnail(image: torch.Tensor) -> bytes:
     """The PNG thumbnail a publish stores beside the slot file."""
+    from .. import images
+
     return images.png_bytes(images.thumbnail(image))
 
 
 def check_thumbnail(ref: str, data: bytes) -> bytes:
     """`data` if it is a PNG of at most MAX_THUMB_BYTES, else SlotCorrupt naming `ref`."""
+    from .. import images
+
     if len(data) > MAX_THUMB_BYTES or not data.startswith(images.PNG_SIGNATURE):
         raise SlotCorrupt(f"slot {ref!r}: thumbnail refused: not a PNG file")
     return data
@@ -416,15 +476,15 @@ def describe(slot_id: str, header: Header, size: int, **extra: Any) -> SlotInfo:
     return SlotInfo(
         id=slot_id,
         image_shape=list(header.image.shape),
-        image_dtype=dtype_name(header.image.dtype),
+        image_dtype=header.image.dtype_name,
         mask_shape=list(mask.shape) if mask else None,
-        mask_dtype=dtype_name(mask.dtype) if mask else None,
+        mask_dtype=mask.dtype_name if mask else None,
         created=header.created,
         bytes=size,
         checksum=header.checksum,
         meta=header.meta,
         latent_shape=list(latent.shape) if latent else None,
-        latent_dtype=dtype_name(latent.dtype) if latent else None,
+        latent_dtype=latent.dtype_name if latent else None,
         **extra,
     )
 
@@ -444,6 +504,8 @@ def _in_parallel(work: Callable[[Any], int], jobs: list[Any]) -> list[int]:
 
 def legacy_crc_checksum(tensors: list[torch.Tensor]) -> str:
     """crc32 of every 2 MiB chunk of each tensor, folded into one crc32 of the chunk crcs."""
+    import numpy as np
+
     chunks = [
         np.asarray(raw_bytes(t))[i : i + LEGACY_CRC_CHUNK]
         for t in tensors

@@ -19,12 +19,13 @@ import builtins
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
-
-import torch
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .ids import format_ref
 from .policy import Policy
+
+if TYPE_CHECKING:  # hints only: a listing or a script that only lists needs no torch
+    import torch
 
 
 @dataclass
@@ -157,6 +158,11 @@ class BusAdmin(SlotBus, Protocol):
     def label(self) -> str:
         """The bus's short name for a page's title (a folder's name, never its path)."""
 
+    def bus_exists(self) -> bool:
+        """Whether there is a bus at the location to read (a typo'd folder is none); the
+        first publish or policy change creates it. ValueError where none can ever be made
+        (a file where the bus folder would be). An in-memory bus exists once opened."""
+
     def list(self) -> builtins.list[SlotInfo]:
         """Every slot, newest first; a damaged one is listed with `error` set, never hidden."""
 
@@ -174,10 +180,12 @@ class BusAdmin(SlotBus, Protocol):
 
     def rename(self, old: str, new: str, overwrite: bool = False) -> SlotInfo:
         """Give a slot another id, its versions and pin with it. FileExistsError when `new`
-        exists and not `overwrite`."""
+        exists and not `overwrite`. A damaged slot is renamed too: the slot comes back with
+        `error` set (what was done is done; the damage is reported, not raised)."""
 
     def pin(self, slot_id: str, pinned: bool = True) -> SlotInfo:
-        """A pinned slot is never removed to meet the quota."""
+        """A pinned slot is never removed to meet the quota. A damaged slot is pinned too and
+        comes back with `error` set, as from `rename`."""
 
     def policy(self) -> Policy:
         """The bus's storage policy, read afresh (another process may have changed it)."""
@@ -195,8 +203,9 @@ class BusAdmin(SlotBus, Protocol):
     def thumbnail(self, ref: str) -> bytes:
         """The version's PNG thumbnail, checked to be a small PNG."""
 
-    def render(self, ref: str, index: int, side: int = 1024) -> bytes:
-        """PNG preview of batch image `index`, long side <= side, in bounded memory."""
+    def render(self, ref: str, index: int, side: int = 1024, mask: bool = False) -> bytes:
+        """PNG preview of batch image `index` (with `mask`, of its mask: grey, white = masked;
+        SlotNotFound when the slot holds none), long side <= side, in bounded memory."""
 
     def verified_stream(self, ref: str) -> AbstractContextManager[SlotStream]:
         """The exact slot file of `ref`, its checksum verified first."""

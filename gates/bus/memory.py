@@ -93,6 +93,10 @@ class MemoryBus:
     def location(self) -> str:
         return SCHEME + self._bus_name
 
+    def bus_exists(self) -> bool:
+        """Opening a memory bus makes it: it is there for as long as the process runs."""
+        return True
+
     def where(self, slot_id: str) -> str:
         return f"{self.location}/{validate_id(slot_id)}"
 
@@ -221,7 +225,7 @@ class MemoryBus:
         with self._shelf.lock:
             self._versions(old)
             if old == new:
-                return self.info(new)
+                return self._info_or_damaged(new)
             if self._shelf.slots.get(new):
                 if not overwrite:
                     raise FileExistsError(f"slot {new!r} already exists; delete it first or overwrite")
@@ -230,13 +234,13 @@ class MemoryBus:
             if old in self._shelf.pinned:
                 self._shelf.pinned.discard(old)
                 self._shelf.pinned.add(new)
-            return self.info(new)
+            return self._info_or_damaged(new)
 
     def pin(self, slot_id: str, pinned: bool = True) -> SlotInfo:
         with self._shelf.lock:
             self._versions(slot_id)
             (self._shelf.pinned.add if pinned else self._shelf.pinned.discard)(slot_id)
-        return self.info(slot_id)
+        return self._info_or_damaged(slot_id)
 
     def policy(self) -> Policy:
         stored = self._shelf.policy
@@ -262,7 +266,7 @@ class MemoryBus:
             raise SlotNotFound(f"slot {name!r} has no thumbnail")
         return codec.check_thumbnail(name, version.thumb)
 
-    def render(self, ref: str, index: int, side: int = 1024) -> bytes:
+    def render(self, ref: str, index: int, side: int = 1024, mask: bool = False) -> bytes:
         name, version = self._stored(ref)
         view = memoryview(version.data)
 
@@ -273,7 +277,7 @@ class MemoryBus:
 
         header = self._header(name, version.data)
         try:
-            return codec.preview(name, header, index, side, read_into)
+            return codec.preview(name, header, index, side, read_into, mask)
         except SlotError as exc:
             if str(exc).startswith(f"slot {name!r}"):
                 raise

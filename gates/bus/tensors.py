@@ -3,26 +3,27 @@
 Every backend stores the same four tensors (`image`, `mask`, and a LATENT's `samples` and
 `noise_mask`) in the same dtypes; these checks and conversions are written once, here, so a
 slot means the same thing on every bus.
+
+torch is imported where a tensor is made or checked, never at import: a listing reads headers
+only (dtypes by name, below), so `gates ls` starts without it.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .contract import SlotData
+
+if TYPE_CHECKING:
+    import torch
 
 TENSORS = ("image", "mask", "latent.samples", "latent.noise_mask")  # file and checksum order
 LATENT_PREFIX = "latent."
 
-DTYPES: dict[str, torch.dtype] = {
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "F32": torch.float32,
-    "F64": torch.float64,
-}
-_FLOATS = frozenset(DTYPES.values())
+# The dtypes a slot holds, by their safetensors codes: names and sizes, no torch needed.
+DTYPE_NAMES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
+ITEMSIZES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
+_CODES = {name: code for code, name in DTYPE_NAMES.items()}
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -30,18 +31,37 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def dtype_code(dtype: torch.dtype) -> str:
+    """'F32' for torch.float32: how a slot file's header names it (KeyError for no float)."""
+    return _CODES[dtype_name(dtype)]
+
+
+def torch_dtype(code: str) -> torch.dtype:
+    """torch.float32 for 'F32': what the bytes of a tensor so coded are read as."""
+    import torch
+
+    dtype: torch.dtype = getattr(torch, DTYPE_NAMES[code])
+    return dtype
+
+
+def _is_float(t: torch.Tensor) -> bool:
+    return dtype_name(t.dtype) in _CODES
+
+
 def check_tensors(image: Any, mask: Any) -> None:
     """ValueError unless `image` is float [B,H,W,C<=4] and `mask` float [B|1,H,W] or [H,W]."""
+    import torch
+
     if not isinstance(image, torch.Tensor) or image.ndim != 4:
         raise ValueError(f"image must be a tensor [B,H,W,C], got {getattr(image, 'shape', type(image))}")
-    if image.dtype not in _FLOATS:
+    if not _is_float(image):
         raise ValueError(f"image must be a float tensor, got {dtype_name(image.dtype)}")
     b, h, w, c = image.shape
     if min(b, h, w) < 1 or not 1 <= c <= 4:
         raise ValueError(f"image shape {list(image.shape)} is not [B>=1,H>=1,W>=1,C in 1..4]")
     if mask is None:
         return
-    if not isinstance(mask, torch.Tensor) or mask.ndim not in (2, 3) or mask.dtype not in _FLOATS:
+    if not isinstance(mask, torch.Tensor) or mask.ndim not in (2, 3) or not _is_float(mask):
         raise ValueError(
             f"mask must be a float tensor [B,H,W] or [H,W], got "
             f"{getattr(mask, 'dtype', type(mask))} {list(getattr(mask, 'shape', []))}"
@@ -55,12 +75,14 @@ def check_tensors(image: Any, mask: Any) -> None:
 def check_latent(latent: Any) -> None:
     """ValueError unless `latent` is a ComfyUI LATENT: float `samples` [B,C,(T,)H,W], an
     optional float `noise_mask`, nothing else that is a tensor."""
+    import torch
+
     samples = latent.get("samples") if isinstance(latent, dict) else None
-    if not isinstance(samples, torch.Tensor) or samples.dtype not in _FLOATS or not 3 <= samples.ndim <= 5:
+    if not isinstance(samples, torch.Tensor) or not _is_float(samples) or not 3 <= samples.ndim <= 5:
         raise ValueError("latent must be a LATENT dict with float 'samples' of 3 to 5 dimensions")
     noise_mask = latent.get("noise_mask")
     if noise_mask is not None and (
-        not isinstance(noise_mask, torch.Tensor) or noise_mask.dtype not in _FLOATS or not 2 <= noise_mask.ndim <= 5
+        not isinstance(noise_mask, torch.Tensor) or not _is_float(noise_mask) or not 2 <= noise_mask.ndim <= 5
     ):
         raise ValueError("latent noise_mask must be a float tensor of 2 to 5 dimensions")
 
@@ -100,5 +122,7 @@ def image_and_mask(data: SlotData) -> tuple[torch.Tensor, torch.Tensor]:
     MASK convention."""
     if data.mask is not None:
         return data.image, data.mask
+    import torch
+
     b, h, w, _ = data.image.shape
     return data.image, torch.zeros((b, h, w), dtype=torch.float32, device=data.image.device)

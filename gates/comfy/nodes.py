@@ -110,11 +110,13 @@ class ImageGate:
         return float("nan")
 
     @classmethod
-    def VALIDATE_INPUTS(cls, get_id: str = "") -> bool | str:
-        """Only get_id: ComfyUI attaches the returned error to every input named here, so a
-        bad get_id is reported once, against get_id. A bad send_id fails when the gate runs,
-        before it pauses (run_gate checks it first)."""
-        return _check_id("get_id", get_id, reading=True)
+    def VALIDATE_INPUTS(cls, get_id: str = "", send_id: str = "") -> bool | str:
+        """Both ids before the queue: a bad send_id must not wait until everything upstream has
+        run. ComfyUI attaches the returned error to every input named here (one message per
+        input), so each message starts with the field at fault ("send_id: ...")."""
+        checks = (_check_id("get_id", get_id, reading=True), _check_id("send_id", send_id, reading=False))
+        errors = [error for error in checks if isinstance(error, str)]
+        return "; ".join(errors) if errors else True
 
     def run(self, unique_id: str, **inputs: Any) -> tuple:
         """`inputs` are INPUT_TYPES' by name, run_gate's keywords (an unwired optional input is

@@ -63,7 +63,9 @@ class BusRoutes:
             ("GET", "/bus/info/{id}", self.bus_info),
             ("GET", "/bus/thumb/{id}", self.bus_thumb),
             ("GET", "/bus/image/{id}/{index}", self.bus_image),
+            ("GET", "/bus/mask/{id}/{index}", self.bus_mask),
             ("GET", "/bus/tensors/{id}", self.bus_tensors),
+            ("GET", "/bus/verify/{id}", self.bus_verify),
             ("GET", "/bus/history/{id}", self.bus_history),
             ("GET", "/bus/policy", self.bus_policy),
             ("POST", "/bus/policy", self.bus_set_policy),
@@ -100,6 +102,21 @@ class BusRoutes:
     async def bus_image(self, request: web.Request) -> web.Response:
         index = int_param(request.match_info["index"], "index")
         return png_response(await self._renders.run(self.bus.render, ref_param(request), index))
+
+    async def bus_mask(self, request: web.Request) -> web.Response:
+        index = int_param(request.match_info["index"], "index")
+        return png_response(await self._renders.run(self.bus.render, ref_param(request), index, 1024, True))
+
+    async def bus_verify(self, request: web.Request) -> web.Response:
+        """Read the whole slot file and check its checksum, on demand: a listing reads headers
+        only, so damage to the tensor bytes shows nowhere else before a load or a download."""
+        ref = ref_param(request)
+        await self._renders.run(self._verify, ref)
+        return web.json_response({"ref": ref, "verified": True})
+
+    def _verify(self, ref: str) -> None:
+        with self.bus.verified_stream(ref):
+            pass
 
     async def bus_tensors(self, request: web.Request) -> web.StreamResponse:
         """The exact slot file, verified first, then streamed from what was verified."""

@@ -275,13 +275,24 @@ def test_a_user_linked_after_keeps_its_link_and_the_order_uses_a_hidden_input(co
 # -- 8. queue-time errors: once, against the input at fault ------------------------------------------
 
 
-def test_a_bad_get_id_is_reported_once_against_get_id(comfy):
-    prompt = {"2": gate(send="e2e_fine", get="nul@-1"), "5": bus_save(["2", 1], "e2e_never_saved")}
+@pytest.mark.parametrize(
+    "send, get, at_fault",
+    [
+        ("e2e_fine", "nul@-1", "get_id: invalid slot id 'nul'"),
+        ("a/b", "", "send_id: invalid slot id 'a/b'"),
+        ("x" * 300, "", "send_id: invalid slot id 'xxx"),
+    ],
+    ids=["get_id", "send_id", "long send_id"],
+)
+def test_a_bad_slot_id_is_refused_at_queue_time_naming_the_field(comfy, send, get, at_fault):
+    """A bad send_id once queued (HTTP 200) and failed when the gate ran. ComfyUI repeats the
+    error against each input the check reads; every copy names the field at fault."""
+    prompt = {"2": gate(send=send, get=get), "5": bus_save(["2", 1], "e2e_never_saved")}
     r = comfy.post("/prompt", json={"prompt": prompt})
     assert r.status_code == 400, r.text
     errors = r.json()["node_errors"]["2"]["errors"]
-    assert [e["extra_info"]["input_name"] for e in errors] == ["get_id"]
-    assert "Windows reserves" in errors[0]["details"]
+    assert sorted(e["extra_info"]["input_name"] for e in errors) == ["get_id", "send_id"]
+    assert all(at_fault in e["details"] for e in errors), errors
 
 
 # -- 9. the pack installed twice ------------------------------------------------------------------

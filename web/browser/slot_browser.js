@@ -1,5 +1,6 @@
-// The slot browser: every bus slot as a card; open one to page its batch, step through its kept
-// versions (id@-1, ...), pin, rename, delete it or download its exact tensors. A parked slot (a
+// The slot browser: every bus slot as a card; open one to page its batch (and its mask), step
+// through its kept versions (id@-1, ...), check its checksum, pin, rename, delete it or download
+// its exact tensors. A damaged slot says why and offers what still works. A parked slot (a
 // gate that timed out kept its batch and prompt there) is marked, and inside ComfyUI it can be
 // resumed. Used by the standalone page (web/browser/index.html, served by
 // `python -m gates serve`) and by the ComfyUI sidebar tab. This module is the view (DOM only:
@@ -16,6 +17,15 @@ export const EMPTY_BUS = "No slots yet. Slots are made when a gate with a send_i
 /** The standalone page cannot resume: it has no ComfyUI to queue the prompt in. */
 export const RESUME_NEEDS_COMFYUI = "Resume needs ComfyUI: open this bus in ComfyUI's sidebar.";
 
+/** What a damaged slot still offers: its file cannot be trusted, its folder can be moved or removed. */
+export const DAMAGED_NOTE = "Its tensors cannot be trusted: rename it to keep it aside, or delete it.";
+
+/** A tensor's shape with what its dimensions are: "[B,H,W] 2×512×768 float32". */
+function tensorText(shape, dtype, dims = { 2: "H,W", 3: "B,H,W", 4: "B,H,W,C" }) {
+  const named = dims[shape?.length];
+  return `${named ? `[${named}] ` : ""}${shapeText(shape)} ${dtype || ""}`.trim();
+}
+
 /** The slot's meta for the facts table: the stored API prompt only as its size, its seal (a
  *  parked run's, see gates/gate/seal.py) only as a word. */
 function metaText(meta) {
@@ -29,8 +39,9 @@ function metaText(meta) {
 export class SlotBrowserView {
   /**
    * @param {Record<string, Function>} on refresh(), filter(text), open(slot), back(), page(step),
-   *   showVersion(version), rename(id, to, overwrite), pin(id, pinned), remove(id) (after the
-   *   user confirmed), resume(id)
+   *   showVersion(version), showLayer("image"|"mask"), verify(slot), download(slot) (resolves
+   *   to whether the file may be fetched), rename(id, to, overwrite), pin(id, pinned),
+   *   remove(id) (after the user confirmed), resume(id)
    */
   constructor(on) {
     this.on = on;
@@ -87,19 +98,21 @@ export class SlotBrowserView {
   }
 
   /** @param {import("./slot_model.js").Card} card */
-  card({ slot, thumbUrl, resume }) {
-    const bad = Boolean(slot.error);
+  card({ slot, thumbUrl, resume, damage }) {
+    const bad = Boolean(slot.error); // unreadable: nothing but the error is known
     const thumb = bad
       ? el("div.dg-thumb.dg-thumb-missing", {}, "damaged")
       : el("img.dg-thumb", { src: thumbUrl, alt: slot.id, loading: "lazy", decoding: "async" });
     if (!bad) thumb.addEventListener("error", () => thumb.classList.add("dg-thumb-missing"), { once: true });
+    const channels = slot.image_shape?.[3];
     const facts = bad
       ? [el("div.dg-card-error", {}, slot.error)]
       : [
-        el("div.dg-card-line", {}, el("span.dg-shape", {}, shapeText(slot.image_shape)), " ",
-          el("span.dg-dtype", {}, slot.image_dtype)),
-        el("div.dg-card-line", {}, `batch ${slot.batch} · ${sizeText(slot.image_shape)} · `,
-          el("span.dg-bytes", {}, humanBytes(slot.bytes))),
+        el("div.dg-card-line", { title: `tensor ${tensorText(slot.image_shape, slot.image_dtype)}` },
+          el("span.dg-size", {}, `${sizeText(slot.image_shape)} px`), ` · batch ${slot.batch}`),
+        el("div.dg-card-line", {}, el("span.dg-dtype", {}, slot.image_dtype),
+          ` · ${channels} channel${channels === 1 ? "" : "s"} · `, el("span.dg-bytes", {}, humanBytes(slot.bytes))),
+        ...(damage ? [el("div.dg-card-error", {}, damage)] : []),
         el("div.dg-card-line.dg-muted", { title: when(slot.created) }, `${when(slot.created)} (${age(slot.created)})`),
         ...(slot.versions > 1 || slot.pinned ? [el("div.dg-card-line.dg-muted", {},
           [slot.versions > 1 ? `${slot.versions} versions` : "", slot.pinned ? "📌 pinned" : ""]
@@ -108,7 +121,7 @@ export class SlotBrowserView {
           title: "A gate's countdown ran out and parked this batch here with its prompt",
         }, "parked"), resume ? ` ${resume}` : "")] : []),
       ];
-    return el(`button.dg-card${bad ? ".dg-bad" : ""}${isParked(slot) ? ".dg-parked" : ""}`, {
+    return el(`button.dg-card${damage ? ".dg-bad" : ""}${isParked(slot) ? ".dg-parked" : ""}`, {
       type: "button", dataset: { slotId: slot.id }, title: `Open ${slot.id}`,
       onclick: () => this.on.open(slot),
     }, thumb, el("div.dg-card-id", {}, slot.id), ...facts);
@@ -126,26 +139,8 @@ export class SlotBrowserView {
 
   /** @param {import("./slot_model.js").Detail} d */
   drawDetail(d) {
-    const { slot, owner, ref, index } = d; // rename, pin and delete act on the owner, not one version
-    const bad = Boolean(slot.error);
-    const count = bad ? 0 : slot.batch;
-    const image = bad
-      ? el("div.dg-detail-missing", {}, slot.error)
-      : el("img.dg-detail-img", { alt: `${ref} image ${index + 1}`, src: d.imageUrl });
-    const pager = el("div.dg-pager",
-      el("button.dg-btn.dg-prev", { type: "button", disabled: index <= 0 || bad, onclick: () => this.on.page(-1) }, "◀"),
-      el("span.dg-page-label", {}, count ? `${index + 1} / ${count}` : "-"),
-      el("button.dg-btn.dg-next", { type: "button", disabled: bad || index >= count - 1, onclick: () => this.on.page(1) }, "▶"));
-    const rows = [
-      ["shape", shapeText(slot.image_shape)], ["dtype", slot.image_dtype || "-"],
-      ["mask", slot.mask_shape ? `${shapeText(slot.mask_shape)} ${slot.mask_dtype || ""}` : "none"],
-      ["size", `${humanBytes(slot.bytes)} (${slot.bytes} bytes)`], ["created", `${when(slot.created)} (${age(slot.created)})`],
-      ["checksum", slot.checksum || "-"],
-      ...(slot.versions > 1 ? [["versions", `${slot.versions} kept (older ones load as ${slot.id}@-1, @-2, …)`]] : []),
-      ...(slot.version ? [["showing", `${ref}: get_id "${ref}" resumes from this version`]] : []),
-      ["pinned", slot.pinned ? "yes: never pruned by the bus quota" : "no"],
-      ["meta", metaText(slot.meta)],
-    ];
+    const { slot, owner, ref, damage } = d; // rename, pin and delete act on the owner, not one version
+    const unreadable = Boolean(slot.error); // its header: nothing but the error is known
     const renameInput = el("input.dg-rename-input", { type: "text", value: owner.id, spellcheck: false, "aria-label": "new id" });
     const overwrite = el("input.dg-overwrite", { type: "checkbox" });
     const doRename = () => this.on.rename(owner.id, renameInput.value.trim(), overwrite.checked);
@@ -153,25 +148,92 @@ export class SlotBrowserView {
     const remove = () => {
       if (window.confirm(`Delete slot "${owner.id}"? Its tensors are removed for good.`)) this.on.remove(owner.id);
     };
+    const removeButton = el("button.dg-btn.dg-danger.dg-delete", { type: "button", onclick: remove }, "Delete…");
     return [
       el("div.dg-bar",
         el("button.dg-btn.dg-back", { type: "button", onclick: () => this.on.back() }, "← All slots"),
         el("strong.dg-detail-id", {}, ref)),
       ...this.versionStrip(d.versions),
       ...this.parkedSection(owner, d),
-      el("div.dg-viewer", {}, image), pager,
-      el("table.dg-facts", {}, ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))),
+      ...(damage ? [el("div.dg-damage", { role: "alert" },
+        el("strong", {}, "Damaged: "), damage, el("div.dg-muted", {}, DAMAGED_NOTE))] : []),
+      ...(unreadable ? [] : this.viewer(d)),
       el("div.dg-actions",
         el("label.dg-rename-row", {}, "Rename to ", renameInput),
         el("label.dg-check", {}, overwrite, " overwrite"),
         el("button.dg-btn.dg-rename", { type: "button", onclick: doRename }, "Rename")),
-      el("div.dg-actions",
-        el("a.dg-btn.dg-download", { href: d.tensorsUrl, download: `${ref.replace("@", "_")}.safetensors` },
-          "Download tensors"),
+      el("div.dg-actions", ...(damage ? [removeButton] : [
+        el("button.dg-btn.dg-verify", {
+          type: "button", disabled: Boolean(d.check?.busy), onclick: () => this.on.verify(slot),
+          title: "Read the whole file on the server and check its checksum",
+        }, "Verify"),
+        this.downloadLink(d),
         el("button.dg-btn.dg-pin", { type: "button", onclick: () => this.on.pin(owner.id, !owner.pinned) },
           owner.pinned ? "Unpin" : "Pin"),
-        el("button.dg-btn.dg-danger.dg-delete", { type: "button", onclick: remove }, "Delete…")),
+        removeButton,
+      ])),
+      ...(d.check ? [el("div.dg-verify-status", { role: "status" }, d.check.text)] : []),
     ];
+  }
+
+  /** The batch image (or its mask) with the pager, and the facts of a slot whose header reads. */
+  viewer(d) {
+    const { slot, ref, index, layer } = d;
+    const count = slot.batch;
+    const layers = slot.mask_shape ? [el("div.dg-layers", { role: "group", "aria-label": "show" },
+      ...[["image", "Image"], ["mask", "Mask"]].map(([name, label]) => el(`button.dg-btn.dg-layer${layer === name ? ".dg-current" : ""}`, {
+        type: "button", dataset: { layer: name }, "aria-pressed": String(layer === name),
+        onclick: () => this.on.showLayer(name),
+      }, label)))] : [];
+    const pager = el("div.dg-pager",
+      el("button.dg-btn.dg-prev", { type: "button", disabled: index <= 0, onclick: () => this.on.page(-1) }, "◀"),
+      el("span.dg-page-label", {}, `${index + 1} / ${count}`),
+      el("button.dg-btn.dg-next", { type: "button", disabled: index >= count - 1, onclick: () => this.on.page(1) }, "▶"),
+      ...layers);
+    const latentDims = { 3: "C,H,W", 4: "B,C,H,W", 5: "B,C,T,H,W" };
+    const rows = [
+      ["picture", `${sizeText(slot.image_shape)} px (width × height) · batch ${slot.batch} · ${slot.image_shape[3]} channels`],
+      ["tensor", tensorText(slot.image_shape, slot.image_dtype)],
+      ["mask", slot.mask_shape ? tensorText(slot.mask_shape, slot.mask_dtype) : "none"],
+      ["latent", slot.latent_shape ? tensorText(slot.latent_shape, slot.latent_dtype, latentDims) : "none"],
+      ["size", `${humanBytes(slot.bytes)} (${slot.bytes} bytes)`], ["created", `${when(slot.created)} (${age(slot.created)})`],
+      ["checksum", slot.checksum || "-"],
+      ...(slot.versions > 1 ? [["versions", `${slot.versions} kept (older ones load as ${slot.id}@-1, @-2, …)`]] : []),
+      ...(slot.version ? [["showing", `${ref}: get_id "${ref}" resumes from this version`]] : []),
+      ["pinned", slot.pinned ? "yes: never pruned by the bus quota" : "no"],
+      ["meta", metaText(slot.meta)],
+    ];
+    return [
+      el("div.dg-viewer", {}, el(`img.dg-detail-img${layer === "mask" ? ".dg-detail-mask" : ""}`, {
+        alt: `${ref} ${layer} ${index + 1}`, src: d.imageUrl,
+      })),
+      pager,
+      el("table.dg-facts", {}, ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))),
+    ];
+  }
+
+  /**
+   * Download tensors: the file is checked first, since a failed download's error never reaches
+   * the page; once it holds, the same link is followed.
+   */
+  downloadLink(d) {
+    const link = el("a.dg-btn.dg-download", {
+      href: d.tensorsUrl, download: `${d.ref.replace("@", "_")}.safetensors`,
+      onclick: (event) => {
+        if (link.dataset.checked) {
+          delete link.dataset.checked; // checked: the browser follows the link
+          return;
+        }
+        event.preventDefault();
+        this.on.download(d.slot).then((ok) => {
+          const current = this.detail.querySelector(".dg-download"); // drawn anew meanwhile
+          if (!ok || current?.getAttribute("href") !== d.tensorsUrl) return;
+          current.dataset.checked = "1";
+          current.click();
+        });
+      },
+    }, "Download tensors");
+    return link;
   }
 
   /** A parked slot: what parked it, and Resume (inside ComfyUI) or why not (standalone, or a run
@@ -240,6 +302,9 @@ export function mountBrowser(root, options = {}) {
     back: () => model.back(),
     page: (step) => model.page(step),
     showVersion: (version) => model.showVersion(version),
+    showLayer: (layer) => model.showLayer(layer),
+    verify: (slot) => model.verify(slot),
+    download: (slot) => model.download(slot),
     rename: (id, to, overwrite) => model.rename(id, to, overwrite),
     pin: (id, pinned) => model.pin(id, pinned),
     remove: (id) => model.remove(id),

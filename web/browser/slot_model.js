@@ -1,11 +1,14 @@
-// The slot browser's model: the bus's slots, the filter, the open slot (the batch image on
-// screen, its kept versions and the one shown), resumes started from this page, and every
-// request, through the bus's routes (busApi, web/gate_api.js) on the page's HTTP client. It
+// The slot browser's model: the bus's slots, the filter, the open slot (the batch image or its
+// mask on screen, its kept versions and the one shown), checksum checks and resumes started
+// from this page, and every request, through the bus's routes (busApi, web/gate_api.js) on the page's HTTP client. It
 // has no DOM: after each change it calls onChange, and the view (slot_browser.js) draws what
 // view() describes, the way GateController feeds GatePanel. Imports nothing from ComfyUI. No
 // side effects.
 import { busApi } from "../gate_api.js";
 import { fetchClient } from "../http.js";
+
+/** What a slot file that failed its checksum answers (GET /bus/verify, /bus/tensors). */
+const DAMAGED = 422;
 
 const RESUME_POLL_MS = 1000;
 const FINAL_STATES = new Set(["done", "failed", "stopped", "unknown"]);
@@ -26,6 +29,8 @@ export function planText(plan) {
  * @property {object} slot         the server's row (GET /bus/list)
  * @property {string} thumbUrl     the row's own thumb_url, as this page loads it
  * @property {string|null} resume  how a resume of it from this page goes, if one was started
+ * @property {string|null} damage  why it is damaged: its row's error, or a failed checksum
+ *   found from this page (a listing reads headers only)
  *
  * @typedef {object} Detail
  * @property {number} key          changes when the detail must be drawn anew
@@ -33,8 +38,12 @@ export function planText(plan) {
  * @property {object} owner        the slot: rename, pin and delete act on it, not on a version
  * @property {string} ref          the version's ref (id or id@-N)
  * @property {number} index        the batch image on screen
- * @property {string} imageUrl
+ * @property {"image"|"mask"} layer  what the viewer shows of it
+ * @property {string} imageUrl     the layer on screen (the image, or its mask)
  * @property {string} tensorsUrl   the exact slot file
+ * @property {string|null} damage  why the version on screen is damaged (see Card)
+ * @property {{text: string, busy: boolean}|null} check  its checksum check from this page,
+ *   running or passed (a failed one is its damage)
  * @property {{ref: string, created: number, version: number, thumbUrl: string, current: boolean}[]} versions
  * @property {{text: string, error: boolean, busy: boolean}|null} run  a resume of the slot started here
  * @property {boolean} canResume   inside ComfyUI (given `resume`); the standalone page cannot
@@ -70,6 +79,8 @@ export class SlotBrowserModel {
     this.index = 0;
     this.versions = []; // the open slot's kept versions, newest first
     this.shown = null; // the version on screen when not the latest
+    this.layer = "image"; // or "mask": what the viewer shows of the batch image
+    this.checks = new Map(); // "ref|checksum" -> {busy} | {ok} | {error}: checks made here
     this.resumed = new Map(); // slot id -> {promptId, state, error}: resumes from this page
     this.plan = null; // the open parked slot's {id, created, text, ready, refused}
     this.message = { text: "", isError: false, kind: "" }; // kind "list": a failed listing
@@ -118,6 +129,7 @@ export class SlotBrowserModel {
     if (!this.open || this.open.id !== slot.id) {
       this.versions = [];
       this.shown = null;
+      this.layer = "image";
     }
     this.open = slot;
     if (slot.versions > 1) this.loadVersions(slot);
@@ -158,9 +170,12 @@ export class SlotBrowserModel {
     this.changed({ detail: true });
   }
 
+
+  /** Show a kept version (a strip entry of detail().versions): its own row of the history. */
   showVersion(version) {
-    this.shown = version.version ? version : null;
-    this.index = Math.min(this.index, Math.max(0, (version.batch || 1) - 1));
+    const row = this.versions.find((v) => v.ref === version.ref);
+    this.shown = row?.version ? row : null;
+    this.index = Math.min(this.index, Math.max(0, ((this.shown || this.open)?.batch || 1) - 1));
     this.changed({ detail: true });
   }
 
@@ -185,6 +200,56 @@ export class SlotBrowserModel {
     if (next < 0 || next >= slot.batch) return;
     this.index = next;
     this.changed({ detail: true });
+  }
+
+  /** Show the image (`"image"`) or its mask (`"mask"`). */
+  showLayer(layer) {
+    this.layer = layer === "mask" ? "mask" : "image";
+    this.changed({ detail: true });
+  }
+
+  /** A check of `slot`'s checksum made from this page, keyed by its content. */
+  checkOf(slot) {
+    return this.checks.get(`${slot.ref || slot.id}|${slot.checksum}`) ?? null;
+  }
+
+  /** Why `slot` is damaged, as far as this page knows: its row's error or a failed check. */
+  damageOf(slot) {
+    return slot.error || this.checkOf(slot)?.error || null;
+  }
+
+  /**
+   * Read the whole slot file of `slot` (a version) on the server and check its checksum.
+   * Resolves to whether it holds; a failure marks the slot damaged here (a 422) or says why
+   * the check could not be made.
+   */
+  async verify(slot) {
+    const ref = slot.ref || slot.id;
+    const key = `${ref}|${slot.checksum}`;
+    this.checks.set(key, { busy: true });
+    this.changed({ detail: true });
+    let ok = false;
+    try {
+      await this.busApi.verify(ref);
+      this.checks.set(key, { ok: true });
+      ok = true;
+    } catch (err) {
+      if (err.status === DAMAGED) this.checks.set(key, { error: err.message });
+      else {
+        this.checks.delete(key);
+        this.say(`Could not check ${ref}: ${err.message}`, true);
+      }
+    }
+    this.changed({ grid: true, detail: true });
+    return ok;
+  }
+
+  /**
+   * Whether the download of `slot` may start: checked first, as a failed download's error
+   * never reaches the page (the browser's download bar only says it failed).
+   */
+  async download(slot) {
+    return Boolean(this.checkOf(slot)?.ok) || this.verify(slot);
   }
 
   async pin(id, pinned) {
@@ -282,7 +347,9 @@ export class SlotBrowserModel {
       grid: this.listed ? {
         key: this.gridKey,
         total: this.slots.length,
-        cards: shown.map((slot) => ({ slot, thumbUrl: this.busApi.thumbUrl(slot), resume: this.runOf(slot.id)?.text ?? null })),
+        cards: shown.map((slot) => ({
+          slot, thumbUrl: this.busApi.thumbUrl(slot), resume: this.runOf(slot.id)?.text ?? null, damage: this.damageOf(slot),
+        })),
       } : null,
       detail: this.open ? this.detail() : null,
     };
@@ -293,14 +360,23 @@ export class SlotBrowserModel {
     const slot = this.shown || this.open;
     const ref = slot.ref || slot.id;
     const current = slot.ref || this.open.id;
+    const layer = slot.mask_shape ? this.layer : "image";
+    const check = this.checkOf(slot);
     return {
       key: this.detailKey,
       slot,
       owner: this.open,
       ref,
       index: this.index,
-      imageUrl: this.busApi.imageUrl(ref, this.index, slot.checksum),
+      layer,
+      imageUrl: layer === "mask" ? this.busApi.maskUrl(ref, this.index, slot.checksum)
+        : this.busApi.imageUrl(ref, this.index, slot.checksum),
       tensorsUrl: this.busApi.tensorsUrl(ref),
+      damage: this.damageOf(slot),
+      check: check && !check.error ? {
+        busy: Boolean(check.busy),
+        text: check.busy ? "Checking the checksum…" : "Checksum OK: the file is as it was published.",
+      } : null,
       versions: this.versions.length < 2 ? [] : this.versions.map((v) => ({
         ref: v.ref, created: v.created, version: v.version, thumbUrl: this.busApi.thumbUrl(v), current: v.ref === current,
       })),

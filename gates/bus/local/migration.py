@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from ... import images
 from ..errors import SlotCorrupt
 from .safe_files import open_regular
+
+if TYPE_CHECKING:
+    import torch
 
 LEGACY_IMAGE = "image.png"
 LEGACY_MASK = "mask.png"
@@ -29,6 +30,8 @@ def read_seed_pngs(slot_id: str, d: Path) -> tuple[torch.Tensor, torch.Tensor | 
 
     The 8-bit values are kept exactly (as float32 v/255, what the seed's loader gave).
     """
+    from ... import images  # Pillow and torch: only a migration needs them
+
     try:
         with open_regular(d / LEGACY_IMAGE) as f:
             image = images.read_image(f, formats=("PNG",))

@@ -29,14 +29,15 @@ from __future__ import annotations
 import io
 import mmap
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
 import xxhash
 
 from .. import codec
 from ..codec import CHUNKED_TAG, MAX_READERS, READ_CHUNK, Entry, Header
+
+if TYPE_CHECKING:  # imported where tensors are made: reading a header needs neither
+    import torch
 
 PARALLEL_MIN = 8 << 20  # below this a load reads on one thread: the hand-off would cost more
 HUGE_PAGE = 2 << 20  # a transparent huge page on x86-64 and arm64 (4 KiB base pages)
@@ -111,6 +112,8 @@ def _owned(size: int, pinned: bool) -> torch.Tensor:
     whose heap reuses memory a clone would reuse too. Where the OS has no MADV_HUGEPAGE, or
     refuses it, every buffer is torch's.
     """
+    import torch
+
     if pinned:
         return torch.empty(size, dtype=torch.uint8, pin_memory=True)
     if size >= HUGE_MIN and _MADV_HUGEPAGE is not None:
@@ -124,6 +127,9 @@ def _huge_page_buffer(size: int) -> torch.Tensor:
     The tensor holds the mapping (through numpy), which is unmapped when the last view of it
     dies. Its storage cannot be resized in place, as with any tensor made from numpy.
     """
+    import numpy as np
+    import torch
+
     region = mmap.mmap(-1, size + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     try:
         if _MADV_HUGEPAGE is not None:
@@ -183,6 +189,8 @@ def _reader_count(nbytes: int) -> int:
     OS has no pread."""
     if nbytes < PARALLEL_MIN or not hasattr(os, "preadv"):
         return 1
+    import torch
+
     return max(1, min(torch.get_num_threads(), MAX_READERS, -(-nbytes // (STRIPE * READ_CHUNK))))
 
 

@@ -27,9 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
-
-import torch
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import codec
 from ..contract import SlotData, SlotInfo
@@ -42,6 +40,9 @@ from . import history, migration, slot_file
 from .atomic import atomic_write, clean_stale_temps, fsync_dir
 from .locks import os_reason, slot_locks
 from .safe_files import UnsafeFile, ensure_real_dir, open_regular, read_regular
+
+if TYPE_CHECKING:  # imported where tensors are made: listing and info read headers only
+    import torch
 
 __all__ = ["SlotStore"]
 
@@ -132,6 +133,14 @@ class SlotStore:
     @property
     def location(self) -> str:
         return str(self.root)
+
+    def bus_exists(self) -> bool:
+        """Whether the bus folder exists (a link to a folder counts); ValueError for a file."""
+        if self.root.is_dir():
+            return True
+        if os.path.lexists(self.root):
+            raise ValueError(f"{self.name} is a file, not a bus folder: give a folder")
+        return False
 
     def where(self, slot_id: str) -> str:
         """The slot's folder, for a person at this machine's shell."""
@@ -303,6 +312,8 @@ class SlotStore:
             return False
         if dry_run:
             return True
+        import torch
+
         with self._locked(slot_id):
             if not migration.seed_layout(d, SLOT_FILE):
                 return False  # another thread or process converted it meanwhile
@@ -353,7 +364,7 @@ class SlotStore:
             raise SlotWriteError(
                 f"could not {'pin' if pinned else 'unpin'} slot {slot_id!r}: {os_reason(exc)}"
             ) from None
-        return self.info(slot_id)
+        return self._info_or_damaged(slot_id)
 
     def usage(self) -> int:
         """Bytes used by everything in the bus folder."""
@@ -398,12 +409,13 @@ class SlotStore:
         return freed
 
     def rename(self, old: str, new: str, overwrite: bool = False) -> SlotInfo:
-        """Give a slot another id (all its versions and its pin go with it)."""
+        """Give a slot another id (all its versions and its pin go with it); a damaged slot
+        is renamed too and comes back with `error` set."""
         src, dst = self.slot_dir(old), self.slot_dir(new)
         if src == dst:
             if not self.exists(old):
                 raise SlotNotFound(f"no slot {old!r} in {self.name}")
-            return self.info(new)
+            return self._info_or_damaged(new)
         with self._locked(old, new):
             return self._rename_unlocked(old, new, src, dst, overwrite)
 
@@ -417,7 +429,7 @@ class SlotStore:
             self._delete_unlocked(new)
         self._move(old, src, dst, "rename")
         fsync_dir(self.root)
-        return self.info(new)
+        return self._info_or_damaged(new)
 
     def _move(self, slot_id: str, src: Path, dst: Path, doing: str) -> None:
         """Rename slot `slot_id`'s folder `src` to `dst`, a name the caller made sure is free.
@@ -440,6 +452,8 @@ class SlotStore:
         may be replaced or deleted right away, Windows included. For a CUDA device the read
         goes into pinned memory and one non-blocking copy moves it.
         """
+        import torch
+
         device = torch.device(device)
         with self._open(self._version(ref)) as (v, f, header):
             tensors = self._checked(v.ref, lambda: slot_file.read_tensors(f, header, verify, device))
@@ -453,8 +467,8 @@ class SlotStore:
         yields zeros [B,H,W] float32, ComfyUI's MASK convention."""
         return image_and_mask(self.read(ref, device, verify))
 
-    def render(self, ref: str, index: int, side: int = 1024) -> bytes:
-        """PNG preview of batch image `index`, long side <= side, in bounded memory.
+    def render(self, ref: str, index: int, side: int = 1024, mask: bool = False) -> bytes:
+        """PNG preview of batch image `index` (or of its mask), long side <= side, in bounded memory.
 
         Only that image's bytes are read, band by band, so paging a big batch stays cheap
         and an image too big to render is refused from its header alone.
@@ -462,7 +476,9 @@ class SlotStore:
         with self._open(self._version(ref)) as (v, f, header):
             return self._checked(
                 v.ref,
-                lambda: codec.preview(v.ref, header, index, side, lambda at, out: slot_file.pread_exact(f, at, out)),
+                lambda: codec.preview(
+                    v.ref, header, index, side, lambda at, out: slot_file.pread_exact(f, at, out), mask
+                ),
             )
 
     def thumbnail(self, ref: str) -> bytes:
