@@ -15,8 +15,6 @@ import math
 import re
 from typing import Any
 
-import numpy as np
-
 MAX_DEPTH = 64
 # A string, or an unterminated one up to the end of the text (the parser stops there anyway).
 # Each quote that starts a string is scanned once: linear on any input, however many quotes.
@@ -28,8 +26,14 @@ def depth(text: str) -> int:
     """How deep the arrays and objects of JSON `text` nest (0 for a scalar), counting the
     brackets outside strings; what a parser would recurse into before it could fail."""
     brackets = _NOT_BRACKET.sub("", _STRING.sub("", text)).encode("ascii")
-    if not brackets:
-        return 0
+    if len(brackets) <= 2 * MAX_DEPTH:  # most text: a plain count, and no numpy to import
+        level = deepest = 0
+        for code in brackets:
+            level += 1 if code in b"[{" else -1
+            deepest = max(deepest, level)
+        return deepest
+    import numpy as np  # a C-speed pass for a long text; the command line's listing never needs it
+
     codes = np.frombuffer(brackets, dtype=np.uint8)
     steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int32)
     return int(np.cumsum(steps).max())
