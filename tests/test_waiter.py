@@ -343,3 +343,36 @@ def test_a_failing_arm_listener_is_logged_and_the_pause_goes_on(caplog):
     pending = waiter.arm("3", torch.zeros(1, 2, 2, 3), routes=2)
     assert seen == [pending] and waiter.get("3", pending.token) is pending
     assert "pause listener failed" in caplog.text
+
+
+# -- captions -----------------------------------------------------------------------------------
+
+
+def test_an_answer_carries_the_captions_the_page_sends():
+    waiter = Waiter()
+    pending = waiter.arm("1", image(2), routes=2, captions=["a", "b"])
+    assert pending.public()["captions"] == ["a", "b"]
+    decision = woken_by(waiter, pending, waiter.choose_each, "1", pending.token, [1, 2], ["a", "B"])
+    assert decision.routes == [1, 2] and decision.captions == ["a", "B"]
+    pending = waiter.arm("2", image(2), routes=2, captions=["a", "b"])
+    decision = woken_by(waiter, pending, waiter.choose, "2", pending.token, 2)
+    assert decision.captions is None  # none sent: the gate keeps the batch's own
+
+
+@pytest.mark.parametrize(
+    "shown, sent, error",
+    [
+        (None, ["a", "b"], "shows no captions"),
+        (["a", "b"], ["a"], "1 for a batch of 2"),
+        (["a", "b"], ["a", 2], "caption 2 must be text"),
+        (["a", "b"], "a\nb", "must be a list"),
+    ],
+)
+def test_captions_that_do_not_fit_the_pause_are_refused_and_it_still_waits(shown, sent, error):
+    waiter = Waiter()
+    pending = waiter.arm("1", image(2), routes=2, captions=shown)
+    with pytest.raises(ValueError, match=error):
+        waiter.choose_each("1", pending.token, [1, 1], sent)
+    with pytest.raises(ValueError, match=error):
+        waiter.choose("1", pending.token, 1, sent)
+    assert waiter.paused()[0]["token"] == pending.token

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from ..bus.ids import parse_ref, validate_id
+from ..gate.captions import CAPTIONS_TYPE, SPLITS, captions_from_text, check_captions
 from ..gate.parking import ON_TIMEOUT, PARK
 from ..gate.run import MAX_ROUTES, run_gate
 from ..gate.split import DECISIONS_TYPE, Decisions, format_indices, split_latent, split_mask, take
@@ -51,13 +52,14 @@ class ImageGate:
 
     CATEGORY = CATEGORY
     FUNCTION = "run"
-    RETURN_TYPES = ("MASK",) + ("IMAGE",) * MAX_ROUTES + (DECISIONS_TYPE, "LATENT")
-    RETURN_NAMES = ("mask", *tuple(f"route_{i + 1}" for i in range(MAX_ROUTES)), "decisions", "latent")
+    RETURN_TYPES = ("MASK",) + ("IMAGE",) * MAX_ROUTES + (DECISIONS_TYPE, "LATENT", CAPTIONS_TYPE)
+    RETURN_NAMES = ("mask", *tuple(f"route_{i + 1}" for i in range(MAX_ROUTES)), "decisions", "latent", "captions")
     DESCRIPTION = (
         "Pauses with the batch in the node until you pick a route for each image; each "
         "route output carries the images sent down it, in batch order, and a route "
-        "with none is blocked. mask and latent carry the whole batch; decisions "
-        "carries each image's route, for Gate Split. send_id publishes what passed "
+        "with none is blocked. mask, latent and captions carry the whole batch; decisions "
+        "carries each image's route and caption, for Gate Split. With captions wired, each "
+        "image's caption shows under it, editable, and leaves as edited. send_id publishes what passed "
         "to a lossless slot; with no image wired, get_id resumes from a slot. With a "
         "timeout, an unanswered pause does what on_timeout says: park (store the "
         "batch and this run in a slot, end the run with every route blocked; resume "
@@ -99,6 +101,10 @@ class ImageGate:
                             "run in a slot to resume later; stop; "
                             "or send every image down a route",
                         },
+                    ),
+                    "captions": (
+                        CAPTIONS_TYPE,
+                        {"tooltip": "one caption per image (or one for all), shown under each image to edit"},
                     ),
                 },
                 "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"},
@@ -214,13 +220,14 @@ class GateSplit:
 
     CATEGORY = CATEGORY
     FUNCTION = "split"
-    RETURN_TYPES = ("IMAGE", "MASK", "LATENT", "STRING", "INT")
-    RETURN_NAMES = ("image", "mask", "latent", "indices", "count")
+    RETURN_TYPES = ("IMAGE", "MASK", "LATENT", "STRING", "INT", CAPTIONS_TYPE)
+    RETURN_NAMES = ("image", "mask", "latent", "indices", "count", "captions")
     DESCRIPTION = (
         "Takes a gate's decisions and gives the sub-batch of image, mask and latent "
         'that went down one route, in batch order, with their batch indices ("0,2,5") '
-        "and count. A mask or latent of batch 1 is shared, not indexed. A route no "
-        "image took, and an input left unwired, are blocked."
+        "and count, and their captions as they left the gate. A mask or latent of batch 1 "
+        "is shared, not indexed. A route no image took, an input left unwired, and captions "
+        "when the gate had none, are blocked."
     )
 
     @classmethod
@@ -249,7 +256,34 @@ class GateSplit:
             split_latent(latent, indices, b) if latent is not None else blocker(),
             format_indices(indices),
             len(indices),
+            captions if (captions := decisions.captions_of(indices)) is not None else blocker(),
         )
+
+
+class Captions:
+    """Captions for a gate from a STRING: one per line, or one for every image."""
+
+    CATEGORY = CATEGORY
+    FUNCTION = "build"
+    RETURN_TYPES = (CAPTIONS_TYPE,)
+    RETURN_NAMES = ("captions",)
+    DESCRIPTION = (
+        "Makes the captions an Image Gate shows under its images from text: one caption per "
+        "line (the first line for the first image), or the whole text as one caption for every image."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "text": ("STRING", {"multiline": True, "default": ""}),
+                "split": (list(SPLITS), {"default": SPLITS[0]}),
+            }
+        }
+
+    def build(self, text: str, split: str) -> tuple[list[str]]:
+        captions = captions_from_text(text, split)
+        return (check_captions(captions, len(captions)),)
 
 
 NODE_CLASS_MAPPINGS = {
@@ -257,10 +291,12 @@ NODE_CLASS_MAPPINGS = {
     "DatasetGatesBusSave": BusSave,
     "DatasetGatesBusLoad": BusLoad,
     "DatasetGatesSplit": GateSplit,
+    "DatasetGatesCaptions": Captions,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "ImageGate": "Image Gate (Manual Router)",
     "DatasetGatesBusSave": "Bus Save (Dataset Gates)",
     "DatasetGatesBusLoad": "Bus Load (Dataset Gates)",
     "DatasetGatesSplit": "Gate Split (Dataset Gates)",
+    "DatasetGatesCaptions": "Captions from Text (Dataset Gates)",
 }

@@ -17,6 +17,7 @@ from .guard import int_param, json_body, png_response
 from .previews import PREVIEW_SIDES, PreviewCache, RenderPool
 
 MAX_MASK_BYTES = 32 * 1024 * 1024
+MAX_CHOICE_BYTES = 2 * 1024 * 1024  # an answer with a batch's captions
 
 
 class PauseRoutes:
@@ -41,15 +42,17 @@ class PauseRoutes:
 
     async def choice(self, request: web.Request) -> web.Response:
         """{node, token, routes: [r0, r1, ...]}: one route per batch image; or {node, token,
-        route: k}: every image to k. The reply has both: routes, and route (the one route
-        when every image took it, else null)."""
-        body = await json_body(request)
+        route: k}: every image to k; either with `captions`, one per image, when the gate shows
+        captions. The reply has both: routes, and route (the one route when every image took
+        it, else null)."""
+        body = await json_body(request, MAX_CHOICE_BYTES)
+        node, token, captions = body.get("node"), body.get("token"), body.get("captions")
         if "routes" in body:
-            pending = self.waiter.choose_each(body.get("node"), body.get("token"), body["routes"])
+            pending = self.waiter.choose_each(node, token, body["routes"], captions)
             routes = list(body["routes"])
         else:
-            pending = self.waiter.choose(body.get("node"), body.get("token"), body.get("route"))
-            routes = [body["route"]] * int(pending.image.shape[0])
+            pending = self.waiter.choose(node, token, body.get("route"), captions)
+            routes = [body["route"]] * pending.batch
         return web.json_response({"node": pending.node, "routes": routes, "route": single_route(routes)})
 
     async def hold(self, request: web.Request) -> web.Response:
@@ -122,8 +125,8 @@ class PauseRoutes:
     async def preview(self, request: web.Request) -> web.Response:
         pending = self.waiter.get(request.query.get("node"), request.query.get("token"))
         index = int_param(request.query.get("index"), "index", 0)
-        if not 0 <= index < pending.image.shape[0]:
-            raise ValueError(f"index must be from 0 to {pending.image.shape[0] - 1}, got {index}")
+        if not 0 <= index < pending.batch:
+            raise ValueError(f"index must be from 0 to {pending.batch - 1}, got {index}")
         side = int_param(request.query.get("side"), "side", PREVIEW_SIDES[1])
         if not PREVIEW_SIDES[0] <= side <= PREVIEW_SIDES[1]:
             raise ValueError(f"side must be from {PREVIEW_SIDES[0]} to {PREVIEW_SIDES[1]}, got {side}")
