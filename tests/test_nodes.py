@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import math
@@ -62,8 +63,10 @@ def test_pack_exports_nodes_web_dir_and_routes(comfy):
         "DatasetGatesBusLoad",
         "DatasetGatesSplit",
         "DatasetGatesCaptions",
+        "DatasetGatesTextGate",
     }
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["DatasetGatesSplit"] == "Gate Split (Dataset Gates)"
+    assert pack.NODE_DISPLAY_NAME_MAPPINGS["DatasetGatesTextGate"] == "Text Gate (Manual Pass)"
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["ImageGate"] == "Image Gate (Manual Router)"
     assert pack.WEB_DIRECTORY == "./web"
     paths = {route.path for route in standin.server.routes if isinstance(route, web.RouteDef)}
@@ -246,6 +249,7 @@ def test_the_ordering_module_knows_the_node_class_names(comfy):
     assert {ordering.GATE, ordering.BUS_SAVE, ordering.BUS_LOAD} == set(pack.NODE_CLASS_MAPPINGS) - {
         "DatasetGatesSplit",
         "DatasetGatesCaptions",
+        "DatasetGatesTextGate",
     }  # these touch no slot
 
 
@@ -490,7 +494,7 @@ def test_bus_save_and_load_carry_a_latent_exactly(comfy):
     assert torch.equal(got["noise_mask"], latent["noise_mask"]) and got["batch_index"] == [3, 4]
 
 
-# -- captions ----------------------------------------------------------------------------------
+# -- captions and the Text Gate ------------------------------------------------------------------
 
 
 def test_gate_split_gives_each_route_its_captions_as_they_left_the_gate(comfy):
@@ -522,3 +526,57 @@ def test_the_captions_node_makes_one_for_all_or_refuses_what_cannot_be_sent_back
     assert node().build("a,\nb", "one for all") == (["a,\nb"],)
     with pytest.raises(ValueError, match="caption 2 is 70,000 bytes"):
         node().build("short\n" + "x" * 70_000, "one per line")
+
+
+def test_text_gate_declares_a_string_in_and_out_and_an_any_signal(comfy):
+    _, pack = comfy
+    node = pack.NODE_CLASS_MAPPINGS["DatasetGatesTextGate"]
+    types = node.INPUT_TYPES()
+    assert types["required"]["text"] == ("STRING", {"forceInput": True})
+    assert types["optional"]["signal"][0] == "*" and "rawLink" not in types["optional"]["signal"][1]
+    assert types["optional"]["on_timeout"][0] == ["pass", "stop"]
+    assert types["optional"]["timeout"][1]["default"] == 0
+    assert node.RETURN_TYPES == ("STRING", "*") and node.RETURN_NAMES == ("text", "signal")
+    assert math.isnan(node.IS_CHANGED(text=None))
+    assert node.CATEGORY == "Dataset Gates"
+
+
+def pass_text(standin: ComfyStandIn, pack, text: str | None):
+    """Answer a Text Gate's pause with `text` (None = Stop) once it goes out."""
+    waiter = pack.gates.gate.waiter.WAITER
+
+    def on_send(event, data):
+        if event == "datasete_gate.pause":
+            assert data["kind"] == "text"
+            act = waiter.stop if text is None else functools.partial(waiter.pass_text, text=text)
+            threading.Timer(0.01, act, args=(data["node"], data["token"])).start()
+
+    standin.server.on_send = on_send
+
+
+def test_text_gate_pauses_with_its_text_and_passes_the_edit_and_the_signal(comfy):
+    standin, pack = comfy
+    pass_text(standin, pack, "a photo of a dog, edited")
+    gate = pack.NODE_CLASS_MAPPINGS["DatasetGatesTextGate"]()
+    signal = torch.rand(1, 2, 2, 3)
+    text, out = gate.run(text="a photo of a dog", unique_id="8", signal=signal)
+    assert text == "a photo of a dog, edited" and out is signal
+    (event, pause, sid), (done, result, _) = standin.server.sent
+    assert (event, sid, pause["text"], pause["node"]) == ("datasete_gate.pause", "tab-1", "a photo of a dog", "8")
+    assert done == "datasete_gate.done" and result["route"] == 1
+    assert gate.run(text="x", unique_id="8") == ("a photo of a dog, edited",) * 2  # no signal: the text
+
+
+def test_text_gate_stop_and_a_countdown(comfy):
+    standin, pack = comfy
+    gate = pack.NODE_CLASS_MAPPINGS["DatasetGatesTextGate"]()
+    pass_text(standin, pack, None)
+    with pytest.raises(InterruptProcessingException):
+        gate.run(text="x", unique_id="8")
+    standin.server.on_send = lambda event, data: None  # nobody answers
+    assert gate.run(text="as it came", unique_id="8", timeout=1) == ("as it came", "as it came")
+    assert standin.server.sent[-1][1]["timed_out"] is True
+    with pytest.raises(InterruptProcessingException):
+        gate.run(text="x", unique_id="8", timeout=1, on_timeout="stop")
+    with pytest.raises(ValueError, match="on_timeout must be one of pass, stop"):
+        gate.run(text="x", unique_id="8", timeout=1, on_timeout="park")

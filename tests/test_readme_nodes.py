@@ -73,7 +73,7 @@ def test_the_gate_description_covers_routing_split_timeouts_and_parking():
         assert words in text, words
 
 
-def test_the_captions_node_as_the_readme_names_it():
+def test_the_captions_node_and_the_text_gate_as_the_readme_names_them():
     captions = _bullet("Captions from Text")
     node = NODE_CLASS_MAPPINGS["DatasetGatesCaptions"]
     head, outputs = captions.split("->")
@@ -81,3 +81,11 @@ def test_the_captions_node_as_the_readme_names_it():
     assert _names(outputs)[0] == "captions" == node.RETURN_NAMES[0]
     for split in node.INPUT_TYPES()["required"]["split"][0]:
         assert f"`{split}`" in captions
+    text = _bullet("Text Gate (Manual Pass)")
+    gate = NODE_CLASS_MAPPINGS["DatasetGatesTextGate"]
+    types = gate.INPUT_TYPES()
+    head, outputs = text.split("->", 1)
+    assert "(`DatasetGatesTextGate`)" in head and _names(head) == [*types["required"], *types["optional"]]
+    assert _names(outputs)[:2] == list(gate.RETURN_NAMES)
+    for action in types["optional"]["on_timeout"][0]:
+        assert f"`{action}`" in text

@@ -697,7 +697,7 @@ async def test_a_refused_preview_keeps_nothing_of_an_ended_pause_alive(client, w
     assert alive() is None
 
 
-# -- captions in the answer --------------------------------------------------------------------
+# -- captions in the answer, and a Text Gate's pause ---------------------------------------------
 
 
 async def test_choice_carries_the_captions_as_edited(client, waiter):
@@ -742,3 +742,19 @@ async def test_captions_for_a_gate_that_shows_none_are_400(client, waiter):
     body = {"node": "12:5", "token": pending.token, "route": 1, "captions": ["a", "b"]}
     resp = await client.post(f"{P}/choice", json=body)
     assert resp.status == 400 and "no captions" in (await resp.json())["error"]
+
+
+async def test_a_text_pause_is_answered_with_its_text_and_has_no_images(client, waiter):
+    pending = waiter.arm("4", None, 1, client_id="tab-a", text="a prompt")
+    resp = await client.get(f"{P}/pending", params={"client_id": "tab-a"})
+    (view,) = (await resp.json())["pending"]
+    assert view["kind"] == "text" and view["text"] == "a prompt" and view["token"] == pending.token
+    resp = await client.get(f"{P}/preview", params={"node": "4", "token": pending.token})
+    assert resp.status == 400 and "Text Gate" in (await resp.json())["error"]
+    resp = await client.post(f"{P}/mask", data=mask_form("4", pending.token, clear=True))
+    assert resp.status == 400
+    resp = await client.post(f"{P}/choice", json={"node": "4", "token": pending.token, "route": 1})
+    assert resp.status == 400
+    resp = await client.post(f"{P}/choice", json={"node": "4", "token": pending.token, "text": "a better prompt"})
+    assert resp.status == 200 and await resp.json() == {"node": "4", "passed": True}
+    assert waiter.wait(pending, lambda: False).text == "a better prompt"

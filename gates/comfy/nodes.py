@@ -11,11 +11,20 @@ from ..gate.captions import CAPTIONS_TYPE, SPLITS, captions_from_text, check_cap
 from ..gate.parking import ON_TIMEOUT, PARK
 from ..gate.run import MAX_ROUTES, run_gate
 from ..gate.split import DECISIONS_TYPE, Decisions, format_indices, split_latent, split_mask, take
+from ..gate.text import PASS, TEXT_ON_TIMEOUT, run_text_gate
 from . import adapter
 from .ordering import AFTER, AFTER_KEYS, HIDDEN_AFTER, after_input
 
 CATEGORY = "Dataset Gates"
 MAX_TIMEOUT_S = 7 * 24 * 3600
+ANY = "*"  # ComfyUI's any type: validate_node_input lets any link in or out of it
+
+
+def _timeout_input() -> tuple[str, dict[str, Any]]:
+    return (
+        "INT",
+        {"default": 0, "min": 0, "max": MAX_TIMEOUT_S, "tooltip": "seconds to wait for an answer; 0 = forever"},
+    )
 
 
 def _ordering(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -84,15 +93,7 @@ class ImageGate:
                         "LATENT",
                         {"tooltip": "carried along with the batch, published with send_id, resumed with get_id"},
                     ),
-                    "timeout": (
-                        "INT",
-                        {
-                            "default": 0,
-                            "min": 0,
-                            "max": MAX_TIMEOUT_S,
-                            "tooltip": "seconds to wait for an answer; 0 = forever",
-                        },
-                    ),
+                    "timeout": _timeout_input(),
                     "on_timeout": (
                         list(ON_TIMEOUT),
                         {
@@ -286,12 +287,52 @@ class Captions:
         return (check_captions(captions, len(captions)),)
 
 
+class TextGate:
+    """Pause on a string, show it in the node to edit, and pass it on.
+
+    Caching: like the Image Gate it always runs, so every queue pauses again."""
+
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("STRING", ANY)
+    RETURN_NAMES = ("text", "signal")
+    DESCRIPTION = (
+        "Pauses with the text in the node, editable, until you pass it on (Send, or Enter) "
+        "or stop the run. signal takes any link, only to order this gate after its source, "
+        "and passes it on when the text passes (the text itself when nothing is wired). "
+        "With a timeout, an unanswered pause passes the text as it came, or stops."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {"text": ("STRING", {"forceInput": True})},
+            "optional": {
+                "signal": (ANY, {"tooltip": "any link: this gate runs after it, and passes it on"}),
+                "timeout": _timeout_input(),
+                "on_timeout": (
+                    list(TEXT_ON_TIMEOUT),
+                    {"default": PASS, "tooltip": "pass the text as it came, or stop"},
+                ),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, **kwargs: Any) -> float:
+        return float("nan")
+
+    def run(self, text: str, unique_id: str, **optional: Any) -> tuple[str, Any]:
+        return run_text_gate(waiter=adapter.waiter(), hooks=adapter.hooks(), node=str(unique_id), text=text, **optional)
+
+
 NODE_CLASS_MAPPINGS = {
     "ImageGate": ImageGate,
     "DatasetGatesBusSave": BusSave,
     "DatasetGatesBusLoad": BusLoad,
     "DatasetGatesSplit": GateSplit,
     "DatasetGatesCaptions": Captions,
+    "DatasetGatesTextGate": TextGate,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "ImageGate": "Image Gate (Manual Router)",
@@ -299,4 +340,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DatasetGatesBusLoad": "Bus Load (Dataset Gates)",
     "DatasetGatesSplit": "Gate Split (Dataset Gates)",
     "DatasetGatesCaptions": "Captions from Text (Dataset Gates)",
+    "DatasetGatesTextGate": "Text Gate (Manual Pass)",
 }

@@ -17,7 +17,7 @@ from .guard import int_param, json_body, png_response
 from .previews import PREVIEW_SIDES, PreviewCache, RenderPool
 
 MAX_MASK_BYTES = 32 * 1024 * 1024
-MAX_CHOICE_BYTES = 2 * 1024 * 1024  # an answer with a batch's captions
+MAX_CHOICE_BYTES = 2 * 1024 * 1024  # an answer with a batch's captions, or a Text Gate's text
 
 
 class PauseRoutes:
@@ -44,9 +44,12 @@ class PauseRoutes:
         """{node, token, routes: [r0, r1, ...]}: one route per batch image; or {node, token,
         route: k}: every image to k; either with `captions`, one per image, when the gate shows
         captions. The reply has both: routes, and route (the one route when every image took
-        it, else null)."""
+        it, else null). A Text Gate's answer is {node, token, text}: the text to pass on."""
         body = await json_body(request, MAX_CHOICE_BYTES)
         node, token, captions = body.get("node"), body.get("token"), body.get("captions")
+        if "text" in body:
+            pending = self.waiter.pass_text(node, token, body["text"])
+            return web.json_response({"node": pending.node, "passed": True})
         if "routes" in body:
             pending = self.waiter.choose_each(node, token, body["routes"], captions)
             routes = list(body["routes"])
@@ -93,7 +96,7 @@ class PauseRoutes:
         if "clear" in fields:
             pending = self.waiter.set_mask(node, token, None)
         elif "mask" in fields:
-            _, h, w, _ = pending.image.shape
+            _, h, w, _ = pending.images().shape
             mask = await self._renders.run(self._decode_mask, fields["mask"], int(h), int(w))
             pending = self.waiter.set_mask(node, token, mask, index)
         else:
@@ -125,7 +128,7 @@ class PauseRoutes:
     async def preview(self, request: web.Request) -> web.Response:
         pending = self.waiter.get(request.query.get("node"), request.query.get("token"))
         index = int_param(request.query.get("index"), "index", 0)
-        if not 0 <= index < pending.batch:
+        if not 0 <= index < pending.batch:  # a Text Gate's pause has no images: 400
             raise ValueError(f"index must be from 0 to {pending.batch - 1}, got {index}")
         side = int_param(request.query.get("side"), "side", PREVIEW_SIDES[1])
         if not PREVIEW_SIDES[0] <= side <= PREVIEW_SIDES[1]:
