@@ -18,6 +18,7 @@ import { setWidget } from "./slot_picker.js";
 const PREVIEW_MAX = 420;
 const GRID_MAX = PREVIEW_MAX; // the grid grows the node up to this height, and scrolls beyond
 const CELL_MIN = 56; // a grid thumbnail's smallest width: the node widens to fit a row of them
+const CAPTION_LINE = 16; // a grid thumbnail's caption line (gate.css .dg-cell-caption)
 const TICK_MS = 250;
 
 export class GateController {
@@ -56,6 +57,12 @@ export class GateController {
       pickSlot: (name, anchor) => this.pickSlot(name, anchor),
       labelChanged: (route, text) => this.setLabel(route, text),
       layout: () => this.fit({ shrink: this.model.mode === "idle" }),
+      editCaption: (index) => this.caption(() => this.model.editCaption(index)),
+      typeCaption: (text) => this.caption(() => this.model.typeCaption(text)),
+      moveCaption: (step) => this.caption(() => this.model.moveCaption(step)),
+      restoreCaption: () => this.caption(() => this.model.restoreCaption()),
+      leaveCaption: (index) => this.caption(() => this.model.editing === index && this.model.leaveCaption()),
+      sendCaptions: () => this.caption(() => this.model.leaveCaption(), () => this.send()),
     });
     this.widget = node.addDOMWidget("dg_gate", "dg_gate", this.panel.element, {
       serialize: false, getValue: () => "", setValue: () => {}, getMinHeight: () => this.panel.minHeight(),
@@ -215,7 +222,8 @@ export class GateController {
   async choose(route) {
     if (this.model.busy) return;
     const routes = Array(this.model.batch).fill(route);
-    await this.answer("Choosing", route, routes, (node, token) => comfyGate.choose(node, token, route));
+    const captions = this.model.captionsToSend();
+    await this.answer("Choosing", route, routes, (node, token) => comfyGate.choose(node, token, route, captions));
   }
 
   /** Send (Enter): one route per image, the default route where an image has none. */
@@ -223,8 +231,17 @@ export class GateController {
     const m = this.model;
     if (m.mode !== "paused" || m.busy || !m.canSend()) return;
     const routes = routesToSend(m.assigned);
+    const captions = m.captionsToSend();
     await this.answer("Sending", singleRoute(routes), routes,
-      (node, token) => comfyGate.chooseEach(node, token, routes));
+      (node, token) => comfyGate.chooseEach(node, token, routes, captions));
+  }
+
+  /** A caption edit (`change` on the view model) while paused, drawn; then `after`, if any. */
+  caption(change, after = null) {
+    if (this.model.mode !== "paused") return;
+    change();
+    this.render();
+    after?.();
   }
 
   stop() {
@@ -375,7 +392,8 @@ export class GateController {
       if (grid) {
         const columns = gridColumns(batch);
         const cell = (width - 20 - (columns - 1) * 4) / columns;
-        wanted = Math.min(GRID_MAX, Math.ceil(batch / columns) * (cell * aspect + 4));
+        const line = this.model.captions ? CAPTION_LINE : 0;
+        wanted = Math.min(GRID_MAX, Math.ceil(batch / columns) * (cell * aspect + line + 4));
       } else {
         wanted = Math.min(PREVIEW_MAX, (width - 20) * aspect);
       }
