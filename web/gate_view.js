@@ -8,8 +8,8 @@
 // GateController changes it on events and clicks and hands panelModel() to GatePanel. No side
 // effects.
 import {
-  DEFAULT_ROUTE, GridSelection, THUMB_SIDE, clock, gridColumns, normalisePreselect, onTimeoutText, routeCounts,
-  routesToSend, secondsLeft, singleRoute,
+  DEFAULT_ROUTE, GridSelection, THUMB_SIDE, countdownLine, gridColumns, normalisePreselect, routeCounts, routesToSend,
+  singleRoute,
 } from "./gate_grid.js";
 import { routeTitle } from "./gate_outputs.js";
 import { ALL } from "./mask_data.js";
@@ -160,15 +160,8 @@ export class GateViewModel {
 
   countdown() {
     if (this.mode !== "paused") return null;
-    if (this.held === this.info.token) {
-      return { text: "Countdown stopped: the gate waits for you.", urgent: false };
-    }
-    const left = secondsLeft(this.info.deadline);
-    if (left === null) return null;
     const labels = this.info.labels ?? [];
-    const then = onTimeoutText(this.info.on_timeout, (r) => routeTitle(labels, r));
-    if (left <= 0) return { text: `Time is up: the gate ${then}…`, urgent: true };
-    return { text: `${clock(left)} left, then the gate ${then}. Click here to stay.`, urgent: left <= 10 };
+    return countdownLine(this.info, this.held, (r) => routeTitle(labels, r));
   }
 
   /** The first line; `nodeLabels` name the routes when no pause does. */
