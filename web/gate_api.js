@@ -50,6 +50,8 @@ export function gateApi(client, clientId = () => null) {
     /** One route per batch image (1-based, in batch order); `captions` as for choose. */
     chooseEach: (node, token, routes, captions = null) =>
       postJson("/choice", withCaptions({ node, token, routes }, captions)),
+    /** A Text Gate's answer: the text to pass on. */
+    passText: (node, token, text) => postJson("/choice", { node, token, text }),
     /** Stop the pause's countdown: it waits for a person from now on. */
     hold: (node, token) => postJson("/hold", { node, token }),
     stop: (node, token) => postJson("/cancel", { node, token }),
