@@ -278,8 +278,12 @@ def test_a_pause_without_captions_or_with_a_list_that_does_not_fit_shows_none(vi
       m.showPause({ ...dg.pause, token: 't2', captions: ['a', 'b'] });  // not one per image: not shown
       const short = [dg.panel().hasCaptions, m.captionsToSend()];
       m.showPause({ ...dg.pause, token: 't3', batch: 1, captions: ['only one'], preselect: null });
-      return { none, short, one: [dg.panel().caption, dg.panel().hint] };
+      const one = [dg.panel().caption, dg.panel().hint];
+      m.editCaption(0);
+      m.leaveCaption();
+      return { none, short, one, targets: m.targets() };
     }""")
     assert got["none"] == [False, None, None, False, None, False]
     assert got["short"] == [False, None]
     assert got["one"] == [{"index": 0, "text": "only one", "edited": False, "editing": False}, "Tab: edit the caption"]
+    assert got["targets"] == []  # one image: editing its caption selects nothing, so a route key still sends it

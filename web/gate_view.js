@@ -87,8 +87,8 @@ export class GateViewModel {
       this.editStart = this.captions[index];
     }
     this.index = index;
-    if (this.view === "single") this.selection.only(index);
-    else this.selection.cursor = index;
+    if (this.view === "grid") this.selection.cursor = index;
+    else if (this.batch > 1) this.selection.only(index); // as paging does; one image has no selection
     return true;
   }
 
