@@ -48,10 +48,10 @@ export class TextGateController extends PauseController {
   }
 
   /** The run went on without an answer from here: the countdown ran out (passed as it came,
-   *  or stopped), or the run was cancelled. */
+   *  or stopped), or the run was cancelled. An answer from here has said what passed already. */
   done(data) {
     const m = this.model;
-    if (!m.info || data.token !== m.info.token) return;
+    if (!m.info || data.token !== m.info.token || data.token === this.answeredToken) return;
     this.decide(data.route ? m.shown : null, Boolean(data.timed_out));
   }
 
