@@ -143,16 +143,3 @@ export function onTimeoutText(onTimeout, routeName = (r) => `route ${r}`) {
   if (route) return `sends every image down ${routeName(Number(route[1]))}`;
   return text ? `does "${text}"` : "ends the pause";
 }
-
-/**
- * A pause's countdown line, {text, urgent}, or null without a countdown: `pause` has the
- * `deadline` and `on_timeout`, `held` is the token whose countdown a click stopped here.
- */
-export function countdownLine(pause, held, routeName = undefined) {
-  if (held === pause.token) return { text: "Countdown stopped: the gate waits for you.", urgent: false };
-  const left = secondsLeft(pause.deadline);
-  if (left === null) return null;
-  const then = onTimeoutText(pause.on_timeout, routeName);
-  if (left <= 0) return { text: `Time is up: the gate ${then}…`, urgent: true };
-  return { text: `${clock(left)} left, then the gate ${then}. Click here to stay.`, urgent: left <= 10 };
-}

@@ -11,6 +11,7 @@ import { CaptionFields } from "./gate_captions.js";
 import { labelOf } from "./gate_outputs.js";
 import { routeColour } from "./gate_grid.js";
 import { ThumbLoader } from "./image_loader.js";
+import { drawCountdown } from "./pause_view.js";
 
 export const PREVIEW_MIN = 120;
 const GAP = 6;
@@ -216,10 +217,7 @@ export class GatePanel {
 
   /** Only the countdown line (the controller ticks it without drawing the rest). */
   setCountdown(countdown) {
-    this.countdown.hidden = !countdown;
-    if (!countdown) return;
-    this.countdown.textContent = countdown.text;
-    this.countdown.classList.toggle("dg-urgent", Boolean(countdown.urgent));
+    drawCountdown(this.countdown, countdown);
   }
 
   renderGrid(grid) {

@@ -8,11 +8,11 @@
 // GateController changes it on events and clicks and hands panelModel() to GatePanel. No side
 // effects.
 import {
-  DEFAULT_ROUTE, GridSelection, THUMB_SIDE, countdownLine, gridColumns, normalisePreselect, routeCounts, routesToSend,
-  singleRoute,
+  DEFAULT_ROUTE, GridSelection, THUMB_SIDE, gridColumns, normalisePreselect, routeCounts, routesToSend, singleRoute,
 } from "./gate_grid.js";
 import { routeTitle } from "./gate_outputs.js";
 import { ALL } from "./mask_data.js";
+import { countdownLine, takePause } from "./pause_view.js";
 
 /** The hint while a caption is edited: its keys (web/gate_captions.js captionKey). */
 const CAPTION_HINT = "Tab or Enter: next caption · Shift+Tab: the one before · Shift+Enter: new line · "
@@ -56,12 +56,7 @@ export class GateViewModel {
 
   /** A pause of this tab for this node; returns true when it is a new one (not one shown again). */
   showPause(data) {
-    const fresh = this.info?.token !== data.token;
-    // A countdown stopped here stays stopped, whatever an older GET /pending answer says.
-    this.info = this.held === data.token ? { ...data, deadline: null } : data;
-    this.other = null;
-    this.mode = "paused";
-    this.decided = null;
+    const fresh = takePause(this, data);
     this.decidedRoutes = null;
     if (fresh) {
       const batch = Math.max(1, data.batch ?? 1);

@@ -4,6 +4,7 @@
 // draws the model it is given (text_gate_view.js panelModel()); it makes no HTTP calls. No side
 // effects.
 import { el } from "./format.js";
+import { drawCountdown } from "./pause_view.js";
 
 /**
  * What a key does in the text box, or null (the box takes it: Shift+Enter is a new line).
@@ -82,11 +83,9 @@ export class TextGatePanel {
     if (before !== m.mode) this.on.layout?.();
   }
 
+  /** Only the countdown line (the controller ticks it without drawing the rest). */
   setCountdown(countdown) {
-    this.countdown.hidden = !countdown;
-    if (!countdown) return;
-    this.countdown.textContent = countdown.text;
-    this.countdown.classList.toggle("dg-urgent", Boolean(countdown.urgent));
+    drawCountdown(this.countdown, countdown);
   }
 
   onBoxKey(event) {

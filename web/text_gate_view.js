@@ -3,7 +3,7 @@
 // current edit (Esc puts it back), the countdown a click stopped, requests in flight and the
 // message. No DOM and no requests: TextGateController (text_gate_node.js) changes it on events
 // and keys and hands panelModel() to TextGatePanel. No side effects.
-import { countdownLine } from "./gate_grid.js";
+import { countdownLine, takePause } from "./pause_view.js";
 
 const HINT = "Enter: Send · Shift+Enter: new line · Esc: undo this edit (then Esc: Stop)";
 
@@ -25,11 +25,7 @@ export class TextGateModel {
 
   /** A pause of this tab for this node; returns true when it is a new one (not one shown again). */
   showPause(data) {
-    const fresh = this.info?.token !== data.token;
-    this.info = this.held === data.token ? { ...data, deadline: null } : data;
-    this.other = null;
-    this.mode = "paused";
-    this.decided = null;
+    const fresh = takePause(this, data);
     if (fresh) {
       this.text = String(data.text ?? "");
       this.shown = this.text;
