@@ -82,8 +82,9 @@ def test_chosen_route_carries_the_batch_and_every_other_is_blocked(store):
     image = torch.rand(4, 8, 6, 3, dtype=torch.float16)
     host = Host(Waiter(), choose(3))
     out = run(store, host, image=image)
-    assert len(out) == 1 + gate.MAX_ROUTES + 2
+    assert len(out) == 1 + gate.MAX_ROUTES + 3
     assert out[3] is image
+    assert isinstance(out[13], Blocker)  # no captions wired: the captions output is blocked
     blockers = [o for i, o in enumerate(out[1:11], start=1) if i != 3]
     assert all(isinstance(b, Blocker) for b in blockers)
     assert len({id(b) for b in blockers}) == len(blockers)  # each its own blocker
@@ -368,7 +369,7 @@ def test_a_wired_latent_beats_the_slot_latent(store):
 
 def test_a_no_op_gate_blocks_decisions_and_latent_too(store):
     out = run(store, Host(Waiter(), choose(1)), latent={"samples": torch.zeros(1, 4, 1, 1)})
-    assert len(out) == 13 and all(isinstance(o, Blocker) for o in out)
+    assert len(out) == 14 and all(isinstance(o, Blocker) for o in out)
 
 
 # -- timeouts and parking ------------------------------------------------------------------------
@@ -412,7 +413,7 @@ def test_park_on_timeout_stores_the_batch_the_prompt_and_the_node_and_blocks_eve
     prompt = {"12:5": {"class_type": "ImageGate", "inputs": {"routes": 3}}}
     host = Host(Waiter(), no_answer)
     out = run(store, host, image=image, mask=mask, latent=latent, timeout=0.1, prompt=prompt)
-    assert len(out) == 13 and all(isinstance(o, Blocker) for o in out)
+    assert len(out) == 14 and all(isinstance(o, Blocker) for o in out)
     slot_id = "parked-prompt1-12-5"
     data = store.read(slot_id)
     assert torch.equal(data.image, image) and data.image.dtype == torch.float16
@@ -520,3 +521,89 @@ def test_a_parked_prompt_drops_comfyuis_is_changed_keys_so_the_slot_lists_as_str
         "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
     }
     json.dumps(meta, allow_nan=False)
+
+
+# -- captions ------------------------------------------------------------------------------------
+
+
+def choose_with_captions(routes, captions):
+    """Answer with one route per image and the captions as the person left them."""
+
+    def answer(waiter: Waiter, payload: dict) -> None:
+        waiter.choose_each(payload["node"], payload["token"], routes, captions)
+
+    return answer
+
+
+def test_captions_are_shown_at_the_pause_and_leave_as_edited(store):
+    image = torch.rand(3, 8, 6, 3, dtype=torch.float16)
+    host = Host(Waiter(), choose_with_captions([1, 2, 1], ["a cat", "A DOG", "a bird\non a wire"]))
+    out = run(store, host, image=image, captions=["a cat", "a dog", "a bird\non a wire"], send_id="cp")
+    assert host.events[0][1]["captions"] == ["a cat", "a dog", "a bird\non a wire"]
+    assert torch.equal(out[1].view(torch.int16), image[[0, 2]].view(torch.int16))  # images untouched
+    assert out[13] == ["a cat", "A DOG", "a bird\non a wire"]  # the whole batch, in batch order
+    decisions = out[11]
+    assert decisions.captions == ("a cat", "A DOG", "a bird\non a wire")
+    assert decisions.edited == (False, True, False)
+    assert decisions.captions_of(decisions.indices(1)) == ["a cat", "a bird\non a wire"]
+    meta = store.info("cp").meta
+    assert meta["captions"] == ["a cat", "A DOG", "a bird\non a wire"]
+    assert meta["captions_edited"] == [False, True, False]
+    assert torch.equal(store.read("cp").image.view(torch.int16), image.view(torch.int16))
+
+
+def test_an_answer_without_captions_keeps_the_batchs_own(store):
+    host = Host(Waiter(), choose(2))
+    out = run(store, host, image=torch.rand(2, 4, 4, 3), captions=["one caption for both"])
+    assert host.events[0][1]["captions"] == ["one caption for both"] * 2  # one for all: shared
+    assert out[13] == ["one caption for both"] * 2
+    assert out[11].edited == (False, False)
+
+
+def test_captions_that_do_not_fit_the_batch_fail_before_pausing(store):
+    host = Host(Waiter(), choose(1))
+    with pytest.raises(ValueError, match="2 for a batch of 3"):
+        run(store, host, image=torch.rand(3, 4, 4, 3), captions=["a", "b"])
+    assert host.events == []
+
+
+def test_captions_recorded_in_a_slot_come_back_with_get_id(store):
+    image = torch.rand(2, 4, 4, 3)
+    store.publish("cp", image, meta={"captions": ["x", "y"], "captions_edited": [True, False]})
+    host = Host(Waiter(), choose_with_captions([1, 1], ["x", "y2"]))
+    out = run(store, host, get_id="cp")
+    assert host.events[0][1]["captions"] == ["x", "y"]
+    assert out[13] == ["x", "y2"]
+    assert out[11].edited == (True, True)  # edited before it was published, and here
+    wired = run(store, Host(Waiter(), choose(1)), get_id="cp", captions=["w"])
+    assert wired[13] == ["w", "w"] and wired[11].edited == (False, False)  # wired captions win
+
+
+def test_a_parked_batch_keeps_its_captions_and_a_resumed_gate_shows_them(store):
+    host = Host(Waiter(), no_answer)
+    run(store, host, image=torch.rand(2, 4, 4, 3), captions=["a", "b"], timeout=0.1)
+    meta = store.read("parked-prompt1-12-5").meta
+    assert meta["captions"] == ["a", "b"] and meta["captions_edited"] == [False, False]
+    resumed = Host(Waiter(), choose(1))
+    out = run(store, resumed, get_id="parked-prompt1-12-5")
+    assert resumed.events[0][1]["captions"] == ["a", "b"] and out[13] == ["a", "b"]
+
+
+def test_a_timeout_to_a_route_sends_the_captions_as_they_came(store):
+    out = run(
+        store,
+        Host(Waiter(), no_answer),
+        image=torch.rand(2, 4, 4, 3),
+        captions=["a", "b"],
+        timeout=0.1,
+        on_timeout="route 2",
+    )
+    assert out[2] is not None and out[13] == ["a", "b"] and out[11].captions == ("a", "b")
+
+
+def test_a_gate_without_captions_shows_and_records_none(store):
+    host = Host(Waiter(), choose(1))
+    out = run(store, host, image=torch.rand(1, 4, 4, 3), send_id="cp")
+    assert host.events[0][1]["captions"] is None
+    assert isinstance(out[13], Blocker) and out[11].captions is None and out[11].edited is None
+    assert "captions" not in store.info("cp").meta

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import math
@@ -61,8 +62,11 @@ def test_pack_exports_nodes_web_dir_and_routes(comfy):
         "DatasetGatesBusSave",
         "DatasetGatesBusLoad",
         "DatasetGatesSplit",
+        "DatasetGatesCaptions",
+        "DatasetGatesTextGate",
     }
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["DatasetGatesSplit"] == "Gate Split (Dataset Gates)"
+    assert pack.NODE_DISPLAY_NAME_MAPPINGS["DatasetGatesTextGate"] == "Text Gate (Manual Pass)"
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["ImageGate"] == "Image Gate (Manual Router)"
     assert pack.WEB_DIRECTORY == "./web"
     paths = {route.path for route in standin.server.routes if isinstance(route, web.RouteDef)}
@@ -76,9 +80,10 @@ def test_image_gate_declares_the_seed_interface(comfy):
     assert types["required"]["routes"][1] == {"default": 2, "min": 1, "max": 10}
     assert {"image", "send_id", "get_id"} <= set(types["optional"])
     assert types["hidden"]["unique_id"] == "UNIQUE_ID"
-    assert gate.RETURN_TYPES == ("MASK",) + ("IMAGE",) * 10 + ("DG_DECISIONS", "LATENT")
+    assert gate.RETURN_TYPES == ("MASK",) + ("IMAGE",) * 10 + ("DG_DECISIONS", "LATENT", "DG_CAPTIONS")
     assert gate.RETURN_NAMES[1] == "route_1" and gate.RETURN_NAMES[10] == "route_10"
-    assert gate.RETURN_NAMES[11:] == ("decisions", "latent")
+    assert gate.RETURN_NAMES[11:] == ("decisions", "latent", "captions")
+    assert types["optional"]["captions"][0] == "DG_CAPTIONS"
     assert types["optional"]["latent"][0] == "LATENT"
     assert types["optional"]["timeout"] == (
         "INT",
@@ -262,8 +267,10 @@ def test_the_ordering_module_knows_the_node_class_names(comfy):
     _, pack = comfy
     ordering = pack.gates.comfy.ordering
     assert {ordering.GATE, ordering.BUS_SAVE, ordering.BUS_LOAD} == set(pack.NODE_CLASS_MAPPINGS) - {
-        "DatasetGatesSplit"
-    }  # the split touches no slot
+        "DatasetGatesSplit",
+        "DatasetGatesCaptions",
+        "DatasetGatesTextGate",
+    }  # these touch no slot
 
 
 def test_nodes_take_ordering_links_as_keywords_and_ignore_them(comfy):
@@ -366,8 +373,8 @@ def test_gate_split_declares_decisions_route_and_optional_batches(comfy):
     assert types["required"]["decisions"] == ("DG_DECISIONS",)
     assert types["required"]["route"][1] == {"default": 1, "min": 1, "max": 10}
     assert {k: v[0] for k, v in types["optional"].items()} == {"image": "IMAGE", "mask": "MASK", "latent": "LATENT"}
-    assert split.RETURN_TYPES == ("IMAGE", "MASK", "LATENT", "STRING", "INT")
-    assert split.RETURN_NAMES == ("image", "mask", "latent", "indices", "count")
+    assert split.RETURN_TYPES == ("IMAGE", "MASK", "LATENT", "STRING", "INT", "DG_CAPTIONS")
+    assert split.RETURN_NAMES == ("image", "mask", "latent", "indices", "count", "captions")
     assert split.CATEGORY == "Dataset Gates"
 
 
@@ -380,11 +387,12 @@ def test_gate_split_cuts_what_the_gate_decided(comfy):
     out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=3, unique_id="2", image=image, mask=mask, latent=latent)
     assert torch.equal(out[1], image[[0, 2]]) and out[12] is latent
     split = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]()
-    img, m, lat, indices, count = split.split(out[11], 1, image=image, mask=out[0], latent=out[12])
+    img, m, lat, indices, count, captions = split.split(out[11], 1, image=image, mask=out[0], latent=out[12])
+    assert isinstance(captions, ExecutionBlocker)  # the gate had no captions
     assert torch.equal(img, out[1]) and torch.equal(m, mask[[0, 2]])
     assert torch.equal(lat["samples"], latent["samples"][[0, 2]])
     assert (indices, count) == ("0,2", 2)
-    assert split.split(out[11], 3, image=image)[3:] == ("3", 1)
+    assert split.split(out[11], 3, image=image)[3:5] == ("3", 1)
 
 
 def test_gate_split_blocks_an_empty_route_and_unwired_inputs(comfy):
@@ -392,9 +400,9 @@ def test_gate_split_blocks_an_empty_route_and_unwired_inputs(comfy):
     decisions = pack.gates.gate.split.Decisions((1, 1))
     split = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]()
     empty = split.split(decisions, 2, image=torch.rand(2, 4, 4, 3))
-    assert len(empty) == 5 and all(isinstance(o, ExecutionBlocker) for o in empty)
+    assert len(empty) == 6 and all(isinstance(o, ExecutionBlocker) for o in empty)
     image = torch.rand(2, 4, 4, 3)
-    img, m, lat, indices, count = split.split(decisions, 1, image=image)
+    img, m, lat, indices, count, _ = split.split(decisions, 1, image=image)
     assert img is image and isinstance(m, ExecutionBlocker) and isinstance(lat, ExecutionBlocker)
     assert (indices, count) == ("0,1", 2)
 
@@ -404,7 +412,7 @@ def test_gate_split_shares_a_mask_and_latent_of_batch_1(comfy):
     decisions = pack.gates.gate.split.Decisions((2, 1, 2))
     mask = torch.rand(1, 4, 4)
     latent = {"samples": torch.randn(1, 4, 1, 1)}
-    _, m, lat, _, _ = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]().split(decisions, 2, mask=mask, latent=latent)
+    _, m, lat, _, _, _ = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]().split(decisions, 2, mask=mask, latent=latent)
     assert m is mask and lat["samples"] is latent["samples"]
 
 
@@ -594,3 +602,91 @@ def test_bus_save_and_load_carry_a_latent_exactly(comfy):
     assert got["samples"].dtype == torch.bfloat16
     assert torch.equal(got["samples"].view(torch.int16), latent["samples"].view(torch.int16))
     assert torch.equal(got["noise_mask"], latent["noise_mask"]) and got["batch_index"] == [3, 4]
+
+
+# -- captions and the Text Gate ------------------------------------------------------------------
+
+
+def test_gate_split_gives_each_route_its_captions_as_they_left_the_gate(comfy):
+    standin, pack = comfy
+    waiter = pack.gates.gate.waiter.WAITER
+
+    def on_send(event, data):
+        if event == "datasete_gate.pause":
+            answer = lambda: waiter.choose_each(data["node"], data["token"], [2, 1, 2], ["a", "B", "c!"])  # noqa: E731
+            threading.Timer(0.01, answer).start()
+
+    standin.server.on_send = on_send
+    image = torch.rand(3, 4, 4, 3)
+    captions = pack.NODE_CLASS_MAPPINGS["DatasetGatesCaptions"]().build("a\nb\nc\n", "one per line")[0]
+    assert captions == ["a", "b", "c"]
+    out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="5", image=image, captions=captions)
+    assert out[13] == ["a", "B", "c!"]
+    split = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]()
+    assert split.split(out[11], 2, image=image)[3:] == ("0,2", 2, ["a", "c!"])
+    assert split.split(out[11], 1)[5] == ["B"]
+
+
+def test_the_captions_node_makes_one_for_all_or_refuses_what_cannot_be_sent_back(comfy):
+    _, pack = comfy
+    node = pack.NODE_CLASS_MAPPINGS["DatasetGatesCaptions"]
+    types = node.INPUT_TYPES()["required"]
+    assert types["split"][0] == ["one per line", "one for all"] and types["text"][1]["multiline"] is True
+    assert node.RETURN_TYPES == ("DG_CAPTIONS",) and node.RETURN_NAMES == ("captions",)
+    assert node().build("a,\nb", "one for all") == (["a,\nb"],)
+    with pytest.raises(ValueError, match="caption 2 is 70,000 bytes"):
+        node().build("short\n" + "x" * 70_000, "one per line")
+
+
+def test_text_gate_declares_a_string_in_and_out_and_an_any_signal(comfy):
+    _, pack = comfy
+    node = pack.NODE_CLASS_MAPPINGS["DatasetGatesTextGate"]
+    types = node.INPUT_TYPES()
+    assert types["required"]["text"] == ("STRING", {"forceInput": True})
+    assert types["optional"]["signal"][0] == "*" and "rawLink" not in types["optional"]["signal"][1]
+    assert types["optional"]["on_timeout"][0] == ["pass", "stop"]
+    assert types["optional"]["timeout"][1]["default"] == 0
+    assert node.RETURN_TYPES == ("STRING", "*") and node.RETURN_NAMES == ("text", "signal")
+    assert math.isnan(node.IS_CHANGED(text=None))
+    assert node.CATEGORY == "Dataset Gates"
+
+
+def pass_text(standin: ComfyStandIn, pack, text: str | None):
+    """Answer a Text Gate's pause with `text` (None = Stop) once it goes out."""
+    waiter = pack.gates.gate.waiter.WAITER
+
+    def on_send(event, data):
+        if event == "datasete_gate.pause":
+            assert data["kind"] == "text"
+            act = waiter.stop if text is None else functools.partial(waiter.pass_text, text=text)
+            threading.Timer(0.01, act, args=(data["node"], data["token"])).start()
+
+    standin.server.on_send = on_send
+
+
+def test_text_gate_pauses_with_its_text_and_passes_the_edit_and_the_signal(comfy):
+    standin, pack = comfy
+    pass_text(standin, pack, "a photo of a dog, edited")
+    gate = pack.NODE_CLASS_MAPPINGS["DatasetGatesTextGate"]()
+    signal = torch.rand(1, 2, 2, 3)
+    text, out = gate.run(text="a photo of a dog", unique_id="8", signal=signal)
+    assert text == "a photo of a dog, edited" and out is signal
+    (event, pause, sid), (done, result, _) = standin.server.sent
+    assert (event, sid, pause["text"], pause["node"]) == ("datasete_gate.pause", "tab-1", "a photo of a dog", "8")
+    assert done == "datasete_gate.done" and result["route"] == 1
+    assert gate.run(text="x", unique_id="8") == ("a photo of a dog, edited",) * 2  # no signal: the text
+
+
+def test_text_gate_stop_and_a_countdown(comfy):
+    standin, pack = comfy
+    gate = pack.NODE_CLASS_MAPPINGS["DatasetGatesTextGate"]()
+    pass_text(standin, pack, None)
+    with pytest.raises(InterruptProcessingException):
+        gate.run(text="x", unique_id="8")
+    standin.server.on_send = lambda event, data: None  # nobody answers
+    assert gate.run(text="as it came", unique_id="8", timeout=1) == ("as it came", "as it came")
+    assert standin.server.sent[-1][1]["timed_out"] is True
+    with pytest.raises(InterruptProcessingException):
+        gate.run(text="x", unique_id="8", timeout=1, on_timeout="stop")
+    with pytest.raises(ValueError, match="on_timeout must be one of pass, stop"):
+        gate.run(text="x", unique_id="8", timeout=1, on_timeout="park")

@@ -52,7 +52,15 @@ PROMPT = {
     "1": load_image("a.png"),
     "3": load_latent("a.latent"),
     "2": gate(
-        ["1", 0], routes=3, mask=["1", 1], latent=["3", 0], labels="a,b", timeout=2, on_timeout="park", after=["9", 0]
+        ["1", 0],
+        routes=3,
+        mask=["1", 1],
+        latent=["3", 0],
+        captions=["5", 0],
+        labels="a,b",
+        timeout=2,
+        on_timeout="park",
+        after=["9", 0],
     ),
     "4": save_image(["2", 1]),
 }
@@ -68,6 +76,7 @@ def test_resume_prompt_unlinks_the_gates_inputs_and_reads_the_parked_slot():
     out = resume_prompt(meta, "parked-pid-2", SECRET)
     gate = out["2"]["inputs"]
     assert "image" not in gate and "mask" not in gate and "latent" not in gate
+    assert "captions" not in gate  # the slot holds them: the Dataset Load that gave them does not run again
     assert (gate["get_id"], gate["send_id"], gate["timeout"]) == ("parked-pid-2",) * 2 + (0,)
     assert gate["labels"] == "a,b" and gate["routes"] == 3 and gate["after"] == ["9", 0]
     assert out["4"] == PROMPT["4"] and out["1"] == PROMPT["1"]

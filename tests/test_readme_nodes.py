@@ -51,7 +51,7 @@ def test_gate_split_and_bus_nodes_as_the_readme_names_them():
     head, outputs = split.split("->")
     assert "(`DatasetGatesSplit`)" in head
     assert _names(head) == [*types["required"], *types["optional"]]
-    assert [n for n in _names(outputs) if n in node.RETURN_NAMES] == ["indices", "count"]
+    assert [n for n in _names(outputs) if n in node.RETURN_NAMES] == ["indices", "count", "captions"]
     bus = _bullet("Bus Save")
     assert "optional mask and latent" in bus
     assert NODE_CLASS_MAPPINGS["DatasetGatesBusSave"].RETURN_NAMES == ("image", "latent")
@@ -71,3 +71,21 @@ def test_the_gate_description_covers_routing_split_timeouts_and_parking():
         "resume",
     ):
         assert words in text, words
+
+
+def test_the_captions_node_and_the_text_gate_as_the_readme_names_them():
+    captions = _bullet("Captions from Text")
+    node = NODE_CLASS_MAPPINGS["DatasetGatesCaptions"]
+    head, outputs = captions.split("->")
+    assert "(`DatasetGatesCaptions`)" in head and _names(head) == list(node.INPUT_TYPES()["required"])
+    assert _names(outputs)[0] == "captions" == node.RETURN_NAMES[0]
+    for split in node.INPUT_TYPES()["required"]["split"][0]:
+        assert f"`{split}`" in captions
+    text = _bullet("Text Gate (Manual Pass)")
+    gate = NODE_CLASS_MAPPINGS["DatasetGatesTextGate"]
+    types = gate.INPUT_TYPES()
+    head, outputs = text.split("->", 1)
+    assert "(`DatasetGatesTextGate`)" in head and _names(head) == [*types["required"], *types["optional"]]
+    assert _names(outputs)[:2] == list(gate.RETURN_NAMES)
+    for action in types["optional"]["on_timeout"][0]:
+        assert f"`{action}`" in text

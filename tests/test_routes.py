@@ -294,7 +294,12 @@ async def test_a_body_of_60_kb_nested_deep_is_400_without_a_traceback(
 async def test_oversized_json_is_413(client, waiter):
     _pending, _ = pause(waiter)
     resp = await client.post(
-        f"{P}/choice", data=json.dumps({"node": "x" * 100_000}), headers={"Content-Type": "application/json"}
+        f"{P}/hold", data=json.dumps({"node": "x" * 100_000}), headers={"Content-Type": "application/json"}
+    )
+    assert resp.status == 413
+    # an answer may carry a batch's captions: its limit is 2 MiB
+    resp = await client.post(
+        f"{P}/choice", data=json.dumps({"node": "x" * (2 << 20)}), headers={"Content-Type": "application/json"}
     )
     assert resp.status == 413
 
@@ -941,3 +946,66 @@ async def test_a_client_that_goes_away_leaves_no_traceback(plain_server, store, 
     traced = [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
     assert traced == [], [r.getMessage() for r in traced]
     assert waiter.paused()[0]["token"] == pending.token  # the pause is still there, unanswered
+
+
+# -- captions in the answer, and a Text Gate's pause ---------------------------------------------
+
+
+async def test_choice_carries_the_captions_as_edited(client, waiter):
+    image = torch.rand(3, 16, 12, 3)
+    pending = waiter.arm("12:5", image, routes=3, client_id="tab-a", captions=["a", "b", "c"])
+    decision = asyncio.get_running_loop().run_in_executor(None, waiter.wait, pending, lambda: False)
+    body = {"node": "12:5", "token": pending.token, "routes": [1, 2, 1], "captions": ["a", "ß\r\nb", "c"]}
+    resp = await client.post(f"{P}/choice", json=body)
+    assert resp.status == 200
+    got = await asyncio.wait_for(decision, 2.0)
+    assert got.captions == ["a", "ß\r\nb", "c"] and got.routes == [1, 2, 1]
+
+
+async def test_an_answer_with_long_captions_is_taken_beyond_the_usual_body_limit(client, waiter):
+    long = ["x" * 60_000] * 4  # 240 KB of captions: over the 64 KiB of other bodies
+    pending = waiter.arm("12:5", torch.rand(4, 8, 8, 3), routes=2, client_id="tab-a", captions=["-"] * 4)
+    resp = await client.post(f"{P}/choice", json={"node": "12:5", "token": pending.token, "route": 2, "captions": long})
+    assert resp.status == 200, await resp.text()
+    assert waiter.wait(pending, lambda: False).captions == long
+
+
+@pytest.mark.parametrize(
+    "captions, error",
+    [
+        (["a", "b"], "2 for a batch of 3"),
+        (["a", "b", None], "caption 3 must be text"),
+        (["a", "b", "x" * 70_000], "caption 3 is 70,000 bytes"),
+        ("a\nb\nc", "must be a list"),
+        ({"0": "a"}, "must be a list"),
+    ],
+)
+async def test_captions_that_do_not_fit_are_400_and_the_gate_still_waits(client, waiter, captions, error):
+    pending = waiter.arm("12:5", torch.rand(3, 8, 8, 3), routes=3, client_id="tab-a", captions=["a", "b", "c"])
+    body = {"node": "12:5", "token": pending.token, "routes": [1, 1, 1], "captions": captions}
+    resp = await client.post(f"{P}/choice", json=body)
+    assert resp.status == 400 and error in (await resp.json())["error"]
+    assert waiter.paused()[0]["token"] == pending.token
+
+
+async def test_captions_for_a_gate_that_shows_none_are_400(client, waiter):
+    pending, _ = pause(waiter)
+    body = {"node": "12:5", "token": pending.token, "route": 1, "captions": ["a", "b"]}
+    resp = await client.post(f"{P}/choice", json=body)
+    assert resp.status == 400 and "no captions" in (await resp.json())["error"]
+
+
+async def test_a_text_pause_is_answered_with_its_text_and_has_no_images(client, waiter):
+    pending = waiter.arm("4", None, 1, client_id="tab-a", text="a prompt")
+    resp = await client.get(f"{P}/pending", params={"client_id": "tab-a"})
+    (view,) = (await resp.json())["pending"]
+    assert view["kind"] == "text" and view["text"] == "a prompt" and view["token"] == pending.token
+    resp = await client.get(f"{P}/preview", params={"node": "4", "token": pending.token})
+    assert resp.status == 400 and "Text Gate" in (await resp.json())["error"]
+    resp = await client.post(f"{P}/mask", data=mask_form("4", pending.token, clear=True))
+    assert resp.status == 400
+    resp = await client.post(f"{P}/choice", json={"node": "4", "token": pending.token, "route": 1})
+    assert resp.status == 400
+    resp = await client.post(f"{P}/choice", json={"node": "4", "token": pending.token, "text": "a better prompt"})
+    assert resp.status == 200 and await resp.json() == {"node": "4", "passed": True}
+    assert waiter.wait(pending, lambda: False).text == "a better prompt"

@@ -94,3 +94,13 @@ def test_route_images_blocks_the_routes_no_image_took():
     assert [isinstance(o, Blocker) for o in out] == [True, False, True, True, False, True]
     both = image[:2]
     assert route_images([1, 1], both, 2, Blocker)[0] is both  # every image: the batch itself
+
+
+def test_decisions_carry_one_caption_and_one_edited_flag_per_image():
+    d = Decisions((1, 2, 1), ("a", "b", "c"), (False, True, False))
+    assert d.captions_of(d.indices(1)) == ["a", "c"] and d.captions_of([]) == []
+    assert Decisions((1,)).captions_of([0]) is None  # a batch without captions
+    with pytest.raises(ValueError, match="one of captions per image: 2 for 3"):
+        Decisions((1, 2, 1), ("a", "b"))
+    with pytest.raises(ValueError, match="one of edited per image"):
+        Decisions((1, 2, 1), ("a", "b", "c"), (True,))

@@ -355,3 +355,61 @@ def test_a_failing_arm_listener_is_logged_and_the_pause_goes_on(caplog):
     pending = waiter.arm("3", torch.zeros(1, 2, 2, 3), routes=2)
     assert seen == [pending] and waiter.get("3", pending.token) is pending
     assert "pause listener failed" in caplog.text
+
+
+# -- captions and a Text Gate's pause ----------------------------------------------------------
+
+
+def test_an_answer_carries_the_captions_the_page_sends():
+    waiter = Waiter()
+    pending = waiter.arm("1", image(2), routes=2, captions=["a", "b"])
+    assert pending.public()["captions"] == ["a", "b"]
+    decision = woken_by(waiter, pending, waiter.choose_each, "1", pending.token, [1, 2], ["a", "B"])
+    assert decision.routes == [1, 2] and decision.captions == ["a", "B"]
+    pending = waiter.arm("2", image(2), routes=2, captions=["a", "b"])
+    decision = woken_by(waiter, pending, waiter.choose, "2", pending.token, 2)
+    assert decision.captions is None  # none sent: the gate keeps the batch's own
+
+
+@pytest.mark.parametrize(
+    "shown, sent, error",
+    [
+        (None, ["a", "b"], "shows no captions"),
+        (["a", "b"], ["a"], "1 for a batch of 2"),
+        (["a", "b"], ["a", 2], "caption 2 must be text"),
+        (["a", "b"], "a\nb", "must be a list"),
+    ],
+)
+def test_captions_that_do_not_fit_the_pause_are_refused_and_it_still_waits(shown, sent, error):
+    waiter = Waiter()
+    pending = waiter.arm("1", image(2), routes=2, captions=shown)
+    with pytest.raises(ValueError, match=error):
+        waiter.choose_each("1", pending.token, [1, 1], sent)
+    with pytest.raises(ValueError, match=error):
+        waiter.choose("1", pending.token, 1, sent)
+    assert waiter.paused()[0]["token"] == pending.token
+
+
+def test_a_text_pause_shows_its_text_and_is_answered_with_a_text():
+    waiter = Waiter()
+    pending = waiter.arm("9", None, 1, text="a photo of a cat")
+    view = pending.public()
+    assert view["kind"] == "text" and view["text"] == "a photo of a cat"
+    assert "batch" not in view and "routes" not in view
+    with pytest.raises(ValueError, match="Text Gate"):
+        waiter.choose("9", pending.token, 1)
+    with pytest.raises(ValueError, match="Text Gate"):
+        waiter.set_mask("9", pending.token, None)
+    with pytest.raises(ValueError, match="text must be text"):
+        waiter.pass_text("9", pending.token, 5)
+    decision = woken_by(waiter, pending, waiter.pass_text, "9", pending.token, "a photo of a dog")
+    assert decision.text == "a photo of a dog" and decision.routes == [1]
+
+
+def test_an_image_pause_is_not_answered_with_a_text():
+    waiter = Waiter()
+    pending = waiter.arm("1", image(), routes=2)
+    assert pending.public()["kind"] == "image"
+    with pytest.raises(ValueError, match="Image Gate"):
+        waiter.pass_text("1", pending.token, "x")
+    assert waiter.paused()[0]["token"] == pending.token

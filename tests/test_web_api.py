@@ -136,6 +136,9 @@ def test_gate_api_sends_a_pauses_answers_on_the_client(api) -> None:
       out.pending = await gate.pending();
       await gate.choose('5', 't1', 2);
       await gate.chooseEach('5', 't1', [1, 2]);
+      await gate.choose('5', 't1', 1, ['a', 'b\\nc']);
+      await gate.chooseEach('5', 't1', [2, 1], ['a', '']);
+      await gate.passText('9', 't2', 'a prompt');
       await gate.hold('5', 't1');
       await gate.stop('5', 't1');
       await gate.uploadMask('5', 't1', new Blob(['x']), 0);
@@ -156,6 +159,9 @@ def test_gate_api_sends_a_pauses_answers_on_the_client(api) -> None:
         ["GET", "/datasete_gate/pending?client_id=tab-1", None],
         ["POST", "/datasete_gate/choice", {"node": "5", "token": "t1", "route": 2}],
         ["POST", "/datasete_gate/choice", {"node": "5", "token": "t1", "routes": [1, 2]}],
+        ["POST", "/datasete_gate/choice", {"node": "5", "token": "t1", "route": 1, "captions": ["a", "b\nc"]}],
+        ["POST", "/datasete_gate/choice", {"node": "5", "token": "t1", "routes": [2, 1], "captions": ["a", ""]}],
+        ["POST", "/datasete_gate/choice", {"node": "9", "token": "t2", "text": "a prompt"}],
         ["POST", "/datasete_gate/hold", {"node": "5", "token": "t1"}],
         ["POST", "/datasete_gate/cancel", {"node": "5", "token": "t1"}],
         ["FORM", "/datasete_gate/mask", [["node", "5"], ["token", "t1"], ["index", "0"], ["mask", "mask.png"]]],

@@ -203,3 +203,87 @@ def test_another_tabs_pause_and_the_note(view) -> None:
     assert got["painted"] == "A mask was painted for this pause."
     assert got["kept"] == "Mask painted on 1 image; kept for the next run until cleared."
     assert got["error"] == ["Sending the mask failed: boom", True, True]
+
+
+def test_captions_are_edited_one_at_a_time_and_esc_puts_one_back(view) -> None:
+    got = view.evaluate("""() => {
+      const m = dg.model;
+      m.showPause({ ...dg.pause, captions: ['a cat', 'a dog', '', 'a bird'] });
+      const out = { grid: dg.panel().grid.cells.map((c) => [c.caption, c.edited, c.editing]) };
+      out.start = [m.editCaption(1), m.editing, m.index, m.selection.cursor, m.selection.size];
+      m.typeCaption('a dog, running');
+      out.editing = dg.panel().grid.cells[1];
+      out.hint = dg.panel().hint;
+      out.moved = [m.moveCaption(1), m.editing];  // Tab / Enter: the next image's caption
+      m.typeCaption('tmp');
+      m.restoreCaption();  // Esc: as it was when its editing began, and out of the field
+      out.restored = [m.captions[2], m.editing, m.captionEdited(2)];
+      m.editCaption(3);
+      out.past = [m.moveCaption(1), m.editing];  // past the last: editing ends
+      m.editCaption(0);
+      out.before = [m.moveCaption(-1), m.editing];
+      out.sent = m.captionsToSend();
+      out.edited = [0, 1, 2, 3].map((i) => m.captionEdited(i));
+      return out;
+    }""")
+    assert got["grid"] == [
+        ["a cat", False, False],
+        ["a dog", False, False],
+        ["", False, False],
+        ["a bird", False, False],
+    ]
+    assert got["start"] == [True, 1, 1, 1, 0]  # the cursor moves there; nothing gets selected
+    assert got["editing"]["caption"] == "a dog, running" and got["editing"]["edited"] is True
+    assert got["editing"]["editing"] is True
+    assert got["hint"].startswith("Tab or Enter: next caption · Shift+Tab: the one before · Shift+Enter: new line")
+    assert got["moved"] == [True, 2]
+    assert got["restored"] == ["", None, False]
+    assert got["past"] == [False, None] and got["before"] == [False, None]
+    assert got["sent"] == ["a cat", "a dog, running", "", "a bird"]
+    assert got["edited"] == [False, True, False, False]
+
+
+def test_the_enlarged_image_shows_its_whole_caption_and_edits_page_with_it(view) -> None:
+    got = view.evaluate("""() => {
+      const m = dg.model;
+      m.showPause({ ...dg.pause, captions: ['one', 'two\\nlines', 'three', 'four'] });
+      m.view = 'single';
+      m.editCaption(1);
+      const first = dg.panel().caption;
+      m.moveCaption(1);  // in the enlarged view the next caption brings its image
+      const p = dg.panel();
+      m.leaveCaption();
+      const left = [dg.panel().caption.editing, m.captions[2]];
+      m.showPause({ ...dg.pause });  // the same pause again (GET /pending): the edits stay
+      const again = m.captions[1];
+      m.decide(1, [1, 1, 1, 1]);
+      const decided = [dg.panel().caption, m.editCaption(0)];
+      return { first, index: m.index, second: p.caption, preview: p.previewUrl, grid: p.grid.cells[2].editing,
+               hint: p.hint, left, again, decided };
+    }""")
+    assert got["first"] == {"index": 1, "text": "two\nlines", "edited": False, "editing": True}
+    assert got["second"] == {"index": 2, "text": "three", "edited": False, "editing": True}
+    assert got["preview"] == "P:12:5:t1:2:" and got["grid"] is False  # the box under the image edits it
+    assert got["left"] == [False, "three"]
+    assert got["again"] == "two\nlines"
+    assert got["decided"][0]["index"] == 2 and got["decided"][1] is False  # shown, no longer editable
+
+
+def test_a_pause_without_captions_or_with_a_list_that_does_not_fit_shows_none(view) -> None:
+    got = view.evaluate("""() => {
+      const m = dg.model;
+      m.showPause({ ...dg.pause, captions: null });
+      const none = [dg.panel().hasCaptions, dg.panel().caption, dg.panel().grid.cells[0].caption, m.editCaption(0),
+                    m.captionsToSend(), dg.panel().hint.includes('Tab')];
+      m.showPause({ ...dg.pause, token: 't2', captions: ['a', 'b'] });  // not one per image: not shown
+      const short = [dg.panel().hasCaptions, m.captionsToSend()];
+      m.showPause({ ...dg.pause, token: 't3', batch: 1, captions: ['only one'], preselect: null });
+      const one = [dg.panel().caption, dg.panel().hint];
+      m.editCaption(0);
+      m.leaveCaption();
+      return { none, short, one, targets: m.targets() };
+    }""")
+    assert got["none"] == [False, None, None, False, None, False]
+    assert got["short"] == [False, None]
+    assert got["one"] == [{"index": 0, "text": "only one", "edited": False, "editing": False}, "Tab: edit the caption"]
+    assert got["targets"] == []  # one image: editing its caption selects nothing, so a route key still sends it

@@ -257,3 +257,125 @@ def test_thumbnails_load_twelve_at_a_time_and_a_failed_one_is_asked_again(blank)
     assert one["urls7"] == ["/t?i=7", "/t?i=7&retry=2", "/t?i=7&retry=3"] and one["failed7"]  # three tries
     assert one["loaded"] == 0  # image 7 never loaded: the grid is not reported loaded
     assert got["second"] == {"loaded": 1, "urls": [["/new?i=0"], ["/new?i=1"]]}
+
+
+# A GatePanel wired to a GateViewModel the way GateController wires them (caption handlers
+# change the model and draw it again), on a pause of `batch` images with captions. `calls`
+# records what reaches the controller's other handlers (send, choose, ...).
+CAPTIONS = """
+async ({ batch, view }) => {
+  const { GatePanel } = await import('/web/gate_panel.js');
+  const { GateViewModel } = await import('/web/gate_view.js');
+  const { ensureStylesheet } = await import('/web/format.js');
+  ensureStylesheet('gate', '/web/gate.css');
+  const model = new GateViewModel((node, token, i) => {
+    const c = document.createElement('canvas'); c.width = 160; c.height = 120;
+    const g = c.getContext('2d'); g.fillStyle = `hsl(${(i * 47) % 360} 55% 45%)`; g.fillRect(0, 0, 160, 120);
+    return c.toDataURL();
+  });
+  const calls = [];
+  const masks = { overlayFor: () => null, describe: () => '' };
+  let panel;
+  const draw = () => panel.render(model.panelModel({ labels: ['keep', 'fix', 'drop'], routes: 3, masks, shownUrl: null }));
+  const caption = (change, after) => () => { change(); draw(); after?.(); };
+  const handlers = {
+    editCaption: (i) => caption(() => model.editCaption(i))(),
+    typeCaption: (t) => caption(() => model.typeCaption(t))(),
+    moveCaption: (s) => caption(() => model.moveCaption(s))(),
+    restoreCaption: () => caption(() => model.restoreCaption())(),
+    leaveCaption: (i) => caption(() => model.editing === i && model.leaveCaption())(),
+    sendCaptions: () => caption(() => model.leaveCaption(), () => calls.push(['send', model.captionsToSend()]))(),
+    send: () => calls.push(['send', model.captionsToSend()]),
+  };
+  panel = new GatePanel(new Proxy(handlers, { get: (t, name) => t[name] ?? ((...a) => calls.push([name, ...a])) }));
+  const holder = document.createElement('div');
+  holder.style.cssText = 'width: 560px; height: 760px; background: #222; position: absolute; top: 0; left: 0';
+  holder.append(panel.element);
+  document.body.replaceChildren(holder);
+  const captions = ['a tabby cat asleep on a red sofa, long caption that does not fit on one line', 'a dog',
+                    '', 'two\\nlines', 'a bird', 'a fish', 'a horse', 'a cow', 'a hen'].slice(0, batch);
+  model.showPause({ node: '5', token: 't', routes: 3, batch, width: 320, height: 240, labels: ['keep', 'fix', 'drop'],
+                    captions, preselect: null });
+  model.view = view;
+  draw();
+  panel.focus();
+  window.dgCap = { model, panel, calls, draw };
+}
+"""
+
+
+def test_a_grid_shows_a_caption_line_under_each_thumbnail_and_edits_it_in_place(blank) -> None:
+    blank.evaluate(CAPTIONS, {"batch": 9, "view": "grid"})
+    lines = blank.eval_on_selector_all(".dg-cell-caption", "els => els.map(e => [e.textContent, e.hidden])")
+    assert lines[0][0].startswith("a tabby cat") and lines[2] == ["no caption", False] and len(lines) == 9
+    clipped = blank.evaluate(
+        "() => { const e = document.querySelector('.dg-cell-caption'); return e.scrollWidth > e.clientWidth; }"
+    )
+    assert clipped  # one line, cut short; the whole text is its title and the editor's
+    frame, line = blank.evaluate("""() => { const c = document.querySelector('.dg-cell');
+      return [c.querySelector('.dg-cell-frame').getBoundingClientRect().bottom, c.querySelector('.dg-cell-caption').getBoundingClientRect().top]; }""")
+    assert line >= frame - 0.5  # under the thumbnail, not over it
+    blank.click(".dg-cell[data-index='1'] .dg-cell-caption")
+    editor = ".dg-cell[data-index='1'] .dg-cell-editor"
+    assert blank.evaluate(f'() => document.activeElement === document.querySelector("{editor}")')
+    blank.keyboard.type(", running")
+    blank.keyboard.press("Shift+Enter")  # a new line in the caption
+    blank.keyboard.type("fast")
+    blank.keyboard.press("Tab")  # on to the next image's caption
+    assert blank.evaluate("() => document.activeElement.closest('.dg-cell').dataset.index") == "2"
+    blank.keyboard.type("tmp")
+    blank.keyboard.press("Escape")  # that one as it was, and out of the field: keys are the panel's again
+    state = blank.evaluate(
+        "() => ({ captions: dgCap.model.captions, editing: dgCap.model.editing, "
+        "focus: document.activeElement.classList.contains('dg-gate') })"
+    )
+    assert state["captions"][1] == "a dog, running\nfast" and state["captions"][2] == ""
+    assert state["editing"] is None and state["focus"] is True
+    marked = blank.eval_on_selector_all(".dg-cell-caption", "els => els.map(e => e.classList.contains('dg-edited'))")
+    assert marked == [False, True] + [False] * 7
+    blank.keyboard.press("Tab")  # from the panel: edit the current image's caption (the cursor is there)
+    assert blank.evaluate("() => dgCap.model.editing") == 2
+    blank.keyboard.press("Control+Enter")  # Send from the caption, with the captions as they stand
+    send = blank.evaluate("() => dgCap.calls.filter(c => c[0] === 'send')")
+    assert send == [["send", state["captions"]]]
+    if SHOTS:
+        os.makedirs(SHOTS, exist_ok=True)
+        blank.locator(".dg-gate").screenshot(path=os.path.join(SHOTS, "panel_grid_captions.png"))
+
+
+def test_the_enlarged_image_has_its_whole_caption_in_a_box_under_it(blank) -> None:
+    blank.evaluate(CAPTIONS, {"batch": 4, "view": "single"})
+    box = ".dg-caption"
+    assert blank.is_visible(box) and blank.input_value(box).startswith("a tabby cat asleep")
+    under = blank.evaluate("""() => document.querySelector('.dg-caption').getBoundingClientRect().top
+        >= document.querySelector('.dg-preview').getBoundingClientRect().bottom - 0.5""")
+    assert under
+    blank.keyboard.press("Tab")
+    blank.keyboard.press("Enter")  # the next image, and its caption
+    assert blank.evaluate("() => [dgCap.model.index, dgCap.model.editing]") == [1, 1]
+    assert blank.input_value(box) == "a dog"
+    blank.keyboard.press("Control+a")  # the text box's own select-all, not the grid's
+    blank.keyboard.type("a wet dog")
+    blank.keyboard.press("Shift+Tab")
+    assert blank.input_value(box).startswith("a tabby cat") and blank.evaluate("() => dgCap.model.index") == 0
+    blank.keyboard.press("Escape")
+    got = blank.evaluate("() => [dgCap.model.captions.slice(0, 2), dgCap.model.editing, dgCap.calls.map(c => c[0])]")
+    assert got[0] == ["a tabby cat asleep on a red sofa, long caption that does not fit on one line", "a wet dog"]
+    assert got[1] is None
+    assert "stop" not in got[2] and "selectAll" not in got[2] and "choose" not in got[2]  # keys stayed in the box
+    blank.keyboard.press("Escape")  # now from the panel: Stop
+    assert blank.evaluate("() => dgCap.calls.map(c => c[0])").count("stop") == 1
+    if SHOTS:
+        blank.locator(".dg-gate").screenshot(path=os.path.join(SHOTS, "panel_single_caption.png"))
+
+
+def test_what_each_key_does_in_a_caption(blank) -> None:
+    got = blank.evaluate("""async () => {
+      const { captionKey } = await import('/web/gate_captions.js');
+      return [
+        { key: 'Enter' }, { key: 'Enter', shiftKey: true }, { key: 'Enter', ctrlKey: true }, { key: 'Enter', metaKey: true },
+        { key: 'Tab' }, { key: 'Tab', shiftKey: true }, { key: 'Escape' }, { key: 'a' }, { key: 'ArrowLeft' },
+        { key: 'Tab', ctrlKey: true }, { key: 'Enter', altKey: true },
+      ].map(captionKey);
+    }""")
+    assert got == ["next", None, "send", "send", "next", "previous", "restore", None, None, None, None]

@@ -18,7 +18,7 @@ from test_browser_page import blank_page, chromium  # noqa: F401 - chromium: the
 # the way the frontend loads one (app.loadApiJson: `widget.value = v; widget.callback?.(v)`,
 # and the Image Gate's widget callbacks run syncOutputs).
 # A 3-route gate's outputs after the labelled routes: every output stays (prompts link by index).
-OFF_AND_TAIL = [*(f"off ({i})" for i in range(4, 11)), "decisions", "latent"]
+OFF_AND_TAIL = [*(f"off ({i})" for i in range(4, 11)), "decisions", "latent", "captions"]
 NODE = """
 async ({ routes, labels, labelsFirst }) => {
   const m = await import('/web/gate_outputs.js');

@@ -11,6 +11,9 @@ export const pauseKey = (data) => `${data.node}@${data.created}`;
 /** A slot id or version ref (id@-N) as one path segment. */
 const slotPath = (id) => encodeURIComponent(id);
 
+/** An answer's body, with the captions when there are any (a gate without captions refuses them). */
+const withCaptions = (body, captions) => (captions ? { ...body, captions } : body);
+
 /** The tab's client id from `clientId()`; rejects at once while it is not known. */
 function needClientId(clientId) {
   const id = clientId();
@@ -42,10 +45,14 @@ export function gateApi(client, clientId = () => null) {
       if (side) query.set("side", String(side));
       return client.url(`${PREFIX}/preview?${query}`);
     },
-    /** Every image of the batch down one route. */
-    choose: (node, token, route) => postJson("/choice", { node, token, route }),
-    /** One route per batch image (1-based, in batch order). */
-    chooseEach: (node, token, routes) => postJson("/choice", { node, token, routes }),
+    /** Every image of the batch down one route; `captions` (one per image), when the pause
+     *  has captions, as the person left them. */
+    choose: (node, token, route, captions = null) => postJson("/choice", withCaptions({ node, token, route }, captions)),
+    /** One route per batch image (1-based, in batch order); `captions` as for choose. */
+    chooseEach: (node, token, routes, captions = null) =>
+      postJson("/choice", withCaptions({ node, token, routes }, captions)),
+    /** A Text Gate's answer: the text to pass on. */
+    passText: (node, token, text) => postJson("/choice", { node, token, text }),
     /** Stop the pause's countdown: it waits for a person from now on. */
     hold: (node, token) => postJson("/hold", { node, token }),
     stop: (node, token) => postJson("/cancel", { node, token }),

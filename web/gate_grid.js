@@ -132,11 +132,13 @@ export function clock(seconds) {
   return s >= 60 ? `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}` : `${s} s`;
 }
 
-/** What happens when the countdown runs out, in words ("park", "stop", "route 2"). */
+/** What happens when the countdown runs out, in words ("park", "stop", "route 2"; a Text
+ *  Gate's "pass"). */
 export function onTimeoutText(onTimeout, routeName = (r) => `route ${r}`) {
   const text = String(onTimeout ?? "");
   if (text === "park") return "parks the batch in a slot";
   if (text === "stop") return "stops the run";
+  if (text === "pass") return "passes the text on as it came";
   const route = /^route (\d+)$/.exec(text);
   if (route) return `sends every image down ${routeName(Number(route[1]))}`;
   return text ? `does "${text}"` : "ends the pause";

@@ -1,40 +1,36 @@
 // One Image Gate node in the page: the controller. It wires the panel (gate_panel.js) to the
 // node, takes the pause / done events and the clicks and keys the panel reports, makes the
-// requests they call for, runs the countdown and sizes the node. What the panel shows is the
-// view model's (gate_view.js); the masks and their buttons are gate_masks.js's. The extension
-// entry creates one GateController per node (node.dgGate). No side effects at import.
+// requests they call for and sizes the node; what every gate's controller does with a pause
+// (the answer's request, another tab's pause, the countdown) is pause_controller.js's. What
+// the panel shows is the view model's (gate_view.js); the masks and their buttons are
+// gate_masks.js's. The extension entry creates one GateController per node (node.dgGate).
+// No side effects at import.
 import { comfyGate } from "./comfy_api.js";
-import { pauseKey } from "./gate_api.js";
-import { gridColumns, routesToSend, secondsLeft, singleRoute } from "./gate_grid.js";
+import { gridColumns, routesToSend, singleRoute } from "./gate_grid.js";
 import { GateMasks } from "./gate_masks.js";
 import {
   cleanLabel, hideLabelsWidget, readLabels, routeCount, syncOutputs, widgetByName, writeLabels,
 } from "./gate_outputs.js";
 import { GatePanel, PREVIEW_MIN } from "./gate_panel.js";
 import { GateViewModel } from "./gate_view.js";
-import { HttpError } from "./http.js";
+import { PauseController } from "./pause_controller.js";
 import { setWidget } from "./slot_picker.js";
 
 const PREVIEW_MAX = 420;
 const GRID_MAX = PREVIEW_MAX; // the grid grows the node up to this height, and scrolls beyond
 const CELL_MIN = 56; // a grid thumbnail's smallest width: the node widens to fit a row of them
-const TICK_MS = 250;
+const CAPTION_LINE = 16; // a grid thumbnail's caption line (gate.css .dg-cell-caption)
 
-export class GateController {
+export class GateController extends PauseController {
   /**
-   * @param {object} hooks  from the extension entry: `claimed(pause)` when this node took a
-   *   pause over (the entry tracks it like a pause event), `refresh()` to ask GET /pending now,
-   *   `picker` the page's SlotPicker (slot_picker.js) for the get_id / send_id buttons.
+   * @param {object} hooks  PauseController's, and `picker` the page's SlotPicker
+   *   (slot_picker.js) for the get_id / send_id buttons.
    */
   constructor(app, node, hooks = {}) {
-    this.app = app;
-    this.node = node;
-    this.hooks = hooks;
+    super(app, node, hooks, { kind: "Image Gate", waits: "waits for a route. Open it to choose" });
     this.model = new GateViewModel((...args) => comfyGate.previewUrl(...args));
-    this.timer = null;
     this.pausedAt = 0; // performance.now() when this pause reached the page
     this.gridMs = null; // pause to every thumbnail loaded, for the last grid
-    this.answeredToken = null;
     this.masks = new GateMasks(this); // kept across runs
     this.panel = new GatePanel({
       choose: (route) => this.route(route),
@@ -56,6 +52,12 @@ export class GateController {
       pickSlot: (name, anchor) => this.pickSlot(name, anchor),
       labelChanged: (route, text) => this.setLabel(route, text),
       layout: () => this.fit({ shrink: this.model.mode === "idle" }),
+      editCaption: (index) => this.caption(() => this.model.editCaption(index)),
+      typeCaption: (text) => this.caption(() => this.model.typeCaption(text)),
+      moveCaption: (step) => this.caption(() => this.model.moveCaption(step)),
+      restoreCaption: () => this.caption(() => this.model.restoreCaption()),
+      leaveCaption: (index) => this.caption(() => this.model.editing === index && this.model.leaveCaption()),
+      sendCaptions: () => this.caption(() => this.model.leaveCaption(), () => this.send()),
     });
     this.widget = node.addDOMWidget("dg_gate", "dg_gate", this.panel.element, {
       serialize: false, getValue: () => "", setValue: () => {}, getMinHeight: () => this.panel.minHeight(),
@@ -121,89 +123,7 @@ export class GateController {
     if (late) this.fit({ grow: true });
   }
 
-  /** The server no longer waits on `token` (answered elsewhere, taken over, run ended). */
-  expire(token, reason = "That pause is over: the run ended or was answered elsewhere.") {
-    const m = this.model;
-    if (m.info?.token !== token || m.mode !== "paused") return;
-    m.expired = m.info;
-    m.mode = "idle";
-    m.info = null;
-    this.tick();
-    this.say(reason);
-    this.render();
-    this.fit({ shrink: true });
-  }
-
-  /** Another tab's pause of this node: a notice, and "Take over" once that tab is gone. */
-  elsewhere(data) {
-    const m = this.model;
-    const ours = m.mode === "paused" && m.info && pauseKey(m.info) === pauseKey(data);
-    const fresh = !m.other || pauseKey(m.other) !== pauseKey(data);
-    m.other = data;
-    m.info = null;
-    m.expired = null;
-    m.decided = null;
-    m.mode = "elsewhere";
-    this.tick();
-    if (ours) this.say("Another tab took this pause over.");
-    else if (fresh) this.say("");
-    this.render();
-    this.fit({ shrink: true });
-  }
-
-  /** That other tab's pause is no longer waiting. */
-  elsewhereOver(key) {
-    const m = this.model;
-    if (m.mode !== "elsewhere" || pauseKey(m.other) !== key) return;
-    m.mode = "idle";
-    m.other = null;
-    this.say("");
-    this.fit({ shrink: true });
-  }
-
-  /** Answer an orphaned pause from this tab: it gets a new token, the old tab's is dead. */
-  async takeOver() {
-    const m = this.model;
-    if (m.mode !== "elsewhere" || m.busy) return;
-    const { node } = m.other;
-    m.busy++;
-    this.render();
-    let data;
-    try {
-      data = await comfyGate.takeOver(node);
-    } catch (err) {
-      this.say(`Could not take over: ${err.message}`, true);
-      this.hooks.refresh?.();
-      return;
-    } finally {
-      m.busy--;
-      this.render();
-    }
-    if (this.hooks.claimed) this.hooks.claimed(data);
-    else this.pause(data);
-  }
-
   // -- actions -----------------------------------------------------------------------------
-  async request(what, fn) {
-    const m = this.model;
-    m.busy++;
-    this.render();
-    try {
-      return await fn();
-    } catch (err) {
-      if (err instanceof HttpError && err.status === 409) {
-        this.expire(m.info?.token, `That pause cannot be answered here: ${err.message}`);
-        this.hooks.refresh?.(); // a pause of another tab now? then its notice shows
-      } else {
-        this.say(`${what} failed: ${err.message}`, true);
-      }
-      return undefined;
-    } finally {
-      m.busy--;
-      this.render();
-    }
-  }
-
   /**
    * A route button or key: with images selected (or one enlarged) they get that route and the
    * enlarged view moves on to the next image; with nothing selected the whole batch goes down
@@ -225,7 +145,9 @@ export class GateController {
   async choose(route) {
     if (this.model.busy) return;
     const routes = Array(this.model.batch).fill(route);
-    await this.answer("Choosing", route, routes, (node, token) => comfyGate.choose(node, token, route));
+    const captions = this.model.captionsToSend();
+    await this.answer("Choosing", (node, token) => comfyGate.choose(node, token, route, captions),
+      () => this.decide(route, routes));
   }
 
   /** Send (Enter): one route per image, the default route where an image has none. */
@@ -233,22 +155,21 @@ export class GateController {
     const m = this.model;
     if (m.mode !== "paused" || m.busy || !m.canSend()) return;
     const routes = routesToSend(m.assigned);
-    await this.answer("Sending", singleRoute(routes), routes,
-      (node, token) => comfyGate.chooseEach(node, token, routes));
+    const captions = m.captionsToSend();
+    await this.answer("Sending", (node, token) => comfyGate.chooseEach(node, token, routes, captions),
+      () => this.decide(singleRoute(routes), routes));
+  }
+
+  /** A caption edit (`change` on the view model) while paused, drawn; then `after`, if any. */
+  caption(change, after = null) {
+    if (this.model.mode !== "paused") return;
+    change();
+    this.render();
+    after?.();
   }
 
   stop() {
-    return this.answer("Stop", null, null, (node, token) => comfyGate.stop(node, token));
-  }
-
-  /** Send this pause's answer (route null = Stop); a pause event for it meanwhile is ignored. */
-  async answer(what, route, routes, send) {
-    if (this.model.mode !== "paused") return;
-    const { node, token } = this.model.info;
-    this.answeredToken = token;
-    const ok = await this.request(what, () => send(node, token));
-    if (ok) this.decide(route, routes);
-    else this.answeredToken = null;
+    return this.answer("Stop", (node, token) => comfyGate.stop(node, token), () => this.decide(null, null));
   }
 
   decide(route, routes = null, done = null) {
@@ -303,38 +224,6 @@ export class GateController {
     this.gridMs = Math.round(performance.now() - this.pausedAt);
   }
 
-  // -- countdown ---------------------------------------------------------------------------
-  /** Keep the countdown ticking while a pause has a deadline; stop it otherwise. */
-  tick() {
-    const m = this.model;
-    const live = m.mode === "paused" && secondsLeft(m.info?.deadline) !== null && this.node.graph;
-    if (live && !this.timer) {
-      this.timer = setInterval(() => this.tick(), TICK_MS);
-    } else if (!live && this.timer) {
-      clearInterval(this.timer);
-      this.timer = null;
-    }
-    if (live) this.panel.setCountdown(m.countdown());
-  }
-
-  /** Any click or key in the panel: a person is here, so the countdown stops (POST /hold once). */
-  async hold() {
-    const m = this.model;
-    if (m.mode !== "paused" || m.held === m.info.token || secondsLeft(m.info.deadline) === null) return;
-    const { node, token } = m.info;
-    m.held = token;
-    m.info = { ...m.info, deadline: null };
-    this.panel.setCountdown(m.countdown());
-    this.tick();
-    try {
-      await comfyGate.hold(node, token);
-    } catch (err) {
-      // 409: the pause is over (answered, timed out): its done event or GET /pending says so.
-      if (err instanceof HttpError && err.status === 409) return;
-      if (m.info?.token === token) this.say(`Could not stop the countdown: ${err.message}`, true);
-    }
-  }
-
   runAgain() {
     const m = this.model;
     const command = this.app.extensionManager?.command;
@@ -356,11 +245,6 @@ export class GateController {
   }
 
   // -- drawing -----------------------------------------------------------------------------
-  say(text, isError = false) {
-    this.model.say(text, isError);
-    this.render();
-  }
-
   render() {
     this.panel.render(this.model.panelModel({
       labels: readLabels(this.node),
@@ -385,7 +269,8 @@ export class GateController {
       if (grid) {
         const columns = gridColumns(batch);
         const cell = (width - 20 - (columns - 1) * 4) / columns;
-        wanted = Math.min(GRID_MAX, Math.ceil(batch / columns) * (cell * aspect + 4));
+        const line = this.model.captions ? CAPTION_LINE : 0;
+        wanted = Math.min(GRID_MAX, Math.ceil(batch / columns) * (cell * aspect + line + 4));
       } else {
         wanted = Math.min(PREVIEW_MAX, (width - 20) * aspect);
       }
@@ -395,19 +280,5 @@ export class GateController {
       node.setSize([width, Math.max(need, shrink ? 0 : height)]);
       node.setDirtyCanvas?.(true, true);
     }
-  }
-
-  /** Take the keyboard if nobody else has it; say where the gate is when it is not on screen. */
-  autoFocus() {
-    if (this.node.graph !== this.app.canvas?.graph) {
-      const where = this.node.graph?.name ? ` inside subgraph "${this.node.graph.name}"` : " in another graph";
-      this.app.extensionManager?.toast?.add?.({
-        severity: "info", summary: "Image Gate is waiting",
-        detail: `"${this.node.title}"${where} waits for a route. Open it to choose.`, life: 8000,
-      });
-      return;
-    }
-    const active = document.activeElement;
-    if (!active || active === document.body || active === this.app.canvas?.canvas) this.panel.focus();
   }
 }

@@ -1,12 +1,12 @@
 // The Image Gate's outputs and route labels. The node always has all of its outputs, in the
-// server's order: mask, route_1..route_10, decisions, latent. A prompt links outputs by index,
-// so none is ever removed; routes beyond the `routes` widget are shown as off. Labels live in
-// node.properties (saved with the workflow) and are mirrored into the hidden `labels` widget,
-// which is what the server reads. No side effects.
+// server's order: mask, route_1..route_10, decisions, latent, captions. A prompt links outputs
+// by index, so none is ever removed; routes beyond the `routes` widget are shown as off. Labels
+// live in node.properties (saved with the workflow) and are mirrored into the hidden `labels`
+// widget, which is what the server reads. No side effects.
 
 export const MAX_ROUTES = 10;
 /** The server's outputs after the routes (gates/nodes.py RETURN_NAMES), in order. */
-const TAIL_OUTPUTS = [["decisions", "DG_DECISIONS"], ["latent", "LATENT"]];
+const TAIL_OUTPUTS = [["decisions", "DG_DECISIONS"], ["latent", "LATENT"], ["captions", "DG_CAPTIONS"]];
 export const LABELS_PROPERTY = "dg_labels";
 const MAX_LABEL = 40;
 

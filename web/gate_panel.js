@@ -1,14 +1,17 @@
 // The Image Gate's panel inside the node: at a pause on a batch, a grid of thumbnails to select
-// and route image by image (or one image enlarged, with paging), one button per route, Send,
+// and route image by image (or one image enlarged, with paging), each image's caption when the
+// pause has captions (gate_captions.js), one button per route, Send,
 // mask tools, Stop and a countdown when the pause has a deadline; the routes taken and "Run
 // from here" after a choice; a notice (and "Take over" once its tab is gone) while another
 // tab's pause waits here; route labels and slot pickers always. A view only: it reports
 // clicks and keys to its handlers and draws the model it is given; it makes no HTTP calls
 // (its <img> elements load the URLs the model names). No side effects.
 import { el } from "./format.js";
+import { CaptionFields } from "./gate_captions.js";
 import { labelOf } from "./gate_outputs.js";
 import { routeColour } from "./gate_grid.js";
 import { ThumbLoader } from "./image_loader.js";
+import { drawCountdown } from "./pause_view.js";
 
 export const PREVIEW_MIN = 120;
 const GAP = 6;
@@ -20,6 +23,9 @@ const GAP = 6;
  * @property {boolean} own         the route is its own (assigned or preselected), not the default
  * @property {boolean} selected
  * @property {string|null} overlay tinted mask over it
+ * @property {string|null} caption its caption (null: the pause has no captions)
+ * @property {boolean} edited      the caption differs from the one the pause showed
+ * @property {boolean} editing     the caption is being edited in the cell
  *
  * @typedef {object} GridModel
  * @property {string} key          changes when the cells must be made anew (a new pause)
@@ -43,6 +49,10 @@ const GAP = 6;
  * @property {boolean} canSend     Send (Enter) commits the per-image routes
  * @property {string} sendTitle
  * @property {string} hint         how to use the grid, or what is selected
+ * @property {{index: number, text: string, edited: boolean, editing: boolean}|null} caption
+ *   the enlarged image's caption, under it
+ * @property {boolean} hasCaptions  the pause shows captions (Tab edits the current one)
+ * @property {number|null} editing  the batch image whose caption is being edited
  * @property {{text: string, urgent: boolean}|null} countdown
  * @property {boolean} orphaned    another tab's pause whose tab is gone: offer "Take over"
  * @property {boolean} busy        requests in flight: route buttons wait
@@ -56,10 +66,16 @@ export class GatePanel {
    * @param {Record<string, Function>} on choose(route), send(), stop(), editMask(), clearMask(),
    *   page(step), cell(index, {shift, ctrl}), enlarge(index), showGrid(), move(step, {shift}),
    *   selectAll(), selectNone(), touch() (any click or key while paused), gridLoaded(count),
-   *   runAgain(), takeOver(), pickSlot(name, anchor), labelChanged(route, text), layout()
+   *   runAgain(), takeOver(), pickSlot(name, anchor), labelChanged(route, text), layout(),
+   *   editCaption(index), typeCaption(text), moveCaption(step), restoreCaption(),
+   *   leaveCaption(index), sendCaptions()
    */
   constructor(on) {
     this.on = on;
+    this.captions = new CaptionFields({
+      edit: (index) => on.editCaption(index), type: (text) => on.typeCaption(text), move: (step) => on.moveCaption(step),
+      restore: () => on.restoreCaption(), leave: (index) => on.leaveCaption(index), send: () => on.sendCaptions(),
+    });
     this.model = null;
     this.gridKey = null;
     this.cells = [];
@@ -70,9 +86,11 @@ export class GatePanel {
     this.thumbs.addEventListener("click", (event) => this.onThumbClick(event));
     this.thumbs.addEventListener("dblclick", (event) => {
       const cell = event.target.closest(".dg-cell");
-      if (cell) this.on.enlarge(Number(cell.dataset.index));
+      if (cell && !event.target.closest(".dg-cell-editor")) this.on.enlarge(Number(cell.dataset.index));
     });
-    this.thumbs.addEventListener("mousedown", (event) => { if (event.shiftKey) event.preventDefault(); });
+    this.thumbs.addEventListener("mousedown", (event) => {
+      if (event.shiftKey && !event.target.closest(".dg-cell-editor")) event.preventDefault();
+    });
     this.image = el("img.dg-preview-img", { alt: "gate preview", draggable: false });
     this.overlay = el("img.dg-overlay", { alt: "", draggable: false, hidden: true });
     this.previewBadge = el("span.dg-cell-badge.dg-preview-badge", { hidden: true });
@@ -106,7 +124,8 @@ export class GatePanel {
       el("button.dg-btn.dg-pick-send", { type: "button", title: "Existing slot ids (send_id replaces one)",
         onclick: (e) => on.pickSlot("send_id", e.currentTarget) }, "send_id ▾"));
     this.root = el("div.dg-root.dg-gate", { tabIndex: 0 },
-      this.status, this.countdown, this.thumbs, this.preview, this.pager, this.hint, this.routeRow, this.tools,
+      this.status, this.countdown, this.thumbs, this.preview, this.captions.single, this.pager, this.hint,
+      this.routeRow, this.tools,
       this.note, this.labels, this.slots);
     this.root.addEventListener("keydown", (event) => this.onKey(event));
     // Any click or key in the panel means a person is here: the countdown stops.
@@ -155,6 +174,7 @@ export class GatePanel {
     this.overlay.hidden = !(showing && m.overlayUrl);
     if (m.overlayUrl && this.overlay.getAttribute("src") !== m.overlayUrl) this.overlay.src = m.overlayUrl;
     this.drawBadge(this.previewBadge, showing && grid ? m.shownRoute : null, m.labels);
+    this.captions.drawSingle(showing ? m.caption : null, paused);
 
     const batch = m.pause?.batch ?? 1;
     this.pager.hidden = !(grid && paused);
@@ -192,14 +212,12 @@ export class GatePanel {
     this.note.hidden = !m.note;
     this.note.classList.toggle("dg-error", Boolean(m.noteIsError));
     this.renderLabels(m.labels, m.routes);
+    this.captions.focus(paused ? m.editing ?? null : null, [this.captions.single, ...this.cells.map((c) => c.editor)], this);
   }
 
   /** Only the countdown line (the controller ticks it without drawing the rest). */
   setCountdown(countdown) {
-    this.countdown.hidden = !countdown;
-    if (!countdown) return;
-    this.countdown.textContent = countdown.text;
-    this.countdown.classList.toggle("dg-urgent", Boolean(countdown.urgent));
+    drawCountdown(this.countdown, countdown);
   }
 
   renderGrid(grid) {
@@ -237,6 +255,7 @@ export class GatePanel {
       } else {
         view.overlay.hidden = true;
       }
+      this.captions.drawCell(view, cell, this.model.mode === "paused");
     });
   }
 
@@ -244,9 +263,11 @@ export class GatePanel {
     const img = el("img.dg-cell-img", { alt: `image ${index + 1}`, draggable: false, decoding: "async" });
     const overlay = el("img.dg-cell-overlay", { alt: "", draggable: false, hidden: true });
     const badge = el("span.dg-cell-badge");
+    const frame = el("div.dg-cell-frame", {}, img, overlay, badge, el("span.dg-cell-index", {}, String(index + 1)));
+    const { line, editor } = this.captions.cellParts(index);
     const root = el("div.dg-cell", { role: "option", dataset: { index: String(index) }, title: `Image ${index + 1}` },
-      img, overlay, badge, el("span.dg-cell-index", {}, String(index + 1)));
-    return { root, img, overlay, badge };
+      frame, line, editor);
+    return { root, img, overlay, badge, line, editor };
   }
 
   /** A route badge: number and label in the route's colour; outlined for the default route. */
@@ -269,7 +290,12 @@ export class GatePanel {
 
   onThumbClick(event) {
     if (this.model?.mode !== "paused") return;
+    if (event.target.closest(".dg-cell-editor")) return; // a click inside the caption being edited
     const cell = event.target.closest(".dg-cell");
+    if (cell && event.target.closest(".dg-cell-caption")) {
+      this.on.editCaption(Number(cell.dataset.index));
+      return;
+    }
     this.root.focus({ preventScroll: true });
     if (!cell) {
       this.on.selectNone();
@@ -325,6 +351,8 @@ export class GatePanel {
       if (grid && (event.ctrlKey || event.metaKey) && !event.altKey && event.key.toLowerCase() === "a") {
         act = () => this.on.selectAll();
       }
+    } else if (event.key === "Tab" && !event.shiftKey && m.hasCaptions) {
+      act = () => this.on.editCaption(grid ? m.grid.cursor : m.index);
     } else if (/^[0-9]$/.test(event.key)) {
       const route = event.key === "0" ? 10 : Number(event.key);
       if (route <= m.pause.routes && !m.busy) act = () => this.on.choose(route);

@@ -1,17 +1,22 @@
 // What one Image Gate's panel shows, and the state it is drawn from: the mode (idle, paused,
 // decided, elsewhere), the pause, the grid or the one image enlarged, the selection, each
-// batch image's own route, the countdown a click stopped, requests in flight and the message;
+// batch image's own route and caption (and the caption being edited, with its text from before
+// the edit for Esc), the countdown a click stopped, requests in flight and the message;
 // and what the panel derives from them (panelModel(): the status line, the hint, the route
 // counts, Send's title, the countdown text, the grid's cells, the note). Per-image state lives
 // here, one entry per batch image, made anew for each new pause. No DOM and no requests:
 // GateController changes it on events and clicks and hands panelModel() to GatePanel. No side
 // effects.
 import {
-  DEFAULT_ROUTE, GridSelection, THUMB_SIDE, clock, gridColumns, normalisePreselect, onTimeoutText, routeCounts,
-  routesToSend, secondsLeft, singleRoute,
+  DEFAULT_ROUTE, GridSelection, THUMB_SIDE, gridColumns, normalisePreselect, routeCounts, routesToSend, singleRoute,
 } from "./gate_grid.js";
 import { routeTitle } from "./gate_outputs.js";
 import { ALL } from "./mask_data.js";
+import { countdownLine, takePause } from "./pause_view.js";
+
+/** The hint while a caption is edited: its keys (web/gate_captions.js captionKey). */
+const CAPTION_HINT = "Tab or Enter: next caption · Shift+Tab: the one before · Shift+Enter: new line · "
+  + "Esc: as it was · Ctrl+Enter: Send";
 
 /** "2 down route 1 · keep, 1 down route 2" for the routes a list sends images down. */
 function routesText(routes, labels) {
@@ -33,6 +38,10 @@ export class GateViewModel {
     this.view = "single"; // a batch: "grid" of thumbnails, or "single" (one image enlarged)
     this.selection = new GridSelection(0);
     this.assigned = []; // per batch image: its own route, or null (DEFAULT_ROUTE on Send)
+    this.captions = null; // per batch image: its caption as it stands (null: the pause has none)
+    this.shownCaptions = null; // as the pause showed them: a caption that differs was edited
+    this.editing = null; // the batch image whose caption is being edited
+    this.editStart = ""; // that caption when its editing began: Esc puts it back
     this.held = null; // the token whose countdown a click stopped
     this.busy = 0; // requests in flight: route buttons wait
     this.decided = null;
@@ -48,13 +57,7 @@ export class GateViewModel {
 
   /** A pause of this tab for this node; returns true when it is a new one (not one shown again). */
   showPause(data) {
-    const fresh = this.info?.token !== data.token;
-    // A countdown stopped here stays stopped, whatever an older GET /pending answer says.
-    this.info = this.held === data.token ? { ...data, deadline: null } : data;
-    this.other = null;
-    this.expired = null;
-    this.mode = "paused";
-    this.decided = null;
+    const fresh = takePause(this, data);
     this.decidedRoutes = null;
     if (fresh) {
       const batch = Math.max(1, data.batch ?? 1);
@@ -62,8 +65,64 @@ export class GateViewModel {
       this.view = batch > 1 ? "grid" : "single";
       this.selection.reset(batch);
       this.assigned = normalisePreselect(data.preselect, batch, data.routes);
+      const captions = Array.isArray(data.captions) && data.captions.length === batch ? data.captions : null;
+      this.captions = captions && [...captions];
+      this.shownCaptions = captions && [...captions];
+      this.editing = null;
     }
     return fresh;
+  }
+
+  // -- captions -----------------------------------------------------------------------------
+  /** Start editing image `index`'s caption, which becomes the current image; false when the
+   *  pause has no captions (or is over). */
+  editCaption(index) {
+    if (this.mode !== "paused" || !this.captions || index < 0 || index >= this.batch) return false;
+    if (this.editing !== index) {
+      this.editing = index;
+      this.editStart = this.captions[index];
+    }
+    this.index = index;
+    if (this.view === "grid") this.selection.cursor = index;
+    else if (this.batch > 1) this.selection.only(index); // as paging does; one image has no selection
+    return true;
+  }
+
+  /** The caption being edited is now `text`. */
+  typeCaption(text) {
+    if (this.editing !== null) this.captions[this.editing] = String(text);
+  }
+
+  /** Tab / Enter: the next image's caption (step 1) or the one before (-1); past either end,
+   *  editing ends. Returns whether another caption is being edited now. */
+  moveCaption(step) {
+    if (this.editing === null) return false;
+    const next = this.editing + step;
+    if (next < 0 || next >= this.batch) {
+      this.editing = null;
+      return false;
+    }
+    return this.editCaption(next);
+  }
+
+  /** Esc: the caption as it was when its editing began, and editing ends. */
+  restoreCaption() {
+    if (this.editing === null) return;
+    this.captions[this.editing] = this.editStart;
+    this.editing = null;
+  }
+
+  leaveCaption() {
+    this.editing = null;
+  }
+
+  captionEdited(index) {
+    return Boolean(this.captions) && this.captions[index] !== this.shownCaptions[index];
+  }
+
+  /** The captions an answer carries: every image's, as it stands; null without captions. */
+  captionsToSend() {
+    return this.captions ? [...this.captions] : null;
   }
 
   /** The pause was answered: `route` (null = stopped), and one route per image when known. */
@@ -75,6 +134,7 @@ export class GateViewModel {
       this.assigned = [...routes];
     }
     this.timedOut = timedOut;
+    this.editing = null;
     this.selection.clear();
   }
 
@@ -96,15 +156,8 @@ export class GateViewModel {
 
   countdown() {
     if (this.mode !== "paused") return null;
-    if (this.held === this.info.token) {
-      return { text: "Countdown stopped: the gate waits for you.", urgent: false };
-    }
-    const left = secondsLeft(this.info.deadline);
-    if (left === null) return null;
     const labels = this.info.labels ?? [];
-    const then = onTimeoutText(this.info.on_timeout, (r) => routeTitle(labels, r));
-    if (left <= 0) return { text: `Time is up: the gate ${then}…`, urgent: true };
-    return { text: `${clock(left)} left, then the gate ${then}. Click here to stay.`, urgent: left <= 10 };
+    return countdownLine(this.info, this.held, (r) => routeTitle(labels, r));
   }
 
   /** The first line; `nodeLabels` name the routes when no pause does. */
@@ -156,12 +209,29 @@ export class GateViewModel {
         own: this.assigned[i] != null,
         selected: this.mode === "paused" && this.view === "grid" && this.selection.has(i),
         overlay: masks.overlayFor(i),
+        caption: this.captions?.[i] ?? null,
+        edited: this.captionEdited(i),
+        editing: this.view === "grid" && this.editing === i,
       })),
     };
   }
 
+  /** The enlarged image's caption, under it (a batch in the grid shows them in the cells). */
+  captionModel() {
+    const single = this.batch < 2 || this.view === "single";
+    if (!this.captions || !single || (this.mode !== "paused" && this.mode !== "decided")) return null;
+    const i = this.index;
+    return { index: i, text: this.captions[i], edited: this.captionEdited(i), editing: this.editing === i };
+  }
+
   hint() {
-    if (this.mode !== "paused" || this.batch < 2) return "";
+    if (this.mode !== "paused") return "";
+    if (this.editing !== null) return CAPTION_HINT;
+    const captions = this.captions ? " · Tab: edit the caption" : "";
+    return this.batch < 2 ? captions.slice(3) : this.batchHint() + captions;
+  }
+
+  batchHint() {
     const labels = this.info.labels ?? [];
     const rest = this.assigned.filter((r) => r === null).length;
     const fallback = rest ? ` (${rest} without a route: ${routeTitle(labels, DEFAULT_ROUTE)})` : "";
@@ -206,6 +276,9 @@ export class GateViewModel {
       canSend: paused && this.canSend(),
       sendTitle: `Send (Enter): ${routesText(sendRoutes, p?.labels ?? [])}`,
       hint: this.hint(),
+      caption: this.captionModel(),
+      hasCaptions: Boolean(this.captions),
+      editing: this.editing,
       countdown: this.countdown(),
       orphaned: this.mode === "elsewhere" && Boolean(this.other?.orphaned),
       busy: this.busy > 0,

@@ -1,7 +1,7 @@
 // Dataset Gates: the ComfyUI extension entry (the only module here with side effects).
-// Wires the Image Gate panel into its nodes, slot pickers into the bus nodes, the pause /
-// done socket events and GET /pending (this tab's pauses, and other tabs') into the right
-// node and into the pause alert, and the slot browser into the sidebar. The page's state lives
+// Wires the Image Gate and Text Gate panels into their nodes, slot pickers into the bus nodes,
+// the pause / done socket events and GET /pending (this tab's pauses, and other tabs') into the
+// right node and into the pause alert, and the slot browser into the sidebar. The page's state lives
 // in its one DatasetGates object (and in each node's GateController).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
@@ -14,12 +14,16 @@ import { PAINTER_BRUSH, PAINTER_EDITOR, PAINTER_SETTING } from "./mask_editor_br
 import { findNodeByPath, hasNodeOfType } from "./node_lookup.js";
 import { PAUSE_ALERT_SETTING, PAUSE_ALERT_SETTING_DEF, PauseAlert } from "./pause_alert.js";
 import { SlotPicker } from "./slot_picker.js";
+import { TextGateController } from "./text_gate_node.js";
 
 const PAUSE_EVENT = "datasete_gate.pause";
 const DONE_EVENT = "datasete_gate.done";
 const BUS_NODES = { DatasetGatesBusLoad: "get", DatasetGatesBusSave: "send" };
+const TEXT_GATE = "DatasetGatesTextGate";
+/** The gate nodes, by type: the property holding each one's controller, and its pauses' kind. */
+const GATES = { ImageGate: { key: "dgGate", kind: "image" }, [TEXT_GATE]: { key: "dgText", kind: "text" } };
 /** Other tabs' pauses reach this one only through GET /pending: asked this often while the
- *  tab is visible and its graph has an Image Gate (or a pause is shown). */
+ *  tab is visible and its graph has a gate (or a pause is shown). */
 const POLL_MS = 3000;
 
 /** This tab's pauses and other tabs', the nodes that show them, and the page's slot browsers
@@ -44,9 +48,11 @@ class DatasetGates {
     this.picker = new SlotPicker();
   }
 
-  controllerAt(path) {
+  /** The controller of the gate at `path`, if it is a gate (of the pause's `kind`, when given). */
+  controllerAt(path, kind = null) {
     const node = findNodeByPath(this.app, path);
-    return node?.type === "ImageGate" ? node.dgGate ?? null : null;
+    const gate = GATES[node?.type];
+    return gate && (!kind || kind === gate.kind) ? node[gate.key] ?? null : null;
   }
 
   /** A GateController for a new Image Gate node. */
@@ -54,6 +60,11 @@ class DatasetGates {
     return new GateController(this.app, node, {
       claimed: (data) => this.claimed(data), refresh: () => this.syncPending(), picker: this.picker,
     });
+  }
+
+  /** A TextGateController for a new Text Gate node. */
+  textGate(node) {
+    return new TextGateController(this.app, node, { claimed: (data) => this.claimed(data), refresh: () => this.syncPending() });
   }
 
   showPause(data) {
@@ -65,7 +76,7 @@ class DatasetGates {
     this.elsewhere.delete(data.node);
     this.waiting.set(data.node, data);
     this.pauseAlert.update(true);
-    const controller = this.controllerAt(data.node);
+    const controller = this.controllerAt(data.node, data.kind);
     if (controller) controller.pause(data);
     else this.missingNode(data);
   }
@@ -73,10 +84,11 @@ class DatasetGates {
   missingNode(data) {
     if (this.toldMissing.has(data.token) || findNodeByPath(this.app, data.node)) return;
     this.toldMissing.add(data.token);
+    const kind = data.kind === "text" ? "Text Gate" : "Image Gate";
     this.app.extensionManager?.toast?.add?.({
-      severity: "info", summary: "Image Gate is waiting",
-      detail: `Gate ${data.node} of prompt ${data.prompt_id ?? "?"} waits for a route in this tab, but the graph on `
-        + "screen has no such Image Gate: open the workflow it came from to answer it.",
+      severity: "info", summary: `${kind} is waiting`,
+      detail: `Gate ${data.node} of prompt ${data.prompt_id ?? "?"} waits for an answer in this tab, but the graph `
+        + `on screen has no such ${kind}: open the workflow it came from to answer it.`,
       life: 10000,
     });
   }
@@ -86,7 +98,7 @@ class DatasetGates {
     this.waiting.delete(data.node); // if it was ours, another tab took it over
     this.pauseAlert.update(this.waiting.size > 0);
     this.elsewhere.set(data.node, data);
-    this.controllerAt(data.node)?.elsewhere(data);
+    this.controllerAt(data.node, data.kind)?.elsewhere(data);
   }
 
   showDone(data) {
@@ -154,7 +166,8 @@ class DatasetGates {
 
   pollPending() {
     if (document.visibilityState !== "visible") return;
-    if (this.waiting.size || this.elsewhere.size || hasNodeOfType(this.app, "ImageGate")) this.syncPending();
+    const gates = Object.keys(GATES).some((type) => hasNodeOfType(this.app, type));
+    if (this.waiting.size || this.elsewhere.size || gates) this.syncPending();
   }
 
   /** This tab took a pause over: it is ours now, under its new token. */
@@ -190,8 +203,8 @@ class DatasetGates {
 
   /** A graph was (re)loaded: its gate nodes are new objects, so show known pauses again. */
   graphLoaded() {
-    for (const data of this.waiting.values()) this.controllerAt(data.node)?.pause(data);
-    for (const data of this.elsewhere.values()) this.controllerAt(data.node)?.elsewhere(data);
+    for (const data of this.waiting.values()) this.controllerAt(data.node, data.kind)?.pause(data);
+    for (const data of this.elsewhere.values()) this.controllerAt(data.node, data.kind)?.elsewhere(data);
     this.syncPending();
   }
 }
@@ -234,6 +247,10 @@ app.registerExtension({
       });
       chain(nodeType.prototype, "onConfigure", function () {
         this.dgGate?.sync({ loading: true });
+      });
+    } else if (nodeData.name === TEXT_GATE) {
+      chain(nodeType.prototype, "onNodeCreated", function () {
+        this.dgText = gates.textGate(this);
       });
     } else if (nodeData.name in BUS_NODES) {
       chain(nodeType.prototype, "onNodeCreated", function () {

@@ -7,14 +7,24 @@ from typing import Any
 import torch
 
 from ..bus.ids import parse_ref, validate_id
+from ..gate.captions import CAPTIONS_TYPE, SPLITS, captions_from_text, check_captions
 from ..gate.parking import ON_TIMEOUT, PARK
 from ..gate.run import MAX_ROUTES, run_gate
 from ..gate.split import DECISIONS_TYPE, Decisions, format_indices, split_latent, split_mask, take
+from ..gate.text import PASS, TEXT_ON_TIMEOUT, run_text_gate
 from . import adapter
 from .ordering import AFTER, AFTER_KEYS, HIDDEN_AFTER, after_input
 
 CATEGORY = "Dataset Gates"
 MAX_TIMEOUT_S = 7 * 24 * 3600
+ANY = "*"  # ComfyUI's any type: validate_node_input lets any link in or out of it
+
+
+def _timeout_input() -> tuple[str, dict[str, Any]]:
+    return (
+        "INT",
+        {"default": 0, "min": 0, "max": MAX_TIMEOUT_S, "tooltip": "seconds to wait for an answer; 0 = forever"},
+    )
 
 
 def _ordering(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -51,13 +61,14 @@ class ImageGate:
 
     CATEGORY = CATEGORY
     FUNCTION = "run"
-    RETURN_TYPES = ("MASK",) + ("IMAGE",) * MAX_ROUTES + (DECISIONS_TYPE, "LATENT")
-    RETURN_NAMES = ("mask", *tuple(f"route_{i + 1}" for i in range(MAX_ROUTES)), "decisions", "latent")
+    RETURN_TYPES = ("MASK",) + ("IMAGE",) * MAX_ROUTES + (DECISIONS_TYPE, "LATENT", CAPTIONS_TYPE)
+    RETURN_NAMES = ("mask", *tuple(f"route_{i + 1}" for i in range(MAX_ROUTES)), "decisions", "latent", "captions")
     DESCRIPTION = (
         "Pauses with the batch in the node until you pick a route for each image; each "
         "route output carries the images sent down it, in batch order, and a route "
-        "with none is blocked. mask and latent carry the whole batch; decisions "
-        "carries each image's route, for Gate Split. send_id publishes what passed "
+        "with none is blocked. mask, latent and captions carry the whole batch; decisions "
+        "carries each image's route and caption, for Gate Split. With captions wired, each "
+        "image's caption shows under it, editable, and leaves as edited. send_id publishes what passed "
         "to a lossless slot; with no image wired, get_id resumes from a slot. With a "
         "timeout, an unanswered pause does what on_timeout says: park (store the "
         "batch and this run in a slot, end the run with every route blocked; resume "
@@ -82,15 +93,7 @@ class ImageGate:
                         "LATENT",
                         {"tooltip": "carried along with the batch, published with send_id, resumed with get_id"},
                     ),
-                    "timeout": (
-                        "INT",
-                        {
-                            "default": 0,
-                            "min": 0,
-                            "max": MAX_TIMEOUT_S,
-                            "tooltip": "seconds to wait for an answer; 0 = forever",
-                        },
-                    ),
+                    "timeout": _timeout_input(),
                     "on_timeout": (
                         list(ON_TIMEOUT),
                         {
@@ -99,6 +102,10 @@ class ImageGate:
                             "run in a slot to resume later; stop; "
                             "or send every image down a route",
                         },
+                    ),
+                    "captions": (
+                        CAPTIONS_TYPE,
+                        {"tooltip": "one caption per image (or one for all), shown under each image to edit"},
                     ),
                 },
                 "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"},
@@ -216,13 +223,14 @@ class GateSplit:
 
     CATEGORY = CATEGORY
     FUNCTION = "split"
-    RETURN_TYPES = ("IMAGE", "MASK", "LATENT", "STRING", "INT")
-    RETURN_NAMES = ("image", "mask", "latent", "indices", "count")
+    RETURN_TYPES = ("IMAGE", "MASK", "LATENT", "STRING", "INT", CAPTIONS_TYPE)
+    RETURN_NAMES = ("image", "mask", "latent", "indices", "count", "captions")
     DESCRIPTION = (
         "Takes a gate's decisions and gives the sub-batch of image, mask and latent "
         'that went down one route, in batch order, with their batch indices ("0,2,5") '
-        "and count. A mask or latent of batch 1 is shared, not indexed. A route no "
-        "image took, and an input left unwired, are blocked."
+        "and count, and their captions as they left the gate. A mask or latent of batch 1 "
+        "is shared, not indexed. A route no image took, an input left unwired, and captions "
+        "when the gate had none, are blocked."
     )
 
     @classmethod
@@ -251,7 +259,73 @@ class GateSplit:
             split_latent(latent, indices, b) if latent is not None else blocker(),
             format_indices(indices),
             len(indices),
+            captions if (captions := decisions.captions_of(indices)) is not None else blocker(),
         )
+
+
+class Captions:
+    """Captions for a gate from a STRING: one per line, or one for every image."""
+
+    CATEGORY = CATEGORY
+    FUNCTION = "build"
+    RETURN_TYPES = (CAPTIONS_TYPE,)
+    RETURN_NAMES = ("captions",)
+    DESCRIPTION = (
+        "Makes the captions an Image Gate shows under its images from text: one caption per "
+        "line (the first line for the first image), or the whole text as one caption for every image."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "text": ("STRING", {"multiline": True, "default": ""}),
+                "split": (list(SPLITS), {"default": SPLITS[0]}),
+            }
+        }
+
+    def build(self, text: str, split: str) -> tuple[list[str]]:
+        captions = captions_from_text(text, split)
+        return (check_captions(captions, len(captions)),)
+
+
+class TextGate:
+    """Pause on a string, show it in the node to edit, and pass it on.
+
+    Caching: like the Image Gate it always runs, so every queue pauses again."""
+
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("STRING", ANY)
+    RETURN_NAMES = ("text", "signal")
+    DESCRIPTION = (
+        "Pauses with the text in the node, editable, until you pass it on (Send, or Enter) "
+        "or stop the run. signal takes any link, only to order this gate after its source, "
+        "and passes it on when the text passes (the text itself when nothing is wired). "
+        "With a timeout, an unanswered pause passes the text as it came, or stops."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {"text": ("STRING", {"forceInput": True})},
+            "optional": {
+                "signal": (ANY, {"tooltip": "any link: this gate runs after it, and passes it on"}),
+                "timeout": _timeout_input(),
+                "on_timeout": (
+                    list(TEXT_ON_TIMEOUT),
+                    {"default": PASS, "tooltip": "pass the text as it came, or stop"},
+                ),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, **kwargs: Any) -> float:
+        return float("nan")
+
+    def run(self, text: str, unique_id: str, **optional: Any) -> tuple[str, Any]:
+        return run_text_gate(waiter=adapter.waiter(), hooks=adapter.hooks(), node=str(unique_id), text=text, **optional)
 
 
 NODE_CLASS_MAPPINGS = {
@@ -259,10 +333,14 @@ NODE_CLASS_MAPPINGS = {
     "DatasetGatesBusSave": BusSave,
     "DatasetGatesBusLoad": BusLoad,
     "DatasetGatesSplit": GateSplit,
+    "DatasetGatesCaptions": Captions,
+    "DatasetGatesTextGate": TextGate,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "ImageGate": "Image Gate (Manual Router)",
     "DatasetGatesBusSave": "Bus Save (Dataset Gates)",
     "DatasetGatesBusLoad": "Bus Load (Dataset Gates)",
     "DatasetGatesSplit": "Gate Split (Dataset Gates)",
+    "DatasetGatesCaptions": "Captions from Text (Dataset Gates)",
+    "DatasetGatesTextGate": "Text Gate (Manual Pass)",
 }

@@ -14,13 +14,14 @@ from ..gate.seal import check_seal
 from .ordering import GATE
 
 # What a resumed gate takes from its slot instead of its links: re-linked, they would recompute.
-SLOT_FED_INPUTS = ("image", "mask", "latent")
+SLOT_FED_INPUTS = ("image", "mask", "latent", "captions")
 
 
 def resume_prompt(meta: dict[str, Any], slot_id: str, secret: bytes | None) -> dict[str, Any]:
-    """The parked prompt again, with its gate resuming from `slot_id`: image, mask and latent
-    unlinked (the slot holds them), get_id and send_id set to the slot (answering it replaces
-    the parked slot with the decision), and no countdown (timeout 0), so it cannot park again.
+    """The parked prompt again, with its gate resuming from `slot_id`: image, mask, latent and
+    captions unlinked (the slot holds them), get_id and send_id set to the slot (answering it
+    replaces the parked slot with the decision), and no countdown (timeout 0), so it cannot
+    park again.
 
     NotParked when the slot holds no parked run, or its prompt has no such gate; ParkRefused
     when `secret` did not seal its prompt, gate and slot id (or is None: none to check with).

@@ -1,10 +1,10 @@
 """What an Image Gate does with one run, free of ComfyUI so it can be tested directly.
 
 Data enters as the wired image or a slot (`resolve_source`), waits for a person in the
-`Waiter`, picks up a mask (`compose_mask`), is published to `send_id` if asked, and leaves
-split by route: each route output carries the images sent down it (`route_outputs`), the
-mask and latent outputs the whole batch, and `decisions` the route of every image.
-ComfyUI's pieces come in through `Hooks`.
+`Waiter`, picks up a mask (`compose_mask`) and the captions as the person left them, is
+published to `send_id` if asked, and leaves split by route: each route output carries the
+images sent down it (`route_outputs`), the mask, latent and captions outputs the whole batch,
+and `decisions` the route (and caption) of every image. ComfyUI's pieces come in through `Hooks`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 from .. import images
 from ..bus import SlotBus, SlotMetaTooLarge, SlotNotFound
 from ..bus.ids import validate_id
+from .captions import captions_meta, check_captions, edited_flags, recorded_captions
 from .parking import PARK, STOP, parked_meta, parked_slot_id, timeout_action
 from .split import Decisions, route_images
 from .waiter import Decision, Pending, Waiter, single_route
@@ -50,6 +51,8 @@ class Source:
     origin: str
     latent: dict[str, Any] | None = None
     routes: list[int] | None = None  # the per-image routes recorded in the slot, if any
+    captions: list[str] | None = None  # wired, or recorded in the slot; may be one for all
+    edited: list[bool] | None = None  # which of the slot's captions were edited before
 
 
 def parse_labels(text: str, routes: int) -> list[str]:
@@ -76,16 +79,17 @@ def resolve_source(
     get_id: str,
     mask: torch.Tensor | None = None,
     latent: dict[str, Any] | None = None,
+    captions: list[str] | None = None,
 ) -> Source | None:
     """A wired image always wins; else `get_id`'s slot (or 'id@-N'); else nothing (a no-op).
 
-    A wired mask (latent) goes with whichever image is gated, ahead of the slot's own. A slot
-    also gives the per-image routes it recorded, to pre-select. A missing slot is expected
-    between sessions, so it only warns; a bad id or a damaged slot raises, because silently
-    skipping those would hide lost work.
+    A wired mask (latent, captions) goes with whichever image is gated, ahead of the slot's
+    own. A slot also gives the per-image routes (and captions) it recorded, to pre-select. A
+    missing slot is expected between sessions, so it only warns; a bad id or a damaged slot
+    raises, because silently skipping those would hide lost work.
     """
     if image is not None:
-        return Source(image, mask, "input", latent)
+        return Source(image, mask, "input", latent, captions=captions)
     get_id = (get_id or "").strip()
     if not get_id:
         return None
@@ -96,12 +100,16 @@ def resolve_source(
             "Image Gate: get_id %r names no slot in %s; nothing to gate, all routes blocked", get_id, store.name
         )
         return None
+    batch = int(data.image.shape[0])
+    recorded, edited = recorded_captions(data.meta, batch) if captions is None else (captions, None)
     return Source(
         data.image,
         mask if mask is not None else data.mask,
         f"slot:{get_id}",
         latent if latent is not None else data.latent,
-        _recorded_routes(data.meta, int(data.image.shape[0])),
+        _recorded_routes(data.meta, batch),
+        recorded,
+        edited,
     )
 
 
@@ -137,16 +145,22 @@ def route_outputs(routes: list[int] | None, image: Any, blocker: Callable[[], An
 
 
 def blocked(hooks: Hooks) -> tuple:
-    """The silent no-op: every output blocked (mask, routes, decisions, latent), so nothing
-    downstream runs.
+    """The silent no-op: every output blocked (mask, routes, decisions, latent, captions), so
+    nothing downstream runs.
 
     The mask is blocked too (not a placeholder zeros tensor): a node fed only by the mask
     would otherwise still run, e.g. save a 1x1 black image on every empty run.
     """
-    return (hooks.blocker(), *route_outputs(None, None, hooks.blocker), hooks.blocker(), hooks.blocker())
+    return (
+        hooks.blocker(),
+        *route_outputs(None, None, hooks.blocker),
+        hooks.blocker(),
+        hooks.blocker(),
+        hooks.blocker(),
+    )
 
 
-def _done(
+def announce_done(
     hooks: Hooks, pending: Pending, routes: list[int] | None, timed_out: bool = False, parked: str | None = None
 ) -> None:
     """Tell the pause's owner now, which a take-over may have changed since the pause event."""
@@ -180,9 +194,14 @@ def run_gate(
     timeout: float = 0,
     on_timeout: str = PARK,
     prompt: dict[str, Any] | None = None,
+    captions: list[str] | None = None,
 ) -> tuple:
-    """One gate run: pause, take the person's answer, publish, and route. Returns 13 outputs:
-    mask, route_1..route_10, decisions, latent.
+    """One gate run: pause, take the person's answer, publish, and route. Returns 14 outputs:
+    mask, route_1..route_10, decisions, latent, captions.
+
+    `captions` (one per image, or one for all) are shown under the images to edit; the
+    answer's captions leave with the batch (the captions output, `decisions`, the slot's
+    meta). Without captions (wired or in the slot) the captions output is blocked.
 
     With `timeout` > 0 (seconds) an unanswered pause does what `on_timeout` says: "route K"
     as if every image was sent to K, "stop" as Stop, "park" publishes the batch (to send_id,
@@ -198,9 +217,11 @@ def run_gate(
     send_id = (send_id or "").strip()
     if send_id:
         validate_id(send_id)  # fail before the person spends time choosing
-    source = resolve_source(store, image, get_id, mask, latent)
+    source = resolve_source(store, image, get_id, mask, latent, captions)
     if source is None:
         return blocked(hooks)
+    batch = int(source.image.shape[0])
+    shown = None if source.captions is None else check_captions(source.captions, batch, shared_ok=True)
     preselect = source.routes if source.routes and max(source.routes) <= routes else None
     pending = waiter.arm(
         node,
@@ -213,16 +234,9 @@ def run_gate(
         preselect=preselect,
         timeout=timeout,
         on_timeout=on_timeout,
+        captions=shown,
     )
-    if pending.client_id:
-        hooks.notify(PAUSE_EVENT, pending.public(), pending.client_id)
-    else:  # queued without a tab: every tab hears of it, none gets the token (see take_over)
-        hooks.notify(PAUSE_EVENT, pending.elsewhere(lambda _client: False), None)
-    try:
-        decision: Decision = waiter.wait(pending, hooks.interrupted)
-    except Exception:
-        _done(hooks, pending, None)
-        raise hooks.interrupt() from None
+    decision = wait_for_answer(waiter, hooks, pending)
     if decision.timed_out and action == PARK:
         try:
             parked = park(
@@ -233,24 +247,27 @@ def run_gate(
                 node,
                 pending.prompt_id,
                 prompt,
+                captions_meta(shown, source.edited),
                 hooks.park_secret(),
             )
         except Exception:
-            _done(hooks, pending, None, timed_out=True)
+            announce_done(hooks, pending, None, timed_out=True)
             raise
-        _done(hooks, pending, None, timed_out=True, parked=parked)
+        announce_done(hooks, pending, None, timed_out=True, parked=parked)
         return blocked(hooks)
     if decision.timed_out and action == STOP:
-        _done(hooks, pending, None, timed_out=True)
+        announce_done(hooks, pending, None, timed_out=True)
         log.info("Image Gate %s: no answer in %ss; stopped the run as on_timeout says", node, timeout)
         raise hooks.interrupt()
     if decision.timed_out and timeout_route is not None:
-        decision = Decision([timeout_route] * int(source.image.shape[0]), decision.masks, True)
-    _done(hooks, pending, decision.routes, timed_out=decision.timed_out)
+        decision = Decision([timeout_route] * batch, decision.masks, True)
+    announce_done(hooks, pending, decision.routes, timed_out=decision.timed_out)
     if decision.routes is None:
         raise hooks.interrupt()
     mask = compose_mask(decision.masks, source.mask, source.image)
     route = decision.route
+    sent = decision.captions if decision.captions is not None else shown
+    edited = None if shown is None or sent is None else edited_flags(shown, sent, source.edited)
     if send_id:
         store.publish(
             send_id,
@@ -264,14 +281,32 @@ def run_gate(
                 "route": route,
                 "route_label": None if route is None else pending.labels[route - 1],
                 "source": source.origin,
+                **captions_meta(sent, edited),
             },
         )
     return (
         mask,
         *route_outputs(decision.routes, source.image, hooks.blocker),
-        Decisions(tuple(decision.routes)),
+        Decisions(
+            tuple(decision.routes), None if sent is None else tuple(sent), None if edited is None else tuple(edited)
+        ),
         source.latent if source.latent is not None else hooks.blocker(),
+        list(sent) if sent is not None else hooks.blocker(),
     )
+
+
+def wait_for_answer(waiter: Waiter, hooks: Hooks, pending: Pending) -> Decision:
+    """Tell the pause's tab (every tab, without the token, when it was queued without one),
+    then wait for the answer; Cancel, or a newer run of the node, ends the run as Stop does."""
+    if pending.client_id:
+        hooks.notify(PAUSE_EVENT, pending.public(), pending.client_id)
+    else:  # queued without a tab: every tab hears of it, none gets the token (see take_over)
+        hooks.notify(PAUSE_EVENT, pending.elsewhere(lambda _client: False), None)
+    try:
+        return waiter.wait(pending, hooks.interrupted)
+    except Exception:
+        announce_done(hooks, pending, None)
+        raise hooks.interrupt() from None
 
 
 def park(
@@ -282,13 +317,14 @@ def park(
     node: str,
     prompt_id: str | None,
     prompt: dict[str, Any] | None,
+    extra: dict[str, Any],
     secret: bytes | None,
 ) -> str:
-    """Publish an unanswered batch (image, mask, latent) with what resuming it needs, sealed
-    with `secret`. A prompt too large for the slot's header is left out: the batch is kept,
-    resume is refused."""
+    """Publish an unanswered batch (image, mask, latent, `extra` meta: its captions) with what
+    resuming it needs, sealed with `secret`. A prompt too large for the slot's header is left
+    out: the batch is kept, resume is refused."""
     try:
-        meta = parked_meta(prompt, node, prompt_id, source.origin, slot_id, secret)
+        meta = parked_meta(prompt, node, prompt_id, source.origin, slot_id, secret) | extra
         store.publish(slot_id, source.image, mask, latent=source.latent, meta=meta)
     except SlotMetaTooLarge:
         log.warning(
@@ -297,7 +333,7 @@ def park(
             node,
             slot_id,
         )
-        meta = parked_meta(None, node, prompt_id, source.origin, slot_id, secret)
+        meta = parked_meta(None, node, prompt_id, source.origin, slot_id, secret) | extra
         store.publish(slot_id, source.image, mask, latent=source.latent, meta=meta)
     log.info(
         "Image Gate %s: no answer in time; parked the batch in slot %r (resume it from the bus browser)", node, slot_id

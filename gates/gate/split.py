@@ -1,9 +1,10 @@
 """Per-image routing: which batch images took which route, and the sub-batches that follow.
 
 A gate answers with one route per batch image. Its route outputs carry the images of each
-route (`take`); its `decisions` output carries the routes themselves (`Decisions`), so a Gate
-Split node can cut the matching masks and latents (`split_mask`, `split_latent`) anywhere
-downstream. Everything keeps batch order and copies values exactly (indexing, no resampling).
+route (`take`); its `decisions` output carries the routes themselves (`Decisions`), with the
+batch's captions when it has some, so a Gate Split node can cut the matching masks, latents
+and captions (`split_mask`, `split_latent`, `Decisions.captions_of`) anywhere downstream.
+Everything keeps batch order and copies values exactly (indexing, no resampling).
 """
 
 from __future__ import annotations
@@ -18,13 +19,21 @@ DECISIONS_TYPE = "DG_DECISIONS"  # the ComfyUI socket type of a gate's `decision
 
 @dataclass(frozen=True)
 class Decisions:
-    """What a gate decided: `routes[i]` is the 1-based route of batch image i."""
+    """What a gate decided: `routes[i]` is the 1-based route of batch image i; `captions[i]`
+    its caption as it left the gate and `edited[i]` whether a person changed it (both None
+    for a batch without captions)."""
 
     routes: tuple[int, ...]
+    captions: tuple[str, ...] | None = None
+    edited: tuple[bool, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.routes or not all(type(r) is int and r >= 1 for r in self.routes):
             raise ValueError(f"decisions need one route (an integer from 1) per image, got {self.routes!r}")
+        for name in ("captions", "edited"):
+            value = getattr(self, name)
+            if value is not None and len(value) != len(self.routes):
+                raise ValueError(f"decisions need one of {name} per image: {len(value)} for {len(self.routes)}")
 
     @property
     def batch(self) -> int:
@@ -33,6 +42,10 @@ class Decisions:
     def indices(self, route: int) -> list[int]:
         """The batch indices that went down `route`, in batch order."""
         return [i for i, r in enumerate(self.routes) if r == route]
+
+    def captions_of(self, indices: list[int]) -> list[str] | None:
+        """The captions of the images at `indices`, in that order; None without captions."""
+        return None if self.captions is None else [self.captions[i] for i in indices]
 
 
 def format_indices(indices: list[int]) -> str:

@@ -10,7 +10,9 @@ A pause belongs to the tab (websocket client id) that queued it: only that tab i
 (or the prompt was queued without a client id) any tab may `take_over`: the pause gets a new
 token and owner, so the old tab can no longer answer.
 
-An answer gives each batch image a route (`choose_each`), or every image one route (`choose`).
+An answer gives each batch image a route (`choose_each`), or every image one route (`choose`),
+with the batch's captions as the person left them when the gate shows captions. A Text Gate's
+pause holds a text instead of images, and its answer is the text to pass on (`pass_text`).
 A pause may have a countdown (`timeout`): when its `deadline` passes with no answer, `wait`
 returns a Decision with `timed_out` set and the gate does what `on_timeout` says. `hold` (any
 click in the UI) stops the countdown for good.
@@ -27,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from .captions import check_captions, check_text
 
 
 class StaleRun(LookupError):
@@ -49,11 +53,16 @@ class GateInterrupted(Exception):
     """ComfyUI's Cancel fired while the gate waited."""
 
 
+MAX_TEXT_BYTES = 256 * 1024  # a Text Gate's text, as it comes and as it is sent back
+
+
 @dataclass
 class Decision:
     routes: list[int] | None  # one 1-based route per batch image; None: Stop, or a timeout
     masks: dict[int | None, torch.Tensor]  # painted masks by batch index; None = every image
     timed_out: bool = False  # the countdown ran out with no answer
+    captions: list[str] | None = None  # the batch's captions as the answer sent them, if it did
+    text: str | None = None  # a Text Gate's answer: the text to pass on
 
     @property
     def route(self) -> int | None:
@@ -68,6 +77,16 @@ def single_route(routes: list[int] | None) -> int | None:
     return Decision(routes, {}).route
 
 
+def _check_answer_captions(pending: Pending, captions: Any) -> list[str] | None:
+    """The answer's captions checked against the pause: None when it sends none (the gate
+    then keeps the batch's own); refused when the pause shows none to edit."""
+    if captions is None:
+        return None
+    if pending.captions is None:
+        raise ValueError("this gate shows no captions: answer without captions")
+    return check_captions(captions, len(pending.captions))
+
+
 def check_routes(routes: Any, batch: int, count: int) -> list[int]:
     """`routes` as a list of one route (1..count) per batch image, else ValueError."""
     if not isinstance(routes, list) or len(routes) != batch:
@@ -80,12 +99,13 @@ def check_routes(routes: Any, batch: int, count: int) -> list[int]:
 
 @dataclass
 class Pending:
-    """One paused gate. `image` is kept so previews can be rendered on request."""
+    """One paused gate. `image` is kept so previews can be rendered on request; a Text Gate's
+    pause has none, and its `text` instead."""
 
     node: str
     token: str
     routes: int
-    image: torch.Tensor
+    image: torch.Tensor | None
     labels: list[str] = field(default_factory=list)
     prompt_id: str | None = None
     client_id: str | None = None
@@ -95,29 +115,48 @@ class Pending:
     on_timeout: str = "park"  # what the gate does then: "park", "stop" or "route K"
     deadline: float | None = None  # epoch seconds; None: no countdown, or held
     preselect: list[int] | None = None  # the routes recorded in the slot this run resumed from
+    captions: list[str] | None = None  # one per batch image, shown to edit; None: the gate has none
+    text: str | None = None  # a Text Gate's text, shown to edit
     _event: threading.Event = field(default_factory=threading.Event, repr=False)
     _decision: Decision | None = field(default=None, repr=False)
     _masks: dict[int | None, torch.Tensor] = field(default_factory=dict, repr=False)
 
+    def images(self) -> torch.Tensor:
+        """The paused batch; ValueError for a Text Gate's pause, which has none."""
+        if self.image is None:
+            raise ValueError(f"gate {self.node!r} is a Text Gate: its pause has no images")
+        return self.image
+
+    @property
+    def batch(self) -> int:
+        return int(self.images().shape[0])
+
     def public(self) -> dict[str, Any]:
         """What the owner tab is told: everything it needs to draw the pause, never tensor data."""
-        b, h, w, _ = self.image.shape
-        return {
+        view: dict[str, Any] = {
             "node": self.node,
             "token": self.token,
+            "kind": "text" if self.image is None else "image",
+            "prompt_id": self.prompt_id,
+            "source": self.source,
+            "created": self.created,
+            "timeout": self.timeout,
+            "deadline": self.deadline,
+            "on_timeout": self.on_timeout,
+        }
+        if self.image is None:
+            view["text"] = self.text
+            return view
+        b, h, w, _ = self.image.shape
+        return view | {
             "routes": self.routes,
             "labels": self.labels,
             "batch": int(b),
             "height": int(h),
             "width": int(w),
-            "prompt_id": self.prompt_id,
-            "source": self.source,
-            "created": self.created,
             "painted": sorted(-1 if k is None else k for k in self._masks),
-            "timeout": self.timeout,
-            "deadline": self.deadline,
-            "on_timeout": self.on_timeout,
             "preselect": self.preselect,
+            "captions": self.captions,
         }
 
     def orphaned(self, connected: Connected) -> bool:
@@ -154,9 +193,9 @@ class Waiter:
         raises is logged and the pause goes on."""
         self._on_arm.append(listener)
 
-    def arm(self, node: str, image: torch.Tensor, routes: int, **details: Any) -> Pending:
-        """Register a pause under a new token. A leftover pause of the same node is superseded.
-        With `timeout` > 0 the countdown starts now."""
+    def arm(self, node: str, image: torch.Tensor | None, routes: int, **details: Any) -> Pending:
+        """Register a pause under a new token (`image` None: a Text Gate's, with `text`). A
+        leftover pause of the same node is superseded. With `timeout` > 0 the countdown starts now."""
         pending = Pending(node=node, token=secrets.token_urlsafe(12), routes=routes, image=image, **details)
         if pending.timeout and pending.timeout > 0:
             pending.deadline = self.clock() + pending.timeout
@@ -221,30 +260,46 @@ class Waiter:
     def get(self, node: Any, token: Any) -> Pending:
         return self._find(node, token)
 
-    def choose(self, node: Any, token: Any, route: Any) -> Pending:
-        """Every batch image goes down `route`."""
+    def choose(self, node: Any, token: Any, route: Any, captions: Any = None) -> Pending:
+        """Every batch image goes down `route`; `captions`, if sent, as the person left them."""
         pending = self._find(node, token)
         if isinstance(route, bool) or not isinstance(route, int) or not 1 <= route <= pending.routes:
             raise ValueError(f"route must be an integer from 1 to {pending.routes}, got {route!r}")
-        return self._answer(pending, token, [route] * int(pending.image.shape[0]))
+        routes = [route] * pending.batch
+        return self._answer(pending, token, routes, captions=_check_answer_captions(pending, captions))
 
-    def choose_each(self, node: Any, token: Any, routes: Any) -> Pending:
+    def choose_each(self, node: Any, token: Any, routes: Any, captions: Any = None) -> Pending:
         """Batch image i goes down `routes[i]`; one route per image, each from 1 to the gate's
-        route count."""
+        route count. `captions` as for `choose`."""
         pending = self._find(node, token)
-        return self._answer(pending, token, check_routes(routes, int(pending.image.shape[0]), pending.routes))
+        checked = check_routes(routes, pending.batch, pending.routes)
+        return self._answer(pending, token, checked, captions=_check_answer_captions(pending, captions))
+
+    def pass_text(self, node: Any, token: Any, text: Any) -> Pending:
+        """A Text Gate's answer: pass `text` on (the shown text, edited or not)."""
+        pending = self._find(node, token)
+        if pending.image is not None:
+            raise ValueError(f"gate {pending.node!r} is an Image Gate: answer it with a route")
+        return self._answer(pending, token, [1], text=check_text(text, "text", MAX_TEXT_BYTES))
 
     def stop(self, node: Any, token: Any) -> Pending:
         return self._answer(self._find(node, token), token, None)
 
-    def _answer(self, pending: Pending, token: str, routes: list[int] | None) -> Pending:
+    def _answer(
+        self,
+        pending: Pending,
+        token: str,
+        routes: list[int] | None,
+        captions: list[str] | None = None,
+        text: str | None = None,
+    ) -> Pending:
         self._expire(pending)  # an answer after the deadline is too late, even if unnoticed yet
         with self._lock:
             timed_out = pending._decision is not None and pending._decision.timed_out
             if pending._event.is_set() and not timed_out:  # two clicks racing: the first counts
                 raise StaleRun(f"gate {pending.node} was already answered")
             self._check(pending, pending.node, token)  # a take-over or the deadline may have raced
-            pending._decision = Decision(routes=routes, masks=dict(pending._masks))
+            pending._decision = Decision(routes=routes, masks=dict(pending._masks), captions=captions, text=text)
             pending._event.set()
         return pending
 
@@ -266,8 +321,9 @@ class Waiter:
         """
         pending = self._find(node, token)
         self._expire(pending)
-        if index is not None and not 0 <= index < pending.image.shape[0]:
-            raise ValueError(f"mask index must be from 0 to {pending.image.shape[0] - 1}, got {index}")
+        batch = pending.batch  # a Text Gate's pause has nothing to mask
+        if index is not None and not 0 <= index < batch:
+            raise ValueError(f"mask index must be from 0 to {batch - 1}, got {index}")
         with self._lock:
             self._check(pending, node, token)
             if mask is None:

@@ -7,6 +7,7 @@ request gets a 4xx with a message and never a 500.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -84,18 +85,20 @@ def guard(handler: Handler) -> Handler:
     return wrapped
 
 
-async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object, read within MAX_JSON_BYTES and json_limits.MAX_DEPTH; a
-    body that is too deep is a 400 like any other bad body, never a RecursionError."""
-    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=request.content_length)
+async def json_body(request: web.Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """The request's JSON object, of at most `limit` bytes (413 beyond) and json_limits.MAX_DEPTH
+    levels (a 400 like any other bad body, never a RecursionError). A body over the usual
+    64 KiB (an answer with captions) is parsed off the event loop."""
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     raw = bytearray()
     async for chunk in request.content.iter_any():  # the whole body, however it was split
         raw += chunk
-        if len(raw) > MAX_JSON_BYTES:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(raw))
+        if len(raw) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
     try:
-        body = json_limits.loads(raw or b"{}")
+        small = len(raw) <= MAX_JSON_BYTES
+        body = json_limits.loads(raw or b"{}") if small else await asyncio.to_thread(json_limits.loads, bytes(raw))
     except ValueError as exc:
         raise ValueError(f"request body must be JSON: {exc}") from None
     if not isinstance(body, dict):

@@ -17,6 +17,7 @@ from .guard import int_param, json_body, png_response
 from .previews import PREVIEW_SIDES, PreviewCache, RenderPool
 
 MAX_MASK_BYTES = 32 * 1024 * 1024
+MAX_CHOICE_BYTES = 2 * 1024 * 1024  # an answer with a batch's captions, or a Text Gate's text
 MAX_FIELD_BYTES = 8 * 1024  # node, token, index, clear: short text
 
 
@@ -64,15 +65,20 @@ class PauseRoutes:
 
     async def choice(self, request: web.Request) -> web.Response:
         """{node, token, routes: [r0, r1, ...]}: one route per batch image; or {node, token,
-        route: k}: every image to k. The reply has both: routes, and route (the one route
-        when every image took it, else null)."""
-        body = await json_body(request)
+        route: k}: every image to k; either with `captions`, one per image, when the gate shows
+        captions. The reply has both: routes, and route (the one route when every image took
+        it, else null). A Text Gate's answer is {node, token, text}: the text to pass on."""
+        body = await json_body(request, MAX_CHOICE_BYTES)
+        node, token, captions = body.get("node"), body.get("token"), body.get("captions")
+        if "text" in body:
+            pending = self.waiter.pass_text(node, token, body["text"])
+            return web.json_response({"node": pending.node, "passed": True})
         if "routes" in body:
-            pending = self.waiter.choose_each(body.get("node"), body.get("token"), body["routes"])
+            pending = self.waiter.choose_each(node, token, body["routes"], captions)
             routes = list(body["routes"])
         else:
-            pending = self.waiter.choose(body.get("node"), body.get("token"), body.get("route"))
-            routes = [body["route"]] * int(pending.image.shape[0])
+            pending = self.waiter.choose(node, token, body.get("route"), captions)
+            routes = [body["route"]] * pending.batch
         return web.json_response({"node": pending.node, "routes": routes, "route": single_route(routes)})
 
     async def hold(self, request: web.Request) -> web.Response:
@@ -114,7 +120,7 @@ class PauseRoutes:
         if "clear" in fields:
             pending = self.waiter.set_mask(node, token, None)
         elif "mask" in fields:
-            _, h, w, _ = pending.image.shape
+            _, h, w, _ = pending.images().shape
             mask = await self._renders.run(self._decode_mask, fields["mask"], int(h), int(w))
             pending = self.waiter.set_mask(node, token, mask, index)
         else:
@@ -154,8 +160,8 @@ class PauseRoutes:
     async def preview(self, request: web.Request) -> web.Response:
         pending = self.waiter.get(request.query.get("node"), request.query.get("token"))
         index = int_param(request.query.get("index"), "index", 0)
-        if not 0 <= index < pending.image.shape[0]:
-            raise ValueError(f"index must be from 0 to {pending.image.shape[0] - 1}, got {index}")
+        if not 0 <= index < pending.batch:  # a Text Gate's pause has no images: 400
+            raise ValueError(f"index must be from 0 to {pending.batch - 1}, got {index}")
         side = int_param(request.query.get("side"), "side", PREVIEW_SIDES[1])
         if not PREVIEW_SIDES[0] <= side <= PREVIEW_SIDES[1]:
             raise ValueError(f"side must be from {PREVIEW_SIDES[0]} to {PREVIEW_SIDES[1]}, got {side}")

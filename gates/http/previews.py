@@ -93,7 +93,7 @@ class PreviewCache:
             future = self._previews.get(key)
             if future is not None:
                 return future
-            future = self._renders.submit(images.preview, pending.image[index], side)
+            future = self._renders.submit(images.preview, pending.images()[index], side)
             self._previews[key] = future
         future.add_done_callback(functools.partial(self._preview_done, key))  # may run at once
         return future
@@ -119,8 +119,11 @@ class PreviewCache:
     def render_ahead(self, pending: Pending) -> None:
         """At the pause, on the gate's thread: start rendering what the page asks for first (a
         single image's preview, a batch's first grid thumbnails), so that it is ready or nearly
-        when the page's request comes. Skipped when the render pool is already full."""
-        batch = int(pending.image.shape[0])
+        when the page's request comes. Skipped when the render pool is already full, and for a
+        Text Gate's pause, which has no images."""
+        if pending.image is None:
+            return
+        batch = pending.batch
         wanted = [(0, PREVIEW_SIDES[1])] if batch == 1 else [(i, GRID_SIDE) for i in range(min(batch, RENDER_AHEAD))]
         try:
             for index, side in wanted:

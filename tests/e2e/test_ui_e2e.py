@@ -365,12 +365,12 @@ def test_escape_stops_the_run(ui) -> None:
 
 
 def gate_outputs(*labels: str, routes: int | None = None) -> list[str]:
-    """What the gate's outputs read: all 13, always (a prompt links them by index), the first
+    """What the gate's outputs read: all 14, always (a prompt links them by index), the first
     `routes` labelled as given ("" = unnamed) and the rest shown as off."""
     routes = len(labels) if routes is None else routes
     named = [f"{label} ({i})" if label else f"route_{i}" for i, label in enumerate(labels, 1)]
     named += [f"route_{i}" for i in range(len(labels) + 1, routes + 1)]
-    return ["mask", *named, *(f"off ({i})" for i in range(routes + 1, 11)), "decisions", "latent"]
+    return ["mask", *named, *(f"off ({i})" for i in range(routes + 1, 11)), "decisions", "latent", "captions"]
 
 
 def test_labels_show_on_buttons_and_outputs_and_survive_reload(ui) -> None:
