@@ -16,12 +16,13 @@ backend, so a slot published by one backend reads back bit-exactly from the byte
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from .ids import format_ref
+from .errors import SlotError, SlotNotFound
+from .ids import format_ref, parse_ref
 from .policy import Policy
 
 if TYPE_CHECKING:  # hints only: a listing or a script that only lists needs no torch
@@ -78,6 +79,18 @@ class SlotInfo:
         d["batch"] = self.batch
         d["ref"] = self.ref
         return d
+
+
+def info_or_damaged(info: Callable[[str], SlotInfo], ref: str) -> SlotInfo:
+    """`info(ref)`, or the damaged row of `ref` when its files are there but unreadable: what
+    a listing or a history shows. A slot that is not there stays SlotNotFound."""
+    slot_id, back = parse_ref(ref)
+    try:
+        return info(ref)
+    except SlotNotFound:
+        raise
+    except SlotError as exc:
+        return SlotInfo.damaged(slot_id, str(exc), version=-back)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from . import codec
-from .contract import SlotData, SlotInfo
+from .contract import SlotData, SlotInfo, info_or_damaged
 from .errors import SlotError, SlotNotFound
 from .ids import format_ref, parse_ref, validate_id
 from .policy import Policy, policy_from_json, policy_to_json
@@ -190,13 +190,7 @@ class MemoryBus:
         )
 
     def _info_or_damaged(self, ref: str) -> SlotInfo:
-        slot_id, back = parse_ref(ref)
-        try:
-            return self.info(ref)
-        except SlotNotFound:
-            raise
-        except SlotError as exc:
-            return SlotInfo.damaged(slot_id, str(exc), version=-back)
+        return info_or_damaged(self.info, ref)
 
     def list(self) -> builtins.list[SlotInfo]:
         out = []

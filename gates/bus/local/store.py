@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import codec
-from ..contract import SlotData, SlotInfo
+from ..contract import SlotData, SlotInfo, info_or_damaged
 from ..errors import SlotCorrupt, SlotError, SlotNotFound, SlotWriteError
 from ..ids import format_ref, is_slot_name, parse_ref, validate_id
 from ..policy import Policy, policy_from_json, policy_to_json
@@ -535,13 +535,7 @@ class SlotStore:
         return [self._info_or_damaged(format_ref(slot_id, n)) for n in range(len(history.older_versions(d)) + 1)]
 
     def _info_or_damaged(self, ref: str) -> SlotInfo:
-        slot_id, back = parse_ref(ref)
-        try:
-            return self.info(ref)
-        except SlotNotFound:
-            raise
-        except SlotError as exc:
-            return SlotInfo.damaged(slot_id, str(exc), version=-back)
+        return info_or_damaged(self.info, ref)
 
     def _scan(self) -> Iterator[tuple[str, Path, set[str]]]:
         """(id, folder, file names) of every slot folder, one directory read each.
