@@ -19,7 +19,7 @@ MAX_THUMB_BYTES = 80_000  # a template thumbnail (JPG) stays under this
 # README pictures: docs/images/<name> -> (width, height) in pixels
 README_IMAGES = {
     "gate_paused.png": (960, 880),  # the paused gate, its labelled route buttons (top of README)
-    "gate_grid.png": (400, 960),  # a batch at a pause: the grid, a route per image
+    "gate_grid.png": (400, 1000),  # a batch at a pause: the grid, a route per image
     "slot_browser.png": (600, 560),  # the Slots sidebar: the slot browser inside ComfyUI
 }
 
