@@ -227,6 +227,20 @@ def test_truncated_files_are_refused_even_where_pillow_is_told_to_load_them(
             decode_file(tmp_path, name)
 
 
+def test_a_truncated_jpeg_whose_thumbnail_ends_with_an_end_marker_is_still_refused(tmp_path: Path) -> None:
+    """An EXIF thumbnail is a whole JPEG, end marker included, before the image's first scan:
+    its end marker must not pass for the image's."""
+    whole = jpeg(tmp_path / "w.jpg", noise(64, 64, 3)).read_bytes()
+    thumbnail = b"\xff\xd8" + b"thumbnail" + b"\xff\xd9"
+    app = b"\xff\xef" + struct.pack(">H", len(thumbnail) + 2) + thumbnail
+    with_thumbnail = whole[:2] + app + whole[2:]
+    (tmp_path / "ok.jpg").write_bytes(with_thumbnail)
+    assert decode_file(tmp_path, "ok.jpg").width == 64
+    (tmp_path / "cut.jpg").write_bytes(with_thumbnail[: len(with_thumbnail) * 2 // 3])
+    with pytest.raises(FileError, match=re.escape("cut.jpg is truncated")):
+        decode_file(tmp_path, "cut.jpg")
+
+
 def test_a_file_over_the_byte_limit_is_refused_unread(tmp_path: Path) -> None:
     png8(tmp_path / "big.png", noise(32, 32, 3))
     with pytest.raises(FileError, match=r"big.png is [\d,]+ bytes, over the limit of 100"):

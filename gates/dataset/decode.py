@@ -225,15 +225,15 @@ def _plain(exc: Exception) -> str:
 
 def _check_complete(data: bytes, rel: str) -> None:
     """Refuse a file cut short, from its own structure: a PNG needs its IEND chunk, a JPEG an
-    end-of-image marker after its last scan, a WebP the length its RIFF header states."""
+    end-of-image marker after its first scan began (one before it is an EXIF thumbnail's), a
+    WebP the length its RIFF header states."""
     if not data:
         raise FileError(f"{rel} is empty")
     complete = True
     if data.startswith(images.PNG_SIGNATURE):
         complete = _png_chunk(data, b"IEND") is not None
-    elif data.startswith(b"\xff\xd8"):
-        scan = data.rfind(b"\xff\xda")
-        complete = scan > 0 and data.find(b"\xff\xd9", scan) > 0
+    elif data.startswith(b"\xff\xd8"):  # no end marker can stand inside a scan's data (0xFF is escaped)
+        complete = data.rfind(b"\xff\xd9") > data.find(b"\xff\xda") > 0
     elif data.startswith(b"RIFF") and data[8:12] == b"WEBP":
         complete = len(data) >= 8 + struct.unpack_from("<I", data, 4)[0]
     if not complete:
