@@ -170,13 +170,33 @@ def preview(image_hwc: torch.Tensor, side: int = 1024) -> bytes:
 
 def write_png(path: Path, image_hwc: torch.Tensor, bits: int = 8) -> None:
     """Export one image at 8 or 16 bits per channel."""
+    write_levels(path, to_uint(image_hwc, bits))
+
+
+def write_levels(path: Path, levels: np.ndarray) -> None:
+    """A PNG of uint8 or uint16 levels [H,W,C] (C 1..4) at their own bit depth."""
     import png  # pypng, imported here because only exports need it: Pillow cannot write 16-bit RGB
 
-    arr = to_uint(image_hwc, bits)
-    h, w, c = arr.shape
+    h, w, c = levels.shape
+    bits = 16 if levels.dtype == np.uint16 else 8
     writer = png.Writer(w, h, greyscale=c <= 2, alpha=c in (2, 4), bitdepth=bits)
     with open(path, "wb") as f:
-        writer.write(f, arr.reshape(h, w * c))
+        writer.write(f, levels.reshape(h, w * c))
+
+
+class UnreadableImage(ValueError):
+    """Not an image of the formats asked for, or its header is damaged."""
+
+
+class TooManyPixels(ValueError):
+    """An image whose header claims more pixels than the limit (or none): refused undecoded.
+
+    `width` and `height` are the header's, or 0 when Pillow refused the size before telling it.
+    """
+
+    def __init__(self, message: str, width: int, height: int) -> None:
+        super().__init__(message)
+        self.width, self.height = width, height
 
 
 _FORMAT_NAMES = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP"}
@@ -201,11 +221,11 @@ def _open(f: BinaryIO, formats: tuple[str, ...], max_pixels: int, what: str) -> 
         img = Image.open(f, formats=list(formats))
         w, h = img.size
     except Image.DecompressionBombError:  # Pillow's own, far higher limit: the size is not given
-        raise ValueError(f"{what}: too many pixels, over the limit of {_pixels(max_pixels)}") from None
+        raise TooManyPixels(f"{what}: too many pixels, over the limit of {_pixels(max_pixels)}", 0, 0) from None
     except Exception:  # Pillow raises many types for junk input; its text holds the file's repr
-        raise ValueError(f"{what}: not an image ({_one_of(formats)})") from None
+        raise UnreadableImage(f"{what}: not an image ({_one_of(formats)})") from None
     if w < 1 or h < 1 or w * h > max_pixels:
-        raise ValueError(f"{what}: {w}x{h} pixels is over the limit of {_pixels(max_pixels)}")
+        raise TooManyPixels(f"{what}: {w}x{h} pixels is over the limit of {_pixels(max_pixels)}", w, h)
     return img
 
 
@@ -234,8 +254,17 @@ def _opened(source: ImageSource) -> Iterator[tuple[BinaryIO, str]]:
         yield source, "image"
 
 
-def _decode(source: ImageSource, max_pixels: int, formats: tuple[str, ...]) -> np.ndarray:
-    """Pixels of a PNG (8 or 16 bits kept) or another of `formats` as float32 [H,W,planes] in 0..1."""
+def decode_levels(
+    source: ImageSource, max_pixels: int = MAX_DECODE_PIXELS, formats: tuple[str, ...] = IMPORT_FORMATS
+) -> np.ndarray:
+    """The stored levels of a PNG (8 or 16 bits) or another of `formats`: [H,W,planes] integers.
+
+    uint16 for a 16-bit PNG, uint8 otherwise; planes are grey, grey + alpha, RGB or RGBA
+    (a palette becomes RGB, or RGBA with its transparency). Integers, not floats, so a caller
+    can tell the bit depth, hash exactly what the file holds and convert once, into its own
+    buffer. ValueError before decoding a file over `max_pixels`; a damaged file raises what
+    its decoder raises.
+    """
     with _opened(source) as (f, what):
         head = f.read(26)
         f.seek(0)
@@ -243,11 +272,17 @@ def _decode(source: ImageSource, max_pixels: int, formats: tuple[str, ...]) -> n
         with img:
             if head.startswith(PNG_SIGNATURE) and len(head) > 24 and head[24] == 16:
                 f.seek(0)
-                return _read_png16(f).astype(np.float32) / 65535.0
+                return _read_png16(f)
             if img.mode not in ("L", "LA", "RGB", "RGBA"):
                 img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")
-            arr = np.asarray(img, dtype=np.float32) / 255.0
+            arr = np.asarray(img)
     return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def _decode(source: ImageSource, max_pixels: int, formats: tuple[str, ...]) -> np.ndarray:
+    """Pixels of a PNG (8 or 16 bits kept) or another of `formats` as float32 [H,W,planes] in 0..1."""
+    levels = decode_levels(source, max_pixels, formats)
+    return levels.astype(np.float32) / (65535.0 if levels.dtype == np.uint16 else 255.0)
 
 
 def read_image(

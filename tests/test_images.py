@@ -66,3 +66,41 @@ def test_a_thin_strip_publishes_with_a_thumbnail_and_previews(store, shape):
         img.load()
         assert min(img.size) >= 1
     assert max(thumb.size) <= images.THUMB_SIDE and max(preview.size) <= 1024
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height over a few bytes of deflated zeros."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1000)
+    return images.PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(("side", "size"), [(9000, "9000x9000 pixels is over the limit"), (100000, "too many pixels")])
+def test_a_header_over_the_limit_is_refused_as_too_many_pixels_whoever_notices(side, size):
+    """Ours notices 9000x9000; Pillow's own limit notices 100000x100000 first: both are one
+    refusal a caller can tell from a file that is not an image."""
+    with pytest.raises(images.TooManyPixels, match=size):
+        images.decode_levels(_png_claiming(side, side))
+    with pytest.raises(images.UnreadableImage):
+        images.decode_levels(b"not an image")
+
+
+def test_decode_levels_keeps_the_stored_integers():
+    png16 = io.BytesIO()
+    import png
+
+    levels = np.array([[[0, 1, 65535]]], np.uint16)
+    png.Writer(1, 1, greyscale=False, bitdepth=16).write(png16, levels.reshape(1, 3))
+    got = images.decode_levels(png16.getvalue())
+    assert got.dtype == np.uint16 and np.array_equal(got, levels)
+    rgba = np.array([[[1, 2, 3, 4]]], np.uint8)
+    b = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(b, "PNG")
+    got = images.decode_levels(b.getvalue())
+    assert got.dtype == np.uint8 and np.array_equal(got, rgba)

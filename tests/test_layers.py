@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ),
     ("bus backends", ["gates.bus.local", "gates.bus.local.*", "gates.bus.memory"]),
     ("opening a bus", ["gates.bus.location", "gates.bus"]),
+    ("a dataset folder", ["gates.dataset", "gates.dataset.*"]),
     ("a gate run", ["gates.gate", "gates.gate.*"]),
     ("http", ["gates.http", "gates.http.*"]),
     ("comfyui", ["gates.comfy", "gates.comfy.*"]),

@@ -29,12 +29,16 @@ class UnsafeFile(SlotCorrupt):
     """A path in the bus is a symlink, a folder, a device or a FIFO where a file belongs."""
 
 
-def open_regular(path: Path) -> io.FileIO:
-    """Open `path` for reading; FileNotFoundError if absent, UnsafeFile unless a regular file."""
+def open_regular(path: Path, dir_fd: int | None = None) -> io.FileIO:
+    """Open `path` for reading; FileNotFoundError if absent, UnsafeFile unless a regular file.
+
+    With `dir_fd`, `path` is a name inside that open folder (where the platform allows it), so
+    a caller that walked down to the folder without following links opens no link either.
+    """
     if os.name == "nt" and os.path.islink(path):  # no O_NOFOLLOW there
         raise UnsafeFile(f"{path.name} is a symbolic link")
     try:
-        fd = os.open(path, _READ_FLAGS)
+        fd = os.open(path, _READ_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
         raise
     except OSError as exc:  # ELOOP: a symlink; others: a socket, no permission
