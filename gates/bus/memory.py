@@ -14,10 +14,10 @@ import builtins
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -29,6 +29,7 @@ from .policy import Policy, policy_from_json, policy_to_json
 from .quota import enforce_quota
 from .tensors import image_and_mask, slot_data, slot_tensors
 
+T = TypeVar("T")
 SCHEME = "memory://"
 
 
@@ -119,10 +120,7 @@ class MemoryBus:
 
     @staticmethod
     def _header(ref: str, data: bytes) -> codec.Header:
-        try:
-            return codec.parse_file(data)
-        except SlotError as exc:
-            raise type(exc)(f"slot {ref!r}: {exc}") from None
+        return _naming(ref, lambda: codec.parse_file(data))
 
     # -- SlotBus ----------------------------------------------------------------------------
     def publish(
@@ -149,10 +147,7 @@ class MemoryBus:
     def read(self, ref: str, device: str | torch.device = "cpu", verify: bool = True) -> SlotData:
         name, version = self._stored(ref)
         header = self._header(name, version.data)
-        try:
-            tensors = codec.decode_tensors(version.data, header, verify)
-        except SlotError as exc:
-            raise type(exc)(f"slot {name!r}: {exc}") from None
+        tensors = _naming(name, lambda: codec.decode_tensors(version.data, header, verify))
         return slot_data({k: t.to(device) for k, t in tensors.items()}, header.meta)
 
     def load(
@@ -262,25 +257,15 @@ class MemoryBus:
 
     def render(self, ref: str, index: int, side: int = 1024, mask: bool = False) -> bytes:
         name, version = self._stored(ref)
-        view = memoryview(version.data)
-
-        def read_into(offset: int, out: memoryview) -> None:
-            if offset + len(out) > len(view):
-                raise codec.truncated()
-            out[:] = view[offset : offset + len(out)]
-
         header = self._header(name, version.data)
-        try:
-            return codec.preview(name, header, index, side, read_into, mask)
-        except SlotError as exc:
-            if str(exc).startswith(f"slot {name!r}"):
-                raise
-            raise type(exc)(f"slot {name!r}: {exc}") from None
+        return _naming(name, lambda: codec.preview(name, header, index, side, _reader(version.data), mask))
 
     @contextmanager
     def verified_stream(self, ref: str) -> Iterator[_BytesStream]:
         name, version = self._stored(ref)
-        self.read(name)  # header and checksum, as a download checks them
+        header = self._header(name, version.data)
+        # the bytes this stream sends are the ones checked, whatever a publish does meanwhile
+        _naming(name, lambda: codec.verify_stream(_reader(version.data), header))
         yield _BytesStream(version.data)
 
     # -- what a foreign writer or damage leaves (tests use it to plant a slot) ---------------
@@ -292,6 +277,28 @@ class MemoryBus:
     def raw(self, ref: str) -> bytes:
         """The stored slot file of `ref`, unchecked."""
         return self._stored(ref)[1].data
+
+
+def _naming(ref: str, work: Callable[[], T]) -> T:
+    """Run `work` on slot `ref`'s bytes; a failure it reports names the slot, once."""
+    try:
+        return work()
+    except SlotError as exc:
+        if str(exc).startswith(f"slot {ref!r}"):
+            raise
+        raise type(exc)(f"slot {ref!r}: {exc}") from None
+
+
+def _reader(data: bytes) -> Callable[[int, memoryview], None]:
+    """`read_into(offset, buffer)` over a slot file held in memory, as a ranged read would be."""
+    view = memoryview(data)
+
+    def read_into(offset: int, out: memoryview) -> None:
+        if offset + len(out) > len(view):
+            raise codec.truncated()
+        out[:] = view[offset : offset + len(out)]
+
+    return read_into
 
 
 def _size(version: StoredVersion) -> int:
