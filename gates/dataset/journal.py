@@ -21,7 +21,9 @@ Two tabs or two processes: every write takes an exclusive lock on the journal (`
 re-reads what others appended, then checks and appends. A run first `claim`s the undecided
 files of its page (a claim ends when its owner releases it, decides the file, or its time
 runs out), so another run's "not yet decided" page leaves them out; `decide` refuses a file
-decided already (unless `redo`) or claimed by another owner. Hostile folders: a link planted
+decided already (unless `redo`) or claimed by another owner. A claim whose owner process is
+gone (`owner.owner_alive`: a ComfyUI killed with -9) holds nothing, so its files come back at
+once in the restarted server's "not yet decided" page. Hostile folders: a link planted
 as the journal is refused (O_NOFOLLOW), as is a hard link (the journal could be another file)
 or anything but a plain file; lines that are not records are ignored and reported.
 """
@@ -43,6 +45,7 @@ from .captions import MAX_CAPTION_BYTES
 from .errors import DatasetError, JournalError
 from .locks import held
 from .names import split_rel
+from .owner import owner_alive
 from .progress import Progress, count
 
 JOURNAL_NAME = ".dataset-gates-journal.jsonl"
@@ -67,6 +70,8 @@ class Decision:
         caption: the caption as edited at the gate, or None when it was not edited.
         owner: the run that decided (set by `Journal.decide`).
         time: when, in seconds since the epoch (set by `Journal.decide`).
+        width, height: the image's size as it was decided (0 when unknown), so the buckets of
+            a route's files can be counted without opening them again.
     """
 
     path: str
@@ -75,6 +80,8 @@ class Decision:
     caption: str | None = None
     owner: str = ""
     time: float = 0.0
+    width: int = 0
+    height: int = 0
 
     @property
     def caption_edited(self) -> bool:
@@ -97,14 +104,22 @@ class Journal:
     per call (reading a 5,000-decision journal from scratch takes milliseconds).
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        alive: Callable[[str], bool] = owner_alive,
+    ) -> None:
         """Args:
         root: the dataset folder, resolved (a `Listing.root`).
         clock: seconds since the epoch, for decision times and claim expiry (tests pass their own).
+        alive: whether a claim's owner still runs (`owner.owner_alive`); a dead owner's claims hold nothing.
         """
         self.root = Path(root)
         self.path = self.root / JOURNAL_NAME
         self._clock = clock
+        self._alive = alive
         self._identity: tuple[int, int] | None = None
         self._offset = 0
         self._lines = 0
@@ -124,7 +139,8 @@ class Journal:
         """The paths claimed, by a claim still running, by an owner other than `owner`."""
         self._read()
         now = self._clock()
-        return frozenset(p for p, (o, until) in self._claims.items() if o != owner and until > now)
+        live = self._live_owners(owner, now)
+        return frozenset(p for p, (o, until) in self._claims.items() if o in live and until > now)
 
     def progress(self, paths: Iterable[str]) -> Progress:
         """Counts of the files `paths` (a listing's rels): total, decided, by route and label."""
@@ -221,7 +237,12 @@ class Journal:
 
     def _held(self, path: str, owner: str, now: float) -> bool:
         claim = self._claims.get(path)
-        return claim is not None and claim[0] != owner and claim[1] > now
+        return claim is not None and claim[0] != owner and claim[1] > now and self._alive(claim[0])
+
+    def _live_owners(self, owner: str, now: float) -> set[str]:
+        """The owners other than `owner` with a running claim whose process still runs (each checked once)."""
+        others = {o for o, until in self._claims.values() if o != owner and until > now}
+        return {o for o in others if self._alive(o)}
 
     def _open(self, write: bool) -> int | None:
         """The journal's descriptor (None when reading one that does not exist yet)."""
@@ -360,6 +381,8 @@ def _checked(d: Decision) -> Decision:
         raise DatasetError(f"{d.path}: a route is a whole number from 0 to {MAX_ROUTE}")
     if not isinstance(d.label, str) or len(d.label) > MAX_LABEL:
         raise DatasetError(f"{d.path}: a label is text of at most {MAX_LABEL} characters")
+    if not all(type(n) is int and 0 <= n <= 1 << 20 for n in (d.width, d.height)):
+        raise DatasetError(f"{d.path}: an image size is two whole numbers from 0")
     if d.caption is not None and (
         not isinstance(d.caption, str) or len(d.caption.encode("utf-8", "surrogatepass")) > MAX_CAPTION_BYTES
     ):
@@ -378,6 +401,7 @@ def _decision_record(d: Decision, redo: bool) -> dict[str, Any]:
         "owner": d.owner,
         "time": d.time,
         "redo": redo,
+        "size": [d.width, d.height],
     }
 
 
@@ -390,7 +414,10 @@ def _decision(rec: dict[str, Any]) -> Decision:
         raise TypeError("caption")
     path = _str(rec["path"])
     split_rel(path)  # a DatasetError is a ValueError
-    return Decision(path, route, _str(rec["label"]), caption, _str(rec["owner"]), float(when))
+    size = rec.get("size", [0, 0])
+    if not isinstance(size, list) or len(size) != 2 or not all(type(n) is int and n >= 0 for n in size):
+        raise TypeError("size")
+    return Decision(path, route, _str(rec["label"]), caption, _str(rec["owner"]), float(when), size[0], size[1])
 
 
 def _str(value: object) -> str:
