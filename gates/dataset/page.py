@@ -16,7 +16,7 @@ custom type and be written in a slot's meta.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -180,6 +180,10 @@ class Page:
         items: the images in batch order: `items[i]` is batch index i.
         failed: the entries that could not be loaded.
         height, width: the batch's size (the largest item's height and width).
+        show: the filter the page was chosen by; a gate redoes earlier decisions only on a
+            page not chosen as "undecided" (one a person asked to review again).
+        owner: the run that claimed its files (`owner.process_owner`), "" for none; a gate
+            decides as this owner, so its claims count as its own.
     """
 
     root: str
@@ -187,12 +191,20 @@ class Page:
     failed: tuple[Failed, ...] = ()
     height: int = 0
     width: int = 0
+    show: str = "all"
+    owner: str = ""
 
     def take(self, indices: Sequence[int]) -> Page:
         """The page of the batch images at `indices` (e.g. those a gate sent down one route),
         with the same batch size, as `image[indices]` keeps it; `failed` stays with the page
         that loaded them."""
-        return Page(self.root, tuple(self.items[i] for i in indices), (), self.height, self.width)
+        return replace(self, items=tuple(self.items[i] for i in indices), failed=())
+
+    def with_captions(self, captions: Sequence[str]) -> Page:
+        """The page with `captions[i]` as item i's caption (as a gate's answer left them)."""
+        if len(captions) != len(self.items):
+            raise DatasetError(f"{len(captions)} captions for a page of {len(self.items)} images")
+        return replace(self, items=tuple(replace(item, caption=c) for item, c in zip(self.items, captions)))
 
     def to_json(self) -> dict[str, Any]:
         """The page as JSON-ready data."""
@@ -207,11 +219,12 @@ class Page:
             items = tuple(PageItem(**_typed(PageItem, item)) for item in data["items"])
             failed = tuple(Failed(**_typed(Failed, row)) for row in data["failed"])
             root, height, width = data["root"], data["height"], data["width"]
-            if not isinstance(root, str) or not all(_is_int(n) for n in (height, width)):
+            show, owner = data.get("show", "all"), data.get("owner", "")
+            if not all(isinstance(t, str) for t in (root, show, owner)) or not all(_is_int(n) for n in (height, width)):
                 raise TypeError("page")
         except (TypeError, KeyError, AttributeError):
             raise DatasetError("not a dataset page (written by another version, or damaged)") from None
-        return cls(root, items, failed, height, width)
+        return cls(root, items, failed, height, width, show, owner)
 
 
 # The JSON types of each field (the annotations are strings under `from __future__ import annotations`).

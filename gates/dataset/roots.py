@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from .errors import RootRefused
+from .errors import DatasetError, RootRefused
 
 ENV_VAR = "DATASET_GATES_ROOTS"
 Purpose = Literal["read", "write"]
@@ -58,10 +58,11 @@ class Roots:
             The resolved path: use it, not `path`, from here on.
 
         Raises:
+            DatasetError: no folder given.
             RootRefused: outside every allowed folder (the message names the setting, not the folders).
         """
         if not str(path).strip():
-            raise RootRefused("no folder given")
+            raise DatasetError("no folder given: type the folder's path")
         real = _real(path)
         if self.allowed is None or any(_inside(real, root) for root in self.allowed):
             return real
