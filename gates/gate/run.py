@@ -19,7 +19,9 @@ import torch
 from .. import images
 from ..bus import SlotBus, SlotMetaTooLarge, SlotNotFound
 from ..bus.ids import validate_id
+from ..dataset.page import Page
 from .captions import captions_meta, check_captions, edited_flags, recorded_captions
+from .pages import check_page, journal_page, page_captions, release_on_error, release_page
 from .parking import PARK, STOP, parked_meta, parked_slot_id, timeout_action
 from .split import Decisions, route_images
 from .waiter import Decision, Pending, Waiter, single_route
@@ -195,6 +197,7 @@ def run_gate(
     on_timeout: str = PARK,
     prompt: dict[str, Any] | None = None,
     captions: list[str] | None = None,
+    page: Page | None = None,
 ) -> tuple:
     """One gate run: pause, take the person's answer, publish, and route. Returns 14 outputs:
     mask, route_1..route_10, decisions, latent, captions.
@@ -207,92 +210,107 @@ def run_gate(
     as if every image was sent to K, "stop" as Stop, "park" publishes the batch (to send_id,
     else to a slot named after the run and node) with `prompt` (the API prompt) and the node
     id, and blocks every output, so the prompt ends successfully and the queue moves on.
+
+    With a dataset `page` (from Dataset Load, for the wired image), its captions are shown when
+    none are wired, and the answer is journaled per file in the dataset before anything leaves
+    (`pages.journal_page`); a page that ends unanswered hands its files back.
     """
-    if not 1 <= routes <= MAX_ROUTES:
-        raise ValueError(f"routes must be from 1 to {MAX_ROUTES}, got {routes}")
-    if timeout < 0:
-        raise ValueError(f"timeout must be 0 (wait forever) or more seconds, got {timeout}")
-    # fail before pausing; without a countdown on_timeout never applies
-    action, timeout_route = timeout_action(on_timeout, routes) if timeout > 0 else (None, None)
-    send_id = (send_id or "").strip()
-    if send_id:
-        validate_id(send_id)  # fail before the person spends time choosing
-    source = resolve_source(store, image, get_id, mask, latent, captions)
-    if source is None:
-        return blocked(hooks)
-    batch = int(source.image.shape[0])
-    shown = None if source.captions is None else check_captions(source.captions, batch, shared_ok=True)
-    preselect = source.routes if source.routes and max(source.routes) <= routes else None
-    pending = waiter.arm(
-        node,
-        source.image,
-        routes,
-        labels=parse_labels(labels, routes),
-        prompt_id=hooks.prompt_id(),
-        client_id=hooks.client_id(),
-        source=source.origin,
-        preselect=preselect,
-        timeout=timeout,
-        on_timeout=on_timeout,
-        captions=shown,
-    )
-    decision = wait_for_answer(waiter, hooks, pending)
-    if decision.timed_out and action == PARK:
-        try:
-            parked = park(
-                store,
-                source,
-                compose_mask(decision.masks, source.mask, source.image),
-                send_id or parked_slot_id(pending.prompt_id, node),
-                node,
-                pending.prompt_id,
-                prompt,
-                captions_meta(shown, source.edited),
-                hooks.park_secret(),
-            )
-        except Exception:
-            announce_done(hooks, pending, None, timed_out=True)
-            raise
-        announce_done(hooks, pending, None, timed_out=True, parked=parked)
-        return blocked(hooks)
-    if decision.timed_out and action == STOP:
-        announce_done(hooks, pending, None, timed_out=True)
-        log.info("Image Gate %s: no answer in %ss; stopped the run as on_timeout says", node, timeout)
-        raise hooks.interrupt()
-    if decision.timed_out and timeout_route is not None:
-        decision = Decision([timeout_route] * batch, decision.masks, True)
-    announce_done(hooks, pending, decision.routes, timed_out=decision.timed_out)
-    if decision.routes is None:
-        raise hooks.interrupt()
-    mask = compose_mask(decision.masks, source.mask, source.image)
-    route = decision.route
-    sent = decision.captions if decision.captions is not None else shown
-    edited = None if shown is None or sent is None else edited_flags(shown, sent, source.edited)
-    if send_id:
-        store.publish(
-            send_id,
+    if page is not None:
+        if image is None:
+            raise ValueError("page: wire the image of the same Dataset Load with it")
+        page = check_page(page, int(image.shape[0]))
+        if captions is None:
+            captions = page_captions(page)
+    with release_on_error(page):
+        if not 1 <= routes <= MAX_ROUTES:
+            raise ValueError(f"routes must be from 1 to {MAX_ROUTES}, got {routes}")
+        if timeout < 0:
+            raise ValueError(f"timeout must be 0 (wait forever) or more seconds, got {timeout}")
+        # fail before pausing; without a countdown on_timeout never applies
+        action, timeout_route = timeout_action(on_timeout, routes) if timeout > 0 else (None, None)
+        send_id = (send_id or "").strip()
+        if send_id:
+            validate_id(send_id)  # fail before the person spends time choosing
+        source = resolve_source(store, image, get_id, mask, latent, captions)
+        if source is None:
+            return blocked(hooks)
+        batch = int(source.image.shape[0])
+        shown = None if source.captions is None else check_captions(source.captions, batch, shared_ok=True)
+        preselect = source.routes if source.routes and max(source.routes) <= routes else None
+        pending = waiter.arm(
+            node,
             source.image,
-            mask,
-            latent=source.latent,
-            meta={
-                "node": node,
-                "prompt_id": pending.prompt_id,
-                "routes": decision.routes,
-                "route": route,
-                "route_label": None if route is None else pending.labels[route - 1],
-                "source": source.origin,
-                **captions_meta(sent, edited),
-            },
+            routes,
+            labels=parse_labels(labels, routes),
+            prompt_id=hooks.prompt_id(),
+            client_id=hooks.client_id(),
+            source=source.origin,
+            preselect=preselect,
+            timeout=timeout,
+            on_timeout=on_timeout,
+            captions=shown,
         )
-    return (
-        mask,
-        *route_outputs(decision.routes, source.image, hooks.blocker),
-        Decisions(
-            tuple(decision.routes), None if sent is None else tuple(sent), None if edited is None else tuple(edited)
-        ),
-        source.latent if source.latent is not None else hooks.blocker(),
-        list(sent) if sent is not None else hooks.blocker(),
-    )
+        decision = wait_for_answer(waiter, hooks, pending)
+        if decision.timed_out and action == PARK:
+            try:
+                parked = park(
+                    store,
+                    source,
+                    compose_mask(decision.masks, source.mask, source.image),
+                    send_id or parked_slot_id(pending.prompt_id, node),
+                    node,
+                    pending.prompt_id,
+                    prompt,
+                    captions_meta(shown, source.edited),
+                    hooks.park_secret(),
+                )
+            except Exception:
+                announce_done(hooks, pending, None, timed_out=True)
+                raise
+            announce_done(hooks, pending, None, timed_out=True, parked=parked)
+            if page is not None:
+                release_page(page)
+            return blocked(hooks)
+        if decision.timed_out and action == STOP:
+            announce_done(hooks, pending, None, timed_out=True)
+            log.info("Image Gate %s: no answer in %ss; stopped the run as on_timeout says", node, timeout)
+            raise hooks.interrupt()
+        if decision.timed_out and timeout_route is not None:
+            decision = Decision([timeout_route] * batch, decision.masks, True)
+        announce_done(hooks, pending, decision.routes, timed_out=decision.timed_out)
+        if decision.routes is None:
+            raise hooks.interrupt()
+        mask = compose_mask(decision.masks, source.mask, source.image)
+        route = decision.route
+        sent = decision.captions if decision.captions is not None else shown
+        edited = None if shown is None or sent is None else edited_flags(shown, sent, source.edited)
+        if page is not None:
+            journal_page(page, decision.routes, pending.labels, sent, edited)
+        if send_id:
+            store.publish(
+                send_id,
+                source.image,
+                mask,
+                latent=source.latent,
+                meta={
+                    "node": node,
+                    "prompt_id": pending.prompt_id,
+                    "routes": decision.routes,
+                    "route": route,
+                    "route_label": None if route is None else pending.labels[route - 1],
+                    "source": source.origin,
+                    **captions_meta(sent, edited),
+                },
+            )
+        return (
+            mask,
+            *route_outputs(decision.routes, source.image, hooks.blocker),
+            Decisions(
+                tuple(decision.routes), None if sent is None else tuple(sent), None if edited is None else tuple(edited)
+            ),
+            source.latent if source.latent is not None else hooks.blocker(),
+            list(sent) if sent is not None else hooks.blocker(),
+        )
 
 
 def wait_for_answer(waiter: Waiter, hooks: Hooks, pending: Pending) -> Decision:
