@@ -18,6 +18,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ..bus import SlotCorrupt, SlotNotFound, SlotTooLarge, SlotWriteError, json_limits
 from ..bus.ids import parse_ref
+from ..dataset.errors import RootRefused
 from ..gate.parking import NotParked
 from ..gate.waiter import StaleRun
 
@@ -46,6 +47,7 @@ _STATUS: list[tuple[type[BaseException], int]] = [
     (SlotCorrupt, 422),
     (SlotTooLarge, 413),
     (SlotWriteError, 507),
+    (RootRefused, 403),
     (ValueError, 400),
     (HttpProcessingError, 400),  # a malformed multipart body (bad or oversized part headers)
 ]

@@ -2,7 +2,8 @@
 
 ComfyUI mounts them on PromptServer.instance.routes (and mirrors them under /api); the slot
 browser (`gates serve`, see `app`) mounts them on its own app. `guard` turns failures into
-4xx answers, `bus_routes` serves the bus, `pause_routes` the paused gates, and `previews`
+4xx answers, `bus_routes` serves the bus, `pause_routes` the paused gates, `dataset_routes` the
+datasets' progress, and `previews`
 keeps renders off the event loop.
 """
 
@@ -13,6 +14,7 @@ from aiohttp import web
 from ..bus import BusAdmin
 from ..gate.waiter import Connected, Waiter
 from .bus_routes import BusRoutes, QueuePrompt, ResumePrompt
+from .dataset_routes import DatasetRoutes
 from .guard import Handler, PromptRejected, guard
 from .pause_routes import PauseRoutes
 from .previews import PreviewCache, RenderPool
@@ -39,8 +41,9 @@ class GateRoutes:
         self.previews = PreviewCache(renders)
         self.bus = BusRoutes(store, renders, prefix, queue_prompt, resume_prompt)
         self.pause = PauseRoutes(waiter, renders, self.previews, connected)
+        self.dataset = DatasetRoutes()
         waiter.on_arm(self.previews.render_ahead)
 
     def add_to(self, table: web.RouteTableDef) -> None:
-        for method, path, handler in self.bus.routes() + self.pause.routes():
+        for method, path, handler in self.bus.routes() + self.pause.routes() + self.dataset.routes():
             table.route(method, self.prefix + path)(guard(handler))
