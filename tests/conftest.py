@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+from comfy_standin import ComfyStandIn
 
 from gates.bus.local.store import SlotStore
 
@@ -19,3 +21,16 @@ def bus(tmp_path: Path) -> Path:
 def store(bus: Path) -> SlotStore:
     """A store on the empty `bus` folder."""
     return SlotStore(bus)
+
+
+@pytest.fixture
+def comfy(tmp_path, monkeypatch):
+    """The pack loaded as ComfyUI loads it, against stand-ins for the ComfyUI modules it touches:
+    (standin, pack)."""
+    standin = ComfyStandIn(tmp_path / "input")
+    for name, module in standin.modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    pack = standin.load_pack()
+    yield standin, pack
+    for name in [m for m in sys.modules if m.startswith("dataset_gates_pack")]:
+        del sys.modules[name]

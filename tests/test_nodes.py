@@ -17,17 +17,6 @@ from aiohttp import web
 from comfy_standin import REPO, ComfyStandIn, ExecutionBlocker, InterruptProcessingException
 
 
-@pytest.fixture
-def comfy(tmp_path, monkeypatch):
-    standin = ComfyStandIn(tmp_path / "input")
-    for name, module in standin.modules.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    pack = standin.load_pack()
-    yield standin, pack
-    for name in [m for m in sys.modules if m.startswith("dataset_gates_pack")]:
-        del sys.modules[name]
-
-
 def answer_with(standin: ComfyStandIn, pack, route):
     """Click `route` (None = Stop) as soon as the pause event goes out."""
     waiter = pack.gates.gate.waiter.WAITER
@@ -64,7 +53,11 @@ def test_pack_exports_nodes_web_dir_and_routes(comfy):
         "DatasetGatesSplit",
         "DatasetGatesCaptions",
         "DatasetGatesTextGate",
+        "DatasetGatesDatasetLoad",
+        "DatasetGatesBucketResize",
+        "DatasetGatesDatasetSave",
     }
+    assert pack.NODE_DISPLAY_NAME_MAPPINGS["DatasetGatesDatasetLoad"] == "Dataset Load (Dataset Gates)"
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["DatasetGatesSplit"] == "Gate Split (Dataset Gates)"
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["DatasetGatesTextGate"] == "Text Gate (Manual Pass)"
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["ImageGate"] == "Image Gate (Manual Router)"
@@ -270,6 +263,9 @@ def test_the_ordering_module_knows_the_node_class_names(comfy):
         "DatasetGatesSplit",
         "DatasetGatesCaptions",
         "DatasetGatesTextGate",
+        "DatasetGatesDatasetLoad",
+        "DatasetGatesBucketResize",
+        "DatasetGatesDatasetSave",
     }  # these touch no slot
 
 
@@ -372,9 +368,10 @@ def test_gate_split_declares_decisions_route_and_optional_batches(comfy):
     types = split.INPUT_TYPES()
     assert types["required"]["decisions"] == ("DG_DECISIONS",)
     assert types["required"]["route"][1] == {"default": 1, "min": 1, "max": 10}
-    assert {k: v[0] for k, v in types["optional"].items()} == {"image": "IMAGE", "mask": "MASK", "latent": "LATENT"}
-    assert split.RETURN_TYPES == ("IMAGE", "MASK", "LATENT", "STRING", "INT", "DG_CAPTIONS")
-    assert split.RETURN_NAMES == ("image", "mask", "latent", "indices", "count", "captions")
+    optional = {k: v[0] for k, v in types["optional"].items()}
+    assert optional == {"image": "IMAGE", "mask": "MASK", "latent": "LATENT", "page": "DG_PAGE"}
+    assert split.RETURN_TYPES == ("IMAGE", "MASK", "LATENT", "STRING", "INT", "DG_CAPTIONS", "DG_PAGE")
+    assert split.RETURN_NAMES == ("image", "mask", "latent", "indices", "count", "captions", "page")
     assert split.CATEGORY == "Dataset Gates"
 
 
@@ -387,8 +384,9 @@ def test_gate_split_cuts_what_the_gate_decided(comfy):
     out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=3, unique_id="2", image=image, mask=mask, latent=latent)
     assert torch.equal(out[1], image[[0, 2]]) and out[12] is latent
     split = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]()
-    img, m, lat, indices, count, captions = split.split(out[11], 1, image=image, mask=out[0], latent=out[12])
+    img, m, lat, indices, count, captions, page = split.split(out[11], 1, image=image, mask=out[0], latent=out[12])
     assert isinstance(captions, ExecutionBlocker)  # the gate had no captions
+    assert isinstance(page, ExecutionBlocker)  # no page wired
     assert torch.equal(img, out[1]) and torch.equal(m, mask[[0, 2]])
     assert torch.equal(lat["samples"], latent["samples"][[0, 2]])
     assert (indices, count) == ("0,2", 2)
@@ -400,9 +398,9 @@ def test_gate_split_blocks_an_empty_route_and_unwired_inputs(comfy):
     decisions = pack.gates.gate.split.Decisions((1, 1))
     split = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]()
     empty = split.split(decisions, 2, image=torch.rand(2, 4, 4, 3))
-    assert len(empty) == 6 and all(isinstance(o, ExecutionBlocker) for o in empty)
+    assert len(empty) == 7 and all(isinstance(o, ExecutionBlocker) for o in empty)
     image = torch.rand(2, 4, 4, 3)
-    img, m, lat, indices, count, _ = split.split(decisions, 1, image=image)
+    img, m, lat, indices, count, _, _ = split.split(decisions, 1, image=image)
     assert img is image and isinstance(m, ExecutionBlocker) and isinstance(lat, ExecutionBlocker)
     assert (indices, count) == ("0,1", 2)
 
@@ -412,7 +410,7 @@ def test_gate_split_shares_a_mask_and_latent_of_batch_1(comfy):
     decisions = pack.gates.gate.split.Decisions((2, 1, 2))
     mask = torch.rand(1, 4, 4)
     latent = {"samples": torch.randn(1, 4, 1, 1)}
-    _, m, lat, _, _, _ = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]().split(decisions, 2, mask=mask, latent=latent)
+    _, m, lat, *_ = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]().split(decisions, 2, mask=mask, latent=latent)
     assert m is mask and lat["samples"] is latent["samples"]
 
 
@@ -623,7 +621,7 @@ def test_gate_split_gives_each_route_its_captions_as_they_left_the_gate(comfy):
     out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(routes=2, unique_id="5", image=image, captions=captions)
     assert out[13] == ["a", "B", "c!"]
     split = pack.NODE_CLASS_MAPPINGS["DatasetGatesSplit"]()
-    assert split.split(out[11], 2, image=image)[3:] == ("0,2", 2, ["a", "c!"])
+    assert split.split(out[11], 2, image=image)[3:6] == ("0,2", 2, ["a", "c!"])
     assert split.split(out[11], 1)[5] == ["B"]
 
 

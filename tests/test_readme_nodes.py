@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from gates.comfy.nodes import NODE_CLASS_MAPPINGS
 from gates.gate.parking import ON_TIMEOUT, parked_slot_id
 
@@ -51,7 +53,7 @@ def test_gate_split_and_bus_nodes_as_the_readme_names_them():
     head, outputs = split.split("->")
     assert "(`DatasetGatesSplit`)" in head
     assert _names(head) == [*types["required"], *types["optional"]]
-    assert [n for n in _names(outputs) if n in node.RETURN_NAMES] == ["indices", "count", "captions"]
+    assert [n for n in _names(outputs) if n in node.RETURN_NAMES] == ["indices", "count", "captions", "page"]
     bus = _bullet("Bus Save")
     assert "optional mask and latent" in bus
     assert NODE_CLASS_MAPPINGS["DatasetGatesBusSave"].RETURN_NAMES == ("image", "latent")
@@ -89,3 +91,16 @@ def test_the_captions_node_and_the_text_gate_as_the_readme_names_them():
     assert _names(outputs)[:2] == list(gate.RETURN_NAMES)
     for action in types["optional"]["on_timeout"][0]:
         assert f"`{action}`" in text
+
+
+@pytest.mark.parametrize("name", ["Dataset Load", "Bucket Resize", "Dataset Save"])
+def test_the_dataset_nodes_inputs_and_outputs_as_the_readme_names_them(name):
+    bullet = _bullet(name)
+    node_id = re.search(r"\(`(DatasetGates\w+)`\)", bullet).group(1)
+    node = NODE_CLASS_MAPPINGS[node_id]
+    types = node.INPUT_TYPES()
+    head, _, outputs = bullet.partition("->")
+    inputs = head if "Save" not in name else bullet
+    assert _names(inputs)[: len(types["required"]) + len(types["optional"])] == [*types["required"], *types["optional"]]
+    returns = getattr(node, "RETURN_NAMES", ())
+    assert _names(outputs)[: len(returns)] == list(returns)

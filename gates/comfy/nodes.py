@@ -7,12 +7,14 @@ from typing import Any
 import torch
 
 from ..bus.ids import parse_ref, validate_id
+from ..dataset.page import Page
 from ..gate.captions import CAPTIONS_TYPE, SPLITS, captions_from_text, check_captions
+from ..gate.pages import PAGE_TYPE, check_page, route_page
 from ..gate.parking import ON_TIMEOUT, PARK
 from ..gate.run import MAX_ROUTES, run_gate
 from ..gate.split import DECISIONS_TYPE, Decisions, format_indices, split_latent, split_mask, take
 from ..gate.text import PASS, TEXT_ON_TIMEOUT, run_text_gate
-from . import adapter
+from . import adapter, dataset_nodes
 from .ordering import AFTER, AFTER_KEYS, HIDDEN_AFTER, after_input
 
 CATEGORY = "Dataset Gates"
@@ -68,7 +70,8 @@ class ImageGate:
         "route output carries the images sent down it, in batch order, and a route "
         "with none is blocked. mask, latent and captions carry the whole batch; decisions "
         "carries each image's route and caption, for Gate Split. With captions wired, each "
-        "image's caption shows under it, editable, and leaves as edited. send_id publishes what passed "
+        "image's caption shows under it, editable, and leaves as edited. With a Dataset Load's page "
+        "wired, each file's route is kept in the dataset's journal. send_id publishes what passed "
         "to a lossless slot; with no image wired, get_id resumes from a slot. With a "
         "timeout, an unanswered pause does what on_timeout says: park (store the "
         "batch and this run in a slot, end the run with every route blocked; resume "
@@ -106,6 +109,13 @@ class ImageGate:
                     "captions": (
                         CAPTIONS_TYPE,
                         {"tooltip": "one caption per image (or one for all), shown under each image to edit"},
+                    ),
+                    "page": (
+                        PAGE_TYPE,
+                        {
+                            "tooltip": "a Dataset Load's page (with its image): its captions are shown, and each "
+                            "file's decision is kept in the dataset's journal"
+                        },
                     ),
                 },
                 "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"},
@@ -223,21 +233,21 @@ class GateSplit:
 
     CATEGORY = CATEGORY
     FUNCTION = "split"
-    RETURN_TYPES = ("IMAGE", "MASK", "LATENT", "STRING", "INT", CAPTIONS_TYPE)
-    RETURN_NAMES = ("image", "mask", "latent", "indices", "count", "captions")
+    RETURN_TYPES = ("IMAGE", "MASK", "LATENT", "STRING", "INT", CAPTIONS_TYPE, PAGE_TYPE)
+    RETURN_NAMES = ("image", "mask", "latent", "indices", "count", "captions", "page")
     DESCRIPTION = (
         "Takes a gate's decisions and gives the sub-batch of image, mask and latent "
         'that went down one route, in batch order, with their batch indices ("0,2,5") '
-        "and count, and their captions as they left the gate. A mask or latent of batch 1 "
-        "is shared, not indexed. A route no image took, an input left unwired, and captions "
-        "when the gate had none, are blocked."
+        "and count, their captions as they left the gate, and their part of a dataset page. "
+        "A mask or latent of batch 1 is shared, not indexed. A route no image took, an input "
+        "left unwired, and captions when the gate had none, are blocked."
     )
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {
             "required": {"decisions": (DECISIONS_TYPE,), "route": ("INT", {"default": 1, "min": 1, "max": MAX_ROUTES})},
-            "optional": {"image": ("IMAGE",), "mask": ("MASK",), "latent": ("LATENT",)},
+            "optional": {"image": ("IMAGE",), "mask": ("MASK",), "latent": ("LATENT",), "page": (PAGE_TYPE,)},
         }
 
     def split(
@@ -247,6 +257,7 @@ class GateSplit:
         image: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         latent: dict[str, Any] | None = None,
+        page: Page | None = None,
     ) -> tuple:
         blocker = adapter.blocker
         indices = decisions.indices(route)
@@ -260,6 +271,7 @@ class GateSplit:
             format_indices(indices),
             len(indices),
             captions if (captions := decisions.captions_of(indices)) is not None else blocker(),
+            route_page(check_page(page, b), decisions, route) if page is not None else blocker(),
         )
 
 
@@ -335,6 +347,7 @@ NODE_CLASS_MAPPINGS = {
     "DatasetGatesSplit": GateSplit,
     "DatasetGatesCaptions": Captions,
     "DatasetGatesTextGate": TextGate,
+    **dataset_nodes.NODE_CLASS_MAPPINGS,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "ImageGate": "Image Gate (Manual Router)",
@@ -343,4 +356,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DatasetGatesSplit": "Gate Split (Dataset Gates)",
     "DatasetGatesCaptions": "Captions from Text (Dataset Gates)",
     "DatasetGatesTextGate": "Text Gate (Manual Pass)",
+    **dataset_nodes.NODE_DISPLAY_NAME_MAPPINGS,
 }

@@ -45,7 +45,7 @@ from .errors import DatasetError, FileError, SaveRefused
 from .files import read_file
 from .locks import held
 from .names import check_portable, split_rel
-from .page import Page, PageItem
+from .page import Page, PageItem, crop_back
 from .scan import IMAGE_EXTENSIONS, MASK_SUFFIX
 
 METADATA_NAME = "metadata.jsonl"
@@ -168,6 +168,39 @@ def save(
         if fd >= 0:
             os.close(fd)
     return Saved(tuple(f.rel for f in plan.files), tuple(plan.copied), tuple(plan.encoded), tuple(plan.notes))
+
+
+def page_items(
+    page: Page, image: torch.Tensor, mask: torch.Tensor | None = None, captions: Sequence[str] | None = None
+) -> list[SaveItem]:
+    """The SaveItems of a page's batch: each item's own pixels (and mask) cut out of the padding,
+    named and captioned after its source.
+
+    Args:
+        page: the page of `image` (its items in batch order).
+        image: IMAGE [B,H,W,C], B the page's items.
+        mask: MASK [B,H,W], or [1,H,W] shared by all; None for no masks.
+        captions: one caption per item to write instead of the page's, or None.
+
+    Raises:
+        DatasetError: the batch, mask or captions do not match the page, or an image is smaller
+            than its item (it was resized after the page loaded: resize with Bucket Resize, which
+            keeps the page).
+    """
+    b = len(page.items)
+    if int(image.shape[0]) != b:
+        raise DatasetError(f"the page holds {b} images but the batch {int(image.shape[0])}")
+    if mask is not None and (mask.dim() != 3 or int(mask.shape[0]) not in (1, b)):
+        raise DatasetError(f"the mask must be [B,H,W] with B {b} or 1")
+    if captions is not None and len(captions) not in (1, b):
+        raise DatasetError(f"{len(captions)} captions for {b} images")
+    items = []
+    for i, item in enumerate(page.items):
+        pixels = crop_back(image[i : i + 1], item)
+        m = None if mask is None else crop_back(mask[min(i, int(mask.shape[0]) - 1)][None], item)
+        caption = item.caption if captions is None else captions[min(i, len(captions) - 1)]
+        items.append(SaveItem(item.name, pixels, caption, m, Source.of(page, item)))
+    return items
 
 
 class _Plan:
