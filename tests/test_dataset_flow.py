@@ -250,3 +250,15 @@ def test_the_report_counts_progress_and_the_kept_sets_buckets(comfy, folder):
     assert report["kept"] == 0 and sum(row["count"] for row in report["buckets"]) == 3
     assert (folder / JOURNAL_NAME).is_file()
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith("img_")) == [JOURNAL_NAME]
+
+
+def test_a_page_whose_countdown_says_park_is_not_parked_and_stays_undecided(comfy, folder):
+    _, pack = comfy
+    _, (image, mask, page, _, _) = load(pack, folder, page_size=2)
+    args = {"routes": 2, "unique_id": "7", "image": image, "mask": mask, "page": page, "timeout": 1}
+    out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(**args, on_timeout="park", prompt={"7": {}})
+    assert all(isinstance(o, ExecutionBlocker) for o in out)
+    assert pack.gates.comfy.adapter.store().ids() == []  # nothing parked
+    assert Journal(folder).decisions() == {} and Journal(folder).held_by_others("x") == frozenset()
+    out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(**args, on_timeout="route 2")
+    assert {d.label for d in Journal(folder).decisions().values()} == {"2"}  # a routed countdown decides

@@ -213,7 +213,8 @@ def run_gate(
 
     With a dataset `page` (from Dataset Load, for the wired image), its captions are shown when
     none are wired, and the answer is journaled per file in the dataset before anything leaves
-    (`pages.journal_page`); a page that ends unanswered hands its files back.
+    (`pages.journal_page`); a page that ends unanswered hands its files back, and one whose
+    countdown says park is not parked: its files stay in the folder, undecided.
     """
     if page is not None:
         if image is None:
@@ -251,6 +252,15 @@ def run_gate(
             captions=shown,
         )
         decision = wait_for_answer(waiter, hooks, pending)
+        if decision.timed_out and action == PARK and page is not None:
+            # parking keeps what would be costly to make again; a page is its folder's files,
+            # so they stay there, undecided, for the next run (a resumed run could not know them)
+            announce_done(hooks, pending, None, timed_out=True)
+            release_page(page)
+            log.info(
+                "Image Gate %s: no answer in %ss; the dataset page stays undecided for the next run", node, timeout
+            )
+            return blocked(hooks)
         if decision.timed_out and action == PARK:
             try:
                 parked = park(
@@ -268,8 +278,6 @@ def run_gate(
                 announce_done(hooks, pending, None, timed_out=True)
                 raise
             announce_done(hooks, pending, None, timed_out=True, parked=parked)
-            if page is not None:
-                release_page(page)
             return blocked(hooks)
         if decision.timed_out and action == STOP:
             announce_done(hooks, pending, None, timed_out=True)
