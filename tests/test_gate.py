@@ -607,3 +607,15 @@ def test_a_gate_without_captions_shows_and_records_none(store):
     assert host.events[0][1]["captions"] is None
     assert isinstance(out[13], Blocker) and out[11].captions is None and out[11].edited is None
     assert "captions" not in store.info("cp").meta
+
+
+def test_an_answer_decided_before_the_run_routes_without_pausing_and_publishes(store):
+    image = torch.rand(3, 8, 6, 3)
+    store.publish("parked", image, meta={"parked": True})
+    host = Host(Waiter())  # nobody answers: a pause would wait forever
+    out = run(store, host, get_id="parked", send_id="parked", answer='{"routes": [2, 1, 2]}')
+    assert host.events == []  # no pause, no done event
+    assert torch.equal(out[1], image[[1]]) and torch.equal(out[2], image[[0, 2]])
+    assert store.read("parked").meta["routes"] == [2, 1, 2]
+    with pytest.raises(ValueError, match="one per batch image"):
+        run(store, host, get_id="parked", answer='{"routes": [2]}')

@@ -12,7 +12,16 @@ from api_prompts import gate, load_image, load_latent, save_image
 from gates.bus.ids import validate_id
 from gates.comfy.park_secret import park_secret
 from gates.comfy.resume import resume_prompt
-from gates.gate.parking import ON_TIMEOUT, NotParked, node_summary, parked_meta, parked_slot_id, timeout_action
+from gates.gate.parking import (
+    ON_TIMEOUT,
+    NotParked,
+    answer_text,
+    given_answer,
+    node_summary,
+    parked_meta,
+    parked_slot_id,
+    timeout_action,
+)
 from gates.gate.seal import ALTERED, FOREIGN, NO_SECRET, UNSIGNED, ParkRefused
 
 SECRET = b"this ComfyUI's park secret, 32+ bytes"
@@ -197,3 +206,26 @@ def test_a_shared_park_secret_comes_from_the_environment_or_a_file(tmp_path: Pat
     with pytest.raises(ValueError, match="chmod 600"):
         park_secret(tmp_path, {"DATASET_GATES_PARK_SECRET_FILE": str(secret_file)})
     assert not (tmp_path / "park_secret").exists()  # a configured secret makes no file
+
+
+def test_a_decided_answer_is_checked_against_the_batch_and_the_gates_routes():
+    assert given_answer(answer_text([2, 1]), 2, 3).routes == [2, 1]
+    for text, message in [
+        ("not json", "JSON expected"),
+        ("[1, 2]", "an object"),
+        (answer_text([1]), "one per batch image"),
+        (answer_text([1, 4]), "from 1 to 3"),
+        (answer_text([1, True]), "from 1 to 3"),
+        ("x" * 70_000, "not a decision"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            given_answer(text, 2, 3)
+
+
+def test_resume_with_routes_carries_them_in_the_hidden_answer_and_drops_a_stale_one():
+    prompt = {"2": {"class_type": "ImageGate", "inputs": {"routes": 2, "answer": "{}", "page": ["1", 2]}}}
+    meta = parked_meta(prompt, "2", "abc", "input", "s", b"a park secret of thirty-two bytes")
+    plain = resume_prompt(meta, "s", b"a park secret of thirty-two bytes")
+    assert "answer" not in plain["2"]["inputs"] and "page" not in plain["2"]["inputs"]
+    decided = resume_prompt(meta, "s", b"a park secret of thirty-two bytes", [2])
+    assert json.loads(decided["2"]["inputs"]["answer"]) == {"routes": [2]}

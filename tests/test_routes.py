@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import io
 import json
@@ -635,7 +634,7 @@ async def comfy_client(aiohttp_client, store, waiter, queued):
         return f"pid-{len(queued)}"
 
     table = web.RouteTableDef()
-    resume = functools.partial(resume_prompt, secret=PARK_SECRET)
+    resume = lambda meta, slot_id, routes: resume_prompt(meta, slot_id, PARK_SECRET, routes)  # noqa: E731
     GateRoutes(store, waiter, queue_prompt=queue_prompt, resume_prompt=resume).add_to(table)
     app = web.Application()
     app.add_routes(table)
@@ -658,6 +657,18 @@ async def test_resume_queues_the_parked_prompt_reading_the_slot(comfy_client, st
     }
     resp = await comfy_client.post(f"{P}/resume/parked-abc-2")  # no body: no client id
     assert resp.status == 200 and queued[1][1] is None
+
+
+async def test_resume_with_routes_decided_in_the_browser_queues_them_as_the_gates_answer(comfy_client, store, queued):
+    store.publish("parked-abc-2", torch.rand(3, 4, 4, 3), meta=parked("parked-abc-2", PARKED_PROMPT))
+    for routes in ([1, 2], [1, 2, 11], [1, "2", 1], "1,2,1"):  # one per image, each 1..10
+        resp = await comfy_client.post(f"{P}/resume/parked-abc-2", json={"routes": routes})
+        assert resp.status == 400 and "route" in (await resp.json())["error"]
+    assert queued == []
+    resp = await comfy_client.post(f"{P}/resume/parked-abc-2", json={"routes": [2, 1, 2]})
+    assert resp.status == 200
+    ((prompt, _),) = queued
+    assert json.loads(prompt["2"]["inputs"]["answer"]) == {"routes": [2, 1, 2]}
 
 
 async def test_resume_answers_404_409_and_400(comfy_client, store, queued):

@@ -111,9 +111,9 @@ def _park_secret() -> bytes | None:
         return None
 
 
-def _resume_prompt(meta: dict[str, Any], slot_id: str) -> dict[str, Any]:
+def _resume_prompt(meta: dict[str, Any], slot_id: str, routes: list[int] | None) -> dict[str, Any]:
     """resume_prompt, checked against this ComfyUI's park secret."""
-    return resume_prompt(meta, slot_id, _park_secret())
+    return resume_prompt(meta, slot_id, _park_secret(), routes)
 
 
 def hooks() -> Hooks:

@@ -10,7 +10,7 @@ from ..bus.ids import parse_ref, validate_id
 from ..dataset.page import Page
 from ..gate.captions import CAPTIONS_TYPE, SPLITS, captions_from_text, check_captions
 from ..gate.pages import PAGE_TYPE, check_page, route_page
-from ..gate.parking import ON_TIMEOUT, PARK
+from ..gate.parking import ANSWER_INPUT, ON_TIMEOUT, PARK
 from ..gate.run import MAX_ROUTES, run_gate
 from ..gate.split import DECISIONS_TYPE, Decisions, format_indices, split_latent, split_mask, take
 from ..gate.text import PASS, TEXT_ON_TIMEOUT, run_text_gate
@@ -118,7 +118,8 @@ class ImageGate:
                         },
                     ),
                 },
-                "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"},
+                # set only by Resume, for a parked batch decided in the slot browser (no widget)
+                "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT", ANSWER_INPUT: ("STRING",)},
             }
         )
 

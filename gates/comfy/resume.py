@@ -9,19 +9,22 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..gate.parking import NotParked
+from ..gate.parking import ANSWER_INPUT, NotParked, answer_text
 from ..gate.seal import check_seal
 from .ordering import GATE
 
 # What a resumed gate takes from its slot instead of its links: re-linked, they would recompute.
-SLOT_FED_INPUTS = ("image", "mask", "latent", "captions")
+SLOT_FED_INPUTS = ("image", "mask", "latent", "captions", "page", ANSWER_INPUT)
 
 
-def resume_prompt(meta: dict[str, Any], slot_id: str, secret: bytes | None) -> dict[str, Any]:
-    """The parked prompt again, with its gate resuming from `slot_id`: image, mask, latent and
-    captions unlinked (the slot holds them), get_id and send_id set to the slot (answering it
-    replaces the parked slot with the decision), and no countdown (timeout 0), so it cannot
-    park again.
+def resume_prompt(
+    meta: dict[str, Any], slot_id: str, secret: bytes | None, routes: list[int] | None = None
+) -> dict[str, Any]:
+    """The parked prompt again, with its gate resuming from `slot_id`: image, mask, latent,
+    captions and page unlinked (the slot holds the batch), get_id and send_id set to the slot
+    (answering it replaces the parked slot with the decision), and no countdown (timeout 0), so
+    it cannot park again. With `routes` (decided in the slot browser, one per image) the gate's
+    hidden `answer` input carries them and the run goes on without pausing.
 
     NotParked when the slot holds no parked run, or its prompt has no such gate; ParkRefused
     when `secret` did not seal its prompt, gate and slot id (or is None: none to check with).
@@ -43,4 +46,6 @@ def resume_prompt(meta: dict[str, Any], slot_id: str, secret: bytes | None) -> d
     for name in SLOT_FED_INPUTS:
         inputs.pop(name, None)
     inputs.update(get_id=slot_id, send_id=slot_id, timeout=0)
+    if routes is not None:
+        inputs[ANSWER_INPUT] = answer_text(routes)
     return prompt

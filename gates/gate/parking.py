@@ -11,12 +11,14 @@ Pure: no ComfyUI, no disk.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from typing import Any
 
 from ..bus.ids import validate_id
 from .seal import SEAL, seal
+from .waiter import Decision, check_routes
 
 PARK = "park"
 STOP = "stop"
@@ -24,8 +26,33 @@ ON_TIMEOUT = (PARK, STOP, *tuple(f"route {k}" for k in range(1, 11)))
 PARKED_PREFIX = "parked"
 
 
+ANSWER_INPUT = "answer"  # the gate's hidden input that carries a decision made before the run
+MAX_ANSWER_BYTES = 64 * 1024
+
+
 class NotParked(LookupError):
     """The slot exists but holds no parked run to resume."""
+
+
+def answer_text(routes: list[int]) -> str:
+    """What Resume puts in the gate's hidden `answer` input for a batch decided in the slot
+    browser: {"routes": [...]}, one 1-based route per batch image."""
+    return json.dumps({"routes": routes})
+
+
+def given_answer(text: str, batch: int, routes: int) -> Decision:
+    """The Decision an `answer` input carries, checked against the batch and the gate's routes
+    (ValueError naming what is wrong): a resumed run must not send an image down a route the
+    gate does not have, whoever wrote the answer."""
+    if not isinstance(text, str) or len(text) > MAX_ANSWER_BYTES:
+        raise ValueError("answer: not a decision")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ValueError("answer: not a decision (JSON expected)") from None
+    if not isinstance(data, dict):
+        raise ValueError("answer: not a decision (an object with routes expected)")
+    return Decision(check_routes(data.get("routes"), batch, routes), {})
 
 
 def timeout_action(on_timeout: Any, routes: int) -> tuple[str, int | None]:

@@ -22,7 +22,7 @@ from ..bus.ids import validate_id
 from ..dataset.page import Page
 from .captions import captions_meta, check_captions, edited_flags, recorded_captions
 from .pages import check_page, journal_page, page_captions, release_on_error, release_page
-from .parking import PARK, STOP, parked_meta, parked_slot_id, timeout_action
+from .parking import PARK, STOP, given_answer, parked_meta, parked_slot_id, timeout_action
 from .split import Decisions, route_images
 from .waiter import Decision, Pending, Waiter, single_route
 
@@ -198,6 +198,7 @@ def run_gate(
     prompt: dict[str, Any] | None = None,
     captions: list[str] | None = None,
     page: Page | None = None,
+    answer: str = "",
 ) -> tuple:
     """One gate run: pause, take the person's answer, publish, and route. Returns 14 outputs:
     mask, route_1..route_10, decisions, latent, captions.
@@ -215,6 +216,9 @@ def run_gate(
     none are wired, and the answer is journaled per file in the dataset before anything leaves
     (`pages.journal_page`); a page that ends unanswered hands its files back, and one whose
     countdown says park is not parked: its files stay in the folder, undecided.
+
+    `answer` (set only by Resume, for a parked batch decided in the slot browser: see
+    `parking.given_answer`) is the decision itself: the gate does not pause.
     """
     if page is not None:
         if image is None:
@@ -227,8 +231,8 @@ def run_gate(
             raise ValueError(f"routes must be from 1 to {MAX_ROUTES}, got {routes}")
         if timeout < 0:
             raise ValueError(f"timeout must be 0 (wait forever) or more seconds, got {timeout}")
-        # fail before pausing; without a countdown on_timeout never applies
-        action, timeout_route = timeout_action(on_timeout, routes) if timeout > 0 else (None, None)
+        if timeout > 0:  # fail before pausing; without a countdown on_timeout never applies
+            timeout_action(on_timeout, routes)
         send_id = (send_id or "").strip()
         if send_id:
             validate_id(send_id)  # fail before the person spends time choosing
@@ -237,55 +241,21 @@ def run_gate(
             return blocked(hooks)
         batch = int(source.image.shape[0])
         shown = None if source.captions is None else check_captions(source.captions, batch, shared_ok=True)
-        preselect = source.routes if source.routes and max(source.routes) <= routes else None
-        pending = waiter.arm(
-            node,
-            source.image,
-            routes,
-            labels=parse_labels(labels, routes),
-            prompt_id=hooks.prompt_id(),
-            client_id=hooks.client_id(),
-            source=source.origin,
-            preselect=preselect,
-            timeout=timeout,
-            on_timeout=on_timeout,
-            captions=shown,
-        )
-        decision = wait_for_answer(waiter, hooks, pending)
-        if decision.timed_out and action == PARK and page is not None:
-            # parking keeps what would be costly to make again; a page is its folder's files,
-            # so they stay there, undecided, for the next run (a resumed run could not know them)
-            announce_done(hooks, pending, None, timed_out=True)
-            release_page(page)
-            log.info(
-                "Image Gate %s: no answer in %ss; the dataset page stays undecided for the next run", node, timeout
+        names = parse_labels(labels, routes)
+        prompt_id = hooks.prompt_id()
+        if answer:  # decided already (a parked batch decided in the slot browser): no pause
+            decision = given_answer(answer, batch, routes)
+        else:
+            asked = _ask(
+                Asked(store, waiter, hooks, node, routes, names, prompt_id, timeout, on_timeout, prompt),
+                source,
+                shown,
+                send_id,
+                page,
             )
-            return blocked(hooks)
-        if decision.timed_out and action == PARK:
-            try:
-                parked = park(
-                    store,
-                    source,
-                    compose_mask(decision.masks, source.mask, source.image),
-                    send_id or parked_slot_id(pending.prompt_id, node),
-                    node,
-                    pending.prompt_id,
-                    prompt,
-                    captions_meta(shown, source.edited),
-                    hooks.park_secret(),
-                )
-            except Exception:
-                announce_done(hooks, pending, None, timed_out=True)
-                raise
-            announce_done(hooks, pending, None, timed_out=True, parked=parked)
-            return blocked(hooks)
-        if decision.timed_out and action == STOP:
-            announce_done(hooks, pending, None, timed_out=True)
-            log.info("Image Gate %s: no answer in %ss; stopped the run as on_timeout says", node, timeout)
-            raise hooks.interrupt()
-        if decision.timed_out and timeout_route is not None:
-            decision = Decision([timeout_route] * batch, decision.masks, True)
-        announce_done(hooks, pending, decision.routes, timed_out=decision.timed_out)
+            if isinstance(asked, tuple):  # parked: the outputs (not isinstance Decision: a second
+                return asked  # copy of the pack gets the first copy's Decision from its waiter)
+            decision = asked
         if decision.routes is None:
             raise hooks.interrupt()
         mask = compose_mask(decision.masks, source.mask, source.image)
@@ -293,7 +263,7 @@ def run_gate(
         sent = decision.captions if decision.captions is not None else shown
         edited = None if shown is None or sent is None else edited_flags(shown, sent, source.edited)
         if page is not None:
-            journal_page(page, decision.routes, pending.labels, sent, edited)
+            journal_page(page, decision.routes, names, sent, edited)
         if send_id:
             store.publish(
                 send_id,
@@ -302,10 +272,10 @@ def run_gate(
                 latent=source.latent,
                 meta={
                     "node": node,
-                    "prompt_id": pending.prompt_id,
+                    "prompt_id": prompt_id,
                     "routes": decision.routes,
                     "route": route,
-                    "route_label": None if route is None else pending.labels[route - 1],
+                    "route_label": None if route is None else names[route - 1],
                     "source": source.origin,
                     **captions_meta(sent, edited),
                 },
@@ -319,6 +289,78 @@ def run_gate(
             source.latent if source.latent is not None else hooks.blocker(),
             list(sent) if sent is not None else hooks.blocker(),
         )
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a pause needs of the run that asks: the gate, its routes and labels, the countdown."""
+
+    store: SlotBus
+    waiter: Waiter
+    hooks: Hooks
+    node: str
+    routes: int
+    labels: list[str]
+    prompt_id: str | None
+    timeout: float
+    on_timeout: str
+    prompt: dict[str, Any] | None
+
+
+def _ask(ask: Asked, source: Source, shown: list[str] | None, send_id: str, page: Page | None) -> Decision | tuple:
+    """Pause and wait for the person: their Decision, or the run's outputs when the countdown
+    parked it (every output blocked); raises the host's interrupt on Stop, Cancel, or a
+    countdown that stops."""
+    hooks, node, timeout = ask.hooks, ask.node, ask.timeout
+    action, timeout_route = timeout_action(ask.on_timeout, ask.routes) if timeout > 0 else (None, None)
+    preselect = source.routes if source.routes and max(source.routes) <= ask.routes else None
+    pending = ask.waiter.arm(
+        node,
+        source.image,
+        ask.routes,
+        labels=ask.labels,
+        prompt_id=ask.prompt_id,
+        client_id=hooks.client_id(),
+        source=source.origin,
+        preselect=preselect,
+        timeout=timeout,
+        on_timeout=ask.on_timeout,
+        captions=shown,
+    )
+    decision = wait_for_answer(ask.waiter, hooks, pending)
+    if decision.timed_out and action == PARK and page is not None:
+        # parking keeps what would be costly to make again; a page is its folder's files,
+        # so they stay there, undecided, for the next run (a resumed run could not know them)
+        announce_done(hooks, pending, None, timed_out=True)
+        release_page(page)
+        log.info("Image Gate %s: no answer in %ss; the dataset page stays undecided for the next run", node, timeout)
+        return blocked(hooks)
+    if decision.timed_out and action == PARK:
+        try:
+            parked = park(
+                ask.store,
+                source,
+                compose_mask(decision.masks, source.mask, source.image),
+                send_id or parked_slot_id(pending.prompt_id, node),
+                node,
+                pending.prompt_id,
+                ask.prompt,
+                captions_meta(shown, source.edited),
+                hooks.park_secret(),
+            )
+        except Exception:
+            announce_done(hooks, pending, None, timed_out=True)
+            raise
+        announce_done(hooks, pending, None, timed_out=True, parked=parked)
+        return blocked(hooks)
+    if decision.timed_out and action == STOP:
+        announce_done(hooks, pending, None, timed_out=True)
+        log.info("Image Gate %s: no answer in %ss; stopped the run as on_timeout says", node, timeout)
+        raise hooks.interrupt()
+    if decision.timed_out and timeout_route is not None:
+        decision = Decision([timeout_route] * int(source.image.shape[0]), decision.masks, True)
+    announce_done(hooks, pending, decision.routes, timed_out=decision.timed_out)
+    return decision
 
 
 def wait_for_answer(waiter: Waiter, hooks: Hooks, pending: Pending) -> Decision:

@@ -19,7 +19,9 @@ from ..bus import BusAdmin, SlotInfo
 from ..bus.ids import validate_id
 from ..bus.policy import Policy
 from ..gate.parking import node_summary
+from ..gate.run import MAX_ROUTES
 from ..gate.seal import ParkRefused
+from ..gate.waiter import check_routes
 from .guard import PromptRejected, error, int_param, json_body, json_response, png_response, ref_param
 from .previews import RenderPool
 
@@ -30,9 +32,10 @@ R = TypeVar("R")
 
 QueuePrompt = Callable[[dict[str, Any], "str | None"], Awaitable[str]]
 """Queue an API prompt as POST /prompt would, for this client id; returns the prompt id."""
-ResumePrompt = Callable[[dict[str, Any], str], dict[str, Any]]
-"""The API prompt that resumes the run parked in a slot, from its meta and id: NotParked, or
-ParkRefused for a run this ComfyUI did not seal (gate.seal)."""
+ResumePrompt = Callable[[dict[str, Any], str, "list[int] | None"], dict[str, Any]]
+"""The API prompt that resumes the run parked in a slot, from its meta and id, and the routes
+decided for its batch (None: the gate pauses again): NotParked, or ParkRefused for a run this
+ComfyUI did not seal (gate.seal)."""
 
 
 class BusRoutes:
@@ -163,10 +166,13 @@ class BusRoutes:
         info = await self._store(self.bus.pin, validate_id(request.match_info["id"]), body.get("pinned", True))
         return json_response(self._slot_json(info))
 
-    async def _resumable(self, resume: ResumePrompt, slot_id: str) -> dict[str, Any]:
-        """The prompt that resumes `slot_id`, its seal checked, off the event loop."""
+    async def _resumable(self, resume: ResumePrompt, slot_id: str, routes: list[int] | None = None) -> dict[str, Any]:
+        """The prompt that resumes `slot_id`, its seal checked, off the event loop; with `routes`
+        (one per image of its batch) the gate takes them as its answer instead of pausing."""
         info = await self._store(self.bus.info, slot_id)
-        return await self._store(resume, info.meta, slot_id)
+        if routes is not None:
+            check_routes(routes, info.batch, MAX_ROUTES)
+        return await self._store(resume, info.meta, slot_id, routes)
 
     async def resume_plan(self, request: web.Request) -> web.Response:
         """What Resume would queue, for the person to read first: {slot, count, nodes: [{class_type,
@@ -181,11 +187,14 @@ class BusRoutes:
         return web.json_response({"slot": slot_id, "count": len(prompt), "nodes": node_summary(prompt)})
 
     async def resume(self, request: web.Request) -> web.Response:
-        """{client_id}: queue the run parked in this slot again, its gate resuming from the
-        slot (see gates.comfy.resume), so the pause comes back at once; the pause goes to
-        `client_id`'s tab. 404 no slot, 409 not a parked run, 403 {error, reason} a run this
-        ComfyUI did not park (unsealed, sealed elsewhere, or altered: nothing is queued), 400
-        when ComfyUI refuses the prompt (with its node_errors), 501 without ComfyUI."""
+        """{client_id, routes?}: queue the run parked in this slot again, its gate resuming from
+        the slot (see gates.comfy.resume), so the pause comes back at once; the pause goes to
+        `client_id`'s tab. With `routes` (one 1-based route per image of the batch, decided in
+        the browser) the gate takes them as its answer and the run goes on without pausing.
+        404 no slot, 409 not a parked run, 403 {error, reason} a run this ComfyUI did not park
+        (unsealed, sealed elsewhere, or altered: nothing is queued), 400 when ComfyUI refuses
+        the prompt (with its node_errors) or the routes do not fit the batch, 501 without
+        ComfyUI."""
         if self.queue_prompt is None or self.resume_prompt is None:
             return error(501, RESUME_NEEDS_COMFY)
         slot_id = validate_id(request.match_info["id"])
@@ -193,8 +202,9 @@ class BusRoutes:
         client_id = body.get("client_id")
         if client_id is not None and not isinstance(client_id, str):
             raise ValueError("client_id must be a string (this tab's websocket client id)")
+        routes = body.get("routes")
         try:
-            prompt = await self._resumable(self.resume_prompt, slot_id)
+            prompt = await self._resumable(self.resume_prompt, slot_id, routes)
         except ParkRefused as exc:
             return _refused(exc)
         try:
