@@ -13,6 +13,7 @@ from ..bus import BusAdmin, open_bus
 from ..gate.run import Hooks
 from ..gate.waiter import WAITER, Waiter
 from ..http.routes import GateRoutes, PromptRejected
+from ..http.workers import NAME_VAR as WORKER_NAME_VAR
 from . import ordering
 from .park_secret import park_secret
 from .resume import resume_prompt
@@ -111,6 +112,19 @@ def _park_secret() -> bytes | None:
         return None
 
 
+def worker_name() -> str:
+    """This worker's name in the runs it parks: DATASET_GATES_WORKER, else host:port."""
+    import socket
+
+    from server import PromptServer
+
+    named = os.environ.get(WORKER_NAME_VAR, "").strip()
+    if named:
+        return named[:100]
+    port = getattr(PromptServer.instance, "port", None)
+    return f"{socket.gethostname()}:{port}" if port else socket.gethostname()
+
+
 def _resume_prompt(meta: dict[str, Any], slot_id: str, routes: list[int] | None) -> dict[str, Any]:
     """resume_prompt, checked against this ComfyUI's park secret."""
     return resume_prompt(meta, slot_id, _park_secret(), routes)
@@ -125,6 +139,7 @@ def hooks() -> Hooks:
         prompt_id=_prompt_id,
         client_id=_client_id,
         park_secret=_park_secret,
+        worker=worker_name,
     )
 
 

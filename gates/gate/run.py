@@ -44,6 +44,7 @@ class Hooks:
     prompt_id: Callable[[], str | None]
     client_id: Callable[[], str | None]
     park_secret: Callable[[], bytes | None]  # seals parked runs (gate.seal); None: the host has none
+    worker: Callable[[], str | None] = lambda: None  # this worker's name, kept with the runs it parks
 
 
 @dataclass
@@ -345,7 +346,7 @@ def _ask(ask: Asked, source: Source, shown: list[str] | None, send_id: str, page
                 node,
                 pending.prompt_id,
                 ask.prompt,
-                captions_meta(shown, source.edited),
+                captions_meta(shown, source.edited) | _worker_meta(hooks),
                 hooks.park_secret(),
             )
         except Exception:
@@ -361,6 +362,12 @@ def _ask(ask: Asked, source: Source, shown: list[str] | None, send_id: str, page
         decision = Decision([timeout_route] * int(source.image.shape[0]), decision.masks, True)
     announce_done(hooks, pending, decision.routes, timed_out=decision.timed_out)
     return decision
+
+
+def _worker_meta(hooks: Hooks) -> dict[str, Any]:
+    """Which worker parked a run, for the slot browser of a bus that several workers share."""
+    worker = hooks.worker()
+    return {"worker": worker} if worker else {}
 
 
 def wait_for_answer(waiter: Waiter, hooks: Hooks, pending: Pending) -> Decision:

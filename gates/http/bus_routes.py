@@ -24,6 +24,7 @@ from ..gate.seal import ParkRefused
 from ..gate.waiter import check_routes
 from .guard import PromptRejected, error, int_param, json_body, json_response, png_response, ref_param
 from .previews import RenderPool
+from .workers import allowed, forward_resume, workers
 
 STORE_THREADS = 4
 DOWNLOAD_CHUNK = 1 << 20
@@ -76,6 +77,7 @@ class BusRoutes:
             ("DELETE", "/bus/{id}", self.bus_delete),
             ("POST", "/bus/{id}/rename", self.bus_rename),
             ("GET", "/resume/{id}", self.resume_plan),
+            ("GET", "/workers", self.workers),
             ("POST", "/resume/{id}", self.resume),
         ]
 
@@ -194,11 +196,19 @@ class BusRoutes:
         404 no slot, 409 not a parked run, 403 {error, reason} a run this ComfyUI did not park
         (unsealed, sealed elsewhere, or altered: nothing is queued), 400 when ComfyUI refuses
         the prompt (with its node_errors) or the routes do not fit the batch, 501 without
-        ComfyUI."""
-        if self.queue_prompt is None or self.resume_prompt is None:
-            return error(501, RESUME_NEEDS_COMFY)
+        ComfyUI. With `worker` (one of DATASET_GATES_WORKERS) the worker resumes it instead: its
+        answer is passed on, 502 when it cannot be reached."""
         slot_id = validate_id(request.match_info["id"])
         body = await json_body(request)
+        if body.get("worker") is not None:  # another worker of this bus: it checks and queues
+            worker = allowed(body["worker"])
+            routes = body.get("routes")
+            status, answer = await forward_resume(
+                worker, self.prefix, slot_id, {} if routes is None else {"routes": routes}
+            )
+            return json_response(answer, status=status)
+        if self.queue_prompt is None or self.resume_prompt is None:
+            return error(501, RESUME_NEEDS_COMFY)
         client_id = body.get("client_id")
         if client_id is not None and not isinstance(client_id, str):
             raise ValueError("client_id must be a string (this tab's websocket client id)")
@@ -212,6 +222,10 @@ class BusRoutes:
         except PromptRejected as exc:
             return web.json_response({"error": str(exc), "node_errors": exc.node_errors}, status=400)
         return web.json_response({"prompt_id": prompt_id})
+
+    async def workers(self, request: web.Request) -> web.Response:
+        """{"workers": [url, ...]}: where Resume may also queue a parked run (DATASET_GATES_WORKERS)."""
+        return json_response({"workers": workers()})
 
     def _policy_json(self, policy: Policy) -> dict[str, Any]:
         return {"keep": policy.keep, "quota_bytes": policy.quota_bytes, "used_bytes": self.bus.usage()}

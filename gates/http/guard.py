@@ -21,6 +21,7 @@ from ..bus.ids import parse_ref
 from ..dataset.errors import RootRefused
 from ..gate.parking import NotParked
 from ..gate.waiter import StaleRun
+from .workers import WorkerError
 
 MAX_JSON_BYTES = 64 * 1024
 CLIENT_GONE = 499  # nginx's "client closed request": in the access log, never sent
@@ -48,6 +49,7 @@ _STATUS: list[tuple[type[BaseException], int]] = [
     (SlotTooLarge, 413),
     (SlotWriteError, 507),
     (RootRefused, 403),
+    (WorkerError, 502),
     (ValueError, 400),
     (HttpProcessingError, 400),  # a malformed multipart body (bad or oversized part headers)
 ]
