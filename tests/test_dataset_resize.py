@@ -64,3 +64,16 @@ def test_mismatched_inputs_are_refused_with_what_to_fix(kwargs, message):
     args = {"image": torch.rand(2, 8, 8, 3), "mask": None, "page": None, "rules": RULES} | kwargs
     with pytest.raises(DatasetError, match=message):
         bucket_resize(**args)
+
+
+def test_a_long_thin_image_is_scaled_only_around_its_window_and_a_normal_one_exactly():
+    rules = BucketRules(1024, 1024, 64, 256, 1024)
+    thin = bucket_resize(torch.rand(1, 1, 65535, 3), None, None, rules)  # whole: 256 x 16,776,960 x 3 floats, 48 GB
+    assert thin.image.shape == (1, 256, 1024, 3) and thin.labels == ("1024x256",)
+    image = torch.rand(1, 300, 1000, 3)
+    done = bucket_resize(image, None, None, RULES, "bicubic")  # 448x134 scaled, 448x128 cut: the full path
+    full = torch.nn.functional.interpolate(
+        image.permute(0, 3, 1, 2), size=(134, 448), mode="bicubic", align_corners=False, antialias=True
+    )
+    expected = full.clamp(0, 1).permute(0, 2, 3, 1)[:, 3:131]
+    assert torch.equal(done.image, expected)

@@ -15,6 +15,7 @@ and a save writes it as an 8-bit PNG rather than a 16-bit one twice its size.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -26,6 +27,7 @@ from .errors import DatasetError
 from .page import Page, PageItem, crop_back
 
 AUTO = "auto"
+MAX_SCALED_AREA = 4  # times the bucket's pixels: above it only the window's neighbourhood is scaled
 METHODS = (AUTO, "area", "bicubic", "bilinear", "nearest-exact")
 
 
@@ -81,7 +83,7 @@ def bucket_resize(
             one_mask = None if one_mask is None else _fit_mask(one_mask, one)
         fit = nearest_bucket(int(one.shape[2]), int(one.shape[1]), rules)
         scaled = _scale(one, fit, method)
-        if page is not None and scaled is not one:
+        if page is not None and (fit.resized_height, fit.resized_width) != tuple(one.shape[1:3]):
             top = float((1 << page.items[i].bits) - 1)
             scaled = torch.round(scaled * top) / top
         outs.append(scaled)
@@ -109,21 +111,35 @@ def _fit_mask(mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
 
 
 def _scale(pixels: torch.Tensor, fit: Fit, method: str) -> torch.Tensor:
-    """[1,H,W,C] scaled to cover `fit.bucket` and centre-cropped to it."""
+    """[1,H,W,C] scaled to cover `fit.bucket` and centre-cropped to it, as sd-scripts does.
+
+    A very long, thin image scaled to cover its bucket can be hundreds of times the bucket's
+    size (1x1000 pixels covering 256x1024 is 256x256,000). When the scaled image would hold
+    more than MAX_SCALED_AREA times the bucket's pixels, only the source pixels around the
+    bucket's window are scaled (at whole-pixel bounds, so they can differ from the full scale
+    by a fraction of a level at the window's edges); otherwise the whole image is scaled and
+    cropped, exactly as sd-scripts does."""
     h, w = int(pixels.shape[1]), int(pixels.shape[2])
     size = (fit.resized_height, fit.resized_width)
-    if size == (h, w) and (fit.bucket.height, fit.bucket.width) == (h, w):
-        return pixels
+    bh, bw = fit.bucket.height, fit.bucket.width
+    top, left = fit.crop_top, fit.crop_left
     if size != (h, w):
         mode = method if method != AUTO else ("area" if size[0] * size[1] < h * w else "bicubic")
-        nchw = pixels.permute(0, 3, 1, 2).float()
+        y0, y1, x0, x1 = 0, h, 0, w
+        if size[0] * size[1] > MAX_SCALED_AREA * bh * bw:  # scale the window's neighbourhood only
+            sy, sx = size[0] / h, size[1] / w
+            y0, y1 = max(0, math.floor(top / sy) - 2), min(h, math.ceil((top + bh) / sy) + 2)
+            x0, x1 = max(0, math.floor(left / sx) - 2), min(w, math.ceil((left + bw) / sx) + 2)
+            size = (max(bh, round((y1 - y0) * sy)), max(bw, round((x1 - x0) * sx)))
+            top = min(max(round(top - y0 * sy), 0), size[0] - bh)
+            left = min(max(round(left - x0 * sx), 0), size[1] - bw)
+        nchw = pixels[:, y0:y1, x0:x1].permute(0, 3, 1, 2).float()
         if mode in ("bicubic", "bilinear"):
             scaled = F.interpolate(nchw, size=size, mode=mode, align_corners=False, antialias=True)
         else:
             scaled = F.interpolate(nchw, size=size, mode=mode)
         pixels = scaled.clamp_(0.0, 1.0).permute(0, 2, 3, 1).to(pixels.dtype)
-    top, left = fit.crop_top, fit.crop_left
-    return pixels[:, top : top + fit.bucket.height, left : left + fit.bucket.width]
+    return pixels[:, top : top + bh, left : left + bw]
 
 
 def _page(page: Page, fits: Sequence[Fit], height: int, width: int) -> Page:
