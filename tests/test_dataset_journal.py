@@ -3,6 +3,7 @@ and processes, claims that expire, and hostile journals refused."""
 
 from __future__ import annotations
 
+import errno
 import json
 import multiprocessing
 import multiprocessing.forkserver
@@ -365,3 +366,48 @@ def test_racing_writers_without_claims_still_decide_each_file_once(tmp_path: Pat
     totals = run_three(ctx, racer, tmp_path, "rerun", count)
     paths = [r["path"] for r in records(tmp_path)]
     assert sorted(paths) == sorted(f"img{i}.png" for i in range(count)) and sum(totals) == count
+
+
+def test_a_live_owners_claim_holds_past_its_time_and_a_crafted_one_lapses_within_a_day(tmp_path: Path) -> None:
+    clock = Clock()
+    live = Journal(tmp_path, clock=clock, alive=lambda owner: True if owner == "paused-here" else None)
+    live.claim(["a.png"], "paused-here", ttl_s=60)
+    clock.now += 3600  # a person takes an hour over the page
+    assert live.held_by_others("another") == {"a.png"}
+    record = {"v": 1, "kind": "claim", "owner": "elsewhere", "paths": ["b.png"], "until": 1e300, "time": clock.now}
+    with open(tmp_path / JOURNAL_NAME, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+    assert live.held_by_others("another") == {"a.png", "b.png"}
+    clock.now += 24 * 3600 + 1
+    assert live.held_by_others("another") == {"a.png"}
+    with pytest.raises(DatasetError, match="time to live"):
+        live.claim(["c.png"], "x", ttl_s=1e9)
+
+
+def test_a_page_is_journaled_whole_or_not_at_all_and_a_review_keeps_an_edited_caption(tmp_path: Path) -> None:
+    j = Journal(tmp_path)
+    j.decide([Decision("a.png", 0, "keep", "edited at the gate")], "run-1")
+    done = j.decide([Decision("b.png", 0), Decision("a.png", 1)], "run-2", all_or_nothing=True)
+    assert done.written == () and done.refused == (("a.png", "decided already"),)
+    assert set(j.decisions()) == {"a.png"}
+    j.decide([Decision("a.png", 2, "drop")], "run-3", redo=True)  # a review without editing the caption
+    assert j.decisions()["a.png"].caption == "edited at the gate" and j.decisions()["a.png"].label == "drop"
+
+
+def test_a_full_disk_mid_write_keeps_nothing_of_the_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    j = Journal(tmp_path)
+    j.decide([Decision("a.png", 0)], "run-1")
+    before = (tmp_path / JOURNAL_NAME).read_bytes()
+    real_write = os.write
+
+    def half_then_full(fd: int, data: Any) -> int:
+        if len(data) > 40:
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(JournalError, match=r"No space left on device.*nothing of this call was kept"):
+        j.decide([Decision(f"{i}.png", 0, "keep", "x" * 30) for i in range(4)], "run-2")
+    monkeypatch.undo()
+    assert (tmp_path / JOURNAL_NAME).read_bytes() == before
+    assert set(Journal(tmp_path).decisions()) == {"a.png"}

@@ -23,7 +23,9 @@ files of its page (a claim ends when its owner releases it, decides the file, or
 runs out), so another run's "not yet decided" page leaves them out; `decide` refuses a file
 decided already (unless `redo`) or claimed by another owner. A claim whose owner process is
 gone (`owner.owner_alive`: a ComfyUI killed with -9) holds nothing, so its files come back at
-once in the restarted server's "not yet decided" page. Hostile folders: a link planted
+once in the restarted server's "not yet decided" page; one whose owner still runs on this
+machine holds while its page is paused, however long; one from another machine holds until its
+time to live (at most MAX_CLAIM_S, whatever a record says) runs out. Hostile folders: a link planted
 as the journal is refused (O_NOFOLLOW), as is a hard link (the journal could be another file)
 or anything but a plain file; lines that are not records are ignored and reported.
 """
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import stat
 import time
@@ -51,6 +54,7 @@ from .progress import Progress, count
 JOURNAL_NAME = ".dataset-gates-journal.jsonl"
 RECORD_FORMAT = 1
 DEFAULT_CLAIM_S = 30 * 60.0
+MAX_CLAIM_S = 24 * 3600.0
 MAX_ROUTE = 9999
 MAX_LABEL = 200
 MAX_OWNER = 200
@@ -109,12 +113,14 @@ class Journal:
         root: str | os.PathLike[str],
         *,
         clock: Callable[[], float] = time.time,
-        alive: Callable[[str], bool] = owner_alive,
+        alive: Callable[[str], bool | None] = owner_alive,
     ) -> None:
         """Args:
         root: the dataset folder, resolved (a `Listing.root`).
         clock: seconds since the epoch, for decision times and claim expiry (tests pass their own).
-        alive: whether a claim's owner still runs (`owner.owner_alive`); a dead owner's claims hold nothing.
+        alive: whether a claim's owner still runs (`owner.owner_alive`: True, False, or None
+            when nothing here can tell); a dead owner's claims hold nothing, a live one's
+            hold until released, an unknown one's until their time runs out.
         """
         self.root = Path(root)
         self.path = self.root / JOURNAL_NAME
@@ -139,8 +145,8 @@ class Journal:
         """The paths claimed, by a claim still running, by an owner other than `owner`."""
         self._read()
         now = self._clock()
-        live = self._live_owners(owner, now)
-        return frozenset(p for p, (o, until) in self._claims.items() if o in live and until > now)
+        states = {o: self._alive(o) for o, _ in self._claims.values() if o != owner}
+        return frozenset(p for p, (o, until) in self._claims.items() if o != owner and _holds(states[o], until, now))
 
     def progress(self, paths: Iterable[str]) -> Progress:
         """Counts of the files `paths` (a listing's rels): total, decided, by route and label."""
@@ -168,8 +174,8 @@ class Journal:
         for p in paths:
             split_rel(p)
         _check_owner(owner)
-        if not ttl_s > 0:
-            raise DatasetError("a claim needs a positive time to live")
+        if not 0 < ttl_s <= MAX_CLAIM_S:
+            raise DatasetError(f"a claim's time to live is above 0 and at most {MAX_CLAIM_S:.0f} s")
 
         def records() -> list[dict[str, Any]]:
             now = self._clock()
@@ -187,13 +193,19 @@ class Journal:
         record = {"kind": "release", "owner": owner, "paths": None if paths is None else list(paths)}
         self._append(lambda: [{**record, "time": self._clock()}])
 
-    def decide(self, decisions: Iterable[Decision], owner: str, *, redo: bool = False) -> Decided:
+    def decide(
+        self, decisions: Iterable[Decision], owner: str, *, redo: bool = False, all_or_nothing: bool = False
+    ) -> Decided:
         """Record decisions, each fsync'd before this returns.
 
         Args:
             decisions: one per file (`owner` and `time` are filled in here).
             owner: the run deciding.
-            redo: replace earlier decisions of these files instead of refusing them.
+            redo: replace earlier decisions of these files instead of refusing them; a redo
+                without a caption keeps the caption edited before (reviewing a file's route
+                does not undo its caption).
+            all_or_nothing: write none of them when any is refused (a gate's page: its images
+                go on only if every decision was kept).
 
         Returns:
             Decided: the decisions written, and the refused ones with why (decided already,
@@ -227,8 +239,11 @@ class Journal:
                 if reason:
                     refused.append((d.path, reason))
                     continue
+                earlier = self._decisions.get(d.path)
+                if d.caption is None and earlier is not None:
+                    d = replace(d, caption=earlier.caption)
                 out.append(_decision_record(replace(d, owner=owner, time=now), redo))
-            return out
+            return [] if refused and all_or_nothing else out
 
         written = self._append(records)
         return Decided(tuple(_decision(r) for r in written), tuple(refused))
@@ -237,12 +252,7 @@ class Journal:
 
     def _held(self, path: str, owner: str, now: float) -> bool:
         claim = self._claims.get(path)
-        return claim is not None and claim[0] != owner and claim[1] > now and self._alive(claim[0])
-
-    def _live_owners(self, owner: str, now: float) -> set[str]:
-        """The owners other than `owner` with a running claim whose process still runs (each checked once)."""
-        others = {o for o, until in self._claims.values() if o != owner and until > now}
-        return {o for o in others if self._alive(o)}
+        return claim is not None and claim[0] != owner and _holds(self._alive(claim[0]), claim[1], now)
 
     def _open(self, write: bool) -> int | None:
         """The journal's descriptor (None when reading one that does not exist yet)."""
@@ -289,10 +299,7 @@ class Journal:
                 records = [{"v": RECORD_FORMAT, **r} for r in build()]
                 if records:
                     data = b"".join(json.dumps(r, ensure_ascii=True).encode() + b"\n" for r in records)
-                    _write_all(fd, data)
-                    os.fsync(fd)
-                    if new_file:
-                        fsync_dir(self.root)
+                    _append_all(fd, data, new_file, self.root)
                     self._catch_up(fd)
                 return records
         finally:
@@ -351,7 +358,10 @@ class Journal:
                 self._decisions[d.path] = d
                 self._claims.pop(d.path, None)
             elif kind == "claim":
-                owner, until = _str(rec["owner"]), float(rec["until"])
+                owner, until, when = _str(rec["owner"]), float(rec["until"]), float(rec["time"])
+                if not (math.isfinite(until) and math.isfinite(when)):
+                    raise ValueError("time")
+                until = min(until, when + MAX_CLAIM_S)  # a crafted line cannot hide files for good
                 for p in rec["paths"]:
                     self._claims[_str(p)] = (owner, until)
             elif kind == "release":
@@ -367,6 +377,11 @@ class Journal:
     def _warn(self, text: str) -> None:
         if len(self._warnings) < MAX_WARNINGS:
             self._warnings.append(text)
+
+
+def _holds(alive: bool | None, until: float, now: float) -> bool:
+    """A claim holds while its owner runs here, or (owner unknown) until its time runs out."""
+    return alive is True or (alive is None and until > now)
 
 
 def _check_owner(owner: str) -> None:
@@ -441,6 +456,26 @@ def _read_at(fd: int, offset: int, size: int) -> bytes:
         offset += len(chunk)
         size -= len(chunk)
     return b"".join(chunks)
+
+
+def _append_all(fd: int, data: bytes, new_file: bool, root: Path) -> None:
+    """Append `data` and fsync it, or leave the journal as it was: a write a full disk cuts
+    short (ENOSPC, EIO) is cut back off, so no call's decisions are ever kept in part."""
+    size = os.fstat(fd).st_size
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+        if new_file:
+            fsync_dir(root)
+    except OSError as exc:
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        except OSError:
+            pass  # the torn tail is cut by the next writer, and ignored by readers meanwhile
+        raise JournalError(
+            f"the journal cannot be written ({exc.strerror or exc}): nothing of this call was kept"
+        ) from None
 
 
 def _write_all(fd: int, data: bytes) -> None:
