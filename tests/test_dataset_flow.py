@@ -154,10 +154,13 @@ def test_a_file_decided_elsewhere_meanwhile_is_not_decided_twice(comfy, folder):
         [pack.gates.dataset.journal.Decision("img_02.png", 2, "drop")], "another server"
     )
     answer(standin, pack, [1, 1])
-    gate(pack, image, mask, page)
+    with pytest.raises(ValueError, match=r"img_02.png: decided already.*queue again"):
+        gate(pack, image, mask, page)  # nothing of the page goes on: its decisions were not all kept
     decided = Journal(folder).decisions()
     assert decided["img_02.png"].owner == "another server" and decided["img_02.png"].label == "drop"
-    assert decided["img_01.png"].label == "keep"
+    assert "img_01.png" not in decided and Journal(folder).held_by_others("x") == frozenset()
+    _, (_, _, page, _, _) = load(pack, folder, page_size=2)
+    assert [i.rel for i in page.items] == ["img_01.png", "img_03.png"]
 
 
 def test_reviewing_decided_files_redoes_their_decisions(comfy, folder):
@@ -184,7 +187,9 @@ def test_save_writes_the_kept_files_exactly_and_the_fixed_ones_with_their_masks(
     out = gate(pack, image, mask, page)
     save = pack.NODE_CLASS_MAPPINGS["DatasetGatesDatasetSave"]()
     keep, fix = tmp_path / "keep", tmp_path / "fix"
-    ui = save.save(out[1], page, str(keep), decisions=out[11], route=1, metadata=True)["ui"]["dg_dataset"][0]
+    with pytest.raises(ValueError, match="whole page's batch"):  # a route's output is cut already
+        save.save(out[2], page, str(keep), decisions=out[11], route=1)
+    ui = save.save(image, page, str(keep), decisions=out[11], route=1, metadata=True)["ui"]["dg_dataset"][0]
     assert "saved 2 images" in ui["lines"][0] and "2 as their original files" in ui["lines"][0]
     assert (keep / "img_01.png").read_bytes() == (folder / "img_01.png").read_bytes()
     assert (keep / "img_03.png").read_bytes() == (folder / "img_03.png").read_bytes()  # 16-bit, as it was
@@ -202,8 +207,10 @@ def test_save_writes_the_kept_files_exactly_and_the_fixed_ones_with_their_masks(
     assert (fix / "img_04.txt").read_text(encoding="utf-8") == "turned"
     with Image.open(fix / "img_04-masklabel.png") as label:
         assert label.size == (16, 28)
-    with pytest.raises(ValueError, match="exist"):  # no overwrite: refused before writing
-        save.save(out[1], page, str(keep), decisions=out[11], route=1)
+    with pytest.raises(ValueError, match=r"exist.*show = route"):  # no overwrite: refused, and how to redo it
+        save.save(image, page, str(keep), decisions=out[11], route=1)
+    ui = save.save(image, page, str(tmp_path / "none"), decisions=out[11], route=4)["ui"]["dg_dataset"][0]
+    assert ui["lines"] == ["no image went down route 4: nothing to save"]
 
 
 def test_bucket_resize_keeps_the_page_and_save_encodes_the_resized_pixels(comfy, folder, tmp_path):
@@ -262,3 +269,20 @@ def test_a_page_whose_countdown_says_park_is_not_parked_and_stays_undecided(comf
     assert Journal(folder).decisions() == {} and Journal(folder).held_by_others("x") == frozenset()
     out = pack.NODE_CLASS_MAPPINGS["ImageGate"]().run(**args, on_timeout="route 2")
     assert {d.label for d in Journal(folder).decisions().values()} == {"2"}  # a routed countdown decides
+
+
+def test_an_uncaptioned_image_saves_without_a_caption_file_unless_one_is_typed(comfy, folder, tmp_path):
+    standin, pack = comfy
+    _, (image, mask, page, captions, _) = load(pack, folder, show="uncaptioned", page_size=4)
+    assert [i.rel for i in page.items] == ["img_06.webp", "img_09.png"] and captions == ["", ""]
+    answer(standin, pack, [1, 1], captions=["", "typed at the gate"])
+    out = gate(pack, image, mask, page)
+    pack.NODE_CLASS_MAPPINGS["DatasetGatesDatasetSave"]().save(image, page, str(tmp_path / "k"), decisions=out[11])
+    assert not (tmp_path / "k" / "img_06.txt").exists()
+    assert (tmp_path / "k" / "img_09.txt").read_text(encoding="utf-8") == "typed at the gate"
+    # reviewing the route shows the caption typed at the gate, and keeps it when not edited again
+    _, (image, mask, page, captions, _) = load(pack, folder, show="route", route=1, page_size=4)
+    assert captions == ["", "typed at the gate"]
+    answer(standin, pack, [3, 3])
+    gate(pack, image, mask, page)
+    assert Journal(folder).decisions()["img_09.png"].caption == "typed at the gate"

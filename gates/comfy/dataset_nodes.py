@@ -17,7 +17,7 @@ import torch
 from ..dataset.buckets import BucketRules
 from ..dataset.errors import DatasetError
 from ..dataset.loader import MAX_PAGE, LoadedPage, PageRequest, load_page
-from ..dataset.owner import process_owner
+from ..dataset.owner import node_owner
 from ..dataset.page import SHOWS, Page
 from ..dataset.progress import format_progress
 from ..dataset.report import RECENT
@@ -28,7 +28,7 @@ from ..dataset.scan import MAX_DEPTH
 from ..gate.captions import CAPTIONS_TYPE
 from ..gate.pages import PAGE_TYPE, page_captions, route_page
 from ..gate.run import MAX_ROUTES
-from ..gate.split import DECISIONS_TYPE, Decisions
+from ..gate.split import DECISIONS_TYPE, Decisions, split_mask, take
 from . import adapter
 
 CATEGORY = "Dataset Gates"
@@ -128,14 +128,18 @@ class DatasetLoad:
                     },
                 ),
             },
+            "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     @classmethod
     def IS_CHANGED(cls, **kwargs: Any) -> float:
         return float("nan")
 
-    def load(self, folder: str, show: str, page_size: int, page: int = 0, route: int = 1, depth: int = 0) -> dict:
-        request = PageRequest(folder.strip(), depth, show, route - 1, page_size, page, process_owner())  # type: ignore[arg-type]
+    def load(
+        self, folder: str, show: str, page_size: int, page: int = 0, route: int = 1, depth: int = 0, unique_id: str = ""
+    ) -> dict:
+        owner = node_owner(str(unique_id))  # this node's claims: its next run hands them back
+        request = PageRequest(folder.strip(), depth, show, route - 1, page_size, page, owner)  # type: ignore[arg-type]
         loaded: LoadedPage = _checked(lambda: load_page(request, Roots.from_env()))
         RECENT.add(loaded.root, depth)
         errors = [(f.rel, f.error) for f in loaded.failed] + [(s.rel, s.reason) for s in loaded.skipped]
@@ -156,26 +160,26 @@ class DatasetLoad:
 
 def _one_route(
     page: Page, decisions: Decisions | None, route: int, image: torch.Tensor, mask: torch.Tensor | None
-) -> tuple[Page, torch.Tensor, torch.Tensor | None]:
+) -> tuple[Page, torch.Tensor, torch.Tensor | None] | None:
     """The page, image and mask of one route: as wired without decisions; with them, the route's
-    items of the page, and of the image and mask when they are the whole page's batch (a gate's
-    route output is the route's already)."""
+    items of the page, image and mask, cut from the whole page's batch; None when no image went
+    down the route.
+
+    With decisions, the image must be the whole page's batch: a gate's route output is already
+    cut, and taking it for another route's would save one file's pixels under another's name."""
     if decisions is None:
         return page, image, mask
+    whole = len(page.items)
+    if int(image.shape[0]) != whole:
+        raise ValueError(
+            f"with decisions wired, image must be the whole page's batch ({whole} images, e.g. the Dataset Load's"
+            f" image), not {int(image.shape[0])}: or cut the route with Gate Split (page) and leave decisions unwired"
+        )
     part: Page = _checked(lambda: route_page(page, decisions, route))
     indices = decisions.indices(route)
     if not indices:
-        raise ValueError(f"no image went down route {route}")
-    whole = len(page.items)
-
-    select = torch.tensor(indices, dtype=torch.long)
-
-    def cut(t: torch.Tensor) -> torch.Tensor:
-        if int(t.shape[0]) != whole or whole == len(indices):
-            return t
-        return t.index_select(0, select.to(t.device))
-
-    return part, cut(image), None if mask is None else cut(mask)
+        return None
+    return part, take(image, indices, whole), None if mask is None else split_mask(mask, indices, whole)
 
 
 class BucketResize:
@@ -284,10 +288,19 @@ class DatasetSave:
     ) -> dict:
         if not isinstance(page, Page):
             raise ValueError("page must come from a Dataset Load node")
-        part, image, mask = _one_route(page, decisions, route, image, mask)
+        routed = _one_route(page, decisions, route, image, mask)
         out = _checked(lambda: Roots.from_env().check(folder.strip(), "write"))
+        if routed is None:
+            return {"ui": _ui(str(out), [f"no image went down route {route}: nothing to save"])}
+        part, image, mask = routed
         items = _checked(lambda: page_items(part, image, mask, captions))
-        done = _checked(lambda: save(out, items, overwrite=overwrite, masks=masks, metadata=metadata))
+        try:
+            done = save(out, items, overwrite=overwrite, masks=masks, metadata=metadata)
+        except DatasetError as exc:  # the gate has journaled these files: say how to save them again
+            raise ValueError(
+                f"{exc}. Nothing was saved; these files are decided in the dataset's journal, so a Dataset Load"
+                " with show = route (their route) loads them again to save"
+            ) from None
         lines = [
             f"saved {len(items)} images to {out}: {len(done.copied)} as their original files,"
             f" {len(done.encoded)} as PNG; {len(done.files)} files in all",

@@ -144,4 +144,10 @@ def _fill(
     if not good:
         return None, None, None, tuple(failed)
     image, mask, page = assemble(good, root, workers=workers)
-    return image, mask, replace(page, failed=tuple(failed), show=request.show, owner=request.owner), tuple(failed)
+    decided = journal.decisions()
+    # a caption edited at a gate is the file's caption now: a review shows (and keeps) it
+    captions = [
+        d.caption if (d := decided.get(i.rel)) is not None and d.caption is not None else i.caption for i in page.items
+    ]
+    page = replace(page.with_captions(captions), failed=tuple(failed), show=request.show, owner=request.owner)
+    return image, mask, page, tuple(failed)

@@ -200,7 +200,7 @@ class Page:
         that loaded them."""
         return replace(self, items=tuple(self.items[i] for i in indices), failed=())
 
-    def with_captions(self, captions: Sequence[str]) -> Page:
+    def with_captions(self, captions: Sequence[str | None]) -> Page:
         """The page with `captions[i]` as item i's caption (as a gate's answer left them)."""
         if len(captions) != len(self.items):
             raise DatasetError(f"{len(captions)} captions for a page of {len(self.items)} images")

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from ..dataset.errors import DatasetError
 from ..dataset.journal import Decided, Decision, Journal
 from ..dataset.owner import process_owner
 from ..dataset.page import Page
@@ -53,12 +54,13 @@ def journal_page(
     route's label, its caption when it was edited at the gate, and its size.
 
     Returns:
-        What the journal wrote and refused (a file another run decided meanwhile); refusals are
-        logged, the images still go on.
+        What the journal wrote.
 
     Raises:
-        DatasetError: the journal cannot be written (the run stops, so nothing downstream acts
-            on decisions that were not kept).
+        DatasetError: a file of the page was decided or claimed by another run meanwhile (then
+            nothing of the page is written, and the run stops rather than pass on images whose
+            decision was not kept: queue again for a fresh page), or the journal cannot be
+            written.
     """
     decisions = [
         Decision(
@@ -71,9 +73,15 @@ def journal_page(
         )
         for i, item in enumerate(page.items)
     ]
-    done = Journal(page.root).decide(decisions, page.owner or process_owner(), redo=page.show != "undecided")
-    for path, reason in done.refused:
-        log.warning("Image Gate: %s was not journaled (%s)", path, reason)
+    done = Journal(page.root).decide(
+        decisions, page.owner or process_owner(), redo=page.show != "undecided", all_or_nothing=True
+    )
+    if done.refused:
+        reasons = "; ".join(f"{path}: {why}" for path, why in done.refused[:5])
+        raise DatasetError(
+            f"{len(done.refused)} files of this page were decided or claimed by another run meanwhile"
+            f" ({reasons}): nothing of the page was kept; queue again for a fresh page"
+        )
     return done
 
 
@@ -110,4 +118,10 @@ def route_page(page: Page, decisions: Decisions | None, route: int) -> Page:
     captions = decisions.captions_of(indices)
     if captions is None:
         return taken
-    return taken.with_captions(captions)
+    edited = decisions.edited or (False,) * decisions.batch
+    # an image without a caption that nobody typed one for stays without (no empty .txt)
+    kept = [
+        None if item.caption is None and not edited[i] and not text else text
+        for item, i, text in zip(taken.items, indices, captions)
+    ]
+    return taken.with_captions(kept)

@@ -221,13 +221,13 @@ def run_gate(
     `answer` (set only by Resume, for a parked batch decided in the slot browser: see
     `parking.given_answer`) is the decision itself: the gate does not pause.
     """
-    if page is not None:
-        if image is None:
-            raise ValueError("page: wire the image of the same Dataset Load with it")
-        page = check_page(page, int(image.shape[0]))
-        if captions is None:
-            captions = page_captions(page)
-    with release_on_error(page):
+    with release_on_error(page if isinstance(page, Page) else None):
+        if page is not None:
+            if image is None:
+                raise ValueError("page: wire the image of the same Dataset Load with it")
+            page = check_page(page, int(image.shape[0]))
+            if captions is None:
+                captions = page_captions(page)
         if not 1 <= routes <= MAX_ROUTES:
             raise ValueError(f"routes must be from 1 to {MAX_ROUTES}, got {routes}")
         if timeout < 0:
