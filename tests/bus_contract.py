@@ -63,6 +63,25 @@ def _flip_a_data_byte(data: bytes) -> bytes:
     return bytes(out)
 
 
+def _quota_removes_a(bus: BusAdmin) -> None:
+    bus.publish("c", _image())
+    assert bus.set_policy(quota_bytes=bus.usage() - 1)[1] == ["a"]
+
+
+CHANGES: dict[str, Callable[[BusAdmin], object]] = {
+    "publish a new slot": lambda bus: bus.publish("c", _image()),
+    "republish": lambda bus: bus.publish("a", _image(seed=3), meta={"n": 3}),
+    "republish the same tensors": lambda bus: bus.publish("a", _image(seed=1), meta={"n": 1}),
+    "delete": lambda bus: bus.delete("a"),
+    "rename": lambda bus: bus.rename("a", "z"),
+    "rename over": lambda bus: bus.rename("a", "b", overwrite=True),
+    "pin": lambda bus: bus.pin("a"),
+    "unpin": lambda bus: bus.pin("b", False),
+    "policy": lambda bus: bus.set_policy(keep=1),
+    "quota": _quota_removes_a,
+}
+
+
 class BusContract:
     """Subclass with a `kit` fixture returning a BusKit on a fresh, empty bus."""
 
@@ -396,3 +415,37 @@ class BusContract:
         kept = kit.bus.history("shared")
         assert len(kept) == 3 and all(v.error is None for v in kept)
         assert len({v.meta["n"] for v in kept}) == 3
+
+    # -- the listing token (what /bus/list's ETag is made of) ---------------------------------
+    def test_the_listing_token_stays_while_nothing_changes(self, kit: BusKit) -> None:
+        assert kit.bus.listing_token() == kit.bus.listing_token()  # an empty bus too
+        kit.bus.publish("a", _image())
+        token = kit.bus.listing_token()
+        kit.bus.list(), kit.bus.info("a"), kit.bus.read("a"), kit.bus.history("a"), kit.bus.policy()
+        assert kit.bus.listing_token() == token and kit.bus.listing_token() == token
+
+    @pytest.mark.parametrize("change", list(CHANGES))
+    def test_every_change_moves_the_token_and_the_listing_follows(self, kit: BusKit, change: str) -> None:
+        """The listing is taken (and remembered, where a backend remembers it) before the
+        change; after it, the token differs and list() is what info() says of every slot."""
+        kit.bus.set_policy(keep=2)
+        kit.bus.publish("a", _image(seed=1), meta={"n": 1})
+        kit.bus.publish("b", _image(seed=2))
+        kit.bus.pin("b")
+        kit.bus.list()
+        token = kit.bus.listing_token()
+        CHANGES[change](kit.bus)
+        assert kit.bus.listing_token() != token
+        listed = [s.to_dict() for s in kit.bus.list()]
+        assert listed == sorted(
+            (kit.bus.info(i).to_dict() for i in kit.bus.ids()), key=lambda s: s["created"], reverse=True
+        )
+
+    def test_the_token_taken_before_a_listing_never_hides_a_change(self, kit: BusKit) -> None:
+        """A client keeps (token, rows) with the token taken first: a change after the token
+        shows as a new token next time, so the rows it kept are never kept wrongly."""
+        kit.bus.publish("a", _image())
+        token = kit.bus.listing_token()
+        kit.bus.publish("b", _image())  # lands between the token and the listing
+        rows = kit.bus.list()
+        assert {s.id for s in rows} == {"a", "b"} and kit.bus.listing_token() != token

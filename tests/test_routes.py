@@ -96,6 +96,25 @@ async def test_list_returns_slots_with_thumbnail_urls(client, store):
     assert Image.open(io.BytesIO(await thumb.read())).size[0] <= 256
 
 
+async def test_an_unchanged_listing_is_a_304_and_a_changed_one_is_not(client, store, monkeypatch):
+    """The sidebar's poll: If-None-Match with the last ETag costs no listing while nothing
+    changed, and gets the new rows once something did."""
+    first = await client.get(f"{P}/bus/list")
+    etag = first.headers["ETag"]
+    assert first.status == 200 and etag.startswith('"') and first.headers["Cache-Control"] == "no-cache"
+    monkeypatch.setattr(SlotStore, "list", lambda self: pytest.fail("a 304 lists nothing"))
+    for header in (etag, f'"other", W/{etag}', "*"):
+        again = await client.get(f"{P}/bus/list", headers={"If-None-Match": header})
+        assert again.status == 304 and again.headers["ETag"] == etag and await again.read() == b""
+    monkeypatch.undo()
+    store.pin("b")
+    changed = await client.get(f"{P}/bus/list", headers={"If-None-Match": etag})
+    assert changed.status == 200 and changed.headers["ETag"] != etag
+    assert {s["id"]: s["pinned"] for s in (await changed.json())["slots"]} == {"a": False, "b": True}
+    stale = await client.get(f"{P}/bus/list", headers={"If-None-Match": '"something else"'})
+    assert stale.status == 200 and stale.headers["ETag"] == changed.headers["ETag"]
+
+
 async def test_info_image_and_tensor_download(client, store):
     info = await (await client.get(f"{P}/bus/info/a")).json()
     assert info["image_shape"] == [3, 40, 30, 3] and info["meta"] == {"route": 1}

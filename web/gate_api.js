@@ -111,6 +111,16 @@ export function busApi(client, clientId = () => null) {
       const data = await client.get(bus("/list"));
       return { bus: data.bus || "", slots: Array.isArray(data.slots) ? data.slots : [] };
     },
+    /**
+     * The listing again only if it changed since the one tagged `etag` (GET /bus/list with
+     * If-None-Match): null while it holds (a 304), else {bus, slots, etag} with the new tag.
+     */
+    async listIfChanged(etag = null) {
+      const reply = await client.getIfChanged(bus("/list"), etag);
+      if (!reply.changed) return null;
+      const data = reply.data ?? {};
+      return { bus: data.bus || "", slots: Array.isArray(data.slots) ? data.slots : [], etag: reply.etag };
+    },
     /** One slot or version (id@-N), as a row of the list. */
     info: (ref) => client.get(bus(`/info/${slotPath(ref)}`)),
     /** A slot's kept versions, newest first. */

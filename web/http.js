@@ -31,9 +31,19 @@ export function httpClient({ fetch: send, url }) {
     if (!response.ok) throw new HttpError(await errorText(response), response.status);
     return readJson(response);
   }
+  /** GET with If-None-Match `etag`: {changed: false, etag} on a 304 (the caller keeps what it
+   *  has), else {changed: true, etag, data} with the answer's ETag (null without one). */
+  async function getIfChanged(path, etag) {
+    const headers = etag ? { "If-None-Match": etag } : {};
+    const response = await send(path, { cache: "no-store", headers });
+    if (response.status === 304) return { changed: false, etag };
+    if (!response.ok) throw new HttpError(await errorText(response), response.status);
+    return { changed: true, etag: response.headers.get("ETag"), data: await readJson(response) };
+  }
   return {
     url,
     get: (path) => request(path),
+    getIfChanged,
     postJson: (path, body) =>
       request(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }),
     postForm: (path, form) => request(path, { method: "POST", body: form }),

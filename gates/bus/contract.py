@@ -179,6 +179,14 @@ class BusAdmin(SlotBus, Protocol):
     def list(self) -> builtins.list[SlotInfo]:
         """Every slot, newest first; a damaged one is listed with `error` set, never hidden."""
 
+    def listing_token(self) -> str:
+        """A string that changes whenever `list()` would answer differently, and on every
+        change made through the bus (publish, delete, rename, pin, policy); equal tokens mean
+        an equal listing, so a client holding a listing asks for it again only when the token
+        moved (`/bus/list`'s ETag). Take it *before* the `list()` it goes with: a change in
+        between then shows as a new token next time, never as an old token on new rows. Costs
+        at most what a `list()` does; backends answer it cheaply for an unchanged bus."""
+
     def ids(self) -> builtins.list[str]:
         """The ids of every slot, sorted, read from names alone (no slot file is opened)."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import itertools
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -51,6 +52,12 @@ class _Shelf:
     policy: bytes | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     publishes: Iterator[int] = field(default_factory=itertools.count)
+    nonce: str = field(default_factory=lambda: secrets.token_hex(8))  # a shelf made anew: new tokens
+    changes: int = 0  # counts every change: the listing token
+
+    def changed(self) -> None:
+        """Count a change (the caller holds `lock`)."""
+        self.changes += 1
 
 
 _shelves: dict[str, _Shelf] = {}
@@ -140,6 +147,7 @@ class MemoryBus:
             version = StoredVersion(data, thumb, next(self._shelf.publishes))
             kept = self._shelf.slots.get(slot_id, [])
             self._shelf.slots[slot_id] = [version, *kept][: policy.keep]
+            self._shelf.changed()
             info = self.info(slot_id)
         self.enforce_quota(protect=slot_id, policy=policy)
         return info
@@ -197,6 +205,11 @@ class MemoryBus:
         out.sort(key=lambda s: s.created, reverse=True)
         return out
 
+    def listing_token(self) -> str:
+        """The shelf's change count: every change counts, under the lock that makes it."""
+        with self._shelf.lock:
+            return f"{self._shelf.nonce}-{self._shelf.changes}"
+
     def history(self, slot_id: str) -> builtins.list[SlotInfo]:
         with self._shelf.lock:
             count = len(self._versions(slot_id))
@@ -207,6 +220,7 @@ class MemoryBus:
             versions = self._versions(slot_id)
             del self._shelf.slots[slot_id]
             self._shelf.pinned.discard(slot_id)
+            self._shelf.changed()
         return sum(_size(v) for v in versions)
 
     def rename(self, old: str, new: str, overwrite: bool = False) -> SlotInfo:
@@ -220,6 +234,7 @@ class MemoryBus:
                     raise FileExistsError(f"slot {new!r} already exists; delete it first or overwrite")
                 self.delete(new)
             self._shelf.slots[new] = self._shelf.slots.pop(old)
+            self._shelf.changed()
             if old in self._shelf.pinned:
                 self._shelf.pinned.discard(old)
                 self._shelf.pinned.add(new)
@@ -229,6 +244,7 @@ class MemoryBus:
         with self._shelf.lock:
             self._versions(slot_id)
             (self._shelf.pinned.add if pinned else self._shelf.pinned.discard)(slot_id)
+            self._shelf.changed()
         return self._info_or_damaged(slot_id)
 
     def policy(self) -> Policy:
@@ -237,7 +253,9 @@ class MemoryBus:
 
     def set_policy(self, **changes: Any) -> tuple[Policy, builtins.list[str]]:
         policy = replace(self.policy(), **changes)
-        self._shelf.policy = policy_to_json(policy)
+        with self._shelf.lock:
+            self._shelf.policy = policy_to_json(policy)
+            self._shelf.changed()
         return policy, self.enforce_quota(policy=policy)
 
     def enforce_quota(self, protect: str | None = None, policy: Policy | None = None) -> builtins.list[str]:
@@ -273,6 +291,7 @@ class MemoryBus:
         """Store `data` as the current slot file of `slot_id` unchecked, replacing the slot."""
         with self._shelf.lock:
             self._shelf.slots[validate_id(slot_id)] = [StoredVersion(bytes(data), thumb, next(self._shelf.publishes))]
+            self._shelf.changed()
 
     def raw(self, ref: str) -> bytes:
         """The stored slot file of `ref`, unchecked."""

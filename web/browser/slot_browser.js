@@ -8,7 +8,7 @@
 // makes the requests. Side-effect free: nothing happens until mountBrowser() is called, and it
 // never touches ComfyUI's own scripts.
 import { age, el, ensureStylesheet, humanBytes, shapeText, sizeText, when } from "../format.js";
-import { SlotBrowserModel, isParked } from "./slot_model.js";
+import { CARDS_PAGE, SlotBrowserModel, isParked } from "./slot_model.js";
 
 /** What an empty bus says: how slots get made. */
 export const EMPTY_BUS = "No slots yet. Slots are made when a gate with a send_id passes a batch, " +
@@ -38,7 +38,7 @@ function metaText(meta) {
 
 export class SlotBrowserView {
   /**
-   * @param {Record<string, Function>} on refresh(), filter(text), open(slot), back(), page(step),
+   * @param {Record<string, Function>} on refresh(), filter(text), more() (draw more cards), open(slot), back(), page(step),
    *   showVersion(version), showLayer("image"|"mask"), verify(slot), download(slot) (resolves
    *   to whether the file may be fetched), rename(id, to, overwrite), pin(id, pinned),
    *   remove(id) (after the user confirmed), resume(id)
@@ -92,6 +92,10 @@ export class SlotBrowserView {
   drawGrid(grid) {
     this.gridKey = grid.key;
     this.grid.replaceChildren(...grid.cards.map((card) => this.card(card)));
+    if (grid.more) {
+      this.grid.append(el("button.dg-btn.dg-more", { type: "button", onclick: () => this.on.more() },
+        `Show ${Math.min(grid.more, CARDS_PAGE)} more (${grid.more} not shown)`));
+    }
     if (!grid.cards.length) {
       this.grid.append(el("div.dg-empty", {}, grid.total ? "No slot matches the filter." : EMPTY_BUS));
     }
@@ -298,6 +302,7 @@ export function mountBrowser(root, options = {}) {
   const view = new SlotBrowserView({
     refresh: () => model.refresh(),
     filter: (text) => model.setFilter(text),
+    more: () => model.showMore(),
     open: (slot) => model.openSlot(slot, 0),
     back: () => model.back(),
     page: (step) => model.page(step),

@@ -11,6 +11,8 @@ import { fetchClient } from "../http.js";
 const DAMAGED = 422;
 
 const RESUME_POLL_MS = 1000;
+/** Cards drawn at a time: a bus of 10,000 slots draws 200, and "Show more" adds as many. */
+export const CARDS_PAGE = 200;
 const FINAL_STATES = new Set(["done", "failed", "stopped", "unknown"]);
 
 /** A slot a gate parked when its countdown ran out (meta.parked). */
@@ -53,8 +55,9 @@ export function planText(plan) {
  * @typedef {object} BrowserView
  * @property {string} bus          the bus folder's name
  * @property {{text: string, isError: boolean}} message
- * @property {{key: number, cards: Card[], total: number}|null} grid  the slots the filter lets
- *   through; null until the first listing
+ * @property {{key: number, cards: Card[], total: number, more: number}|null} grid  the first
+ *   `cardLimit` slots the filter lets through (`more`: how many more it lets through); null
+ *   until the first listing
  * @property {Detail|null} detail  the open slot, or null for the grid
  */
 
@@ -85,6 +88,8 @@ export class SlotBrowserModel {
     this.plan = null; // the open parked slot's {id, created, text, ready, refused}
     this.message = { text: "", isError: false, kind: "" }; // kind "list": a failed listing
     this.listed = false; // the first GET /bus/list answered
+    this.etag = null; // the listing's tag: a refresh of an unchanged bus is a 304, slots kept
+    this.cardLimit = CARDS_PAGE; // cards the grid draws (see showMore)
     this.gridKey = 0;
     this.detailKey = 0;
     this.polling = null;
@@ -102,13 +107,20 @@ export class SlotBrowserModel {
     this.changed();
   }
 
+  /** List the bus again; an unchanged bus answers 304 and the cards drawn stay as they are. */
   async refresh() {
     try {
-      const { bus, slots } = await this.busApi.list();
-      this.bus = bus;
-      this.slots = slots;
+      const reply = await this.busApi.listIfChanged(this.etag);
+      const cleared = this.message.kind === "list";
+      if (cleared) this.message = { text: "", isError: false, kind: "" };
+      if (!reply) {
+        if (cleared) this.changed();
+        return;
+      }
+      this.bus = reply.bus;
+      this.slots = reply.slots;
+      this.etag = reply.etag;
       this.listed = true;
-      if (this.message.kind === "list") this.message = { text: "", isError: false, kind: "" };
       if (this.open) {
         const fresh = this.slots.find((s) => s.id === this.open.id);
         if (fresh) this.openSlot(fresh, this.index);
@@ -122,6 +134,13 @@ export class SlotBrowserModel {
 
   setFilter(text) {
     this.filter = text;
+    this.cardLimit = CARDS_PAGE;
+    this.changed({ grid: true });
+  }
+
+  /** Draw CARDS_PAGE more cards of the grid. */
+  showMore() {
+    this.cardLimit += CARDS_PAGE;
     this.changed({ grid: true });
   }
 
@@ -347,7 +366,8 @@ export class SlotBrowserModel {
       grid: this.listed ? {
         key: this.gridKey,
         total: this.slots.length,
-        cards: shown.map((slot) => ({
+        more: Math.max(0, shown.length - this.cardLimit),
+        cards: shown.slice(0, this.cardLimit).map((slot) => ({
           slot, thumbUrl: this.busApi.thumbUrl(slot), resume: this.runOf(slot.id)?.text ?? null, damage: this.damageOf(slot),
         })),
       } : null,

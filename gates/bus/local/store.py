@@ -36,7 +36,7 @@ from ..ids import format_ref, is_slot_name, parse_ref, validate_id
 from ..policy import Policy, policy_from_json, policy_to_json
 from ..quota import enforce_quota
 from ..tensors import image_and_mask, slot_data, slot_tensors
-from . import history, migration, slot_file
+from . import history, listing, migration, slot_file
 from .atomic import atomic_write, clean_stale_temps, fsync_dir
 from .locks import os_reason, slot_locks
 from .safe_files import UnsafeFile, ensure_real_dir, open_regular, read_regular
@@ -161,9 +161,10 @@ class SlotStore:
 
     def _write_policy(self, policy: Policy) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        data = policy_to_json(policy)
-        with atomic_write(self.root / POLICY_FILE, lambda tmp: Path(tmp).write_bytes(data)) as commit:
-            commit()
+        with self._changing():
+            data = policy_to_json(policy)
+            with atomic_write(self.root / POLICY_FILE, lambda tmp: Path(tmp).write_bytes(data)) as commit:
+                commit()
 
     # -- paths -----------------------------------------------------------------------------
     def slot_dir(self, slot_id: str) -> Path:
@@ -271,32 +272,33 @@ class SlotStore:
         version whole. The thumbnail (downscale + PNG, which release the GIL) is made while the
         tensor file is written and fsynced, so a publish costs about the larger of the two.
         """
-        d = self.slot_dir(slot_id)
-        thumb = _thumb_pool().submit(lambda: codec.thumbnail(tensors["image"]))
-        try:
-            ensure_real_dir(d)
-            clean_stale_temps(d)
-            current, seq = history.numbers(d, SLOT_FILE)
-            with (
-                atomic_write(
-                    d / SLOT_FILE, lambda tmp: slot_file.write(tmp, tensors, meta, created, seq)
-                ) as commit_slot,
-                atomic_write(d / THUMB_FILE, lambda tmp: Path(tmp).write_bytes(thumb.result())) as commit_thumb,
-            ):
-                if keep > 1 and current is not None:
-                    history.archive_current(d, SLOT_FILE, THUMB_FILE, current)
-                commit_slot()
-                commit_thumb()
-            fsync_dir(d)
-        except UnsafeFile as exc:
-            raise SlotWriteError(f"could not publish slot {slot_id!r}: {exc}; nothing was changed") from None
-        except OSError as exc:
-            raise SlotWriteError(
-                f"could not publish slot {slot_id!r} in {self.name}: "
-                f"{os_reason(exc)}; the previous version, if any, is "
-                f"unchanged"
-            ) from None
-        history.prune(d, keep - 1)
+        with self._changing():
+            d = self.slot_dir(slot_id)
+            thumb = _thumb_pool().submit(lambda: codec.thumbnail(tensors["image"]))
+            try:
+                ensure_real_dir(d)
+                clean_stale_temps(d)
+                current, seq = history.numbers(d, SLOT_FILE)
+                with (
+                    atomic_write(
+                        d / SLOT_FILE, lambda tmp: slot_file.write(tmp, tensors, meta, created, seq)
+                    ) as commit_slot,
+                    atomic_write(d / THUMB_FILE, lambda tmp: Path(tmp).write_bytes(thumb.result())) as commit_thumb,
+                ):
+                    if keep > 1 and current is not None:
+                        history.archive_current(d, SLOT_FILE, THUMB_FILE, current)
+                    commit_slot()
+                    commit_thumb()
+                fsync_dir(d)
+            except UnsafeFile as exc:
+                raise SlotWriteError(f"could not publish slot {slot_id!r}: {exc}; nothing was changed") from None
+            except OSError as exc:
+                raise SlotWriteError(
+                    f"could not publish slot {slot_id!r} in {self.name}: "
+                    f"{os_reason(exc)}; the previous version, if any, is "
+                    f"unchanged"
+                ) from None
+            history.prune(d, keep - 1)
 
     # -- the seed's PNG layout --------------------------------------------------------------
     def migrate(self, slot_id: str, dry_run: bool = False) -> bool:
@@ -346,6 +348,15 @@ class SlotStore:
                     out.append((slot_id, str(exc)))
         return out
 
+    @contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Mark the bus changed when the block ends, however it ends, for every process's
+        remembered listing (see `listing`): each change ends in one."""
+        try:
+            yield
+        finally:
+            listing.bump(self.root)
+
     def _locked(self, *slot_ids: str) -> AbstractContextManager[None]:
         """Serialize writers of these slots across threads and processes (see `locks`)."""
         return slot_locks(self.root, slot_ids, self.name)
@@ -354,21 +365,28 @@ class SlotStore:
         """A pinned slot is never removed to meet the quota."""
         if not self.exists(slot_id):
             raise SlotNotFound(f"no slot {slot_id!r} in {self.name}")
-        marker = self.slot_dir(slot_id) / PIN_FILE
-        try:
-            if pinned and not os.path.lexists(marker):
-                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644))
-            elif not pinned:
-                marker.unlink(missing_ok=True)  # a planted link is removed, not followed
-        except OSError as exc:
-            raise SlotWriteError(
-                f"could not {'pin' if pinned else 'unpin'} slot {slot_id!r}: {os_reason(exc)}"
-            ) from None
+        with self._changing():
+            marker = self.slot_dir(slot_id) / PIN_FILE
+            try:
+                if pinned and not os.path.lexists(marker):
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                    os.close(os.open(marker, flags, 0o644))
+                elif not pinned:
+                    marker.unlink(missing_ok=True)  # a planted link is removed, not followed
+            except OSError as exc:
+                raise SlotWriteError(
+                    f"could not {'pin' if pinned else 'unpin'} slot {slot_id!r}: {os_reason(exc)}"
+                ) from None
         return self._info_or_damaged(slot_id)
 
     def usage(self) -> int:
-        """Bytes used by everything in the bus folder."""
-        return _tree_bytes(self.root)
+        """Bytes used by everything in the bus folder but the listing's generation file (a
+        byte per change, bookkeeping no quota should count: deleting a slot would add one)."""
+        try:
+            generation = os.lstat(self.root / listing.GENERATION_FILE).st_size
+        except FileNotFoundError:
+            generation = 0
+        return _tree_bytes(self.root) - generation
 
     def set_policy(self, **changes: Any) -> tuple[Policy, list[str]]:
         """Save the policy with `changes` (keep, quota_bytes) applied and meet it at once.
@@ -437,12 +455,13 @@ class SlotStore:
         Callers check that the slot exists first, under its lock; a folder gone since then was
         deleted or renamed by another thread or process: SlotNotFound, like the check itself.
         """
-        try:
-            os.rename(src, dst)
-        except FileNotFoundError:
-            raise SlotNotFound(f"no slot {slot_id!r} in {self.name}") from None
-        except OSError as exc:
-            raise SlotWriteError(f"could not {doing} slot {slot_id!r}: {os_reason(exc)}") from None
+        with self._changing():
+            try:
+                os.rename(src, dst)
+            except FileNotFoundError:
+                raise SlotNotFound(f"no slot {slot_id!r} in {self.name}") from None
+            except OSError as exc:
+                raise SlotWriteError(f"could not {doing} slot {slot_id!r}: {os_reason(exc)}") from None
 
     # -- read ------------------------------------------------------------------------------
     def read(self, ref: str, device: str | torch.device = "cpu", verify: bool = True) -> SlotData:
@@ -556,17 +575,37 @@ class SlotStore:
                 if SLOT_FILE in names or migration.LEGACY_IMAGE in names:
                     yield e.name, Path(e.path), names
 
+    def listing_token(self) -> str:
+        """A string that changes whenever `list()` would (and on every change made through the
+        pack, policy included): equal tokens, equal listings. Costs what a re-list does."""
+        return self._listing()[1]
+
+    def _listing(self) -> tuple[list[SlotInfo], str]:
+        return listing.of(self.root, SLOT_FILE).get(self._list_row, POLICY_FILE)
+
+    def _list_row(self, slot_id: str, d: Path) -> tuple[SlotInfo, bool] | None:
+        """One slot's listing row and whether it keeps a history folder; None when the folder
+        holds no slot (anymore). A seed-layout folder is migrated first."""
+        try:
+            names = set(os.listdir(d))
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # deleted while we listed
+        if SLOT_FILE not in names and migration.LEGACY_IMAGE not in names:
+            return None
+        try:
+            if SLOT_FILE not in names and self.migrate(slot_id):
+                names = set(os.listdir(d))
+            info = self._describe(_Version(slot_id, 0, d, d / SLOT_FILE, d / THUMB_FILE), names)
+        except SlotNotFound:
+            return None  # deleted while we listed
+        except SlotError as exc:
+            info = SlotInfo.damaged(slot_id, str(exc))
+        return info, history.HISTORY_DIR in names
+
     def list(self) -> list[SlotInfo]:
-        """Every slot, newest first; a damaged one is listed with `error` set rather than hidden."""
-        out = []
-        for slot_id, d, names in self._scan():
-            try:
-                if SLOT_FILE not in names and self.migrate(slot_id):
-                    names = set(os.listdir(d))
-                out.append(self._describe(_Version(slot_id, 0, d, d / SLOT_FILE, d / THUMB_FILE), names))
-            except SlotNotFound:
-                continue  # deleted while we listed
-            except SlotError as exc:
-                out.append(SlotInfo.damaged(slot_id, str(exc)))
-        out.sort(key=lambda s: s.created, reverse=True)
-        return out
+        """Every slot, newest first; a damaged one is listed with `error` set rather than hidden.
+
+        Rows of slots unchanged since the last listing in this process come from memory (see
+        `listing`): re-listing an unchanged bus reads no slot file.
+        """
+        return self._listing()[0]
