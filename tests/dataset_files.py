@@ -1,4 +1,5 @@
-"""Real image and caption files for the dataset tests, written with Pillow and pypng."""
+"""Real image and caption files for the dataset tests, written with Pillow and pypng, and a
+small decided dataset folder (images and a journal) for the tests of its report."""
 
 from __future__ import annotations
 
@@ -65,6 +66,21 @@ def pillow_levels(path: Path, mode: str) -> np.ndarray:
 
     with Image.open(path) as img:
         return np.asarray(ImageOps.exif_transpose(img).convert(mode))
+
+
+def decided_set(root: Path) -> Path:
+    """Three PNGs in `root`, two decided: 0.png kept (its journal size 1536x1024: bucket
+    1024x704) and 1.png dropped. Its report's progress is "2 / 3 decided: 1 keep · 1 drop"."""
+    from gates.dataset.journal import Decision, Journal
+
+    root.mkdir(parents=True, exist_ok=True)
+    for i, (w, h) in enumerate([(40, 30), (30, 40), (32, 32)]):
+        png8(root / f"{i}.png", noise(h, w, 3, seed=i))
+    Journal(root).decide(
+        [Decision("0.png", 0, "keep", width=1536, height=1024), Decision("1.png", 1, "drop", width=30, height=40)],
+        "test",
+    )
+    return root
 
 
 def png_bytes(levels: np.ndarray) -> bytes:

@@ -9,13 +9,17 @@ Needs Chromium and playwright (skips without them, fails in CI).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
 import torch
+from dataset_files import decided_set
 from test_browser_page import blank, chromium, harness_fixture  # noqa: F401 - the shared fixtures
 
 from gates.bus.local.store import SlotStore
+from gates.dataset.report import RECENT
+from gates.dataset.roots import ENV_VAR
 
 pytestmark = pytest.mark.browser
 
@@ -117,6 +121,61 @@ def test_bus_api_reads_odd_replies_and_resumes_only_with_a_client_id(api) -> Non
     assert got["history"] == []
     assert got["resume"] == ["HttpError", 0, "this tab's client id is not known yet"]
     assert got["sentForResume"] == []  # refused before anything was sent
+
+
+def test_bus_api_asks_for_dataset_reports_on_the_client(api) -> None:
+    got = api.evaluate("""async () => {
+      const { busApi, client, sent, replies } = window.dg;
+      const bus = busApi(client);
+      replies['/datasete_gate/dataset/recent'] = { datasets: [{ folder: '/d', progress: '0 / 1 decided' }] };
+      const out = { recent: await bus.datasetRecent() };
+      replies['/datasete_gate/dataset/recent'] = { datasets: 'not a list' };
+      out.odd = await bus.datasetRecent();
+      replies['/datasete_gate/dataset/report'] = { folder: '/d', total: 1 };
+      out.report = await bus.datasetReport('/data/a b&c', 2);
+      await bus.datasetReport('rel');
+      out.sent = sent.splice(0);
+      return out;
+    }""")
+    assert got["recent"] == [{"folder": "/d", "progress": "0 / 1 decided"}]
+    assert got["odd"] == []
+    assert got["report"] == {"folder": "/d", "total": 1}
+    assert got["sent"] == [
+        ["GET", "/datasete_gate/dataset/recent", None],
+        ["GET", "/datasete_gate/dataset/recent", None],
+        ["GET", "/datasete_gate/dataset/report?folder=%2Fdata%2Fa+b%26c&depth=2", None],
+        ["GET", "/datasete_gate/dataset/report?folder=rel&depth=0", None],
+    ]
+
+
+def test_bus_api_dataset_reports_reach_the_standalone_servers_routes(blank, tmp_path: Path, monkeypatch) -> None:
+    """datasetRecent and datasetReport on window.fetch against `gates serve`: a folder's report,
+    the folders read lately (one gone since, which says why), and a refusal as an HttpError."""
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setattr(RECENT, "_folders", OrderedDict())
+    folder = decided_set(tmp_path / "set")
+    RECENT.add(str(tmp_path / "gone"), 0)
+    RECENT.add(str(folder), 0)
+    got = blank.evaluate(
+        """async ([folder, missing]) => {
+      const { busApi } = await import('/web/gate_api.js');
+      const { fetchClient } = await import('/web/http.js');
+      const bus = busApi(fetchClient(''));
+      const failure = (p) => p.then(() => 'resolved', (err) => [err.name, err.status, err.message]);
+      return {
+        report: await bus.datasetReport(folder, 1),
+        recent: await bus.datasetRecent(),
+        missing: await failure(bus.datasetReport(missing)),
+      };
+    }""",
+        [str(folder), str(tmp_path / "nothing")],
+    )
+    assert got["report"]["folder"] == str(folder) and got["report"]["depth"] == 1
+    assert got["report"]["progress"] == "2 / 3 decided: 1 keep · 1 drop"
+    assert got["report"]["buckets"] == [{"bucket": "1024x704", "count": 1}]
+    assert [r["folder"] for r in got["recent"]] == [str(folder), str(tmp_path / "gone")]
+    assert "error" in got["recent"][1] and got["recent"][0]["total"] == 3
+    assert got["missing"][:2] == ["HttpError", 400] and got["missing"][2]
 
 
 def test_gate_api_sends_a_pauses_answers_on_the_client(api) -> None:

@@ -1,6 +1,7 @@
 // The pack's HTTP routes as calls on a client of web/http.js: the gate's (a pause's preview,
-// choice, hold, mask, take-over, pending) and the bus's (its slots and their files, pin,
-// rename, delete, the storage policy, resuming a parked slot). Imports nothing from ComfyUI, so
+// choice, hold, mask, take-over, pending) and the slot browser's (the bus's slots and their
+// files, pin, rename, delete, the storage policy, resuming a parked slot; the datasets'
+// reports). Imports nothing from ComfyUI, so
 // it runs in both pages: inside ComfyUI comfy_api.js puts both on api.fetchApi; the standalone
 // slot browser page (`python -m gates serve`) puts the bus's on window.fetch. No side effects.
 import { HttpError, PREFIX } from "./http.js";
@@ -98,8 +99,9 @@ export function gateApi(client, clientId = () => null) {
 }
 
 /**
- * The bus's routes on `client`: every /bus request of the slot browser and the slot picker.
- * URLs are the client's, for <img src> and links.
+ * The bus's routes on `client`: every request of the slot browser and the slot picker (the
+ * /bus routes, and the /dataset reports the browser's Datasets panel shows). URLs are the
+ * client's, for <img src> and links.
  * @param {object} client  an http.js client
  * @param {() => string|null} clientId  this tab's websocket client id; resume needs it
  */
@@ -158,5 +160,15 @@ export function busApi(client, clientId = () => null) {
     /** Queue a parked slot's prompt again, its gate reading the slot and pausing in this tab:
      *  resolves to {prompt_id}. */
     resume: async (id) => client.postJson(`${PREFIX}/resume/${slotPath(id)}`, { client_id: needClientId(clientId) }),
+    /** The reports of the dataset folders this server loaded pages from, newest first (a gone
+     *  one is {folder, depth, error}). */
+    async datasetRecent() {
+      const data = await client.get(`${PREFIX}/dataset/recent`);
+      return Array.isArray(data.datasets) ? data.datasets : [];
+    },
+    /** The report of any dataset folder the server may read, listed to `depth` (0: the folder's
+     *  own files); an HttpError 400 / 403 with the server's reason otherwise. */
+    datasetReport: (folder, depth = 0) =>
+      client.get(`${PREFIX}/dataset/report?${new URLSearchParams({ folder: String(folder), depth: String(depth) })}`),
   };
 }

@@ -1,13 +1,15 @@
 // Dataset Gates: the ComfyUI extension entry (the only module here with side effects).
 // Wires the Image Gate and Text Gate panels into their nodes, slot pickers into the bus nodes,
-// the pause / done socket events and GET /pending (this tab's pauses, and other tabs') into the
-// right node and into the pause alert, and the slot browser into the sidebar. The page's state lives
+// the dataset nodes' panels (and each run's output into them), the pause / done socket events
+// and GET /pending (this tab's pauses, and other tabs') into the right node and into the pause
+// alert, and the slot browser into the sidebar. The page's state lives
 // in its one DatasetGates object (and in each node's GateController).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { OPEN_COMMAND, SlotBrowsers } from "./browser_tab.js";
 import { ensureStylesheet } from "./format.js";
 import { comfyGate } from "./comfy_api.js";
+import { DATASET_NODES, DatasetController } from "./dataset_node.js";
 import { pauseKey } from "./gate_api.js";
 import { GateController } from "./gate_node.js";
 import { PAINTER_BRUSH, PAINTER_EDITOR, PAINTER_SETTING } from "./mask_editor_bridge.js";
@@ -255,6 +257,14 @@ app.registerExtension({
     } else if (nodeData.name in BUS_NODES) {
       chain(nodeType.prototype, "onNodeCreated", function () {
         gates.picker.addButton(this, "slot_id", BUS_NODES[nodeData.name]);
+      });
+    } else if (nodeData.name in DATASET_NODES) {
+      chain(nodeType.prototype, "onNodeCreated", function () {
+        this.dgDataset = new DatasetController(this, nodeData.name);
+      });
+      // ComfyUI hands a node its run's UI output ({dg_dataset: [...]}) from the "executed" event.
+      chain(nodeType.prototype, "onExecuted", function (output) {
+        this.dgDataset?.show(output);
       });
     }
   },

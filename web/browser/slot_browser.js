@@ -2,13 +2,16 @@
 // through its kept versions (id@-1, ...), check its checksum, pin, rename, delete it or download
 // its exact tensors. A damaged slot says why and offers what still works. A parked slot (a
 // gate that timed out kept its batch and prompt there) is marked, and inside ComfyUI it can be
-// resumed. Used by the standalone page (web/browser/index.html, served by
+// resumed. A collapsible Datasets panel above the slots shows the progress and kept-set buckets
+// of the dataset folders the server's Dataset Load nodes read lately, and of any folder typed
+// there. Used by the standalone page (web/browser/index.html, served by
 // `python -m gates serve`) and by the ComfyUI sidebar tab. This module is the view (DOM only:
 // it reports clicks and keys and draws the model's view()); slot_model.js holds the state and
 // makes the requests. Side-effect free: nothing happens until mountBrowser() is called, and it
 // never touches ComfyUI's own scripts.
+import { drawBuckets } from "../dataset_view.js";
 import { age, el, ensureStylesheet, humanBytes, shapeText, sizeText, when } from "../format.js";
-import { CARDS_PAGE, SlotBrowserModel, isParked } from "./slot_model.js";
+import { CARDS_PAGE, MAX_DATASET_DEPTH, SlotBrowserModel, isParked } from "./slot_model.js";
 
 /** What an empty bus says: how slots get made. */
 export const EMPTY_BUS = "No slots yet. Slots are made when a gate with a send_id passes a batch, " +
@@ -19,6 +22,12 @@ export const RESUME_NEEDS_COMFYUI = "Resume needs ComfyUI: open this bus in Comf
 
 /** What a damaged slot still offers: its file cannot be trusted, its folder can be moved or removed. */
 export const DAMAGED_NOTE = "Its tensors cannot be trusted: rename it to keep it aside, or delete it.";
+
+/** What the Datasets panel says before any Dataset Load ran on this server. */
+export const NO_DATASETS = "No dataset read yet: the folders Dataset Load nodes read show here after they run. "
+  + "Type a folder above to see its progress now.";
+
+let datalists = 0; // each view's folder list needs an id of its own
 
 /** A tensor's shape with what its dimensions are: "[B,H,W] 2×512×768 float32". */
 function tensorText(shape, dtype, dims = { 2: "H,W", 3: "B,H,W", 4: "B,H,W,C" }) {
@@ -41,13 +50,15 @@ export class SlotBrowserView {
    * @param {Record<string, Function>} on refresh(), filter(text), more() (draw more cards), open(slot), back(), page(step),
    *   showVersion(version), showLayer("image"|"mask"), verify(slot), download(slot) (resolves
    *   to whether the file may be fetched), rename(id, to, overwrite), pin(id, pinned),
-   *   remove(id) (after the user confirmed), resume(id)
+   *   remove(id) (after the user confirmed), resume(id); the Datasets panel's
+   *   showDatasets(open), refreshDatasets(), askDataset(folder, depth)
    */
   constructor(on) {
     this.on = on;
     this.model = null;
     this.gridKey = null;
     this.detailKey = null;
+    this.datasetsKey = null;
     this.status = el("div.dg-status", { role: "status" });
     this.grid = el("div.dg-grid");
     this.detail = el("section.dg-detail", { hidden: true });
@@ -60,8 +71,74 @@ export class SlotBrowserView {
         el("strong.dg-title", {}, "Slots"), this.busLabel,
         el("span.dg-grow"), this.filter,
         el("button.dg-btn.dg-refresh", { type: "button", onclick: () => on.refresh() }, "Refresh")),
-      this.status, this.grid, this.detail);
+      this.status, this.datasetsPanel(), this.grid, this.detail);
     this.root.addEventListener("keydown", (event) => this.onKey(event));
+  }
+
+  /** The Datasets panel's frame: its inputs stay while the reports below them are redrawn. */
+  datasetsPanel() {
+    const on = this.on;
+    const ask = () => on.askDataset(this.dsFolder.value, this.dsDepth.value);
+    this.dsFolders = el("datalist", { id: `dg-ds-folders-${++datalists}` });
+    this.dsFolder = el("input.dg-ds-folder", {
+      type: "text", placeholder: "a dataset folder on the server", spellcheck: false, "aria-label": "dataset folder",
+      onkeydown: (e) => { if (e.key === "Enter") ask(); },
+      onchange: () => { // a remembered folder brings its depth
+        const known = this.model?.datasets.folders.find((f) => f.folder === this.dsFolder.value.trim());
+        if (known) this.dsDepth.value = String(known.depth);
+      },
+    });
+    this.dsFolder.setAttribute("list", this.dsFolders.id); // `list` is a read-only property
+    this.dsDepth = el("input.dg-ds-depth", {
+      type: "number", min: 0, max: MAX_DATASET_DEPTH, value: "0", "aria-label": "depth",
+      title: "How deep to list subfolders: 0 is the folder's own files",
+      onkeydown: (e) => { if (e.key === "Enter") ask(); },
+    });
+    this.dsAskButton = el("button.dg-btn.dg-ds-ask", { type: "button", onclick: ask }, "Show");
+    this.dsStatus = el("div.dg-ds-status", { role: "status" });
+    this.dsAsked = el("div.dg-ds-asked");
+    this.dsList = el("div.dg-ds-recent");
+    this.datasets = el("details.dg-datasets", { ontoggle: () => on.showDatasets(this.datasets.open) },
+      el("summary.dg-ds-summary", {}, el("strong", {}, "Datasets"), el("span.dg-muted", {}, " progress and kept buckets")),
+      el("div.dg-bar.dg-ds-form", this.dsFolder, this.dsFolders,
+        el("label.dg-ds-depth-label", {}, "depth ", this.dsDepth), this.dsAskButton, el("span.dg-grow"),
+        el("button.dg-btn.dg-ds-refresh", { type: "button", onclick: () => on.refreshDatasets() }, "Refresh")),
+      this.dsStatus, this.dsAsked, this.dsList);
+    return this.datasets;
+  }
+
+  /** @param {import("./slot_model.js").DatasetsView} d */
+  drawDatasets(d) {
+    this.datasetsKey = d.key;
+    if (this.datasets.open !== d.open) this.datasets.open = d.open;
+    this.datasets.dataset.busy = d.busy ? "1" : "";
+    if (!this.dsFolder.value && d.folders.length && document.activeElement !== this.dsFolder) {
+      this.dsFolder.value = d.folders[0].folder; // the last folder that reported
+      this.dsDepth.value = String(d.folders[0].depth);
+    }
+    this.dsFolders.replaceChildren(...d.folders.map((f) => el("option", { value: f.folder })));
+    this.dsStatus.textContent = d.message.text;
+    this.dsStatus.classList.toggle("dg-error", d.message.isError);
+    const asked = d.asked;
+    this.dsAsked.replaceChildren(...(!asked ? []
+      : asked.busy ? [el("div.dg-muted", {}, `Reading ${asked.folder}…`)]
+        : asked.error ? [el("div.dg-ds-card.dg-bad", {}, el("div.dg-card-error", {}, asked.error))]
+          : [this.datasetCard(asked.row)]));
+    let list;
+    if (d.recent === null) list = d.busy ? [el("div.dg-muted", {}, "Listing the datasets…")] : [];
+    else if (!d.recent.length) list = [el("div.dg-empty.dg-ds-none", {}, NO_DATASETS)];
+    else list = [el("div.dg-ds-head.dg-muted", {}, "Read lately, newest first:"), ...d.recent.map((row) => this.datasetCard(row))];
+    this.dsList.replaceChildren(...list);
+  }
+
+  /** One report: its folder, then its error or its progress, kept set and bucket bars. */
+  datasetCard(row) {
+    const where = `${row.folder}${row.depth ? ` (depth ${row.depth})` : ""}`;
+    const title = el("div.dg-ds-title", { title: where }, where);
+    if (row.error) return el("div.dg-ds-card.dg-bad", { dataset: { folder: row.folder } }, title, el("div.dg-card-error", {}, row.error));
+    return el("div.dg-ds-card", { dataset: { folder: row.folder } }, title,
+      el("div.dg-ds-progress", {}, row.progress), el("div.dg-ds-kept.dg-muted", {}, row.kept),
+      row.buckets.length ? drawBuckets(row.buckets) : null);
   }
 
   get element() {
@@ -77,11 +154,13 @@ export class SlotBrowserView {
     this.busLabel.title = m.bus;
     this.status.textContent = m.message.text;
     this.status.classList.toggle("dg-error", m.message.isError);
+    if (m.datasets && m.datasets.key !== this.datasetsKey) this.drawDatasets(m.datasets);
     if (m.grid && m.grid.key !== this.gridKey) this.drawGrid(m.grid);
     if (m.detail && m.detail.key !== this.detailKey) this.detail.replaceChildren(...this.drawDetail(m.detail));
     else if (!m.detail) this.detail.replaceChildren();
     this.detailKey = m.detail?.key ?? null;
     this.grid.hidden = Boolean(m.detail);
+    this.datasets.hidden = Boolean(m.detail); // an open slot has the page to itself
     this.detail.hidden = !m.detail;
     // A slot just opened takes the keys (arrows page, Esc goes back); a focused button that was
     // just replaced (the pager's) must not drop them to the page.
@@ -298,6 +377,7 @@ export class SlotBrowserView {
  */
 export function mountBrowser(root, options = {}) {
   ensureStylesheet("browser", new URL("./browser.css", import.meta.url));
+  ensureStylesheet("dataset", new URL("../dataset.css", import.meta.url));
   const model = new SlotBrowserModel({ ...options, onChange: () => view.render(model.view()) });
   const view = new SlotBrowserView({
     refresh: () => model.refresh(),
@@ -314,6 +394,9 @@ export function mountBrowser(root, options = {}) {
     pin: (id, pinned) => model.pin(id, pinned),
     remove: (id) => model.remove(id),
     resume: (id) => model.resume(id),
+    showDatasets: (open) => model.showDatasets(open),
+    refreshDatasets: () => model.refreshDatasets(),
+    askDataset: (folder, depth) => model.askDataset(folder, depth),
   });
   root.replaceChildren(view.element);
   model.refresh();

@@ -1,9 +1,11 @@
 // The slot browser's model: the bus's slots, the filter, the open slot (the batch image or its
 // mask on screen, its kept versions and the one shown), checksum checks and resumes started
-// from this page, and every request, through the bus's routes (busApi, web/gate_api.js) on the page's HTTP client. It
-// has no DOM: after each change it calls onChange, and the view (slot_browser.js) draws what
+// from this page, the Datasets panel (the reports of the folders read lately and of a folder
+// typed here, the folders remembered), and every request, through the bus's routes (busApi,
+// web/gate_api.js) on the page's HTTP client. It has no DOM: after each change it calls onChange, and the view (slot_browser.js) draws what
 // view() describes, the way GateController feeds GatePanel. Imports nothing from ComfyUI. No
 // side effects.
+import { bucketRows, countText } from "../dataset_view.js";
 import { busApi } from "../gate_api.js";
 import { fetchClient } from "../http.js";
 
@@ -14,6 +16,68 @@ const RESUME_POLL_MS = 1000;
 /** Cards drawn at a time: a bus of 10,000 slots draws 200, and "Show more" adds as many. */
 export const CARDS_PAGE = 200;
 const FINAL_STATES = new Set(["done", "failed", "stopped", "unknown"]);
+
+/** Where the Datasets panel keeps the folders typed here (newest first) and whether it is open. */
+export const FOLDERS_KEY = "dataset_gates.dataset_folders";
+export const DATASETS_OPEN_KEY = "dataset_gates.datasets_open";
+const FOLDERS_KEPT = 12;
+/** The deepest listing a report may ask for (gates/dataset/scan.py MAX_DEPTH). */
+export const MAX_DATASET_DEPTH = 32;
+
+/**
+ * A dataset report (GET /dataset/recent's rows, GET /dataset/report) as the Datasets panel
+ * draws it: its folder and depth; then its error, or its progress line, what its kept set is
+ * (the route labelled keep, else the first decided) and that set's bucket counts.
+ * @returns {{folder: string, depth: number, error: string|null, progress: string, kept: string,
+ *   buckets: {bucket: string, count: number, text: string, share: number}[]}}
+ */
+export function reportRow(report) {
+  const folder = String(report?.folder ?? "");
+  const depth = Number(report?.depth) || 0;
+  if (!report || typeof report !== "object" || report.error) {
+    return { folder, depth, error: String(report?.error || "not a report"), progress: "", kept: "", buckets: [] };
+  }
+  const routes = Array.isArray(report.routes) ? report.routes : [];
+  const route = report.kept === null || report.kept === undefined ? null : routes.find((r) => r?.route === report.kept);
+  const buckets = bucketRows(report.buckets);
+  let kept = "nothing decided yet";
+  if (route) {
+    const n = Number(route.count) || 0;
+    kept = `kept set: ${route.label || `route ${route.route}`}, ${countText(n)} file${n === 1 ? "" : "s"}`
+      + (buckets.length ? " in buckets:" : n ? " (no sizes known: no buckets)" : "");
+  }
+  return { folder, depth, error: null, progress: String(report.progress ?? ""), kept, buckets };
+}
+
+/** The rows of GET /dataset/recent's reports. */
+export function reportRows(reports) {
+  return (Array.isArray(reports) ? reports : []).map(reportRow);
+}
+
+/** `folders` ([{folder, depth}], newest first) with `folder` at the front, once, at most `limit`. */
+export function rememberFolder(folders, folder, depth, limit = FOLDERS_KEPT) {
+  return [{ folder, depth }, ...folders.filter((f) => f.folder !== folder)].slice(0, limit);
+}
+
+/** The page's localStorage, or null where it cannot be used (disabled by policy). */
+function pageStorage() {
+  try {
+    return globalThis.localStorage ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** The folders kept in `storage` under FOLDERS_KEY; [] when none or unreadable. */
+export function storedFolders(storage) {
+  try {
+    const list = JSON.parse(storage?.getItem(FOLDERS_KEY) ?? "[]");
+    return Array.isArray(list) ? list.filter((f) => typeof f?.folder === "string" && f.folder)
+      .map((f) => ({ folder: f.folder, depth: Math.max(0, Math.trunc(Number(f.depth)) || 0) })) : [];
+  } catch {
+    return [];
+  }
+}
 
 /** A slot a gate parked when its countdown ran out (meta.parked). */
 export function isParked(slot) {
@@ -52,6 +116,16 @@ export function planText(plan) {
  * @property {{text: string, ready: boolean, refused: boolean}|null} plan  what Resume would run
  *   (ready: it may be confirmed), or why this ComfyUI refuses to (refused); null if not asked
  *
+ * @typedef {object} DatasetsView
+ * @property {number} key          changes when the panel's reports must be drawn anew
+ * @property {boolean} open        the panel is expanded
+ * @property {boolean} busy        a request of the panel is out
+ * @property {{text: string, isError: boolean}} message  why a listing failed (text, never thrown)
+ * @property {ReturnType<typeof reportRow>[]|null} recent  the folders read lately; null until asked
+ * @property {{folder: string, depth: number, busy: boolean, row: ReturnType<typeof reportRow>|null,
+ *   error: string}|null} asked  the report of the folder typed here
+ * @property {{folder: string, depth: number}[]} folders  the folders typed here, newest first
+ *
  * @typedef {object} BrowserView
  * @property {string} bus          the bus folder's name
  * @property {{text: string, isError: boolean}} message
@@ -59,6 +133,7 @@ export function planText(plan) {
  *   `cardLimit` slots the filter lets through (`more`: how many more it lets through); null
  *   until the first listing
  * @property {Detail|null} detail  the open slot, or null for the grid
+ * @property {DatasetsView} datasets  the Datasets panel
  */
 
 export class SlotBrowserModel {
@@ -68,9 +143,12 @@ export class SlotBrowserModel {
    *   bus: busApi (web/gate_api.js) on the server's client (the standalone page's window.fetch
    *   at "" by default). resume / promptState: given inside ComfyUI only (POST /resume/{id}
    *   with the tab's client id; where that prompt is now); without them a parked slot says why
-   *   it cannot be resumed here.
+   *   it cannot be resumed here. storage: where the Datasets panel remembers its folders
+   *   (the page's localStorage by default; null: nowhere).
    */
-  constructor({ bus = busApi(fetchClient()), resume = null, promptState = null, onChange = () => {} } = {}) {
+  constructor({
+    bus = busApi(fetchClient()), resume = null, promptState = null, onChange = () => {}, storage = pageStorage(),
+  } = {}) {
     this.busApi = bus; // its requests; this.bus is the bus folder's name
     this.resumeSlot = resume;
     this.promptState = promptState;
@@ -94,11 +172,36 @@ export class SlotBrowserModel {
     this.detailKey = 0;
     this.polling = null;
     this.destroyed = false;
+    this.storage = storage;
+    this.datasets = {
+      open: this.stored(DATASETS_OPEN_KEY) === "1",
+      busy: 0, // requests out
+      recent: null, // GET /dataset/recent's reports, once asked
+      error: "", // why the last listing failed
+      asked: null, // {folder, depth, busy, report, error}: the folder typed here
+      folders: storedFolders(storage),
+    };
+    this.datasetsKey = 0;
   }
 
-  changed({ grid = false, detail = false } = {}) {
+  stored(key) {
+    try {
+      return this.storage?.getItem(key) ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  store(key, value) {
+    try {
+      this.storage?.setItem(key, value);
+    } catch { /* full or disabled: this page view only */ }
+  }
+
+  changed({ grid = false, detail = false, datasets = false } = {}) {
     if (grid) this.gridKey++;
     if (detail) this.detailKey++;
+    if (datasets) this.datasetsKey++;
     if (!this.destroyed) this.onChange();
   }
 
@@ -107,8 +210,10 @@ export class SlotBrowserModel {
     this.changed();
   }
 
-  /** List the bus again; an unchanged bus answers 304 and the cards drawn stay as they are. */
+  /** List the bus again (and the datasets, while their panel is open); an unchanged bus
+   *  answers 304 and the cards drawn stay as they are. */
   async refresh() {
+    if (this.datasets.open) this.refreshDatasets();
     try {
       const reply = await this.busApi.listIfChanged(this.etag);
       const cleared = this.message.kind === "list";
@@ -351,6 +456,84 @@ export class SlotBrowserModel {
     return { text: `Resumed as prompt ${run.promptId}: ${run.state}`, error: false, busy };
   }
 
+  // -- the Datasets panel ----------------------------------------------------------------------
+  /** Expand (true) or collapse the panel; the first time it opens, it lists the datasets
+   *  (resolves when that listing is in). */
+  async showDatasets(open) {
+    const d = this.datasets;
+    if (d.open === Boolean(open)) return;
+    d.open = Boolean(open);
+    this.store(DATASETS_OPEN_KEY, d.open ? "1" : "0");
+    const listing = d.open && d.recent === null ? this.refreshDatasets() : null;
+    this.changed({ datasets: true });
+    await listing;
+  }
+
+  /** Ask for the folders read lately (and the typed folder's report again). Never throws. */
+  async refreshDatasets() {
+    const d = this.datasets;
+    const asked = d.asked;
+    if (asked && !asked.busy) this.askDataset(asked.folder, asked.depth, { remember: false });
+    d.busy++;
+    this.changed({ datasets: true });
+    try {
+      d.recent = await this.busApi.datasetRecent();
+      d.error = "";
+    } catch (err) {
+      d.error = `Could not list the datasets: ${err.message}`;
+    } finally {
+      d.busy--;
+    }
+    this.changed({ datasets: true });
+  }
+
+  /**
+   * The report of a folder typed here, listed to `depth`; a folder that reports is remembered
+   * (newest first). A refusal is shown as its text. Never throws.
+   */
+  async askDataset(folder, depth = 0, { remember = true } = {}) {
+    const d = this.datasets;
+    const name = String(folder ?? "").trim();
+    const deep = Math.min(MAX_DATASET_DEPTH, Math.max(0, Math.trunc(Number(depth)) || 0));
+    if (!name) {
+      d.asked = { folder: "", depth: deep, busy: false, report: null, error: "Type a dataset folder on the server first." };
+      this.changed({ datasets: true });
+      return;
+    }
+    const ask = { folder: name, depth: deep, busy: true, report: null, error: "" };
+    d.asked = ask;
+    this.changed({ datasets: true });
+    try {
+      ask.report = await this.busApi.datasetReport(name, deep);
+      if (remember) {
+        d.folders = rememberFolder(d.folders, name, deep);
+        this.store(FOLDERS_KEY, JSON.stringify(d.folders));
+      }
+    } catch (err) {
+      ask.error = `Could not report ${name}: ${err.message}`;
+    }
+    ask.busy = false;
+    if (d.asked === ask) this.changed({ datasets: true });
+  }
+
+  /** @returns {DatasetsView} */
+  datasetsView() {
+    const d = this.datasets;
+    const asked = d.asked;
+    return {
+      key: this.datasetsKey,
+      open: d.open,
+      busy: d.busy > 0 || Boolean(asked?.busy),
+      message: { text: d.error, isError: Boolean(d.error) },
+      recent: d.recent === null ? null : reportRows(d.recent),
+      asked: asked ? {
+        folder: asked.folder, depth: asked.depth, busy: asked.busy, error: asked.error,
+        row: asked.report ? reportRow(asked.report) : null,
+      } : null,
+      folders: d.folders,
+    };
+  }
+
   destroy() {
     this.destroyed = true;
     clearTimeout(this.polling);
@@ -372,6 +555,7 @@ export class SlotBrowserModel {
         })),
       } : null,
       detail: this.open ? this.detail() : null,
+      datasets: this.datasetsView(),
     };
   }
 
