@@ -16,7 +16,7 @@ from typing import Any, overload
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ..bus import SlotCorrupt, SlotNotFound, SlotTooLarge, SlotWriteError, json_limits
+from ..bus import SlotCorrupt, SlotNotFound, SlotTooLarge, SlotUnavailable, SlotWriteError, json_limits
 from ..bus.ids import parse_ref
 from ..gate.parking import NotParked
 from ..gate.waiter import StaleRun
@@ -46,6 +46,7 @@ _STATUS: list[tuple[type[BaseException], int]] = [
     (SlotCorrupt, 422),
     (SlotTooLarge, 413),
     (SlotWriteError, 507),
+    (SlotUnavailable, 503),  # the object store is down: try again later
     (ValueError, 400),
     (HttpProcessingError, 400),  # a malformed multipart body (bad or oversized part headers)
 ]
