@@ -91,6 +91,11 @@ class Client:
             raise SlotWriteError(message + "; nothing was changed") from None
         raise SlotUnavailable(message) from None
 
+    def absent(self, exc: BaseException, doing: str, write: bool = False) -> None:
+        """A 404 is an absent object, unless it is the whole bucket that is missing."""
+        if "NoSuchBucket" in str(exc):
+            self.fail(exc, doing, write)
+
     # -- requests -------------------------------------------------------------------------------
     def get(self, key: str, cap: int, doing: str, if_none_match: str | None = None) -> Got | None:
         """The whole object (None when absent); SlotCorrupt when larger than `cap` bytes.
@@ -106,7 +111,8 @@ class Client:
             if size > cap:
                 raise SlotCorrupt(f"{key} is {size} bytes, more than the {cap} a bus keeps there")
             data = bytes(result.bytes())
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            self.absent(exc, doing)
             return None
         except NotModifiedError:
             return Got(b"", if_none_match or "", unchanged=True)
@@ -126,7 +132,8 @@ class Client:
             result = obstore.get(self.store, key)
             size = int(result.meta["size"])
             data = result.bytes()
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            self.absent(exc, doing)
             return None
         except Exception as exc:
             self.fail(exc, doing, write=False)
@@ -141,7 +148,8 @@ class Client:
 
         try:
             return dict(obstore.head(self.store, key))
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            self.absent(exc, doing)
             return None
         except Exception as exc:
             self.fail(exc, doing, write=False)
@@ -155,7 +163,8 @@ class Client:
             result = obstore.get(self.store, key, options={"range": (0, length)})
             size = int(result.meta["size"])
             data = bytes(result.bytes())
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            self.absent(exc, doing)
             return None
         except Exception as exc:
             if "416" in str(exc):  # an empty object has no byte 0: a file that ends early
@@ -174,7 +183,8 @@ class Client:
                 return
             try:
                 data = obstore.get_range(self.store, key, start=offset, length=len(out))
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
+                self.absent(exc, doing)
                 raise SlotNotFound(f"{doing}: the version was removed meanwhile") from None
             except Exception as exc:
                 self.fail(exc, doing, write=False)
@@ -193,7 +203,8 @@ class Client:
             result = obstore.get(self.store, key, options={"if_match": etag} if etag else {})
             for piece in result.stream(min_chunk_size=chunk):
                 yield bytes(piece)
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            self.absent(exc, doing)
             raise SlotNotFound(f"{doing}: the version was removed meanwhile") from None
         except Exception as exc:
             self.fail(exc, doing, write=False)
@@ -228,8 +239,8 @@ class Client:
             return
         try:
             obstore.delete(self.store, keys)
-        except FileNotFoundError:
-            pass
+        except FileNotFoundError as exc:
+            self.absent(exc, doing, write=True)
         except Exception as exc:
             self.fail(exc, doing, write=True)
 

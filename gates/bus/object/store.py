@@ -28,6 +28,7 @@ the bus relies on.
 from __future__ import annotations
 
 import builtins
+import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import codec
 from ..contract import SlotData, SlotInfo, info_or_damaged
-from ..errors import SlotCorrupt, SlotError, SlotNotFound, SlotWriteError
+from ..errors import SlotCorrupt, SlotError, SlotNotFound, SlotUnavailable, SlotWriteError
 from ..ids import format_ref, parse_ref, validate_id
 from ..policy import Policy, policy_from_json, policy_to_json
 from ..quota import enforce_quota
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     import torch
 
 T = TypeVar("T")
+log = logging.getLogger("dataset_gates")
 POLICY_KEY = "policy.json"
 MAX_POLICY_BYTES = 64 << 10
 HEAD_READ = 64 << 10  # a header read's first request: ours are < 4 KB, a parked run's bigger
@@ -248,27 +250,45 @@ class ObjectBus:
     def _find(self, ref: str) -> _Found:
         """The version `ref` names and its checked header (two small ranged reads at most)."""
         slot_id, back = parse_ref(ref)
-        name = format_ref(slot_id, back)
         for _ in range(READ_TRIES):
-            m, _ = self._manifest(slot_id)
-            v = self._pick(m, slot_id, back, self.name)
-            key = version_key(v.name)
-            first = _named(name, self.client.start, key, HEAD_READ, f"read slot {name!r}")
-            if first is None:
-                continue  # pruned since the manifest was read: read it again
-            data, size, etag = first
-            read_into = self.client.read_into(key, f"read slot {name!r}")
+            found = self._found(self._manifest(slot_id)[0], slot_id, back)
+            if found is not None:
+                return found
+        raise SlotNotFound(f"slot {format_ref(slot_id, back)!r} kept changing while it was read; try again")
 
-            def read_at(offset: int, n: int, data: bytes = data, read_into: Any = read_into) -> bytes:
-                if offset + n <= len(data):
-                    return data[offset : offset + n]
-                out = bytearray(n)
-                read_into(offset, memoryview(out))
-                return bytes(out)
+    def _found(self, m: mf.Manifest, slot_id: str, back: int) -> _Found | None:
+        """Version `back` of manifest `m` with its checked header; None when its object is
+        gone (pruned since `m` was read: the caller reads the manifest again)."""
+        name = format_ref(slot_id, back)
+        v = self._pick(m, slot_id, back, self.name)
+        key = version_key(v.name)
+        first = _named(name, self.client.start, key, HEAD_READ, f"read slot {name!r}")
+        if first is None:
+            return None
+        data, size, etag = first
+        read_into = self.client.read_into(key, f"read slot {name!r}")
 
-            header = _named(name, codec.read_header, read_at, size)
-            return _Found(name, m, v, header, size, etag)
-        raise SlotNotFound(f"slot {name!r} kept changing while it was read; try again")
+        def read_at(offset: int, n: int) -> bytes:
+            if offset + n <= len(data):
+                return data[offset : offset + n]
+            out = bytearray(n)
+            read_into(offset, memoryview(out))
+            return bytes(out)
+
+        header = _named(name, codec.read_header, read_at, size)
+        return _Found(name, m, v, header, size, etag)
+
+    @staticmethod
+    def _describe(slot_id: str, back: int, found: _Found) -> SlotInfo:
+        return codec.describe(
+            slot_id,
+            found.header,
+            found.size,
+            version=-back,
+            versions=len(found.manifest.versions),
+            pinned=found.manifest.pinned,
+            has_thumb=found.version.thumb is not None,
+        )
 
     # -- SlotBus ------------------------------------------------------------------------------
     def publish(
@@ -287,30 +307,43 @@ class ObjectBus:
         data = codec.encode(tensors, meta, created)
         header = codec.parse_file(data)
         thumb_job = _thumbs.submit(codec.thumbnail, tensors["image"])
-        policy = self.policy()
-        name = f"{time.time_ns():020d}-{secrets.token_hex(8)}"
         doing = f"publish slot {slot_id!r}"
+        try:
+            policy = self.policy()
+            new = self._publish(slot_id, data, thumb_job.result, created, policy.keep, doing)
+        except SlotUnavailable as exc:  # a read on the way failed: for a publish, a write that failed
+            raise SlotWriteError(f"{exc}; the previous version, if any, is unchanged") from None
+        info = codec.describe(
+            slot_id, header, len(data), version=0, versions=len(new.versions), pinned=new.pinned, has_thumb=True
+        )
+        try:
+            self.index.set_rows({slot_id: self._row(slot_id, new, info)}, f"list slot {slot_id!r}")
+            self.enforce_quota(protect=slot_id, policy=policy)
+        except SlotError as exc:  # published: only the listing lags, until the next change or `gates gc`
+            log.warning("%s: slot %r is published but its listing row is not: %s", self.name, slot_id, exc)
+        return info
+
+    def _publish(
+        self, slot_id: str, data: bytes, thumb: Callable[[], bytes], created: float, keep: int, doing: str
+    ) -> mf.Manifest:
+        """Write the version's objects, then swap the manifest; returns the one written."""
+        name = f"{time.time_ns():020d}-{secrets.token_hex(8)}"
         self.client.put(version_key(name), data, doing, mode="create")
-        thumb = thumb_job.result()
-        self.client.put(thumb_key(name), thumb, doing, mode="create")
-        version = mf.Version(name, len(data), len(thumb), created)
+        png = thumb()
+        self.client.put(thumb_key(name), png, doing, mode="create")
+        version = mf.Version(name, len(data), len(png), created)
         dropped: builtins.list[mf.Version] = []
 
         def make(m: mf.Manifest) -> mf.Manifest | None:
             if any(v.name == name for v in m.versions):
                 return None  # a retried PUT that had landed: it is in already
-            new, drop = m.published(version, policy.keep)
+            new, drop = m.published(version, keep)
             dropped[:] = drop
             return new
 
         _, new = self._swap(slot_id, make, doing)
         self._remove(dropped, doing)
-        info = codec.describe(
-            slot_id, header, len(data), version=0, versions=len(new.versions), pinned=new.pinned, has_thumb=True
-        )
-        self.index.set_rows({slot_id: self._row(slot_id, new, info)}, f"list slot {slot_id!r}")
-        self.enforce_quota(protect=slot_id, policy=policy)
-        return info
+        return new
 
     def read(self, ref: str, device: str | torch.device = "cpu", verify: bool = True) -> SlotData:
         """One GET of the manifest, one of the whole version; the checksum checked in memory."""
@@ -354,25 +387,33 @@ class ObjectBus:
         return out
 
     def info(self, ref: str) -> SlotInfo:
-        found = self._find(ref)
         slot_id, back = parse_ref(ref)
-        return codec.describe(
-            slot_id,
-            found.header,
-            found.size,
-            version=-back,
-            versions=len(found.manifest.versions),
-            pinned=found.manifest.pinned,
-            has_thumb=found.version.thumb is not None,
-        )
+        return self._describe(slot_id, back, self._find(ref))
 
     def _info_or_damaged(self, ref: str) -> SlotInfo:
         return info_or_damaged(self.info, ref)
 
     def history(self, slot_id: str) -> builtins.list[SlotInfo]:
-        m, _ = self._manifest(validate_id(slot_id))
-        self._pick(m, slot_id, 0, self.name)
-        return [self._info_or_damaged(format_ref(slot_id, n)) for n in range(len(m.versions))]
+        """Every version of one manifest read (a consistent set, whatever publishes meanwhile)."""
+        validate_id(slot_id)
+        for _ in range(READ_TRIES):
+            m, _ = self._manifest(slot_id)
+            self._pick(m, slot_id, 0, self.name)
+            out = []
+            for back in range(len(m.versions)):
+                try:
+                    found = self._found(m, slot_id, back)
+                except SlotNotFound:
+                    raise
+                except SlotError as exc:
+                    out.append(SlotInfo.damaged(slot_id, str(exc), version=-back))
+                    continue
+                if found is None:
+                    break  # pruned meanwhile: read the manifest again
+                out.append(self._describe(slot_id, back, found))
+            else:
+                return out
+        raise SlotNotFound(f"slot {slot_id!r} kept changing while its history was read; try again")
 
     def delete(self, slot_id: str) -> int:
         """Empty the manifest in one swap (never a half-deleted slot), then remove the objects."""
