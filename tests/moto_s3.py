@@ -53,6 +53,7 @@ class Faults:
     def clear(self) -> None:
         with self.lock:
             self.planned.clear()
+            self.hits = 0
 
     def take(self, method: str) -> _Fault | None:
         with self.lock:
@@ -70,9 +71,11 @@ class _App:
     def __init__(self, app: Callable[..., Iterable[bytes]], faults: Faults):
         self.app, self.faults = app, faults
         self.writes = threading.Lock()
+        self.seen: list[tuple[str, str]] = []  # (method, path) of every request, in order
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
+        self.seen.append((method, environ.get("PATH_INFO", "")))
         fault = self.faults.take(method)
         if fault is not None and fault.kind == "503":
             body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
@@ -100,8 +103,8 @@ class S3Server:
         from werkzeug.serving import make_server
 
         self.faults = Faults()
-        app = _App(DomainDispatcherApplication(create_backend_app), self.faults)
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.app = _App(DomainDispatcherApplication(create_backend_app), self.faults)
+        self._server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.port = self._server.server_address[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -135,6 +138,10 @@ class S3Server:
         name = f"bus-{os.getpid()}-{next(_buckets)}"
         self._client.create_bucket(Bucket=name)
         return name
+
+    def requests_since(self, mark: int) -> list[tuple[str, str]]:
+        """The requests served after `mark` (a `len(server.app.seen)` taken earlier)."""
+        return self.app.seen[mark:]
 
     def keys(self, bucket: str) -> Iterator[str]:
         """Every key in `bucket` (what a person sees in the bucket's console)."""
