@@ -3,12 +3,14 @@
 Run from the repository root:
 
     python benchmarks/bench_bus.py [--device cpu|cuda] [--json OUT] [--quick] [--repeat N]
-                                   [--dir DIR] [--strict]
+                                   [--dir DIR] [--strict] [--s3 | --s3-only]
 
 Every path moves the same IMAGE [B,H,W,3] + MASK [B,H,W] float32 tensors. `memcopy` (a clone)
 is the floor for a load, a plain open/write/close of the raw bytes (with and without fsync) is
 the floor for a publish, and the seed's per-image 8-bit PNG files plus torch.save/torch.load are
-the alternatives. Each figure is the median of N runs; the targets are printed as PASS/FAIL and
+the alternatives; `--s3` adds the object-store bus's rows against moto's S3 server on loopback
+(bench_s3.py: load and publish against a plain obstore GET and PUT of the same bytes, a listing
+of 10,000 slots). Each figure is the median of N runs; the targets are printed as PASS/FAIL and
 only turn into a non-zero exit status with --strict.
 """
 
@@ -422,7 +424,14 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, help="torch intra-op threads (default: torch's); 1 is steadier on a busy machine"
     )
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    ap.add_argument("--s3", action="store_true", help="add the object-store rows (needs obstore and moto[server])")
+    ap.add_argument("--s3-only", action="store_true", help="only the object-store rows")
     args = ap.parse_args(argv)
+    if args.s3_only:
+        from bench_s3 import bench_s3
+
+        passed = print_targets(bench_s3(max(1, args.repeat)))
+        return 1 if args.strict and not passed else 0
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -468,6 +477,10 @@ def main(argv: list[str] | None = None) -> int:
             f"warm {big_list['warm_ms']:.1f} ms, after one publish {big_list['after_publish_ms']:.1f} ms"
         )
     results = check_targets(workloads, list_ms, big_list)
+    if args.s3:
+        from bench_s3 import bench_s3
+
+        results += bench_s3(repeat)
     passed = print_targets(results)
 
     if args.json is not None:

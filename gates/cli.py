@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from .bus import BusAdmin, SlotError, SlotInfo, SlotNotFound, json_limits, open_bus
 from .bus.ids import validate_id
+from .bus.location import scheme_of
 from .bus.policy import parse_size
 
 if TYPE_CHECKING:  # torch, numpy and Pillow load in the commands that make tensors (start-up)
@@ -30,10 +31,11 @@ BUS_ENV = "DATASET_GATES_BUS"
 LS_HEADER = ["id", "batch", "HxW", "channels", "dtype", "mask", "latent", "size", "created", "versions", "pinned"]
 
 
-def default_bus_dir() -> Path:
-    """The bus folder used when `--bus` is not given.
+def default_bus_dir() -> Path | str:
+    """The bus used when `--bus` is not given.
 
-    Order: `$DATASET_GATES_BUS`; else, when this pack sits in `<ComfyUI>/custom_nodes/<pack>/`,
+    Order: `$DATASET_GATES_BUS` (a folder, or a location such as `s3://bucket/prefix`); else,
+    when this pack sits in `<ComfyUI>/custom_nodes/<pack>/`,
     `<ComfyUI>/input/gate_bus`, the folder the nodes use, so the CLI sees the same slots as a
     running ComfyUI (one started with a custom `--input-directory` needs `--bus` or the env
     var); else `$XDG_DATA_HOME/dataset-gates/gate_bus` (~/.local/share/...), a per-user place
@@ -42,7 +44,7 @@ def default_bus_dir() -> Path:
     """
     env = os.environ.get(BUS_ENV)
     if env:
-        return Path(env).expanduser()
+        return env if scheme_of(env) else Path(env).expanduser()
     comfy = Path(os.path.abspath(__file__)).parents[2]
     if comfy.name == "custom_nodes":
         comfy = comfy.parent
@@ -376,6 +378,35 @@ def cmd_migrate(store: BusAdmin, args: argparse.Namespace) -> int:
     return 1 if any(error for _, error in found) else 0
 
 
+def cmd_gc(store: BusAdmin, args: argparse.Namespace) -> int:
+    from .bus.object import ObjectBus, collect_garbage
+
+    if not isinstance(store, ObjectBus):  # a folder bus cleans up after itself on every write
+        print(f"nothing to collect in {store.location}: only an object-store bus (s3://) leaves objects behind")
+        return 0
+    report = collect_garbage(store, grace=args.grace, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(
+        f"{verb} {report.objects_removed} unnamed object(s) ({_human(report.bytes_freed)}), "
+        f"{report.slots_forgotten} deleted slot manifest(s); "
+        f"{'would repair' if args.dry_run else 'repaired'} {report.rows_repaired} listing row(s)"
+    )
+    if report.damaged:
+        _note(f"{report.damaged} slot manifest(s) could not be read and were left alone")
+    return 0
+
+
+def grace_seconds(text: str) -> float:
+    """`--grace`: seconds, at least 60 (a publish in flight must never look abandoned)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 60 <= value <= 10**9:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a grace period: give seconds, 60 or more")
+    return value
+
+
 def _listen_error(exc: OSError, host: str, port: int) -> str:
     """Why `serve` could not listen, and what to change: asyncio's '[Errno 98] error while
     attempting to bind on address ...' names neither."""
@@ -423,9 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
     bus.add_argument(
         "--bus",
         type=os.path.expanduser,
-        metavar="DIR",
+        metavar="BUS",
         default=argparse.SUPPRESS,
-        help=f"bus folder (default: ${BUS_ENV}, <ComfyUI>/input/gate_bus, or ~/.local/share/dataset-gates/gate_bus)",
+        help=f"bus folder or s3://bucket/prefix (default: ${BUS_ENV}, <ComfyUI>/input/gate_bus, "
+        "or ~/.local/share/dataset-gates/gate_bus)",
     )
     parser = argparse.ArgumentParser(prog="gates", parents=[bus], description="Manage Dataset Gates bus slots.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -509,6 +541,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="only list what would be converted")
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser(
+        "gc",
+        parents=[bus],
+        help="remove what crashed writers left in an object-store bus",
+        description="On an s3:// bus: delete version objects no slot names (a writer killed "
+        "mid-publish), repair stale listing rows and forget deleted slots' manifests. Objects "
+        "younger than --grace are left alone: they may belong to a publish in flight.",
+    )
+    p.add_argument(
+        "--grace", type=grace_seconds, default=3600.0, metavar="SECONDS", help="minimum age to collect (default 3600)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="only count what would be collected")
+    p.set_defaults(func=cmd_gc)
 
     p = sub.add_parser("serve", parents=[bus], help="browse the bus in a web browser")
     p.add_argument(

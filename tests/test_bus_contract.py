@@ -1,4 +1,5 @@
-"""The bus contract (tests/bus_contract.py) against every backend, unchanged for each."""
+"""The bus contract (tests/bus_contract.py) against every backend, unchanged for each: a
+folder, this process's memory, and an S3 bucket on moto's real S3 server (tests/moto_s3.py)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,13 @@ class TestMemoryBus(BusContract):
         assert isinstance(bus, MemoryBus)
         yield BusKit(bus, bus.raw, bus.put_raw)
         forget(name)
+
+
+class TestObjectBus(BusContract):
+    @pytest.fixture
+    def kit(self, s3_location: str) -> BusKit:
+        from gates.bus.object import ObjectBus
+
+        bus = open_bus(s3_location)
+        assert isinstance(bus, ObjectBus)
+        return BusKit(bus, bus.raw, bus.put_raw)

@@ -740,11 +740,11 @@ def test_a_location_with_a_scheme_is_refused_and_nothing_is_created(capsys, tmp_
     """`--bus s3://x` once became the folder `s3:/x` (argparse's Path ate a slash) and listed
     an empty bus; every scheme without a backend is refused, naming the locations served."""
     monkeypatch.chdir(tmp_path)
-    for argv in (["--bus", "s3://bucket/x", "ls"], ["ls", "--bus", "s3://bucket/x"]):
+    for argv in (["--bus", "gs://bucket/x", "ls"], ["ls", "--bus", "gs://bucket/x"]):
         rc, out, err = run(capsys, *argv)
         assert rc == 1 and out == ""
-        assert err.startswith("gates: error: no bus backend serves s3:// locations") and err.count("\n") == 1
-        assert "file:///path" in err and "memory://name" in err
+        assert err.startswith("gates: error: no bus backend serves gs:// locations") and err.count("\n") == 1
+        assert "file:///path" in err and "memory://name" in err and "s3://bucket/prefix" in err
     assert list(tmp_path.iterdir()) == []
 
 

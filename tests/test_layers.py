@@ -30,7 +30,10 @@ LAYERS: list[tuple[str, list[str]]] = [
             "gates.bus.quota",
         ],
     ),
-    ("bus backends", ["gates.bus.local", "gates.bus.local.*", "gates.bus.memory"]),
+    (
+        "bus backends",
+        ["gates.bus.local", "gates.bus.local.*", "gates.bus.memory", "gates.bus.object", "gates.bus.object.*"],
+    ),
     ("opening a bus", ["gates.bus.location", "gates.bus"]),
     ("a dataset folder", ["gates.dataset", "gates.dataset.*"]),
     ("a gate run", ["gates.gate", "gates.gate.*"]),

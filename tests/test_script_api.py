@@ -54,10 +54,11 @@ def test_every_exported_function_documents_args_returns_or_an_example() -> None:
 
 
 def test_a_location_with_a_scheme_is_refused_and_nothing_is_created(tmp_path: Path, monkeypatch) -> None:
-    """`gates.publish("s3://bucket/x", ...)` once made a local folder named `s3:`."""
+    """`gates.publish("s3://bucket/x", ...)` once made a local folder named `s3:`; a scheme
+    no backend serves is refused the same way."""
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match=r"no bus backend serves s3:// locations; use a folder path"):
-        gates.publish("s3://bucket/x", "slot", torch.rand(1, 4, 4, 3))
-    with pytest.raises(ValueError, match="s3://"):
-        gates.list_slots("s3://bucket/x")
+    with pytest.raises(ValueError, match=r"no bus backend serves gs:// locations; use a folder path"):
+        gates.publish("gs://bucket/x", "slot", torch.rand(1, 4, 4, 3))
+    with pytest.raises(ValueError, match="gs://"):
+        gates.list_slots("gs://bucket/x")
     assert list(tmp_path.iterdir()) == []

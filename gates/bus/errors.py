@@ -31,3 +31,8 @@ class SlotTooLarge(SlotError, ValueError):
 
 class SlotMetaTooLarge(SlotError, ValueError):
     """The meta given to a publish would make a header too large to read back; nothing written."""
+
+
+class SlotUnavailable(SlotError, OSError):
+    """The storage could not be reached, or kept failing, after every retry (an object store
+    down, a network fault): nothing is wrong with the slot, and nothing was changed."""

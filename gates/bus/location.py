@@ -3,8 +3,9 @@
 Every caller (the ComfyUI adapter, the command line, the script API, `gates serve`) passes
 the location it was given here and keeps the bus it gets back; none of them builds a backend
 or a path of its own. A location is a folder (a path, or `file://` + an absolute path) or
-`memory://<name>`; a location with any other scheme is refused, never taken for a folder
-named `s3:`.
+`memory://<name>`, or `s3://bucket/prefix` for an S3-compatible bucket (AWS S3, R2, MinIO:
+the `object` backend, which needs the `s3` extra); a location with any other scheme is
+refused, never taken for a folder named `gs:`.
 """
 
 from __future__ import annotations
@@ -30,14 +31,16 @@ def open_bus(location: Location) -> BusAdmin:
 
     Args:
         location: a folder (`ComfyUI/input/gate_bus`, `file:///srv/bus`), or `memory://<name>`
-            for a bus held in this process.
+            for a bus held in this process, or `s3://bucket/prefix` for a bucket (credentials
+            and endpoint from the standard AWS variables or files, never the location).
 
     Returns:
         A bus that keeps the whole contract (`SlotBus` and `BusAdmin`).
 
     Raises:
         ValueError: a location whose scheme no backend serves (the message lists those that
-            are served).
+            are served), a malformed s3:// location, or one without obstore installed (the
+            message names the fix: a clean error on the command line, not a traceback).
     """
     scheme = scheme_of(location)
     if scheme is None:
@@ -53,4 +56,15 @@ def open_bus(location: Location) -> BusAdmin:
         from .memory import MemoryBus
 
         return MemoryBus(text[len("memory://") :])
-    raise ValueError(f"no bus backend serves {scheme}:// locations; use a folder path, file:///path or memory://name")
+    if scheme == "s3":
+        try:
+            import obstore  # noqa: F401  (only to say what is missing before anything else)
+        except ImportError:
+            raise ValueError(f'an s3:// bus needs obstore: pip install "dataset-gates[s3]" (for {text})') from None
+        from .object import ObjectBus
+
+        return ObjectBus(text)
+    raise ValueError(
+        f"no bus backend serves {scheme}:// locations; use a folder path, file:///path, memory://name "
+        "or s3://bucket/prefix"
+    )

@@ -28,6 +28,9 @@ PACK_FOLDER = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__
 _waiter: Waiter = WAITER
 
 
+BUS_ENV = "DATASET_GATES_BUS"  # a bus elsewhere: a folder, or s3://bucket/prefix for many machines
+
+
 def bus_root() -> Path:
     """Slots live under the input directory: ComfyUI wipes its temp directory at startup."""
     import folder_paths
@@ -36,8 +39,9 @@ def bus_root() -> Path:
 
 
 def store() -> BusAdmin:
-    """The bus of the current input directory; a bus is stateless, so nothing is cached."""
-    return open_bus(bus_root())
+    """`$DATASET_GATES_BUS` when set (so workers on many machines share one bucket), else the
+    bus of the current input directory; a bus holds no state, so nothing is cached."""
+    return open_bus(os.environ.get(BUS_ENV) or bus_root())
 
 
 def _client_id() -> str | None:

@@ -16,7 +16,7 @@ from typing import Any, overload
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ..bus import SlotCorrupt, SlotNotFound, SlotTooLarge, SlotWriteError, json_limits
+from ..bus import SlotCorrupt, SlotNotFound, SlotTooLarge, SlotUnavailable, SlotWriteError, json_limits
 from ..bus.ids import parse_ref
 from ..dataset.errors import RootRefused
 from ..gate.parking import NotParked
@@ -50,6 +50,7 @@ _STATUS: list[tuple[type[BaseException], int]] = [
     (SlotWriteError, 507),
     (RootRefused, 403),
     (WorkerError, 502),
+    (SlotUnavailable, 503),  # the object store is down: try again later
     (ValueError, 400),
     (HttpProcessingError, 400),  # a malformed multipart body (bad or oversized part headers)
 ]

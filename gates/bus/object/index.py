@@ -1,0 +1,169 @@
+"""The listing index: one object with every slot's listing row, so a listing of 10,000 slots
+is one GET, and one round trip (a 304) when nothing changed.
+
+Manifests are the truth; the index is derived from them, and written the same way: read,
+change the rows, write back with If-Match (If-None-Match for the first), again on a lost
+race. Each row carries the seq of the manifest it was made from, and a row is only ever
+replaced by one of a higher seq, so writers that update it out of order still leave the
+newest row. A deleted slot leaves a tombstone row (its seq, no info) for the same reason;
+`gates gc` drops old tombstones and repairs rows a writer killed mid-publish never wrote.
+
+The ETag of the index is the listing token: it changes whenever the listing does.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .. import json_limits
+from ..contract import SlotInfo
+from ..errors import SlotCorrupt, SlotWriteError
+from ..ids import is_slot_name
+from .client import Client, Conflict
+
+KEY = "index.json"
+FORMAT = "dataset-gates.index"
+MAX_INDEX_BYTES = 512 << 20  # 10,000 slots take ~4 MB; a parked run's prompt adds its size
+MAX_TRIES = 200
+_INFO_FIELDS = {f.name for f in fields(SlotInfo)}
+
+
+@dataclass(frozen=True)
+class Row:
+    """A slot's listing row: from manifest `seq`; `info` None for a deleted slot."""
+
+    seq: int
+    used: int
+    info: SlotInfo | None
+
+
+def _row_from(slot_id: str, raw: Any) -> Row:
+    """A row as stored; an unreadable one becomes a damaged row, never a failed listing."""
+    try:
+        seq, used, info = raw["seq"], raw["used"], raw["info"]
+        if type(seq) is not int or type(used) is not int:
+            raise TypeError
+        if info is None:
+            return Row(seq, used, None)
+        row = SlotInfo(**{k: v for k, v in info.items() if k in _INFO_FIELDS})
+        if row.id != slot_id or not isinstance(row.created, (int, float)):
+            raise TypeError
+        return Row(seq, used, row)
+    except (TypeError, KeyError, AttributeError):
+        return Row(0, 0, SlotInfo.damaged(slot_id, f"slot {slot_id!r}: its listing row is unreadable; run `gates gc`"))
+
+
+def parse(data: bytes) -> dict[str, Row]:
+    """Rows by slot id; SlotCorrupt when the object is not an index at all."""
+    try:
+        raw = json_limits.loads(data, max_depth=json_limits.MAX_DEPTH + 8)
+    except ValueError:
+        raise SlotCorrupt("the bus's listing index is not JSON; run `gates gc` to rebuild it") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT or not isinstance(raw.get("rows"), dict):
+        raise SlotCorrupt("the bus's listing index is not ours; run `gates gc` to rebuild it")
+    return {k: _row_from(k, v) for k, v in raw["rows"].items() if isinstance(k, str) and is_slot_name(k)}
+
+
+def dump(rows: dict[str, Row], note: str = "") -> bytes:
+    """The index object's bytes; `note` (a change the rows do not show, e.g. a new policy) makes
+    them, and so the ETag that is the listing token, differ from the last ones."""
+    out = {
+        k: {"seq": r.seq, "used": r.used, "info": None if r.info is None else _info_dict(r.info)}
+        for k, r in sorted(rows.items())
+    }
+    doc: dict[str, Any] = {"format": FORMAT, "rows": out}
+    if note:
+        doc["note"] = note
+    return json_limits.dumps(doc, separators=(",", ":")).encode()
+
+
+def _info_dict(info: SlotInfo) -> dict[str, Any]:
+    d = info.to_dict()
+    d.pop("batch", None)
+    d.pop("ref", None)
+    return d
+
+
+@dataclass
+class _Cached:
+    etag: str
+    rows: dict[str, Row]
+
+
+_cache: dict[str, _Cached] = {}  # by bus location: the last index read, for a 304
+_cache_lock = threading.Lock()
+
+
+class Index:
+    """The index of one bus."""
+
+    def __init__(self, client: Client):
+        self.client = client
+        self.location = client.settings.location + "|" + (client.settings.endpoint or "")
+
+    def read(self) -> tuple[dict[str, Row], str]:
+        """The rows and the index's ETag ("" when there is none yet): one request, a 304 when
+        the copy this process read last is still current."""
+        with _cache_lock:
+            cached = _cache.get(self.location)
+        got = self.client.get(
+            KEY, MAX_INDEX_BYTES, "read the listing index", if_none_match=cached.etag if cached else None
+        )
+        if got is None:
+            return {}, ""
+        if got.unchanged and cached is not None:
+            return cached.rows, cached.etag
+        rows = parse(got.data)
+        with _cache_lock:
+            _cache[self.location] = _Cached(got.etag, rows)
+        return rows, got.etag
+
+    def token(self) -> str:
+        """The listing token: the index's ETag, one HEAD."""
+        meta = self.client.head(KEY, "read the listing index")
+        return str(meta.get("e_tag") or meta.get("last_modified")) if meta else "empty"
+
+    def update(self, change: Callable[[dict[str, Row]], bool], doing: str, note: str = "") -> None:
+        """Apply `change` to the rows (it returns False when there is nothing to write) and
+        write them back conditionally, reading again after a lost race; `note` as for `dump`."""
+        for attempt in range(MAX_TRIES):
+            got = self.client.get(KEY, MAX_INDEX_BYTES, "read the listing index")
+            try:
+                rows = parse(got.data) if got else {}
+            except SlotCorrupt:
+                rows = {}  # damaged: rebuilt from the rows writers add, and by `gates gc`
+            if not change(rows):
+                return
+            try:
+                etag = self.client.put(KEY, dump(rows, note), doing, mode={"e_tag": got.etag} if got else "create")
+            except Conflict:
+                time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))
+                continue
+            with _cache_lock:
+                _cache[self.location] = _Cached(etag, rows)
+            return
+        raise SlotWriteError(f"could not {doing}: the listing index kept changing; run `gates gc` to repair it")
+
+    def touch(self, note: str, doing: str) -> None:
+        """Rewrite the rows as they are with `note`, so the listing token moves (a policy change
+        changes what a listing reports, not its rows)."""
+        self.update(lambda rows: True, doing, note)
+
+    def set_rows(self, new: dict[str, Row], doing: str) -> None:
+        """Put each of `new` in place of its slot's row, unless the row there is newer."""
+
+        def change(rows: dict[str, Row]) -> bool:
+            changed = False
+            for slot_id, row in new.items():
+                old = rows.get(slot_id)
+                if old is None or old.seq < row.seq or (old.seq == row.seq and old != row):
+                    rows[slot_id] = row
+                    changed = True
+            return changed
+
+        self.update(change, doing)
