@@ -11,7 +11,6 @@ exactly as given (`..`, `%2F`, odd bytes), where aiohttp's client would normaliz
 
 from __future__ import annotations
 
-import functools
 import http.client
 import io
 import json
@@ -164,7 +163,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, tuple
         """A ComfyUI queue that takes anything (the standalone app's 501 is by design)."""
         return "fuzz-prompt"
 
-    resume = functools.partial(resume_prompt, secret=b"the fuzzed host's park secret....")
+    def resume(meta, slot_id, routes):
+        return resume_prompt(meta, slot_id, b"the fuzzed host's park secret....", routes)
+
     GateRoutes(s.store, s.waiter, queue_prompt=queue_prompt, resume_prompt=resume).add_to(table)
     app = web.Application()
     app.add_routes(table)
