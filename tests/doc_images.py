@@ -27,5 +27,5 @@ README_IMAGES = {
 HAND_MADE = {"after_socket.png"}
 
 # The example workflows: example_workflows/<name>.json with <name>.jpg beside it
-EXAMPLES = ("curate_batch", "resume_from_slot", "checkpoint_batch", "overnight_parking")
+EXAMPLES = ("curate_batch", "resume_from_slot", "checkpoint_batch", "overnight_parking", "curate_dataset_folder")
 THUMB_SIZE = (400, 400)  # the template browser shows square thumbnails

@@ -266,7 +266,9 @@ No model is needed.
     )
 
 
-EXAMPLES = {e.name: e for e in (CURATE, RESUME, CHECKPOINT, OVERNIGHT)}
+CURATE_DATASET = dataset_graph(DATASET_FOLDER, DATASET_KEEP, DATASET_FIX)
+
+EXAMPLES = {e.name: e for e in (CURATE, RESUME, CHECKPOINT, OVERNIGHT, CURATE_DATASET)}
 
 
 def spec(example: Example) -> dict[str, Any]:
