@@ -21,6 +21,7 @@ README_IMAGES = {
     "gate_paused.png": (960, 880),  # the paused gate, its labelled route buttons (top of README)
     "gate_grid.png": (400, 1000),  # a batch at a pause: the grid, a route per image
     "slot_browser.png": (600, 560),  # the Slots sidebar: the slot browser inside ComfyUI
+    "dataset_page.png": (580, 552),  # a dataset page at the gate: the grid, a caption under each image
 }
 
 # Pictures other docs show that no script makes; only checked to exist and be PNGs

@@ -85,6 +85,7 @@ def test_a_folder_is_curated_page_by_page_through_a_kill_and_a_restart(
 ) -> None:
     dataset, keep, fix = tmp_path / "dataset", tmp_path / "keep", tmp_path / "fix"
     captions = curation_folder(dataset)
+    sources = {p.name: p.read_bytes() for p in dataset.iterdir()}
     names = sorted(captions)
     assert len(names) == 40 and len(list(dataset.iterdir())) == 41 + 36  # images and their captions
     pages = [names[:PAGE], names[PAGE : 2 * PAGE], names[2 * PAGE :]]
@@ -148,7 +149,9 @@ def test_a_folder_is_curated_page_by_page_through_a_kill_and_a_restart(
     ws = first.ws()
     prompt_id = first.queue(prompt, ws.client_id)
     pause = ws.wait_pause(prompt_id, timeout=60)
-    assert [row["file"] for row in loader_message(ws, prompt_id, load_node)["errors"]] == [DAMAGED]
+    message = loader_message(ws, prompt_id, load_node)
+    assert [row["file"] for row in message["errors"]] == [DAMAGED]
+    assert message["lines"][0] == "16 / 41 decided: 11 keep · 2 fix · 3 drop"  # as the README shows it
     assert pause["captions"] == [captions[n] or "" for n in pages[1]]
     assert claimed(dataset, first.proc.pid) == pages[1]
     first.proc.kill()  # SIGKILL: no release, no decision
@@ -209,3 +212,4 @@ def test_a_folder_is_curated_page_by_page_through_a_kill_and_a_restart(
     assert b"\r\n" in ((keep if routes[crlf] == 1 else fix) / f"{CRLF}.txt").read_bytes()
     assert not list(keep.glob("pic_05*")) and not list(fix.glob("pic_05*"))
     assert sorted(p.name for p in dataset.iterdir() if not p.name.startswith("pic_")) == [JOURNAL_NAME]
+    assert {p.name: p.read_bytes() for p in dataset.iterdir() if p.name != JOURNAL_NAME} == sources  # untouched
