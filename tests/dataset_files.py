@@ -87,3 +87,53 @@ def png_bytes(levels: np.ndarray) -> bytes:
     b = io.BytesIO()
     Image.fromarray(levels).save(b, "PNG")
     return b.getvalue()
+
+
+DAMAGED = "pic_05.png"
+CRLF = "pic_03"
+BOM = "pic_02"
+
+
+def curation_folder(root: Path, count: int = 41) -> dict[str, str | None]:
+    """A dataset folder of `count` files pic_01..: mixed sizes, RGB and RGBA PNG, 16-bit PNG,
+    JPEG turned by EXIF orientation, lossless WebP, one damaged PNG (DAMAGED); captions with
+    unicode, one with a UTF-8 BOM (BOM), one with CRLF line ends (CRLF), every seventh image
+    without one.
+
+    Returns:
+        Each readable image's file name -> its caption as a loader gives it (BOM dropped, line
+        ends kept), None for an image without a caption.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    captions: dict[str, str | None] = {}
+    words = ["a cat on a sofa", "ein Bär im Schnee", "猫が座っている", "café au lait, ☕", "a red barn"]
+    for i in range(1, count + 1):
+        stem = f"pic_{i:02d}"
+        if f"{stem}.png" == DAMAGED:
+            (root / DAMAGED).write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40 + b"cut short")
+            (root / f"{stem}.txt").write_text("never read", encoding="utf-8")
+            continue
+        h, w = 24 + (i * 11) % 40, 24 + (i * 7) % 48
+        kind = i % 6
+        if kind == 0:
+            name = png16(root / f"{stem}.png", noise(h, w, 3, seed=i, dtype=np.uint16)).name
+        elif kind == 1:
+            name = png8(root / f"{stem}.png", noise(h, w, 4, seed=i)).name
+        elif kind == 2:
+            name = jpeg(root / f"{stem}.jpg", noise(h, w, 3, seed=i), orientation=(6, 3, 8)[i % 3]).name
+        elif kind == 3:
+            name = webp(root / f"{stem}.webp", noise(h, w, 3, seed=i)).name
+        else:
+            name = png8(root / f"{stem}.png", noise(h, w, 3, seed=i)).name
+        if i % 7 == 0:
+            captions[name] = None
+            continue
+        text = f"{words[i % len(words)]} #{i}"
+        if stem == CRLF:
+            text = f"first line #{i}\r\nsecond line, ünïcödé"
+        raw = text.encode("utf-8")
+        if stem == BOM:
+            raw = b"\xef\xbb\xbf" + raw
+        (root / f"{stem}.txt").write_bytes(raw)
+        captions[name] = text
+    return captions

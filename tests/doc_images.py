@@ -21,11 +21,12 @@ README_IMAGES = {
     "gate_paused.png": (960, 880),  # the paused gate, its labelled route buttons (top of README)
     "gate_grid.png": (400, 1000),  # a batch at a pause: the grid, a route per image
     "slot_browser.png": (600, 560),  # the Slots sidebar: the slot browser inside ComfyUI
+    "dataset_page.png": (580, 552),  # a dataset page at the gate: the grid, a caption under each image
 }
 
 # Pictures other docs show that no script makes; only checked to exist and be PNGs
 HAND_MADE = {"after_socket.png"}
 
 # The example workflows: example_workflows/<name>.json with <name>.jpg beside it
-EXAMPLES = ("curate_batch", "resume_from_slot", "checkpoint_batch", "overnight_parking")
+EXAMPLES = ("curate_batch", "resume_from_slot", "checkpoint_batch", "overnight_parking", "curate_dataset_folder")
 THUMB_SIZE = (400, 400)  # the template browser shows square thumbnails

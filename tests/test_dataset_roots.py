@@ -62,3 +62,16 @@ def test_an_empty_path_and_an_empty_allow_list(tree: Path) -> None:
         Roots(None).check("  ", "read")
     with pytest.raises(RootRefused, match="outside"):
         Roots([]).check(tree / "input", "read")
+
+
+def test_a_relative_folder_is_read_from_the_folder_the_server_runs_in(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the README and the curate_dataset_folder example tell a user to type: `input/dataset`
+    is the input folder of the ComfyUI started in `tree`."""
+    monkeypatch.chdir(tree)
+    assert Roots(None).check("input/sets/cats", "read") == (tree / "input/sets/cats").resolve()
+    env = {ENV_VAR: str(tree / "input")}
+    assert Roots.from_env(environ=env).check("input/sets", "read") == (tree / "input/sets").resolve()
+    with pytest.raises(RootRefused):
+        Roots.from_env(environ=env).check("output", "write")

@@ -91,3 +91,20 @@ def test_overnight_parking_waits_600_seconds_then_parks() -> None:
     values = gate("overnight_parking")
     assert values["timeout"] == 600 and values["on_timeout"] == "park"
     assert widgets("overnight_parking", "LoadImage")[0] == "example.png"
+
+
+def test_curate_dataset_folder_pages_input_dataset_into_keep_and_fix_with_masks() -> None:
+    data = workflow("curate_dataset_folder")
+    assert widgets("curate_dataset_folder", "DatasetGatesDatasetLoad")[:3] == ["input/dataset", "undecided", 16]
+    assert gate("curate_dataset_folder")["labels"] == "keep, fix, drop" and gate("curate_dataset_folder")["routes"] == 3
+    by_id = {n["id"]: n for n in data["nodes"]}
+    links = {(by_id[link[1]]["type"], link[5]) for link in data["links"] if by_id[link[3]]["type"] == "ImageGate"}
+    assert links == {("DatasetGatesDatasetLoad", kind) for kind in ("IMAGE", "MASK", "DG_PAGE", "DG_CAPTIONS")}
+    saves = sorted(nodes("curate_dataset_folder", "DatasetGatesDatasetSave"), key=lambda n: n["pos"][1])
+    folders = [(n["widgets_values"][0], n["widgets_values"][2]) for n in saves]  # folder, masks
+    assert folders == [("output/dataset_keep", False), ("output/dataset_fix", True)]
+    splits = sorted(nodes("curate_dataset_folder", "DatasetGatesSplit"), key=lambda n: n["pos"][1])
+    assert [n["widgets_values"][0] for n in splits] == [1, 2]
+    (note,) = nodes("curate_dataset_folder", "MarkdownNote")
+    assert "`ComfyUI/input/dataset/`" in note["widgets_values"][0] and "absolute path" in note["widgets_values"][0]
+    assert "| `curate_dataset_folder` |" in README

@@ -263,7 +263,7 @@ def test_thumbnails_load_twelve_at_a_time_and_a_failed_one_is_asked_again(blank)
 # change the model and draw it again), on a pause of `batch` images with captions. `calls`
 # records what reaches the controller's other handlers (send, choose, ...).
 CAPTIONS = """
-async ({ batch, view }) => {
+async ({ batch, view, height = 760 }) => {
   const { GatePanel } = await import('/web/gate_panel.js');
   const { GateViewModel } = await import('/web/gate_view.js');
   const { ensureStylesheet } = await import('/web/format.js');
@@ -289,11 +289,12 @@ async ({ batch, view }) => {
   };
   panel = new GatePanel(new Proxy(handlers, { get: (t, name) => t[name] ?? ((...a) => calls.push([name, ...a])) }));
   const holder = document.createElement('div');
-  holder.style.cssText = 'width: 560px; height: 760px; background: #222; position: absolute; top: 0; left: 0';
+  holder.style.cssText = `width: 560px; height: ${height}px; background: #222; position: absolute; top: 0; left: 0`;
   holder.append(panel.element);
   document.body.replaceChildren(holder);
-  const captions = ['a tabby cat asleep on a red sofa, long caption that does not fit on one line', 'a dog',
-                    '', 'two\\nlines', 'a bird', 'a fish', 'a horse', 'a cow', 'a hen'].slice(0, batch);
+  const some = ['a tabby cat asleep on a red sofa, long caption that does not fit on one line', 'a dog',
+                '', 'two\\nlines', 'a bird', 'a fish', 'a horse', 'a cow', 'a hen'];
+  const captions = Array.from({ length: batch }, (_, i) => some[i] ?? `image ${i + 1}`);
   model.showPause({ node: '5', token: 't', routes: 3, batch, width: 320, height: 240, labels: ['keep', 'fix', 'drop'],
                     captions, preselect: null });
   model.view = view;
@@ -341,6 +342,26 @@ def test_a_grid_shows_a_caption_line_under_each_thumbnail_and_edits_it_in_place(
     if SHOTS:
         os.makedirs(SHOTS, exist_ok=True)
         blank.locator(".dg-gate").screenshot(path=os.path.join(SHOTS, "panel_grid_captions.png"))
+
+
+def test_a_grid_taller_than_its_panel_scrolls_and_keeps_every_caption_line_whole(blank) -> None:
+    """A dataset page of 16 with captions in a short panel: the rows keep their height (a
+    caption line under each thumbnail) and the grid scrolls, instead of squeezing the rows and
+    cutting the caption lines off."""
+    blank.evaluate(CAPTIONS, {"batch": 16, "view": "grid", "height": 520})
+    got = blank.evaluate("""() => {
+      const thumbs = document.querySelector('.dg-thumbs');
+      const cells = [...document.querySelectorAll('.dg-cell')].map(c => {
+        const cell = c.getBoundingClientRect(), line = c.querySelector('.dg-cell-caption').getBoundingClientRect();
+        const frame = c.querySelector('.dg-cell-frame').getBoundingClientRect();
+        return [line.height, cell.bottom - line.bottom, line.top - frame.bottom];
+      });
+      return { cells, scrolls: thumbs.scrollHeight > thumbs.clientHeight + 1 };
+    }""")
+    assert got["scrolls"]
+    assert len(got["cells"]) == 16
+    for height, below, gap in got["cells"]:
+        assert height == 16 and below >= -0.5 and gap >= -0.5, got["cells"]
 
 
 def test_the_enlarged_image_has_its_whole_caption_in_a_box_under_it(blank) -> None:

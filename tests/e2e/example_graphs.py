@@ -194,7 +194,81 @@ image down a route.
     ],
 )
 
-EXAMPLES = {e.name: e for e in (CURATE, RESUME, CHECKPOINT, OVERNIGHT)}
+# Relative folders are resolved from the folder ComfyUI runs in (its working directory): the
+# ComfyUI folder when it is started there with `python main.py`.
+DATASET_FOLDER = "input/dataset"
+DATASET_KEEP = "output/dataset_keep"
+DATASET_FIX = "output/dataset_fix"
+
+
+def dataset_graph(folder: str, keep: str, fix: str, page_size: int = 16, with_note: bool = True) -> Example:
+    """Dataset Load -> Image Gate keep / fix / drop (captions and page wired) -> Gate Split per
+    route -> Dataset Save: keep as it is, fix with the masks as they left the gate."""
+    nodes = [
+        Node(
+            "load", "DatasetGatesDatasetLoad", (20, 20), {"folder": folder, "show": "undecided", "page_size": page_size}
+        ),
+        Node("gate", "ImageGate", (380, 20), {"routes": 3, "labels": "keep, fix, drop"}, size=(560, 620)),
+        Node("split_keep", "DatasetGatesSplit", (980, 20), {"route": 1}),
+        Node("save_keep", "DatasetGatesDatasetSave", (1280, 20), {"folder": keep}, size=(320, 260)),
+        Node("split_fix", "DatasetGatesSplit", (980, 340), {"route": 2}),
+        Node("save_fix", "DatasetGatesDatasetSave", (1280, 340), {"folder": fix, "masks": True}, size=(320, 260)),
+    ]
+    if with_note:
+        nodes.insert(
+            0,
+            note(
+                f"""
+## Curate a dataset folder: keep / fix / drop, a page at a time
+
+**Dataset Load** reads the next 16 images of `folder` that no gate has decided yet, each with
+its caption (`<name>.txt` beside it) and its mask (an RGBA image's alpha). The **Image Gate**
+pauses with them as a grid, each caption under its image: click a caption to edit it, select
+images and press 1 (keep), 2 (fix) or 3 (drop), then Enter. Each file's decision goes into
+`.dataset-gates-journal.jsonl` in the dataset folder, so queue again for the next page; after
+a restart, a queue picks up where you left off.
+
+- **keep**: saved to `{keep}` as they were (the original file when unchanged) with their captions
+- **fix**: saved to `{fix}` with their masks (`<name>-masklabel.png`): paint a mask at the gate
+  (Edit mask) before sending
+- **drop**: wired to nothing
+
+Make the folder first: put images (PNG, JPEG, WebP) and same-name `.txt` captions in
+`ComfyUI/{folder}/`. A relative path is read from the folder ComfyUI runs in (the ComfyUI
+folder when you start it with `python main.py`); type an absolute path if yours runs elsewhere.
+No model is needed.
+""",
+                (20, -330),
+                (920, 320),
+            ),
+        )
+    return Example(
+        "curate_dataset_folder",
+        nodes=nodes,
+        links=[
+            ("load", "image", "gate", "image"),
+            ("load", "mask", "gate", "mask"),
+            ("load", "page", "gate", "page"),
+            ("load", "captions", "gate", "captions"),
+            ("gate", "decisions", "split_keep", "decisions"),
+            ("load", "image", "split_keep", "image"),
+            ("load", "page", "split_keep", "page"),
+            ("split_keep", "image", "save_keep", "image"),
+            ("split_keep", "page", "save_keep", "page"),
+            ("gate", "decisions", "split_fix", "decisions"),
+            ("load", "image", "split_fix", "image"),
+            ("gate", "mask", "split_fix", "mask"),
+            ("load", "page", "split_fix", "page"),
+            ("split_fix", "image", "save_fix", "image"),
+            ("split_fix", "mask", "save_fix", "mask"),
+            ("split_fix", "page", "save_fix", "page"),
+        ],
+    )
+
+
+CURATE_DATASET = dataset_graph(DATASET_FOLDER, DATASET_KEEP, DATASET_FIX)
+
+EXAMPLES = {e.name: e for e in (CURATE, RESUME, CHECKPOINT, OVERNIGHT, CURATE_DATASET)}
 
 
 def spec(example: Example) -> dict[str, Any]:

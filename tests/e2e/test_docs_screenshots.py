@@ -5,6 +5,8 @@ each run rewrites, in this checkout:
 
 - docs/images/gate_paused.png: a paused Image Gate with labelled route buttons (README top);
 - docs/images/slot_browser.png: the Slots sidebar (the slot browser inside ComfyUI);
+- docs/images/dataset_page.png: a dataset folder's page paused at the gate, a caption under
+  each image, one edited (README, "Curate a dataset folder");
 - example_workflows/<name>.json: each example built with the frontend's own API
   (tests/e2e/example_graphs.py) and saved as app.graph.serialize() gives it;
 - example_workflows/<name>.jpg: a screenshot of that workflow in the page, its template
@@ -32,7 +34,7 @@ from pathlib import Path
 import pytest
 import torch
 from doc_images import EXAMPLES, EXAMPLES_DIR, IMAGES_DIR, MAX_BYTES, MAX_THUMB_BYTES, README_IMAGES, THUMB_SIZE
-from example_graphs import BUILD, EXAMPLE_IMAGE, FIT, Example, Node, put_example_image, spec
+from example_graphs import BUILD, EXAMPLE_IMAGE, FIT, Example, Node, dataset_graph, put_example_image, spec
 from example_graphs import EXAMPLES as GRAPHS
 from PIL import Image, ImageDraw
 from test_ui_e2e import SIDEBAR_BUTTON, Ui, chromium  # noqa: F401 (chromium: a fixture, used by name)
@@ -298,3 +300,59 @@ def test_readme_picture_of_the_slot_browser(shots) -> None:
     page.wait_for_timeout(500)
     write_png(page.screenshot(clip=clip(0, 36, README_IMAGES["slot_browser.png"])), "slot_browser.png")
     shots.shot("slot_browser")
+
+
+DATASET_CAPTIONS = [
+    "a lake at dusk under a violet sky, two dark ridges",
+    "blue morning sky over the hills, calm water",
+    "red sunset, low sun behind the mountains",
+    "pale sky, snow light, a still lake",
+    "orange evening, the sun above a ridge",
+    "",
+]
+
+
+def test_readme_picture_of_a_dataset_page(shots, tmp_path) -> None:
+    """A dataset folder of six landscapes with captions (one without) at the gate: two sent
+    to fix, one to drop, a caption being typed for the one without."""
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    for i, caption in enumerate(DATASET_CAPTIONS):
+        landscape(i, 320, 240).save(dataset / f"valley_{i + 1:02d}.png")
+        if caption:
+            (dataset / f"valley_{i + 1:02d}.txt").write_text(caption, encoding="utf-8")
+    page = shots.page
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    graph = dataset_graph(str(dataset), str(tmp_path / "keep"), str(tmp_path / "fix"), with_note=False)
+    page.evaluate(BUILD, spec(graph))
+    page.evaluate(VIEW, [-40, -210])  # the gate's panel clear of the sidebar and the menu
+    shots.queue()
+    pause = shots.wait_paused()
+    assert pause["batch"] == 6 and pause["captions"] == DATASET_CAPTIONS
+    cell = ".dg-cell[data-index='{}'] .dg-cell-img".format
+    page.click(cell(1))
+    page.click(cell(4), modifiers=["Control"])
+    page.keyboard.press("2")
+    page.click(cell(2))
+    page.keyboard.press("3")
+    page.click(".dg-cell[data-index='5'] .dg-cell-caption")
+    page.wait_for_selector(".dg-cell[data-index='5'] .dg-cell-editor:focus")
+    page.keyboard.type("a lake between two ridges, golden hour")
+    page.mouse.move(1300, 950)
+    page.wait_for_timeout(500)
+    size = README_IMAGES["dataset_page.png"]
+    box = page.locator(".dg-gate").first.bounding_box()
+    x, y = box["x"] - 20, box["y"] - 20
+    assert_inside(box, x, y, size, "the gate's panel")
+    write_png(page.screenshot(clip=clip(x, y, size)), "dataset_page.png")
+    shots.shot("dataset_page")
+    page.keyboard.press("Control+Enter")  # send, the typed caption with it
+    entry = shots.comfy.wait_history(pause["prompt_id"])
+    assert entry["status"]["status_str"] == "success"
+    assert (tmp_path / "keep" / "valley_06.txt").read_text(encoding="utf-8") == "a lake between two ridges, golden hour"
+    assert sorted(p.name for p in (tmp_path / "fix").glob("*.png")) == [
+        "valley_02-masklabel.png",
+        "valley_02.png",
+        "valley_05-masklabel.png",
+        "valley_05.png",
+    ]

@@ -14,9 +14,10 @@ import time
 
 import pytest
 import torch
+from dataset_files import curation_folder
 from doc_images import EXAMPLES, EXAMPLES_DIR
+from example_graphs import DATASET_FIX, DATASET_FOLDER, DATASET_KEEP, SD15, put_example_image
 from example_graphs import EXAMPLES as GRAPHS
-from example_graphs import SD15, put_example_image
 from test_ui_e2e import DECIDED, Ui, chromium  # noqa: F401 (chromium: a fixture, used by name)
 
 from gates.bus.local.store import SlotStore
@@ -101,7 +102,14 @@ def test_every_example_is_listed_and_served_as_a_template(comfy) -> None:
 
 def test_examples_use_only_core_nodes_and_this_packs(comfy) -> None:
     info = comfy.get("/object_info").json()
-    ours = {"ImageGate", "DatasetGatesBusSave", "DatasetGatesBusLoad", "DatasetGatesSplit"}
+    ours = {
+        "ImageGate",
+        "DatasetGatesBusSave",
+        "DatasetGatesBusLoad",
+        "DatasetGatesSplit",
+        "DatasetGatesDatasetLoad",
+        "DatasetGatesDatasetSave",
+    }
     for name in EXAMPLES:
         workflow = json.loads((EXAMPLES_DIR / f"{name}.json").read_text(encoding="utf-8"))
         for node in workflow["nodes"]:
@@ -202,3 +210,46 @@ def test_overnight_parking_waits_parks_and_resumes(ui) -> None:
     while len(ui.outputs("overnight/keep")) < 8:
         assert time.monotonic() < deadline, "the resumed run saved nothing"
         time.sleep(0.2)
+
+
+def test_curate_dataset_folder_pages_a_folder_and_saves_keep_and_fix(ui) -> None:
+    """The folder the note says to make, under ComfyUI's input folder; the e2e server does not
+    run in its ComfyUI folder, so the three paths are typed as absolute paths, as the note says
+    to when ComfyUI runs elsewhere."""
+    comfy = ui.comfy
+    dataset = comfy.input_dir / "dataset"
+    captions = curation_folder(dataset, count=6)
+    names = sorted(captions)
+    nodes = open_template(ui, "curate_dataset_folder")
+    keep, fix = comfy.output_dir / "dataset_keep", comfy.output_dir / "dataset_fix"
+    typed = ui.page.evaluate(
+        """([paths]) => {
+            const set = (node, name, value) => { const w = node.widgets.find(w => w.name === name);
+                const was = w.value; w.value = value; return was; };
+            const [load] = app.graph.findNodesByType('DatasetGatesDatasetLoad');
+            const saves = app.graph.findNodesByType('DatasetGatesDatasetSave')
+                .sort((a, b) => a.pos[1] - b.pos[1]);
+            return [set(load, 'folder', paths[0]), set(saves[0], 'folder', paths[1]), set(saves[1], 'folder', paths[2])];
+        }""",
+        [[str(dataset), str(keep), str(fix)]],
+    )
+    assert typed == [DATASET_FOLDER, DATASET_KEEP, DATASET_FIX]
+    prompt_id = queue(ui)
+    pause = ui.wait_paused()
+    assert pause["prompt_id"] == prompt_id and pause["batch"] == len(names) == 5
+    assert pause["labels"] == ["keep", "fix", "drop"] and pause["captions"] == [captions[n] or "" for n in names]
+    page = ui.page
+    page.click(".dg-cell[data-index='1'] .dg-cell-img")
+    page.keyboard.press("2")
+    page.click(".dg-cell[data-index='3'] .dg-cell-img")
+    page.keyboard.press("3")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(DECIDED)
+    entry = ui.comfy.wait_history(prompt_id)
+    assert entry["status"]["status_str"] == "success"
+    assert str(nodes["DatasetGatesDatasetLoad"]) in entry["outputs"]
+    kept = [names[i] for i in (0, 2, 4)]
+    assert sorted(p.name for p in keep.iterdir()) == sorted([*kept, *(n.rsplit(".", 1)[0] + ".txt" for n in kept)])
+    stem = names[1].rsplit(".", 1)[0]
+    assert sorted(p.name for p in fix.iterdir()) == sorted([names[1], f"{stem}.txt", f"{stem}-masklabel.png"])
+    assert all((keep / n).read_bytes() == (dataset / n).read_bytes() for n in kept)
