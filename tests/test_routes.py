@@ -414,6 +414,23 @@ async def test_preview_is_a_small_png_of_the_requested_image(client, waiter):
     assert stale.status == 409
 
 
+async def test_a_dataset_pages_images_are_shown_and_painted_at_their_own_size(client, waiter):
+    image = torch.rand(2, 16, 12, 3)  # a page: image 1 is 10x6, padded into the page's 16x12
+    pending = waiter.arm("12:5", image, routes=3, client_id="tab-a", sizes=[(16, 12), (10, 6)])
+    assert pending.public()["sizes"] == [[16, 12], [10, 6]]
+    resp = await client.get(f"{P}/preview", params={"node": "12:5", "token": pending.token, "index": 1})
+    got = np.asarray(Image.open(io.BytesIO(await resp.read())).convert("RGB"))
+    assert np.array_equal(got, (image[1, :10, :6] * 255).round().to(torch.uint8).numpy())  # no padding shown
+    grey = np.zeros((10, 6), np.uint8)
+    grey[:, :3] = 255  # painted on the 10x6 image shown: its left half
+    resp = await client.post(f"{P}/mask", data=mask_form("12:5", pending.token, png(grey, "L"), index=1))
+    assert resp.status == 200
+    waiter.choose("12:5", pending.token, 1)
+    mask = waiter.wait(pending, lambda: False).masks[1]
+    assert mask.shape == (16, 12)  # back in the page's batch, top-left, nothing over the padding
+    assert bool((mask[:10, :3] == 255).all()) and not mask[:10, 3:].any() and not mask[10:].any()
+
+
 async def test_mask_upload_alpha_and_grey_conventions(client, waiter):
     pending, _ = pause(waiter)
     rgba = np.zeros((16, 12, 4), np.uint8)  # the image's size, so no resize blurs the edges

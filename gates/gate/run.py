@@ -327,6 +327,7 @@ def _ask(ask: Asked, source: Source, shown: list[str] | None, send_id: str, page
         timeout=timeout,
         on_timeout=ask.on_timeout,
         captions=shown,
+        sizes=None if page is None else [(item.height, item.width) for item in page.items],
     )
     decision = wait_for_answer(ask.waiter, hooks, pending)
     if decision.timed_out and action == PARK and page is not None:

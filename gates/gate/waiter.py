@@ -117,6 +117,7 @@ class Pending:
     preselect: list[int] | None = None  # the routes recorded in the slot this run resumed from
     captions: list[str] | None = None  # one per batch image, shown to edit; None: the gate has none
     text: str | None = None  # a Text Gate's text, shown to edit
+    sizes: list[tuple[int, int]] | None = None  # each image's own (height, width) in a padded page
     _event: threading.Event = field(default_factory=threading.Event, repr=False)
     _decision: Decision | None = field(default=None, repr=False)
     _masks: dict[int | None, torch.Tensor] = field(default_factory=dict, repr=False)
@@ -130,6 +131,22 @@ class Pending:
     @property
     def batch(self) -> int:
         return int(self.images().shape[0])
+
+    def shown(self, index: int) -> torch.Tensor:
+        """Batch image `index` as a person sees it: a dataset page's image at its own size, not
+        the page's padding."""
+        image = self.images()[index]
+        if self.sizes is None:
+            return image
+        h, w = self.sizes[index]
+        return image[:h, :w]
+
+    def shown_size(self, index: int | None) -> tuple[int, int]:
+        """(height, width) of what `shown(index)` gives; the batch's for None (every image)."""
+        if index is not None and self.sizes is not None:
+            return self.sizes[index]
+        _, h, w, _ = self.images().shape
+        return int(h), int(w)
 
     def public(self) -> dict[str, Any]:
         """What the owner tab is told: everything it needs to draw the pause, never tensor data."""
@@ -157,6 +174,7 @@ class Pending:
             "painted": sorted(-1 if k is None else k for k in self._masks),
             "preselect": self.preselect,
             "captions": self.captions,
+            "sizes": None if self.sizes is None else [[h, w] for h, w in self.sizes],
         }
 
     def orphaned(self, connected: Connected) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import torch
 from aiohttp import BodyPartReader, web
 
 from .. import images
@@ -121,7 +122,10 @@ class PauseRoutes:
             pending = self.waiter.set_mask(node, token, None)
         elif "mask" in fields:
             _, h, w, _ = pending.images().shape
-            mask = await self._renders.run(self._decode_mask, fields["mask"], int(h), int(w))
+            own_h, own_w = pending.shown_size(index)  # painted on what was shown: a page's image at its size
+            mask = await self._renders.run(self._decode_mask, fields["mask"], own_h, own_w)
+            if (own_h, own_w) != (int(h), int(w)):  # back into the page's padding, top-left
+                mask = torch.nn.functional.pad(mask, (0, int(w) - own_w, 0, int(h) - own_h))
             pending = self.waiter.set_mask(node, token, mask, index)
         else:
             raise ValueError("mask upload needs a `mask` file field or a `clear` field")

@@ -93,7 +93,7 @@ class PreviewCache:
             future = self._previews.get(key)
             if future is not None:
                 return future
-            future = self._renders.submit(images.preview, pending.images()[index], side)
+            future = self._renders.submit(images.preview, pending.shown(index), side)
             self._previews[key] = future
         future.add_done_callback(functools.partial(self._preview_done, key))  # may run at once
         return future
