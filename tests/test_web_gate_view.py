@@ -41,6 +41,17 @@ def test_idle_shows_no_pause(view) -> None:
     assert got["note"] == "" and got["busy"] is False
 
 
+def test_a_dataset_page_of_mixed_sizes_says_so_rather_than_its_padded_size(view) -> None:
+    got = view.evaluate("""() => {
+      dg.model.showPause({ ...dg.pause, sizes: [[240, 320], [100, 80], [240, 320], [50, 50]] });
+      const mixed = dg.panel().status;
+      dg.model.showPause({ ...dg.pause, token: "t2", sizes: [[240, 320], [240, 320], [240, 320], [240, 320]] });
+      return { mixed, same: dg.panel().status };
+    }""")
+    assert got["mixed"] == "Paused: pick a route · mixed sizes · batch of 4 · slot a"
+    assert got["same"] == "Paused: pick a route · 320×240 · batch of 4 · slot a"
+
+
 def test_a_batch_pause_shows_a_grid_with_each_images_route(view) -> None:
     got = view.evaluate("""() => {
       const fresh = dg.model.showPause(dg.pause);

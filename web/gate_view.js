@@ -166,7 +166,10 @@ export class GateViewModel {
     if (this.mode === "paused") {
       const p = this.info;
       const source = p.source && p.source !== "input" ? ` · ${p.source}` : "";
-      return `Paused: pick a route · ${p.width}×${p.height}${p.batch > 1 ? ` · batch of ${p.batch}` : ""}${source}`;
+      // a dataset page of mixed sizes: each image is shown at its own size, the batch is padding
+      const mixed = new Set((p.sizes ?? []).map(([h, w]) => `${w}×${h}`)).size > 1;
+      const size = mixed ? "mixed sizes" : `${p.width}×${p.height}`;
+      return `Paused: pick a route · ${size}${p.batch > 1 ? ` · batch of ${p.batch}` : ""}${source}`;
     }
     if (this.mode === "decided") {
       const late = this.timedOut ? "Time ran out: " : "";
