@@ -437,7 +437,7 @@ export class SlotBrowserView {
         || (target === "" && !d.plan?.ready),
       onclick: send,
     }, "▶ Resume with these decisions"), target === null ? el("span.dg-muted", {}, "No ComfyUI to resume on.") : null));
-    return el("div.dg-parked-box.dg-decide", {}, ...rows);
+    return el("div.dg-parked-box.dg-decide-panel", {}, ...rows);
   }
 
   onKey(event) {
