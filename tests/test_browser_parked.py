@@ -157,6 +157,9 @@ def test_resume_on_a_worker_sends_it_and_the_decided_routes_and_never_polls_it(h
       out.after = m.detail().decide;
       out.sent = dg.sent.splice(0);
       out.polling = m.polling;
+      dg.slots[0].created = 99;  // parked again since: a new version may be resumed
+      await m.refresh();
+      out.reparked = m.detail().run.busy;
       return out;
     }""",
         parked_meta(),
@@ -167,7 +170,8 @@ def test_resume_on_a_worker_sends_it_and_the_decided_routes_and_never_polls_it(h
         {"value": "http://gpu-2:8188", "label": "http://gpu-2:8188 (parked it)"},
     ]
     assert got["target"] == "http://gpu-2:8188"  # the worker that parked it, by default
-    assert got["plain"] == {"text": "Queued on http://gpu-2:8188 as prompt w-1", "error": False, "busy": False}
+    # busy: Resume stays off, as a second one would queue the run twice on the worker
+    assert got["plain"] == {"text": "Queued on http://gpu-2:8188 as prompt w-1", "error": False, "busy": True}
     assert got["urls"] == ["/image/p1/0?v=c", "/image/p1/1?v=c", "/image/p1/2?v=c"]
     assert got["index"] == 1
     assert got["decide"] == {
@@ -186,6 +190,7 @@ def test_resume_on_a_worker_sends_it_and_the_decided_routes_and_never_polls_it(h
         ["bus.resume", "p1", {"routes": [3, 1, 2], "worker": "http://gpu-1:8188"}],
     ]
     assert got["polling"] is None  # another worker's prompt is not followed here
+    assert got["reparked"] is False
 
 
 def test_inside_comfyui_resume_queues_here_with_or_without_routes_and_a_refusal_is_text(harness) -> None:
@@ -300,6 +305,18 @@ def test_the_page_lists_parked_runs_and_resumes_a_batch_decided_here_on_a_worker
         assert "by gate 2 of prompt abc on gpu-2:8188 when its countdown ran out" in box and "batch of 3" in box
         options = page.eval_on_selector_all(".dg-resume-target option", "os => os.map((o) => [o.value, o.textContent])")
         assert options == [[worker, worker], ["http://127.0.0.1:1", "http://127.0.0.1:1"]]  # no "this ComfyUI" here
+        # The worker nobody runs first: its 502 is a message in the box, and nothing throws.
+        answer_dialogs(page, True)
+        page.select_option(".dg-resume-target", "http://127.0.0.1:1")
+        page.wait_for_function("() => document.querySelector('.dg-resume-target').value === 'http://127.0.0.1:1'")
+        page.click(".dg-resume")
+        page.wait_for_selector(".dg-resume-status.dg-error")
+        text = page.inner_text(".dg-resume-status")
+        assert text.startswith("Resume on http://127.0.0.1:1 failed: http://127.0.0.1:1 did not answer"), text
+        assert asked == []
+        # Then the batch decided here, on the stand-in worker.
+        page.select_option(".dg-resume-target", worker)
+        page.wait_for_function("w => document.querySelector('.dg-resume-target').value === w", arg=worker)
         page.click(".dg-decide")
         page.wait_for_selector(".dg-decide-image[data-index='2']")
         assert "An image you leave goes down route 1" in page.inner_text(".dg-decide-note")
@@ -316,25 +333,19 @@ def test_the_page_lists_parked_runs_and_resumes_a_batch_decided_here_on_a_worker
         page.wait_for_selector(".dg-decide-image[data-index='2'][data-route='2']")
         routes = page.eval_on_selector_all(".dg-decide-image", "bs => bs.map((b) => b.dataset.route)")
         assert routes == ["3", "1", "2"]
-        asked_dialogs = answer_dialogs(page, True)
+        messages: list[str] = []
+        page.on("dialog", lambda dialog: messages.append(dialog.message))
         page.click(".dg-resume-decided")
-        page.wait_for_selector(".dg-resume-status")
+        page.wait_for_selector(".dg-resume-status:not(.dg-error)")
         page.wait_for_function("() => !document.querySelector('.dg-resume-status').textContent.includes('…')")
         assert asked == [("parked-abc-2", {"routes": [3, 1, 2]})]
-        assert "with these decisions" in asked_dialogs[0] and "route 3 · fix: 1 image" in asked_dialogs[0]
+        assert "with these decisions" in messages[0] and "route 3 · fix: 1 image" in messages[0]
         assert (
             page.inner_text(".dg-resume-status")
             == f"Queued on {worker} as prompt on-gpu-2 with the routes decided here"
         )
         assert page.locator(".dg-decide-panel").count() == 0  # sent: the decision is done
-        # The worker nobody runs: its 502 is a message in the box, and nothing throws.
-        page.select_option(".dg-resume-target", "http://127.0.0.1:1")
-        page.wait_for_function("() => document.querySelector('.dg-resume-target').value === 'http://127.0.0.1:1'")
-        page.click(".dg-resume")
-        page.wait_for_selector(".dg-resume-status.dg-error")
-        text = page.inner_text(".dg-resume-status")
-        assert text.startswith("Resume on http://127.0.0.1:1 failed: http://127.0.0.1:1 did not answer"), text
-        assert len(asked) == 1
+        assert page.is_disabled(".dg-resume")  # queued there: a second Resume would queue it twice
 
 
 def test_the_page_without_workers_says_resume_needs_comfyui_or_the_setting(

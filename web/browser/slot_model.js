@@ -626,13 +626,14 @@ export class SlotBrowserModel {
       }
       routes = d.routes;
     }
-    this.resumed.set(id, { promptId: null, state: "queueing", error: null, worker, decided: Boolean(routes) });
+    const created = slot?.created ?? null; // a worker's run holds Resume off for this version only
+    this.resumed.set(id, { promptId: null, state: "queueing", error: null, worker, decided: Boolean(routes), created });
     this.changed({ grid: true, detail: true });
     const options = routes ? { routes } : {};
     try {
       const reply = worker ? await this.busApi.resume(id, { ...options, worker }) : await this.resumeSlot(id, options);
       const promptId = reply?.prompt_id ?? "?";
-      this.resumed.set(id, { promptId, state: "queued", error: null, worker, decided: Boolean(routes) });
+      this.resumed.set(id, { promptId, state: "queued", error: null, worker, decided: Boolean(routes), created });
       const goes = routes ? "it goes on with the routes decided here, without pausing"
         : worker ? "its gate pauses there: open that ComfyUI to answer it (any of its tabs can take the pause over)"
           : "its gate pauses in this tab";
@@ -640,7 +641,7 @@ export class SlotBrowserModel {
         isError: false, kind: "" };
       if (routes) this.decision = null;
     } catch (err) {
-      this.resumed.set(id, { promptId: null, state: "", error: err.message, worker, decided: Boolean(routes) });
+      this.resumed.set(id, { promptId: null, state: "", error: err.message, worker, decided: Boolean(routes), created });
     }
     this.changed({ grid: true, detail: true });
     this.pollResumed();
@@ -672,7 +673,10 @@ export class SlotBrowserModel {
     const run = this.resumed.get(id);
     if (!run) return null;
     const where = run.worker ? ` on ${run.worker}` : "";
-    const busy = !run.error && (run.worker ? !run.promptId : !FINAL_STATES.has(run.state));
+    // A worker's prompt is not followed from here: once queued there, Resume stays off for the
+    // slot (a second one would queue the run twice) while it is the version that was resumed.
+    const now = this.slots.find((s) => s.id === id) ?? (this.open?.id === id ? this.open : null);
+    const busy = !run.error && (run.worker ? !run.promptId || (now?.created ?? null) === run.created : !FINAL_STATES.has(run.state));
     if (run.error) return { text: `Resume${where} failed: ${run.error}`, error: true, busy };
     if (!run.promptId) return { text: `Resuming${where}…`, error: false, busy };
     const decided = run.decided ? " with the routes decided here" : "";
