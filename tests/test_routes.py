@@ -758,10 +758,35 @@ async def test_resume_plan_counts_the_nodes_it_would_queue(comfy_client, store, 
         "slot": "parked-abc-2",
         "count": 2,
         "nodes": [{"class_type": "ImageGate", "count": 1}, {"class_type": "LoadImage", "count": 1}],
+        "routes": 2,
+        "labels": ["1", "2"],
+        "batch": 1,
+        "worker": None,
     }
     assert (await comfy_client.get(f"{P}/resume/a")).status == 409  # not parked
     assert (await comfy_client.get(f"{P}/resume/nothing-here")).status == 404
     assert queued == []  # looking queues nothing
+
+
+async def test_resume_plan_gives_the_gates_routes_labels_batch_and_worker(comfy_client, store, queued):
+    """What the slot browser draws the route buttons of "Decide here" from: the sealed prompt's
+    gate (its labels, blanks as numbers), the batch and the worker that parked it."""
+    gate = PARKED_PROMPT["2"]
+    prompt = {**PARKED_PROMPT, "2": {**gate, "inputs": {**gate["inputs"], "routes": 3, "labels": "keep, ,fix"}}}
+    meta = parked("farm", prompt) | {"worker": "gpu-2:8188"}  # the worker is not sealed
+    store.publish("farm", torch.rand(4, 4, 4, 3), meta=meta)
+    body = await (await comfy_client.get(f"{P}/resume/farm")).json()
+    assert {k: body[k] for k in ("routes", "labels", "batch", "worker")} == {
+        "routes": 3,
+        "labels": ["keep", "2", "fix"],
+        "batch": 4,
+        "worker": "gpu-2:8188",
+    }
+    wired = {**PARKED_PROMPT, "2": {**gate, "inputs": {**gate["inputs"], "routes": ["1", 0]}}}
+    store.publish("wired", torch.rand(2, 4, 4, 3), meta=parked("wired", wired))
+    body = await (await comfy_client.get(f"{P}/resume/wired")).json()
+    assert (body["routes"], body["labels"], body["batch"]) == (None, [], 2)  # no count to draw from
+    assert queued == []
 
 
 @pytest.fixture

@@ -123,6 +123,33 @@ def test_bus_api_reads_odd_replies_and_resumes_only_with_a_client_id(api) -> Non
     assert got["sentForResume"] == []  # refused before anything was sent
 
 
+def test_bus_api_resumes_here_or_on_a_worker_with_the_routes_decided(api) -> None:
+    got = api.evaluate("""async () => {
+      const { busApi, client, sent, replies, failure } = window.dg;
+      replies['/datasete_gate/workers'] = { workers: ['http://gpu-2:8188', 5, ''] };
+      const here = busApi(client, () => 'tab-1');
+      const standalone = busApi(client);  // no client id: only a worker can queue
+      const out = { workers: await here.workers() };
+      await here.resume('p', { routes: [2, 1] });
+      await here.resume('p', { worker: 'http://gpu-2:8188' });
+      await standalone.resume('p', { worker: 'http://gpu-2:8188', routes: [1, 3] });
+      out.here = await failure(standalone.resume('p', { routes: [1] }));
+      replies['/datasete_gate/workers'] = { workers: 'not a list' };
+      out.odd = await here.workers();
+      out.sent = sent.splice(0);
+      return out;
+    }""")
+    assert got["workers"] == ["http://gpu-2:8188"] and got["odd"] == []
+    assert got["here"] == ["HttpError", 0, "this tab's client id is not known yet"]
+    assert got["sent"] == [
+        ["GET", "/datasete_gate/workers", None],
+        ["POST", "/datasete_gate/resume/p", {"client_id": "tab-1", "routes": [2, 1]}],
+        ["POST", "/datasete_gate/resume/p", {"worker": "http://gpu-2:8188"}],
+        ["POST", "/datasete_gate/resume/p", {"worker": "http://gpu-2:8188", "routes": [1, 3]}],
+        ["GET", "/datasete_gate/workers", None],
+    ]
+
+
 def test_bus_api_asks_for_dataset_reports_on_the_client(api) -> None:
     got = api.evaluate("""async () => {
       const { busApi, client, sent, replies } = window.dg;

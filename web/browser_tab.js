@@ -24,7 +24,7 @@ export class SlotBrowsers {
 
   /** Mount a browser into `target`; returns the function that unmounts it. */
   mount(target) {
-    const browser = mountBrowser(target, { bus: comfyBus, resume: (id) => comfyBus.resume(id), promptState });
+    const browser = mountBrowser(target, { bus: comfyBus, resume: (id, options) => comfyBus.resume(id, options), promptState });
     this.mounted.add(browser);
     return () => {
       this.mounted.delete(browser);

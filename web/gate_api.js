@@ -154,12 +154,28 @@ export function busApi(client, clientId = () => null) {
     policy: () => client.get(bus("/policy")),
     /** Change the policy ({keep}, {quota_bytes} or both): resolves to the new one. */
     setPolicy: (changes) => client.postJson(bus("/policy"), changes),
-    /** What resuming a parked slot would queue: {slot, count, nodes: [{class_type, count}]}; an
-     *  HttpError 403 (with the server's reason) for a run this ComfyUI did not park. */
+    /** What resuming a parked slot would queue: {slot, count, nodes: [{class_type, count}],
+     *  routes, labels, batch, worker} (the gate's route count and labels, from the sealed
+     *  prompt); an HttpError 403 (with the server's reason) for a run this ComfyUI did not park. */
     resumePlan: (id) => client.get(`${PREFIX}/resume/${slotPath(id)}`),
-    /** Queue a parked slot's prompt again, its gate reading the slot and pausing in this tab:
-     *  resolves to {prompt_id}. */
-    resume: async (id) => client.postJson(`${PREFIX}/resume/${slotPath(id)}`, { client_id: needClientId(clientId) }),
+    /** The other workers of this bus a parked run may be resumed on (GET /workers: the server's
+     *  DATASET_GATES_WORKERS), as URLs. */
+    async workers() {
+      const data = await client.get(`${PREFIX}/workers`);
+      return Array.isArray(data.workers) ? data.workers.filter((w) => typeof w === "string" && w) : [];
+    },
+    /**
+     * Queue a parked slot's prompt again: resolves to {prompt_id}. On this server its gate reads
+     * the slot and pauses in this tab (the tab's client id is sent); with `worker` (one of
+     * workers()) the server forwards it to that worker, which queues it (its pause goes to no
+     * tab there: any tab of that ComfyUI can take it over). With `routes` (one 1-based route per
+     * batch image) the gate takes them as its answer and the run goes on without pausing.
+     */
+    resume: async (id, { routes = null, worker = null } = {}) => {
+      const body = worker ? { worker } : { client_id: needClientId(clientId) };
+      if (routes) body.routes = routes;
+      return client.postJson(`${PREFIX}/resume/${slotPath(id)}`, body);
+    },
     /** The reports of the dataset folders this server loaded pages from, newest first (a gone
      *  one is {folder, depth, error}). */
     async datasetRecent() {

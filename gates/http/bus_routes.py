@@ -20,7 +20,7 @@ from ..bus import BusAdmin, SlotInfo
 from ..bus.ids import validate_id
 from ..bus.policy import Policy
 from ..gate.parking import node_summary
-from ..gate.run import MAX_ROUTES
+from ..gate.run import MAX_ROUTES, parse_labels
 from ..gate.seal import ParkRefused
 from ..gate.waiter import check_routes
 from .guard import PromptRejected, error, int_param, json_body, json_response, png_response, ref_param
@@ -181,25 +181,43 @@ class BusRoutes:
         info = await self._store(self.bus.pin, validate_id(request.match_info["id"]), body.get("pinned", True))
         return json_response(self._slot_json(info))
 
-    async def _resumable(self, resume: ResumePrompt, slot_id: str, routes: list[int] | None = None) -> dict[str, Any]:
-        """The prompt that resumes `slot_id`, its seal checked, off the event loop; with `routes`
-        (one per image of its batch) the gate takes them as its answer instead of pausing."""
+    async def _resumable(
+        self, resume: ResumePrompt, slot_id: str, routes: list[int] | None = None
+    ) -> tuple[dict[str, Any], SlotInfo]:
+        """The prompt that resumes `slot_id`, its seal checked, off the event loop, and the slot;
+        with `routes` (one per image of its batch) the gate takes them as its answer instead of
+        pausing."""
         info = await self._store(self.bus.info, slot_id)
         if routes is not None:
             check_routes(routes, info.batch, MAX_ROUTES)
-        return await self._store(resume, info.meta, slot_id, routes)
+        return await self._store(resume, info.meta, slot_id, routes), info
 
     async def resume_plan(self, request: web.Request) -> web.Response:
         """What Resume would queue, for the person to read first: {slot, count, nodes: [{class_type,
-        count}]}. 403 {error, reason} for a run this ComfyUI did not park; else as POST."""
+        count}]}, and what deciding the batch here needs: the gate's route count and labels (from
+        the sealed prompt; routes null when it is wired, not set), the batch size and the worker
+        that parked it. 403 {error, reason} for a run this ComfyUI did not park; else as POST."""
         if self.resume_prompt is None:
             return error(501, RESUME_NEEDS_COMFY)
         slot_id = validate_id(request.match_info["id"])
         try:
-            prompt = await self._resumable(self.resume_prompt, slot_id)
+            prompt, info = await self._resumable(self.resume_prompt, slot_id)
         except ParkRefused as exc:
             return _refused(exc)
-        return web.json_response({"slot": slot_id, "count": len(prompt), "nodes": node_summary(prompt)})
+        gate = prompt.get(str(info.meta.get("node")), {})  # resume_prompt found it: an Image Gate
+        count, labels = _gate_routes(gate.get("inputs", {}))
+        worker = info.meta.get("worker")
+        return web.json_response(
+            {
+                "slot": slot_id,
+                "count": len(prompt),
+                "nodes": node_summary(prompt),
+                "routes": count,
+                "labels": labels,
+                "batch": info.batch,
+                "worker": worker if isinstance(worker, str) else None,
+            }
+        )
 
     async def resume(self, request: web.Request) -> web.Response:
         """{client_id, routes?}: queue the run parked in this slot again, its gate resuming from
@@ -227,7 +245,7 @@ class BusRoutes:
             raise ValueError("client_id must be a string (this tab's websocket client id)")
         routes = body.get("routes")
         try:
-            prompt = await self._resumable(self.resume_prompt, slot_id, routes)
+            prompt, _ = await self._resumable(self.resume_prompt, slot_id, routes)
         except ParkRefused as exc:
             return _refused(exc)
         try:
@@ -264,6 +282,16 @@ def _etag_matches(if_none_match: str | None, etag: str) -> bool:
         return False
     tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
     return "*" in tags or etag in tags
+
+
+def _gate_routes(inputs: dict[str, Any]) -> tuple[int | None, list[str]]:
+    """A gate's route count and its labels (blanks as route numbers) from its prompt inputs; no
+    count (None, no labels) when `routes` is wired to another node instead of set."""
+    routes = inputs.get("routes")
+    if type(routes) is not int or not 1 <= routes <= MAX_ROUTES:
+        return None, []
+    labels = inputs.get("labels")
+    return routes, parse_labels(labels if isinstance(labels, str) else "", routes)
 
 
 def _refused(exc: ParkRefused) -> web.Response:

@@ -1,8 +1,10 @@
 // The slot browser: every bus slot as a card; open one to page its batch (and its mask), step
 // through its kept versions (id@-1, ...), check its checksum, pin, rename, delete it or download
 // its exact tensors. A damaged slot says why and offers what still works. A parked slot (a
-// gate that timed out kept its batch and prompt there) is marked, and inside ComfyUI it can be
-// resumed. A collapsible Datasets panel above the slots shows the progress and kept-set buckets
+// gate that timed out kept its batch and prompt there) is marked with the worker that parked
+// it, a "Parked runs" toggle lists only those, and it can be resumed on this ComfyUI (inside
+// ComfyUI) or on a worker of the farm (GET /workers), its batch paused again there or decided
+// here first, image by image, as at the pause. A collapsible Datasets panel above the slots shows the progress and kept-set buckets
 // of the dataset folders the server's Dataset Load nodes read lately, and of any folder typed
 // there. Used by the standalone page (web/browser/index.html, served by
 // `python -m gates serve`) and by the ComfyUI sidebar tab. This module is the view (DOM only:
@@ -11,7 +13,8 @@
 // never touches ComfyUI's own scripts.
 import { drawBuckets } from "../dataset_view.js";
 import { age, el, ensureStylesheet, humanBytes, shapeText, sizeText, when } from "../format.js";
-import { CARDS_PAGE, MAX_DATASET_DEPTH, SlotBrowserModel, isParked } from "./slot_model.js";
+import { labelOf, routeTitle } from "../gate_outputs.js";
+import { CARDS_PAGE, DEFAULT_ROUTE, MAX_DATASET_DEPTH, SlotBrowserModel, isParked, parkedBy } from "./slot_model.js";
 
 /** What an empty bus says: how slots get made. */
 export const EMPTY_BUS = "No slots yet. Slots are made when a gate with a send_id passes a batch, " +
@@ -19,6 +22,14 @@ export const EMPTY_BUS = "No slots yet. Slots are made when a gate with a send_i
 
 /** The standalone page cannot resume: it has no ComfyUI to queue the prompt in. */
 export const RESUME_NEEDS_COMFYUI = "Resume needs ComfyUI: open this bus in ComfyUI's sidebar.";
+/** ...unless the server lists the farm's workers, which can. */
+export const WORKERS_HINT = "Or list the workers of this bus in DATASET_GATES_WORKERS where this page is served: "
+  + "Resume then queues it on the one you choose.";
+
+/** What "Decide here" says of images left alone: the pause's own rule. */
+export const DECIDE_NOTE = `One route per image, as at the pause: select an image, then a route button or its key `
+  + `(1-9, 0 for 10); it moves on to the next image. An image you leave goes down route ${DEFAULT_ROUTE}, `
+  + "as at the pause an image given none does.";
 
 /** What a damaged slot still offers: its file cannot be trusted, its folder can be moved or removed. */
 export const DAMAGED_NOTE = "Its tensors cannot be trusted: rename it to keep it aside, or delete it.";
@@ -50,7 +61,8 @@ export class SlotBrowserView {
    * @param {Record<string, Function>} on refresh(), filter(text), more() (draw more cards), open(slot), back(), page(step),
    *   showVersion(version), showLayer("image"|"mask"), verify(slot), download(slot) (resolves
    *   to whether the file may be fetched), rename(id, to, overwrite), pin(id, pinned),
-   *   remove(id) (after the user confirmed), resume(id); the Datasets panel's
+   *   remove(id) (after the user confirmed), resume(id, {decided}) (after the user confirmed),
+   *   parkedOnly(only), setTarget(value), decideHere(on), showImage(index), routeKey(route); the Datasets panel's
    *   showDatasets(open), refreshDatasets(), askDataset(folder, depth)
    */
   constructor(on) {
@@ -66,10 +78,14 @@ export class SlotBrowserView {
       type: "search", placeholder: "filter ids", oninput: () => on.filter(this.filter.value),
     });
     this.busLabel = el("span.dg-bus");
+    this.parkedButton = el("button.dg-btn.dg-parked-filter", {
+      type: "button", hidden: true, title: "List only the runs gates parked when their countdown ran out",
+      onclick: () => on.parkedOnly(!this.model?.parked.only),
+    });
     this.root = el("div.dg-root.dg-browser", { tabIndex: -1 },
       el("header.dg-bar",
         el("strong.dg-title", {}, "Slots"), this.busLabel,
-        el("span.dg-grow"), this.filter,
+        el("span.dg-grow"), this.parkedButton, this.filter,
         el("button.dg-btn.dg-refresh", { type: "button", onclick: () => on.refresh() }, "Refresh")),
       this.status, this.datasetsPanel(), this.grid, this.detail);
     this.root.addEventListener("keydown", (event) => this.onKey(event));
@@ -154,6 +170,10 @@ export class SlotBrowserView {
     this.busLabel.title = m.bus;
     this.status.textContent = m.message.text;
     this.status.classList.toggle("dg-error", m.message.isError);
+    this.parkedButton.hidden = !m.parked.count && !m.parked.only;
+    this.parkedButton.textContent = `Parked runs (${m.parked.count})`;
+    this.parkedButton.setAttribute("aria-pressed", String(m.parked.only));
+    this.parkedButton.classList.toggle("dg-current", m.parked.only);
     if (m.datasets && m.datasets.key !== this.datasetsKey) this.drawDatasets(m.datasets);
     if (m.grid && m.grid.key !== this.gridKey) this.drawGrid(m.grid);
     if (m.detail && m.detail.key !== this.detailKey) this.detail.replaceChildren(...this.drawDetail(m.detail));
@@ -176,12 +196,14 @@ export class SlotBrowserView {
         `Show ${Math.min(grid.more, CARDS_PAGE)} more (${grid.more} not shown)`));
     }
     if (!grid.cards.length) {
-      this.grid.append(el("div.dg-empty", {}, grid.total ? "No slot matches the filter." : EMPTY_BUS));
+      const none = this.model?.parked.only ? "No parked run matches: a gate parks its batch here when its countdown "
+        + "runs out with on_timeout park." : "No slot matches the filter.";
+      this.grid.append(el("div.dg-empty", {}, grid.total ? none : EMPTY_BUS));
     }
   }
 
   /** @param {import("./slot_model.js").Card} card */
-  card({ slot, thumbUrl, resume, damage }) {
+  card({ slot, thumbUrl, resume, damage, parkedBy: by }) {
     const bad = Boolean(slot.error); // unreadable: nothing but the error is known
     const thumb = bad
       ? el("div.dg-thumb.dg-thumb-missing", {}, "damaged")
@@ -202,7 +224,7 @@ export class SlotBrowserView {
             .filter(Boolean).join(" · "))] : []),
         ...(isParked(slot) ? [el("div.dg-card-line", {}, el("span.dg-parked-badge", {
           title: "A gate's countdown ran out and parked this batch here with its prompt",
-        }, "parked"), resume ? ` ${resume}` : "")] : []),
+        }, "parked"), by ? el("span.dg-parked-by", {}, ` by ${by}`) : "", resume ? ` ${resume}` : "")] : []),
       ];
     return el(`button.dg-card${damage ? ".dg-bad" : ""}${isParked(slot) ? ".dg-parked" : ""}`, {
       type: "button", dataset: { slotId: slot.id }, title: `Open ${slot.id}`,
@@ -240,6 +262,7 @@ export class SlotBrowserView {
       ...this.parkedSection(owner, d),
       ...(damage ? [el("div.dg-damage", { role: "alert" },
         el("strong", {}, "Damaged: "), damage, el("div.dg-muted", {}, DAMAGED_NOTE))] : []),
+      ...(d.decide ? [this.decidePanel(owner, d)] : []),
       ...(unreadable ? [] : this.viewer(d)),
       el("div.dg-actions",
         el("label.dg-rename-row", {}, "Rename to ", renameInput),
@@ -319,9 +342,11 @@ export class SlotBrowserView {
     return link;
   }
 
-  /** A parked slot: what parked it, and Resume (inside ComfyUI) or why not (standalone, or a run
-   *  this ComfyUI did not park). Resume says which nodes it will run and asks first. */
-  parkedSection(slot, { run, canResume, plan }) {
+  /** A parked slot: which gate and worker parked it and when, and Resume on the target chosen
+   *  (this ComfyUI inside ComfyUI, each worker the server lists) or why not; Resume asks first
+   *  (inside ComfyUI saying which nodes it will run). "Decide here…" opens decidePanel. */
+  parkedSection(slot, d) {
+    const { run, canResume, plan, targets, target, workersNote, decide } = d;
     const runStatus = () => el(`div.dg-resume-status${run.error ? ".dg-error" : ""}`, { role: "status" }, run.text);
     if (!isParked(slot)) {
       // Answered since: the slot holds the decision now; the resumed prompt is still followed.
@@ -330,34 +355,102 @@ export class SlotBrowserView {
     const meta = slot.meta;
     const where = [meta.node ? `gate ${meta.node}` : "a gate", meta.prompt_id ? `of prompt ${meta.prompt_id}` : ""]
       .filter(Boolean).join(" ");
-    const parts = [el("span.dg-parked-badge", {}, "parked"), el("span", {}, `by ${where} when its countdown ran out.`)];
+    const by = parkedBy(slot);
+    const parts = [el("span.dg-parked-badge", {}, "parked"),
+      el("span", {}, `by ${where}${by ? ` on ${by}` : ""} when its countdown ran out,`),
+      el("span.dg-parked-when", { title: when(slot.created) }, `${age(slot.created)} · batch of ${slot.batch}`)];
     if (!meta.prompt) {
       // The server keeps no prompt too large for the slot header: nothing to queue again.
       return [el("div.dg-parked-box", {}, el("div.dg-parked-row", {}, ...parts),
         el("div.dg-muted.dg-resume-note", {}, `Its prompt was too large to keep: load it with get_id "${slot.id}" `
           + "in the workflow instead."))];
     }
-    if (canResume && !plan?.refused) {
-      const resume = () => {
-        if (window.confirm(`${plan.text}.\n\nQueue them in this tab?`)) this.on.resume(slot.id);
-      };
-      parts.push(el("span.dg-grow"), el("button.dg-btn.dg-primary.dg-resume", {
-        type: "button", disabled: Boolean(run?.busy) || !plan?.ready,
-        title: "Queue its prompt again in this tab: the gate pauses on this batch with its recorded routes",
-        onclick: resume,
-      }, "▶ Resume"));
-    }
     const rows = [el("div.dg-parked-row", {}, ...parts)];
-    if (!canResume) rows.push(el("div.dg-muted.dg-resume-note", {}, RESUME_NEEDS_COMFYUI));
-    else if (plan) rows.push(el(`div.dg-resume-plan${plan.refused ? ".dg-error" : ".dg-muted"}`, {}, plan.text));
+    if (targets.length) {
+      const here = target === "";
+      const resume = () => {
+        const what = here ? `${plan.text}.\n\nQueue them in this tab?`
+          : `Queue the parked run on ${target}? That worker checks its seal, then its gate pauses there.`;
+        if (window.confirm(what)) this.on.resume(slot.id);
+      };
+      const chooser = el("select.dg-resume-target", {
+        "aria-label": "Resume on", title: "Where Resume queues the run: this ComfyUI or a worker of DATASET_GATES_WORKERS",
+        onchange: (e) => this.on.setTarget(e.target.value),
+      }, ...targets.map((t) => el("option", { value: t.value, selected: t.value === target }, t.label)));
+      rows.push(el("div.dg-parked-row.dg-resume-row", {},
+        el("label.dg-resume-on", {}, "Resume on ", chooser), el("span.dg-grow"),
+        el("button.dg-btn.dg-primary.dg-resume", {
+          type: "button", disabled: Boolean(run?.busy) || (here && !plan?.ready),
+          title: here ? "Queue its prompt again in this tab: the gate pauses on this batch with its recorded routes"
+            : `Queue its prompt on ${target}: the gate pauses there on this batch`,
+          onclick: resume,
+        }, "▶ Resume"),
+        decide ? null : el("button.dg-btn.dg-decide", {
+          type: "button", disabled: Boolean(run?.busy),
+          title: "Give each image of the batch its route here, then resume: the run goes on without pausing",
+          onclick: () => this.on.decideHere(true),
+        }, "Decide here…")));
+    } else if (!workersNote) {
+      rows.push(el("div.dg-muted.dg-resume-note", {}, canResume ? "" : RESUME_NEEDS_COMFYUI, " ", WORKERS_HINT));
+    }
+    if (workersNote) rows.push(el(`div.dg-workers-note${workersNote.startsWith("Could not") ? ".dg-error" : ".dg-muted"}`, {}, workersNote));
+    if (plan && (target === "" || plan.refused)) {
+      rows.push(el(`div.dg-resume-plan${plan.refused ? ".dg-error" : ".dg-muted"}`, {}, plan.text));
+    }
     if (run) rows.push(runStatus());
     return [el("div.dg-parked-box", {}, ...rows)];
   }
 
+  /** "Decide here": the batch's images, each with the route it goes down, the route buttons
+   *  (labels as the gate names them) for the image on screen, and Resume with these decisions. */
+  decidePanel(slot, d) {
+    const { decide, index, batchUrls, target, run } = d;
+    const rows = [el("div.dg-parked-row", {}, el("strong", {}, "Decide here"), el("span.dg-grow"),
+      el("button.dg-btn.dg-decide-cancel", { type: "button", onclick: () => this.on.decideHere(false) }, "Cancel"))];
+    rows.push(el("div.dg-muted.dg-decide-note", {}, DECIDE_NOTE));
+    if (decide.count) {
+      rows.push(el("div.dg-decide-images", { role: "group", "aria-label": "batch images" },
+        ...batchUrls.map((url, i) => el(`button.dg-decide-image${i === index ? ".dg-current" : ""}`, {
+          type: "button", dataset: { index: String(i), route: String(decide.routes[i]) },
+          title: `Image ${i + 1}: ${routeTitle(decide.labels, decide.routes[i])}`,
+          "aria-pressed": String(i === index), onclick: () => this.on.showImage(i),
+        }, el("img.dg-decide-thumb", { src: url, alt: `image ${i + 1}`, loading: "lazy", decoding: "async" }),
+        el("span.dg-decide-route", {}, `${i + 1} → ${routeTitle(decide.labels, decide.routes[i])}`)))));
+      rows.push(el("div.dg-decide-routes", { role: "group", "aria-label": `route of image ${index + 1}` },
+        el("span.dg-muted", {}, `Image ${index + 1} goes down: `),
+        ...Array.from({ length: decide.count }, (_, i) => i + 1).map((route) => el(
+          `button.dg-btn.dg-route${decide.routes[index] === route ? ".dg-current" : ""}`, {
+            type: "button", dataset: { route: String(route) }, "aria-pressed": String(decide.routes[index] === route),
+            title: `Image ${index + 1} down ${routeTitle(decide.labels, route)} (key ${route === 10 ? 0 : route})`,
+            onclick: () => this.on.routeKey(route),
+          }, el("kbd.dg-key", {}, route === 10 ? "0" : String(route)), ` ${labelOf(decide.labels, route) || `route ${route}`}`))));
+      rows.push(el("div.dg-decide-summary", {}, decide.summary));
+    }
+    if (decide.error) rows.push(el("div.dg-error.dg-decide-error", { role: "alert" }, decide.error));
+    const send = () => {
+      const where = target ? `on ${target}` : "in this ComfyUI";
+      if (window.confirm(`Resume ${slot.id} ${where} with these decisions (${decide.summary})? `
+        + "The run goes on without pausing.")) this.on.resume(slot.id, { decided: true });
+    };
+    rows.push(el("div.dg-parked-row", {}, el("button.dg-btn.dg-primary.dg-resume-decided", {
+      type: "button", disabled: Boolean(decide.error) || target === null || Boolean(run?.busy)
+        || (target === "" && !d.plan?.ready),
+      onclick: send,
+    }, "▶ Resume with these decisions"), target === null ? el("span.dg-muted", {}, "No ComfyUI to resume on.") : null));
+    return el("div.dg-parked-box.dg-decide-panel", {}, ...rows);
+  }
+
   onKey(event) {
-    if (!this.model?.detail || event.target.closest("input, textarea")) return;
-    const actions = { ArrowLeft: () => this.on.page(-1), ArrowRight: () => this.on.page(1), Escape: () => this.on.back() };
-    const act = actions[event.key];
+    if (!this.model?.detail || event.target.closest("input, textarea, select")) return;
+    const actions = {
+      ArrowLeft: () => this.on.page(-1), ArrowRight: () => this.on.page(1),
+      Escape: () => (this.model.detail.decide ? this.on.decideHere(false) : this.on.back()), // deciding: cancel it first
+    };
+    let act = actions[event.key];
+    if (this.model.detail.decide?.count && /^[0-9]$/.test(event.key) && !event.ctrlKey && !event.metaKey && !event.altKey) {
+      const route = event.key === "0" ? 10 : Number(event.key);
+      if (route <= this.model.detail.decide.count) act = () => this.on.routeKey(route);
+    }
     if (!act) return;
     event.preventDefault();
     event.stopPropagation();
@@ -368,7 +461,7 @@ export class SlotBrowserView {
 /**
  * Render the browser into `root`.
  * @param {HTMLElement} root
- * @param {{bus?: object, resume?: (id: string) => Promise<{prompt_id: string}>,
+ * @param {{bus?: object, resume?: (id: string, options?: {routes?: number[]}) => Promise<{prompt_id: string}>,
  *   promptState?: (promptId: string) => Promise<string>}} options
  *   bus: the bus's routes (busApi, web/gate_api.js) on the server's HTTP client: on
  *   fetchClient("") on the standalone page (the default), comfy_api.js's `comfyBus` inside
@@ -393,7 +486,12 @@ export function mountBrowser(root, options = {}) {
     rename: (id, to, overwrite) => model.rename(id, to, overwrite),
     pin: (id, pinned) => model.pin(id, pinned),
     remove: (id) => model.remove(id),
-    resume: (id) => model.resume(id),
+    resume: (id, options) => model.resume(id, options),
+    parkedOnly: (only) => model.showParkedOnly(only),
+    setTarget: (value) => model.setTarget(value),
+    decideHere: (on) => model.decideHere(on),
+    showImage: (index) => model.showImage(index),
+    routeKey: (route) => model.routeKey(route),
     showDatasets: (open) => model.showDatasets(open),
     refreshDatasets: () => model.refreshDatasets(),
     askDataset: (folder, depth) => model.askDataset(folder, depth),

@@ -1,12 +1,14 @@
 // The slot browser's model: the bus's slots, the filter, the open slot (the batch image or its
 // mask on screen, its kept versions and the one shown), checksum checks and resumes started
-// from this page, the Datasets panel (the reports of the folders read lately and of a folder
+// from this page (here or on another worker of the farm, and with the batch decided here), the
+// parked-runs filter, the Datasets panel (the reports of the folders read lately and of a folder
 // typed here, the folders remembered), and every request, through the bus's routes (busApi,
 // web/gate_api.js) on the page's HTTP client. It has no DOM: after each change it calls onChange, and the view (slot_browser.js) draws what
 // view() describes, the way GateController feeds GatePanel. Imports nothing from ComfyUI. No
 // side effects.
 import { bucketRows, countText } from "../dataset_view.js";
 import { busApi } from "../gate_api.js";
+import { MAX_ROUTES, routeTitle } from "../gate_outputs.js";
 import { fetchClient } from "../http.js";
 
 /** What a slot file that failed its checksum answers (GET /bus/verify, /bus/tensors). */
@@ -16,6 +18,12 @@ const RESUME_POLL_MS = 1000;
 /** Cards drawn at a time: a bus of 10,000 slots draws 200, and "Show more" adds as many. */
 export const CARDS_PAGE = 200;
 const FINAL_STATES = new Set(["done", "failed", "stopped", "unknown"]);
+
+/** Where the last Resume target chosen is kept ("" for this ComfyUI, else a worker URL). */
+export const TARGET_KEY = "dataset_gates.resume_target";
+/** Where a parked batch decided here goes by default, as at the pause: an image given no
+ *  route goes down route 1. */
+export const DEFAULT_ROUTE = 1;
 
 /** Where the Datasets panel keeps the folders typed here (newest first) and whether it is open. */
 export const FOLDERS_KEY = "dataset_gates.dataset_folders";
@@ -84,6 +92,58 @@ export function isParked(slot) {
   return slot?.meta?.parked === true;
 }
 
+/** The worker that parked `slot` (meta.worker: its DATASET_GATES_WORKER or host:port), or "". */
+export function parkedBy(slot) {
+  const worker = slot?.meta?.worker;
+  return typeof worker === "string" ? worker : "";
+}
+
+/** Whether the worker URL `url` is the worker named `name` (its host:port, or the whole URL). */
+export function isWorker(url, name) {
+  if (!name) return false;
+  try {
+    return new URL(url).host === name || url === name;
+  } catch {
+    return url === name;
+  }
+}
+
+/** Route labels from a gate's comma- or newline-separated `labels` input, blanks as numbers
+ *  (as gates/gate/run.py parse_labels reads them). */
+export function parseLabels(text, routes) {
+  const given = typeof text === "string" && text ? text.replace(/\n/g, ",").split(",").map((t) => t.trim()) : [];
+  return Array.from({ length: routes }, (_, i) => given[i] || String(i + 1));
+}
+
+/**
+ * A parked run's gate as its slot's meta records it (meta.prompt[meta.node].inputs): its route
+ * count and labels, or routes null when the count is not set there (wired to another node).
+ * Only for drawing: the ComfyUI that resumes checks the prompt's seal.
+ * @returns {{routes: number|null, labels: string[]}}
+ */
+export function gateRoutes(slot) {
+  const meta = slot?.meta ?? {};
+  const inputs = meta.prompt?.[meta.node]?.inputs;
+  const routes = inputs?.routes;
+  if (!Number.isInteger(routes) || routes < 1 || routes > MAX_ROUTES) return { routes: null, labels: [] };
+  return { routes, labels: parseLabels(inputs.labels, routes) };
+}
+
+/** Why `routes` is not a decision for a batch of `batch` on `count` routes; "" when it is. */
+export function decisionError(routes, batch, count) {
+  if (!Array.isArray(routes) || routes.length !== batch) return `Give each of the ${batch} images a route.`;
+  const bad = routes.findIndex((r) => !Number.isInteger(r) || r < 1 || r > count);
+  return bad < 0 ? "" : `Image ${bad + 1} has no route of 1 to ${count}.`;
+}
+
+/** "route 1 · keep: 3 images, route 2: 1 image" for a decision. */
+export function decisionText(routes, labels) {
+  const counts = new Map();
+  for (const r of routes) counts.set(r, (counts.get(r) ?? 0) + 1);
+  return [...counts.entries()].sort(([a], [b]) => a - b)
+    .map(([r, n]) => `${routeTitle(labels, r)}: ${n} image${n === 1 ? "" : "s"}`).join(", ");
+}
+
 /** "Resume will run 3 nodes: KSampler ×1, ..." from GET /resume/{id}'s plan. */
 export function planText(plan) {
   const nodes = (plan.nodes ?? []).map((n) => `${n.class_type} ×${n.count}`).join(", ");
@@ -95,6 +155,7 @@ export function planText(plan) {
  * @property {object} slot         the server's row (GET /bus/list)
  * @property {string} thumbUrl     the row's own thumb_url, as this page loads it
  * @property {string|null} resume  how a resume of it from this page goes, if one was started
+ * @property {string} parkedBy     the worker that parked it ("" when not parked, or not named)
  * @property {string|null} damage  why it is damaged: its row's error, or a failed checksum
  *   found from this page (a listing reads headers only)
  *
@@ -113,8 +174,23 @@ export function planText(plan) {
  * @property {{ref: string, created: number, version: number, thumbUrl: string, current: boolean}[]} versions
  * @property {{text: string, error: boolean, busy: boolean}|null} run  a resume of the slot started here
  * @property {boolean} canResume   inside ComfyUI (given `resume`); the standalone page cannot
+ *   queue here, only on a worker of `targets`
  * @property {{text: string, ready: boolean, refused: boolean}|null} plan  what Resume would run
- *   (ready: it may be confirmed), or why this ComfyUI refuses to (refused); null if not asked
+ *   here (ready: it may be confirmed), or why this ComfyUI refuses to (refused); null if not asked
+ * @property {{value: string, label: string}[]} targets  where Resume may queue: "" this ComfyUI
+ *   (only given `resume`), then each worker of GET /workers
+ * @property {string|null} target  the one chosen (null: none to choose)
+ * @property {string} workersNote  the workers still being asked, or why they could not be
+ * @property {Decision|null} decide  the batch being decided here (null: not deciding)
+ * @property {string[]} batchUrls  while deciding, each batch image's URL (GET /bus/image)
+ *
+ * @typedef {object} Decision
+ * @property {number} batch        its images
+ * @property {number|null} count   its gate's routes (null: not known here, so no deciding)
+ * @property {string[]} labels     one per route
+ * @property {number[]} routes     one per image, 1-based (route 1 unless changed)
+ * @property {string} summary      how many images go down each route
+ * @property {string} error        why it cannot be sent yet ("" when it can)
  *
  * @typedef {object} DatasetsView
  * @property {number} key          changes when the panel's reports must be drawn anew
@@ -133,17 +209,20 @@ export function planText(plan) {
  *   `cardLimit` slots the filter lets through (`more`: how many more it lets through); null
  *   until the first listing
  * @property {Detail|null} detail  the open slot, or null for the grid
+ * @property {{count: number, only: boolean}} parked  the parked runs listed, and whether the
+ *   grid shows only them
  * @property {DatasetsView} datasets  the Datasets panel
  */
 
 export class SlotBrowserModel {
   /**
-   * @param {{bus?: object, resume?: (id: string) => Promise<{prompt_id: string}>,
+   * @param {{bus?: object, resume?: (id: string, options?: {routes?: number[]}) => Promise<{prompt_id: string}>,
    *   promptState?: (promptId: string) => Promise<string>, onChange?: () => void}} options
    *   bus: busApi (web/gate_api.js) on the server's client (the standalone page's window.fetch
-   *   at "" by default). resume / promptState: given inside ComfyUI only (POST /resume/{id}
-   *   with the tab's client id; where that prompt is now); without them a parked slot says why
-   *   it cannot be resumed here. storage: where the Datasets panel remembers its folders
+   *   at "" by default); a resume on another worker goes through its resume(id, {worker}).
+   *   resume / promptState: given inside ComfyUI only (POST /resume/{id} with the tab's client
+   *   id, and `routes` when decided here; where that prompt is now); without them a parked slot
+   *   is resumed only on the workers GET /workers lists, or says why it cannot be. storage: where the Datasets panel remembers its folders
    *   (the page's localStorage by default; null: nowhere).
    */
   constructor({
@@ -163,7 +242,11 @@ export class SlotBrowserModel {
     this.layer = "image"; // or "mask": what the viewer shows of the batch image
     this.checks = new Map(); // "ref|checksum" -> {busy} | {ok} | {error}: checks made here
     this.resumed = new Map(); // slot id -> {promptId, state, error}: resumes from this page
-    this.plan = null; // the open parked slot's {id, created, text, ready, refused}
+    this.plan = null; // the open parked slot's {id, created, text, ready, refused, routes, labels}
+    this.workers = null; // GET /workers once asked (a listing with a parked run asks)
+    this.workersError = "";
+    this.decision = null; // {id, created, routes}: the open parked batch being decided here
+    this.parkedOnly = false; // the grid lists only parked runs
     this.message = { text: "", isError: false, kind: "" }; // kind "list": a failed listing
     this.listed = false; // the first GET /bus/list answered
     this.etag = null; // the listing's tag: a refresh of an unchanged bus is a 304, slots kept
@@ -173,6 +256,7 @@ export class SlotBrowserModel {
     this.polling = null;
     this.destroyed = false;
     this.storage = storage;
+    this.target = this.stored(TARGET_KEY); // the Resume target last chosen; null: none yet
     this.datasets = {
       open: this.stored(DATASETS_OPEN_KEY) === "1",
       busy: 0, // requests out
@@ -226,6 +310,7 @@ export class SlotBrowserModel {
       this.slots = reply.slots;
       this.etag = reply.etag;
       this.listed = true;
+      if (this.workers === null && !this.workersError && this.slots.some(isParked)) this.loadWorkers();
       if (this.open) {
         const fresh = this.slots.find((s) => s.id === this.open.id);
         if (fresh) this.openSlot(fresh, this.index);
@@ -243,6 +328,30 @@ export class SlotBrowserModel {
     this.changed({ grid: true });
   }
 
+  /** List only the parked runs (true), or every slot. */
+  showParkedOnly(only) {
+    this.parkedOnly = Boolean(only);
+    this.cardLimit = CARDS_PAGE;
+    this.changed({ grid: true });
+  }
+
+  /** Ask the server which workers a parked run may be resumed on; never throws (a failure is
+   *  shown in the parked slot's box). A bus without the route (a stand-in) has none. */
+  async loadWorkers() {
+    if (typeof this.busApi.workers !== "function") {
+      this.workers = [];
+      return;
+    }
+    this.workersError = "";
+    this.workers = null;
+    try {
+      this.workers = await this.busApi.workers();
+    } catch (err) {
+      this.workersError = `Could not list the farm's workers: ${err.message}`;
+    }
+    this.changed({ detail: true });
+  }
+
   /** Draw CARDS_PAGE more cards of the grid. */
   showMore() {
     this.cardLimit += CARDS_PAGE;
@@ -256,6 +365,8 @@ export class SlotBrowserModel {
       this.layer = "image";
     }
     this.open = slot;
+    if (this.decision && (this.decision.id !== slot.id || this.decision.created !== slot.created
+      || !isParked(slot) || this.decision.routes.length !== slot.batch)) this.decision = null;
     if (slot.versions > 1) this.loadVersions(slot);
     if (this.resumeSlot && isParked(slot) && slot.meta.prompt
       && (this.plan?.id !== slot.id || this.plan.created !== slot.created)) this.loadPlan(slot);
@@ -284,6 +395,10 @@ export class SlotBrowserModel {
     try {
       const reply = await this.busApi.resumePlan(slot.id);
       plan = { text: planText(reply), ready: true, refused: false };
+      if (Number.isInteger(reply.routes)) {
+        plan.routes = reply.routes;
+        plan.labels = Array.isArray(reply.labels) ? reply.labels.map(String) : parseLabels("", reply.routes);
+      }
     } catch (err) {
       const refused = err.status === 403;
       plan = { text: refused ? `Not resumable here: ${err.message}` : `Could not check what Resume would run: ${err.message}`,
@@ -305,6 +420,7 @@ export class SlotBrowserModel {
 
   close() {
     this.open = null;
+    this.decision = null;
     this.versions = [];
     this.shown = null;
     this.changed({ detail: true });
@@ -323,6 +439,14 @@ export class SlotBrowserModel {
     const next = this.index + step;
     if (next < 0 || next >= slot.batch) return;
     this.index = next;
+    this.changed({ detail: true });
+  }
+
+  /** Show batch image `index` of the version on screen. */
+  showImage(index) {
+    const slot = this.shown || this.open;
+    if (!slot || slot.error || !Number.isInteger(index) || index < 0 || index >= slot.batch) return;
+    this.index = index;
     this.changed({ detail: true });
   }
 
@@ -409,18 +533,115 @@ export class SlotBrowserModel {
     }
   }
 
-  async resume(id) {
-    if (!this.resumeSlot) return;
-    this.resumed.set(id, { promptId: null, state: "queueing", error: null });
+  // -- resuming a parked run: where, and with the batch decided here ------------------------
+  /** Where Resume may queue the open parked run: this ComfyUI ("", given `resume`, unless it
+   *  refused the run) and each worker the server lists, the one that parked it marked. */
+  targets(slot = this.open) {
+    const by = parkedBy(slot);
+    const refused = this.plan?.id === slot?.id && this.plan.refused; // its seal is not this ComfyUI's
+    const here = this.resumeSlot && !refused ? [{ value: "", label: "this ComfyUI" }] : [];
+    return [...here, ...(this.workers ?? []).map((url) => ({
+      value: url, label: isWorker(url, by) ? `${url} (parked it)` : url,
+    }))];
+  }
+
+  /** The target chosen for `slot`: the last one picked while it is offered, else this ComfyUI,
+   *  else the worker that parked it, else the first worker; null when there is none. */
+  targetOf(slot = this.open) {
+    const targets = this.targets(slot);
+    if (targets.some((t) => t.value === this.target)) return this.target;
+    const by = targets.find((t) => t.value && isWorker(t.value, parkedBy(slot)));
+    return (targets[0]?.value === "" ? "" : by?.value ?? targets[0]?.value) ?? null;
+  }
+
+  /** Resume on `value` ("" this ComfyUI, else a worker URL) from now on; remembered. */
+  setTarget(value) {
+    this.target = String(value ?? "");
+    this.store(TARGET_KEY, this.target);
+    this.changed({ detail: true });
+  }
+
+  /** The open parked run's gate: its routes and labels, from this ComfyUI's plan (read from
+   *  the sealed prompt) when it has one, else from the slot's meta. */
+  gateOf(slot = this.open) {
+    const plan = this.plan?.id === slot?.id && this.plan.created === slot?.created ? this.plan : null;
+    return plan?.routes ? { routes: plan.routes, labels: plan.labels } : gateRoutes(slot);
+  }
+
+  /** Decide the open parked batch here (true): every image starts on route 1, as at the pause
+   *  an image given none goes down route 1; false drops the decision. */
+  decideHere(on) {
+    const slot = this.open;
+    this.decision = on && isParked(slot)
+      ? { id: slot.id, created: slot.created, routes: Array(slot.batch).fill(DEFAULT_ROUTE) } : null;
+    this.changed({ detail: true });
+  }
+
+  /** Send batch image `index` down `route` (a route key or button), then show the next image,
+   *  as a route key does at the pause. */
+  setRoute(index, route) {
+    const d = this.decision;
+    const { routes } = this.gateOf();
+    if (!d || !routes || !Number.isInteger(route) || route < 1 || route > routes) return;
+    if (index < 0 || index >= d.routes.length) return;
+    d.routes[index] = route;
+    if (index === this.index && index < d.routes.length - 1) this.index = index + 1;
+    this.changed({ detail: true });
+  }
+
+  /** A route key: the image on screen goes down `route`, and the next one shows. */
+  routeKey(route) {
+    this.setRoute(this.index, route);
+  }
+
+  /** The decision of the open batch as the view draws it; null when not deciding. */
+  decisionView() {
+    const d = this.decision;
+    if (!d || d.id !== this.open?.id) return null;
+    const { routes: count, labels } = this.gateOf();
+    const error = count ? decisionError(d.routes, this.open.batch, count)
+      : "The gate's route count is wired to another node in its prompt: decide this batch at the pause (Resume).";
+    return {
+      batch: this.open.batch, count, labels, routes: [...d.routes],
+      summary: count ? decisionText(d.routes, labels) : "", error,
+    };
+  }
+
+  /**
+   * Queue the parked run of slot `id` on the target chosen (this ComfyUI, or the worker: the
+   * server forwards it). With `decided` the routes decided here go with it, so its gate takes
+   * them as its answer and the run goes on without pausing. A refusal (the worker unreachable:
+   * 502; not listed: 400; the seal: 403) shows as the run's text; nothing is thrown.
+   */
+  async resume(id, { decided = false } = {}) {
+    const slot = this.slots.find((s) => s.id === id) ?? (this.open?.id === id ? this.open : null);
+    const worker = this.targetOf(slot);
+    if (worker === null) return;
+    let routes = null;
+    if (decided) {
+      const d = this.decisionView();
+      if (!d || d.error || this.decision.id !== id) {
+        this.say(d?.error || "Decide the batch first.", true);
+        return;
+      }
+      routes = d.routes;
+    }
+    const created = slot?.created ?? null; // a worker's run holds Resume off for this version only
+    this.resumed.set(id, { promptId: null, state: "queueing", error: null, worker, decided: Boolean(routes), created });
     this.changed({ grid: true, detail: true });
+    const options = routes ? { routes } : {};
     try {
-      const reply = await this.resumeSlot(id);
-      this.resumed.set(id, { promptId: reply.prompt_id, state: "queued", error: null });
-      this.message = {
-        text: `Resumed ${id}: prompt ${reply.prompt_id} is queued; its gate pauses in this tab.`, isError: false, kind: "",
-      };
+      const reply = worker ? await this.busApi.resume(id, { ...options, worker }) : await this.resumeSlot(id, options);
+      const promptId = reply?.prompt_id ?? "?";
+      this.resumed.set(id, { promptId, state: "queued", error: null, worker, decided: Boolean(routes), created });
+      const goes = routes ? "it goes on with the routes decided here, without pausing"
+        : worker ? "its gate pauses there: open that ComfyUI to answer it (any of its tabs can take the pause over)"
+          : "its gate pauses in this tab";
+      this.message = { text: `Resumed ${id} on ${worker || "this ComfyUI"}: prompt ${promptId} is queued; ${goes}.`,
+        isError: false, kind: "" };
+      if (routes) this.decision = null;
     } catch (err) {
-      this.resumed.set(id, { promptId: null, state: "", error: err.message });
+      this.resumed.set(id, { promptId: null, state: "", error: err.message, worker, decided: Boolean(routes), created });
     }
     this.changed({ grid: true, detail: true });
     this.pollResumed();
@@ -429,7 +650,8 @@ export class SlotBrowserModel {
   /** Follow resumed prompts until they end (a few requests a second, only while some run). */
   pollResumed() {
     if (this.polling || this.destroyed || !this.promptState) return;
-    const live = [...this.resumed.entries()].filter(([, r]) => r.promptId && !FINAL_STATES.has(r.state));
+    // Only prompts of this ComfyUI: another worker's queue is not this page's to read.
+    const live = [...this.resumed.entries()].filter(([, r]) => r.promptId && !r.worker && !FINAL_STATES.has(r.state));
     if (!live.length) return;
     this.polling = setTimeout(async () => {
       for (const [id, run] of live) {
@@ -450,10 +672,16 @@ export class SlotBrowserModel {
   runOf(id) {
     const run = this.resumed.get(id);
     if (!run) return null;
-    const busy = !run.error && !FINAL_STATES.has(run.state);
-    if (run.error) return { text: `Resume failed: ${run.error}`, error: true, busy };
-    if (!run.promptId) return { text: "Resuming…", error: false, busy };
-    return { text: `Resumed as prompt ${run.promptId}: ${run.state}`, error: false, busy };
+    const where = run.worker ? ` on ${run.worker}` : "";
+    // A worker's prompt is not followed from here: once queued there, Resume stays off for the
+    // slot (a second one would queue the run twice) while it is the version that was resumed.
+    const now = this.slots.find((s) => s.id === id) ?? (this.open?.id === id ? this.open : null);
+    const busy = !run.error && (run.worker ? !run.promptId || (now?.created ?? null) === run.created : !FINAL_STATES.has(run.state));
+    if (run.error) return { text: `Resume${where} failed: ${run.error}`, error: true, busy };
+    if (!run.promptId) return { text: `Resuming${where}…`, error: false, busy };
+    const decided = run.decided ? " with the routes decided here" : "";
+    if (run.worker) return { text: `Queued${where} as prompt ${run.promptId}${decided}`, error: false, busy };
+    return { text: `Resumed as prompt ${run.promptId}${decided}: ${run.state}`, error: false, busy };
   }
 
   // -- the Datasets panel ----------------------------------------------------------------------
@@ -542,16 +770,19 @@ export class SlotBrowserModel {
   /** @returns {BrowserView} */
   view() {
     const needle = this.filter.trim().toLowerCase();
-    const shown = this.slots.filter((s) => !needle || s.id.toLowerCase().includes(needle));
+    const shown = this.slots.filter((s) => (!needle || s.id.toLowerCase().includes(needle))
+      && (!this.parkedOnly || isParked(s)));
     return {
       bus: this.bus,
       message: this.message,
+      parked: { count: this.slots.filter(isParked).length, only: this.parkedOnly },
       grid: this.listed ? {
         key: this.gridKey,
         total: this.slots.length,
         more: Math.max(0, shown.length - this.cardLimit),
         cards: shown.slice(0, this.cardLimit).map((slot) => ({
           slot, thumbUrl: this.busApi.thumbUrl(slot), resume: this.runOf(slot.id)?.text ?? null, damage: this.damageOf(slot),
+          parkedBy: isParked(slot) ? parkedBy(slot) : "",
         })),
       } : null,
       detail: this.open ? this.detail() : null,
@@ -587,6 +818,12 @@ export class SlotBrowserModel {
       run: this.runOf(this.open.id),
       canResume: Boolean(this.resumeSlot),
       plan: this.plan?.id === this.open.id ? { text: this.plan.text, ready: this.plan.ready, refused: this.plan.refused } : null,
+      targets: this.targets(),
+      target: this.targetOf(),
+      workersNote: this.workersError || (this.workers === null && isParked(this.open) ? "Asking for the farm's workers…" : ""),
+      decide: this.decisionView(),
+      batchUrls: this.decision ? Array.from({ length: this.open.batch },
+        (_, i) => this.busApi.imageUrl(this.open.id, i, this.open.checksum)) : [],
     };
   }
 }
