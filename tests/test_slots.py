@@ -553,6 +553,14 @@ def test_both_checksums_of_one_pass_are_the_two_hashes_each_alone():
     assert codec.checksums(tensors) == {"checksum": codec.stream_checksum(tensors), "chunks": codec.checksum(tensors)}
 
 
+def test_a_slot_file_sent_in_parts_is_the_file_encode_writes():
+    image, mask = rand_image(), torch.rand(2, 24, 16)
+    parts = codec.encode_parts({"image": image, "mask": mask}, {"a": 1}, 1700000000.0)
+    assert b"".join(parts) == codec.encode({"image": image, "mask": mask}, {"a": 1}, 1700000000.0)
+    addresses = [np.frombuffer(p, dtype=np.uint8).ctypes.data for p in parts[1:]]
+    assert addresses == [image.data_ptr(), mask.data_ptr()]  # the tensors' own bytes, not copies
+
+
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_cuda)])
 def test_a_slot_written_by_safetensors_itself_in_another_order_loads_exactly(store, device):
     """safetensors puts the float64 mask before the float32 image: not our order, still read."""

@@ -220,9 +220,16 @@ def ordered(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: tensors[name] for name in TENSORS if name in tensors}
 
 
+def encode_parts(tensors: dict[str, torch.Tensor], meta: dict[str, Any], created: float) -> list[bytes | memoryview]:
+    """A whole slot file as its parts: the header's bytes, then each tensor's bytes as a view
+    of the tensor (no copy). What a store can send as one object without joining it first:
+    a copy of the whole file into fresh memory costs a big publish as much as the hashing."""
+    return [encode_header(tensors, meta, created), *(raw_bytes(t) for t in ordered(tensors).values())]
+
+
 def encode(tensors: dict[str, torch.Tensor], meta: dict[str, Any], created: float) -> bytes:
     """A whole slot file in memory: what a backend without files stores as one object."""
-    return b"".join([encode_header(tensors, meta, created), *(bytes(raw_bytes(t)) for t in ordered(tensors).values())])
+    return b"".join(encode_parts(tensors, meta, created))
 
 
 # -- header ---------------------------------------------------------------------------------

@@ -242,16 +242,20 @@ class Client:
         except Exception as exc:
             self.fail(exc, doing, write=False)
 
-    def put(self, key: str, data: bytes | memoryview, doing: str, mode: Any = "overwrite") -> str:
+    def put(
+        self, key: str, data: bytes | memoryview | list[bytes | memoryview], doing: str, mode: Any = "overwrite"
+    ) -> str:
         """Write `data` whole (atomic: visible all at once or not at all); returns its ETag.
 
-        `mode`: "overwrite", "create" (If-None-Match: *) or {"e_tag": ...} (If-Match);
-        a lost condition is Conflict.
+        `data` may be a list of parts (1-D uint8 buffers), sent back to back as one object
+        without being joined first. `mode`: "overwrite", "create" (If-None-Match: *) or
+        {"e_tag": ...} (If-Match); a lost condition is Conflict.
         """
         import obstore
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
-        big = len(data) > (1 << 30)  # one PUT up to 1 GiB; S3's single-PUT limit is 5 GiB
+        size = sum(len(part) for part in data) if isinstance(data, list) else len(data)
+        big = size > (1 << 30)  # one PUT up to 1 GiB; S3's single-PUT limit is 5 GiB
         try:
             result = obstore.put(self.store, key, data, mode=mode, use_multipart=big, chunk_size=64 << 20)
         except (AlreadyExistsError, PreconditionError):

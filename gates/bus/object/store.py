@@ -311,17 +311,18 @@ class ObjectBus:
         validate_id(slot_id)
         tensors, meta = slot_tensors(image, mask, meta, latent)
         created = time.time()
-        data = codec.encode(tensors, meta, created)
-        header = codec.parse_file(data)
         thumb_job = _thumbs.submit(codec.thumbnail, tensors["image"])
+        parts = codec.encode_parts(tensors, meta, created)  # sent as they are: never joined
+        size = sum(len(part) for part in parts)
+        header = codec.parse_header(parts[0][8:], size)
         doing = f"publish slot {slot_id!r}"
         try:
             policy = self.policy()
-            new = self._publish(slot_id, data, thumb_job.result, created, policy.keep, doing)
+            new = self._publish(slot_id, parts, size, thumb_job.result, created, policy.keep, doing)
         except SlotUnavailable as exc:  # a read on the way failed: for a publish, a write that failed
             raise SlotWriteError(f"{exc}; the previous version, if any, is unchanged") from None
         info = codec.describe(
-            slot_id, header, len(data), version=0, versions=len(new.versions), pinned=new.pinned, has_thumb=True
+            slot_id, header, size, version=0, versions=len(new.versions), pinned=new.pinned, has_thumb=True
         )
         try:
             self.index.set_rows({slot_id: self._row(slot_id, new, info)}, f"list slot {slot_id!r}")
@@ -331,14 +332,22 @@ class ObjectBus:
         return info
 
     def _publish(
-        self, slot_id: str, data: bytes, thumb: Callable[[], bytes], created: float, keep: int, doing: str
+        self,
+        slot_id: str,
+        parts: builtins.list[bytes | memoryview],
+        size: int,
+        thumb: Callable[[], bytes],
+        created: float,
+        keep: int,
+        doing: str,
     ) -> mf.Manifest:
-        """Write the version's objects, then swap the manifest; returns the one written."""
+        """Write the version's objects (the slot file from its `parts`, `size` bytes in all),
+        then swap the manifest; returns the one written."""
         name = f"{time.time_ns():020d}-{secrets.token_hex(8)}"
-        self.client.put(version_key(name), data, doing, mode="create")
+        self.client.put(version_key(name), parts, doing, mode="create")
         png = thumb()
         self.client.put(thumb_key(name), png, doing, mode="create")
-        version = mf.Version(name, len(data), len(png), created)
+        version = mf.Version(name, size, len(png), created)
         dropped: builtins.list[mf.Version] = []
 
         def make(m: mf.Manifest) -> mf.Manifest | None:
