@@ -28,9 +28,12 @@ from .client import Client, Conflict
 
 KEY = "index.json"
 FORMAT = "dataset-gates.index"
-MAX_INDEX_BYTES = 512 << 20  # 10,000 slots take ~4 MB; a parked run's prompt adds its size
+MAX_INDEX_BYTES = 512 << 20  # 10,000 slots take ~1.5 MB; a parked run's prompt adds its size
 MAX_TRIES = 200
-_INFO_FIELDS = {f.name for f in fields(SlotInfo)}
+FIELDS = tuple(f.name for f in fields(SlotInfo) if f.name != "id")
+"""A row's info is a list of these, in this order (the names are written in the index too)."""
+_INFO_FIELDS = set(FIELDS)
+_FIRST_FORMAT_KEYS = {"id", *FIELDS}
 
 
 @dataclass(frozen=True)
@@ -42,20 +45,68 @@ class Row:
     info: SlotInfo | None
 
 
+def _unreadable(slot_id: str) -> Row:
+    return Row(0, 0, SlotInfo.damaged(slot_id, f"slot {slot_id!r}: its listing row is unreadable; run `gates gc`"))
+
+
+def _checked(row: SlotInfo) -> SlotInfo:
+    """`row` when its fields have the types a listing relies on; TypeError otherwise."""
+    if (
+        type(row.created) not in (int, float)
+        or type(row.bytes) is not int
+        or type(row.image_shape) is not list
+        or type(row.image_dtype) is not str
+        or type(row.meta) is not dict
+        or not (row.error is None or type(row.error) is str)
+    ):
+        raise TypeError
+    return row
+
+
 def _row_from(slot_id: str, raw: Any) -> Row:
-    """A row as stored; an unreadable one becomes a damaged row, never a failed listing."""
+    """A row as the first index format stored it (an object per row); an unreadable one
+    becomes a damaged row, never a failed listing."""
     try:
         seq, used, info = raw["seq"], raw["used"], raw["info"]
         if type(seq) is not int or type(used) is not int:
             raise TypeError
         if info is None:
             return Row(seq, used, None)
-        row = SlotInfo(**{k: v for k, v in info.items() if k in _INFO_FIELDS})
-        if row.id != slot_id or not isinstance(row.created, (int, float)):
+        row = SlotInfo(**{k: v for k, v in info.items() if k in _FIRST_FORMAT_KEYS})
+        if row.id != slot_id:
             raise TypeError
-        return Row(seq, used, row)
+        return Row(seq, used, _checked(row))
     except (TypeError, KeyError, AttributeError):
-        return Row(0, 0, SlotInfo.damaged(slot_id, f"slot {slot_id!r}: its listing row is unreadable; run `gates gc`"))
+        return _unreadable(slot_id)
+
+
+def _rows(stored: dict[str, Any], names: Any) -> dict[str, Row]:
+    """The rows of the compact format: `[seq, used, info]`, info a list in the order of
+    `names` (the writer's FIELDS) or null for a deleted slot. A writer with other fields
+    (a later version) is read by name; a field it lacks takes SlotInfo's default."""
+    if type(names) is not list or not all(type(n) is str for n in names):
+        raise SlotCorrupt("the bus's listing index is not ours; run `gates gc` to rebuild it")
+    same = tuple(names) == FIELDS
+    keep = [(i, n) for i, n in enumerate(names) if n in _INFO_FIELDS]
+    width = len(names)
+    out = {}
+    for slot_id, raw in stored.items():
+        if not is_slot_name(slot_id):  # JSON object keys are always strings
+            continue
+        try:
+            seq, used, info = raw  # a list of three, or ValueError / TypeError
+            if type(seq) is not int or type(used) is not int:
+                raise TypeError
+            if info is None:
+                out[slot_id] = Row(seq, used, None)
+                continue
+            if type(info) is not list or len(info) != width:
+                raise TypeError
+            row = SlotInfo(slot_id, *info) if same else SlotInfo(id=slot_id, **{n: info[i] for i, n in keep})
+            out[slot_id] = Row(seq, used, _checked(row))
+        except (TypeError, ValueError):
+            out[slot_id] = _unreadable(slot_id)
+    return out
 
 
 def parse(data: bytes) -> dict[str, Row]:
@@ -66,27 +117,27 @@ def parse(data: bytes) -> dict[str, Row]:
         raise SlotCorrupt("the bus's listing index is not JSON; run `gates gc` to rebuild it") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT or not isinstance(raw.get("rows"), dict):
         raise SlotCorrupt("the bus's listing index is not ours; run `gates gc` to rebuild it")
+    if "fields" in raw:
+        return _rows(raw["rows"], raw["fields"])
     return {k: _row_from(k, v) for k, v in raw["rows"].items() if isinstance(k, str) and is_slot_name(k)}
 
 
 def dump(rows: dict[str, Row], note: str = "") -> bytes:
     """The index object's bytes; `note` (a change the rows do not show, e.g. a new policy) makes
-    them, and so the ETag that is the listing token, differ from the last ones."""
-    out = {
-        k: {"seq": r.seq, "used": r.used, "info": None if r.info is None else _info_dict(r.info)}
-        for k, r in sorted(rows.items())
-    }
-    doc: dict[str, Any] = {"format": FORMAT, "rows": out}
+    them, and so the ETag that is the listing token, differ from the last ones.
+
+    Each row is a list, `[seq, used, info]`, and info a list of its FIELDS, named once in
+    `fields`: an object per row repeats every field's name 10,000 times, which made the index
+    2.4 times as large and a cold listing's parse about twice as slow."""
+    out = {k: [r.seq, r.used, None if r.info is None else _info_list(r.info)] for k, r in sorted(rows.items())}
+    doc: dict[str, Any] = {"format": FORMAT, "fields": FIELDS, "rows": out}
     if note:
         doc["note"] = note
     return json_limits.dumps(doc, separators=(",", ":")).encode()
 
 
-def _info_dict(info: SlotInfo) -> dict[str, Any]:
-    d = info.to_dict()
-    d.pop("batch", None)
-    d.pop("ref", None)
-    return d
+def _info_list(info: SlotInfo) -> list[Any]:
+    return [getattr(info, name) for name in FIELDS]
 
 
 @dataclass
