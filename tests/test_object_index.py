@@ -109,3 +109,36 @@ def test_names_that_are_no_slot_are_left_out() -> None:
 def test_what_is_no_index_is_slot_corrupt(data: bytes) -> None:
     with pytest.raises(SlotCorrupt):
         index.parse(data)
+
+
+def test_the_collector_is_paused_for_a_parse_and_left_as_it_was() -> None:
+    import gc
+    import threading
+
+    from gates.bus import json_limits
+
+    assert gc.isenabled()
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def other() -> None:  # an overlapping parse in another thread
+        with json_limits.gc_paused():
+            inside.set()
+            leave.wait(5)
+
+    t = threading.Thread(target=other)
+    with json_limits.gc_paused():
+        assert not gc.isenabled()
+        t.start()
+        inside.wait(5)
+    assert not gc.isenabled()  # the other block still runs
+    leave.set()
+    t.join()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with json_limits.gc_paused():
+            index.parse(index.dump(ROWS))
+        assert not gc.isenabled()  # someone else turned it off: it stays off
+    finally:
+        gc.enable()

@@ -110,7 +110,15 @@ def _rows(stored: dict[str, Any], names: Any) -> dict[str, Row]:
 
 
 def parse(data: bytes) -> dict[str, Row]:
-    """Rows by slot id; SlotCorrupt when the object is not an index at all."""
+    """Rows by slot id; SlotCorrupt when the object is not an index at all.
+
+    With the garbage collector paused (`json_limits.gc_paused`): otherwise it walks the heap
+    again and again while the rows are made: most of the time a parse took."""
+    with json_limits.gc_paused():
+        return _parse(data)
+
+
+def _parse(data: bytes) -> dict[str, Row]:
     try:
         raw = json_limits.loads(data, max_depth=json_limits.MAX_DEPTH + 8)
     except ValueError:
