@@ -17,22 +17,20 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from .. import json_limits
 from ..contract import SlotInfo
 from ..errors import SlotCorrupt, SlotWriteError
 from ..ids import is_slot_name
+from ..rows import FIELDS, Columns, checked, to_list
 from .client import Client, Conflict
 
 KEY = "index.json"
 FORMAT = "dataset-gates.index"
 MAX_INDEX_BYTES = 512 << 20  # 10,000 slots take ~1.5 MB; a parked run's prompt adds its size
 MAX_TRIES = 200
-FIELDS = tuple(f.name for f in fields(SlotInfo) if f.name != "id")
-"""A row's info is a list of these, in this order (the names are written in the index too)."""
-_INFO_FIELDS = set(FIELDS)
 _FIRST_FORMAT_KEYS = {"id", *FIELDS}
 
 
@@ -49,20 +47,6 @@ def _unreadable(slot_id: str) -> Row:
     return Row(0, 0, SlotInfo.damaged(slot_id, f"slot {slot_id!r}: its listing row is unreadable; run `gates gc`"))
 
 
-def _checked(row: SlotInfo) -> SlotInfo:
-    """`row` when its fields have the types a listing relies on; TypeError otherwise."""
-    if (
-        type(row.created) not in (int, float)
-        or type(row.bytes) is not int
-        or type(row.image_shape) is not list
-        or type(row.image_dtype) is not str
-        or type(row.meta) is not dict
-        or not (row.error is None or type(row.error) is str)
-    ):
-        raise TypeError
-    return row
-
-
 def _row_from(slot_id: str, raw: Any) -> Row:
     """A row as the first index format stored it (an object per row); an unreadable one
     becomes a damaged row, never a failed listing."""
@@ -75,20 +59,18 @@ def _row_from(slot_id: str, raw: Any) -> Row:
         row = SlotInfo(**{k: v for k, v in info.items() if k in _FIRST_FORMAT_KEYS})
         if row.id != slot_id:
             raise TypeError
-        return Row(seq, used, _checked(row))
+        return Row(seq, used, checked(row))
     except (TypeError, KeyError, AttributeError):
         return _unreadable(slot_id)
 
 
 def _rows(stored: dict[str, Any], names: Any) -> dict[str, Row]:
-    """The rows of the compact format: `[seq, used, info]`, info a list in the order of
-    `names` (the writer's FIELDS) or null for a deleted slot. A writer with other fields
-    (a later version) is read by name; a field it lacks takes SlotInfo's default."""
-    if type(names) is not list or not all(type(n) is str for n in names):
-        raise SlotCorrupt("the bus's listing index is not ours; run `gates gc` to rebuild it")
-    same = tuple(names) == FIELDS
-    keep = [(i, n) for i, n in enumerate(names) if n in _INFO_FIELDS]
-    width = len(names)
+    """The rows of the compact format: `[seq, used, info]`, info a list of the fields in
+    `names` (see `rows.Columns`) or null for a deleted slot."""
+    try:
+        columns = Columns(names)
+    except TypeError:
+        raise SlotCorrupt("the bus's listing index is not ours; run `gates gc` to rebuild it") from None
     out = {}
     for slot_id, raw in stored.items():
         if not is_slot_name(slot_id):  # JSON object keys are always strings
@@ -97,13 +79,7 @@ def _rows(stored: dict[str, Any], names: Any) -> dict[str, Row]:
             seq, used, info = raw  # a list of three, or ValueError / TypeError
             if type(seq) is not int or type(used) is not int:
                 raise TypeError
-            if info is None:
-                out[slot_id] = Row(seq, used, None)
-                continue
-            if type(info) is not list or len(info) != width:
-                raise TypeError
-            row = SlotInfo(slot_id, *info) if same else SlotInfo(id=slot_id, **{n: info[i] for i, n in keep})
-            out[slot_id] = Row(seq, used, _checked(row))
+            out[slot_id] = Row(seq, used, None if info is None else columns.info(slot_id, info))
         except (TypeError, ValueError):
             out[slot_id] = _unreadable(slot_id)
     return out
@@ -135,17 +111,12 @@ def dump(rows: dict[str, Row], note: str = "") -> bytes:
     them, and so the ETag that is the listing token, differ from the last ones.
 
     Each row is a list, `[seq, used, info]`, and info a list of its FIELDS, named once in
-    `fields`: an object per row repeats every field's name 10,000 times, which made the index
-    2.4 times as large and a cold listing's parse about twice as slow."""
-    out = {k: [r.seq, r.used, None if r.info is None else _info_list(r.info)] for k, r in sorted(rows.items())}
+    `fields` (see `rows`)."""
+    out = {k: [r.seq, r.used, None if r.info is None else to_list(r.info)] for k, r in sorted(rows.items())}
     doc: dict[str, Any] = {"format": FORMAT, "fields": FIELDS, "rows": out}
     if note:
         doc["note"] = note
     return json_limits.dumps(doc, separators=(",", ":")).encode()
-
-
-def _info_list(info: SlotInfo) -> list[Any]:
-    return [getattr(info, name) for name in FIELDS]
 
 
 @dataclass
