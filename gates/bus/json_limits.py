@@ -11,6 +11,7 @@ as null, so everything parsed here can be written out again as strict JSON (`dum
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import math
 import re
@@ -23,24 +24,20 @@ MAX_DEPTH = 64
 # A string, or an unterminated one up to the end of the text (the parser stops there anyway).
 # Each quote that starts a string is scanned once: linear on any input, however many quotes.
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_NOT_BRACKET = bytes(sorted(set(range(256)) - set(b"[]{}")))  # deleted by bytes.translate
+_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 and, as a signed byte, -1
 
 
 def depth(text: str) -> int:
     """How deep the arrays and objects of JSON `text` nest (0 for a scalar), counting the
-    brackets outside strings; what a parser would recurse into before it could fail."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text)).encode("ascii")
-    if len(brackets) <= 2 * MAX_DEPTH:  # most text: a plain count, and no numpy to import
-        level = deepest = 0
-        for code in brackets:
-            level += 1 if code in b"[{" else -1
-            deepest = max(deepest, level)
-        return deepest
-    import numpy as np  # a C-speed pass for a long text; the command line's listing never needs it
+    brackets outside strings; what a parser would recurse into before it could fail.
 
-    codes = np.frombuffer(brackets, dtype=np.uint8)
-    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int32)
-    return int(np.cumsum(steps).max())
+    Every pass runs in C (a regex, a translate, an accumulate), without numpy: a saved
+    listing of 10,000 rows has 140,000 brackets, and importing numpy would cost a `gates ls`
+    more than the whole scan."""
+    outside = _STRING.sub("", text).encode("utf-8", "surrogatepass")
+    steps = memoryview(outside.translate(_STEP, _NOT_BRACKET)).cast("b")
+    return max(0, max(itertools.accumulate(steps), default=0))
 
 
 def _finite(text: str) -> float | None:
