@@ -160,13 +160,24 @@ class Index:
 
     def update(self, change: Callable[[dict[str, Row]], bool], doing: str, note: str = "") -> None:
         """Apply `change` to the rows (it returns False when there is nothing to write) and
-        write them back conditionally, reading again after a lost race; `note` as for `dump`."""
+        write them back conditionally, reading again after a lost race; `note` as for `dump`.
+
+        The read is conditional on the copy this process read or wrote last: a worker that
+        publishes again and again, alone on its bus, gets a 304 instead of the whole index to
+        download and parse (1.4 MB and ~70 ms of CPU at 10,000 slots) before each write."""
         for attempt in range(MAX_TRIES):
-            got = self.client.get(KEY, MAX_INDEX_BYTES, "read the listing index")
-            try:
-                rows = parse(got.data) if got else {}
-            except SlotCorrupt:
-                rows = {}  # damaged: rebuilt from the rows writers add, and by `gates gc`
+            with _cache_lock:
+                cached = _cache.get(self.location)
+            got = self.client.get(
+                KEY, MAX_INDEX_BYTES, "read the listing index", if_none_match=cached.etag if cached else None
+            )
+            if got is not None and got.unchanged and cached is not None:
+                rows = dict(cached.rows)  # a copy to change: readers share the cached one
+            else:
+                try:
+                    rows = parse(got.data) if got else {}
+                except SlotCorrupt:
+                    rows = {}  # damaged: rebuilt from the rows writers add, and by `gates gc`
             if not change(rows):
                 return
             try:
