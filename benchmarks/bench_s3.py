@@ -11,7 +11,14 @@ unchanged (a conditional GET answered 304: one round trip, counted at the server
 
 moto keeps objects in this process's memory and answers from Python, so absolute times are
 moto's; the ratios are what carry to S3, R2 or MinIO, where each request costs more and the
-bus's few small requests matter less.
+bus's few small requests matter less. Each floor and its path are timed in turn (see
+`_alternating_ms`).
+
+On the shared 2-core machine (`--s3-only --repeat 7`, one run): load / GET 0.74x (1x2048²)
+and 0.79x (16x1024²), publish / PUT 1.15x and 1.05x, a cold listing of 10,001 rows 64 ms
+and an unchanged one 4.0 ms in one request. The code before issue 22's work, timed in one
+process alternating with this code and the floors: load 1.36x and 1.53x, publish 1.45x and
+1.36x (CPU time), an index parse of 10,000 rows 258 ms of CPU against 61 ms now.
 """
 
 from __future__ import annotations
