@@ -54,6 +54,7 @@ LIST_MAX_MS = 100.0
 BIG_LIST_SLOTS = 10_000  # issue 22: the listing at scale (a re-list of an unchanged bus)
 BIG_LIST_SHAPE = (1, 16, 16)  # header-only reads: the size only fills the disk
 BIG_LIST_WARM_MAX_MS = 50.0
+BIG_LIST_NEW_PROCESS_MAX_MS = 400.0  # a `gates ls`'s listing, from the rows a listing saved
 
 LOAD_PATHS = ("load", "load_noverify", "load_cold", "load_cuda", "png_load", "torch_load")
 SLOT_PATHS = ("publish", "load", "load_noverify", "load_cold", "load_cuda")
@@ -285,11 +286,16 @@ def cpu_ms(fn: Callable[[], Any]) -> float:
 
 
 def bench_big_list(work: Path, repeat: int) -> dict[str, float]:
-    """list() of BIG_LIST_SLOTS slots: the first in this process (every header read), a re-list
-    of the unchanged bus (median of `repeat`), and a re-list after one publish.
+    """list() of BIG_LIST_SLOTS slots: the first in this process (every header read; it saves
+    the rows), the first in a new process (median of `repeat`: the listing forgotten, as in
+    each `gates ls`, so it starts from the saved rows and checks every slot's stats), a
+    re-list of the unchanged bus (median of `repeat`), and a re-list after one publish.
 
     20 slots are published and their files copied to fill the bus: what a listing reads is the
-    same, in a fraction of the time. Then the bench waits out listing.RACY_NS, as a bus in use
+    same, in a fraction of the time. On the shared 2-core machine: cold 2205 ms, new process
+    250 ms, warm 12.5 ms, after a publish 138 ms of CPU (`gates ls` itself, a new process,
+    2156 -> 544 ms of CPU with interpreter start and printing, alternating with the code
+    before the saved rows). Then the bench waits out listing.RACY_NS, as a bus in use
     is older than that: a row read sooner after its write is read again at each re-check.
     """
     store = SlotStore(work / "big-list-bus")
@@ -303,13 +309,14 @@ def bench_big_list(work: Path, repeat: int) -> dict[str, float]:
         for f in ("slot.safetensors", "thumb.png"):
             shutil.copyfile(src / f, dst / f)
     time.sleep(listing.RACY_NS / 1e9)
-    cold = cpu_ms(store.list)
+    cold = cpu_ms(store.list)  # reads every header, and saves the rows for the next process
     warm = statistics.median(cpu_ms(store.list) for _ in range(repeat))
+    fresh = statistics.median(cpu_ms(lambda: (listing._listings.clear(), store.list())) for _ in range(repeat))
     store.publish(seeds[0], image, mask)
     changed = cpu_ms(store.list)
     listed = len(store.list())
     shutil.rmtree(store.root, ignore_errors=True)
-    return {"slots": listed, "cold_ms": cold, "warm_ms": warm, "after_publish_ms": changed}
+    return {"slots": listed, "cold_ms": cold, "new_process_ms": fresh, "warm_ms": warm, "after_publish_ms": changed}
 
 
 def print_table(wl: Workload) -> None:
@@ -391,6 +398,14 @@ def check_targets(
             f"< {BIG_LIST_WARM_MAX_MS}",
             warm < BIG_LIST_WARM_MAX_MS,
             f"cold {big_list['cold_ms']:.0f} ms, after a publish {big_list['after_publish_ms']:.0f} ms",
+        )
+        fresh = big_list["new_process_ms"]
+        target(
+            f"list() of {BIG_LIST_SLOTS} slots, new process (ms CPU)",
+            fresh,
+            f"< {BIG_LIST_NEW_PROCESS_MAX_MS}",
+            fresh < BIG_LIST_NEW_PROCESS_MAX_MS,
+            "from the saved rows, every slot's stats checked",
         )
     return out
 
@@ -474,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     if big_list is not None:
         print(
             f"list() of {big_list['slots']:.0f} slots, CPU: cold {big_list['cold_ms']:.1f} ms, "
-            f"warm {big_list['warm_ms']:.1f} ms, after one publish {big_list['after_publish_ms']:.1f} ms"
+            f"new process {big_list['new_process_ms']:.1f} ms, warm {big_list['warm_ms']:.1f} ms, "
+            f"after one publish {big_list['after_publish_ms']:.1f} ms"
         )
     results = check_targets(workloads, list_ms, big_list)
     if args.s3:

@@ -3,6 +3,7 @@ and every way a change still shows. The contract's token tests run on it too."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -107,3 +108,119 @@ def test_a_row_read_in_the_same_clock_tick_as_a_change_is_read_again(
     reads.clear()
     store.list()
     assert sorted(reads) == ["s0", "s1", "s2"]
+
+
+# -- the rows a new process starts with (LISTING_FILE) ----------------------------------------
+def _new_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a new process (a `gates ls`) has: no listing in memory, only the bus folder."""
+    monkeypatch.setattr(listing, "_listings", {})
+
+
+@pytest.fixture
+def saved(store: SlotStore, monkeypatch: pytest.MonkeyPatch) -> SlotStore:
+    """The store with its rows saved, as a listing that read many slots leaves them."""
+    monkeypatch.setattr(listing, "PERSIST_MIN_READS", 1)
+    store.list()
+    assert (store.root / listing.LISTING_FILE).is_file()
+    return store
+
+
+def test_a_small_listing_saves_nothing(store: SlotStore) -> None:
+    store.list()
+    assert not (store.root / listing.LISTING_FILE).exists()
+
+
+def test_a_new_process_lists_from_the_saved_rows_reading_no_slot_file(
+    saved: SlotStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, token = [s.to_dict() for s in saved.list()], saved.listing_token()
+    _new_process(monkeypatch)
+    monkeypatch.setattr(SlotStore, "_describe", lambda *a: pytest.fail("a slot file was read again"))
+    other = SlotStore(saved.root)
+    assert [s.to_dict() for s in other.list()] == first and other.listing_token() == token
+
+
+def test_a_slot_changed_since_the_rows_were_saved_is_read_again(
+    saved: SlotStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved.publish("s1", _image(9), meta={"n": 9})
+    saved.pin("s0")
+    (saved.root / "s2" / SLOT_FILE).write_bytes((saved.root / "s1" / SLOT_FILE).read_bytes())  # by hand, no bump
+    saved.publish("s3", _image(3), meta={"n": 3})
+    saved.delete("s1")
+    _new_process(monkeypatch)
+    assert [s.to_dict() for s in SlotStore(saved.root).list()] == _truth(saved)
+
+
+def test_the_saved_rows_count_for_no_quota(saved: SlotStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    used = saved.usage()
+    monkeypatch.setattr(listing, "PERSIST_MIN_READS", 10**9)
+    (saved.root / listing.LISTING_FILE).unlink()
+    assert saved.usage() == used
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _link(path: Path) -> None:
+    real = path.with_name("real.json")
+    path.rename(real)
+    path.symlink_to(real)
+
+
+def _edit(change):
+    def edit(path: Path) -> None:
+        doc = json.loads(path.read_bytes())
+        change(doc)
+        path.write_text(json.dumps(doc))
+
+    return edit
+
+
+def _each_row(change):
+    def edit(doc: dict) -> None:
+        for row in doc["rows"].values():
+            change(row)
+
+    return _edit(edit)
+
+
+def _forge(row: list) -> None:
+    row[4][listing.FIELDS.index("meta")] = {"forged": 1}
+    row[1][0] += 1  # under stats the slot file does not have
+
+
+HOSTILE = {
+    "not JSON": lambda p: p.write_bytes(b"{not json"),
+    "nested deep": lambda p: p.write_bytes(b"[" * 100_000 + b"]" * 100_000),
+    "a list": lambda p: p.write_text("[]"),
+    "another format": _edit(lambda d: d.update(format="x")),
+    "another slot file name": _edit(lambda d: d.update(slot_file="other.safetensors")),
+    "fields not names": _edit(lambda d: d.update(fields=[1, 2])),
+    "rows a list": _edit(lambda d: d.update(rows=[])),
+    "rows short": _each_row(lambda r: r.pop()),
+    "keys of strings": _each_row(lambda r: r.__setitem__(1, ["1", "2", "3", "4"])),
+    "history a number": _each_row(lambda r: r.__setitem__(3, 1)),
+    "no slot file key": _each_row(lambda r: r.__setitem__(1, None)),
+    "created a string": _each_row(lambda r: r[4].__setitem__(listing.FIELDS.index("created"), "now")),
+    "rows under other stats": _each_row(_forge),
+    "a symlink": _link,
+    "a FIFO": _fifo,
+    "too big": lambda p: None,
+}
+
+
+@pytest.mark.parametrize("how", sorted(HOSTILE))
+def test_saved_rows_that_are_not_right_only_mean_those_slots_are_read(
+    saved: SlotStore, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    path = saved.root / listing.LISTING_FILE
+    if how == "a FIFO":
+        path.unlink()
+    HOSTILE[how](path)
+    if how == "too big":
+        monkeypatch.setattr(listing, "MAX_LISTING_BYTES", 10)
+    monkeypatch.setattr(listing, "PERSIST_MIN_READS", 10**9)  # leave the file as it is
+    _new_process(monkeypatch)
+    assert [s.to_dict() for s in SlotStore(saved.root).list()] == _truth(saved)

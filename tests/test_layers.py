@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "gates.bus.ids",
             "gates.bus.policy",
             "gates.bus.contract",
+            "gates.bus.rows",
             "gates.bus.tensors",
             "gates.bus.json_limits",
             "gates.bus.codec",

@@ -293,6 +293,31 @@ def test_a_listing_is_one_request_and_its_token_changes_with_it(s3_server: S3Ser
     assert bus.listing_token() == token  # reads change nothing
 
 
+def test_a_worker_alone_on_its_bus_does_not_download_the_index_it_wrote(
+    s3_location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each change reads the index conditionally on the copy this process wrote: a 304, no
+    parse; a change from elsewhere is read whole, and nothing of it is lost."""
+    from gates.bus.object import index
+
+    bus = _bus(s3_location)
+    bus.publish("a", image_for(0, 1))
+    parsed = []
+    parse = index.parse
+    monkeypatch.setattr(index, "parse", lambda data: parsed.append(len(data)) or parse(data))
+    bus.publish("b", image_for(0, 2))
+    bus.pin("a")
+    assert parsed == []
+    got = bus.client.get(index.KEY, index.MAX_INDEX_BYTES, "test")
+    assert got is not None
+    elsewhere = {**parse(got.data), "z": index.Row(7, 0, None)}  # another process's change
+    bus.client.put(index.KEY, index.dump(elsewhere), "test", mode={"e_tag": got.etag})
+    bus.publish("c", image_for(0, 3))
+    assert len(parsed) == 1
+    rows, _ = bus.index.read()
+    assert sorted(rows) == ["a", "b", "c", "z"] and rows["z"].seq == 7 and bus.info("a").pinned
+
+
 def test_gc_repairs_a_row_a_killed_writer_never_wrote(s3_location: str) -> None:
     bus = _bus(s3_location)
     bus.publish("a", image_for(0, 1))

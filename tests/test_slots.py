@@ -546,6 +546,21 @@ def test_the_chunked_checksum_does_not_depend_on_where_tensors_split_chunks():
     assert codec.checksum([whole]) != codec.checksum([whole.flip(0).contiguous()])
 
 
+def test_both_checksums_of_one_pass_are_the_two_hashes_each_alone():
+    """checksums() hashes each piece twice while it is in cache: the same two fields as a
+    chunked pass and a stream pass would write, wherever tensors split the chunks."""
+    tensors = [torch.rand(3 * codec.READ_CHUNK // 4 + 5), torch.rand(1001).half(), torch.rand(7, dtype=torch.float64)]
+    assert codec.checksums(tensors) == {"checksum": codec.stream_checksum(tensors), "chunks": codec.checksum(tensors)}
+
+
+def test_a_slot_file_sent_in_parts_is_the_file_encode_writes():
+    image, mask = rand_image(), torch.rand(2, 24, 16)
+    parts = codec.encode_parts({"image": image, "mask": mask}, {"a": 1}, 1700000000.0)
+    assert b"".join(parts) == codec.encode({"image": image, "mask": mask}, {"a": 1}, 1700000000.0)
+    addresses = [np.frombuffer(p, dtype=np.uint8).ctypes.data for p in parts[1:]]
+    assert addresses == [image.data_ptr(), mask.data_ptr()]  # the tensors' own bytes, not copies
+
+
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_cuda)])
 def test_a_slot_written_by_safetensors_itself_in_another_order_loads_exactly(store, device):
     """safetensors puts the float64 mask before the float32 image: not our order, still read."""

@@ -28,6 +28,14 @@ Why the rows it returns are never stale:
 - Damaged rows are never kept: they are read again on every listing, so a passing I/O error
   is not remembered.
 
+A new process (each `gates ls`, a restarted ComfyUI) starts with the rows another process
+saved in `<bus>/.listing.json` (LISTING_FILE): the same rows under the same stats, so they
+obey the same rule. Its first listing checks every slot's stats, as any full check does, and
+takes a saved row only where they match; any other slot is read. The file is written whole
+(a temp file renamed over it) by a listing that had to read PERSIST_MIN_READS rows or more,
+and it is a cache from a shared folder, read as untrusted: size-capped, never through a
+link, every row type-checked, and anything wrong in it only means those slots are read.
+
 The token is a hash of the generation, the policy file's stat, the slot names and what each
 row was filed under: equal for an unchanged bus, in every process that lists it.
 """
@@ -36,6 +44,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import stat
 import threading
 import time
@@ -43,17 +52,24 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import xxhash
 
+from .. import json_limits
 from ..contract import SlotInfo
 from ..ids import is_slot_name
+from ..rows import FIELDS, Columns, to_list
 from .atomic import atomic_write
 
 GENERATION_FILE = ".generation"
 MAX_GENERATION_BYTES = 1 << 20  # a million changes, then a fresh file
 RACY_NS = 3_000_000_000  # a stat this recent may hide a second change in one tick (FAT: 2 s)
 FULL_CHECK_S = 5.0  # how soon a change made without the pack shows
+LISTING_FILE = ".listing.json"  # the rows a new process starts with (see the module's docstring)
+LISTING_FORMAT = "dataset-gates.listing"
+MAX_LISTING_BYTES = 512 << 20  # 10,000 slots take ~3 MB; parked runs' prompts add their size
+PERSIST_MIN_READS = 100  # slot files read by one listing (~20 ms) before the saved rows are renewed
 
 log = logging.getLogger("dataset_gates")
 
@@ -169,13 +185,16 @@ class Listing:
         if old is not None and not full and not old.untrusted and names == old.names:
             return list(old.ordered), _token(generation, policy, old.digest)
         checked = time.monotonic() if full else (old.checked if old else 0.0)
+        saved = self._load() if old is None else {}  # a new process: what another one saved
         rows: dict[str, _Row] = {}
+        reads = 0
         for entry in folders:
-            kept = old.rows.get(entry.name) if old is not None else None
+            kept = old.rows.get(entry.name) if old is not None else saved.get(entry.name)
             if kept is not None and not full and kept.trusted:
                 rows[entry.name] = kept
             elif (row := self._check(entry, kept, read_row, start)) is not None:
                 rows[entry.name] = row
+                reads += row is not kept and row.trusted
         ordered = sorted((r.info for r in rows.values()), key=lambda s: s.created, reverse=True)
         state = _State(
             generation,
@@ -187,7 +206,55 @@ class Listing:
             any(not r.trusted and r.info.error for r in rows.values()),
         )
         self._state = state  # one reference swap: a concurrent listing's state is as good
+        if reads >= PERSIST_MIN_READS:
+            self._save(rows)
         return list(ordered), _token(generation, policy, state.digest)
+
+    def _load(self) -> dict[str, _Row]:
+        """The rows saved in LISTING_FILE, each trusted under the stats it was read with;
+        nothing when there is no such file or it is not one of ours (see `_parse_saved`)."""
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            fd = os.open(self.root / LISTING_FILE, flags)  # a planted FIFO does not block the open
+        except OSError:
+            return {}
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_LISTING_BYTES:
+                return {}
+            with open(fd, "rb", closefd=False) as f:
+                data = f.read(MAX_LISTING_BYTES + 1)
+        except OSError:
+            return {}
+        finally:
+            os.close(fd)
+        try:
+            with json_limits.gc_paused():
+                return _parse_saved(data, self.slot_file)
+        except (ValueError, TypeError):
+            return {}
+
+    def _save(self, rows: dict[str, _Row]) -> None:
+        """Save the trusted rows for the next process, whole or not at all (best effort: a
+        bus folder it cannot write to is listed all the same, by reading its slots)."""
+        doc = {
+            "format": LISTING_FORMAT,
+            "slot_file": self.slot_file,
+            "fields": FIELDS,
+            "rows": {name: [*r.key, r.history, to_list(r.info)] for name, r in rows.items() if r.trusted},
+        }
+        path = self.root / LISTING_FILE
+        tmp = path.with_name(f".{LISTING_FILE}.{os.getpid()}.{secrets.token_hex(6)}.tmp")  # atomic's temp names
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            data = json_limits.dumps(doc, separators=(",", ":")).encode()
+            with open(os.open(tmp, flags, 0o644), "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except (OSError, ValueError) as exc:
+            with suppress(OSError):
+                os.unlink(tmp)
+            log.debug("could not save the listing of %s: %s", self.root.name, exc)
 
     def _check(self, entry: os.DirEntry[str], kept: _Row | None, read_row: ReadRow, start: int) -> _Row | None:
         """The slot's row: `kept` when its stats are what it was read under, else read again.
@@ -211,6 +278,44 @@ class Listing:
             key = (key[0], key[1], None)  # no history folder, so none to watch
         settled = all(k is None or k[3] < start - RACY_NS for k in key)
         return _Row(info, key, history, settled and key[1] is not None and not info.error)
+
+
+def _stored_key(raw: Any) -> StatKey | None:
+    """A StatKey as saved (a list of four integers, or null); TypeError for anything else."""
+    if raw is None:
+        return None
+    if type(raw) is list and len(raw) == 4:
+        ino, size, mtime, ctime = raw
+        if type(ino) is int and type(size) is int and type(mtime) is int and type(ctime) is int:
+            return (ino, size, mtime, ctime)
+    raise TypeError
+
+
+def _parse_saved(data: bytes, slot_file: str) -> dict[str, _Row]:
+    """The rows of a LISTING_FILE: `[folder key, slot file key, history key, history, info]`
+    by slot name. ValueError or TypeError when it is no listing of ours; a row that is
+    unreadable (or damaged, or of a slot file under another name) is left out: read again."""
+    raw = json_limits.loads(data, max_depth=json_limits.MAX_DEPTH + 8)
+    if type(raw) is not dict or raw.get("format") != LISTING_FORMAT or raw.get("slot_file") != slot_file:
+        raise ValueError("not a listing of ours")
+    stored = raw.get("rows")
+    if type(stored) is not dict:
+        raise ValueError("not a listing of ours")
+    columns = Columns(raw.get("fields"))
+    out = {}
+    for name, row in stored.items():
+        if not is_slot_name(name):
+            continue
+        try:
+            folder, file, history_dir, history, values = row
+            key = (_stored_key(folder), _stored_key(file), _stored_key(history_dir))
+            info = columns.info(name, values)
+            if key[1] is None or type(history) is not bool or info.error is not None:
+                raise TypeError
+        except (TypeError, ValueError):
+            continue
+        out[name] = _Row(info, key, history, True)
+    return out
 
 
 def _digest(rows: dict[str, _Row]) -> str:

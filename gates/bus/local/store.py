@@ -380,13 +380,15 @@ class SlotStore:
         return self._info_or_damaged(slot_id)
 
     def usage(self) -> int:
-        """Bytes used by everything in the bus folder but the listing's generation file (a
-        byte per change, bookkeeping no quota should count: deleting a slot would add one)."""
-        try:
-            generation = os.lstat(self.root / listing.GENERATION_FILE).st_size
-        except FileNotFoundError:
-            generation = 0
-        return _tree_bytes(self.root) - generation
+        """Bytes used by everything in the bus folder but the listing's generation file and
+        saved rows (bookkeeping no quota should count: deleting a slot would add a byte)."""
+        bookkeeping = 0
+        for name in (listing.GENERATION_FILE, listing.LISTING_FILE):
+            try:
+                bookkeeping += os.lstat(self.root / name).st_size
+            except FileNotFoundError:
+                continue
+        return _tree_bytes(self.root) - bookkeeping
 
     def set_policy(self, **changes: Any) -> tuple[Policy, list[str]]:
         """Save the policy with `changes` (keep, quota_bytes) applied and meet it at once.

@@ -142,6 +142,39 @@ class Client:
             raise codec.truncated()
         return view, str(result.meta.get("e_tag") or "")
 
+    def open(self, key: str, chunk: int, doing: str) -> tuple[int, Iterator[memoryview]] | None:
+        """A version object in one GET, as its size and its bytes front to back in pieces of at
+        least `chunk` bytes (the last shorter); None when absent.
+
+        A load copies each piece straight into the tensors' memory and hashes it there, while
+        it is still in cache: one copy, where reading the whole object first (`get_blob`) makes
+        two, the first into fresh memory that obstore allocates at 4 KiB pages. The pieces are
+        the store's buffers, valid only until the next one is asked for.
+        """
+        import obstore
+
+        try:
+            result = obstore.get(self.store, key)
+            size = int(result.meta["size"])
+            pieces = result.stream(min_chunk_size=chunk)
+        except FileNotFoundError as exc:
+            self.absent(exc, doing)
+            return None
+        except Exception as exc:
+            self.fail(exc, doing, write=False)
+
+        def read() -> Iterator[memoryview]:
+            try:
+                for piece in pieces:
+                    yield memoryview(piece)
+            except Exception as exc:  # a connection lost mid-object, after obstore's retries
+                if isinstance(exc, FileNotFoundError):
+                    self.absent(exc, doing)
+                    raise SlotNotFound(f"{doing}: the version was removed meanwhile") from None
+                self.fail(exc, doing, write=False)
+
+        return size, read()
+
     def head(self, key: str, doing: str) -> dict[str, Any] | None:
         """The object's size, ETag and time (None when absent)."""
         import obstore
@@ -209,16 +242,20 @@ class Client:
         except Exception as exc:
             self.fail(exc, doing, write=False)
 
-    def put(self, key: str, data: bytes | memoryview, doing: str, mode: Any = "overwrite") -> str:
+    def put(
+        self, key: str, data: bytes | memoryview | list[bytes | memoryview], doing: str, mode: Any = "overwrite"
+    ) -> str:
         """Write `data` whole (atomic: visible all at once or not at all); returns its ETag.
 
-        `mode`: "overwrite", "create" (If-None-Match: *) or {"e_tag": ...} (If-Match);
-        a lost condition is Conflict.
+        `data` may be a list of parts (1-D uint8 buffers), sent back to back as one object
+        without being joined first. `mode`: "overwrite", "create" (If-None-Match: *) or
+        {"e_tag": ...} (If-Match); a lost condition is Conflict.
         """
         import obstore
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
-        big = len(data) > (1 << 30)  # one PUT up to 1 GiB; S3's single-PUT limit is 5 GiB
+        size = sum(len(part) for part in data) if isinstance(data, list) else len(data)
+        big = size > (1 << 30)  # one PUT up to 1 GiB; S3's single-PUT limit is 5 GiB
         try:
             result = obstore.put(self.store, key, data, mode=mode, use_multipart=big, chunk_size=64 << 20)
         except (AlreadyExistsError, PreconditionError):
