@@ -367,3 +367,21 @@ def test_park_goes_to_send_id_and_a_subgraph_node_id_becomes_a_slot_id(comfy, ws
     ended(ws, prompt_id, since)
     assert meta(comfy, "e2e_park_named")["parked"] is True
     assert_exact(load_slot(comfy, "e2e_park_named")["image"], batch["image"], "parked to send_id")
+
+
+def test_a_parked_batch_decided_in_the_browser_resumes_without_pausing(comfy, ws, batch):
+    """POST /resume with routes (what the slot browser's "Decide here" sends): ComfyUI takes the
+    gate's hidden `answer` input, the gate does not pause, and each image goes its own way."""
+    _, slot_id = park_a_run(comfy, ws, "6", "e2e_decided_r1")
+    assert meta(comfy, slot_id)["parked"] is True
+    bad = comfy.post(f"/datasete_gate/resume/{slot_id}", json={"routes": [1, 2]})  # the batch is 4
+    assert bad.status_code == 400 and "one per batch image" in bad.json()["error"]
+    since = ws.mark()
+    r = comfy.post(f"/datasete_gate/resume/{slot_id}", json={"client_id": ws.client_id, "routes": [2, 1, 2, 1]})
+    assert r.status_code == 200, r.text
+    resumed_id = r.json()["prompt_id"]
+    ended(ws, resumed_id, since)
+    assert not ws.find(PAUSE, lambda d: d.get("prompt_id") == resumed_id, since=since)  # no pause
+    assert_exact(load_slot(comfy, "e2e_decided_r1")["image"], batch["image"][[1, 3]], "route 1, decided in advance")
+    after = meta(comfy, slot_id)
+    assert "parked" not in after and after["routes"] == [2, 1, 2, 1]
