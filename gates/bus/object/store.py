@@ -450,8 +450,12 @@ class ObjectBus:
     def rename(self, old: str, new: str, overwrite: bool = False) -> SlotInfo:
         """Move the versions' names from one manifest to the other; no object is copied.
 
-        The source is emptied first, in one swap, so no other writer can prune a version
-        while it moves; a target that appeared meanwhile gets them back to the source.
+        The target names the versions first, then the source is emptied by a write conditional
+        on the source as it was read, so at every moment some manifest names them: a rename
+        cut short (a kill, the store down) leaves the slot under both names, never under none
+        (`gates gc` would delete unnamed versions). A publish to the source meanwhile makes the
+        conditional write fail: the target then names the source's new versions, and it tries
+        again.
         """
         validate_id(old)
         validate_id(new)
@@ -462,29 +466,30 @@ class ObjectBus:
         if self.exists(new) and not overwrite:
             raise FileExistsError(f"slot {new!r} already exists; delete it first or overwrite")
         doing = f"rename slot {old!r}"
-        moved: builtins.list[mf.Manifest] = []
-
-        def take(m: mf.Manifest) -> mf.Manifest:
-            if not m.versions:
-                raise SlotNotFound(f"no slot {old!r} in {self.name}")
-            moved[:] = [m]
-            return m.emptied()
-
-        _, src_after = self._swap(old, take, doing)
-        source = moved[0]
+        named: tuple[mf.Version, ...] = ()  # what an earlier try put in the target
         replaced: builtins.list[mf.Version] = []
+        for attempt in range(MAX_TRIES):
+            source, src_etag = self._manifest(old)
+            if not source.versions:
+                raise SlotNotFound(f"no slot {old!r} in {self.name}")
 
-        def put(m: mf.Manifest) -> mf.Manifest:
-            if m.versions and not overwrite:
-                raise FileExistsError(f"slot {new!r} already exists; delete it first or overwrite")
-            replaced[:] = m.versions
-            return mf.Manifest(m.seq + 1, source.pinned, source.versions)
+            def put(m: mf.Manifest, source: mf.Manifest = source, named: tuple[mf.Version, ...] = named) -> mf.Manifest:
+                if m.versions and m.versions != named and not overwrite:
+                    raise FileExistsError(f"slot {new!r} already exists; delete it first or overwrite")
+                replaced[:] = [v for v in m.versions if v not in named and v not in source.versions]
+                return mf.Manifest(m.seq + 1, source.pinned, source.versions)
 
-        try:
-            _, dst_after = self._swap(new, put, doing)
-        except BaseException:
-            self._swap(old, lambda m: replace(m, seq=m.seq + 1, versions=(*m.versions, *source.versions)), doing)
-            raise
+            _, dst_after = self._swap(new, put, doing)  # named by both now: nothing is ever unnamed
+            named = source.versions
+            src_after = source.emptied()
+            try:
+                self.client.put(manifest_key(old), mf.to_json(src_after), doing, mode={"e_tag": src_etag})
+            except Conflict:  # the source changed (a publish): name its versions now, again
+                _backoff(attempt)
+                continue
+            break
+        else:
+            raise SlotWriteError(f"could not {doing}: its manifest kept changing ({MAX_TRIES} tries)")
         self._remove(replaced, doing)
         info = self._info_or_damaged(new)
         self.index.set_rows(
