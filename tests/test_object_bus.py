@@ -59,6 +59,13 @@ def test_a_bad_location_is_refused_naming_the_rule(location: str, why: str) -> N
     assert "secret" not in str(caught.value).replace("AWS_SECRET_ACCESS_KEY", "")
 
 
+@pytest.mark.parametrize("endpoint", ["http://[::1", "ht!tp://bad host", "http://x:abc", "minio.lan:9000"])
+def test_a_malformed_endpoint_is_refused_naming_the_setting(endpoint: str) -> None:
+    with pytest.raises(ValueError, match="AWS_ENDPOINT_URL is not an http") as caught:
+        settings_for("s3://bucket/p", {"AWS_ENDPOINT_URL": endpoint})
+    assert endpoint not in str(caught.value)
+
+
 def test_a_location_is_what_a_person_types_again() -> None:
     assert parse_location("s3://my-bucket/team/bus/") == ("my-bucket", "team/bus")
     settings = settings_for("s3://my-bucket/team/bus", {"AWS_SECRET_ACCESS_KEY": SECRET_KEY})
@@ -149,6 +156,32 @@ def test_a_fault_that_persists_is_reported_and_nothing_half_written_shows(
         assert time.monotonic() - started < 30
         assert (bus.list(), bus.history("x"), bus.fingerprint("x")) == before
         assert _same(bus.read("x").image, image_for(0, 1))
+
+
+def test_a_rename_cut_short_leaves_the_slot_under_both_names_never_under_none(
+    s3_server: S3Server, s3_location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATASET_GATES_S3_RETRIES", "0")
+    bus = _bus(s3_location)
+    bus.publish("a", image_for(0, 1))
+    swap = ObjectBus._swap
+
+    def then_down(self: ObjectBus, *args: object, **kwargs: object) -> object:
+        done = swap(self, *args, **kwargs)  # the target names the versions ...
+        s3_server.faults.add("503", 1000, "PUT")  # ... and the store goes down
+        return done
+
+    monkeypatch.setattr(ObjectBus, "_swap", then_down)
+    with pytest.raises((SlotWriteError, SlotUnavailable)):
+        bus.rename("a", "b")
+    monkeypatch.setattr(ObjectBus, "_swap", swap)
+    s3_server.faults.clear()
+    fresh = _bus(s3_location)
+    assert fresh.exists("a") and fresh.exists("b")
+    collect_garbage(fresh, grace=0)
+    assert _same(fresh.read("a").image, image_for(0, 1)) and _same(fresh.read("b").image, image_for(0, 1))
+    fresh.rename("a", "b", overwrite=True)  # done again: one name, nothing lost
+    assert not fresh.exists("a") and _same(fresh.read("b").image, image_for(0, 1))
 
 
 def test_a_store_that_is_down_is_slot_unavailable(s3_location: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,15 +25,43 @@ def to_list(info: SlotInfo) -> list[Any]:
     return [getattr(info, name) for name in FIELDS]
 
 
+MAX_CREATED = 1e11  # seconds since the epoch: past the year 5000, and still an int in milliseconds
+MAX_COUNT = 1 << 62
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= MAX_COUNT
+
+
+def _shape(value: Any) -> bool:
+    return type(value) is list and len(value) <= 8 and all(_count(n) for n in value)
+
+
+def _text_or_none(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
 def checked(info: SlotInfo) -> SlotInfo:
-    """`info` when its fields have the types a listing relies on; TypeError otherwise."""
-    if (
-        type(info.created) not in (int, float)
-        or type(info.bytes) is not int
-        or type(info.image_shape) is not list
-        or type(info.image_dtype) is not str
-        or type(info.meta) is not dict
-        or not (info.error is None or type(info.error) is str)
+    """`info` when every field has the type and range a listing and its JSON rely on (a page
+    shows `created` in milliseconds, `ref` negates `version`); TypeError otherwise."""
+    if not (
+        type(info.created) in (int, float)
+        and 0 <= info.created <= MAX_CREATED  # NaN fails too
+        and _count(info.bytes)
+        and _shape(info.image_shape)
+        and type(info.image_dtype) is str
+        and (info.mask_shape is None or _shape(info.mask_shape))
+        and _text_or_none(info.mask_dtype)
+        and (info.latent_shape is None or _shape(info.latent_shape))
+        and _text_or_none(info.latent_dtype)
+        and type(info.has_thumb) is bool
+        and _text_or_none(info.checksum)
+        and type(info.meta) is dict
+        and _text_or_none(info.error)
+        and type(info.version) is int
+        and -MAX_COUNT <= info.version <= MAX_COUNT
+        and _count(info.versions)
+        and type(info.pinned) is bool
     ):
         raise TypeError
     return info
