@@ -19,7 +19,7 @@ def test_the_setting_lists_http_urls_and_refuses_anything_else():
     for other in ("http://gpu-9:8188", "http://169.254.169.254", 5, None):
         with pytest.raises(ValueError, match="worker"):
             allowed(other, env)
-    for bad in ("file:///etc/passwd", "gpu-2:8188", "http://x:1/?q=1"):
+    for bad in ("file:///etc/passwd", "gpu-2:8188", "http://x:1/?q=1", "http://admin:s3cret@gpu-2:8188"):
         with pytest.raises(ValueError, match=ENV_VAR):
             workers({ENV_VAR: bad})
 
@@ -51,9 +51,9 @@ async def test_resume_on_a_listed_worker_forwards_the_decision_and_passes_its_an
     app.add_routes(table)
     client = await aiohttp_client(app)
     assert await (await client.get(P + "/workers")).json() == {"workers": [url]}
-    resp = await client.post(P + "/resume/parked-abc-2", json={"worker": url + "/", "routes": [2, 1]})
+    resp = await client.post(P + "/resume/parked-abc-2", json={"worker": url + "/", "routes": [2, 1], "created": 5.0})
     assert resp.status == 200 and await resp.json() == {"prompt_id": "on-the-worker"}
-    assert asked == [("parked-abc-2", {"routes": [2, 1]})]
+    assert asked == [("parked-abc-2", {"routes": [2, 1], "created": 5.0})]  # the worker checks the version
     resp = await client.post(P + "/resume/parked-abc-2", json={"worker": "http://127.0.0.1:1"})
     assert resp.status == 400 and ENV_VAR in (await resp.json())["error"]
     monkeypatch.setenv(ENV_VAR, "http://127.0.0.1:1")  # listed, but nothing listens there

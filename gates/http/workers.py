@@ -38,6 +38,8 @@ def workers(environ: Mapping[str, str] | None = None) -> list[str]:
         url = urllib.parse.urlsplit(part)
         if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
             raise ValueError(f"{ENV_VAR}: {part!r} is not a worker's http(s)://host:port")
+        if url.username is not None or url.password is not None:  # it would show in /workers and errors
+            raise ValueError(f"{ENV_VAR}: a worker URL carries no user or password ({url.hostname})")
         normal = f"{url.scheme}://{url.netloc}{url.path.rstrip('/')}"
         if normal not in out:
             out.append(normal)

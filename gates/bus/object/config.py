@@ -18,6 +18,7 @@ import configparser
 import os
 import re
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -148,7 +149,7 @@ def settings_for(location: str, env: dict[str, str] | None = None) -> Settings:
     return Settings(
         bucket=bucket,
         prefix=prefix,
-        endpoint=pick("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL") or files.get("endpoint_url"),
+        endpoint=_endpoint(pick("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL") or files.get("endpoint_url")),
         region=pick("AWS_REGION", "AWS_DEFAULT_REGION") or files.get("region"),
         access_key_id=pick("AWS_ACCESS_KEY_ID"),
         secret_access_key=pick("AWS_SECRET_ACCESS_KEY"),
@@ -157,6 +158,22 @@ def settings_for(location: str, env: dict[str, str] | None = None) -> Settings:
         retries=int(_number(env, RETRIES_ENV, DEFAULT_RETRIES, 0, 20)),
         timeout=_number(env, TIMEOUT_ENV, DEFAULT_TIMEOUT, 1, 3600),
     )
+
+
+def _endpoint(url: str | None) -> str | None:
+    """The endpoint URL when it is one (http(s)://host[:port][/path]); ValueError naming the
+    setting otherwise: obstore's own URL parser panics on some malformed ones (a Rust panic,
+    which no `except Exception` catches). The URL is not echoed: it may carry a token."""
+    if url is None:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or " " in url.strip():
+        raise ValueError("AWS_ENDPOINT_URL is not an http(s)://host[:port] URL: check the setting")
+    return url.strip()
 
 
 _stores: dict[Settings, S3Store] = {}
