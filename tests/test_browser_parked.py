@@ -187,7 +187,7 @@ def test_resume_on_a_worker_sends_it_and_the_decided_routes_and_never_polls_it(h
     assert got["sent"] == [
         ["workers"],
         ["bus.resume", "p1", {"worker": "http://gpu-2:8188"}],
-        ["bus.resume", "p1", {"routes": [3, 1, 2], "worker": "http://gpu-1:8188"}],
+        ["bus.resume", "p1", {"routes": [3, 1, 2], "created": None, "worker": "http://gpu-1:8188"}],
     ]
     assert got["polling"] is None  # another worker's prompt is not followed here
     assert got["reparked"] is False
@@ -234,7 +234,7 @@ def test_inside_comfyui_resume_queues_here_with_or_without_routes_and_a_refusal_
     assert got["sent"] == [
         ["workers"],
         ["plan", "p1"],
-        ["local.resume", "p1", {"routes": [2, 2]}],
+        ["local.resume", "p1", {"routes": [2, 2], "created": None}],
         ["bus.resume", "p1", {"worker": "http://gpu-2:8188"}],
         ["bus.resume", "p1", {"worker": "http://gpu-2:8188"}],
     ]
@@ -338,7 +338,10 @@ def test_the_page_lists_parked_runs_and_resumes_a_batch_decided_here_on_a_worker
         page.click(".dg-resume-decided")
         page.wait_for_selector(".dg-resume-status:not(.dg-error)")
         page.wait_for_function("() => !document.querySelector('.dg-resume-status').textContent.includes('…')")
-        assert asked == [("parked-abc-2", {"routes": [3, 1, 2]})]
+        # the routes, and the version they were decided on: the worker refuses them for a newer one
+        assert asked == [
+            ("parked-abc-2", {"routes": [3, 1, 2], "created": SlotStore(bus).info("parked-abc-2").created})
+        ]
         assert "with these decisions" in messages[0] and "route 3 · fix: 1 image" in messages[0]
         assert (
             page.inner_text(".dg-resume-status")

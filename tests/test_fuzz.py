@@ -163,8 +163,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, tuple
         """A ComfyUI queue that takes anything (the standalone app's 501 is by design)."""
         return "fuzz-prompt"
 
-    def resume(meta, slot_id, routes):
-        return resume_prompt(meta, slot_id, b"the fuzzed host's park secret....", routes)
+    def resume(meta, slot_id, answer):
+        return resume_prompt(meta, slot_id, b"the fuzzed host's park secret....", answer)
 
     GateRoutes(s.store, s.waiter, queue_prompt=queue_prompt, resume_prompt=resume).add_to(table)
     app = web.Application()

@@ -11,6 +11,7 @@ import torch
 
 from gates.bus.errors import SlotCorrupt
 from gates.gate import run as gate
+from gates.gate.parking import answer_text
 from gates.gate.run import Hooks, compose_mask, parse_labels, resolve_source, run_gate
 from gates.gate.seal import seal as gate_seal
 from gates.gate.waiter import Waiter
@@ -612,8 +613,14 @@ def test_a_gate_without_captions_shows_and_records_none(store):
 def test_an_answer_decided_before_the_run_routes_without_pausing_and_publishes(store):
     image = torch.rand(3, 8, 6, 3)
     store.publish("parked", image, meta={"parked": True})
+    decided = answer_text([2, 1, 2], store.fingerprint("parked"))
+    store.publish("parked", torch.rand(3, 8, 6, 3), meta={"parked": True})  # parked into again since
     host = Host(Waiter())  # nobody answers: a pause would wait forever
-    out = run(store, host, get_id="parked", send_id="parked", answer='{"routes": [2, 1, 2]}')
+    with pytest.raises(ValueError, match="changed since its batch was decided"):
+        run(store, host, get_id="parked", answer=decided)
+    store.publish("parked", image, meta={"parked": True})
+    decided = answer_text([2, 1, 2], store.fingerprint("parked"))
+    out = run(store, host, get_id="parked", send_id="parked", answer=decided)
     assert host.events == []  # no pause, no done event
     assert torch.equal(out[1], image[[1]]) and torch.equal(out[2], image[[0, 2]])
     assert store.read("parked").meta["routes"] == [2, 1, 2]

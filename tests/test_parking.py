@@ -15,6 +15,7 @@ from gates.comfy.resume import resume_prompt
 from gates.gate.parking import (
     ON_TIMEOUT,
     NotParked,
+    answer_fingerprint,
     answer_text,
     given_answer,
     node_summary,
@@ -227,5 +228,6 @@ def test_resume_with_routes_carries_them_in_the_hidden_answer_and_drops_a_stale_
     meta = parked_meta(prompt, "2", "abc", "input", "s", b"a park secret of thirty-two bytes")
     plain = resume_prompt(meta, "s", b"a park secret of thirty-two bytes")
     assert "answer" not in plain["2"]["inputs"] and "page" not in plain["2"]["inputs"]
-    decided = resume_prompt(meta, "s", b"a park secret of thirty-two bytes", [2])
-    assert json.loads(decided["2"]["inputs"]["answer"]) == {"routes": [2]}
+    decided = resume_prompt(meta, "s", b"a park secret of thirty-two bytes", {"routes": [2], "fingerprint": "f1"})
+    assert json.loads(decided["2"]["inputs"]["answer"]) == {"routes": [2], "fingerprint": "f1"}
+    assert answer_fingerprint(decided["2"]["inputs"]["answer"]) == "f1" and answer_fingerprint("{}") is None

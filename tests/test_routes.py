@@ -670,7 +670,7 @@ async def comfy_client(aiohttp_client, store, waiter, queued):
         return f"pid-{len(queued)}"
 
     table = web.RouteTableDef()
-    resume = lambda meta, slot_id, routes: resume_prompt(meta, slot_id, PARK_SECRET, routes)  # noqa: E731
+    resume = lambda meta, slot_id, answer: resume_prompt(meta, slot_id, PARK_SECRET, answer)  # noqa: E731
     GateRoutes(store, waiter, queue_prompt=queue_prompt, resume_prompt=resume).add_to(table)
     app = web.Application()
     app.add_routes(table)
@@ -696,15 +696,21 @@ async def test_resume_queues_the_parked_prompt_reading_the_slot(comfy_client, st
 
 
 async def test_resume_with_routes_decided_in_the_browser_queues_them_as_the_gates_answer(comfy_client, store, queued):
-    store.publish("parked-abc-2", torch.rand(3, 4, 4, 3), meta=parked("parked-abc-2", PARKED_PROMPT))
-    for routes in ([1, 2], [1, 2, 11], [1, "2", 1], "1,2,1"):  # one per image, each 1..10
-        resp = await comfy_client.post(f"{P}/resume/parked-abc-2", json={"routes": routes})
-        assert resp.status == 400 and "route" in (await resp.json())["error"]
+    info = store.publish("parked-abc-2", torch.rand(3, 4, 4, 3), meta=parked("parked-abc-2", PARKED_PROMPT))
+    # one per image, each within the gate's own 2 routes
+    for routes in ([1, 2], [1, 2, 3], [1, 2, 11], [1, "2", 1], "1,2,1"):
+        resp = await comfy_client.post(f"{P}/resume/parked-abc-2", json={"routes": routes, "created": info.created})
+        assert resp.status == 400 and "route" in (await resp.json())["error"], routes
+    for created in (None, info.created - 1, True):  # decided on another version, or none named
+        resp = await comfy_client.post(f"{P}/resume/parked-abc-2", json={"routes": [2, 1, 2], "created": created})
+        assert resp.status == 409 and "decide it again" in (await resp.json())["error"]
     assert queued == []
-    resp = await comfy_client.post(f"{P}/resume/parked-abc-2", json={"routes": [2, 1, 2]})
+    body = {"routes": [2, 1, 2], "created": info.created}
+    resp = await comfy_client.post(f"{P}/resume/parked-abc-2", json=body)
     assert resp.status == 200
     ((prompt, _),) = queued
-    assert json.loads(prompt["2"]["inputs"]["answer"]) == {"routes": [2, 1, 2]}
+    answer = json.loads(prompt["2"]["inputs"]["answer"])
+    assert answer == {"routes": [2, 1, 2], "fingerprint": store.fingerprint("parked-abc-2")}
 
 
 async def test_resume_answers_404_409_and_400(comfy_client, store, queued):

@@ -132,7 +132,7 @@ def test_bus_api_resumes_here_or_on_a_worker_with_the_routes_decided(api) -> Non
       const out = { workers: await here.workers() };
       await here.resume('p', { routes: [2, 1] });
       await here.resume('p', { worker: 'http://gpu-2:8188' });
-      await standalone.resume('p', { worker: 'http://gpu-2:8188', routes: [1, 3] });
+      await standalone.resume('p', { worker: 'http://gpu-2:8188', routes: [1, 3], created: 12.5 });
       out.here = await failure(standalone.resume('p', { routes: [1] }));
       replies['/datasete_gate/workers'] = { workers: 'not a list' };
       out.odd = await here.workers();
@@ -143,9 +143,9 @@ def test_bus_api_resumes_here_or_on_a_worker_with_the_routes_decided(api) -> Non
     assert got["here"] == ["HttpError", 0, "this tab's client id is not known yet"]
     assert got["sent"] == [
         ["GET", "/datasete_gate/workers", None],
-        ["POST", "/datasete_gate/resume/p", {"client_id": "tab-1", "routes": [2, 1]}],
+        ["POST", "/datasete_gate/resume/p", {"client_id": "tab-1", "routes": [2, 1], "created": None}],
         ["POST", "/datasete_gate/resume/p", {"worker": "http://gpu-2:8188"}],
-        ["POST", "/datasete_gate/resume/p", {"worker": "http://gpu-2:8188", "routes": [1, 3]}],
+        ["POST", "/datasete_gate/resume/p", {"worker": "http://gpu-2:8188", "routes": [1, 3], "created": 12.5}],
         ["GET", "/datasete_gate/workers", None],
     ]
 

@@ -169,11 +169,12 @@ export function busApi(client, clientId = () => null) {
      * the slot and pauses in this tab (the tab's client id is sent); with `worker` (one of
      * workers()) the server forwards it to that worker, which queues it (its pause goes to no
      * tab there: any tab of that ComfyUI can take it over). With `routes` (one 1-based route per
-     * batch image) the gate takes them as its answer and the run goes on without pausing.
+     * batch image) the gate takes them as its answer and the run goes on without pausing;
+     * `created` names the version they were decided on (a newer one is refused: 409).
      */
-    resume: async (id, { routes = null, worker = null } = {}) => {
+    resume: async (id, { routes = null, worker = null, created = null } = {}) => {
       const body = worker ? { worker } : { client_id: needClientId(clientId) };
-      if (routes) body.routes = routes;
+      if (routes) Object.assign(body, { routes, created }); // `created`: the version decided on
       return client.postJson(`${PREFIX}/resume/${slotPath(id)}`, body);
     },
     /** The reports of the dataset folders this server loaded pages from, newest first (a gone

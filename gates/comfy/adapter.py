@@ -129,9 +129,9 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{port}" if port else socket.gethostname()
 
 
-def _resume_prompt(meta: dict[str, Any], slot_id: str, routes: list[int] | None) -> dict[str, Any]:
+def _resume_prompt(meta: dict[str, Any], slot_id: str, answer: dict[str, Any] | None) -> dict[str, Any]:
     """resume_prompt, checked against this ComfyUI's park secret."""
-    return resume_prompt(meta, slot_id, _park_secret(), routes)
+    return resume_prompt(meta, slot_id, _park_secret(), answer)
 
 
 def hooks() -> Hooks:

@@ -18,13 +18,14 @@ SLOT_FED_INPUTS = ("image", "mask", "latent", "captions", "page", ANSWER_INPUT)
 
 
 def resume_prompt(
-    meta: dict[str, Any], slot_id: str, secret: bytes | None, routes: list[int] | None = None
+    meta: dict[str, Any], slot_id: str, secret: bytes | None, answer: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The parked prompt again, with its gate resuming from `slot_id`: image, mask, latent,
     captions and page unlinked (the slot holds the batch), get_id and send_id set to the slot
     (answering it replaces the parked slot with the decision), and no countdown (timeout 0), so
-    it cannot park again. With `routes` (decided in the slot browser, one per image) the gate's
-    hidden `answer` input carries them and the run goes on without pausing.
+    it cannot park again. With `answer` ({routes, fingerprint}: decided in the slot browser,
+    one route per image, on the slot version of that fingerprint) the gate's hidden `answer`
+    input carries it and the run goes on without pausing.
 
     NotParked when the slot holds no parked run, or its prompt has no such gate; ParkRefused
     when `secret` did not seal its prompt, gate and slot id (or is None: none to check with).
@@ -46,6 +47,6 @@ def resume_prompt(
     for name in SLOT_FED_INPUTS:
         inputs.pop(name, None)
     inputs.update(get_id=slot_id, send_id=slot_id, timeout=0)
-    if routes is not None:
-        inputs[ANSWER_INPUT] = answer_text(routes)
+    if answer is not None:
+        inputs[ANSWER_INPUT] = answer_text(answer["routes"], answer.get("fingerprint"))
     return prompt

@@ -34,10 +34,22 @@ class NotParked(LookupError):
     """The slot exists but holds no parked run to resume."""
 
 
-def answer_text(routes: list[int]) -> str:
+def answer_text(routes: list[int], fingerprint: str | None = None) -> str:
     """What Resume puts in the gate's hidden `answer` input for a batch decided in the slot
-    browser: {"routes": [...]}, one 1-based route per batch image."""
-    return json.dumps({"routes": routes})
+    browser: {"routes": [...], "fingerprint": ...}, one 1-based route per batch image, and the
+    fingerprint of the slot version they were decided on (`answer_fingerprint`)."""
+    return json.dumps({"routes": routes, "fingerprint": fingerprint})
+
+
+def answer_fingerprint(text: str) -> str | None:
+    """The slot fingerprint an answer was decided on (None when it names none): a gate whose
+    slot no longer has it must not send the routes on to a batch nobody saw."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    found = data.get("fingerprint") if isinstance(data, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def given_answer(text: str, batch: int, routes: int) -> Decision:

@@ -18,11 +18,11 @@ import torch
 
 from .. import images
 from ..bus import SlotBus, SlotMetaTooLarge, SlotNotFound
-from ..bus.ids import validate_id
+from ..bus.ids import parse_ref, validate_id
 from ..dataset.page import Page
 from .captions import captions_meta, check_captions, edited_flags, recorded_captions
 from .pages import check_page, journal_page, page_captions, release_on_error, release_page
-from .parking import PARK, STOP, given_answer, parked_meta, parked_slot_id, timeout_action
+from .parking import PARK, STOP, answer_fingerprint, given_answer, parked_meta, parked_slot_id, timeout_action
 from .split import Decisions, route_images
 from .waiter import Decision, Pending, Waiter, single_route
 
@@ -246,6 +246,12 @@ def run_gate(
         prompt_id = hooks.prompt_id()
         if answer:  # decided already (a parked batch decided in the slot browser): no pause
             decision = given_answer(answer, batch, routes)
+            wanted = answer_fingerprint(answer)
+            if wanted is not None and get_id and store.fingerprint(parse_ref(get_id.strip())[0]) != wanted:
+                raise ValueError(
+                    f"slot {get_id.strip()!r} changed since its batch was decided in the browser: nothing was"
+                    " sent on; decide it again"
+                )
         else:
             asked = _ask(
                 Asked(store, waiter, hooks, node, routes, names, prompt_id, timeout, on_timeout, prompt),

@@ -22,7 +22,7 @@ from ..bus.policy import Policy
 from ..gate.parking import node_summary
 from ..gate.run import MAX_ROUTES, parse_labels
 from ..gate.seal import ParkRefused
-from ..gate.waiter import check_routes
+from ..gate.waiter import StaleRun, check_routes
 from .guard import PromptRejected, error, int_param, json_body, json_response, png_response, ref_param
 from .previews import RenderPool
 from .workers import allowed, forward_resume, workers
@@ -34,10 +34,10 @@ R = TypeVar("R")
 
 QueuePrompt = Callable[[dict[str, Any], "str | None"], Awaitable[str]]
 """Queue an API prompt as POST /prompt would, for this client id; returns the prompt id."""
-ResumePrompt = Callable[[dict[str, Any], str, "list[int] | None"], dict[str, Any]]
-"""The API prompt that resumes the run parked in a slot, from its meta and id, and the routes
-decided for its batch (None: the gate pauses again): NotParked, or ParkRefused for a run this
-ComfyUI did not seal (gate.seal)."""
+ResumePrompt = Callable[[dict[str, Any], str, "dict[str, Any] | None"], dict[str, Any]]
+"""The API prompt that resumes the run parked in a slot, from its meta and id, and the answer
+decided for its batch ({routes, fingerprint}; None: the gate pauses again): NotParked, or
+ParkRefused for a run this ComfyUI did not seal (gate.seal)."""
 
 
 class BusRoutes:
@@ -182,15 +182,27 @@ class BusRoutes:
         return json_response(self._slot_json(info))
 
     async def _resumable(
-        self, resume: ResumePrompt, slot_id: str, routes: list[int] | None = None
+        self, resume: ResumePrompt, slot_id: str, routes: list[int] | None = None, created: Any = None
     ) -> tuple[dict[str, Any], SlotInfo]:
-        """The prompt that resumes `slot_id`, its seal checked, off the event loop, and the slot;
-        with `routes` (one per image of its batch) the gate takes them as its answer instead of
-        pausing."""
+        """The prompt that resumes `slot_id`, its seal checked, off the event loop, and the slot.
+
+        With `routes` (one per image of its batch, within the gate's own route count) the gate
+        takes them as its answer instead of pausing. They were decided on the version published
+        at `created`: a slot parked into again since is refused (StaleRun, 409), and the answer
+        carries the slot's fingerprint, which the gate checks before it sends anything on, so
+        the routes never go to a batch nobody saw."""
         info = await self._store(self.bus.info, slot_id)
+        answer = None
         if routes is not None:
+            if isinstance(created, bool) or not isinstance(created, (int, float)) or created != info.created:
+                raise StaleRun(f"slot {slot_id!r} changed since its batch was decided here: decide it again")
             check_routes(routes, info.batch, MAX_ROUTES)
-        return await self._store(resume, info.meta, slot_id, routes), info
+            answer = {"routes": routes, "fingerprint": await self._store(self.bus.fingerprint, slot_id)}
+        prompt = await self._store(resume, info.meta, slot_id, answer)
+        if routes is not None:  # within the gate's own routes (its prompt is sealed: trusted now)
+            count, _ = _gate_routes(prompt.get(str(info.meta.get("node")), {}).get("inputs", {}))
+            check_routes(routes, info.batch, count or MAX_ROUTES)
+        return prompt, info
 
     async def resume_plan(self, request: web.Request) -> web.Response:
         """What Resume would queue, for the person to read first: {slot, count, nodes: [{class_type,
@@ -234,9 +246,8 @@ class BusRoutes:
         if body.get("worker") is not None:  # another worker of this bus: it checks and queues
             worker = allowed(body["worker"])
             routes = body.get("routes")
-            status, answer = await forward_resume(
-                worker, self.prefix, slot_id, {} if routes is None else {"routes": routes}
-            )
+            ask = {} if routes is None else {"routes": routes, "created": body.get("created")}
+            status, answer = await forward_resume(worker, self.prefix, slot_id, ask)
             return json_response(answer, status=status)
         if self.queue_prompt is None or self.resume_prompt is None:
             return error(501, RESUME_NEEDS_COMFY)
@@ -245,7 +256,7 @@ class BusRoutes:
             raise ValueError("client_id must be a string (this tab's websocket client id)")
         routes = body.get("routes")
         try:
-            prompt, _ = await self._resumable(self.resume_prompt, slot_id, routes)
+            prompt, _ = await self._resumable(self.resume_prompt, slot_id, routes, body.get("created"))
         except ParkRefused as exc:
             return _refused(exc)
         try:

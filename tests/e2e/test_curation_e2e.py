@@ -374,10 +374,12 @@ def test_a_parked_batch_decided_in_the_browser_resumes_without_pausing(comfy, ws
     gate's hidden `answer` input, the gate does not pause, and each image goes its own way."""
     _, slot_id = park_a_run(comfy, ws, "6", "e2e_decided_r1")
     assert meta(comfy, slot_id)["parked"] is True
-    bad = comfy.post(f"/datasete_gate/resume/{slot_id}", json={"routes": [1, 2]})  # the batch is 4
+    created = comfy.get(f"/datasete_gate/bus/info/{slot_id}").json()["created"]
+    bad = comfy.post(f"/datasete_gate/resume/{slot_id}", json={"routes": [1, 2], "created": created})  # batch of 4
     assert bad.status_code == 400 and "one per batch image" in bad.json()["error"]
     since = ws.mark()
-    r = comfy.post(f"/datasete_gate/resume/{slot_id}", json={"client_id": ws.client_id, "routes": [2, 1, 2, 1]})
+    body = {"client_id": ws.client_id, "routes": [2, 1, 2, 1], "created": created}
+    r = comfy.post(f"/datasete_gate/resume/{slot_id}", json=body)
     assert r.status_code == 200, r.text
     resumed_id = r.json()["prompt_id"]
     ended(ws, resumed_id, since)

@@ -629,7 +629,7 @@ export class SlotBrowserModel {
     const created = slot?.created ?? null; // a worker's run holds Resume off for this version only
     this.resumed.set(id, { promptId: null, state: "queueing", error: null, worker, decided: Boolean(routes), created });
     this.changed({ grid: true, detail: true });
-    const options = routes ? { routes } : {};
+    const options = routes ? { routes, created } : {}; // the version decided on: a newer one is refused
     try {
       const reply = worker ? await this.busApi.resume(id, { ...options, worker }) : await this.resumeSlot(id, options);
       const promptId = reply?.prompt_id ?? "?";
