@@ -507,6 +507,11 @@ async def test_resume_plan_names_what_will_run(comfy, comfy_routes):
             {"class_type": "ImageGate", "count": 1},
             {"class_type": "LoadImage", "count": 1},
         ],
+        # what deciding the batch in the browser needs: the gate's routes and labels, the batch
+        "routes": 2,
+        "labels": ["1", "2"],
+        "batch": 1,
+        "worker": None,  # the stand-in server has no port: parked without a worker's name
     }
     assert (await comfy_routes.get("/datasete_gate/resume/nothing-here")).status == 404
 
