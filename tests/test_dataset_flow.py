@@ -286,3 +286,23 @@ def test_an_uncaptioned_image_saves_without_a_caption_file_unless_one_is_typed(c
     answer(standin, pack, [3, 3])
     gate(pack, image, mask, page)
     assert Journal(folder).decisions()["img_09.png"].caption == "typed at the gate"
+
+
+def test_two_dataset_loads_of_one_workflow_take_different_files(comfy, folder):
+    _, pack = comfy
+    node = pack.NODE_CLASS_MAPPINGS["DatasetGatesDatasetLoad"]()
+    args = {"folder": str(folder), "show": "undecided", "page_size": 2}
+    first = node.load(**args, unique_id="3")["result"][2]
+    second = node.load(**args, unique_id="4")["result"][2]
+    assert [i.rel for i in first.items] == ["img_01.png", "img_02.png"]
+    assert [i.rel for i in second.items] == ["img_03.png", "img_04.jpg"]  # node 3's page stays held
+    again = node.load(**args, unique_id="3")["result"][2]  # node 3's next run: its own page again
+    assert [i.rel for i in again.items] == ["img_01.png", "img_02.png"]
+
+
+def test_a_page_wired_to_another_batch_is_refused_and_handed_back(comfy, folder):
+    _, pack = comfy
+    _, (image, mask, page, _, _) = load(pack, folder, page_size=3)
+    with pytest.raises(ValueError, match="the page holds 3 images but the batch 2"):
+        gate(pack, image[:2], mask[:2], page)
+    assert Journal(folder).held_by_others("another run") == frozenset()
