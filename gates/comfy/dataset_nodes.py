@@ -16,7 +16,7 @@ import torch
 
 from ..dataset.buckets import BucketRules
 from ..dataset.errors import DatasetError
-from ..dataset.loader import MAX_PAGE, LoadedPage, PageRequest, load_page
+from ..dataset.loader import MAX_PAGE, PageRequest, load_page
 from ..dataset.owner import node_owner
 from ..dataset.page import SHOWS, Page
 from ..dataset.progress import format_progress
@@ -49,14 +49,6 @@ def _ui(
     if len(errors) > MAX_ROWS:
         lines = [*lines, f"{len(errors) - MAX_ROWS:,} more files could not be read"]
     return {UI_KEY: [{"title": title, "lines": lines, "errors": rows, "buckets": list(buckets)}]}
-
-
-def _checked(call: Any) -> Any:
-    """Run a dataset call, turning its refusals into the plain ValueError ComfyUI shows on the node."""
-    try:
-        return call()
-    except DatasetError as exc:
-        raise ValueError(str(exc)) from None
 
 
 class DatasetLoad:
@@ -140,7 +132,7 @@ class DatasetLoad:
     ) -> dict:
         owner = node_owner(str(unique_id))  # this node's claims: its next run hands them back
         request = PageRequest(folder.strip(), depth, show, route - 1, page_size, page, owner)  # type: ignore[arg-type]
-        loaded: LoadedPage = _checked(lambda: load_page(request, Roots.from_env()))
+        loaded = load_page(request, Roots.from_env())
         RECENT.add(loaded.root, depth)
         errors = [(f.rel, f.error) for f in loaded.failed] + [(s.rel, s.reason) for s in loaded.skipped]
         lines = [format_progress(loaded.progress)]
@@ -175,7 +167,7 @@ def _one_route(
             f"with decisions wired, image must be the whole page's batch ({whole} images, e.g. the Dataset Load's"
             f" image), not {int(image.shape[0])}: or cut the route with Gate Split (page) and leave decisions unwired"
         )
-    part: Page = _checked(lambda: route_page(page, decisions, route))
+    part = route_page(page, decisions, route)
     indices = decisions.indices(route)
     if not indices:
         return None
@@ -228,8 +220,8 @@ class BucketResize:
         mask: torch.Tensor | None = None,
         page: Page | None = None,
     ) -> dict:
-        rules = _checked(lambda: BucketRules(width, height, step, min_side, max_side, no_upscale))
-        done = _checked(lambda: bucket_resize(image, mask, page, rules, method))
+        rules = BucketRules(width, height, step, min_side, max_side, no_upscale)
+        done = bucket_resize(image, mask, page, rules, method)
         counts = Counter(done.buckets)
         rows = [{"bucket": str(b), "count": n} for b, n in sorted(counts.items())]
         ui = _ui("buckets", [f"{len(done.buckets)} images in {len(counts)} buckets"], [], rows)
@@ -289,11 +281,11 @@ class DatasetSave:
         if not isinstance(page, Page):
             raise ValueError("page must come from a Dataset Load node")
         routed = _one_route(page, decisions, route, image, mask)
-        out = _checked(lambda: Roots.from_env().check(folder.strip(), "write"))
+        out = Roots.from_env().check(folder.strip(), "write")
         if routed is None:
             return {"ui": _ui(str(out), [f"no image went down route {route}: nothing to save"])}
         part, image, mask = routed
-        items = _checked(lambda: page_items(part, image, mask, captions))
+        items = page_items(part, image, mask, captions)
         try:
             done = save(out, items, overwrite=overwrite, masks=masks, metadata=metadata)
         except DatasetError as exc:  # the gate has journaled these files: say how to save them again
