@@ -14,13 +14,13 @@ from typing import Any
 
 import torch
 
-from ..dataset.buckets import BucketRules
+from ..dataset.buckets import BucketCounts, BucketRules
 from ..dataset.errors import DatasetError
 from ..dataset.loader import MAX_PAGE, PageRequest, load_page
 from ..dataset.owner import node_owner
 from ..dataset.page import SHOWS, Page
 from ..dataset.progress import format_progress
-from ..dataset.report import RECENT
+from ..dataset.report import RECENT, bucket_rows
 from ..dataset.resize import METHODS, bucket_resize
 from ..dataset.roots import Roots
 from ..dataset.save import page_items, save
@@ -222,9 +222,9 @@ class BucketResize:
     ) -> dict:
         rules = BucketRules(width, height, step, min_side, max_side, no_upscale)
         done = bucket_resize(image, mask, page, rules, method)
-        counts = Counter(done.buckets)
-        rows = [{"bucket": str(b), "count": n} for b, n in sorted(counts.items())]
-        ui = _ui("buckets", [f"{len(done.buckets)} images in {len(counts)} buckets"], [], rows)
+        counts = BucketCounts(dict(sorted(Counter(done.buckets).items())), too_small=0)
+        lines = [f"{len(done.buckets)} images in {len(counts.counts)} buckets"]
+        ui = _ui("buckets", lines, [], bucket_rows(counts))
         page_out = done.page if done.page is not None else adapter.blocker()
         return {"ui": ui, "result": (done.image, done.mask, page_out, "\n".join(done.labels))}
 

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .buckets import BucketRules, bucket_counts
+from .buckets import BucketCounts, BucketRules, bucket_counts
 from .errors import DatasetError
 from .journal import Decision, Journal
 from .progress import Progress, format_progress
@@ -41,8 +41,13 @@ def kept_buckets(
         d = decisions.get(path)
         if d is not None and d.route == route and d.width and d.height:
             sizes.append((d.width, d.height))
-    counts = bucket_counts(sizes, rules)
-    rows = [{"bucket": str(b), "count": n} for b, n in counts.counts.items()]
+    return bucket_rows(bucket_counts(sizes, rules))
+
+
+def bucket_rows(counts: BucketCounts) -> list[dict[str, Any]]:
+    """Bucket counts as the node and the browser show them: [{"bucket": "832x1216", "count": n},
+    ...] in bucket order, then {"bucket": "too small", ...} when some images fit none."""
+    rows: list[dict[str, Any]] = [{"bucket": str(b), "count": n} for b, n in counts.counts.items()]
     if counts.too_small:
         rows.append({"bucket": "too small", "count": counts.too_small})
     return rows
