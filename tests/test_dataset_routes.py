@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from dataset_files import noise, png8
+from dataset_files import decided_set
 
-from gates.dataset.journal import Decision, Journal
 from gates.dataset.report import Recent
 from gates.dataset.roots import Roots
 from gates.http.dataset_routes import DatasetRoutes
@@ -17,15 +16,7 @@ from gates.http.guard import guard
 
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
-    root = tmp_path / "set"
-    root.mkdir()
-    for i, (w, h) in enumerate([(40, 30), (30, 40), (32, 32)]):
-        png8(root / f"{i}.png", noise(h, w, 3, seed=i))
-    Journal(root).decide(
-        [Decision("0.png", 0, "keep", width=1536, height=1024), Decision("1.png", 1, "drop", width=30, height=40)],
-        "test",
-    )
-    return root
+    return decided_set(tmp_path / "set")
 
 
 async def client_for(aiohttp_client, routes: DatasetRoutes):
