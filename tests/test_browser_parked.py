@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from aiohttp import web
 from test_browser_page import answer_dialogs, blank, blank_page, chromium, harness_fixture, open_slot  # noqa: F401
+from test_workers import stand_in_worker
 
 from gates.bus.local.store import SlotStore
 from gates.http.app import serving
@@ -276,14 +276,7 @@ def farm(tmp_path: Path, monkeypatch) -> Iterator[tuple[Path, str, list]]:
     store.publish("plain", torch.rand(1, 8, 8, 3))
     colours = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.8, 0.2], [0.1, 0.2, 0.9]])
     store.publish("parked-abc-2", colours[:, None, None, :].expand(3, 24, 32, 3).contiguous(), meta=parked_meta())
-    asked: list = []
-
-    async def resume(request: web.Request) -> web.Response:
-        asked.append((request.match_info["id"], await request.json()))
-        return web.json_response({"prompt_id": "on-gpu-2"})
-
-    app = web.Application()
-    app.router.add_post(P + "/resume/{id}", resume)
+    app, asked = stand_in_worker("on-gpu-2")
     with serving(app) as (host, port):
         worker = f"http://{host}:{port}"
         monkeypatch.setenv(ENV_VAR, f"{worker} http://127.0.0.1:1")

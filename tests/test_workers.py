@@ -24,17 +24,23 @@ def test_the_setting_lists_http_urls_and_refuses_anything_else():
             workers({ENV_VAR: bad})
 
 
-@pytest.fixture
-async def worker(aiohttp_client):
-    """A stand-in worker that records what it was asked to resume."""
+def stand_in_worker(prompt_id: str) -> tuple[web.Application, list]:
+    """A worker's resume route that records each (slot id, body) it is asked, and answers `prompt_id`."""
     asked: list = []
 
     async def resume(request: web.Request) -> web.Response:
         asked.append((request.match_info["id"], await request.json()))
-        return web.json_response({"prompt_id": "on-the-worker"})
+        return web.json_response({"prompt_id": prompt_id})
 
     app = web.Application()
     app.router.add_post(P + "/resume/{id}", resume)
+    return app, asked
+
+
+@pytest.fixture
+async def worker(aiohttp_client):
+    """A stand-in worker that records what it was asked to resume."""
+    app, asked = stand_in_worker("on-the-worker")
     client = await aiohttp_client(app)
     return str(client.make_url("")).rstrip("/"), asked
 
