@@ -196,7 +196,6 @@ class BusRoutes:
         if routes is not None:
             if isinstance(created, bool) or not isinstance(created, (int, float)) or created != info.created:
                 raise StaleRun(f"slot {slot_id!r} changed since its batch was decided here: decide it again")
-            check_routes(routes, info.batch, MAX_ROUTES)
             answer = {"routes": routes, "fingerprint": await self._store(self.bus.fingerprint, slot_id)}
         prompt = await self._store(resume, info.meta, slot_id, answer)
         if routes is not None:  # within the gate's own routes (its prompt is sealed: trusted now)
